@@ -1,0 +1,50 @@
+import type { Readable } from 'node:stream';
+
+/** An inclusive byte range, already validated against the object's size. */
+export interface ByteRange {
+  start: number;
+  /** Inclusive end offset. */
+  end: number;
+}
+
+/** What a store knows about one object without reading it. */
+export interface ObjectInfo {
+  size: number;
+  /** Strong entity tag, quoted as it goes on the wire (e.g. `"5d41-18c"`). */
+  etag?: string;
+  lastModified?: Date;
+}
+
+/** One object, or one byte range of it, ready to be streamed. */
+export interface ObjectBody extends ObjectInfo {
+  /** The bytes; it errors (never ends quietly) when the upstream delivers fewer bytes than announced. */
+  body: Readable;
+  /** The range actually delivered; absent for the whole object. */
+  range?: ByteRange;
+}
+
+export interface StatOptions {
+  signal: AbortSignal;
+}
+
+export interface GetOptions {
+  signal: AbortSignal;
+  /**
+   * At most one range. `start` must be below the object's size (else InvalidRangeError); an `end`
+   * past the last byte is clamped to it. The result's `range` says what is actually delivered.
+   */
+  range?: ByteRange;
+}
+
+/**
+ * Read-only access to one location's objects. Keys are relative to the location's root or prefix;
+ * an implementation refuses any key that would leave it (InvalidKeyError). Every call fails fast
+ * when `signal` is already aborted, and aborting `signal` mid-stream destroys `body` and releases
+ * the underlying file handle or socket.
+ */
+export interface ObjectStore {
+  /** Size, etag, last-modified of one object; throws ObjectNotFoundError. */
+  stat(key: string, opts: StatOptions): Promise<ObjectInfo>;
+  /** Streams one object, or one byte range of it; throws ObjectNotFoundError. */
+  get(key: string, opts: GetOptions): Promise<ObjectBody>;
+}

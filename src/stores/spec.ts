@@ -1,0 +1,27 @@
+/**
+ * One input describes a location, whether it comes from a BackupStorageLocation or from local
+ * configuration. The factory turns it into an ObjectStore.
+ */
+export interface StoreSpec {
+  /** A name for messages and logs (the BSL's `<namespace>/<name>`, or a local location's name). */
+  name: string;
+  /** Velero's `spec.provider`, e.g. `aws`, `velero.io/azure`, `replicated.com/nfs`, `filesystem`. */
+  provider: string;
+  /** Bucket, container, or (filesystem providers) a directory under the mount root; may be empty for the local data dir. */
+  bucket: string;
+  /** Prefix inside the bucket, without leading or trailing slashes; may be empty. */
+  prefix: string;
+  /** Velero's provider-specific `spec.config`. */
+  config: Record<string, string>;
+  /** The credential file's bytes (AWS INI, Azure dotenv, GCP JSON); never logged. */
+  credential?: Uint8Array;
+  /** PEM bundle trusted for this location's HTTPS connections. */
+  caBundle?: string;
+}
+
+/** Turns a location into a store; implementations cache clients. */
+export interface StoreFactory {
+  forSpec(spec: StoreSpec): ObjectStore;
+}
+
+import type { ObjectStore } from './types.ts';

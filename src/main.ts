@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+/**
+ * The composition root: builds the object graph from Config and starts the listeners. Nothing else
+ * lives here.
+ */
+import { hostname } from 'node:os';
+import type { Server } from 'node:https';
+import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from './auth/static-tokens.ts';
+import { loadConfig } from './config/config.ts';
+import type { Config } from './config/config.ts';
+import { createApp, errorHandler, healthRoutes } from './server/app.ts';
+import type { HealthState } from './server/app.ts';
+import { addressOf, listenHttps, shutdown } from './server/listener.ts';
+import { createLogger } from './server/logging.ts';
+import { DefaultStoreFactory } from './stores/factory.ts';
+import { ensureLocalCertificate } from './tls/local.ts';
+import { CertificateReloader } from './tls/reloader.ts';
+import { tlsServerOptions } from './tls/options.ts';
+import { writeDemoIfEmpty, DEMO_BACKUP } from './velero/demo.ts';
+import { LocalResolver } from './velero/resolve.ts';
+import { VERSION } from './version.ts';
+import express from 'express';
+
+async function run(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const health: HealthState = { ready: false };
+
+  const demoKeys = config.demo ? await writeDemoIfEmpty(config.dataDir) : [];
+  if (demoKeys.length > 0) log.info({ dataDir: config.dataDir, files: demoKeys.length }, 'wrote the demo backup and restore');
+  if (await ensureTokenFile(config.tokenFile)) log.info({ tokenFile: config.tokenFile }, 'created a token file with one token for local-admin');
+
+  const certFiles = config.tlsCertFile && config.tlsKeyFile
+    ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
+    : await ensureLocalCertificate(config.stateDir, { hosts: [hostname()] });
+  const reloader = await CertificateReloader.start(certFiles.certFile, certFiles.keyFile, {
+    onError: (err) => log.warn({ err: err.message }, 'certificate reload failed; keeping the current certificate'),
+  });
+
+  const authenticator = await StaticTokenAuthenticator.fromFile(config.tokenFile);
+  const app = createApp({
+    authenticator,
+    authorizer: new AllowAuthenticatedAuthorizer(),
+    resolver: new LocalResolver(config.namespace, { name: 'local', provider: 'filesystem', bucket: '', prefix: '', config: {} }),
+    stores: new DefaultStoreFactory({ fsRoot: config.dataDir }),
+    log,
+    health,
+    info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint }),
+  });
+  const metricsApp = express();
+  metricsApp.disable('x-powered-by');
+  healthRoutes(metricsApp, health);
+  metricsApp.use(errorHandler(log));
+
+  const tls = tlsServerOptions(reloader.current);
+  const servers: Server[] = [await listenHttps(app, tls, config.listen), await listenHttps(metricsApp, tls, config.metricsListen)];
+  reloader.on('change', (pair) => {
+    for (const s of servers) s.setSecureContext(tlsServerOptions(pair));
+    log.info({ fingerprint: pair.fingerprint }, 'serving certificate reloaded');
+  });
+  health.ready = true;
+
+  const [api, metrics] = servers.map(addressOf);
+  const host = api!.host === '0.0.0.0' || api!.host === '::' ? 'localhost' : api!.host;
+  const url = `https://${host.includes(':') ? `[${host}]` : host}:${api!.port}`;
+  printBanner(url, config, certFiles.certFile, reloader.current.fingerprint);
+  log.info({ url, metrics: `https://${metrics!.host}:${metrics!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION }, 'listening');
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    health.ready = false;
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining in-flight downloads');
+    void shutdown(servers, config.shutdownGraceMs).then(({ forced }) => {
+      reloader.stop();
+      log.info({ forced }, 'stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** The first-start help for a person at a terminal, on stdout apart from the JSON log. It never prints a token. */
+function printBanner(url: string, config: Config, certFile: string, fingerprint: string): void {
+  const lines = [
+    '',
+    `velero-download-server ${VERSION} is serving ${config.dataDir}`,
+    `  URL:                  ${url}`,
+    `  certificate:          ${certFile}`,
+    `  SHA-256 fingerprint:  ${fingerprint}`,
+    `  tokens:               ${config.tokenFile}`,
+    '',
+    'Download the demo backup\'s log:',
+    `  curl --cacert ${certFile} -H "Authorization: Bearer $(head -n1 ${config.tokenFile} | cut -d, -f1)" \\`,
+    `    ${url}/v1/namespaces/${config.namespace}/backups/${DEMO_BACKUP}/log | gunzip`,
+    '',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+const result = loadConfig(process.argv.slice(2), process.env);
+switch (result.kind) {
+  case 'help':
+    process.stdout.write(result.text + '\n');
+    break;
+  case 'version':
+    process.stdout.write(VERSION + '\n');
+    break;
+  case 'errors':
+    console.error(`velero-download-server: invalid configuration:\n${result.errors.map((e) => `  - ${e}`).join('\n')}\nRun with --help for the flags.`);
+    process.exitCode = 2;
+    break;
+  case 'config':
+    run(result.config).catch((err: unknown) => {
+      console.error(`velero-download-server: ${(err as Error).message}`);
+      process.exit(1);
+    });
+}

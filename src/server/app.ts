@@ -1,0 +1,129 @@
+/**
+ * The Express application of the download API: helmet, request ids, the access log, the routes, and
+ * one error middleware that turns everything into a Kubernetes Status.
+ */
+import { randomUUID } from 'node:crypto';
+import express from 'express';
+import type { ErrorRequestHandler, Express, NextFunction, Request, RequestHandler, Response } from 'express';
+import helmet from 'helmet';
+import type { Logger } from 'pino';
+import type { Authenticator } from '../auth/types.ts';
+import type { OwnerKind } from '../velero/artifacts.ts';
+import { authenticate, rejectQueryTokens, userOf } from './authn.ts';
+import { downloadHandler, localsOf } from './download.ts';
+import type { DownloadDeps } from './download.ts';
+import { DOWNLOAD_PATHS, targetFromRequest } from './routes.ts';
+import { HttpError, mapError, sendStatus } from './status.ts';
+
+export interface AppDeps extends DownloadDeps {
+  authenticator: Authenticator;
+  /** What GET /v1/info answers (version, fingerprint, ...); read on every call so it stays current. */
+  info: () => Record<string, unknown>;
+  health: HealthState;
+}
+
+/** Readiness shared by both listeners; false while starting and while draining on shutdown. */
+export interface HealthState {
+  ready: boolean;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestId(req: Request, res: Response, next: NextFunction): void {
+  const given = req.get('x-request-id');
+  const id = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+  res.locals.requestId = id;
+  res.setHeader('X-Request-Id', id);
+  next();
+}
+
+/** One access line per request, written when the response is finished or the connection gone. */
+function accessLog(log: Logger): RequestHandler {
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.once('close', () => {
+      const { bytes, target } = localsOf(res);
+      log.info(
+        {
+          requestId: res.locals.requestId as string,
+          method: req.method,
+          path: req.path, // never the query string
+          status: res.statusCode,
+          bytes: bytes ?? 0,
+          durationMs: Number(process.hrtime.bigint() - start) / 1e6,
+          user: userOf(res)?.username,
+          ...(target && { target: `${target.namespace}/${target.owner}/${target.name}/${target.artifact}` }),
+          remote: req.socket.remoteAddress,
+          completed: res.writableFinished,
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+export function healthRoutes(app: Express, health: HealthState): void {
+  app.get('/healthz', (_req, res) => {
+    res.type('text/plain').send('ok');
+  });
+  app.get('/readyz', (_req, res) => {
+    res.status(health.ready ? 200 : 503).type('text/plain').send(health.ready ? 'ok' : 'not ready');
+  });
+}
+
+function methodNotAllowed(allow: string): RequestHandler {
+  return (req, res, next) => {
+    res.setHeader('Allow', allow);
+    next(new HttpError(405, 'MethodNotAllowed', `the method ${req.method} is not allowed here; allowed: ${allow}`));
+  };
+}
+
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    if (res.headersSent || req.socket.destroyed) {
+      // Nothing honest can be sent any more; a torn connection is the signal.
+      res.socket?.destroy();
+      return;
+    }
+    const mapped = mapError(err);
+    if (mapped.body.code >= 500 && mapped.body.reason === 'InternalError') {
+      log.error({ err, requestId: res.locals.requestId as string }, 'unhandled error');
+    } else if (mapped.serverSide) {
+      log.warn({ reason: mapped.body.reason, message: mapped.body.message, requestId: res.locals.requestId as string }, 'request failed');
+    }
+    sendStatus(res, mapped);
+  };
+}
+
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  app.use(helmet());
+  app.use(requestId);
+  app.use(accessLog(deps.log));
+  app.use(rejectQueryTokens);
+
+  healthRoutes(app, deps.health);
+  app.get('/v1/info', (_req, res) => {
+    res.json(deps.info());
+  });
+
+  const auth = authenticate(deps.authenticator);
+  for (const owner of Object.keys(DOWNLOAD_PATHS) as OwnerKind[]) {
+    const handler = downloadHandler(deps, targetFromRequest(owner));
+    app
+      .route(DOWNLOAD_PATHS[owner])
+      .get(auth, handler)
+      .head(auth, handler)
+      .all(methodNotAllowed('GET, HEAD'));
+  }
+
+  app.use((req, _res, next) => {
+    next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));
+  });
+  app.use(errorHandler(deps.log));
+  return app;
+}

@@ -1,0 +1,116 @@
+/**
+ * Every error the gateway answers with is a Kubernetes `Status` object, as kube-apiserver and kubectl
+ * use, and every error is mapped to HTTP here and nowhere else. Messages never carry a token or a
+ * credential: inner layers build them from names and keys only.
+ */
+import type { Response } from 'express';
+import { AuthUnavailableError } from '../auth/types.ts';
+import { isStoreError, ThrottledError } from '../stores/errors.ts';
+import type { StoreErrorReason } from '../stores/errors.ts';
+import { InvalidTargetError, NotFoundError } from '../velero/errors.ts';
+
+export interface StatusDetails {
+  name?: string;
+  group?: string;
+  kind?: string;
+}
+
+export interface StatusBody {
+  kind: 'Status';
+  apiVersion: 'v1';
+  metadata: Record<string, never>;
+  status: 'Failure';
+  message: string;
+  reason: string;
+  details?: StatusDetails;
+  code: number;
+}
+
+/** An error the HTTP layer raises itself, with its status already decided. */
+export class HttpError extends Error {
+  readonly code: number;
+  readonly reason: string;
+  readonly headers: Record<string, string>;
+  readonly details: StatusDetails | undefined;
+  constructor(code: number, reason: string, message: string, headers: Record<string, string> = {}, details?: StatusDetails) {
+    super(message);
+    this.name = 'HttpError';
+    this.code = code;
+    this.reason = reason;
+    this.headers = headers;
+    this.details = details;
+  }
+}
+
+/** Store reasons → HTTP. The store's failure is the gateway's upstream failing, so 502/503/504, never 500. */
+const STORE_STATUS: Record<StoreErrorReason, { code: number; reason: string }> = {
+  ObjectNotFound: { code: 404, reason: 'NotFound' },
+  InvalidKey: { code: 400, reason: 'BadRequest' },
+  InvalidRange: { code: 416, reason: 'RequestedRangeNotSatisfiable' },
+  AccessDenied: { code: 502, reason: 'BadGateway' },
+  Throttled: { code: 503, reason: 'ServiceUnavailable' },
+  StoreUnavailable: { code: 502, reason: 'BadGateway' },
+  Timeout: { code: 504, reason: 'Timeout' },
+  InvalidLocation: { code: 502, reason: 'BadGateway' },
+};
+
+export interface MappedError {
+  body: StatusBody;
+  headers: Record<string, string>;
+  /** True when the error is the gateway's own fault or an upstream's: worth a warning in the log. */
+  serverSide: boolean;
+}
+
+export function statusBody(code: number, reason: string, message: string, details?: StatusDetails): StatusBody {
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    ...(details && { details }),
+    code,
+  };
+}
+
+/** Maps anything thrown below the HTTP layer to a Status. Unknown errors become a 500 with a generic message. */
+export function mapError(err: unknown): MappedError {
+  if (err instanceof HttpError) {
+    return { body: statusBody(err.code, err.reason, err.message, err.details), headers: err.headers, serverSide: err.code >= 500 };
+  }
+  if (err instanceof NotFoundError) {
+    return { body: statusBody(404, 'NotFound', err.message, err.details), headers: {}, serverSide: false };
+  }
+  if (err instanceof InvalidTargetError) {
+    return { body: statusBody(400, 'BadRequest', err.message), headers: {}, serverSide: false };
+  }
+  if (err instanceof AuthUnavailableError) {
+    return {
+      body: statusBody(503, 'ServiceUnavailable', err.message),
+      headers: { 'Retry-After': String(err.retryAfterSeconds) },
+      serverSide: true,
+    };
+  }
+  if (isStoreError(err)) {
+    const { code, reason } = STORE_STATUS[err.reason];
+    const headers: Record<string, string> = {};
+    if (err instanceof ThrottledError) headers['Retry-After'] = String(err.retryAfterSeconds ?? 1);
+    return { body: statusBody(code, reason, err.message), headers, serverSide: code >= 500 };
+  }
+  // Errors from Express itself or body-less http-errors (malformed URL encoding: 400, and the like).
+  const status = (err as { status?: unknown; statusCode?: unknown } | null)?.status ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return { body: statusBody(status, status === 400 ? 'BadRequest' : 'Invalid', 'the request is malformed'), headers: {}, serverSide: false };
+  }
+  return { body: statusBody(500, 'InternalError', 'an internal error occurred; see the gateway log'), headers: {}, serverSide: true };
+}
+
+/** Sends a Status; the caller has checked that no header was sent yet. */
+export function sendStatus(res: Response, mapped: MappedError): void {
+  res.status(mapped.body.code);
+  for (const [k, v] of Object.entries(mapped.headers)) res.setHeader(k, v);
+  res.setHeader('Cache-Control', 'no-store');
+  res.type('application/json');
+  res.send(JSON.stringify(mapped.body));
+}

@@ -1,0 +1,22 @@
+/** Domain errors of resolving a download target; the server maps `reason` to an HTTP status. */
+
+/** A Kubernetes or Velero object (or an artifact of one) does not exist or is not served. */
+export class NotFoundError extends Error {
+  readonly reason = 'NotFound';
+  /** `{group, kind, name}` for the Status body's details, as kube-apiserver fills them. */
+  readonly details: { group?: string; kind: string; name: string };
+  constructor(message: string, details: { group?: string; kind: string; name: string }) {
+    super(message);
+    this.name = 'NotFoundError';
+    this.details = details;
+  }
+}
+
+/** The request is well-formed but asks for something that can never exist (bad name, unknown artifact). */
+export class InvalidTargetError extends Error {
+  readonly reason = 'BadRequest';
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidTargetError';
+  }
+}

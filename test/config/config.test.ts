@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { loadConfig } from '../../src/config/config.ts';
+import { duration, envName, hostPort } from '../../src/config/flags.ts';
+
+describe('loadConfig', () => {
+  test('defaults', () => {
+    const r = loadConfig([], {}, '/srv');
+    assert.equal(r.kind, 'config');
+    if (r.kind !== 'config') return;
+    assert.deepEqual(r.config.listen, { host: '0.0.0.0', port: 8443 });
+    assert.deepEqual(r.config.metricsListen, { host: '0.0.0.0', port: 8085 });
+    assert.equal(r.config.mode, 'local');
+    assert.equal(r.config.dataDir, '/srv/data');
+    assert.equal(r.config.stateDir, '/srv/state');
+    assert.equal(r.config.tokenFile, '/srv/state/tokens.csv');
+    assert.equal(r.config.namespace, 'velero');
+    assert.equal(r.config.logLevel, 'info');
+    assert.equal(r.config.shutdownGraceMs, 25_000);
+    assert.equal(r.config.demo, true);
+    assert.equal(r.config.tlsCertFile, undefined);
+  });
+
+  test('flags win over environment, environment over defaults', () => {
+    const r = loadConfig(['--listen', '127.0.0.1:9443', '--no-demo'], { VDS_LISTEN: '1.2.3.4:1', VDS_LOG_LEVEL: 'debug', VDS_DATA_DIR: '/d' }, '/srv');
+    assert.equal(r.kind, 'config');
+    if (r.kind !== 'config') return;
+    assert.deepEqual(r.config.listen, { host: '127.0.0.1', port: 9443 });
+    assert.equal(r.config.logLevel, 'debug');
+    assert.equal(r.config.dataDir, '/d');
+    assert.equal(r.config.demo, false);
+  });
+
+  test('every problem is reported at once', () => {
+    const r = loadConfig(['--listen', 'nope', '--log-level', 'loud', '--shutdown-grace', '5 minutes', '--tls-cert-file', '/no/such/file', '--namespace', 'Bad_NS'], {}, '/srv');
+    assert.equal(r.kind, 'errors');
+    if (r.kind !== 'errors') return;
+    const text = r.errors.join('\n');
+    for (const expected of ['--listen', '--log-level', '--shutdown-grace', '--tls-cert-file and --tls-key-file go together', '/no/such/file', 'Bad_NS']) {
+      assert.ok(text.includes(expected), `missing "${expected}" in:\n${text}`);
+    }
+    assert.ok(r.errors.length >= 6, text);
+  });
+
+  test('environment errors name the variable', () => {
+    const r = loadConfig([], { VDS_METRICS_LISTEN: 'x' });
+    assert.equal(r.kind, 'errors');
+    if (r.kind === 'errors') assert.match(r.errors[0]!, /VDS_METRICS_LISTEN/);
+  });
+
+  test('unknown flags are errors', () => {
+    const r = loadConfig(['--lisen', ':1'], {});
+    assert.equal(r.kind, 'errors');
+  });
+
+  test('--help lists every flag with its default and variable', () => {
+    const r = loadConfig(['--help'], {});
+    assert.equal(r.kind, 'help');
+    if (r.kind !== 'help') return;
+    for (const f of ['--listen', '--metrics-listen', '--data-dir', '--state-dir', '--namespace', '--tls-cert-file', '--tls-key-file', '--log-level', '--mode', 'VDS_DATA_DIR', 'default: 0.0.0.0:8443']) {
+      assert.ok(r.text.includes(f), f);
+    }
+  });
+});
+
+describe('value parsers', () => {
+  test('envName', () => assert.equal(envName('metrics-listen'), 'VDS_METRICS_LISTEN'));
+  test('durations', () => {
+    assert.equal(duration('500ms'), 500);
+    assert.equal(duration('30s'), 30_000);
+    assert.equal(duration('2m'), 120_000);
+    assert.equal(duration('1.5h'), 5_400_000);
+    assert.throws(() => duration('30'), /duration/);
+  });
+  test('host:port forms', () => {
+    assert.deepEqual(hostPort(':8443'), { host: '0.0.0.0', port: 8443 });
+    assert.deepEqual(hostPort('[::1]:8443'), { host: '::1', port: 8443 });
+    assert.deepEqual(hostPort('localhost:1'), { host: 'localhost', port: 1 });
+    assert.throws(() => hostPort('localhost:70000'));
+    assert.throws(() => hostPort('localhost'));
+  });
+});

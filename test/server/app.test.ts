@@ -1,0 +1,253 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, test, beforeEach } from 'node:test';
+import request from 'supertest';
+import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator } from '../../src/auth/static-tokens.ts';
+import type { Authorizer, Decision } from '../../src/auth/types.ts';
+import { createApp } from '../../src/server/app.ts';
+import { createLogger } from '../../src/server/logging.ts';
+import { StoreUnavailableError, ThrottledError } from '../../src/stores/errors.ts';
+import { LocalResolver } from '../../src/velero/resolve.ts';
+import { MemoryStore } from '../support/memory-store.ts';
+
+const TOKEN = 'secret-token-for-tests-0123456789';
+const auth = { Authorization: `Bearer ${TOKEN}` };
+const LOG_KEY = 'backups/nightly/nightly-logs.gz';
+const BODY = Buffer.from('0123456789abcdefghij'.repeat(50));
+
+function setup(authorizer: Authorizer = new AllowAuthenticatedAuthorizer()) {
+  const store = new MemoryStore();
+  store.put(LOG_KEY, BODY);
+  store.put('restores/r1/r1-volumeinfo.json.gz', 'vi');
+  const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      raw.push(chunk.toString());
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const resolver = new LocalResolver('velero', { name: 'local', provider: 'filesystem', bucket: '', prefix: '', config: {} });
+  let resolves = 0;
+  const app = createApp({
+    authenticator: StaticTokenAuthenticator.parse(`${TOKEN},alice,uid-a,"team-a"\n`),
+    authorizer,
+    resolver: {
+      resolve: (t, s) => {
+        resolves++;
+        return resolver.resolve(t, s);
+      },
+    },
+    stores: store,
+    log: createLogger('info', sink),
+    health: { ready: true },
+    info: () => ({ version: 'test', tlsFingerprint: 'ab' }),
+  });
+  return { app, store, lines, raw, resolves: () => resolves };
+}
+
+function assertStatus(body: unknown, code: number, reason: string): void {
+  const s = body as Record<string, unknown>;
+  assert.equal(s.kind, 'Status');
+  assert.equal(s.apiVersion, 'v1');
+  assert.equal(s.status, 'Failure');
+  assert.equal(s.code, code);
+  assert.equal(s.reason, reason);
+  assert.equal(typeof s.message, 'string');
+}
+
+const URL = '/v1/namespaces/velero/backups/nightly/log';
+
+describe('download handler', () => {
+  let s: ReturnType<typeof setup>;
+  beforeEach(() => {
+    s = setup();
+  });
+
+  test('200 with the bytes and every entity header', async () => {
+    const res = await request(s.app).get(URL).set(auth).buffer(true).parse((r, cb) => {
+      const chunks: Buffer[] = [];
+      r.on('data', (c: Buffer) => chunks.push(c));
+      r.on('end', () => cb(null, Buffer.concat(chunks)));
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, BODY);
+    assert.equal(res.headers['content-length'], String(BODY.length));
+    assert.equal(res.headers['content-type'], 'application/gzip');
+    assert.equal(res.headers['content-disposition'], 'attachment; filename=nightly-logs.gz');
+    assert.equal(res.headers['accept-ranges'], 'bytes');
+    assert.match(res.headers.etag ?? '', /^"[0-9a-f]+"$/);
+    assert.equal(res.headers['last-modified'], 'Thu, 01 Jan 2026 00:00:00 GMT');
+    assert.match(res.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+  });
+
+  test('the restore volumeinfo key has no restore- prefix and is served as JSON', async () => {
+    const res = await request(s.app).get('/v1/namespaces/velero/restores/r1/volumeinfo').set(auth);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-disposition'], 'attachment; filename=r1-volumeinfo.json.gz');
+  });
+
+  test('HEAD answers the headers without a body and without reading the object', async () => {
+    const res = await request(s.app).head(URL).set(auth);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-length'], String(BODY.length));
+    assert.deepEqual(s.store.calls, [`stat ${LOG_KEY}`]);
+  });
+
+  test('a single range → 206 with Content-Range', async () => {
+    const res = await request(s.app).get(URL).set(auth).set('Range', 'bytes=10-19');
+    assert.equal(res.status, 206);
+    assert.equal(res.headers['content-range'], `bytes 10-19/${BODY.length}`);
+    assert.equal(res.headers['content-length'], '10');
+    assert.equal(res.text ?? Buffer.from(res.body as Buffer).toString(), BODY.subarray(10, 20).toString());
+  });
+
+  test('a suffix range → the last bytes', async () => {
+    const res = await request(s.app).get(URL).set(auth).set('Range', 'bytes=-5');
+    assert.equal(res.status, 206);
+    assert.equal(res.headers['content-range'], `bytes ${BODY.length - 5}-${BODY.length - 1}/${BODY.length}`);
+  });
+
+  test('an unsatisfiable range → 416 Status with Content-Range */size', async () => {
+    const res = await request(s.app).get(URL).set(auth).set('Range', `bytes=${BODY.length}-`);
+    assert.equal(res.status, 416);
+    assert.equal(res.headers['content-range'], `bytes */${BODY.length}`);
+    assertStatus(res.body, 416, 'RequestedRangeNotSatisfiable');
+  });
+
+  test('multiple ranges → the whole object with 200', async () => {
+    const res = await request(s.app).get(URL).set(auth).set('Range', 'bytes=0-1,10-11');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-length'], String(BODY.length));
+  });
+
+  test('If-None-Match with the current ETag → 304', async () => {
+    const first = await request(s.app).head(URL).set(auth);
+    const res = await request(s.app).get(URL).set(auth).set('If-None-Match', first.headers.etag!);
+    assert.equal(res.status, 304);
+    assert.equal(s.store.calls.filter((c) => c.startsWith('get')).length, 0);
+  });
+
+  test('no token → 401 with a Bearer challenge', async () => {
+    const res = await request(s.app).get(URL);
+    assert.equal(res.status, 401);
+    assert.equal(res.headers['www-authenticate'], 'Bearer realm="velero-download-server"');
+    assertStatus(res.body, 401, 'Unauthorized');
+    assert.equal(s.resolves(), 0);
+  });
+
+  test('unknown token and malformed headers → 401, and the token never shows up', async () => {
+    for (const h of ['Bearer nope-not-a-token', 'Basic YWxpY2U6cHc=', 'Bearer', `Token ${TOKEN}`, 'Bearer a b']) {
+      const res = await request(s.app).get(URL).set('Authorization', h);
+      assert.equal(res.status, 401, h);
+      assertStatus(res.body, 401, 'Unauthorized');
+    }
+    assert.ok(!s.raw.join('').includes(TOKEN));
+    assert.ok(!s.raw.join('').includes('nope-not-a-token'));
+  });
+
+  test('a token in the query string is refused and never logged', async () => {
+    const res = await request(s.app).get(`${URL}?access_token=${TOKEN}`);
+    assert.equal(res.status, 400);
+    assertStatus(res.body, 400, 'BadRequest');
+    assert.ok(!s.raw.join('').includes(TOKEN), 'token in the log');
+    assert.ok(!JSON.stringify(res.body).includes(TOKEN));
+  });
+
+  test('missing objects, unknown artifacts and other namespaces → 404 Status', async () => {
+    for (const path of ['/v1/namespaces/velero/backups/other/log', '/v1/namespaces/velero/backups/nightly/nope', '/v1/namespaces/elsewhere/backups/nightly/log', '/v1/namespaces/velero/restores/r1/contents']) {
+      const res = await request(s.app).get(path).set(auth);
+      assert.equal(res.status, 404, path);
+      assertStatus(res.body, 404, 'NotFound');
+    }
+  });
+
+  test('names that are not DNS-1123 never become keys → 400', async () => {
+    for (const path of ['/v1/namespaces/velero/backups/Nightly/log', '/v1/namespaces/velero/backups/%2e%2e/log', '/v1/namespaces/velero/backups/a%2Fb/log', '/v1/namespaces/velero/backups/a%00/log', '/v1/namespaces/Velero_/backups/a/log']) {
+      const res = await request(s.app).get(path).set(auth);
+      assert.equal(res.status, 400, path);
+      assertStatus(res.body, 400, 'BadRequest');
+    }
+    assert.deepEqual(s.store.calls, []);
+  });
+
+  test('malformed percent-encoding → 400, not 500', async () => {
+    const res = await request(s.app).get('/v1/namespaces/velero/backups/%E0%A4%A/log').set(auth);
+    assert.equal(res.status, 400);
+    assertStatus(res.body, 400, 'BadRequest');
+  });
+
+  test('other methods → 405 with Allow', async () => {
+    for (const method of ['post', 'put', 'delete', 'patch'] as const) {
+      const res = await request(s.app)[method](URL).set(auth);
+      assert.equal(res.status, 405, method);
+      assert.equal(res.headers.allow, 'GET, HEAD');
+      assertStatus(res.body, 405, 'MethodNotAllowed');
+    }
+  });
+
+  test('unknown paths → 404 Status', async () => {
+    const res = await request(s.app).get('/v2/anything');
+    assert.equal(res.status, 404);
+    assertStatus(res.body, 404, 'NotFound');
+  });
+
+  test('store failures before the first byte map to 502/503 with a Status, never 500', async () => {
+    s.store.failWith = new StoreUnavailableError('location local: connection refused');
+    let res = await request(s.app).get(URL).set(auth);
+    assert.equal(res.status, 502);
+    assertStatus(res.body, 502, 'BadGateway');
+    s.store.failWith = new ThrottledError('slow down', 7);
+    res = await request(s.app).get(URL).set(auth);
+    assert.equal(res.status, 503);
+    assert.equal(res.headers['retry-after'], '7');
+  });
+
+  test('an upstream failure after the headers tears the connection down', async () => {
+    s.store.breakAfter = 100;
+    await assert.rejects(request(s.app).get(URL).set(auth), (err: Error & { code?: string }) => {
+      return /aborted|socket hang up|ECONNRESET|premature/i.test(`${err.message} ${err.code ?? ''}`);
+    });
+  });
+
+  test('one access line per request with user, status and bytes, and no token', async () => {
+    await request(s.app).get(URL).set(auth).set('X-Request-Id', 'req-123');
+    await new Promise((r) => setImmediate(r));
+    const line = s.lines.find((l) => l.msg === 'request' && l.requestId === 'req-123');
+    assert.ok(line, JSON.stringify(s.lines));
+    assert.equal(line.status, 200);
+    assert.equal(line.user, 'alice');
+    assert.equal(line.bytes, BODY.length);
+    assert.equal(line.path, URL);
+    assert.equal(line.method, 'GET');
+    assert.equal(typeof line.durationMs, 'number');
+    assert.ok(!s.raw.join('').includes(TOKEN));
+  });
+
+  test('health, readiness and info need no token', async () => {
+    assert.equal((await request(s.app).get('/healthz')).status, 200);
+    assert.equal((await request(s.app).get('/readyz')).status, 200);
+    const info = await request(s.app).get('/v1/info');
+    assert.equal(info.status, 200);
+    assert.deepEqual(info.body, { version: 'test', tlsFingerprint: 'ab' });
+  });
+});
+
+describe('authorization comes before existence', () => {
+  test('a denied caller gets the same 403 for a missing and an existing backup', async () => {
+    const deny: Authorizer = { authorize: (): Promise<Decision> => Promise.resolve({ allowed: false }) };
+    const s = setup(deny);
+    const a = await request(s.app).get(URL).set(auth);
+    const b = await request(s.app).get('/v1/namespaces/velero/backups/does-not-exist/log').set(auth);
+    assert.equal(a.status, 403);
+    assert.equal(b.status, 403);
+    assertStatus(a.body, 403, 'Forbidden');
+    assert.equal(
+      (a.body as { message: string }).message,
+      'backups.velero.io "nightly" is forbidden: User "alice" cannot get resource "backups/log" in API group "velero.io" in the namespace "velero"',
+    );
+    assert.equal(s.resolves(), 0);
+    assert.deepEqual(s.store.calls, []);
+  });
+});

@@ -1,0 +1,62 @@
+/**
+ * A test double of ObjectStore held in memory, with switches to make it fail in the ways real stores
+ * do (before the first byte, or after some bytes). For handler tests; real adapters are tested against
+ * real files and emulators.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { ObjectNotFoundError } from '../../src/stores/errors.ts';
+import type { StoreSpec, StoreFactory } from '../../src/stores/spec.ts';
+import type { GetOptions, ObjectBody, ObjectInfo, ObjectStore, StatOptions } from '../../src/stores/types.ts';
+
+export class MemoryStore implements ObjectStore, StoreFactory {
+  readonly objects = new Map<string, { bytes: Buffer; lastModified: Date }>();
+  /** Thrown by the next stat/get when set. */
+  failWith: Error | undefined;
+  /** When set, get() delivers this many bytes and then errors. */
+  breakAfter: number | undefined;
+  calls: string[] = [];
+
+  put(key: string, bytes: Buffer | string, lastModified = new Date('2026-01-01T00:00:00Z')): void {
+    this.objects.set(key, { bytes: Buffer.from(bytes), lastModified });
+  }
+
+  forSpec(_spec: StoreSpec): ObjectStore {
+    return this;
+  }
+
+  #info(key: string): ObjectInfo & { bytes: Buffer } {
+    if (this.failWith) throw this.failWith;
+    const o = this.objects.get(key);
+    if (!o) throw new ObjectNotFoundError(`object ${key} not found`);
+    return { size: o.bytes.length, etag: `"${createHash('sha1').update(o.bytes).digest('hex').slice(0, 16)}"`, lastModified: o.lastModified, bytes: o.bytes };
+  }
+
+  async stat(key: string, opts: StatOptions): Promise<ObjectInfo> {
+    this.calls.push(`stat ${key}`);
+    opts.signal.throwIfAborted();
+    const { bytes: _b, ...info } = this.#info(key);
+    return info;
+  }
+
+  async get(key: string, opts: GetOptions): Promise<ObjectBody> {
+    this.calls.push(`get ${key}`);
+    opts.signal.throwIfAborted();
+    const { bytes, ...info } = this.#info(key);
+    const start = opts.range?.start ?? 0;
+    const end = Math.min(opts.range?.end ?? bytes.length - 1, bytes.length - 1);
+    const slice = bytes.subarray(start, end + 1);
+    const breakAfter = this.breakAfter;
+    const body =
+      breakAfter === undefined
+        ? Readable.from([slice])
+        : Readable.from(
+            (async function* () {
+              yield slice.subarray(0, breakAfter);
+              await new Promise((r) => setTimeout(r, 20));
+              throw new Error('upstream connection reset');
+            })(),
+          );
+    return { ...info, body, ...(opts.range && { range: { start, end } }) };
+  }
+}

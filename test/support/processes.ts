@@ -1,0 +1,103 @@
+/**
+ * Real processes for end-to-end tests: the gateway itself (`src/main.ts` on the Node the tests run
+ * on) and the real `curl`. Everything is asynchronous: a synchronous child would block the event loop
+ * of a test that also hosts a test double the gateway calls.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+export interface GatewayProcess {
+  proc: ChildProcess;
+  /** Base URL of the download API, e.g. https://127.0.0.1:40123. */
+  url: string;
+  port: number;
+  metricsPort: number;
+  /** Every JSON log line so far. */
+  logs: Record<string, unknown>[];
+  /** Everything written to stdout and stderr, raw (to check that no secret ever appears). */
+  output: () => string;
+  /** SIGTERM, wait for exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts the gateway with `args` (listening on free loopback ports unless args say otherwise). */
+export async function startGateway(args: string[], env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
+  const proc = spawn(process.execPath, [MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let raw = '';
+  let pending = '';
+  let onListening: ((line: Record<string, unknown>) => void) | undefined;
+  const onData = (chunk: Buffer): void => {
+    raw += chunk.toString();
+    pending += chunk.toString();
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (!line.startsWith('{')) continue;
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      logs.push(parsed);
+      if (parsed.msg === 'listening') onListening?.(parsed);
+    }
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const exited = once(proc, 'exit');
+
+  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start within 30 s:\n${raw}`)), 30_000);
+    onListening = (line) => {
+      clearTimeout(timer);
+      resolve(line);
+    };
+    void exited.then(([code]) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${String(code)} before listening:\n${raw}`));
+    });
+  });
+  const url = listening.url as string;
+  const metricsPort = Number(new URL(listening.metrics as string).port);
+  return {
+    proc,
+    url,
+    port: Number(new URL(url).port),
+    metricsPort,
+    logs,
+    output: () => raw,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill(signal);
+      const [code] = (await exited) as [number | null];
+      return code;
+    },
+  };
+}
+
+export interface CurlResult {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs the real curl; never throws for a non-zero exit (tests assert on the code). */
+export function curl(args: string[]): Promise<CurlResult> {
+  return curlLive(args).done;
+}
+
+/** Starts curl and returns the live process, for tests that act while a download runs. */
+export function curlLive(args: string[]): { proc: ChildProcess; done: Promise<CurlResult> } {
+  const proc = spawn('curl', ['--silent', '--show-error', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  let err = '';
+  proc.stdout.on('data', (c: Buffer) => out.push(c));
+  proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const done = once(proc, 'close').then(([code]) => ({ code: code as number | null, stdout: Buffer.concat(out), stderr: err }));
+  return { proc, done };
+}

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+import { BACKUP_ARTIFACTS, RESTORE_ARTIFACTS } from '../../src/velero/artifacts.ts';
+import { DEMO_BACKUP, DEMO_RESTORE, demoTarball, writeDemoIfEmpty } from '../../src/velero/demo.ts';
+
+async function tarNames(gz: Buffer): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  const extract = tar.extract();
+  extract.on('entry', (header, stream, next) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+    stream.on('end', () => {
+      out.set(header.name, Buffer.concat(chunks));
+      next();
+    });
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('finish', () => resolve());
+    extract.on('error', reject);
+  });
+  Readable.from([gunzipSync(gz)]).pipe(extract);
+  await done;
+  return out;
+}
+
+describe('demo data', () => {
+  test('the tarball holds resource JSON at Velero tarball paths', async () => {
+    const entries = await tarNames(await demoTarball());
+    assert.equal(entries.get('metadata/version')?.toString().trim(), '1.1.0');
+    const cm = JSON.parse(entries.get('resources/configmaps/namespaces/demo-app/app-config.json')!.toString()) as { kind: string };
+    assert.equal(cm.kind, 'ConfigMap');
+    assert.ok(entries.has('resources/namespaces/cluster/demo-app.json'));
+    assert.ok(entries.has('resources/deployments.apps/v1-preferredversion/namespaces/demo-app/web.json'));
+    for (const name of entries.keys()) assert.match(name, /^(metadata\/version|resources\/[^/]+\/(v1-preferredversion\/)?(namespaces\/[^/]+|cluster)\/[^/]+\.json)$/);
+  });
+
+  test('an empty directory gets every artifact of the backup and the restore, gzip\'d', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vds-demo-'));
+    try {
+      const keys = await writeDemoIfEmpty(dir);
+      for (const def of BACKUP_ARTIFACTS) {
+        const body = await readFile(join(dir, def.key(DEMO_BACKUP)));
+        assert.ok(gunzipSync(body).length > 0, def.artifact);
+      }
+      for (const def of RESTORE_ARTIFACTS) assert.ok(gunzipSync(await readFile(join(dir, def.key(DEMO_RESTORE)))).length > 0, def.artifact);
+      const log = gunzipSync(await readFile(join(dir, `backups/${DEMO_BACKUP}/${DEMO_BACKUP}-logs.gz`))).toString();
+      assert.match(log, /level=info msg="Backed up a total of 3 items"/);
+      assert.ok(keys.includes(`backups/${DEMO_BACKUP}/velero-backup.json`));
+      // A second call leaves a non-empty directory alone.
+      assert.deepEqual(await writeDemoIfEmpty(dir), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a directory with anything in it is not touched', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vds-demo-'));
+    try {
+      await writeFile(join(dir, 'mine'), 'x');
+      assert.deepEqual(await writeDemoIfEmpty(dir), []);
+      assert.deepEqual(await readdir(dir), ['mine']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

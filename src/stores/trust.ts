@@ -1,0 +1,72 @@
+/** TLS trust towards stores: system roots + an install-time bundle + the location's own bundle. */
+import { X509Certificate } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
+import { InvalidLocationError } from './errors.ts';
+import type { TrustOptions } from './adapter.ts';
+
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** Splits a PEM bundle into certificates, checking each parses; errors name the source, not the content. */
+export function splitPemBundle(pem: string, source: string): string[] {
+  const blocks = pem.match(PEM_BLOCK) ?? [];
+  if (blocks.length === 0) throw new InvalidLocationError(`${source}: no PEM certificate found in the CA bundle`);
+  blocks.forEach((block, i) => {
+    try {
+      new X509Certificate(block);
+    } catch {
+      throw new InvalidLocationError(`${source}: certificate ${i + 1} of the CA bundle does not parse`);
+    }
+  });
+  return blocks;
+}
+
+/**
+ * The trust for one location. `insecureSkipTLSVerify: "true"` in the location's config turns
+ * verification off for that location only.
+ */
+export function trustFor(
+  locationName: string,
+  config: Record<string, string>,
+  locationBundle: string | undefined,
+  installBundle: string | undefined,
+): TrustOptions {
+  const insecure = (config.insecureSkipTLSVerify ?? '').toLowerCase() === 'true';
+  const extra = [
+    ...(installBundle ? splitPemBundle(installBundle, 'install-time CA bundle') : []),
+    ...(locationBundle ? splitPemBundle(locationBundle, `location ${locationName}`) : []),
+  ];
+  return {
+    ca: extra.length === 0 ? undefined : [...rootCertificates, ...extra],
+    rejectUnauthorized: !insecure,
+  };
+}
+
+const TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+]);
+
+/** The TLS verification failure code somewhere in an error's cause chain, if any. */
+export function tlsFailureCode(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+/** The message a user sees for an untrusted store certificate: what failed and what to do. */
+export function tlsFailureMessage(locationName: string, code: string): string {
+  return (
+    `location ${locationName}: the store's TLS certificate is not trusted (${code}); ` +
+    'give the location its CA bundle (objectStorage.caCert / caCertRef, or caCertFile in a locations file) or install one with --ca-bundle'
+  );
+}

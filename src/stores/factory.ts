@@ -1,13 +1,25 @@
 /**
- * Turns a StoreSpec into an ObjectStore. Filesystem locations live under a mount root: the bucket is a
- * directory below it (local-volume-provider's layout) and the prefix a directory below that.
+ * Turns a StoreSpec into an ObjectStore. Network clients are built lazily (their SDK is imported on
+ * first use) and cached by a digest of everything that shapes them: provider, bucket, prefix, config,
+ * credential and CA bundle. A rotated credential or CA therefore yields a new client, while downloads
+ * already running on the old one finish undisturbed: a client leaving the cache (LRU bound, or idle
+ * too long) is closed only once nothing uses it.
+ *
+ * Filesystem locations live under a mount root: the bucket is a directory below it
+ * (local-volume-provider's layout) and the prefix a directory below that.
  */
+import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { DEFAULT_MAX_SOCKETS, DEFAULT_TIMEOUTS } from './adapter.ts';
+import type { AdapterOptions, ClosableStore, Timeouts } from './adapter.ts';
 import { InvalidLocationError } from './errors.ts';
 import { FilesystemStore } from './fs.ts';
 import { keySegments, normalizePrefix } from './keys.ts';
 import type { StoreFactory, StoreSpec } from './spec.ts';
-import type { ObjectStore } from './types.ts';
+import { trustFor } from './trust.ts';
+import type { GetOptions, ObjectBody, ObjectInfo, ObjectStore, StatOptions } from './types.ts';
 
 export const FILESYSTEM_PROVIDERS: ReadonlySet<string> = new Set([
   'filesystem',
@@ -16,32 +28,206 @@ export const FILESYSTEM_PROVIDERS: ReadonlySet<string> = new Set([
   'replicated.com/pvc',
 ]);
 
+export type AdapterConstructor = (opts: AdapterOptions) => ClosableStore;
+
+/** The network adapters by provider; each module is imported on first use. */
+const BUILTIN_ADAPTERS: Record<string, () => Promise<AdapterConstructor>> = {
+  aws: async () => {
+    const { S3Store } = await import('./s3.ts');
+    return (o) => new S3Store(o);
+  },
+  azure: async () => {
+    const { AzureBlobStore } = await import('./azure.ts');
+    return (o) => new AzureBlobStore(o);
+  },
+  gcp: async () => {
+    const { GcsStore } = await import('./gcs.ts');
+    return (o) => new GcsStore(o);
+  },
+};
+
+/** `velero.io/aws` and `aws` are the same provider, as in Velero. */
+export function providerKind(provider: string): string {
+  return provider.startsWith('velero.io/') ? provider.slice('velero.io/'.length) : provider;
+}
+
 export interface FactoryOptions {
   /** Where filesystem locations' buckets are directories. */
   fsRoot: string;
+  /** Install-time CA bundle (PEM) trusted for every location, with the system roots. */
+  installCaBundle?: string;
+  /** The gateway's default credential file's bytes, for locations without their own (when allowed). */
+  defaultCredential?: Uint8Array;
+  timeouts?: Timeouts;
+  maxSockets?: number;
+  /** Clients kept at most (LRU). */
+  maxClients?: number;
+  /** A client unused this long is closed. */
+  idleMs?: number;
+  /** Told once per client when a location turns TLS verification off. */
+  onInsecure?: (location: string) => void;
+  /** Replaces the built-in adapters (tests). */
+  adapters?: Record<string, () => Promise<AdapterConstructor>>;
+}
+
+/** One cached client and the operations running on it. */
+class Entry {
+  readonly store: ClosableStore;
+  #inflight = 0;
+  #retired = false;
+  #closed: Promise<void> | undefined;
+
+  constructor(store: ClosableStore) {
+    this.store = store;
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  acquire(): () => void {
+    this.#inflight++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#inflight--;
+      if (this.#retired && this.#inflight === 0) void this.#close();
+    };
+  }
+
+  retire(): void {
+    this.#retired = true;
+    if (this.#inflight === 0) void this.#close();
+  }
+
+  #close(): Promise<void> {
+    this.#closed ??= this.store.close().catch(() => undefined);
+    return this.#closed;
+  }
+}
+
+/** The view of a cached client handed out per request: counts what runs on it until it ends. */
+class CountedStore implements ObjectStore {
+  readonly #entry: Entry;
+  constructor(entry: Entry) {
+    this.#entry = entry;
+  }
+
+  async stat(key: string, opts: StatOptions): Promise<ObjectInfo> {
+    const release = this.#entry.acquire();
+    try {
+      return await this.#entry.store.stat(key, opts);
+    } finally {
+      release();
+    }
+  }
+
+  async get(key: string, opts: GetOptions): Promise<ObjectBody> {
+    const release = this.#entry.acquire();
+    let body: Readable | undefined;
+    try {
+      const obj = await this.#entry.store.get(key, opts);
+      body = obj.body;
+      // The client stays open until the body is done with, however it ends.
+      body.once('close', release);
+      return obj;
+    } finally {
+      if (!body) release();
+    }
+  }
 }
 
 export class DefaultStoreFactory implements StoreFactory {
   readonly #opts: FactoryOptions;
-  readonly #stores = new Map<string, ObjectStore>();
+  readonly #adapters: Record<string, () => Promise<AdapterConstructor>>;
+  readonly #fsStores = new Map<string, FilesystemStore>();
+  readonly #clients: LRUCache<string, Entry>;
+  readonly #building = new Map<string, Promise<Entry>>();
 
   constructor(opts: FactoryOptions) {
     this.#opts = opts;
+    this.#adapters = opts.adapters ?? BUILTIN_ADAPTERS;
+    this.#clients = new LRUCache<string, Entry>({
+      max: opts.maxClients ?? 64,
+      ttl: opts.idleMs ?? 10 * 60_000,
+      updateAgeOnGet: true,
+      ttlAutopurge: true,
+      dispose: (entry) => entry.retire(),
+    });
   }
 
-  forSpec(spec: StoreSpec): ObjectStore {
-    if (!FILESYSTEM_PROVIDERS.has(spec.provider)) {
-      throw new InvalidLocationError(`location ${spec.name}: provider "${spec.provider}" is not supported`);
+  /** How many network clients are cached now. */
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  async forSpec(spec: StoreSpec): Promise<ObjectStore> {
+    if (FILESYSTEM_PROVIDERS.has(spec.provider)) return this.#filesystem(spec);
+    const kind = providerKind(spec.provider);
+    const load = this.#adapters[kind];
+    if (!load) throw new InvalidLocationError(`location ${spec.name}: provider "${spec.provider}" is not supported`);
+
+    const allowDefault = spec.allowDefaultCredential !== false;
+    const credential = spec.credential ?? (allowDefault ? this.#opts.defaultCredential : undefined);
+    const options: Omit<AdapterOptions, 'trust'> = {
+      spec: { ...spec, ...(credential && { credential }) },
+      ambientCredentials: allowDefault && credential === undefined,
+      timeouts: this.#opts.timeouts ?? DEFAULT_TIMEOUTS,
+      maxSockets: this.#opts.maxSockets ?? DEFAULT_MAX_SOCKETS,
+    };
+    const digest = clientDigest(options);
+    const cached = this.#clients.get(digest);
+    if (cached) return new CountedStore(cached);
+
+    let building = this.#building.get(digest);
+    if (!building) {
+      building = (async () => {
+        const construct = await load();
+        const trust = trustFor(spec.name, spec.config, spec.caBundle, this.#opts.installCaBundle);
+        if (!trust.rejectUnauthorized) this.#opts.onInsecure?.(spec.name);
+        const entry = new Entry(construct({ ...options, trust }));
+        this.#clients.set(digest, entry);
+        return entry;
+      })().finally(() => this.#building.delete(digest));
+      this.#building.set(digest, building);
     }
+    return new CountedStore(await building);
+  }
+
+  /** Closes every cached client (on shutdown), waiting for none of the running downloads. */
+  close(): void {
+    this.#clients.clear();
+  }
+
+  #filesystem(spec: StoreSpec): FilesystemStore {
     // Bucket and prefix are configuration, yet they still must not climb out of the mount root.
     const bucket = spec.bucket === '' ? [] : keySegments(spec.bucket);
     const prefix = normalizePrefix(spec.prefix);
     const root = resolve(this.#opts.fsRoot, ...bucket, ...(prefix === '' ? [] : prefix.split('/')));
-    let store = this.#stores.get(root);
+    let store = this.#fsStores.get(root);
     if (!store) {
       store = new FilesystemStore({ root });
-      this.#stores.set(root, store);
+      this.#fsStores.set(root, store);
     }
     return store;
   }
+}
+
+/** A digest of everything that shapes a client; credential and CA enter only as their own digests. */
+function clientDigest(o: Omit<AdapterOptions, 'trust'>): string {
+  const h = (b: Uint8Array | string | undefined): string => (b === undefined ? '' : createHash('sha256').update(b).digest('hex'));
+  const config = Object.entries(o.spec.config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return h(
+    JSON.stringify([
+      o.spec.name, // messages name the location, so two names are two clients
+      providerKind(o.spec.provider),
+      o.spec.bucket,
+      normalizePrefix(o.spec.prefix),
+      config,
+      h(o.spec.credential),
+      h(o.spec.caBundle),
+      o.ambientCredentials,
+    ]),
+  );
 }

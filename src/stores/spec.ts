@@ -1,3 +1,5 @@
+import type { ObjectStore } from './types.ts';
+
 /**
  * One input describes a location, whether it comes from a BackupStorageLocation or from local
  * configuration. The factory turns it into an ObjectStore.
@@ -17,11 +19,15 @@ export interface StoreSpec {
   credential?: Uint8Array;
   /** PEM bundle trusted for this location's HTTPS connections. */
   caBundle?: string;
+  /**
+   * Whether the gateway's own default credential (--default-credentials-file, then the SDK's default
+   * chain: environment, instance role, workload identity) may stand in for a missing `credential`.
+   * False for tenants' locations, which never borrow the gateway's identity. Default true.
+   */
+  allowDefaultCredential?: boolean;
 }
 
-/** Turns a location into a store; implementations cache clients. */
+/** Turns a location into a store; implementations cache clients and build them lazily. */
 export interface StoreFactory {
-  forSpec(spec: StoreSpec): ObjectStore;
+  forSpec(spec: StoreSpec): Promise<ObjectStore>;
 }
-
-import type { ObjectStore } from './types.ts';

@@ -30,7 +30,8 @@ export function trustFor(
   locationBundle: string | undefined,
   installBundle: string | undefined,
 ): TrustOptions {
-  const insecure = (config.insecureSkipTLSVerify ?? '').toLowerCase() === 'true';
+  // Read as Go's strconv.ParseBool, as the Velero plugins do: 1, t, T, TRUE, true, True.
+  const insecure = ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(config.insecureSkipTLSVerify ?? '');
   const extra = [
     ...(installBundle ? splitPemBundle(installBundle, 'install-time CA bundle') : []),
     ...(locationBundle ? splitPemBundle(locationBundle, `location ${locationName}`) : []),

@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ObjectNotFoundError, StoreUnavailableError } from '../../src/stores/errors.ts';
+import type { StoreSpec } from '../../src/stores/spec.ts';
+import { LocationsFileError, loadLocationsFile } from '../../src/velero/local-locations.ts';
+import { LocalResolver } from '../../src/velero/resolve.ts';
+import type { Location } from '../../src/velero/resolve.ts';
+
+describe('loadLocationsFile', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vds-loc-'));
+    await writeFile(join(dir, 'minio-creds'), '[default]\naws_access_key_id=AKIA-SECRET-ID\naws_secret_access_key=TOPSECRET\n');
+    await writeFile(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('YAML with credentials and CA by path, relative to the file; scalars become strings', async () => {
+    const file = join(dir, 'locations.yaml');
+    await writeFile(
+      file,
+      [
+        'locations:',
+        '  - name: minio',
+        '    provider: aws',
+        '    bucket: velero',
+        '    prefix: cluster-a',
+        '    config: { region: minio, s3Url: "https://127.0.0.1:9000", s3ForcePathStyle: true, port: 9000 }',
+        '    credentialFile: minio-creds',
+        '    caCertFile: ./ca.pem',
+        '  - name: nfs',
+        '    provider: replicated.com/nfs',
+        '    bucket: exports',
+      ].join('\n'),
+    );
+    const specs = await loadLocationsFile(file);
+    assert.equal(specs.length, 2);
+    assert.deepEqual(specs[0]!.config, { region: 'minio', s3Url: 'https://127.0.0.1:9000', s3ForcePathStyle: 'true', port: '9000' });
+    assert.match(Buffer.from(specs[0]!.credential!).toString(), /aws_access_key_id=AKIA-SECRET-ID/);
+    assert.match(specs[0]!.caBundle!, /BEGIN CERTIFICATE/);
+    assert.deepEqual({ ...specs[1], config: undefined }, { name: 'nfs', provider: 'replicated.com/nfs', bucket: 'exports', prefix: '', config: undefined });
+  });
+
+  test('JSON lists work too', async () => {
+    const file = join(dir, 'l.json');
+    await writeFile(file, JSON.stringify([{ name: 'gcs', provider: 'velero.io/gcp', bucket: 'b' }]));
+    assert.equal((await loadLocationsFile(file))[0]!.provider, 'velero.io/gcp');
+  });
+
+  test('every problem reported at once, naming location and field, never a credential', async () => {
+    const file = join(dir, 'bad.yaml');
+    await writeFile(
+      file,
+      [
+        '- name: a',
+        '  provider: aws',
+        '  bucket: b',
+        '  bukcet: typo',
+        '  config: { nested: { x: 1 } }',
+        '  credentialFile: missing-file',
+        '- name: a',
+        '  bucket: 3',
+        '- just a string',
+      ].join('\n'),
+    );
+    await assert.rejects(loadLocationsFile(file), (err: LocationsFileError) => {
+      const text = err.problems.join('\n');
+      for (const part of ['unknown field "bukcet"', 'config.nested must be a string', 'missing-file cannot be read', 'name used twice', '"provider" is required', '"bucket" must be a string', 'locations[2]: must be a mapping']) {
+        assert.ok(text.includes(part), `${part} in\n${text}`);
+      }
+      return !text.includes('TOPSECRET');
+    });
+  });
+
+  test('an empty or malformed file is refused', async () => {
+    const file = join(dir, 'empty.yaml');
+    await writeFile(file, 'locations: []\n');
+    await assert.rejects(loadLocationsFile(file), LocationsFileError);
+    await writeFile(file, '{ not: [valid');
+    await assert.rejects(loadLocationsFile(file), /not valid YAML or JSON/);
+  });
+});
+
+describe('LocalResolver with several locations', () => {
+  const spec = (name: string): StoreSpec => ({ name, provider: 'filesystem', bucket: name, prefix: '', config: {} });
+  const specs = [spec('one'), spec('two'), spec('three')];
+  const signal = new AbortController().signal;
+  const target = { namespace: 'velero', owner: 'backups' as const, name: 'nightly', artifact: 'log' };
+
+  test('the first location holding the artifact wins', async () => {
+    const asked: string[] = [];
+    const r = new LocalResolver('velero', specs, async (loc: Location) => {
+      asked.push(loc.spec.name);
+      return loc.spec.name === 'two';
+    });
+    const loc = await r.resolve(target, signal);
+    assert.equal(loc.spec.name, 'two');
+    assert.equal(loc.key, 'backups/nightly/nightly-logs.gz');
+    assert.deepEqual(asked, ['one', 'two']);
+  });
+
+  test('found nowhere → NotFound naming the locations', async () => {
+    const r = new LocalResolver('velero', specs, async () => false);
+    await assert.rejects(r.resolve(target, signal), /backup "nightly" has no log in any location \(one, two, three\)/);
+  });
+
+  test('a location that cannot answer is skipped, and its error wins over a 404', async () => {
+    const down = new StoreUnavailableError('location two: connection refused');
+    const found = new LocalResolver('velero', specs, async (loc) => {
+      if (loc.spec.name === 'two') throw down;
+      return loc.spec.name === 'three';
+    });
+    assert.equal((await found.resolve(target, signal)).spec.name, 'three');
+    const missing = new LocalResolver('velero', specs, async (loc) => {
+      if (loc.spec.name === 'two') throw down;
+      return false;
+    });
+    await assert.rejects(missing.resolve(target, signal), (e) => e === down);
+    assert.ok(!(down instanceof ObjectNotFoundError));
+  });
+
+  test('one location needs no probe; other namespaces are not served', async () => {
+    const r = new LocalResolver('velero', [spec('only')]);
+    assert.equal((await r.resolve(target, signal)).spec.name, 'only');
+    await assert.rejects(r.resolve({ ...target, namespace: 'other' }, signal), /namespace "other" is not served/);
+  });
+});

@@ -3,45 +3,46 @@
  * The composition root: builds the object graph from Config and starts the listeners. Nothing else
  * lives here.
  */
-import { hostname } from 'node:os';
 import type { Server } from 'node:https';
-import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from './auth/static-tokens.ts';
+import { hostname } from 'node:os';
+import express from 'express';
+import { buildMode, createStoreFactory } from './compose.ts';
 import { loadConfig } from './config/config.ts';
 import type { Config } from './config/config.ts';
 import { createApp, errorHandler, healthRoutes } from './server/app.ts';
 import type { HealthState } from './server/app.ts';
 import { addressOf, listenHttps, shutdown } from './server/listener.ts';
 import { createLogger } from './server/logging.ts';
-import { DefaultStoreFactory } from './stores/factory.ts';
 import { ensureLocalCertificate } from './tls/local.ts';
-import { CertificateReloader } from './tls/reloader.ts';
 import { tlsServerOptions } from './tls/options.ts';
-import { writeDemoIfEmpty, DEMO_BACKUP } from './velero/demo.ts';
-import { LocalResolver } from './velero/resolve.ts';
+import { CertificateReloader } from './tls/reloader.ts';
+import { DEMO_BACKUP } from './velero/demo.ts';
 import { VERSION } from './version.ts';
-import express from 'express';
 
 async function run(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   const health: HealthState = { ready: false };
+  // Signals are handled from the first moment: one that arrives while starting ends the start cleanly.
+  let onSignal = (signal: string): void => {
+    log.info({ signal }, 'stopping before the start completed');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
 
-  const demoKeys = config.demo ? await writeDemoIfEmpty(config.dataDir) : [];
-  if (demoKeys.length > 0) log.info({ dataDir: config.dataDir, files: demoKeys.length }, 'wrote the demo backup and restore');
-  if (await ensureTokenFile(config.tokenFile)) log.info({ tokenFile: config.tokenFile }, 'created a token file with one token for local-admin');
+  const factory = await createStoreFactory(config, log);
+  const parts = await buildMode(config, log, factory);
 
-  const certFiles = config.tlsCertFile && config.tlsKeyFile
-    ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
-    : await ensureLocalCertificate(config.stateDir, { hosts: [hostname()] });
+  const certFiles =
+    config.tlsCertFile && config.tlsKeyFile
+      ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
+      : await ensureLocalCertificate(config.stateDir, { hosts: [hostname()] });
   const reloader = await CertificateReloader.start(certFiles.certFile, certFiles.keyFile, {
     onError: (err) => log.warn({ err: err.message }, 'certificate reload failed; keeping the current certificate'),
   });
 
-  const authenticator = await StaticTokenAuthenticator.fromFile(config.tokenFile);
   const app = createApp({
-    authenticator,
-    authorizer: new AllowAuthenticatedAuthorizer(),
-    resolver: new LocalResolver(config.namespace, { name: 'local', provider: 'filesystem', bucket: '', prefix: '', config: {} }),
-    stores: new DefaultStoreFactory({ fsRoot: config.dataDir }),
+    ...parts,
     log,
     health,
     info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint }),
@@ -62,23 +63,22 @@ async function run(config: Config): Promise<void> {
   const [api, metrics] = servers.map(addressOf);
   const host = api!.host === '0.0.0.0' || api!.host === '::' ? 'localhost' : api!.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${api!.port}`;
-  printBanner(url, config, certFiles.certFile, reloader.current.fingerprint);
-  log.info({ url, metrics: `https://${metrics!.host}:${metrics!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION }, 'listening');
+  if (config.mode === 'local') printBanner(url, config, certFiles.certFile, reloader.current.fingerprint);
+  log.info({ url, metrics: `https://${metrics!.host}:${metrics!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
 
   let stopping = false;
-  const stop = (signal: string): void => {
+  onSignal = (signal) => {
     if (stopping) return;
     stopping = true;
     health.ready = false;
     log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining in-flight downloads');
     void shutdown(servers, config.shutdownGraceMs).then(({ forced }) => {
       reloader.stop();
+      factory.close();
       log.info({ forced }, 'stopped');
       process.exit(0);
     });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 /** The first-start help for a person at a terminal, on stdout apart from the JSON log. It never prints a token. */
@@ -91,7 +91,7 @@ function printBanner(url: string, config: Config, certFile: string, fingerprint:
     `  SHA-256 fingerprint:  ${fingerprint}`,
     `  tokens:               ${config.tokenFile}`,
     '',
-    'Download the demo backup\'s log:',
+    "Download the demo backup's log:",
     `  curl --cacert ${certFile} -H "Authorization: Bearer $(head -n1 ${config.tokenFile} | cut -d, -f1)" \\`,
     `    ${url}/v1/namespaces/${config.namespace}/backups/${DEMO_BACKUP}/log | gunzip`,
     '',

@@ -2,9 +2,9 @@
  * Flags and environment variables → one validated, typed Config. Every problem is reported together;
  * the caller exits non-zero when there is any.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { bool, duration, helpText, hostPort, oneOf, parseFlags, str } from './flags.ts';
+import { bool, duration, helpText, hostPort, list, oneOf, parseFlags, positive, str } from './flags.ts';
 import type { FlagDef, HostPort } from './flags.ts';
 
 export type { HostPort } from './flags.ts';
@@ -35,25 +35,92 @@ export interface Config {
   shutdownGraceMs: number;
   /** Write the demo backup and restore into an empty data directory. */
   demo: boolean;
+  /** Local mode: more named locations (YAML or JSON), tried after the data directory. */
+  locationsFile?: string;
+  /** Where filesystem-provider locations' buckets are directories (NFS export, hostPath, PVC mount). */
+  fsRoot: string;
+  /** The gateway's own credential for locations without one; undefined when there is none. */
+  defaultCredentialsFile?: string;
+  /** Install-time CA bundle trusted for every store, with the system roots (or AWS_CA_BUNDLE). */
+  caBundleFile?: string;
+  /** Kubernetes mode: a kubeconfig file; without it, the in-cluster service account. */
+  kubeconfig?: string;
+  kubeContext?: string;
+  /** Namespaces served besides the gateway's own: names or `*` globs. */
+  watchNamespaces: string[];
+  /** Audiences asked of TokenReview; empty means the API server's own. */
+  tokenAudiences: string[];
+  authnCacheTtlMs: number;
+  authnDeniedCacheTtlMs: number;
+  authzAllowedTtlMs: number;
+  authzDeniedTtlMs: number;
+  kubeApiQps: number;
+  kubeApiBurst: number;
+  /** Each Kubernetes API call (reviews included) is abandoned after this long (→ 503). */
+  kubeApiTimeoutMs: number;
+  /** How long a Velero object or Secret read from the API is reused (a rotated Secret is seen after this). */
+  objectCacheTtlMs: number;
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
 
 /** The flag table; keys are Config fields (or inputs to them). */
 export const FLAGS = {
-  mode: flag({ name: 'mode', kind: 'string', default: 'local', help: 'local (static tokens, filesystem store) or kubernetes', parse: oneOf('local', 'kubernetes') }),
+  mode: flag({ name: 'mode', kind: 'string', help: 'local (static tokens, files) or kubernetes (TokenReview, SubjectAccessReview, BSLs); default kubernetes in a cluster or with a kubeconfig, else local', parse: oneOf('local', 'kubernetes') }),
   listen: flag({ name: 'listen', kind: 'string', default: '0.0.0.0:8443', help: 'HTTPS address of the download API', parse: hostPort }),
   metricsListen: flag({ name: 'metrics-listen', kind: 'string', default: '0.0.0.0:8085', help: 'HTTPS address of /healthz, /readyz and /metrics', parse: hostPort }),
   dataDir: flag({ name: 'data-dir', kind: 'string', default: './data', help: 'local mode: directory laid out like a BackupStorageLocation', parse: str }),
   stateDir: flag({ name: 'state-dir', kind: 'string', default: './state', help: 'local mode: token file and generated certificate', parse: str }),
   tokenFile: flag({ name: 'token-file', kind: 'string', help: 'local mode: static token CSV (token,user,uid,"group1,group2")', default: undefined, parse: str }),
-  namespace: flag({ name: 'namespace', kind: 'string', default: 'velero', help: 'namespace the gateway answers for (local mode: the path segment)', parse: str }),
+  namespace: flag({ name: 'namespace', kind: 'string', help: 'the gateway\'s namespace (default: $POD_NAMESPACE, the service account\'s, then velero)', parse: str }),
   tlsCertFile: flag({ name: 'tls-cert-file', kind: 'string', help: 'serving certificate (PEM) instead of the generated one; reloaded on change', parse: str }),
   tlsKeyFile: flag({ name: 'tls-key-file', kind: 'string', help: 'private key (PEM) of --tls-cert-file', parse: str }),
   logLevel: flag({ name: 'log-level', kind: 'string', default: 'info', help: LOG_LEVELS.join('|'), parse: oneOf(...LOG_LEVELS) }),
   shutdownGrace: flag({ name: 'shutdown-grace', kind: 'string', default: '25s', help: 'time in-flight downloads get after SIGTERM', parse: duration }),
+  locationsFile: flag({ name: 'locations-file', kind: 'string', help: 'local mode: YAML/JSON list of named store locations (S3, Azure, GCS, filesystem)', parse: str }),
+  fsRoot: flag({ name: 'fs-root', kind: 'string', default: '/mnt/velero', help: 'mount root of filesystem locations (replicated.com/nfs|hostpath|pvc, filesystem): <fs-root>/<bucket>/<prefix>', parse: str }),
+  defaultCredentialsFile: flag({ name: 'default-credentials-file', kind: 'string', help: 'credential for locations without their own (default: /credentials/cloud when it exists, then the SDK chains)', parse: str }),
+  caBundle: flag({ name: 'ca-bundle', kind: 'string', help: 'PEM bundle trusted for every store besides the system roots (default: $AWS_CA_BUNDLE)', parse: str }),
+  kubeconfig: flag({ name: 'kubeconfig', kind: 'string', help: 'kubernetes mode: kubeconfig file (default: $KUBECONFIG, else in-cluster)', parse: str }),
+  kubeContext: flag({ name: 'context', kind: 'string', help: 'kubernetes mode: kubeconfig context', parse: str }),
+  watchNamespaces: flag({ name: 'watch-namespaces', kind: 'string', default: '', help: 'more namespaces to serve: comma-separated names or * globs (velero,team-*); the own namespace is always served', parse: list }),
+  tokenAudiences: flag({ name: 'token-audiences', kind: 'string', default: '', help: 'comma-separated audiences for TokenReview (none: the API server\'s)', parse: list }),
+  authnCacheTtl: flag({ name: 'authn-cache-ttl', kind: 'string', default: '2m', help: 'how long an accepted token is trusted', parse: duration }),
+  authnDeniedCacheTtl: flag({ name: 'authn-denied-cache-ttl', kind: 'string', default: '30s', help: 'how long a rejected token stays rejected', parse: duration }),
+  authzAllowedTtl: flag({ name: 'authz-allowed-ttl', kind: 'string', default: '5m', help: 'how long an allowed SubjectAccessReview is reused', parse: duration }),
+  authzDeniedTtl: flag({ name: 'authz-denied-ttl', kind: 'string', default: '30s', help: 'how long a denied SubjectAccessReview is reused', parse: duration }),
+  kubeApiQps: flag({ name: 'kube-api-qps', kind: 'string', default: '100', help: 'sustained Kubernetes API calls per second', parse: positive }),
+  kubeApiBurst: flag({ name: 'kube-api-burst', kind: 'string', default: '200', help: 'Kubernetes API calls allowed in a burst', parse: positive }),
+  kubeApiTimeout: flag({ name: 'kube-api-timeout', kind: 'string', default: '10s', help: 'timeout of each Kubernetes API call; a review that times out answers 503', parse: duration }),
+  objectCacheTtl: flag({ name: 'object-cache-ttl', kind: 'string', default: '5s', help: 'how long Backups, BSLs and Secrets read from the API are reused', parse: duration }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };
+
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+const SERVICE_ACCOUNT_TOKEN = `${SERVICE_ACCOUNT_DIR}/token`;
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+function readNamespaceFile(): string | undefined {
+  try {
+    return readFileSync(`${SERVICE_ACCOUNT_DIR}/namespace`, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Velero mounts its default credential (Secret cloud-credentials) here; the gateway's chart does too. */
+export const VELERO_CREDENTIALS_FILE = '/credentials/cloud';
+
+function defaultCredentials(flag: string | undefined, cwd: string): { defaultCredentialsFile?: string } {
+  if (flag !== undefined) return { defaultCredentialsFile: resolve(cwd, flag) };
+  return existsSync(VELERO_CREDENTIALS_FILE) ? { defaultCredentialsFile: VELERO_CREDENTIALS_FILE } : {};
+}
+
+function caBundle(flag: string | undefined, env: Readonly<Record<string, string | undefined>>, cwd: string): { caBundleFile?: string } {
+  // AWS_CA_BUNDLE is what the AWS CLI and SDKs read; honour it for every provider, as --ca-bundle.
+  const file = flag ?? (env.AWS_CA_BUNDLE || undefined);
+  return file === undefined ? {} : { caBundleFile: resolve(cwd, file) };
+}
 
 export const USAGE = 'Usage: velero-download-server [flags]';
 
@@ -73,9 +140,15 @@ export function loadConfig(
   if (help) return { kind: 'help', text: helpText(USAGE, FLAGS) };
   if (version) return { kind: 'version' };
 
-  if (v.mode === 'kubernetes') errors.push('--mode kubernetes: not available in this release yet; use --mode local');
-  if (v.namespace !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v.namespace)) {
-    errors.push(`--namespace: "${v.namespace}" is not a valid namespace name (DNS-1123 label)`);
+  const kubeconfig = v.kubeconfig ?? (env.KUBECONFIG || undefined);
+  const mode: Mode = v.mode ?? (kubeconfig !== undefined || (env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN)) ? 'kubernetes' : 'local');
+  const namespace = v.namespace ?? (mode === 'kubernetes' ? env.POD_NAMESPACE || readNamespaceFile() : undefined) ?? 'velero';
+  if (!DNS1123_LABEL.test(namespace)) errors.push(`--namespace: "${namespace}" is not a valid namespace name (DNS-1123 label)`);
+  for (const ns of v.watchNamespaces ?? []) {
+    if (!/^[a-z0-9*]([-a-z0-9*]{0,61}[a-z0-9*])?$/.test(ns)) errors.push(`--watch-namespaces: "${ns}" is neither a namespace name nor a * glob`);
+  }
+  if (mode === 'kubernetes' && kubeconfig !== undefined && !existsSync(resolve(cwd, kubeconfig))) {
+    errors.push(`--kubeconfig (or KUBECONFIG): ${resolve(cwd, kubeconfig)} does not exist`);
   }
   if ((v.tlsCertFile === undefined) !== (v.tlsKeyFile === undefined)) {
     errors.push('--tls-cert-file and --tls-key-file go together: give both or neither');
@@ -84,6 +157,9 @@ export function loadConfig(
     ['--tls-cert-file', v.tlsCertFile],
     ['--tls-key-file', v.tlsKeyFile],
     ['--token-file', v.tokenFile],
+    ['--locations-file', v.locationsFile],
+    ['--default-credentials-file', v.defaultCredentialsFile],
+    ['--ca-bundle (or AWS_CA_BUNDLE)', v.caBundle ?? (env.AWS_CA_BUNDLE || undefined)],
   ] as const) {
     if (file !== undefined && !existsSync(resolve(cwd, file))) errors.push(`${name}: ${resolve(cwd, file)} does not exist`);
   }
@@ -94,18 +170,34 @@ export function loadConfig(
   return {
     kind: 'config',
     config: {
-      mode: v.mode!,
+      mode,
       listen: v.listen!,
       metricsListen: v.metricsListen!,
       dataDir: resolve(cwd, v.dataDir!),
       stateDir,
       tokenFile: v.tokenFile === undefined ? resolve(stateDir, 'tokens.csv') : resolve(cwd, v.tokenFile),
-      namespace: v.namespace!,
+      namespace,
       ...(v.tlsCertFile !== undefined && { tlsCertFile: resolve(cwd, v.tlsCertFile) }),
       ...(v.tlsKeyFile !== undefined && { tlsKeyFile: resolve(cwd, v.tlsKeyFile) }),
       logLevel: v.logLevel!,
       shutdownGraceMs: v.shutdownGrace!,
       demo: v.demo!,
+      fsRoot: resolve(cwd, v.fsRoot!),
+      ...(mode === 'kubernetes' && kubeconfig !== undefined && { kubeconfig: resolve(cwd, kubeconfig) }),
+      ...(v.kubeContext !== undefined && { kubeContext: v.kubeContext }),
+      watchNamespaces: v.watchNamespaces!,
+      tokenAudiences: v.tokenAudiences!,
+      authnCacheTtlMs: v.authnCacheTtl!,
+      authnDeniedCacheTtlMs: v.authnDeniedCacheTtl!,
+      authzAllowedTtlMs: v.authzAllowedTtl!,
+      authzDeniedTtlMs: v.authzDeniedTtl!,
+      kubeApiQps: v.kubeApiQps!,
+      kubeApiBurst: v.kubeApiBurst!,
+      kubeApiTimeoutMs: v.kubeApiTimeout!,
+      objectCacheTtlMs: v.objectCacheTtl!,
+      ...(v.locationsFile !== undefined && { locationsFile: resolve(cwd, v.locationsFile) }),
+      ...defaultCredentials(v.defaultCredentialsFile, cwd),
+      ...caBundle(v.caBundle, env, cwd),
     },
   };
 }

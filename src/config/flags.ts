@@ -101,6 +101,19 @@ export function oneOf<const T extends string>(...allowed: T[]): (raw: string) =>
   };
 }
 
+/** A comma-separated list; empty items dropped. */
+export const list = (raw: string): string[] =>
+  raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+export function positive(raw: string): number {
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`must be a positive number; got "${raw}"`);
+  return n;
+}
+
 export function bool(raw: string): boolean {
   const v = raw.toLowerCase();
   if (['true', '1', 'yes'].includes(v)) return true;

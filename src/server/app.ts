@@ -12,7 +12,7 @@ import type { OwnerKind } from '../velero/artifacts.ts';
 import { authenticate, rejectQueryTokens, userOf } from './authn.ts';
 import { downloadHandler, localsOf } from './download.ts';
 import type { DownloadDeps } from './download.ts';
-import { DOWNLOAD_PATHS, targetFromRequest } from './routes.ts';
+import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, targetFromDownloadRequest, targetFromRequest } from './routes.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 
 export interface AppDeps extends DownloadDeps {
@@ -120,6 +120,8 @@ export function createApp(deps: AppDeps): Express {
       .head(auth, handler)
       .all(methodNotAllowed('GET, HEAD'));
   }
+  const drHandler = downloadHandler(deps, targetFromDownloadRequest(deps.authorizer, deps.resolver));
+  app.route(DOWNLOAD_REQUEST_PATH).get(auth, drHandler).head(auth, drHandler).all(methodNotAllowed('GET, HEAD'));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));

@@ -76,13 +76,29 @@ function setEntityHeaders(res: Response, info: ObjectInfo): void {
  * Streams the artifact named by `targetOf(req)`. `res.locals.user` is set by the authentication
  * middleware before this runs.
  */
-export function downloadHandler(deps: DownloadDeps, targetOf: (req: Request) => Target): RequestHandler {
+/** Authorizes or throws the 403 kube-apiserver would send. */
+export async function requireAllowed(authorizer: Authorizer, user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<void> {
+  const decision = await authorizer.authorize(user, attrs, signal);
+  if (!decision.allowed) {
+    throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason), {}, {
+      name: attrs.name,
+      group: attrs.group,
+      kind: attrs.resource,
+    });
+  }
+}
+
+/**
+ * How a route finds its target. A direct route parses it from the path; the DownloadRequest route
+ * first checks the caller may read the request, then reads it.
+ */
+export type TargetSource = (req: Request, user: UserInfo, signal: AbortSignal) => Promise<Target>;
+
+export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): RequestHandler {
   return async (req, res) => {
     const user = userOf(res);
     if (!user) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
-    const target = targetOf(req);
     const locals = localsOf(res);
-    locals.target = target;
 
     // One controller for everything this request does upstream; a client that leaves aborts it.
     const ac = new AbortController();
@@ -92,16 +108,12 @@ export function downloadHandler(deps: DownloadDeps, targetOf: (req: Request) => 
     res.once('close', onClose);
     const { signal } = ac;
 
-    const attrs = attributesOf(target);
-    const decision = await deps.authorizer.authorize(user, attrs, signal);
-    if (!decision.allowed) throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason), {}, {
-      name: target.name,
-      group: 'velero.io',
-      kind: target.owner,
-    });
+    const target = await targetOf(req, user, signal);
+    locals.target = target;
+    await requireAllowed(deps.authorizer, user, attributesOf(target), signal);
 
     const location = await deps.resolver.resolve(target, signal);
-    const store = deps.stores.forSpec(location.spec);
+    const store = await deps.stores.forSpec(location.spec);
     const info = await store.stat(location.key, { signal });
 
     res.attachment(location.key.slice(location.key.lastIndexOf('/') + 1));

@@ -5,6 +5,7 @@
  */
 import type { Response } from 'express';
 import { AuthUnavailableError } from '../auth/types.ts';
+import { KubeUnavailableError } from '../kube/objects.ts';
 import { isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
 import { InvalidTargetError, NotFoundError } from '../velero/errors.ts';
@@ -85,7 +86,7 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof InvalidTargetError) {
     return { body: statusBody(400, 'BadRequest', err.message), headers: {}, serverSide: false };
   }
-  if (err instanceof AuthUnavailableError) {
+  if (err instanceof AuthUnavailableError || err instanceof KubeUnavailableError) {
     return {
       body: statusBody(503, 'ServiceUnavailable', err.message),
       headers: { 'Retry-After': String(err.retryAfterSeconds) },

@@ -16,6 +16,8 @@ export interface Location {
 export interface Resolver {
   /** Throws NotFoundError when the target's owner, location or namespace is unknown. */
   resolve(target: Target, signal: AbortSignal): Promise<Location>;
+  /** The target a DownloadRequest names; NotFoundError when there is no such request. */
+  downloadRequestTarget(namespace: string, name: string, signal: AbortSignal): Promise<Target>;
 }
 
 /** The owner's group/kind for Status details, e.g. `backups.velero.io "nightly" not found`. */
@@ -36,14 +38,33 @@ export function artifactKey(target: Target): string {
   return def.key(target.name);
 }
 
-/** Local mode: every target of the one served namespace lives in one location. */
+/** Whether an object exists in a location; errors (store unreachable) propagate. */
+export type Probe = (location: Location, signal: AbortSignal) => Promise<boolean>;
+
+/**
+ * Local mode: the served namespace's targets live in one of a list of locations (the data directory,
+ * then a locations file's). With several, the first location that holds the artifact wins, the way
+ * Velero's backup sync finds backups in every location it knows.
+ */
 export class LocalResolver implements Resolver {
   readonly #namespace: string;
-  readonly #spec: StoreSpec;
+  readonly #specs: readonly StoreSpec[];
+  readonly #probe: Probe | undefined;
 
-  constructor(namespace: string, spec: StoreSpec) {
+  constructor(namespace: string, specs: readonly StoreSpec[], probe?: Probe) {
+    if (specs.length === 0) throw new Error('LocalResolver needs at least one location');
+    if (specs.length > 1 && !probe) throw new Error('LocalResolver needs a probe to choose between locations');
     this.#namespace = namespace;
-    this.#spec = spec;
+    this.#specs = specs;
+    this.#probe = probe;
+  }
+
+  async downloadRequestTarget(namespace: string, name: string, _signal?: AbortSignal): Promise<Target> {
+    throw new NotFoundError(`downloadrequests.velero.io "${name}" not found: local mode has no DownloadRequests (namespace "${namespace}")`, {
+      group: 'velero.io',
+      kind: 'downloadrequests',
+      name,
+    });
   }
 
   async resolve(target: Target, signal: AbortSignal): Promise<Location> {
@@ -54,6 +75,25 @@ export class LocalResolver implements Resolver {
         name: target.namespace,
       });
     }
-    return { spec: this.#spec, key: artifactKey(target) };
+    const key = artifactKey(target);
+    const [first] = this.#specs;
+    if (this.#specs.length === 1 || !this.#probe) return { spec: first!, key };
+    let firstError: unknown;
+    for (const spec of this.#specs) {
+      try {
+        if (await this.#probe({ spec, key }, signal)) return { spec, key };
+      } catch (err) {
+        signal.throwIfAborted();
+        firstError ??= err;
+      }
+    }
+    // Nothing found: a location that could not answer may hold it, so say that rather than 404.
+    if (firstError !== undefined) throw firstError as Error;
+    const kind = target.owner === 'backups' ? 'backup' : 'restore';
+    throw new NotFoundError(`${kind} "${target.name}" has no ${target.artifact} in any location (${this.#specs.map((x) => x.name).join(', ')})`, {
+      group: 'velero.io',
+      kind: target.owner,
+      name: target.name,
+    });
   }
 }

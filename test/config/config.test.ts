@@ -42,6 +42,18 @@ describe('loadConfig', () => {
     assert.ok(r.errors.length >= 6, text);
   });
 
+  test('store flags: --fs-root default, AWS_CA_BUNDLE as the install bundle, files must exist', () => {
+    const r = loadConfig([], { AWS_CA_BUNDLE: '/etc/hostname' }, '/srv');
+    assert.equal(r.kind, 'config');
+    if (r.kind !== 'config') return;
+    assert.equal(r.config.fsRoot, '/mnt/velero');
+    assert.equal(r.config.caBundleFile, '/etc/hostname');
+    assert.equal(r.config.locationsFile, undefined);
+    const bad = loadConfig(['--locations-file', 'nope.yaml', '--ca-bundle', '/no/ca.pem', '--default-credentials-file', '/no/creds'], {}, '/srv');
+    assert.equal(bad.kind, 'errors');
+    if (bad.kind === 'errors') assert.equal(bad.errors.length, 3, bad.errors.join('\n'));
+  });
+
   test('environment errors name the variable', () => {
     const r = loadConfig([], { VDS_METRICS_LISTEN: 'x' });
     assert.equal(r.kind, 'errors');

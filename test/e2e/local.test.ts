@@ -25,7 +25,7 @@ describe('local mode end to end', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vds-e2e-'));
-    gw = await startGateway(['--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--shutdown-grace', '10s']);
+    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--shutdown-grace', '10s']);
     token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
     cacert = join(dir, 'state', 'tls.crt');
     // A large object next to the demo, for range and cut-off tests.
@@ -123,14 +123,14 @@ describe('restarts and shutdown', () => {
   test('a second start reuses the token file and the certificate', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vds-e2e-'));
     try {
-      const args = ['--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state')];
+      const args = ['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state')];
       const first = await startGateway(args);
       const fp1 = /SHA-256 fingerprint:\s+([0-9a-f]{64})/.exec(first.output())?.[1];
       const tokens1 = await readFile(join(dir, 'state', 'tokens.csv'), 'utf8');
-      assert.equal(await first.stop(), 0);
+      assert.equal(await first.stop(), 0, first.output());
       const second = await startGateway(args);
       const fp2 = /SHA-256 fingerprint:\s+([0-9a-f]{64})/.exec(second.output())?.[1];
-      assert.equal(await second.stop(), 0);
+      assert.equal(await second.stop(), 0, second.output());
       assert.ok(fp1);
       assert.equal(fp2, fp1);
       assert.equal(await readFile(join(dir, 'state', 'tokens.csv'), 'utf8'), tokens1);
@@ -141,7 +141,7 @@ describe('restarts and shutdown', () => {
 
   test('SIGTERM lets a running download finish, refuses new connections, exits 0', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'vds-e2e-'));
-    const gw = await startGateway(['--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--shutdown-grace', '20s']);
+    const gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--shutdown-grace', '20s']);
     try {
       const token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
       const cacert = join(dir, 'state', 'tls.crt');

@@ -28,7 +28,7 @@ function setup(authorizer: Authorizer = new AllowAuthenticatedAuthorizer()) {
       cb();
     },
   });
-  const resolver = new LocalResolver('velero', { name: 'local', provider: 'filesystem', bucket: '', prefix: '', config: {} });
+  const resolver = new LocalResolver('velero', [{ name: 'local', provider: 'filesystem', bucket: '', prefix: '', config: {} }]);
   let resolves = 0;
   const app = createApp({
     authenticator: StaticTokenAuthenticator.parse(`${TOKEN},alice,uid-a,"team-a"\n`),
@@ -38,6 +38,7 @@ function setup(authorizer: Authorizer = new AllowAuthenticatedAuthorizer()) {
         resolves++;
         return resolver.resolve(t, s);
       },
+      downloadRequestTarget: (ns, name, s) => resolver.downloadRequestTarget(ns, name, s),
     },
     stores: store,
     log: createLogger('info', sink),

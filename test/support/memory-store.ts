@@ -21,7 +21,7 @@ export class MemoryStore implements ObjectStore, StoreFactory {
     this.objects.set(key, { bytes: Buffer.from(bytes), lastModified });
   }
 
-  forSpec(_spec: StoreSpec): ObjectStore {
+  async forSpec(_spec: StoreSpec): Promise<ObjectStore> {
     return this;
   }
 

@@ -1,0 +1,157 @@
+/**
+ * Kubernetes mode's authenticator and authorizer: TokenReview and SubjectAccessReview against the API
+ * server, behind decision caches (kube-apiserver's webhook defaults: tokens 2 min / 30 s, access
+ * 5 min allowed / 30 s denied). A review that fails or times out is an error (→ 503), never a "no".
+ *
+ * Nothing here logs or returns a review response as a whole: a TokenReview echoes the token.
+ */
+import type { V1SubjectAccessReview, V1TokenReview } from '@kubernetes/client-node';
+import type { KubeClients } from '../kube/client.ts';
+import { statusOf } from '../kube/client.ts';
+import { TtlCache } from '../util/ttl-cache.ts';
+import { AuthUnavailableError } from './types.ts';
+import type { Authenticator, Authorizer, Decision, ResourceAttributes, UserInfo } from './types.ts';
+
+export interface ReviewCacheOptions {
+  /** TokenReview accepted. */
+  authnTtlMs: number;
+  /** TokenReview rejected. */
+  authnDeniedTtlMs: number;
+  authzAllowedTtlMs: number;
+  authzDeniedTtlMs: number;
+  maxEntries: number;
+}
+
+export const DEFAULT_REVIEW_CACHE: ReviewCacheOptions = {
+  authnTtlMs: 120_000,
+  authnDeniedTtlMs: 30_000,
+  authzAllowedTtlMs: 300_000,
+  authzDeniedTtlMs: 30_000,
+  maxEntries: 10_000,
+};
+
+/**
+ * A review's own signal never aborts: callers share merged reviews, so one caller leaving must not
+ * cancel it for the others. The client's call timeout bounds it.
+ */
+const SHARED = new AbortController().signal;
+
+function unavailable(what: string, err: unknown): AuthUnavailableError {
+  const code = statusOf(err);
+  const retry = Number((err as { headers?: Record<string, string> } | null)?.headers?.['retry-after']);
+  // The message names the review and the status only: response bodies are not repeated.
+  return new AuthUnavailableError(
+    `${what} could not be completed (${code === undefined ? (err as Error).name || 'error' : `HTTP ${code}`}); retry shortly`,
+    Number.isFinite(retry) && retry > 0 ? retry : 5,
+  );
+}
+
+/** Races a shared review against one caller's signal. */
+function withCallerSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+type AuthnResult = { user: UserInfo | null };
+
+export class TokenReviewAuthenticator implements Authenticator {
+  readonly #kube: KubeClients;
+  readonly #audiences: string[];
+  readonly cache: TtlCache<AuthnResult>;
+
+  constructor(kube: KubeClients, audiences: string[], cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE) {
+    this.#kube = kube;
+    this.#audiences = audiences;
+    this.cache = new TtlCache<AuthnResult>({
+      max: cache.maxEntries,
+      ttl: (r) => (r.user ? cache.authnTtlMs : cache.authnDeniedTtlMs),
+    });
+  }
+
+  async authenticate(token: string, signal: AbortSignal): Promise<UserInfo | null> {
+    const key = this.cache.keyOf('token', token, ...this.#audiences);
+    const result = this.cache.get(key, () => this.#review(token));
+    return (await withCallerSignal(result, signal)).user;
+  }
+
+  async #review(token: string): Promise<AuthnResult> {
+    const body: V1TokenReview = {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenReview',
+      spec: { token, ...(this.#audiences.length > 0 && { audiences: this.#audiences }) },
+    };
+    let review: V1TokenReview;
+    try {
+      review = await this.#kube.call(SHARED, (o) => this.#kube.authn.createTokenReview({ body }, o));
+    } catch (err) {
+      throw unavailable('TokenReview', err);
+    }
+    const status = review.status;
+    if (!status?.authenticated || !status.user?.username) return { user: null };
+    // With audiences asked for, the API server must confirm one of them.
+    if (this.#audiences.length > 0 && !status.audiences?.some((a) => this.#audiences.includes(a))) return { user: null };
+    const u = status.user;
+    return {
+      user: {
+        username: u.username!,
+        groups: u.groups ?? [],
+        ...(u.uid && { uid: u.uid }),
+        ...(u.extra && { extra: u.extra }),
+      },
+    };
+  }
+}
+
+export class SubjectAccessReviewAuthorizer implements Authorizer {
+  readonly #kube: KubeClients;
+  readonly cache: TtlCache<Decision>;
+
+  constructor(kube: KubeClients, cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE) {
+    this.#kube = kube;
+    this.cache = new TtlCache<Decision>({
+      max: cache.maxEntries,
+      ttl: (d) => (d.allowed ? cache.authzAllowedTtlMs : cache.authzDeniedTtlMs),
+    });
+  }
+
+  async authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
+    const key = this.cache.keyOf('sar', JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}, attrs]));
+    return withCallerSignal(
+      this.cache.get(key, () => this.#review(user, attrs)),
+      signal,
+    );
+  }
+
+  async #review(user: UserInfo, a: ResourceAttributes): Promise<Decision> {
+    const body: V1SubjectAccessReview = {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      spec: {
+        user: user.username,
+        groups: user.groups,
+        ...(user.uid && { uid: user.uid }),
+        ...(user.extra && { extra: user.extra }),
+        resourceAttributes: {
+          group: a.group,
+          resource: a.resource,
+          ...(a.subresource && { subresource: a.subresource }),
+          verb: a.verb,
+          namespace: a.namespace,
+          name: a.name,
+        },
+      },
+    };
+    let review: V1SubjectAccessReview;
+    try {
+      review = await this.#kube.call(SHARED, (o) => this.#kube.authz.createSubjectAccessReview({ body }, o));
+    } catch (err) {
+      throw unavailable('SubjectAccessReview', err);
+    }
+    const s = review.status;
+    return { allowed: s?.allowed === true && s.denied !== true, ...(s?.reason && { reason: s.reason }) };
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The object graph of each mode, built from Config: what main.ts starts and what integration tests
+ * build in-process, so both run the same wiring.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from './auth/kube-reviews.ts';
+import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from './auth/static-tokens.ts';
+import type { Authenticator, Authorizer } from './auth/types.ts';
+import type { Config } from './config/config.ts';
+import { createKubeClients } from './kube/client.ts';
+import { CachedObjectReader } from './kube/objects.ts';
+import { ObjectNotFoundError } from './stores/errors.ts';
+import { DefaultStoreFactory } from './stores/factory.ts';
+import { FilesystemStore } from './stores/fs.ts';
+import type { StoreFactory, StoreSpec } from './stores/spec.ts';
+import type { ObjectStore } from './stores/types.ts';
+import { writeDemoIfEmpty } from './velero/demo.ts';
+import { KubeResolver } from './velero/kube-resolver.ts';
+import { loadLocationsFile } from './velero/local-locations.ts';
+import { namespaceMatcher } from './velero/namespaces.ts';
+import { LocalResolver } from './velero/resolve.ts';
+import type { Location, Resolver } from './velero/resolve.ts';
+
+export interface ModeParts {
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+  resolver: Resolver;
+  stores: StoreFactory;
+}
+
+/** Local mode: the data directory (with a demo on first start), a locations file, static tokens. */
+export async function localMode(config: Config, log: Logger, factory: DefaultStoreFactory): Promise<ModeParts> {
+  const demoKeys = config.demo ? await writeDemoIfEmpty(config.dataDir) : [];
+  if (demoKeys.length > 0) log.info({ dataDir: config.dataDir, files: demoKeys.length }, 'wrote the demo backup and restore');
+  if (await ensureTokenFile(config.tokenFile)) log.info({ tokenFile: config.tokenFile }, 'created a token file with one token for local-admin');
+
+  // The data directory is a filesystem location of its own, whatever --fs-root says.
+  const dataDirSpec: StoreSpec = { name: 'data-dir', provider: 'filesystem', bucket: '', prefix: '', config: {} };
+  const dataDirStore = new FilesystemStore({ root: config.dataDir });
+  const storeFor = (spec: StoreSpec): Promise<ObjectStore> => (spec === dataDirSpec ? Promise.resolve(dataDirStore) : factory.forSpec(spec));
+  const locations = [dataDirSpec, ...(config.locationsFile ? await loadLocationsFile(config.locationsFile) : [])];
+  log.info({ locations: locations.map((l) => `${l.name} (${l.provider})`) }, 'store locations');
+  const probe = async (loc: Location, signal: AbortSignal): Promise<boolean> => {
+    try {
+      await (await storeFor(loc.spec)).stat(loc.key, { signal });
+      return true;
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return false;
+      throw err;
+    }
+  };
+  return {
+    authenticator: await StaticTokenAuthenticator.fromFile(config.tokenFile),
+    authorizer: new AllowAuthenticatedAuthorizer(),
+    resolver: new LocalResolver(config.namespace, locations, probe),
+    stores: { forSpec: storeFor },
+  };
+}
+
+/** Kubernetes mode: TokenReview, SubjectAccessReview, Velero objects and Secrets from the API server. */
+export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory): ModeParts {
+  const kube = createKubeClients({
+    ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
+    ...(config.kubeContext && { context: config.kubeContext }),
+    qps: config.kubeApiQps,
+    burst: config.kubeApiBurst,
+    timeoutMs: config.kubeApiTimeoutMs,
+  });
+  const cache = {
+    authnTtlMs: config.authnCacheTtlMs,
+    authnDeniedTtlMs: config.authnDeniedCacheTtlMs,
+    authzAllowedTtlMs: config.authzAllowedTtlMs,
+    authzDeniedTtlMs: config.authzDeniedTtlMs,
+    maxEntries: 10_000,
+  };
+  const serves = namespaceMatcher(config.namespace, config.watchNamespaces);
+  log.info({ server: kube.kc.getCurrentCluster()?.server, namespace: config.namespace, watchNamespaces: config.watchNamespaces }, 'kubernetes mode');
+  return {
+    authenticator: new TokenReviewAuthenticator(kube, config.tokenAudiences, cache),
+    authorizer: new SubjectAccessReviewAuthorizer(kube, cache),
+    resolver: new KubeResolver(new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 }), { serves }),
+    stores: factory,
+  };
+}
+
+/** The store factory every mode shares: install-time CA, default credential, a warning for insecure locations. */
+export async function createStoreFactory(config: Config, log: Logger): Promise<DefaultStoreFactory> {
+  return new DefaultStoreFactory({
+    fsRoot: config.fsRoot,
+    ...(config.caBundleFile && { installCaBundle: await readFile(config.caBundleFile, 'utf8') }),
+    ...(config.defaultCredentialsFile && { defaultCredential: await readFile(config.defaultCredentialsFile) }),
+    onInsecure: (location) => log.warn({ location }, 'TLS verification towards this location is disabled (insecureSkipTLSVerify)'),
+  });
+}
+
+/** The parts of the configured mode. */
+export async function buildMode(config: Config, log: Logger, factory: DefaultStoreFactory): Promise<ModeParts> {
+  return config.mode === 'local' ? localMode(config, log, factory) : kubernetesMode(config, log, factory);
+}

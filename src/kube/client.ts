@@ -1,0 +1,103 @@
+/**
+ * The Kubernetes client: a KubeConfig (in-cluster service account or a kubeconfig file), the few API
+ * groups the gateway uses, a rate limiter, and per-call abort signals and timeouts.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import {
+  ApiextensionsV1Api,
+  AuthenticationV1Api,
+  AuthorizationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  Observable,
+} from '@kubernetes/client-node';
+import type { ConfigurationOptions, RequestContext, ResponseContext } from '@kubernetes/client-node';
+import { RateLimiter } from './limiter.ts';
+
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+export interface KubeClientOptions {
+  /** A kubeconfig file; without it, the in-cluster service account. */
+  kubeconfig?: string;
+  context?: string;
+  qps: number;
+  burst: number;
+  /** Each API call is abandoned after this long. */
+  timeoutMs: number;
+}
+
+export interface KubeClients {
+  kc: KubeConfig;
+  core: CoreV1Api;
+  custom: CustomObjectsApi;
+  authn: AuthenticationV1Api;
+  authz: AuthorizationV1Api;
+  apiext: ApiextensionsV1Api;
+  /**
+   * Runs one API call under the limiter, with `signal` and the call timeout applied to the request.
+   * `call` receives the per-request options to pass as the generated API's last argument.
+   */
+  call<T>(signal: AbortSignal, call: (options: ConfigurationOptions) => Promise<T>): Promise<T>;
+}
+
+/** True when running in a pod with a mounted service account. */
+export function inCluster(): boolean {
+  return Boolean(process.env.KUBERNETES_SERVICE_HOST) && existsSync(`${SERVICE_ACCOUNT_DIR}/token`);
+}
+
+/** The pod's namespace: POD_NAMESPACE, then the service account's namespace file. */
+export function podNamespace(): string | undefined {
+  if (process.env.POD_NAMESPACE) return process.env.POD_NAMESPACE;
+  try {
+    return readFileSync(`${SERVICE_ACCOUNT_DIR}/namespace`, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function createKubeClients(opts: KubeClientOptions): KubeClients {
+  const kc = new KubeConfig();
+  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromCluster();
+  if (opts.context) kc.setCurrentContext(opts.context);
+  const limiter = new RateLimiter(opts.qps, opts.burst);
+  return {
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    custom: kc.makeApiClient(CustomObjectsApi),
+    authn: kc.makeApiClient(AuthenticationV1Api),
+    authz: kc.makeApiClient(AuthorizationV1Api),
+    apiext: kc.makeApiClient(ApiextensionsV1Api),
+    async call(signal, call) {
+      const timed = AbortSignal.any([signal, AbortSignal.timeout(opts.timeoutMs)]);
+      await limiter.take(timed);
+      return call(signalOptions(timed));
+    },
+  };
+}
+
+/**
+ * Per-request options that attach an AbortSignal to the generated client's request. The object-style
+ * API hands these options to its observable layer, so the middleware returns its (minimal) Observable.
+ */
+export function signalOptions(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (ctx: RequestContext) => {
+          ctx.setSignal(signal);
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}
+
+/** The HTTP status of a failed API call (ApiException.code), if it had one. */
+export function statusOf(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}

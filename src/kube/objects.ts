@@ -1,0 +1,95 @@
+/**
+ * Reads of the few objects the gateway resolves (Velero custom resources and Secrets), behind a
+ * short-lived cache: a changed BackupStorageLocation or a rotated Secret is used within seconds, while
+ * a burst of downloads costs the API server one GET. A missing object is cached briefly too; API
+ * failures are never cached and surface as KubeUnavailableError.
+ */
+import type { V1Secret } from '@kubernetes/client-node';
+import { TtlCache } from '../util/ttl-cache.ts';
+import type { KubeClients } from './client.ts';
+import { statusOf } from './client.ts';
+
+/** The API server could not answer (down, slow, throttling): the caller should retry. */
+export class KubeUnavailableError extends Error {
+  readonly reason = 'ServiceUnavailable';
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 5) {
+    super(message);
+    this.name = 'KubeUnavailableError';
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** A Velero object as the API returns it; fields are read defensively. */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; annotations?: Record<string, string>; resourceVersion?: string };
+  spec?: Record<string, unknown>;
+  status?: Record<string, unknown>;
+}
+
+const SHARED = new AbortController().signal;
+
+export type VeleroPlural = 'backups' | 'restores' | 'downloadrequests' | 'backupstoragelocations';
+
+export interface ObjectReader {
+  /** The object, or undefined when it does not exist. */
+  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal): Promise<KubeObject | undefined>;
+  secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined>;
+}
+
+interface Found<T> {
+  value: T | undefined;
+}
+
+export interface CachedReaderOptions {
+  /** How long a found object is reused. */
+  ttlMs: number;
+  /** How long "not found" is reused. */
+  missingTtlMs: number;
+  max: number;
+}
+
+export class CachedObjectReader implements ObjectReader {
+  readonly #kube: KubeClients;
+  readonly #cache: TtlCache<Found<unknown>>;
+
+  constructor(kube: KubeClients, opts: CachedReaderOptions = { ttlMs: 5_000, missingTtlMs: 2_000, max: 5_000 }) {
+    this.#kube = kube;
+    this.#cache = new TtlCache<Found<unknown>>({ max: opts.max, ttl: (f) => (f.value === undefined ? opts.missingTtlMs : opts.ttlMs) });
+  }
+
+  async velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal): Promise<KubeObject | undefined> {
+    const found = await this.#cache.get(`velero/${plural}/${namespace}/${name}`, () =>
+      this.#read(`${plural}.velero.io`, namespace, name, (o) =>
+        this.#kube.custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', plural, namespace, name }, o) as Promise<KubeObject>,
+      ),
+    );
+    signal.throwIfAborted();
+    return found.value as KubeObject | undefined;
+  }
+
+  async secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined> {
+    const found = await this.#cache.get(`secret/${namespace}/${name}`, () =>
+      this.#read('secrets', namespace, name, (o) => this.#kube.core.readNamespacedSecret({ namespace, name }, o)),
+    );
+    signal.throwIfAborted();
+    return found.value as V1Secret | undefined;
+  }
+
+  async #read<T>(what: string, namespace: string, name: string, get: (o: Parameters<Parameters<KubeClients['call']>[1]>[0]) => Promise<T>): Promise<Found<T>> {
+    try {
+      // Shared by concurrent callers: bounded by the client's call timeout, not by any one caller's signal.
+      return { value: await this.#kube.call(SHARED, get) };
+    } catch (err) {
+      const code = statusOf(err);
+      if (code === 404) return { value: undefined };
+      const retry = Number((err as { headers?: Record<string, string> }).headers?.['retry-after']);
+      throw new KubeUnavailableError(
+        `reading ${what} ${namespace}/${name} from the Kubernetes API failed (${code === undefined ? (err as Error).name : `HTTP ${code}`})`,
+        Number.isFinite(retry) && retry > 0 ? retry : 5,
+      );
+    }
+  }
+}

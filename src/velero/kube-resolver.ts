@@ -1,0 +1,121 @@
+/**
+ * Kubernetes mode's resolver: Restore → spec.backupName → Backup → spec.storageLocation →
+ * BackupStorageLocation → store spec, with the credential from the BSL's `spec.credential` Secret
+ * and the CA from `objectStorage.caCertRef` (which wins) or `caCert`, all in the request's namespace,
+ * as Velero's own DownloadRequest controller resolves them.
+ */
+import type { KubeObject, ObjectReader, VeleroPlural } from '../kube/objects.ts';
+import type { StoreSpec } from '../stores/spec.ts';
+import { findArtifactByKind } from './artifacts.ts';
+import type { Target } from './artifacts.ts';
+import { InvalidTargetError, NotFoundError } from './errors.ts';
+import { artifactKey } from './resolve.ts';
+import type { Location, Resolver } from './resolve.ts';
+
+interface SecretKeySelector {
+  name?: string;
+  key?: string;
+  optional?: boolean;
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+export interface KubeResolverOptions {
+  /** Namespaces served; others answer 404. */
+  serves: (namespace: string) => boolean;
+}
+
+export class KubeResolver implements Resolver {
+  readonly #objects: ObjectReader;
+  readonly #opts: KubeResolverOptions;
+
+  constructor(objects: ObjectReader, opts: KubeResolverOptions) {
+    this.#objects = objects;
+    this.#opts = opts;
+  }
+
+  async resolve(target: Target, signal: AbortSignal): Promise<Location> {
+    this.#checkServed(target.namespace);
+    const key = artifactKey(target);
+    const backupName =
+      target.owner === 'backups' ? target.name : this.#backupOfRestore(await this.#get('restores', target.namespace, target.name, signal));
+    const backup = await this.#get('backups', target.namespace, backupName, signal);
+    const bslName = str(backup.spec?.storageLocation);
+    if (!bslName) throw new NotFoundError(`backup "${backupName}" names no storage location (spec.storageLocation)`, { group: 'velero.io', kind: 'backups', name: backupName });
+    const bsl = await this.#get('backupstoragelocations', target.namespace, bslName, signal);
+    return { spec: await this.#specOf(bsl, target.namespace, signal), key };
+  }
+
+  /**
+   * The target of a DownloadRequest: its `spec.target.kind` mapped to an artifact. Throws NotFound when
+   * the request does not exist, InvalidTarget when its kind is unknown.
+   */
+  async downloadRequestTarget(namespace: string, name: string, signal: AbortSignal): Promise<Target> {
+    this.#checkServed(namespace);
+    const dr = await this.#get('downloadrequests', namespace, name, signal);
+    const t = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
+    const found = typeof t?.kind === 'string' ? findArtifactByKind(t.kind) : undefined;
+    const targetName = str(t?.name);
+    if (!found || !targetName) throw new InvalidTargetError(`downloadrequest "${name}" has no target this gateway can serve (spec.target.kind ${JSON.stringify(t?.kind)})`);
+    return { namespace, owner: found.owner, name: targetName, artifact: found.def.artifact };
+  }
+
+  #checkServed(namespace: string): void {
+    if (!this.#opts.serves(namespace)) {
+      throw new NotFoundError(`namespace "${namespace}" is not served by this gateway`, { kind: 'namespaces', name: namespace });
+    }
+  }
+
+  #backupOfRestore(restore: KubeObject): string {
+    const b = str(restore.spec?.backupName);
+    if (!b) throw new NotFoundError(`restore "${restore.metadata?.name ?? ''}" names no backup (spec.backupName)`, { group: 'velero.io', kind: 'restores', name: restore.metadata?.name ?? '' });
+    return b;
+  }
+
+  async #get(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal): Promise<KubeObject> {
+    const obj = await this.#objects.velero(plural, namespace, name, signal);
+    if (!obj) throw new NotFoundError(`${plural}.velero.io "${name}" not found in namespace "${namespace}"`, { group: 'velero.io', kind: plural, name });
+    return obj;
+  }
+
+  async #specOf(bsl: KubeObject, namespace: string, signal: AbortSignal): Promise<StoreSpec> {
+    const name = bsl.metadata?.name ?? '';
+    const spec = bsl.spec ?? {};
+    const os = (spec.objectStorage ?? {}) as { bucket?: unknown; prefix?: unknown; caCert?: unknown; caCertRef?: SecretKeySelector };
+    const provider = str(spec.provider);
+    const bucket = str(os.bucket);
+    if (!provider || !bucket) throw new NotFoundError(`backupstoragelocation "${name}" has no provider or bucket`, { group: 'velero.io', kind: 'backupstoragelocations', name });
+    const config: Record<string, string> = {};
+    for (const [k, v] of Object.entries((spec.config ?? {}) as Record<string, unknown>)) if (typeof v === 'string') config[k] = v;
+
+    const credential = await this.#secretKey(namespace, spec.credential as SecretKeySelector | undefined, `backupstoragelocation "${name}" spec.credential`, signal);
+    let caBundle: string | undefined;
+    if (os.caCertRef) {
+      caBundle = (await this.#secretKey(namespace, os.caCertRef, `backupstoragelocation "${name}" objectStorage.caCertRef`, signal))?.toString('utf8');
+    } else if (typeof os.caCert === 'string' && os.caCert !== '') {
+      caBundle = Buffer.from(os.caCert, 'base64').toString('utf8');
+    }
+    return {
+      name: `${namespace}/${name}`,
+      provider,
+      bucket,
+      prefix: str(os.prefix) ?? '',
+      config,
+      ...(credential && { credential }),
+      ...(caBundle && { caBundle }),
+    };
+  }
+
+  /** The bytes of one key of a Secret in `namespace`; undefined only for an absent optional selector. */
+  async #secretKey(namespace: string, sel: SecretKeySelector | undefined, what: string, signal: AbortSignal): Promise<Buffer | undefined> {
+    if (!sel?.name) return undefined;
+    const secret = await this.#objects.secret(namespace, sel.name, signal);
+    const data = sel.key ? secret?.data?.[sel.key] : undefined;
+    if (data !== undefined) return Buffer.from(data, 'base64');
+    if (sel.optional) return undefined;
+    throw new NotFoundError(
+      secret ? `${what}: secret "${sel.name}" has no key "${sel.key ?? ''}"` : `${what}: secret "${sel.name}" not found in namespace "${namespace}"`,
+      { kind: 'secrets', name: sel.name },
+    );
+  }
+}

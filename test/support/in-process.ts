@@ -1,0 +1,42 @@
+/**
+ * The gateway's real wiring (config → compose → Express app) built in-process, for integration tests
+ * that drive it with supertest; end-to-end tests start the real process instead.
+ */
+import { Writable } from 'node:stream';
+import type { Express } from 'express';
+import { buildMode, createStoreFactory } from '../../src/compose.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import type { Config } from '../../src/config/config.ts';
+import { createApp } from '../../src/server/app.ts';
+import { createLogger } from '../../src/server/logging.ts';
+import type { DefaultStoreFactory } from '../../src/stores/factory.ts';
+
+export interface InProcessGateway {
+  app: Express;
+  config: Config;
+  factory: DefaultStoreFactory;
+  /** Parsed JSON log lines. */
+  logs: Record<string, unknown>[];
+  /** The raw log text (to check that no secret ever appears). */
+  rawLog: () => string;
+}
+
+export async function inProcessGateway(args: string[], env: Record<string, string> = {}): Promise<InProcessGateway> {
+  const loaded = loadConfig(args, env);
+  if (loaded.kind !== 'config') throw new Error(`bad test configuration: ${JSON.stringify(loaded)}`);
+  const config = loaded.config;
+  const logs: Record<string, unknown>[] = [];
+  let raw = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      raw += chunk.toString();
+      for (const l of chunk.toString().split('\n').filter(Boolean)) logs.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const log = createLogger('debug', sink);
+  const factory = await createStoreFactory(config, log);
+  const parts = await buildMode(config, log, factory);
+  const app = createApp({ ...parts, log, health: { ready: true }, info: () => ({ mode: config.mode }) });
+  return { app, config, factory, logs, rawLog: () => raw };
+}

@@ -11,7 +11,7 @@ import type { Config } from './config/config.ts';
 import { createKubeClients } from './kube/client.ts';
 import { CachedObjectReader } from './kube/objects.ts';
 import { ObjectNotFoundError } from './stores/errors.ts';
-import { DefaultStoreFactory } from './stores/factory.ts';
+import { DefaultStoreFactory, FILESYSTEM_PROVIDERS } from './stores/factory.ts';
 import { FilesystemStore } from './stores/fs.ts';
 import type { StoreFactory, StoreSpec } from './stores/spec.ts';
 import type { ObjectStore } from './stores/types.ts';
@@ -79,7 +79,12 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
   return {
     authenticator: new TokenReviewAuthenticator(kube, config.tokenAudiences, cache),
     authorizer: new SubjectAccessReviewAuthorizer(kube, cache),
-    resolver: new KubeResolver(new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 }), { serves }),
+    resolver: new KubeResolver(new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 }), {
+      serves,
+      ownNamespace: config.namespace,
+      isFilesystemProvider: (p) => FILESYSTEM_PROVIDERS.has(p),
+      tenantFilesystemAllow: config.tenantFilesystemAllow,
+    }),
     stores: factory,
   };
 }

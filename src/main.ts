@@ -12,7 +12,7 @@ import type { Config } from './config/config.ts';
 import { createApp, errorHandler, healthRoutes } from './server/app.ts';
 import type { HealthState } from './server/app.ts';
 import { addressOf, listenHttps, shutdown } from './server/listener.ts';
-import { createLogger } from './server/logging.ts';
+import { createAuditLogger, createLogger } from './server/logging.ts';
 import { ensureLocalCertificate } from './tls/local.ts';
 import { tlsServerOptions } from './tls/options.ts';
 import { CertificateReloader } from './tls/reloader.ts';
@@ -44,6 +44,7 @@ async function run(config: Config): Promise<void> {
   const app = createApp({
     ...parts,
     log,
+    audit: createAuditLogger(config.logLevel, config.auditLog),
     health,
     info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint }),
   });

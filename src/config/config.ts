@@ -60,6 +60,12 @@ export interface Config {
   kubeApiTimeoutMs: number;
   /** How long a Velero object or Secret read from the API is reused (a rotated Secret is seen after this). */
   objectCacheTtlMs: number;
+  /** Audit lines are appended to this file as well as logged. */
+  auditLog?: string;
+  /** CIDRs and host globs tenants' store endpoints may reach although private. */
+  tenantEndpointAllow: string[];
+  /** Tenants' BSLs may use filesystem providers. */
+  tenantFilesystemAllow: boolean;
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
@@ -93,6 +99,9 @@ export const FLAGS = {
   kubeApiBurst: flag({ name: 'kube-api-burst', kind: 'string', default: '200', help: 'Kubernetes API calls allowed in a burst', parse: positive }),
   kubeApiTimeout: flag({ name: 'kube-api-timeout', kind: 'string', default: '10s', help: 'timeout of each Kubernetes API call; a review that times out answers 503', parse: duration }),
   objectCacheTtl: flag({ name: 'object-cache-ttl', kind: 'string', default: '5s', help: 'how long Backups, BSLs and Secrets read from the API are reused', parse: duration }),
+  auditLog: flag({ name: 'audit-log', kind: 'string', help: 'also append the audit lines (one per download) to this file', parse: str }),
+  tenantEndpointAllow: flag({ name: 'tenant-endpoint-allow', kind: 'string', default: '', help: 'CIDRs and host globs (10.0.0.0/8,*.corp.example) that tenants\' store endpoints may reach although private', parse: list }),
+  tenantFilesystemAllow: flag({ name: 'tenant-filesystem-allow', kind: 'boolean', default: 'false', help: 'let BSLs outside the gateway\'s namespace use filesystem providers', parse: bool }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };
 
@@ -195,6 +204,9 @@ export function loadConfig(
       kubeApiBurst: v.kubeApiBurst!,
       kubeApiTimeoutMs: v.kubeApiTimeout!,
       objectCacheTtlMs: v.objectCacheTtl!,
+      ...(v.auditLog !== undefined && { auditLog: resolve(cwd, v.auditLog) }),
+      tenantEndpointAllow: v.tenantEndpointAllow!,
+      tenantFilesystemAllow: v.tenantFilesystemAllow!,
       ...(v.locationsFile !== undefined && { locationsFile: resolve(cwd, v.locationsFile) }),
       ...defaultCredentials(v.defaultCredentialsFile, cwd),
       ...caBundle(v.caBundle, env, cwd),

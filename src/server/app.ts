@@ -20,6 +20,8 @@ export interface AppDeps extends DownloadDeps {
   /** What GET /v1/info answers (version, fingerprint, ...); read on every call so it stays current. */
   info: () => Record<string, unknown>;
   health: HealthState;
+  /** Where audit lines go (default: the main log). */
+  audit?: Logger;
 }
 
 /** Readiness shared by both listeners; false while starting and while draining on shutdown. */
@@ -38,11 +40,17 @@ function requestId(req: Request, res: Response, next: NextFunction): void {
 }
 
 /** One access line per request, written when the response is finished or the connection gone. */
-function accessLog(log: Logger): RequestHandler {
+/**
+ * One access line per request, written when the response is finished or the connection gone; and for
+ * download routes, one audit line (to the audit logger, which may also write a file), allowed or not.
+ */
+function accessLog(log: Logger, audit: Logger): RequestHandler {
   return (req, res, next) => {
     const start = process.hrtime.bigint();
     res.once('close', () => {
-      const { bytes, target } = localsOf(res);
+      const { bytes, target, download } = localsOf(res);
+      const user = userOf(res);
+      const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
       log.info(
         {
           requestId: res.locals.requestId as string,
@@ -50,18 +58,43 @@ function accessLog(log: Logger): RequestHandler {
           path: req.path, // never the query string
           status: res.statusCode,
           bytes: bytes ?? 0,
-          durationMs: Number(process.hrtime.bigint() - start) / 1e6,
-          user: userOf(res)?.username,
+          durationMs,
+          user: user?.username,
           ...(target && { target: `${target.namespace}/${target.owner}/${target.name}/${target.artifact}` }),
           remote: req.socket.remoteAddress,
           completed: res.writableFinished,
         },
         'request',
       );
+      if (download) {
+        audit.info(
+          {
+            audit: 'download',
+            requestId: res.locals.requestId as string,
+            user: user?.username,
+            groups: user?.groups,
+            namespace: target?.namespace ?? (req.params as Record<string, string | undefined>).namespace,
+            target: target ? `${target.owner}/${target.name}` : req.path,
+            artifact: target?.artifact,
+            bytes: bytes ?? 0,
+            status: res.statusCode,
+            completed: res.writableFinished,
+            durationMs,
+            remote: req.socket.remoteAddress,
+          },
+          'audit',
+        );
+      }
     });
     next();
   };
 }
+
+/** Marks a request as a download for the audit line (set before authentication, so 401s are audited). */
+const markDownload: RequestHandler = (_req, res, next) => {
+  localsOf(res).download = true;
+  next();
+};
 
 export function healthRoutes(app: Express, health: HealthState): void {
   app.get('/healthz', (_req, res) => {
@@ -103,7 +136,7 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.use(helmet());
   app.use(requestId);
-  app.use(accessLog(deps.log));
+  app.use(accessLog(deps.log, deps.audit ?? deps.log));
   app.use(rejectQueryTokens);
 
   healthRoutes(app, deps.health);
@@ -116,12 +149,12 @@ export function createApp(deps: AppDeps): Express {
     const handler = downloadHandler(deps, targetFromRequest(owner));
     app
       .route(DOWNLOAD_PATHS[owner])
-      .get(auth, handler)
-      .head(auth, handler)
+      .get(markDownload, auth, handler)
+      .head(markDownload, auth, handler)
       .all(methodNotAllowed('GET, HEAD'));
   }
   const drHandler = downloadHandler(deps, targetFromDownloadRequest(deps.authorizer, deps.resolver));
-  app.route(DOWNLOAD_REQUEST_PATH).get(auth, drHandler).head(auth, drHandler).all(methodNotAllowed('GET, HEAD'));
+  app.route(DOWNLOAD_REQUEST_PATH).get(markDownload, auth, drHandler).head(markDownload, auth, drHandler).all(methodNotAllowed('GET, HEAD'));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));

@@ -49,6 +49,8 @@ export function forbiddenMessage(user: UserInfo, a: ResourceAttributes, reason?:
 export interface DownloadLocals {
   bytes?: number;
   target?: Target;
+  /** A download route (audited). */
+  download?: boolean;
 }
 
 export function localsOf(res: Response): DownloadLocals {

@@ -25,3 +25,16 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     destination,
   );
 }
+
+/**
+ * The audit logger: the same JSON lines on the main log's destination and, with `file`, appended to
+ * that file as well (created 0600 if missing).
+ */
+export function createAuditLogger(level: LogLevel, file?: string, destination?: DestinationStream): Logger {
+  if (!file) return createLogger(level, destination);
+  const streams = [
+    { stream: destination ?? pino.destination({ dest: 1, sync: false }) },
+    { stream: pino.destination({ dest: file, append: true, mkdir: true, sync: true, mode: 0o600 }) },
+  ];
+  return createLogger(level, pino.multistream(streams));
+}

@@ -8,7 +8,7 @@ import { AuthUnavailableError } from '../auth/types.ts';
 import { KubeUnavailableError } from '../kube/objects.ts';
 import { isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
-import { InvalidTargetError, NotFoundError } from '../velero/errors.ts';
+import { InvalidTargetError, NotFoundError, TenancyError } from '../velero/errors.ts';
 
 export interface StatusDetails {
   name?: string;
@@ -82,6 +82,9 @@ export function mapError(err: unknown): MappedError {
   }
   if (err instanceof NotFoundError) {
     return { body: statusBody(404, 'NotFound', err.message, err.details), headers: {}, serverSide: false };
+  }
+  if (err instanceof TenancyError) {
+    return { body: statusBody(403, 'Forbidden', err.message), headers: {}, serverSide: false };
   }
   if (err instanceof InvalidTargetError) {
     return { body: statusBody(400, 'BadRequest', err.message), headers: {}, serverSide: false };

@@ -20,3 +20,20 @@ export class InvalidTargetError extends Error {
     this.name = 'InvalidTargetError';
   }
 }
+
+/** A tenancy rule refuses the request (a tenant location without its own credential, ...): 403. */
+export class TenancyError extends Error {
+  readonly reason = 'Forbidden';
+  constructor(message: string) {
+    super(message);
+    this.name = 'TenancyError';
+  }
+}
+
+/** A reference that would cross namespaces: refused with 403, whatever the object says. */
+export class CrossNamespaceError extends TenancyError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CrossNamespaceError';
+  }
+}

@@ -8,12 +8,13 @@ import type { KubeObject, ObjectReader, VeleroPlural } from '../kube/objects.ts'
 import type { StoreSpec } from '../stores/spec.ts';
 import { findArtifactByKind } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
-import { InvalidTargetError, NotFoundError } from './errors.ts';
+import { CrossNamespaceError, InvalidTargetError, NotFoundError, TenancyError } from './errors.ts';
 import { artifactKey } from './resolve.ts';
 import type { Location, Resolver } from './resolve.ts';
 
 interface SecretKeySelector {
   name?: string;
+  namespace?: string;
   key?: string;
   optional?: boolean;
 }
@@ -23,6 +24,12 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== 
 export interface KubeResolverOptions {
   /** Namespaces served; others answer 404. */
   serves: (namespace: string) => boolean;
+  /** The gateway's own namespace: BSLs elsewhere are tenants' and never borrow its credentials. */
+  ownNamespace: string;
+  /** True for providers whose bucket is a directory on the gateway's own filesystem. */
+  isFilesystemProvider: (provider: string) => boolean;
+  /** Let tenants' BSLs use filesystem providers (--tenant-filesystem-allow). */
+  tenantFilesystemAllow: boolean;
 }
 
 export class KubeResolver implements Resolver {
@@ -75,6 +82,10 @@ export class KubeResolver implements Resolver {
   async #get(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal): Promise<KubeObject> {
     const obj = await this.#objects.velero(plural, namespace, name, signal);
     if (!obj) throw new NotFoundError(`${plural}.velero.io "${name}" not found in namespace "${namespace}"`, { group: 'velero.io', kind: plural, name });
+    // Whatever an object says, everything a request resolves lives in the request's namespace.
+    if (obj.metadata?.namespace !== undefined && obj.metadata.namespace !== namespace) {
+      throw new CrossNamespaceError(`${plural}.velero.io "${name}" resolved to namespace "${obj.metadata.namespace}", not "${namespace}"`);
+    }
     return obj;
   }
 
@@ -87,6 +98,22 @@ export class KubeResolver implements Resolver {
     if (!provider || !bucket) throw new NotFoundError(`backupstoragelocation "${name}" has no provider or bucket`, { group: 'velero.io', kind: 'backupstoragelocations', name });
     const config: Record<string, string> = {};
     for (const [k, v] of Object.entries((spec.config ?? {}) as Record<string, unknown>)) if (typeof v === 'string') config[k] = v;
+
+    const tenant = namespace !== this.#opts.ownNamespace;
+    if (tenant) {
+      // Seed 004: a tenant's location never runs on the gateway's own identity or files.
+      if (!(spec.credential as SecretKeySelector | undefined)?.name) {
+        throw new TenancyError(
+          `backupstoragelocation "${name}" in namespace "${namespace}" needs its own credential (spec.credential): ` +
+            "the gateway's default credential is never used for locations outside its own namespace",
+        );
+      }
+      if (this.#opts.isFilesystemProvider(provider) && !this.#opts.tenantFilesystemAllow) {
+        throw new TenancyError(
+          `backupstoragelocation "${name}" in namespace "${namespace}" uses the filesystem provider "${provider}", which is refused for locations outside the gateway's namespace (see --tenant-filesystem-allow)`,
+        );
+      }
+    }
 
     const credential = await this.#secretKey(namespace, spec.credential as SecretKeySelector | undefined, `backupstoragelocation "${name}" spec.credential`, signal);
     let caBundle: string | undefined;
@@ -103,12 +130,16 @@ export class KubeResolver implements Resolver {
       config,
       ...(credential && { credential }),
       ...(caBundle && { caBundle }),
+      ...(tenant && { allowDefaultCredential: false, tenant: true }),
     };
   }
 
   /** The bytes of one key of a Secret in `namespace`; undefined only for an absent optional selector. */
   async #secretKey(namespace: string, sel: SecretKeySelector | undefined, what: string, signal: AbortSignal): Promise<Buffer | undefined> {
     if (!sel?.name) return undefined;
+    // A SecretKeySelector has no namespace; one that carries one anyway is refused, not followed.
+    const selNs = (sel as { namespace?: unknown }).namespace;
+    if (selNs !== undefined && selNs !== namespace) throw new CrossNamespaceError(`${what} refers to namespace ${JSON.stringify(selNs)}; only Secrets in "${namespace}" are used`);
     const secret = await this.#objects.secret(namespace, sel.name, signal);
     const data = sel.key ? secret?.data?.[sel.key] : undefined;
     if (data !== undefined) return Buffer.from(data, 'base64');

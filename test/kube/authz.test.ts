@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { BACKUP, NS, RESTORE, kubeFixture } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
+import { binary } from '../support/http.ts';
 import { inProcessGateway } from '../support/in-process.ts';
 import type { InProcessGateway } from '../support/in-process.ts';
 
@@ -52,11 +53,7 @@ describe('kubernetes mode: authentication and authorization', () => {
   });
 
   test('the bytes are the backup\'s', async () => {
-    const res = await request(gw.app).get(`${base}/backups/${BACKUP}/contents`).set('Authorization', `Bearer ${fx.tokens.alice}`).buffer(true).parse((r, cb) => {
-      const chunks: Buffer[] = [];
-      r.on('data', (c: Buffer) => chunks.push(c));
-      r.on('end', () => cb(null, Buffer.concat(chunks)));
-    });
+    const res = await binary(request(gw.app).get(`${base}/backups/${BACKUP}/contents`).set('Authorization', `Bearer ${fx.tokens.alice}`));
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, fx.files.contents);
   });

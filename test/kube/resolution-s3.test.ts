@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { NS, kubeFixture, velero } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
+import { binary } from '../support/http.ts';
 import { inProcessGateway } from '../support/in-process.ts';
 import type { InProcessGateway } from '../support/in-process.ts';
 import { startS3rver } from '../support/s3rver.ts';
@@ -58,21 +59,14 @@ describe('kubernetes mode on S3: BSL credentials and CA bundles from Secrets', (
     await fx?.close();
   });
 
-  const bytes = (r: request.Test): request.Test =>
-    r.buffer(true).parse((res, cb) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => cb(null, Buffer.concat(chunks)));
-    });
-
   test('backup → BSL → Secret credential and caCertRef: the bytes come from S3', async () => {
-    const res = await bytes(request(gw.app).get(`/v1/namespaces/${NS}/backups/s3-backup/log`).set(auth()));
+    const res = await binary(request(gw.app).get(`/v1/namespaces/${NS}/backups/s3-backup/log`).set(auth()));
     assert.equal(res.status, 200, String(res.body));
     assert.deepEqual(res.body, log);
   });
 
   test('the DownloadRequest route streams its target from S3', async () => {
-    const res = await bytes(request(gw.app).get(`/v1/namespaces/${NS}/downloadrequests/s3-dr`).set(auth()));
+    const res = await binary(request(gw.app).get(`/v1/namespaces/${NS}/downloadrequests/s3-dr`).set(auth()));
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, contents);
   });

@@ -8,6 +8,7 @@ import { createApp } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { StoreUnavailableError, ThrottledError } from '../../src/stores/errors.ts';
 import { LocalResolver } from '../../src/velero/resolve.ts';
+import { binary } from '../support/http.ts';
 import { MemoryStore } from '../support/memory-store.ts';
 
 const TOKEN = 'secret-token-for-tests-0123456789';
@@ -67,11 +68,7 @@ describe('download handler', () => {
   });
 
   test('200 with the bytes and every entity header', async () => {
-    const res = await request(s.app).get(URL).set(auth).buffer(true).parse((r, cb) => {
-      const chunks: Buffer[] = [];
-      r.on('data', (c: Buffer) => chunks.push(c));
-      r.on('end', () => cb(null, Buffer.concat(chunks)));
-    });
+    const res = await binary(request(s.app).get(URL).set(auth));
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, BODY);
     assert.equal(res.headers['content-length'], String(BODY.length));

@@ -8,7 +8,7 @@ import { buildMode, createStoreFactory } from '../../src/compose.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { Config } from '../../src/config/config.ts';
 import { createApp } from '../../src/server/app.ts';
-import { createLogger } from '../../src/server/logging.ts';
+import { createAuditLogger, createLogger } from '../../src/server/logging.ts';
 import type { DefaultStoreFactory } from '../../src/stores/factory.ts';
 
 export interface InProcessGateway {
@@ -37,6 +37,6 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
   const log = createLogger('debug', sink);
   const factory = await createStoreFactory(config, log);
   const parts = await buildMode(config, log, factory);
-  const app = createApp({ ...parts, log, health: { ready: true }, info: () => ({ mode: config.mode }) });
+  const app = createApp({ ...parts, log, audit: createAuditLogger('info', config.auditLog, sink), health: { ready: true }, info: () => ({ mode: config.mode }) });
   return { app, config, factory, logs, rawLog: () => raw };
 }

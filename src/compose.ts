@@ -8,6 +8,7 @@ import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from './auth/
 import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from './auth/static-tokens.ts';
 import type { Authenticator, Authorizer } from './auth/types.ts';
 import type { Config } from './config/config.ts';
+import type { GatewayMetrics } from './server/metrics.ts';
 import { createKubeClients } from './kube/client.ts';
 import { CachedObjectReader } from './kube/objects.ts';
 import { ObjectNotFoundError } from './stores/errors.ts';
@@ -59,7 +60,7 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
 }
 
 /** Kubernetes mode: TokenReview, SubjectAccessReview, Velero objects and Secrets from the API server. */
-export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory): ModeParts {
+export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): ModeParts {
   const kube = createKubeClients({
     ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
     ...(config.kubeContext && { context: config.kubeContext }),
@@ -76,9 +77,13 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
   };
   const serves = namespaceMatcher(config.namespace, config.watchNamespaces);
   log.info({ server: kube.kc.getCurrentCluster()?.server, namespace: config.namespace, watchNamespaces: config.watchNamespaces }, 'kubernetes mode');
+  const authenticator = new TokenReviewAuthenticator(kube, config.tokenAudiences, cache, metrics);
+  const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);
+  metrics?.watchCache('tokenreview', authenticator.cache.stats);
+  metrics?.watchCache('subjectaccessreview', authorizer.cache.stats);
   return {
-    authenticator: new TokenReviewAuthenticator(kube, config.tokenAudiences, cache),
-    authorizer: new SubjectAccessReviewAuthorizer(kube, cache),
+    authenticator,
+    authorizer,
     resolver: new KubeResolver(new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 }), {
       serves,
       ownNamespace: config.namespace,
@@ -100,6 +105,6 @@ export async function createStoreFactory(config: Config, log: Logger): Promise<D
 }
 
 /** The parts of the configured mode. */
-export async function buildMode(config: Config, log: Logger, factory: DefaultStoreFactory): Promise<ModeParts> {
-  return config.mode === 'local' ? localMode(config, log, factory) : kubernetesMode(config, log, factory);
+export async function buildMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): Promise<ModeParts> {
+  return config.mode === 'local' ? localMode(config, log, factory) : kubernetesMode(config, log, factory, metrics);
 }

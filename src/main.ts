@@ -13,6 +13,7 @@ import { createApp, errorHandler, healthRoutes } from './server/app.ts';
 import type { HealthState } from './server/app.ts';
 import { addressOf, listenHttps, shutdown } from './server/listener.ts';
 import { createAuditLogger, createLogger } from './server/logging.ts';
+import { GatewayMetrics } from './server/metrics.ts';
 import { ensureLocalCertificate } from './tls/local.ts';
 import { tlsServerOptions } from './tls/options.ts';
 import { CertificateReloader } from './tls/reloader.ts';
@@ -30,8 +31,9 @@ async function run(config: Config): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
 
+  const metrics = new GatewayMetrics();
   const factory = await createStoreFactory(config, log);
-  const parts = await buildMode(config, log, factory);
+  const parts = await buildMode(config, log, factory, metrics);
 
   const certFiles =
     config.tlsCertFile && config.tlsKeyFile
@@ -45,27 +47,33 @@ async function run(config: Config): Promise<void> {
     ...parts,
     log,
     audit: createAuditLogger(config.logLevel, config.auditLog),
+    metrics,
     health,
     info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint }),
   });
   const metricsApp = express();
   metricsApp.disable('x-powered-by');
   healthRoutes(metricsApp, health);
+  metricsApp.get('/metrics', (_req, res, next) => {
+    metrics.registry.metrics().then((text) => res.type(metrics.registry.contentType).send(text), next);
+  });
   metricsApp.use(errorHandler(log));
 
   const tls = tlsServerOptions(reloader.current);
   const servers: Server[] = [await listenHttps(app, tls, config.listen), await listenHttps(metricsApp, tls, config.metricsListen)];
+  metrics.setCertificateExpiry(reloader.current.notAfter);
   reloader.on('change', (pair) => {
     for (const s of servers) s.setSecureContext(tlsServerOptions(pair));
+    metrics.setCertificateExpiry(pair.notAfter);
     log.info({ fingerprint: pair.fingerprint }, 'serving certificate reloaded');
   });
   health.ready = true;
 
-  const [api, metrics] = servers.map(addressOf);
+  const [api, metricsAddr] = servers.map(addressOf);
   const host = api!.host === '0.0.0.0' || api!.host === '::' ? 'localhost' : api!.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${api!.port}`;
   if (config.mode === 'local') printBanner(url, config, certFiles.certFile, reloader.current.fingerprint);
-  log.info({ url, metrics: `https://${metrics!.host}:${metrics!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
+  log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
 
   let stopping = false;
   onSignal = (signal) => {

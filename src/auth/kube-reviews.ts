@@ -10,7 +10,7 @@ import type { KubeClients } from '../kube/client.ts';
 import { statusOf } from '../kube/client.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
 import { AuthUnavailableError } from './types.ts';
-import type { Authenticator, Authorizer, Decision, ResourceAttributes, UserInfo } from './types.ts';
+import type { Authenticator, Authorizer, Decision, ResourceAttributes, ReviewObserver, UserInfo } from './types.ts';
 
 export interface ReviewCacheOptions {
   /** TokenReview accepted. */
@@ -63,9 +63,12 @@ export class TokenReviewAuthenticator implements Authenticator {
   readonly #audiences: string[];
   readonly cache: TtlCache<AuthnResult>;
 
-  constructor(kube: KubeClients, audiences: string[], cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE) {
+  readonly #observer: ReviewObserver | undefined;
+
+  constructor(kube: KubeClients, audiences: string[], cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE, observer?: ReviewObserver) {
     this.#kube = kube;
     this.#audiences = audiences;
+    this.#observer = observer;
     this.cache = new TtlCache<AuthnResult>({
       max: cache.maxEntries,
       ttl: (r) => (r.user ? cache.authnTtlMs : cache.authnDeniedTtlMs),
@@ -84,12 +87,15 @@ export class TokenReviewAuthenticator implements Authenticator {
       kind: 'TokenReview',
       spec: { token, ...(this.#audiences.length > 0 && { audiences: this.#audiences }) },
     };
+    const started = performance.now();
     let review: V1TokenReview;
     try {
       review = await this.#kube.call(SHARED, (o) => this.#kube.authn.createTokenReview({ body }, o));
     } catch (err) {
+      this.#observer?.observeReview('tokenreview', (performance.now() - started) / 1000, 'error');
       throw unavailable('TokenReview', err);
     }
+    this.#observer?.observeReview('tokenreview', (performance.now() - started) / 1000, review.status?.authenticated ? 'authenticated' : 'rejected');
     const status = review.status;
     if (!status?.authenticated || !status.user?.username) return { user: null };
     // With audiences asked for, the API server must confirm one of them.
@@ -110,8 +116,11 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
   readonly #kube: KubeClients;
   readonly cache: TtlCache<Decision>;
 
-  constructor(kube: KubeClients, cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE) {
+  readonly #observer: ReviewObserver | undefined;
+
+  constructor(kube: KubeClients, cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE, observer?: ReviewObserver) {
     this.#kube = kube;
+    this.#observer = observer;
     this.cache = new TtlCache<Decision>({
       max: cache.maxEntries,
       ttl: (d) => (d.allowed ? cache.authzAllowedTtlMs : cache.authzDeniedTtlMs),
@@ -145,13 +154,16 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
         },
       },
     };
+    const started = performance.now();
     let review: V1SubjectAccessReview;
     try {
       review = await this.#kube.call(SHARED, (o) => this.#kube.authz.createSubjectAccessReview({ body }, o));
     } catch (err) {
+      this.#observer?.observeReview('subjectaccessreview', (performance.now() - started) / 1000, 'error');
       throw unavailable('SubjectAccessReview', err);
     }
     const s = review.status;
+    this.#observer?.observeReview('subjectaccessreview', (performance.now() - started) / 1000, s?.allowed === true ? 'allowed' : 'denied');
     return { allowed: s?.allowed === true && s.denied !== true, ...(s?.reason && { reason: s.reason }) };
   }
 }

@@ -45,3 +45,8 @@ export class AuthUnavailableError extends Error {
     this.name = 'AuthUnavailableError';
   }
 }
+
+/** Told the latency and outcome of each review actually sent (cache hits are not reviews). */
+export interface ReviewObserver {
+  observeReview(review: 'tokenreview' | 'subjectaccessreview', seconds: number, outcome: string): void;
+}

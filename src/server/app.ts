@@ -13,6 +13,7 @@ import { authenticate, rejectQueryTokens, userOf } from './authn.ts';
 import { downloadHandler, localsOf } from './download.ts';
 import type { DownloadDeps } from './download.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, targetFromDownloadRequest, targetFromRequest } from './routes.ts';
+import type { GatewayMetrics, RouteLabel } from './metrics.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 
 export interface AppDeps extends DownloadDeps {
@@ -44,13 +45,22 @@ function requestId(req: Request, res: Response, next: NextFunction): void {
  * One access line per request, written when the response is finished or the connection gone; and for
  * download routes, one audit line (to the audit logger, which may also write a file), allowed or not.
  */
-function accessLog(log: Logger, audit: Logger): RequestHandler {
+function accessLog(log: Logger, audit: Logger, metrics: GatewayMetrics | undefined): RequestHandler {
   return (req, res, next) => {
-    const start = process.hrtime.bigint();
+    const locals = localsOf(res);
+    const start = (locals.startedAt = performance.now());
+    let route: RouteLabel | undefined;
     res.once('close', () => {
-      const { bytes, target, download } = localsOf(res);
+      const { bytes, target, download, ttfb } = locals;
       const user = userOf(res);
-      const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
+      const durationMs = performance.now() - start;
+      if (metrics) {
+        const r = route ?? 'other';
+        metrics.requests.inc({ route: r, method: req.method, code: String(res.statusCode) });
+        if (bytes) metrics.bytesSent.inc({ route: r }, bytes);
+        if (ttfb !== undefined) metrics.timeToFirstByte.observe({ route: r }, ttfb / 1000);
+        if (route) metrics.inflight.dec({ route });
+      }
       log.info(
         {
           requestId: res.locals.requestId as string,
@@ -86,15 +96,23 @@ function accessLog(log: Logger, audit: Logger): RequestHandler {
         );
       }
     });
+    // The route label is known once the router matched; markDownload sets it through this hook.
+    (res.locals as { onDownload?: (r: RouteLabel) => void }).onDownload = (r) => {
+      route = r;
+      metrics?.inflight.inc({ route: r });
+    };
     next();
   };
 }
 
-/** Marks a request as a download for the audit line (set before authentication, so 401s are audited). */
-const markDownload: RequestHandler = (_req, res, next) => {
-  localsOf(res).download = true;
-  next();
-};
+/** Marks a request as a download for the audit line and metrics (before authentication, so 401s count). */
+function markDownload(route: RouteLabel): RequestHandler {
+  return (_req, res, next) => {
+    localsOf(res).download = true;
+    (res.locals as { onDownload?: (r: RouteLabel) => void }).onDownload?.(route);
+    next();
+  };
+}
 
 export function healthRoutes(app: Express, health: HealthState): void {
   app.get('/healthz', (_req, res) => {
@@ -136,7 +154,7 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.use(helmet());
   app.use(requestId);
-  app.use(accessLog(deps.log, deps.audit ?? deps.log));
+  app.use(accessLog(deps.log, deps.audit ?? deps.log, deps.metrics));
   app.use(rejectQueryTokens);
 
   healthRoutes(app, deps.health);
@@ -149,12 +167,13 @@ export function createApp(deps: AppDeps): Express {
     const handler = downloadHandler(deps, targetFromRequest(owner));
     app
       .route(DOWNLOAD_PATHS[owner])
-      .get(markDownload, auth, handler)
-      .head(markDownload, auth, handler)
+      .get(markDownload(owner), auth, handler)
+      .head(markDownload(owner), auth, handler)
       .all(methodNotAllowed('GET, HEAD'));
   }
   const drHandler = downloadHandler(deps, targetFromDownloadRequest(deps.authorizer, deps.resolver));
-  app.route(DOWNLOAD_REQUEST_PATH).get(markDownload, auth, drHandler).head(markDownload, auth, drHandler).all(methodNotAllowed('GET, HEAD'));
+  const markDr = markDownload('downloadrequests');
+  app.route(DOWNLOAD_REQUEST_PATH).get(markDr, auth, drHandler).head(markDr, auth, drHandler).all(methodNotAllowed('GET, HEAD'));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));

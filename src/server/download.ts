@@ -16,12 +16,15 @@ import type { Resolver } from '../velero/resolve.ts';
 import { userOf } from './authn.ts';
 import { decideRange, notModified } from './range.ts';
 import { HttpError } from './status.ts';
+import { timedStoreCall } from './metrics.ts';
+import type { GatewayMetrics } from './metrics.ts';
 
 export interface DownloadDeps {
   authorizer: Authorizer;
   resolver: Resolver;
   stores: StoreFactory;
   log: Logger;
+  metrics?: GatewayMetrics;
 }
 
 /** The SubjectAccessReview attributes for a target (ARCHITECTURE.md, "Authorization model"). */
@@ -51,6 +54,9 @@ export interface DownloadLocals {
   target?: Target;
   /** A download route (audited). */
   download?: boolean;
+  /** performance.now() when the request arrived, and ms until the headers of a download. */
+  startedAt?: number;
+  ttfb?: number;
 }
 
 export function localsOf(res: Response): DownloadLocals {
@@ -116,7 +122,8 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): Req
 
     const location = await deps.resolver.resolve(target, signal);
     const store = await deps.stores.forSpec(location.spec);
-    const info = await store.stat(location.key, { signal });
+    const provider = location.spec.provider;
+    const info = await timedStoreCall(deps.metrics, provider, 'stat', () => store.stat(location.key, { signal }));
 
     res.attachment(location.key.slice(location.key.lastIndexOf('/') + 1));
     res.type(contentTypeOf(location.key));
@@ -147,7 +154,7 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): Req
     }
 
     const range = decision2.kind === 'partial' ? decision2.range : undefined;
-    const obj = await store.get(location.key, { signal, ...(range && { range }) });
+    const obj = await timedStoreCall(deps.metrics, provider, 'get', () => store.get(location.key, { signal, ...(range && { range }) }));
     if (obj.range) {
       res.status(206).setHeader('Content-Range', `bytes ${obj.range.start}-${obj.range.end}/${obj.size}`);
       res.setHeader('Content-Length', obj.range.end - obj.range.start + 1);
@@ -156,6 +163,7 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): Req
     }
     // ETag and size come from what was opened, in case the object changed since stat.
     setEntityHeaders(res, obj);
+    locals.ttfb = performance.now() - (locals.startedAt ?? performance.now());
 
     // Counted as it flows, so the access log (written on 'close') sees it whatever ends first.
     locals.bytes = 0;

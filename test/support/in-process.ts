@@ -10,11 +10,13 @@ import type { Config } from '../../src/config/config.ts';
 import { createApp } from '../../src/server/app.ts';
 import { createAuditLogger, createLogger } from '../../src/server/logging.ts';
 import type { DefaultStoreFactory } from '../../src/stores/factory.ts';
+import { GatewayMetrics } from '../../src/server/metrics.ts';
 
 export interface InProcessGateway {
   app: Express;
   config: Config;
   factory: DefaultStoreFactory;
+  metrics: GatewayMetrics;
   /** Parsed JSON log lines. */
   logs: Record<string, unknown>[];
   /** The raw log text (to check that no secret ever appears). */
@@ -35,8 +37,9 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
     },
   });
   const log = createLogger('debug', sink);
+  const metrics = new GatewayMetrics({ processMetrics: false });
   const factory = await createStoreFactory(config, log);
-  const parts = await buildMode(config, log, factory);
-  const app = createApp({ ...parts, log, audit: createAuditLogger('info', config.auditLog, sink), health: { ready: true }, info: () => ({ mode: config.mode }) });
-  return { app, config, factory, logs, rawLog: () => raw };
+  const parts = await buildMode(config, log, factory, metrics);
+  const app = createApp({ ...parts, log, audit: createAuditLogger('info', config.auditLog, sink), metrics, health: { ready: true }, info: () => ({ mode: config.mode }) });
+  return { app, config, factory, metrics, logs, rawLog: () => raw };
 }

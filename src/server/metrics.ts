@@ -1,0 +1,80 @@
+/**
+ * Prometheus metrics (prom-client), served at /metrics on the metrics listener: requests, bytes,
+ * downloads in flight, time to first byte, store latency and errors by provider, TokenReview / SAR
+ * latency and cache hits, the serving certificate's expiry, and Node's process metrics.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ReviewObserver } from '../auth/types.ts';
+import type { CacheStats } from '../util/ttl-cache.ts';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export type RouteLabel = 'backups' | 'restores' | 'downloadrequests' | 'other';
+
+export class GatewayMetrics implements ReviewObserver {
+  readonly registry = new Registry();
+  readonly requests: Counter<'route' | 'method' | 'code'>;
+  readonly bytesSent: Counter<'route'>;
+  readonly inflight: Gauge<'route'>;
+  readonly timeToFirstByte: Histogram<'route'>;
+  readonly storeLatency: Histogram<'provider' | 'operation'>;
+  readonly storeErrors: Counter<'provider' | 'operation' | 'reason'>;
+  readonly reviewLatency: Histogram<'review' | 'outcome'>;
+  readonly certExpiry: Gauge;
+  readonly #caches = new Map<string, CacheStats>();
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'vds_http_requests_total', help: 'HTTP requests by route, method and status code', labelNames: ['route', 'method', 'code'], registers });
+    this.bytesSent = new Counter({ name: 'vds_download_bytes_sent_total', help: 'Object bytes sent to clients', labelNames: ['route'], registers });
+    this.inflight = new Gauge({ name: 'vds_downloads_in_flight', help: 'Download requests being served', labelNames: ['route'], registers });
+    this.timeToFirstByte = new Histogram({ name: 'vds_download_time_to_first_byte_seconds', help: 'From request to response headers of a download', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers });
+    this.storeLatency = new Histogram({ name: 'vds_store_request_duration_seconds', help: 'Store stat/get latency (to the first byte for get)', labelNames: ['provider', 'operation'], buckets: LATENCY_BUCKETS, registers });
+    this.storeErrors = new Counter({ name: 'vds_store_errors_total', help: 'Store errors by provider, operation and reason', labelNames: ['provider', 'operation', 'reason'], registers });
+    this.reviewLatency = new Histogram({ name: 'vds_review_duration_seconds', help: 'TokenReview and SubjectAccessReview latency', labelNames: ['review', 'outcome'], buckets: LATENCY_BUCKETS, registers });
+    this.certExpiry = new Gauge({ name: 'vds_tls_certificate_expiry_timestamp_seconds', help: "The serving certificate's notAfter, in Unix seconds", registers });
+    const caches = this.#caches;
+    new Counter({
+      name: 'vds_review_cache_lookups_total',
+      help: 'Review cache lookups by review and result (hit, miss, merged into a review in flight)',
+      labelNames: ['review', 'result'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [review, s] of caches) {
+          this.inc({ review, result: 'hit' }, s.hits);
+          this.inc({ review, result: 'miss' }, s.misses);
+          this.inc({ review, result: 'merged' }, s.merged);
+        }
+      },
+    });
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'vds_' });
+  }
+
+  /** Exposes a review cache's counters (read at scrape time). */
+  watchCache(review: string, stats: CacheStats): void {
+    this.#caches.set(review, stats);
+  }
+
+  observeReview(review: 'tokenreview' | 'subjectaccessreview', seconds: number, outcome: string): void {
+    this.reviewLatency.observe({ review, outcome }, seconds);
+  }
+
+  setCertificateExpiry(notAfter: Date): void {
+    this.certExpiry.set(Math.floor(notAfter.getTime() / 1000));
+  }
+}
+
+/** Times one store operation into the metrics; errors are counted by their stable reason. */
+export async function timedStoreCall<T>(metrics: GatewayMetrics | undefined, provider: string, operation: 'stat' | 'get', call: () => Promise<T>): Promise<T> {
+  if (!metrics) return call();
+  const end = metrics.storeLatency.startTimer({ provider, operation });
+  try {
+    return await call();
+  } catch (err) {
+    metrics.storeErrors.inc({ provider, operation, reason: (err as { reason?: string }).reason ?? (err as Error).name ?? 'Error' });
+    throw err;
+  } finally {
+    end();
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Metrics after a known set of requests, read back through prom-client's registry (what /metrics
+ * serves), and /metrics itself on the real process's metrics listener.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import request from 'supertest';
+import { BACKUP, NS, kubeFixture } from '../support/kube-fixture.ts';
+import type { KubeFixture } from '../support/kube-fixture.ts';
+import { inProcessGateway } from '../support/in-process.ts';
+import type { InProcessGateway } from '../support/in-process.ts';
+import { curl, startGateway } from '../support/processes.ts';
+
+type Sample = { labels: Record<string, string | number>; value: number; metricName?: string };
+async function samples(gw: InProcessGateway, name: string): Promise<Sample[]> {
+  const m = gw.metrics.registry.getSingleMetric(name);
+  assert.ok(m, name);
+  return (await m.get()).values as Sample[];
+}
+const value = (s: Sample[], labels: Record<string, string>, metricName?: string): number =>
+  s.filter((x) => (!metricName || x.metricName === metricName) && Object.entries(labels).every(([k, v]) => x.labels[k] === v)).reduce((a, x) => a + x.value, 0);
+
+describe('metrics', () => {
+  let fx: KubeFixture;
+  let gw: InProcessGateway;
+  before(async () => {
+    fx = await kubeFixture();
+    gw = await inProcessGateway(fx.args());
+    const alice = { Authorization: `Bearer ${fx.tokens.alice}` };
+    await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/log`).set(alice).expect(200);
+    await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/log`).set(alice).expect(200);
+    await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/contents`).set({ Authorization: `Bearer ${fx.tokens.bob}` }).expect(403);
+    await request(gw.app).get(`/v1/namespaces/${NS}/backups/missing/log`).set(alice).expect(404); // no Backup object
+    await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/results`).set(alice).expect(404); // no file in the store
+    await request(gw.app).get(`/v1/namespaces/${NS}/downloadrequests/dr-log`).set({ Authorization: `Bearer ${fx.tokens.dave}` }).expect(200);
+    await request(gw.app).get('/nowhere').expect(404);
+  });
+  after(() => fx.close());
+
+  test('requests by route and code', async () => {
+    const s = await samples(gw, 'vds_http_requests_total');
+    assert.equal(value(s, { route: 'backups', code: '200' }), 2);
+    assert.equal(value(s, { route: 'backups', code: '403' }), 1);
+    assert.equal(value(s, { route: 'backups', code: '404' }), 2);
+    assert.equal(value(s, { route: 'downloadrequests', code: '200' }), 1);
+    assert.equal(value(s, { route: 'other', code: '404' }), 1);
+  });
+
+  test('bytes sent and time to first byte', async () => {
+    assert.equal(value(await samples(gw, 'vds_download_bytes_sent_total'), { route: 'backups' }), 2 * fx.files.log.length);
+    assert.equal(value(await samples(gw, 'vds_download_bytes_sent_total'), { route: 'downloadrequests' }), fx.files.log.length);
+    const ttfb = await samples(gw, 'vds_download_time_to_first_byte_seconds');
+    assert.equal(value(ttfb, { route: 'backups' }, 'vds_download_time_to_first_byte_seconds_count'), 2);
+    assert.equal(value(await samples(gw, 'vds_downloads_in_flight'), { route: 'backups' }), 0);
+  });
+
+  test('store latency and errors by provider', async () => {
+    const lat = await samples(gw, 'vds_store_request_duration_seconds');
+    assert.equal(value(lat, { provider: 'replicated.com/hostpath', operation: 'get' }, 'vds_store_request_duration_seconds_count'), 3);
+    const errs = await samples(gw, 'vds_store_errors_total');
+    assert.equal(value(errs, { provider: 'replicated.com/hostpath', operation: 'stat', reason: 'ObjectNotFound' }), 1);
+  });
+
+  test('reviews: latency per outcome and cache hits', async () => {
+    const lat = await samples(gw, 'vds_review_duration_seconds');
+    // alice, bob, dave: three tokens reviewed once each.
+    assert.equal(value(lat, { review: 'tokenreview', outcome: 'authenticated' }, 'vds_review_duration_seconds_count'), 3);
+    assert.equal(value(lat, { review: 'subjectaccessreview', outcome: 'denied' }, 'vds_review_duration_seconds_count'), 1);
+    const cache = await samples(gw, 'vds_review_cache_lookups_total');
+    assert.equal(value(cache, { review: 'tokenreview', result: 'miss' }), 3);
+    assert.equal(value(cache, { review: 'tokenreview', result: 'hit' }), 3, "alice's second request and her two 404s");
+  });
+
+  test('/metrics on the real process: text format, certificate expiry, process metrics', async () => {
+    const gwp = await startGateway(fx.args());
+    try {
+      const r = await curl(['--cacert', join(fx.dir, 'state', 'tls.crt'), '--fail', `https://127.0.0.1:${gwp.metricsPort}/metrics`]);
+      assert.equal(r.code, 0, r.stderr);
+      const text = r.stdout.toString();
+      const expiry = Number(/^vds_tls_certificate_expiry_timestamp_seconds (\d+)$/m.exec(text)?.[1]);
+      assert.ok(expiry > Date.now() / 1000 + 300 * 86400, 'about a year ahead');
+      assert.match(text, /^vds_process_resident_memory_bytes \d+/m);
+      assert.match(text, /# TYPE vds_http_requests_total counter/);
+    } finally {
+      await gwp.stop();
+    }
+  });
+});

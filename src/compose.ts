@@ -9,7 +9,13 @@ import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile
 import type { Authenticator, Authorizer } from './auth/types.ts';
 import type { Config } from './config/config.ts';
 import type { GatewayMetrics } from './server/metrics.ts';
+import { DownloadRequestController } from './kube/downloadrequest-controller.ts';
+import { SigningKeySource } from './kube/signing-key.ts';
+import { UrlDiscovery } from './kube/url-discovery.ts';
+import { optsIn } from './server/admission.ts';
+import type { AppDeps } from './server/app.ts';
 import { createKubeClients } from './kube/client.ts';
+import type { KubeClients } from './kube/client.ts';
 import { CachedObjectReader } from './kube/objects.ts';
 import { ObjectNotFoundError } from './stores/errors.ts';
 import { DefaultStoreFactory, FILESYSTEM_PROVIDERS } from './stores/factory.ts';
@@ -28,6 +34,8 @@ export interface ModeParts {
   authorizer: Authorizer;
   resolver: Resolver;
   stores: StoreFactory;
+  /** Kubernetes mode only: the clients, the shared object cache and the resolver as itself. */
+  kube?: { clients: KubeClients; objects: CachedObjectReader; resolver: KubeResolver };
 }
 
 /** Local mode: the data directory (with a demo on first start), a locations file, static tokens. */
@@ -77,6 +85,13 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
   };
   const serves = namespaceMatcher(config.namespace, config.watchNamespaces);
   log.info({ server: kube.kc.getCurrentCluster()?.server, namespace: config.namespace, watchNamespaces: config.watchNamespaces }, 'kubernetes mode');
+  const objects = new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 });
+  const resolver = new KubeResolver(objects, {
+    serves,
+    ownNamespace: config.namespace,
+    isFilesystemProvider: (p) => FILESYSTEM_PROVIDERS.has(p),
+    tenantFilesystemAllow: config.tenantFilesystemAllow,
+  });
   const authenticator = new TokenReviewAuthenticator(kube, config.tokenAudiences, cache, metrics);
   const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);
   metrics?.watchCache('tokenreview', authenticator.cache.stats);
@@ -84,13 +99,9 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
   return {
     authenticator,
     authorizer,
-    resolver: new KubeResolver(new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 }), {
-      serves,
-      ownNamespace: config.namespace,
-      isFilesystemProvider: (p) => FILESYSTEM_PROVIDERS.has(p),
-      tenantFilesystemAllow: config.tenantFilesystemAllow,
-    }),
+    resolver,
     stores: factory,
+    kube: { clients: kube, objects, resolver },
   };
 }
 
@@ -107,4 +118,58 @@ export async function createStoreFactory(config: Config, log: Logger): Promise<D
 /** The parts of the configured mode. */
 export async function buildMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): Promise<ModeParts> {
   return config.mode === 'local' ? localMode(config, log, factory) : kubernetesMode(config, log, factory, metrics);
+}
+
+/** What kubernetes mode runs beside the routes: URL discovery, the DownloadRequest controller, signing keys. */
+export interface KubeServices {
+  discovery: UrlDiscovery;
+  controller: DownloadRequestController;
+  signingKeys: SigningKeySource;
+  /** Extra dependencies for createApp: signed URLs and the admission webhook. */
+  appDeps: Pick<AppDeps, 'signedUrls' | 'admission'>;
+  /** Extra fields for /v1/info. */
+  info(): Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+export async function startKubeServices(config: Config, log: Logger, kube: NonNullable<ModeParts['kube']>): Promise<KubeServices> {
+  const discovery = await UrlDiscovery.start(kube.clients, {
+    namespace: config.namespace,
+    serviceName: config.serviceName,
+    listenPort: config.listen.port,
+    log,
+    ...(config.fqdn && { fqdn: config.fqdn }),
+  });
+  log.info({ url: discovery.current.baseUrl, source: discovery.current.source, detail: discovery.current.detail }, 'gateway URL');
+  discovery.on('change', (cur, prev) => log.info({ url: cur.baseUrl, source: cur.source, detail: cur.detail, previous: prev.baseUrl }, 'gateway URL changed'));
+  const controller = await DownloadRequestController.start(kube.clients, {
+    namespace: config.namespace,
+    watchNamespaces: config.watchNamespaces,
+    serveAllLocations: config.serveAllLocations,
+    urls: discovery,
+    reader: kube.objects,
+    log,
+  });
+  const signingKeys = new SigningKeySource(kube.clients, { namespace: config.namespace });
+  await signingKeys.start();
+  return {
+    discovery,
+    controller,
+    signingKeys,
+    appDeps: {
+      signedUrls: { keys: () => signingKeys.keys },
+      admission: {
+        log,
+        keys: () => signingKeys.keys,
+        baseUrl: () => discovery.current.baseUrl,
+        optedIn: async (namespace, dr, signal) =>
+          optsIn(await kube.resolver.storageLocationOf(kube.resolver.targetOfDownloadRequest(dr, namespace), signal), config.serveAllLocations),
+      },
+    },
+    info: () => ({ url: discovery.current.baseUrl, urlSource: discovery.current.source, urlDetail: discovery.current.detail }),
+    async stop() {
+      signingKeys.stop();
+      await Promise.all([controller.stop(), discovery.stop()]);
+    },
+  };
 }

@@ -6,7 +6,7 @@
 import type { Server } from 'node:https';
 import { hostname } from 'node:os';
 import express from 'express';
-import { buildMode, createStoreFactory } from './compose.ts';
+import { buildMode, createStoreFactory, startKubeServices } from './compose.ts';
 import { loadConfig } from './config/config.ts';
 import type { Config } from './config/config.ts';
 import { createApp, errorHandler, healthRoutes } from './server/app.ts';
@@ -34,6 +34,7 @@ async function run(config: Config): Promise<void> {
   const metrics = new GatewayMetrics();
   const factory = await createStoreFactory(config, log);
   const parts = await buildMode(config, log, factory, metrics);
+  const kubeServices = parts.kube ? await startKubeServices(config, log, parts.kube) : undefined;
 
   const certFiles =
     config.tlsCertFile && config.tlsKeyFile
@@ -49,7 +50,8 @@ async function run(config: Config): Promise<void> {
     audit: createAuditLogger(config.logLevel, config.auditLog),
     metrics,
     health,
-    info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint }),
+    ...kubeServices?.appDeps,
+    info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint, ...kubeServices?.info() }),
   });
   const metricsApp = express();
   metricsApp.disable('x-powered-by');
@@ -81,7 +83,8 @@ async function run(config: Config): Promise<void> {
     stopping = true;
     health.ready = false;
     log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining in-flight downloads');
-    void shutdown(servers, config.shutdownGraceMs).then(({ forced }) => {
+    void shutdown(servers, config.shutdownGraceMs).then(async ({ forced }) => {
+      await kubeServices?.stop();
       reloader.stop();
       factory.close();
       log.info({ forced }, 'stopped');

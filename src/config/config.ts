@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseFqdn } from '../kube/url-discovery.ts';
 import { bool, duration, helpText, hostPort, list, oneOf, parseFlags, positive, str } from './flags.ts';
 import type { FlagDef, HostPort } from './flags.ts';
 
@@ -66,6 +67,18 @@ export interface Config {
   tenantEndpointAllow: string[];
   /** Tenants' BSLs may use filesystem providers. */
   tenantFilesystemAllow: boolean;
+  /** Kubernetes mode: the DNS name users reach the gateway at (wins over the Service). */
+  fqdn?: string;
+  /** Kubernetes mode: the Service exposing the gateway (URL discovery, certificate SANs). */
+  serviceName: string;
+  /** Record the gateway URL for every BSL's DownloadRequests, not only opted-in ones. */
+  serveAllLocations: boolean;
+  /** Kubernetes mode: the Secret holding the serving certificate. */
+  tlsSecret: string;
+  /** More SANs for a generated certificate. */
+  tlsExtraSans: string[];
+  /** Validity of a generated certificate. */
+  tlsValidityMs: number;
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
@@ -102,6 +115,12 @@ export const FLAGS = {
   auditLog: flag({ name: 'audit-log', kind: 'string', help: 'also append the audit lines (one per download) to this file', parse: str }),
   tenantEndpointAllow: flag({ name: 'tenant-endpoint-allow', kind: 'string', default: '', help: 'CIDRs and host globs (10.0.0.0/8,*.corp.example) that tenants\' store endpoints may reach although private', parse: list }),
   tenantFilesystemAllow: flag({ name: 'tenant-filesystem-allow', kind: 'boolean', default: 'false', help: 'let BSLs outside the gateway\'s namespace use filesystem providers', parse: bool }),
+  fqdn: flag({ name: 'fqdn', kind: 'string', help: 'kubernetes mode: DNS name (an Ingress host, or host:port) users reach the gateway at; wins over the Service (the design\'s --veleroServerFQDN)', parse: str }),
+  serviceName: flag({ name: 'service-name', kind: 'string', default: 'velero-download-server', help: 'kubernetes mode: the Service exposing the gateway, read for its URL (a pre-created Service named velero: --service-name velero)', parse: str }),
+  serveAllLocations: flag({ name: 'serve-all-locations', kind: 'boolean', default: 'false', help: 'serve DownloadRequests of every BSL through the gateway, not only those annotated download-server.velero.io/enabled: "true"', parse: bool }),
+  tlsSecret: flag({ name: 'tls-secret', kind: 'string', default: 'velero-download-server-certs', help: 'kubernetes mode: Secret (kubernetes.io/tls, with ca.crt) holding the serving certificate; generated when missing', parse: str }),
+  tlsExtraSans: flag({ name: 'tls-extra-sans', kind: 'string', default: '', help: 'more DNS names or IPs for a generated certificate (comma-separated)', parse: list }),
+  tlsValidity: flag({ name: 'tls-validity', kind: 'string', default: '8760h', help: 'validity of a generated certificate (renewed after two thirds)', parse: duration }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };
 
@@ -156,6 +175,11 @@ export function loadConfig(
   for (const ns of v.watchNamespaces ?? []) {
     if (!/^[a-z0-9*]([-a-z0-9*]{0,61}[a-z0-9*])?$/.test(ns)) errors.push(`--watch-namespaces: "${ns}" is neither a namespace name nor a * glob`);
   }
+  if (v.fqdn !== undefined) {
+    const p = parseFqdn(v.fqdn);
+    if ('error' in p) errors.push(`--fqdn: ${p.error}`);
+  }
+  if (v.serviceName !== undefined && !DNS1123_LABEL.test(v.serviceName)) errors.push(`--service-name: "${v.serviceName}" is not a valid Service name`);
   if (mode === 'kubernetes' && kubeconfig !== undefined && !existsSync(resolve(cwd, kubeconfig))) {
     errors.push(`--kubeconfig (or KUBECONFIG): ${resolve(cwd, kubeconfig)} does not exist`);
   }
@@ -207,6 +231,12 @@ export function loadConfig(
       ...(v.auditLog !== undefined && { auditLog: resolve(cwd, v.auditLog) }),
       tenantEndpointAllow: v.tenantEndpointAllow!,
       tenantFilesystemAllow: v.tenantFilesystemAllow!,
+      ...(v.fqdn !== undefined && { fqdn: v.fqdn }),
+      serviceName: v.serviceName!,
+      serveAllLocations: v.serveAllLocations!,
+      tlsSecret: v.tlsSecret!,
+      tlsExtraSans: v.tlsExtraSans!,
+      tlsValidityMs: v.tlsValidity!,
       ...(v.locationsFile !== undefined && { locationsFile: resolve(cwd, v.locationsFile) }),
       ...defaultCredentials(v.defaultCredentialsFile, cwd),
       ...caBundle(v.caBundle, env, cwd),

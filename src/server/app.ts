@@ -14,6 +14,11 @@ import { downloadHandler, localsOf } from './download.ts';
 import type { DownloadDeps } from './download.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, targetFromDownloadRequest, targetFromRequest } from './routes.ts';
 import type { GatewayMetrics, RouteLabel } from './metrics.ts';
+import type { KeyRing } from '../auth/signed-urls.ts';
+import { verifySignature } from '../auth/signed-urls.ts';
+import type { UserInfo } from '../auth/types.ts';
+import { ADMISSION_PATH, admissionHandler } from './admission.ts';
+import type { AdmissionDeps } from './admission.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 
 export interface AppDeps extends DownloadDeps {
@@ -23,7 +28,17 @@ export interface AppDeps extends DownloadDeps {
   health: HealthState;
   /** Where audit lines go (default: the main log). */
   audit?: Logger;
+  /** Signed DownloadRequest URLs for the stock velero CLI (kubernetes mode). */
+  signedUrls?: { keys: () => KeyRing; now?: () => number };
+  /** The DownloadRequest admission webhook (kubernetes mode). */
+  admission?: AdmissionDeps;
 }
+
+/** Who a signed-URL request is, for logs and audit lines: the URL, not a person, carries the grant. */
+export const SIGNED_URL_USER = { username: 'system:velero-download-server:signed-url', groups: [] as string[] };
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
 
 /** Readiness shared by both listeners; false while starting and while draining on shutdown. */
 export interface HealthState {
@@ -173,7 +188,26 @@ export function createApp(deps: AppDeps): Express {
   }
   const drHandler = downloadHandler(deps, targetFromDownloadRequest(deps.authorizer, deps.resolver));
   const markDr = markDownload('downloadrequests');
-  app.route(DOWNLOAD_REQUEST_PATH).get(markDr, auth, drHandler).head(markDr, auth, drHandler).all(methodNotAllowed('GET, HEAD'));
+  const drChain: RequestHandler[] = [markDr, auth, drHandler];
+  if (deps.signedUrls) {
+    const signed = deps.signedUrls;
+    const signedHandler = downloadHandler(deps, (req, _user, signal) => deps.resolver.downloadRequestTarget(param(req, 'namespace'), param(req, 'name'), signal), { preAuthorized: true });
+    // A request with a signature is judged by it alone (no token needed); without one, by its token.
+    drChain.splice(1, 2, async (req, res, next) => {
+      if (typeof req.query.signature !== 'string' && typeof req.query.expires !== 'string') {
+        await new Promise<void>((resolve, reject) => {
+          Promise.resolve(auth(req, res, (err?: unknown) => (err ? reject(err as Error) : resolve()))).catch(reject);
+        });
+        return drHandler(req, res, next);
+      }
+      const verdict = verifySignature(signed.keys(), req.path, str(req.query.expires), str(req.query.signature), Math.floor((signed.now ?? Date.now)() / 1000));
+      if (!verdict.ok) throw new HttpError(403, 'Forbidden', verdict.reason);
+      (res.locals as { user?: UserInfo }).user = SIGNED_URL_USER;
+      return signedHandler(req, res, next);
+    });
+  }
+  app.route(DOWNLOAD_REQUEST_PATH).get(...drChain).head(...drChain).all(methodNotAllowed('GET, HEAD'));
+  if (deps.admission) app.post(ADMISSION_PATH, ...admissionHandler(deps.admission));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));

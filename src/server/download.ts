@@ -102,7 +102,11 @@ export async function requireAllowed(authorizer: Authorizer, user: UserInfo, att
  */
 export type TargetSource = (req: Request, user: UserInfo, signal: AbortSignal) => Promise<Target>;
 
-export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): RequestHandler {
+/**
+ * Streams the target. With `preAuthorized`, the target's artifact is not authorized again: the
+ * request carried a valid signed URL for exactly this DownloadRequest.
+ */
+export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource, opts: { preAuthorized?: boolean } = {}): RequestHandler {
   return async (req, res) => {
     const user = userOf(res);
     if (!user) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
@@ -118,7 +122,7 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): Req
 
     const target = await targetOf(req, user, signal);
     locals.target = target;
-    await requireAllowed(deps.authorizer, user, attributesOf(target), signal);
+    if (!opts.preAuthorized) await requireAllowed(deps.authorizer, user, attributesOf(target), signal);
 
     const location = await deps.resolver.resolve(target, signal);
     const store = await deps.stores.forSpec(location.spec);

@@ -42,15 +42,31 @@ export class KubeResolver implements Resolver {
   }
 
   async resolve(target: Target, signal: AbortSignal): Promise<Location> {
-    this.#checkServed(target.namespace);
     const key = artifactKey(target);
+    const bsl = await this.storageLocationOf(target, signal);
+    return { spec: await this.#specOf(bsl, target.namespace, signal), key };
+  }
+
+  /** The BackupStorageLocation a target's data lives in: Restore → Backup → spec.storageLocation. */
+  async storageLocationOf(target: Target, signal: AbortSignal): Promise<KubeObject> {
+    this.#checkServed(target.namespace);
     const backupName =
       target.owner === 'backups' ? target.name : this.#backupOfRestore(await this.#get('restores', target.namespace, target.name, signal));
     const backup = await this.#get('backups', target.namespace, backupName, signal);
     const bslName = str(backup.spec?.storageLocation);
     if (!bslName) throw new NotFoundError(`backup "${backupName}" names no storage location (spec.storageLocation)`, { group: 'velero.io', kind: 'backups', name: backupName });
-    const bsl = await this.#get('backupstoragelocations', target.namespace, bslName, signal);
-    return { spec: await this.#specOf(bsl, target.namespace, signal), key };
+    return this.#get('backupstoragelocations', target.namespace, bslName, signal);
+  }
+
+  /** The target a DownloadRequest object names (already read), or InvalidTargetError. */
+  targetOfDownloadRequest(dr: KubeObject, namespace: string): Target {
+    const t = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
+    const found = typeof t?.kind === 'string' ? findArtifactByKind(t.kind) : undefined;
+    const targetName = str(t?.name);
+    if (!found || !targetName) {
+      throw new InvalidTargetError(`downloadrequest "${dr.metadata?.name ?? ''}" has no target this gateway can serve (spec.target.kind ${JSON.stringify(t?.kind)})`);
+    }
+    return { namespace, owner: found.owner, name: targetName, artifact: found.def.artifact };
   }
 
   /**
@@ -59,12 +75,7 @@ export class KubeResolver implements Resolver {
    */
   async downloadRequestTarget(namespace: string, name: string, signal: AbortSignal): Promise<Target> {
     this.#checkServed(namespace);
-    const dr = await this.#get('downloadrequests', namespace, name, signal);
-    const t = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
-    const found = typeof t?.kind === 'string' ? findArtifactByKind(t.kind) : undefined;
-    const targetName = str(t?.name);
-    if (!found || !targetName) throw new InvalidTargetError(`downloadrequest "${name}" has no target this gateway can serve (spec.target.kind ${JSON.stringify(t?.kind)})`);
-    return { namespace, owner: found.owner, name: targetName, artifact: found.def.artifact };
+    return this.targetOfDownloadRequest(await this.#get('downloadrequests', namespace, name, signal), namespace);
   }
 
   #checkServed(namespace: string): void {

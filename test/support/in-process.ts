@@ -4,7 +4,8 @@
  */
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
-import { buildMode, createStoreFactory } from '../../src/compose.ts';
+import { buildMode, createStoreFactory, startKubeServices } from '../../src/compose.ts';
+import type { KubeServices } from '../../src/compose.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { Config } from '../../src/config/config.ts';
 import { createApp } from '../../src/server/app.ts';
@@ -17,13 +18,19 @@ export interface InProcessGateway {
   config: Config;
   factory: DefaultStoreFactory;
   metrics: GatewayMetrics;
+  services?: KubeServices;
+  stop(): Promise<void>;
   /** Parsed JSON log lines. */
   logs: Record<string, unknown>[];
   /** The raw log text (to check that no secret ever appears). */
   rawLog: () => string;
 }
 
-export async function inProcessGateway(args: string[], env: Record<string, string> = {}): Promise<InProcessGateway> {
+/**
+ * With `kubeServices`, kubernetes mode's URL discovery, DownloadRequest controller and signing keys
+ * run too (stop them with `stop()`).
+ */
+export async function inProcessGateway(args: string[], env: Record<string, string> = {}, opts: { kubeServices?: boolean } = {}): Promise<InProcessGateway> {
   const loaded = loadConfig(args, env);
   if (loaded.kind !== 'config') throw new Error(`bad test configuration: ${JSON.stringify(loaded)}`);
   const config = loaded.config;
@@ -40,6 +47,27 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
   const metrics = new GatewayMetrics({ processMetrics: false });
   const factory = await createStoreFactory(config, log);
   const parts = await buildMode(config, log, factory, metrics);
-  const app = createApp({ ...parts, log, audit: createAuditLogger('info', config.auditLog, sink), metrics, health: { ready: true }, info: () => ({ mode: config.mode }) });
-  return { app, config, factory, metrics, logs, rawLog: () => raw };
+  const services = opts.kubeServices && parts.kube ? await startKubeServices(config, log, parts.kube) : undefined;
+  const app = createApp({
+    ...parts,
+    ...services?.appDeps,
+    log,
+    audit: createAuditLogger('info', config.auditLog, sink),
+    metrics,
+    health: { ready: true },
+    info: () => ({ mode: config.mode, ...services?.info() }),
+  });
+  return {
+    app,
+    config,
+    factory,
+    metrics,
+    logs,
+    rawLog: () => raw,
+    ...(services && { services }),
+    async stop() {
+      await services?.stop();
+      factory.close();
+    },
+  };
 }

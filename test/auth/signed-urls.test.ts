@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { signPath, verifySignature } from '../../src/auth/signed-urls.ts';
+
+const PATH = '/v1/namespaces/velero/downloadrequests/nightly-1234';
+const NOW = 1_800_000_000;
+
+function parts(url: string): { path: string; expires: string; signature: string } {
+  const u = new URL(url, 'https://gw.example');
+  return { path: u.pathname, expires: u.searchParams.get('expires')!, signature: u.searchParams.get('signature')! };
+}
+
+describe('signed URLs', () => {
+  const keys = { current: randomBytes(32) };
+
+  test('a fresh URL verifies', () => {
+    const p = parts(signPath(keys, PATH, NOW + 600));
+    assert.deepEqual(verifySignature(keys, p.path, p.expires, p.signature, NOW), { ok: true });
+  });
+
+  test('expired, altered path, altered expiry, altered signature, wrong key: refused with a reason', () => {
+    const p = parts(signPath(keys, PATH, NOW + 600));
+    const cases: [string, ReturnType<typeof verifySignature>, RegExp][] = [
+      ['expired', verifySignature(keys, p.path, p.expires, p.signature, NOW + 601), /expired/],
+      ['altered path', verifySignature(keys, PATH.replace('nightly', 'weekly'), p.expires, p.signature, NOW), /does not match/],
+      ['altered expiry', verifySignature(keys, p.path, String(NOW + 6000), p.signature, NOW), /does not match/],
+      ['altered signature', verifySignature(keys, p.path, p.expires, `${p.signature.slice(0, -1)}${p.signature.endsWith('A') ? 'B' : 'A'}`, NOW), /does not match/],
+      ['wrong key', verifySignature({ current: randomBytes(32) }, p.path, p.expires, p.signature, NOW), /does not match/],
+      ['missing expires', verifySignature(keys, p.path, undefined, p.signature, NOW), /expires/],
+      ['garbage signature', verifySignature(keys, p.path, p.expires, 'not-base64!', NOW), /signature/],
+    ];
+    for (const [name, verdict, reason] of cases) {
+      assert.equal(verdict.ok, false, name);
+      if (!verdict.ok) assert.match(verdict.reason, reason, name);
+    }
+  });
+
+  test('after a rotation, URLs signed with the previous key stay valid until they expire', () => {
+    const old = { current: randomBytes(32) };
+    const p = parts(signPath(old, PATH, NOW + 600));
+    const rotated = { current: randomBytes(32), previous: old.current };
+    assert.equal(verifySignature(rotated, p.path, p.expires, p.signature, NOW).ok, true);
+    assert.equal(verifySignature(rotated, p.path, p.expires, p.signature, NOW + 601).ok, false);
+    // Two rotations later the old key is gone.
+    assert.equal(verifySignature({ current: randomBytes(32), previous: rotated.current }, p.path, p.expires, p.signature, NOW).ok, false);
+  });
+});

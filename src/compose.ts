@@ -3,6 +3,11 @@
  * build in-process, so both run the same wiring.
  */
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { ensureLocalCertificate } from './tls/local.ts';
+import { CertificateReloader } from './tls/reloader.ts';
+import { SecretCertificateSource } from './tls/secret.ts';
+import type { CertificateSource } from './tls/types.ts';
 import type { Logger } from 'pino';
 import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from './auth/kube-reviews.ts';
 import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from './auth/static-tokens.ts';
@@ -109,6 +114,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
 export async function createStoreFactory(config: Config, log: Logger): Promise<DefaultStoreFactory> {
   return new DefaultStoreFactory({
     fsRoot: config.fsRoot,
+    tenantEndpointAllow: config.tenantEndpointAllow,
     ...(config.caBundleFile && { installCaBundle: await readFile(config.caBundleFile, 'utf8') }),
     ...(config.defaultCredentialsFile && { defaultCredential: await readFile(config.defaultCredentialsFile) }),
     onInsecure: (location) => log.warn({ location }, 'TLS verification towards this location is disabled (insecureSkipTLSVerify)'),
@@ -172,4 +178,37 @@ export async function startKubeServices(config: Config, log: Logger, kube: NonNu
       await Promise.all([controller.stop(), discovery.stop()]);
     },
   };
+}
+
+/** The serving certificate: the user's files (reloaded), else the Secret in kubernetes mode, else the state directory. */
+export async function certificateSource(
+  config: Config,
+  log: Logger,
+  kube?: KubeClients,
+): Promise<{ source: CertificateSource; caPem: () => string | undefined; certFile?: string }> {
+  const onError = (err: Error): void => log.warn({ err: err.message }, 'certificate reload failed; keeping the current certificate');
+  if (config.tlsCertFile && config.tlsKeyFile) {
+    const source = await CertificateReloader.start(config.tlsCertFile, config.tlsKeyFile, { onError });
+    return { source, caPem: () => undefined, certFile: config.tlsCertFile };
+  }
+  if (config.mode === 'kubernetes' && kube) {
+    const source = await SecretCertificateSource.start(kube, {
+      namespace: config.namespace,
+      secretName: config.tlsSecret,
+      serviceName: config.serviceName,
+      ...(config.fqdn && { fqdn: config.fqdn }),
+      extraSans: config.tlsExtraSans,
+      validityDays: config.tlsValidityMs / 86_400_000,
+      onError,
+      onEvent: (e) =>
+        log.info(
+          { secret: e.secret, fingerprint: e.fingerprint, notAfter: e.notAfter.toISOString(), managed: e.managed, ...(e.reason && { reason: e.reason }), ...(e.newCa !== undefined && { newCa: e.newCa }) },
+          `serving certificate ${e.action}`,
+        ),
+    });
+    return { source, caPem: () => source.caPem };
+  }
+  const local = await ensureLocalCertificate(config.stateDir, { hosts: [hostname(), ...config.tlsExtraSans] });
+  const source = await CertificateReloader.start(local.certFile, local.keyFile, { onError });
+  return { source, caPem: () => undefined, certFile: local.certFile };
 }

@@ -4,9 +4,8 @@
  * lives here.
  */
 import type { Server } from 'node:https';
-import { hostname } from 'node:os';
 import express from 'express';
-import { buildMode, createStoreFactory, startKubeServices } from './compose.ts';
+import { buildMode, certificateSource, createStoreFactory, startKubeServices } from './compose.ts';
 import { loadConfig } from './config/config.ts';
 import type { Config } from './config/config.ts';
 import { createApp, errorHandler, healthRoutes } from './server/app.ts';
@@ -14,9 +13,7 @@ import type { HealthState } from './server/app.ts';
 import { addressOf, listenHttps, shutdown } from './server/listener.ts';
 import { createAuditLogger, createLogger } from './server/logging.ts';
 import { GatewayMetrics } from './server/metrics.ts';
-import { ensureLocalCertificate } from './tls/local.ts';
 import { tlsServerOptions } from './tls/options.ts';
-import { CertificateReloader } from './tls/reloader.ts';
 import { DEMO_BACKUP } from './velero/demo.ts';
 import { VERSION } from './version.ts';
 
@@ -36,13 +33,8 @@ async function run(config: Config): Promise<void> {
   const parts = await buildMode(config, log, factory, metrics);
   const kubeServices = parts.kube ? await startKubeServices(config, log, parts.kube) : undefined;
 
-  const certFiles =
-    config.tlsCertFile && config.tlsKeyFile
-      ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
-      : await ensureLocalCertificate(config.stateDir, { hosts: [hostname()] });
-  const reloader = await CertificateReloader.start(certFiles.certFile, certFiles.keyFile, {
-    onError: (err) => log.warn({ err: err.message }, 'certificate reload failed; keeping the current certificate'),
-  });
+  const cert = await certificateSource(config, log, parts.kube?.clients);
+  const reloader = cert.source;
 
   const app = createApp({
     ...parts,
@@ -51,7 +43,7 @@ async function run(config: Config): Promise<void> {
     metrics,
     health,
     ...kubeServices?.appDeps,
-    info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint, ...kubeServices?.info() }),
+    info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint, ...(cert.caPem() && { caCert: cert.caPem() }), ...kubeServices?.info() }),
   });
   const metricsApp = express();
   metricsApp.disable('x-powered-by');
@@ -74,7 +66,7 @@ async function run(config: Config): Promise<void> {
   const [api, metricsAddr] = servers.map(addressOf);
   const host = api!.host === '0.0.0.0' || api!.host === '::' ? 'localhost' : api!.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${api!.port}`;
-  if (config.mode === 'local') printBanner(url, config, certFiles.certFile, reloader.current.fingerprint);
+  if (config.mode === 'local' && cert.certFile) printBanner(url, config, cert.certFile, reloader.current.fingerprint);
   log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
 
   let stopping = false;

@@ -113,7 +113,7 @@ export const FLAGS = {
   kubeApiTimeout: flag({ name: 'kube-api-timeout', kind: 'string', default: '10s', help: 'timeout of each Kubernetes API call; a review that times out answers 503', parse: duration }),
   objectCacheTtl: flag({ name: 'object-cache-ttl', kind: 'string', default: '5s', help: 'how long Backups, BSLs and Secrets read from the API are reused', parse: duration }),
   auditLog: flag({ name: 'audit-log', kind: 'string', help: 'also append the audit lines (one per download) to this file', parse: str }),
-  tenantEndpointAllow: flag({ name: 'tenant-endpoint-allow', kind: 'string', default: '', help: 'CIDRs and host globs (10.0.0.0/8,*.corp.example) that tenants\' store endpoints may reach although private', parse: list }),
+  tenantEndpointAllow: flag({ name: 'tenant-endpoint-allow', kind: 'string', default: '', help: 'CIDRs, addresses and host names or *.globs (10.0.0.0/8,minio.storage.svc,*.corp.example) that tenants\' store endpoints may reach although internal; loopback and link-local (169.254.169.254) need a CIDR entry', parse: list }),
   tenantFilesystemAllow: flag({ name: 'tenant-filesystem-allow', kind: 'boolean', default: 'false', help: 'let BSLs outside the gateway\'s namespace use filesystem providers', parse: bool }),
   fqdn: flag({ name: 'fqdn', kind: 'string', help: 'kubernetes mode: DNS name (an Ingress host, or host:port) users reach the gateway at; wins over the Service (the design\'s --veleroServerFQDN)', parse: str }),
   serviceName: flag({ name: 'service-name', kind: 'string', default: 'velero-download-server', help: 'kubernetes mode: the Service exposing the gateway, read for its URL (a pre-created Service named velero: --service-name velero)', parse: str }),
@@ -179,6 +179,8 @@ export function loadConfig(
     const p = parseFqdn(v.fqdn);
     if ('error' in p) errors.push(`--fqdn: ${p.error}`);
   }
+  if (v.tlsValidity !== undefined && v.tlsValidity < 3_600_000) errors.push('--tls-validity: at least 1h');
+  if (v.tlsSecret !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(v.tlsSecret)) errors.push(`--tls-secret: "${v.tlsSecret}" is not a valid Secret name`);
   if (v.serviceName !== undefined && !DNS1123_LABEL.test(v.serviceName)) errors.push(`--service-name: "${v.serviceName}" is not a valid Service name`);
   if (mode === 'kubernetes' && kubeconfig !== undefined && !existsSync(resolve(cwd, kubeconfig))) {
     errors.push(`--kubeconfig (or KUBECONFIG): ${resolve(cwd, kubeconfig)} does not exist`);

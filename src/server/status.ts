@@ -6,7 +6,7 @@
 import type { Response } from 'express';
 import { AuthUnavailableError } from '../auth/types.ts';
 import { KubeUnavailableError } from '../kube/objects.ts';
-import { isStoreError, ThrottledError } from '../stores/errors.ts';
+import { EndpointRefusedError, isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
 import { InvalidTargetError, NotFoundError, TenancyError } from '../velero/errors.ts';
 
@@ -95,6 +95,10 @@ export function mapError(err: unknown): MappedError {
       headers: { 'Retry-After': String(err.retryAfterSeconds) },
       serverSide: true,
     };
+  }
+  if (err instanceof EndpointRefusedError) {
+    // A tenant's location pointing inside the cluster: their configuration is refused, after authorization.
+    return { body: statusBody(403, 'Forbidden', err.message), headers: {}, serverSide: false };
   }
   if (isStoreError(err)) {
     const { code, reason } = STORE_STATUS[err.reason];

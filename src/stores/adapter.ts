@@ -3,6 +3,7 @@
  * from a StoreSpec once per client; adapters never read global state, environment or files themselves,
  * except through the SDK default credential chain when `ambientCredentials` allows it.
  */
+import type { EndpointPolicy } from './endpoint-guard.ts';
 import type { StoreSpec } from './spec.ts';
 import type { ObjectStore } from './types.ts';
 
@@ -42,6 +43,11 @@ export interface AdapterOptions {
   ambientCredentials: boolean;
   timeouts: Timeouts;
   maxSockets: number;
+  /**
+   * Set for tenants' locations: the endpoint must be HTTPS and every connection goes only to addresses
+   * the policy allows (guardAgent). Undefined: the admin's own location, no restriction.
+   */
+  endpointPolicy?: EndpointPolicy;
 }
 
 /** A store holding network clients: `close()` releases them once nothing uses them any more. */

@@ -22,11 +22,13 @@ import type {
   RequestPolicy,
   RequestPolicyFactory,
   RestError,
+  StoragePipelineOptions,
   WebResource,
 } from '@azure/storage-blob';
 import type { AdapterOptions, ClosableStore, Timeouts } from './adapter.ts';
 import { azureAuthFor, parseAzureCredentialFile } from './credentials/azure.ts';
 import type { AzureAuth, AzureCredentialValues } from './credentials/azure.ts';
+import { checkEndpoint, endpointRefusal, guardAgent } from './endpoint-guard.ts';
 import {
   AccessDeniedError,
   InvalidKeyError,
@@ -413,20 +415,25 @@ export class AzureBlobStore implements ClosableStore {
       spec.credential === undefined ? undefined : parseAzureCredentialFile(spec.credential, location);
     const cloud = CLOUDS.get((values?.AZURE_CLOUD_NAME ?? '').trim().toUpperCase());
     this.endpoint = endpointFor(spec.config, cloud, location);
+    checkEndpoint(options.endpointPolicy, location, new URL(this.endpoint));
     const auth = azureAuthFor(values, spec.config, location, options.ambientCredentials);
     this.authKind = auth.kind;
 
     const agentOptions = { keepAlive: true, maxSockets, scheduling: 'lifo' as const };
     this.#agents = {
-      http: new TimedHttpAgent(agentOptions, timeouts.connectMs),
-      https: new TimedHttpsAgent(
-        {
-          ...agentOptions,
-          minVersion: 'TLSv1.2',
-          rejectUnauthorized: trust.rejectUnauthorized,
-          ...(trust.ca === undefined ? {} : { ca: trust.ca }),
-        },
-        timeouts.connectMs,
+      http: guardAgent(new TimedHttpAgent(agentOptions, timeouts.connectMs), options.endpointPolicy, location),
+      https: guardAgent(
+        new TimedHttpsAgent(
+          {
+            ...agentOptions,
+            minVersion: 'TLSv1.2',
+            rejectUnauthorized: trust.rejectUnauthorized,
+            ...(trust.ca === undefined ? {} : { ca: trust.ca }),
+          },
+          timeouts.connectMs,
+        ),
+        options.endpointPolicy,
+        location,
       ),
     };
     const apiVersion = spec.config.apiVersion || undefined;
@@ -447,6 +454,8 @@ export class AzureBlobStore implements ClosableStore {
         // Hub, a test double) is taken as given instead.
         disableInstanceDiscovery: !WELL_KNOWN_AUTHORITIES.has(authorityHost),
         retryOptions: { maxRetries: 1 },
+        // Redirects are never followed, for token requests either.
+        redirectOptions: { maxRetries: 0 },
         // Token requests go through this location's agents too, so its CA bundle covers a private authority.
         additionalPolicies: [
           {
@@ -463,7 +472,14 @@ export class AzureBlobStore implements ClosableStore {
       };
       credential = tokenCredentialFor(auth, common);
     }
-    const pipeline = newPipeline(credential, { retryOptions: SDK_RETRIES, keepAliveOptions: { enable: true } });
+    // Redirects are never followed: the core pipeline's redirect policy would follow a 3xx of the same
+    // origin. `redirectOptions` is read by the client (core-http-compat) although the type lacks it.
+    const pipelineOptions: StoragePipelineOptions & { redirectOptions: { handleRedirects: boolean } } = {
+      retryOptions: SDK_RETRIES,
+      keepAliveOptions: { enable: true },
+      redirectOptions: { handleRedirects: false },
+    };
+    const pipeline = newPipeline(credential, pipelineOptions);
     // Appended before the first client is built from the pipeline, which is when the SDK reads its factories.
     pipeline.factories.push(transport);
     this.#container = new BlobServiceClient(this.endpoint, pipeline).getContainerClient(spec.bucket);
@@ -600,6 +616,8 @@ export class AzureBlobStore implements ClosableStore {
   #translate(err: unknown, key: string, signal: AbortSignal): unknown {
     if (isStoreError(err)) return err;
     if (signal.aborted) return signal.reason;
+    const refused = endpointRefusal(err, this.#name);
+    if (refused !== undefined) return refused;
     const where = `location ${this.#name}`;
     const object = `object ${JSON.stringify(key)}`;
 
@@ -607,6 +625,7 @@ export class AzureBlobStore implements ClosableStore {
       const status = err.statusCode;
       const code = errorCode(err);
       const answered = code === undefined ? `${status}` : `${status} ${code}`;
+      if (status >= 300 && status < 400) return new StoreUnavailableError(`${where}: the store answered with a redirect (${answered}) reading ${object}, which is not followed`);
       if (code === 'ContainerNotFound') return new ObjectNotFoundError(`${where}: container ${this.#containerName} not found`);
       if (status === 404 || (code !== undefined && NOT_FOUND.has(code))) return new ObjectNotFoundError(`${where}: ${object} not found`);
       if (status === 416 || code === 'InvalidRange') {

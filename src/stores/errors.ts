@@ -65,6 +65,19 @@ export class InvalidLocationError extends StoreError {
   readonly reason = 'InvalidLocation';
 }
 
+/** The `code` an EndpointRefusedError carries, which survives transports that copy only code and message. */
+export const ENDPOINT_REFUSED_CODE = 'ERR_ENDPOINT_REFUSED';
+
+/**
+ * A tenant's location points at an endpoint it may not reach: plain HTTP, or an address inside the
+ * cluster or the host (loopback, link-local, private...) that --tenant-endpoint-allow does not allow.
+ * The location's configuration is what is wrong, so it is an InvalidLocationError; the server answers
+ * it with 403.
+ */
+export class EndpointRefusedError extends InvalidLocationError {
+  readonly code = ENDPOINT_REFUSED_CODE;
+}
+
 export function isStoreError(err: unknown): err is StoreError {
   return err instanceof StoreError;
 }

@@ -14,6 +14,8 @@ import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_MAX_SOCKETS, DEFAULT_TIMEOUTS } from './adapter.ts';
 import type { AdapterOptions, ClosableStore, Timeouts } from './adapter.ts';
+import { createEndpointPolicy } from './endpoint-guard.ts';
+import type { EndpointPolicy, EndpointResolver } from './endpoint-guard.ts';
 import { InvalidLocationError } from './errors.ts';
 import { FilesystemStore } from './fs.ts';
 import { keySegments, normalizePrefix } from './keys.ts';
@@ -64,6 +66,13 @@ export interface FactoryOptions {
   maxClients?: number;
   /** A client unused this long is closed. */
   idleMs?: number;
+  /**
+   * `--tenant-endpoint-allow`: CIDRs and host names / `*.` globs tenants' endpoints may reach although
+   * internal. Applies to specs with `tenant: true`. A bad entry makes the constructor throw.
+   */
+  tenantEndpointAllow?: readonly string[];
+  /** Replaces DNS for tenants' connections (tests). */
+  tenantEndpointResolver?: EndpointResolver;
   /** Told once per client when a location turns TLS verification off. */
   onInsecure?: (location: string) => void;
   /** Replaces the built-in adapters (tests). */
@@ -144,9 +153,11 @@ export class DefaultStoreFactory implements StoreFactory {
   readonly #fsStores = new Map<string, FilesystemStore>();
   readonly #clients: LRUCache<string, Entry>;
   readonly #building = new Map<string, Promise<Entry>>();
+  readonly #tenantPolicy: EndpointPolicy;
 
   constructor(opts: FactoryOptions) {
     this.#opts = opts;
+    this.#tenantPolicy = createEndpointPolicy(opts.tenantEndpointAllow, opts.tenantEndpointResolver);
     this.#adapters = opts.adapters ?? BUILTIN_ADAPTERS;
     this.#clients = new LRUCache<string, Entry>({
       max: opts.maxClients ?? 64,
@@ -175,6 +186,7 @@ export class DefaultStoreFactory implements StoreFactory {
       ambientCredentials: allowDefault && credential === undefined,
       timeouts: this.#opts.timeouts ?? DEFAULT_TIMEOUTS,
       maxSockets: this.#opts.maxSockets ?? DEFAULT_MAX_SOCKETS,
+      ...(spec.tenant === true && { endpointPolicy: this.#tenantPolicy }),
     };
     const digest = clientDigest(options);
     const cached = this.#clients.get(digest);
@@ -214,7 +226,10 @@ export class DefaultStoreFactory implements StoreFactory {
   }
 }
 
-/** A digest of everything that shapes a client; credential and CA enter only as their own digests. */
+/**
+ * A digest of everything that shapes a client; credential and CA enter only as their own digests. A
+ * tenant's client (under the endpoint policy) is never an admin's client of the same spec.
+ */
 function clientDigest(o: Omit<AdapterOptions, 'trust'>): string {
   const h = (b: Uint8Array | string | undefined): string => (b === undefined ? '' : createHash('sha256').update(b).digest('hex'));
   const config = Object.entries(o.spec.config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -228,6 +243,7 @@ function clientDigest(o: Omit<AdapterOptions, 'trust'>): string {
       h(o.spec.credential),
       h(o.spec.caBundle),
       o.ambientCredentials,
+      o.endpointPolicy?.allow.entries ?? null,
     ]),
   );
 }

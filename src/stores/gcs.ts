@@ -26,6 +26,7 @@ import { addAbortSignal } from 'node:stream';
 import { GoogleAuth, JWT, gaxios } from 'google-auth-library';
 import type { AdapterOptions, ClosableStore, Timeouts, TrustOptions } from './adapter.ts';
 import { parseGcpServiceAccountKey } from './credentials/gcp.ts';
+import { checkEndpoint, endpointRefusal, guardAgent } from './endpoint-guard.ts';
 import {
   AccessDeniedError,
   InvalidLocationError,
@@ -328,10 +329,15 @@ export class GcsStore implements ClosableStore {
     }
 
     this.#root = apiRoot(location, spec.config, universe);
+    checkEndpoint(options.endpointPolicy, location, new URL(this.#root));
     this.#timeouts = options.timeouts;
-    this.#agent = this.#root.startsWith('https:')
-      ? new GuardedHttpsAgent(options.timeouts, options.maxSockets, options.trust)
-      : new GuardedHttpAgent(options.timeouts, options.maxSockets);
+    this.#agent = guardAgent(
+      this.#root.startsWith('https:')
+        ? new GuardedHttpsAgent(options.timeouts, options.maxSockets, options.trust)
+        : new GuardedHttpAgent(options.timeouts, options.maxSockets),
+      options.endpointPolicy,
+      location,
+    );
   }
 
   /** The JSON API URL of one object; the name is validated by joinKey, so it stays under the prefix. */
@@ -407,6 +413,8 @@ export class GcsStore implements ClosableStore {
   }
 
   #networkError(err: unknown, key: string): Error {
+    const refused = endpointRefusal(err, this.#location);
+    if (refused !== undefined) return refused;
     const tls = tlsFailureCode(err);
     if (tls !== undefined) return new StoreUnavailableError(tlsFailureMessage(this.#location, tls), { cause: systemCause(err) });
     const code = errorCode(err);
@@ -424,6 +432,8 @@ export class GcsStore implements ClosableStore {
     const reasons = errorReasons(body);
     const what = this.#describe(key);
     if (status === 404) return new ObjectNotFoundError(`${what} not found`);
+    // Sent with redirect: 'manual': a 3xx comes back as it is, never followed.
+    if (status >= 300 && status < 400) return new StoreUnavailableError(`${what}: the store answered with a redirect (HTTP ${status}), which is not followed`);
     if (status === 429 || status === 503 || reasons.some((r) => /rateLimitExceeded/.test(r))) {
       return new ThrottledError(
         `${what}: the store asked to slow down (HTTP ${status})`,

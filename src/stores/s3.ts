@@ -13,6 +13,7 @@ import type { RetryStrategyV2, RetryToken } from '@smithy/types';
 import type { AdapterOptions, ClosableStore } from './adapter.ts';
 import { parseAwsCredentials } from './credentials/aws.ts';
 import type { AwsCredentials } from './credentials/aws.ts';
+import { checkEndpoint, guardAgent } from './endpoint-guard.ts';
 import {
   AccessDeniedError,
   InvalidLocationError,
@@ -312,6 +313,7 @@ export class S3Store implements ClosableStore {
     this.#opts = opts;
     this.#hooks = testHooks;
     this.#settings = settingsFor(opts.spec, opts.ambientCredentials);
+    if (this.#settings.endpoint !== undefined) checkEndpoint(opts.endpointPolicy, opts.spec.name, new URL(this.#settings.endpoint));
   }
 
   async stat(key: string, { signal }: StatOptions): Promise<ObjectInfo> {
@@ -453,15 +455,20 @@ export class S3Store implements ClosableStore {
     if (this.#handler !== undefined) return this.#handler;
     // A build still running when close() came must not open a new pool nobody will close.
     if (this.#closed) throw this.#closedError();
-    const { trust, maxSockets, timeouts } = this.#opts;
+    const { trust, maxSockets, timeouts, endpointPolicy } = this.#opts;
+    const name = this.#spec.name;
     this.#handler = new NodeHttpHandler({
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-      httpsAgent: new HttpsAgent({
-        keepAlive: true,
-        maxSockets,
-        ...(trust.ca === undefined ? {} : { ca: trust.ca }),
-        rejectUnauthorized: trust.rejectUnauthorized,
-      }),
+      httpAgent: guardAgent(new HttpAgent({ keepAlive: true, maxSockets }), endpointPolicy, name),
+      httpsAgent: guardAgent(
+        new HttpsAgent({
+          keepAlive: true,
+          maxSockets,
+          ...(trust.ca === undefined ? {} : { ca: trust.ca }),
+          rejectUnauthorized: trust.rejectUnauthorized,
+        }),
+        endpointPolicy,
+        name,
+      ),
       connectionTimeout: timeouts.connectMs,
       // Time to the response headers; without throwOnRequestTimeout the SDK only logs a warning.
       requestTimeout: timeouts.requestMs,
@@ -568,6 +575,10 @@ export class S3Store implements ClosableStore {
       return new ObjectNotFoundError(`${at}: not found${bucket}`);
     }
     if (status === 416 || code === 'InvalidRange') return new InvalidRangeError(`${at}: the range is not satisfiable`);
+    // The SDK never follows a redirect (nor should it: it could lead anywhere); say so.
+    if (status !== undefined && status >= 300 && status < 400) {
+      return new StoreUnavailableError(`${at}: the store answered with a redirect (${detail}), which is not followed`);
+    }
     if (status === 401 || status === 403 || DENIED.has(code)) {
       return new AccessDeniedError(`${at}: the store refused the location's credentials (${detail})`);
     }

@@ -25,6 +25,12 @@ export interface StoreSpec {
    * False for tenants' locations, which never borrow the gateway's identity. Default true.
    */
   allowDefaultCredential?: boolean;
+  /**
+   * A tenant's location (a BSL outside the gateway's own namespace): its endpoint must be HTTPS and
+   * every address its client connects to is checked against the tenant endpoint policy
+   * (--tenant-endpoint-allow). Default false: the admin's own locations reach anything.
+   */
+  tenant?: boolean;
 }
 
 /** Turns a location into a store; implementations cache clients and build them lazily. */

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { generate } from 'selfsigned';
 import type { CertificatePair } from './types.ts';
@@ -53,13 +54,21 @@ function subjectAltNames(hosts: readonly string[]): AltName[] {
   return hosts.map((h) => (isIP(h) === 0 ? { type: 2, value: h } : { type: 7, ip: h }));
 }
 
-// The serving profile; a CA profile (cA, keyCertSign) will sit next to it.
+// The serving profile.
 function servingExtensions(hosts: readonly string[]): Extension[] {
   return [
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, critical: true },
     { name: 'extKeyUsage', serverAuth: true },
     { name: 'subjectAltName', altNames: subjectAltNames(hosts) },
+  ];
+}
+
+// The CA profile: signs serving certificates only (pathLen 0), never serves itself.
+function caExtensions(): Extension[] {
+  return [
+    { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
   ];
 }
 
@@ -91,7 +100,7 @@ async function issue(req: IssueRequest): Promise<CertificatePair> {
   return { certPem: withFinalNewline(result.cert), keyPem: withFinalNewline(result.private) };
 }
 
-function validity(opts: GenerateOptions): { notBefore: Date; notAfter: Date } {
+function validity(opts: { validityDays?: number; now?: Date }): { notBefore: Date; notAfter: Date } {
   const days = opts.validityDays ?? DEFAULT_VALIDITY_DAYS;
   if (!Number.isFinite(days) || days <= 0) throw new Error(`validityDays must be a positive number, got ${days}`);
   const now = (opts.now ?? new Date()).getTime();
@@ -106,4 +115,50 @@ function validity(opts: GenerateOptions): { notBefore: Date; notAfter: Date } {
 export async function generateSelfSigned(opts: GenerateOptions): Promise<CertificatePair> {
   const hosts = normalizeHosts(opts.hosts);
   return issue({ commonName: hosts[0], extensions: servingExtensions(hosts), ...validity(opts) });
+}
+
+/** What to put in a generated certificate authority. */
+export interface CaOptions {
+  /**
+   * Subject CN. Give every CA its own: OpenSSL finds trust anchors by subject name, so two CAs with
+   * one name in a bundle can make verification pick the wrong one.
+   */
+  commonName: string;
+  /** Days from now until notAfter; default 365. */
+  validityDays?: number;
+  /** The current time; for tests and for planning rotation ahead. */
+  now?: Date;
+}
+
+/**
+ * A self-signed ECDSA P-256 / SHA-256 certificate authority (basicConstraints cA, pathLen 0;
+ * keyCertSign, cRLSign) for signing serving certificates with {@link generateCaSigned}.
+ */
+export async function generateCa(opts: CaOptions): Promise<CertificatePair> {
+  const commonName = opts.commonName.trim();
+  if (!commonName) throw new Error('a CA needs a common name');
+  return issue({ commonName, extensions: caExtensions(), ...validity(opts) });
+}
+
+/** What to put in a serving certificate signed by a CA. */
+export interface CaSignedOptions extends GenerateOptions {
+  /** The signing CA: its certificate (the first in the PEM) and its private key. */
+  ca: CertificatePair;
+}
+
+/**
+ * An ECDSA P-256 / SHA-256 serving certificate for `hosts`, like {@link generateSelfSigned} but
+ * signed by `ca`. Its notAfter never passes the CA's: a chain is only valid while every link is.
+ */
+export async function generateCaSigned(opts: CaSignedOptions): Promise<CertificatePair> {
+  const hosts = normalizeHosts(opts.hosts);
+  const { notBefore, notAfter } = validity(opts);
+  const caNotAfter = new X509Certificate(opts.ca.certPem).validToDate;
+  return issue({
+    commonName: hosts[0],
+    extensions: servingExtensions(hosts),
+    notBefore,
+    notAfter: notAfter.getTime() > caNotAfter.getTime() ? caNotAfter : notAfter,
+    signer: opts.ca,
+  });
 }

@@ -11,3 +11,14 @@ export interface LoadedCertificate extends CertificatePair {
   /** End of the leaf certificate's validity. */
   notAfter: Date;
 }
+
+/**
+ * Where the listeners' certificate comes from (files, a Secret): the pair in use now, a `change`
+ * event with each newly swapped-in pair (for `server.setSecureContext`), and `stop`.
+ */
+export interface CertificateSource {
+  readonly current: LoadedCertificate;
+  on(event: 'change', listener: (cert: LoadedCertificate) => void): this;
+  off(event: 'change', listener: (cert: LoadedCertificate) => void): this;
+  stop(): void;
+}

@@ -3,7 +3,6 @@
  * Kubernetes API test double, driven by the real curl with a user's bearer token.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BACKUP, NS, RESTORE, kubeFixture } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
@@ -17,7 +16,7 @@ describe('kubernetes mode end to end', () => {
   before(async () => {
     fx = await kubeFixture();
     gw = await startGateway(fx.args());
-    cacert = join(fx.dir, 'state', 'tls.crt');
+    cacert = await fx.caFile();
   });
   after(async () => {
     await gw?.stop();

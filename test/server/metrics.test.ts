@@ -3,7 +3,6 @@
  * serves), and /metrics itself on the real process's metrics listener.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { BACKUP, NS, kubeFixture } from '../support/kube-fixture.ts';
@@ -75,7 +74,7 @@ describe('metrics', () => {
   test('/metrics on the real process: text format, certificate expiry, process metrics', async () => {
     const gwp = await startGateway(fx.args());
     try {
-      const r = await curl(['--cacert', join(fx.dir, 'state', 'tls.crt'), '--fail', `https://127.0.0.1:${gwp.metricsPort}/metrics`]);
+      const r = await curl(['--cacert', await fx.caFile(), '--fail', `https://127.0.0.1:${gwp.metricsPort}/metrics`]);
       assert.equal(r.code, 0, r.stderr);
       const text = r.stdout.toString();
       const expiry = Number(/^vds_tls_certificate_expiry_timestamp_seconds (\d+)$/m.exec(text)?.[1]);

@@ -25,6 +25,8 @@ export interface KubeFixture {
   /** Bytes of the backup's files, by artifact. */
   files: { log: Buffer; contents: Buffer; restoreLog: Buffer };
   tokens: Record<'alice' | 'bob' | 'carol' | 'dave' | 'erin', string>;
+  /** Writes the CA of the gateway's certificate Secret (ca.crt) to a file and returns its path. */
+  caFile(): Promise<string>;
   /** Arguments for loadConfig / the gateway process in kubernetes mode against this fixture. */
   args: (...extra: string[]) => string[];
   close(): Promise<void>;
@@ -88,7 +90,15 @@ export async function kubeFixture(opts: KubeApiServerOptions = {}): Promise<Kube
     kubeconfigFile,
     files,
     tokens,
-    args: (...extra) => ['--mode', 'kubernetes', '--kubeconfig', kubeconfigFile, '--namespace', NS, '--fs-root', fsRoot, '--state-dir', join(dir, 'state'), ...extra],
+    async caFile() {
+      const secret = api.get('v1', 'Secret', 'velero-download-server-certs', NS) as { data?: Record<string, string> } | undefined;
+      const ca = secret?.data?.['ca.crt'];
+      if (!ca) throw new Error('the certificate Secret has no ca.crt yet');
+      const file = join(dir, 'ca.crt');
+      await writeFile(file, Buffer.from(ca, 'base64'));
+      return file;
+    },
+    args: (...extra) => ['--mode', 'kubernetes', '--kubeconfig', kubeconfigFile, '--namespace', NS, '--fs-root', fsRoot, '--state-dir', join(dir, 'state'), '--tls-extra-sans', '127.0.0.1,localhost', ...extra],
     async close() {
       await api.close();
       await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,107 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* The chart name, overridable. */}}
+{{- define "velero-download-server.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The full name of the release's objects (and of the Service the gateway looks itself up by).
+A release name that already contains the chart name is used as is.
+*/}}
+{{- define "velero-download-server.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Cluster-scoped objects carry the namespace too: two releases in two namespaces must not collide. */}}
+{{- define "velero-download-server.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "velero-download-server.fullname" .) -}}
+{{- end -}}
+
+{{/* chart-version, for the helm.sh/chart label. */}}
+{{- define "velero-download-server.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the gateway's pods. */}}
+{{- define "velero-download-server.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "velero-download-server.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "velero-download-server.labels" -}}
+{{ include "velero-download-server.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: gateway
+helm.sh/chart: {{ include "velero-download-server.chart" . }}
+{{- end -}}
+
+{{/* The service account the gateway runs as. */}}
+{{- define "velero-download-server.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "velero-download-server.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The certificate Secret (--tls-secret). */}}
+{{- define "velero-download-server.tlsSecretName" -}}
+{{- required "tls.secretName must not be empty" .Values.tls.secretName -}}
+{{- end -}}
+
+{{/* The signing-key Secret of signed DownloadRequest URLs: a fixed name the gateway creates. */}}
+{{- define "velero-download-server.signingKeySecretName" -}}
+velero-download-server-signing-key
+{{- end -}}
+
+{{/* image:tag or image@digest. */}}
+{{- define "velero-download-server.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The served namespaces as a JSON list: the release namespace first, then configuration.watchNamespaces. */}}
+{{- define "velero-download-server.watchedNamespaces" -}}
+{{- prepend (.Values.configuration.watchNamespaces | default (list)) .Release.Namespace | uniq | toJson -}}
+{{- end -}}
+
+{{/* "true" when a watched namespace is a `*` glob: the gateway then lists cluster-wide. */}}
+{{- define "velero-download-server.watchesGlob" -}}
+{{- range (.Values.configuration.watchNamespaces | default (list)) -}}
+{{- if contains "*" . -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* configuration.fqdn without scheme and port: the Ingress host and a certificate name. */}}
+{{- define "velero-download-server.fqdnHost" -}}
+{{- regexReplaceAll ":[0-9]+$" (.Values.configuration.fqdn | trimPrefix "https://") "" -}}
+{{- end -}}
+
+{{/* The Service's DNS names, as in the certificate the gateway generates. */}}
+{{- define "velero-download-server.serviceDnsNames" -}}
+{{- $svc := include "velero-download-server.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson -}}
+{{- end -}}
+
+{{/* The RBAC rules of files/rules.yaml with the Secret names filled in, as YAML (cluster, watched, own). */}}
+{{- define "velero-download-server.rules" -}}
+{{- $certificate := include "velero-download-server.tlsSecretName" . -}}
+{{- $signingKey := include "velero-download-server.signingKeySecretName" . -}}
+{{- .Files.Get "files/rules.yaml" | replace "__CERTIFICATE_SECRET__" $certificate | replace "__SIGNING_KEY_SECRET__" $signingKey -}}
+{{- end -}}

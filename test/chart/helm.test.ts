@@ -1,0 +1,157 @@
+/**
+ * `helm lint` and `helm template` with several value sets, where helm is on PATH (it cannot be
+ * installed on the machines this project is built on; there the tests are not registered and a line
+ * says so). The rendered RBAC must equal what test/chart/chart.ts rebuilds from files/rules.yaml,
+ * which is what rbac-coverage.test.ts checks the gateway's API calls against.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseAllDocuments, stringify } from 'yaml';
+import { CHART_DIR, findHelm, renderRbac, runHelm } from './chart.ts';
+
+type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; [k: string]: unknown };
+type Values = Record<string, unknown>;
+
+const RELEASE = 'velero-download-server';
+const NAMESPACE = 'velero';
+
+const VALUE_SETS: Record<string, { values: Values; watch: string[]; kinds: string[] }> = {
+  defaults: {
+    values: {},
+    watch: [],
+    kinds: ['Deployment', 'Service', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'PodDisruptionBudget'],
+  },
+  exposed: {
+    values: {
+      service: { type: 'NodePort', nodePort: 30443 },
+      configuration: { fqdn: 'downloads.example.com', watchNamespaces: ['team-a', 'team-b'], tenantFilesystemAllow: true, tenantEndpointAllow: ['10.0.0.0/8'] },
+      ingress: { enabled: true, className: 'nginx', annotations: { 'nginx.ingress.kubernetes.io/ssl-passthrough': 'true' } },
+      networkPolicy: {
+        enabled: true,
+        from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'team-a' } }, podSelector: { matchLabels: { app: 'backup-client' } } }],
+        cidrs: ['192.0.2.0/24'],
+        metricsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+      },
+      metrics: { serviceMonitor: { enabled: true, additionalLabels: { release: 'prometheus' } } },
+      filesystem: {
+        volumes: [
+          { name: 'nfs', bucket: 'velero-nfs', nfs: { server: 'nfs.example.internal', path: '/exports/velero' } },
+          { name: 'host', bucket: 'velero-hostpath', hostPath: { path: '/var/velero', type: 'Directory' } },
+          { name: 'pvc', bucket: 'velero-pvc', persistentVolumeClaim: { claimName: 'velero-backups' } },
+        ],
+      },
+      caBundle: { existingSecret: 'store-ca' },
+      tls: { extraSans: ['203.0.113.10', 'backup.internal'] },
+      admissionWebhook: { enabled: true },
+    },
+    watch: ['team-a', 'team-b'],
+    kinds: ['Deployment', 'Service', 'Ingress', 'NetworkPolicy', 'ServiceMonitor', 'MutatingWebhookConfiguration'],
+  },
+  clusterWide: {
+    values: {
+      service: { type: 'LoadBalancer', loadBalancerIP: '198.51.100.7', annotations: { 'service.beta.kubernetes.io/aws-load-balancer-type': 'nlb' } },
+      configuration: { fqdn: 'backups.example.com:8443', watchNamespaces: ['team-*'], logLevel: 'debug' },
+      tls: { mode: 'certManager', certManager: { issuerRef: { name: 'internal-ca', kind: 'ClusterIssuer' } } },
+      ingress: { enabled: true, tlsMode: 'reencrypt', tlsSecretName: 'public-cert' },
+      podDisruptionBudget: { minAvailable: 1 },
+      admissionWebhook: { enabled: true },
+    },
+    watch: ['team-*'],
+    kinds: ['Certificate', 'Ingress', 'MutatingWebhookConfiguration', 'ClusterRole', 'ClusterRoleBinding'],
+  },
+  minimal: {
+    values: {
+      rbac: { create: false },
+      serviceAccount: { create: false, name: 'existing-sa' },
+      metrics: { enabled: false },
+      podDisruptionBudget: { enabled: false },
+      credentials: { useSecret: false },
+      replicaCount: 1,
+    },
+    watch: [],
+    kinds: ['Deployment', 'Service'],
+  },
+};
+
+const helm = await findHelm();
+if (!helm) {
+  console.log('helm is not on PATH (it cannot be installed on this machine): helm lint / helm template tests not registered; chart.test.ts and rbac-coverage.test.ts check the chart without it');
+} else {
+  describe('helm lint and helm template', () => {
+    let dir: string;
+    const files: Record<string, string> = {};
+    const rendered: Record<string, Doc[]> = {};
+
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'vds-helm-'));
+      for (const [name, set] of Object.entries(VALUE_SETS)) {
+        files[name] = join(dir, `${name}.yaml`);
+        await writeFile(files[name], stringify(set.values));
+      }
+    });
+    after(() => rm(dir, { recursive: true, force: true }));
+
+    const template = async (name: string, ...extra: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      runHelm(helm, ['template', RELEASE, CHART_DIR, '--namespace', NAMESPACE, '--values', files[name]!, ...extra]);
+
+    for (const [name, set] of Object.entries(VALUE_SETS)) {
+      test(`${name}: helm lint --strict passes`, async () => {
+        const r = await runHelm(helm, ['lint', '--strict', CHART_DIR, '--namespace', NAMESPACE, '--values', files[name]!]);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+      });
+
+      test(`${name}: helm template renders the expected objects`, async () => {
+        const r = await template(name);
+        assert.equal(r.code, 0, r.stderr);
+        const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc | null).filter((d): d is Doc => d !== null);
+        rendered[name] = docs;
+        const kinds = new Set(docs.map((d) => d.kind));
+        for (const k of set.kinds) assert.ok(kinds.has(k), `${k} rendered (got ${[...kinds].join(', ')})`);
+        const deployment = docs.find((d) => d.kind === 'Deployment') as { spec: { template: { spec: { containers: { args: string[]; securityContext: Record<string, unknown> }[] } } } } & Doc;
+        const container = deployment.spec.template.spec.containers[0]!;
+        assert.ok(container.args.includes('--mode=kubernetes'));
+        assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+        if (set.watch.length) assert.ok(container.args.includes(`--watch-namespaces=${set.watch.join(',')}`), container.args.join(' '));
+        for (const np of docs.filter((d) => d.kind === 'NetworkPolicy') as ({ spec: { ingress: { from?: unknown[] }[] } } & Doc)[]) {
+          for (const rule of np.spec.ingress) assert.ok(rule.from && rule.from.length > 0, 'a NetworkPolicy rule without peers would admit everyone');
+        }
+        for (const wh of docs.filter((d) => d.kind === 'MutatingWebhookConfiguration') as ({ webhooks: Record<string, unknown>[] } & Doc)[]) {
+          const hook = wh.webhooks[0]!;
+          assert.equal(hook.failurePolicy, 'Ignore');
+          assert.equal(hook.sideEffects, 'None');
+          assert.equal((hook.clientConfig as { service: { path: string } }).service.path, '/admission/downloadrequests');
+        }
+      });
+
+      test(`${name}: the rendered RBAC is what the coverage test checks`, async () => {
+        const docs = rendered[name] ?? [];
+        const rbacKinds = new Set(['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding']);
+        const strip = (d: Doc): unknown => ({ ...d, metadata: { name: d.metadata.name, ...(d.metadata.namespace ? { namespace: d.metadata.namespace } : {}) } });
+        const got = docs.filter((d) => rbacKinds.has(d.kind)).map(strip);
+        if ((set.values.rbac as { create?: boolean } | undefined)?.create === false) {
+          assert.deepEqual(got, []);
+          return;
+        }
+        const sa = (set.values.serviceAccount as { name?: string } | undefined)?.name ?? RELEASE;
+        const want = (await renderRbac({ releaseNamespace: NAMESPACE, serviceAccount: sa, fullname: RELEASE, watchNamespaces: set.watch })).map(strip);
+        assert.deepEqual(got, want);
+      });
+    }
+
+    test('helm template refuses values the schema rejects and settings that cannot work', async () => {
+      for (const bad of [
+        ['--set', 'replicaCount=many'],
+        ['--set', 'service.type=ExternalName'],
+        ['--set', 'ingress.enabled=true'],
+        ['--set', 'tls.mode=certManager'],
+        ['--set', 'ingress.enabled=true,configuration.fqdn=a.example.com,ingress.tlsMode=reencrypt'],
+      ]) {
+        const r = await template('defaults', ...bad);
+        assert.notEqual(r.code, 0, `${bad.join(' ')} rendered`);
+      }
+    });
+  });
+}

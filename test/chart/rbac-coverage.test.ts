@@ -1,0 +1,214 @@
+/**
+ * The chart grants every Kubernetes API call the gateway makes. The list of calls is not written
+ * down here: it is read from the API test double's call log while a representative workload runs
+ * through the gateway's real wiring (in-process, and the real process with everything main.ts
+ * starts), and every (verb, group, resource, subresource, namespace, name) the gateway's service
+ * account used is checked against the RBAC objects the chart renders from files/rules.yaml. A new
+ * API call without a rule fails here. Rules no call exercised are printed, not failed: some serve
+ * paths (renewal, rotation, URL discovery of other Service types) a short workload does not reach.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import request from 'supertest';
+import { group, user } from '../support/kube-apiserver/index.ts';
+import type { Permission, PolicyRule } from '../support/kube-apiserver/index.ts';
+import { Rbac } from '../support/kube-apiserver/rbac.ts';
+import { BACKUP, NS, RESTORE, kubeFixture, velero } from '../support/kube-fixture.ts';
+import type { KubeFixture } from '../support/kube-fixture.ts';
+import { binary } from '../support/http.ts';
+import { inProcessGateway } from '../support/in-process.ts';
+import { curl, startGateway } from '../support/processes.ts';
+import { chartRules, renderRbac } from './chart.ts';
+
+const SERVICE_ACCOUNT = 'velero-download-server';
+const GATEWAY_USER = `system:serviceaccount:${NS}:${SERVICE_ACCOUNT}`;
+const GATEWAY_GROUPS = ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'];
+const TENANT = 'team-a';
+const TENANT_BACKUP = 'team-a-nightly';
+const TENANT_RESTORE = 'team-a-restore';
+const CERT_SECRET = 'velero-download-server-certs';
+const URL_ANNOTATION = 'download-server.velero.io/url';
+const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64');
+const describePermission = (p: Permission): string =>
+  `${p.verb} ${p.group || 'core'}/${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.name ? ` "${p.name}"` : ''} in ${p.namespace || '(cluster)'}`;
+
+/** The permissions (of `used`) that the chart's RBAC, rendered for `watchNamespaces`, does not grant. */
+async function ungranted(used: Permission[], watchNamespaces: string[]): Promise<string[]> {
+  const rbac = new Rbac().load(
+    ...(await renderRbac({ releaseNamespace: NS, serviceAccount: SERVICE_ACCOUNT, fullname: 'velero-download-server', watchNamespaces, certificateSecret: CERT_SECRET })),
+  );
+  return used
+    .filter((p) => !rbac.authorize({ user: GATEWAY_USER, groups: GATEWAY_GROUPS, verb: p.verb, group: p.group, resource: p.resource, subresource: p.subresource, namespace: p.namespace, name: p.name }).allowed)
+    .map(describePermission);
+}
+
+describe('the chart RBAC covers every API call the gateway makes', () => {
+  let fx: KubeFixture;
+  const tenantToken = { value: '' };
+  const tenantFiles = { log: Buffer.from('tenant backup log\n'), restoreLog: Buffer.from('tenant restore log\n') };
+  /** Everything the gateway's service account did, over every workload run. */
+  const exercised: Permission[] = [];
+
+  before(async () => {
+    // A CRD with status.veleroServerURL and /status, so the DownloadRequest controller's widest path runs.
+    fx = await kubeFixture({ namespaces: ['default', 'kube-system', NS, TENANT], downloadRequestCrd: { veleroServerURL: true, statusSubresource: true } });
+    const api = fx.api;
+    // The admin location opts in to gateway URLs for its DownloadRequests.
+    const bsl = api.get('velero.io/v1', 'BackupStorageLocation', 'default', NS)!;
+    api.put({ ...bsl, metadata: { ...bsl.metadata, annotations: { 'download-server.velero.io/enabled': 'true' } } });
+    // A tenant with its own location, credential Secret, backup, restore and DownloadRequest.
+    const dir = join(fx.fsRoot, 'tenant-bucket', 'backups', TENANT_BACKUP);
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `${TENANT_BACKUP}-logs.gz`), tenantFiles.log);
+    await mkdir(join(fx.fsRoot, 'tenant-bucket', 'restores', TENANT_RESTORE), { recursive: true });
+    await writeFile(join(fx.fsRoot, 'tenant-bucket', 'restores', TENANT_RESTORE, `restore-${TENANT_RESTORE}-logs.gz`), tenantFiles.restoreLog);
+    api.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'tenant-creds', namespace: TENANT }, data: { cloud: b64('[default]\naws_access_key_id=T\naws_secret_access_key=T\n') } });
+    api.put(velero('BackupStorageLocation', 'default', { provider: 'replicated.com/hostpath', objectStorage: { bucket: 'tenant-bucket' }, credential: { name: 'tenant-creds', key: 'cloud' } }, TENANT));
+    api.put(velero('Backup', TENANT_BACKUP, { storageLocation: 'default' }, TENANT));
+    api.put(velero('Restore', TENANT_RESTORE, { backupName: TENANT_BACKUP }, TENANT));
+    api.put(velero('DownloadRequest', 'team-a-dr', { target: { kind: 'BackupLog', name: TENANT_BACKUP } }, TENANT));
+    tenantToken.value = api.tokens.user('tenant-user', [`${TENANT}-members`]);
+    api.rbac.grant(group(`${TENANT}-members`), [{ apiGroups: ['velero.io'], resources: ['backups/log', 'restores/log', 'downloadrequests'], verbs: ['get'] }], TENANT);
+    api.rbac.grant(user('alice'), [{ apiGroups: ['velero.io'], resources: ['restores/log'], verbs: ['get'] }], NS);
+    // URL discovery: the gateway's own Service as a NodePort, and a node to take the address from.
+    api.put({
+      apiVersion: 'v1', kind: 'Service', metadata: { name: 'velero-download-server', namespace: NS },
+      spec: { type: 'NodePort', ports: [{ name: 'https', port: 443, targetPort: 8443, nodePort: 30443 }] },
+    });
+    api.put({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }] } });
+  });
+  after(() => fx?.close());
+
+  /** Downloads through every route, in the admin and the tenant namespace, through the in-process wiring. */
+  async function inProcessWorkload(args: string[]): Promise<void> {
+    const gw = await inProcessGateway(fx.args(...args));
+    try {
+      const get = (token: string, path: string) => binary(request(gw.app).get(path).set('Authorization', `Bearer ${token}`));
+      const ok = async (token: string, path: string, body?: Buffer): Promise<void> => {
+        const res = await get(token, path);
+        assert.equal(res.status, 200, `${path}: ${String(res.body)}`);
+        if (body) assert.deepEqual(res.body, body);
+      };
+      await ok(fx.tokens.alice, `/v1/namespaces/${NS}/backups/${BACKUP}/log`, fx.files.log);
+      await ok(fx.tokens.alice, `/v1/namespaces/${NS}/restores/${RESTORE}/log`, fx.files.restoreLog);
+      await ok(fx.tokens.dave, `/v1/namespaces/${NS}/downloadrequests/dr-log`, fx.files.log);
+      await ok(tenantToken.value, `/v1/namespaces/${TENANT}/backups/${TENANT_BACKUP}/log`, tenantFiles.log);
+      await ok(tenantToken.value, `/v1/namespaces/${TENANT}/restores/${TENANT_RESTORE}/log`, tenantFiles.restoreLog);
+      await ok(tenantToken.value, `/v1/namespaces/${TENANT}/downloadrequests/team-a-dr`, tenantFiles.log);
+      assert.equal((await get(fx.tokens.alice, `/v1/namespaces/${NS}/backups/missing/log`)).status, 404);
+      assert.equal((await get(fx.tokens.carol, `/v1/namespaces/${NS}/backups/${BACKUP}/log`)).status, 403);
+    } finally {
+      gw.factory.close();
+    }
+  }
+
+  /** The same through the real process (everything main.ts starts: certificate, keys, controllers, webhook). */
+  async function processWorkload(args: string[]): Promise<void> {
+    const gw = await startGateway(fx.args(...args, '--tls-extra-sans', '127.0.0.1,localhost'));
+    try {
+      const caFile = join(fx.dir, 'gateway-ca.crt');
+      const secret = fx.api.get('v1', 'Secret', CERT_SECRET, NS) as { data?: Record<string, string> } | undefined;
+      const ca = secret?.data?.['ca.crt'];
+      // The CA from the certificate Secret (kubernetes mode); a gateway keeping its certificate in --state-dir wrote it there.
+      await writeFile(caFile, ca ? Buffer.from(ca, 'base64') : await readFile(join(fx.dir, 'state', 'tls.crt')));
+      const get = async (token: string, path: string, body: Buffer): Promise<void> => {
+        const r = await curl(['--cacert', caFile, '--fail', '-H', `Authorization: Bearer ${token}`, `${gw.url}${path}`]);
+        assert.equal(r.code, 0, `${path}: ${r.stderr}`);
+        assert.deepEqual(r.stdout, body);
+      };
+      await get(fx.tokens.alice, `/v1/namespaces/${NS}/backups/${BACKUP}/log`, fx.files.log);
+      await get(fx.tokens.dave, `/v1/namespaces/${NS}/downloadrequests/dr-log`, fx.files.log);
+      await get(tenantToken.value, `/v1/namespaces/${TENANT}/restores/${TENANT_RESTORE}/log`, tenantFiles.restoreLog);
+      // What the API server sends the admission webhook when Velero writes status.downloadURL.
+      const dr = fx.api.get('velero.io/v1', 'DownloadRequest', 'dr-log', NS)!;
+      const review = {
+        apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
+        request: {
+          uid: 'b6a1c0de-0000-4000-8000-000000000001', kind: { group: 'velero.io', version: 'v1', kind: 'DownloadRequest' },
+          resource: { group: 'velero.io', version: 'v1', resource: 'downloadrequests' }, subResource: 'status',
+          namespace: NS, name: 'dr-log', operation: 'UPDATE', userInfo: { username: 'system:serviceaccount:velero:velero' },
+          object: { ...dr, status: { phase: 'Processed', downloadURL: 'http://minio.velero.svc:9000/velero/x?X-Amz-Signature=s', expiration: new Date(Date.now() + 600_000).toISOString() } },
+          oldObject: dr,
+        },
+      };
+      const w = await curl(['--cacert', caFile, '-X', 'POST', '-H', 'Content-Type: application/json', '--data', JSON.stringify(review), '-w', '\n%{http_code}', `${gw.url}/admission/downloadrequests`]);
+      console.log(`admission webhook answered HTTP ${w.stdout.toString().split('\n').at(-1)}`);
+      // The DownloadRequest controller, when main.ts runs it, records the gateway URL on opted-in requests.
+      const deadline = Date.now() + 3_000;
+      const annotated = (): boolean => fx.api.get('velero.io/v1', 'DownloadRequest', 'dr-log', NS)?.metadata?.annotations?.[URL_ANNOTATION] !== undefined;
+      while (!annotated() && Date.now() < deadline) await sleep(50);
+      console.log(annotated() ? 'the DownloadRequest controller annotated dr-log' : 'no DownloadRequest controller ran in the gateway process (not wired in main.ts?)');
+    } finally {
+      assert.equal(await gw.stop(), 0);
+    }
+  }
+
+  async function run(watch: string): Promise<Permission[]> {
+    fx.api.calls.clear();
+    // Reset what a previous run created, so this run's start creates and reads it again.
+    for (const name of [CERT_SECRET, 'velero-download-server-signing-key']) fx.api.remove('v1', 'Secret', name, NS);
+    for (const [ns, name] of [[NS, 'dr-log'], [TENANT, 'team-a-dr']] as const) {
+      const dr = fx.api.get('velero.io/v1', 'DownloadRequest', name, ns)!;
+      fx.api.put({ ...dr, metadata: { name, namespace: ns }, status: {} });
+    }
+    const args = ['--watch-namespaces', watch, '--tenant-filesystem-allow'];
+    await inProcessWorkload(args);
+    await processWorkload(args);
+    const used = fx.api.calls.permissions({ user: GATEWAY_USER });
+    exercised.push(...used);
+    return used;
+  }
+
+  /** Sanity: a workload that made none of these calls proves nothing. */
+  function assertRepresentative(used: Permission[]): void {
+    const has = (verb: string, resource: string, namespace?: string): boolean =>
+      used.some((p) => p.verb === verb && p.resource === resource && (namespace === undefined || p.namespace === namespace));
+    assert.ok(has('create', 'tokenreviews'), 'TokenReviews were made');
+    assert.ok(has('create', 'subjectaccessreviews'), 'SubjectAccessReviews were made');
+    for (const r of ['backups', 'restores', 'downloadrequests', 'backupstoragelocations']) assert.ok(has('get', r, TENANT), `get ${r} in the tenant namespace`);
+    assert.ok(has('get', 'secrets', TENANT), 'the tenant credential Secret was read');
+  }
+
+  test('watched namespaces by name: Roles per namespace grant every call', async () => {
+    const used = await run(TENANT);
+    console.log(`calls of ${GATEWAY_USER}:\n  ${used.map(describePermission).join('\n  ')}`);
+    assertRepresentative(used);
+    assert.deepEqual(await ungranted(used, [TENANT]), [], 'API calls the chart grants no rule for (add them to charts/velero-download-server/files/rules.yaml)');
+  });
+
+  test('watched namespaces by glob: the cluster-wide watched rules grant every call', async () => {
+    const used = await run('team-*');
+    assertRepresentative(used);
+    assert.deepEqual(await ungranted(used, ['team-*']), [], 'API calls the chart grants no rule for (add them to charts/velero-download-server/files/rules.yaml)');
+  });
+
+  test('the check fails for a call no rule grants', async () => {
+    const extra: Permission[] = [
+      { verb: 'delete', group: '', resource: 'secrets', subresource: '', namespace: NS, name: CERT_SECRET },
+      { verb: 'update', group: '', resource: 'secrets', subresource: '', namespace: NS, name: 'cloud-credentials' },
+      { verb: 'get', group: 'velero.io', resource: 'backups', subresource: '', namespace: 'team-b', name: 'x' },
+      { verb: 'list', group: '', resource: 'services', subresource: '', namespace: '', name: '' },
+    ];
+    assert.equal((await ungranted(extra, [TENANT])).length, extra.length);
+  });
+
+  test('rules no call exercised (printed, not failed)', async () => {
+    const rules = await chartRules(CERT_SECRET);
+    const unused: string[] = [];
+    const covers = (r: PolicyRule, verb: string, res: string, name?: string): boolean =>
+      exercised.some((p) => p.verb === verb && (r.apiGroups ?? []).includes(p.group) && (p.subresource ? `${p.resource}/${p.subresource}` : p.resource) === res && (name === undefined || p.name === name));
+    for (const r of [...rules.cluster, ...rules.watched, ...rules.own]) {
+      for (const verb of r.verbs) {
+        for (const res of r.resources ?? []) {
+          const names = r.resourceNames?.length ? r.resourceNames : [undefined];
+          for (const name of names) if (!covers(r, verb, res, name)) unused.push(`${verb} ${res}${name ? ` "${name}"` : ''}`);
+        }
+      }
+    }
+    console.log(unused.length ? `rules not exercised by this workload:\n  ${unused.join('\n  ')}` : 'every rule was exercised');
+    assert.ok(exercised.length > 0);
+  });
+});

@@ -1,0 +1,349 @@
+/**
+ * `velero-download`: one command, start to end. Parse the command line; create a DownloadRequest and
+ * wait for its URLs; try the store's pre-signed URL, then the download server (then, inside the
+ * cluster, its Service's cluster-local name); stream the bytes (gunzipped unless they are backup
+ * contents) into stdout or a file that appears only when complete; delete the DownloadRequest.
+ */
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import type { LookupFunction } from 'node:net';
+import { resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { getCACertificates } from 'node:tls';
+import { createGunzip } from 'node:zlib';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { USAGE, parseCommandLine } from './args.ts';
+import type { Command } from './args.ts';
+import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
+import type { Trust } from './http.ts';
+import { checkOutput, openOutput } from './output.ts';
+import type { Output } from './output.ts';
+import { progressFor } from './progress.ts';
+import type { TerminalLike } from './progress.ts';
+import { HttpStatusError, bodyChunks, openSource } from './transfer.ts';
+import type { FetchOptions, Source, TransferStats } from './transfer.ts';
+import type * as KubeModuleNs from './kube.ts';
+import type { DownloadUrls, VeleroApi } from './kube.ts';
+
+type KubeModule = typeof KubeModuleNs;
+
+
+/** The process around the command; tests pass their own. */
+export interface CliIo {
+  stdout: Writable;
+  stderr: Writable & TerminalLike;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Aborted on SIGINT / SIGTERM: the command cleans up and returns 130. */
+  signal?: AbortSignal;
+  /** Name resolution for downloads (tests resolve cluster-local names with it). */
+  lookup?: LookupFunction;
+}
+
+/** How long a download server URL alone waits for Velero's pre-signed URL, which is tried first. */
+const PRESIGNED_GRACE_MS = 500;
+
+/** Runs the command line; returns the exit code. Never throws. */
+export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const say = (msg: string): void => void io.stderr.write(`velero-download: ${msg}\n`);
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (err) {
+    say(`${(err as Error).message}\nRun "velero-download --help" for usage.`);
+    return EXIT.usage;
+  }
+  if (parsed.help) {
+    io.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  const signal = io.signal ?? new AbortController().signal;
+  try {
+    await download(parsed.command, io, signal, say);
+    return EXIT.ok;
+  } catch (err) {
+    if (signal.aborted) {
+      say('interrupted: nothing was saved');
+      return EXIT.interrupted;
+    }
+    if (err instanceof CliError) {
+      if (err.message) say(err.message);
+      return err.exitCode;
+    }
+    say(`unexpected error: ${describeFailure(err)}`);
+    return EXIT.notFound;
+  }
+}
+
+const singular = (cmd: Command): string => (cmd.owner === 'backups' ? 'backup' : 'restore');
+
+async function readCaFile(file: string): Promise<string> {
+  let pem: string;
+  try {
+    pem = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--cacert: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--cacert: ${file} holds no PEM certificate`);
+  return pem;
+}
+
+/** The download server's token and TLS trust, each worked out once and only when first needed. */
+class GatewayAccess {
+  readonly #kube: KubeModule;
+  readonly #kc: KubeConfig;
+  readonly #api: VeleroApi;
+  readonly #cmd: Command;
+  readonly #cacert: string | undefined;
+  readonly #signal: AbortSignal;
+  #token: Promise<string> | undefined;
+  #trust: Promise<Trust> | undefined;
+
+  constructor(kube: KubeModule, kc: KubeConfig, api: VeleroApi, cmd: Command, cacert: string | undefined, signal: AbortSignal) {
+    this.#kube = kube;
+    this.#kc = kc;
+    this.#api = api;
+    this.#cmd = cmd;
+    this.#cacert = cacert;
+    this.#signal = signal;
+  }
+
+  token(): Promise<string> {
+    return (this.#token ??= this.#kube.bearerToken(this.#kc));
+  }
+
+  /**
+   * --cacert, else ca.crt of the certificate Secret (when readable), else a pinned fingerprint (the
+   * flag, or the Secret's annotation), else the system roots; --insecure-skip-tls-verify excludes the others.
+   */
+  trust(): Promise<Trust> {
+    return (this.#trust ??= (async (): Promise<Trust> => {
+      const cmd = this.#cmd;
+      if (cmd.insecureSkipTlsVerify) return { chain: false, pins: [], insecure: true };
+      const pins = cmd.serverCertFingerprint ? [cmd.serverCertFingerprint] : [];
+      let ca = this.#cacert ? [this.#cacert] : undefined;
+      if (!ca) {
+        const secret = await this.#api.certificateSecret(this.#signal);
+        if (secret.caCert) ca = [secret.caCert];
+        const pinned = secret.fingerprint?.replaceAll(':', '').toLowerCase();
+        if (pinned && /^[0-9a-f]{64}$/.test(pinned)) pins.push(pinned);
+      }
+      // A pin alone means "this certificate only", not "this one or anything a public CA signed".
+      return { ...(ca && { ca }), chain: ca !== undefined || pins.length === 0, pins, insecure: false };
+    })());
+  }
+}
+
+function storeTrust(cmd: Command, cacert: string | undefined): Trust {
+  if (cmd.insecureSkipTlsVerify) return { chain: false, pins: [], insecure: true };
+  // As Velero's CLI: --cacert adds to the default roots for the store.
+  return { ...(cacert && { ca: [...getCACertificates('default'), cacert] }), chain: true, pins: [], insecure: false };
+}
+
+function statusToError(err: HttpStatusError, src: Source, cmd: Command): CliError {
+  const detail = err.detail ? ` (${err.detail})` : '';
+  const what = `${singular(cmd)} "${cmd.name}" ${cmd.artifact}`;
+  if (err.status === 404) return new CliError(EXIT.notFound, `${what} not found${detail}`);
+  if (src.kind === 'gateway') {
+    if (err.status === 401) {
+      return new CliError(EXIT.denied, `the download server did not accept your token${detail}: log in again (your kubeconfig's token may have expired)`);
+    }
+    if (err.status === 403) {
+      const needs = `"get" on ${cmd.owner}/${cmd.artifact} named "${cmd.name}"${src.url.pathname.includes('/downloadrequests/') ? ' and on downloadrequests' : ''} (API group velero.io) in namespace "${cmd.namespace}"`;
+      return new CliError(EXIT.denied, `${err.detail || 'forbidden'}: ask your cluster admin for ${needs}`);
+    }
+  } else if (err.status === 401 || err.status === 403) {
+    return new CliError(EXIT.denied, `the store refused the pre-signed download URL (HTTP ${err.status}${detail}): it may have expired or the clocks differ; run the command again, or pass --velero-server-url to use the download server`);
+  }
+  if (err.status >= 500 || err.status === 429) return new CliError(EXIT.unreachable, `${src.label} is unavailable (HTTP ${err.status}${detail}): try again later`);
+  return new CliError(EXIT.notFound, `${src.label} answered HTTP ${err.status}${detail}`);
+}
+
+async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  await checkOutput(cmd.output, cmd.force, io.cwd);
+  const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert)) : undefined;
+  const kube: KubeModule = await import('./kube.ts');
+  const kc = kube.loadKubeConfig(cmd, io.env);
+  const api = new kube.VeleroApi(kc, cmd.namespace, cmd.connectTimeoutMs);
+  const gateway = new GatewayAccess(kube, kc, api, cmd, cacert, signal);
+  // Fail before creating anything when the download server cannot be used at all.
+  if (cmd.gateway.forced) await gateway.token();
+
+  // --timeout runs from the first download attempt: waiting for the URLs has its own --wait-timeout.
+  const transferLimit = new AbortController();
+  const transferSignal = AbortSignal.any([signal, transferLimit.signal]);
+  let transferTimer: NodeJS.Timeout | undefined;
+  const startTransferClock = (): void => {
+    if (cmd.timeoutMs && !transferTimer) {
+      transferTimer = setTimeout(() => transferLimit.abort(new TimeoutError('--timeout')), cmd.timeoutMs);
+    }
+  };
+  let drName: string | undefined;
+  try {
+    const fetchOpts: FetchOptions = { signal: transferSignal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
+    const failures: string[] = [];
+    let untrusted: UntrustedCertificateError | undefined;
+
+    const tryOpen = async (src: Source): Promise<IncomingMessage | undefined> => {
+      startTransferClock();
+      try {
+        return await openSource(src, fetchOpts);
+      } catch (err) {
+        if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
+        if (transferSignal.aborted || !networkFailure(err)) throw err;
+        if (err instanceof UntrustedCertificateError && src.kind === 'gateway') untrusted = err;
+        failures.push(`${src.label}: ${describeFailure(err)}`);
+        return undefined;
+      }
+    };
+    const gatewaySource = async (url: URL, label: string): Promise<Source> => ({
+      kind: 'gateway',
+      label,
+      url,
+      headers: { Authorization: `Bearer ${await gateway.token()}` },
+      trust: await gateway.trust(),
+    });
+
+    let opened: { src: Source; res: IncomingMessage } | undefined;
+    const gatewayUrls: URL[] = [];
+    if (cmd.gateway.baseUrl) {
+      const base = cmd.gateway.baseUrl;
+      gatewayUrls.push(new URL(`${base.pathname.replace(/\/+$/, '')}/v1/namespaces/${cmd.namespace}/${cmd.owner}/${cmd.name}/${cmd.artifact}`, base));
+    } else {
+      if ((await api.ownerExists(cmd.owner, cmd.name, signal)) === false) {
+        throw new CliError(EXIT.notFound, `${singular(cmd)} "${cmd.name}" not found in namespace "${cmd.namespace}" (pass -n NAMESPACE if it lives elsewhere)`);
+      }
+      drName = await api.createDownloadRequest(cmd.kind, cmd.name, signal);
+      const deadline = Date.now() + cmd.waitTimeoutMs;
+      const where = `DownloadRequest "${drName}" in namespace "${cmd.namespace}"`;
+      let urls: DownloadUrls | undefined;
+      if (!cmd.gateway.forced) {
+        urls = await kube.waitForUrls(api, drName, (u) => Boolean(u.downloadURL ?? u.gatewayURL), deadline, signal);
+        if (!urls) {
+          throw new CliError(
+            EXIT.unreachable,
+            `no download URL appeared on ${where} within --wait-timeout ${cmd.waitTimeoutMs / 1000}s: is Velero running in namespace "${cmd.namespace}"? (raise --wait-timeout if the cluster is slow, or pass --velero-server-url=https://HOST to use the download server directly)`,
+          );
+        }
+        if (!urls.downloadURL) {
+          urls = (await kube.waitForUrls(api, drName, (u) => Boolean(u.downloadURL), Math.min(deadline, Date.now() + PRESIGNED_GRACE_MS), signal)) ?? urls;
+        }
+        if (urls.downloadURL) {
+          let url: URL | undefined;
+          try {
+            url = new URL(urls.downloadURL);
+          } catch {
+            failures.push(`the store: status.downloadURL is not a URL`);
+          }
+          if (url && url.protocol !== 'https:' && url.protocol !== 'http:') {
+            failures.push(`the store: status.downloadURL has an unsupported scheme ${url.protocol}`);
+            url = undefined;
+          }
+          if (url) {
+            const src: Source = { kind: 'store', label: `the store at ${url.origin}`, url, headers: {}, trust: storeTrust(cmd, cacert) };
+            const res = await tryOpen(src);
+            if (res) opened = { src, res };
+          }
+          if (!opened) say(`${failures.at(-1)!}; trying the download server instead`);
+        }
+      }
+      if (!opened) {
+        if (!urls?.gatewayURL) urls = await kube.waitForUrls(api, drName, (u) => Boolean(u.gatewayURL), deadline, signal);
+        if (!urls?.gatewayURL) {
+          throw new CliError(
+            EXIT.unreachable,
+            `${failures.length ? `${failures.join('; ')}; and no` : 'no'} download server URL (annotation download-server.velero.io/url) appeared on ${where} within --wait-timeout ${cmd.waitTimeoutMs / 1000}s: is velero-download-server running and serving namespace "${cmd.namespace}", and does the backup's storage location opt in? (or pass --velero-server-url=https://HOST)`,
+          );
+        }
+        try {
+          gatewayUrls.push(new URL(urls.gatewayURL));
+        } catch {
+          failures.push(`the download server URL on ${where} is not a URL`);
+        }
+      }
+    }
+
+    for (let i = 0; !opened && i < gatewayUrls.length; i++) {
+      const url = gatewayUrls[i]!;
+      if (url.protocol !== 'https:') {
+        failures.push(`refusing to send your bearer token over plain HTTP to ${url.origin}`);
+      } else {
+        const src = await gatewaySource(url, `the download server at ${url.origin}`);
+        const res = await tryOpen(src);
+        if (res) {
+          opened = { src, res };
+          break;
+        }
+      }
+      // Inside the cluster (e.g. `kubectl exec deploy/velero -- velero-download ...`) the public name
+      // may not resolve or route: the Service's cluster-local name does.
+      if (i === 0 && io.env.KUBERNETES_SERVICE_HOST && !cmd.gateway.baseUrl) {
+        const port = (await api.servicePort(signal)) ?? kube.DEFAULT_GATEWAY_PORT;
+        const local = new URL(`https://${kube.SERVICE_NAME}.${cmd.namespace}.svc:${port}${url.pathname}`);
+        if (local.origin !== url.origin) {
+          gatewayUrls.push(local);
+          say(`${failures.at(-1)!}; trying the cluster-local name ${local.origin}`);
+        }
+      }
+    }
+
+    if (!opened) {
+      const trustAdvice = untrusted
+        ? `; the download server's certificate is not trusted (SHA-256 fingerprint ${untrusted.fingerprint}): pass --cacert FILE (ca.crt of Secret ${kube.CERT_SECRET} in namespace "${cmd.namespace}", which you may not be allowed to read) or, after checking the fingerprint with your cluster admin, --server-cert-fingerprint ${untrusted.fingerprint}`
+        : ': check that the download server is running and reachable from here';
+      throw new CliError(EXIT.unreachable, `cannot download the ${singular(cmd)} "${cmd.name}" ${cmd.artifact}: ${failures.join('; ')}${trustAdvice}`);
+    }
+    await save(cmd, io, opened.src, opened.res, fetchOpts, say);
+  } catch (err) {
+    if (signal.aborted) throw err;
+    if (transferLimit.signal.aborted) {
+      throw new CliError(EXIT.unreachable, `the transfer did not finish within --timeout ${cmd.timeoutMs / 1000}s: raise --timeout (0 means no limit)`);
+    }
+    throw err;
+  } finally {
+    clearTimeout(transferTimer);
+    if (drName) await api.deleteDownloadRequest(drName);
+  }
+}
+
+async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, fetchOpts: FetchOptions, say: (msg: string) => void): Promise<void> {
+  const length = Number(res.headers['content-length']);
+  const bar = progressFor(io.stderr, Number.isSafeInteger(length) ? length : undefined);
+  const stats: TransferStats = { received: 0, total: undefined, resumes: 0 };
+  let output: Output;
+  try {
+    output = await openOutput(cmd.output, cmd.force, io.cwd, io.stdout);
+  } catch (err) {
+    res.destroy();
+    throw err;
+  }
+  const body = Readable.from(bodyChunks(src, res, fetchOpts, stats, bar, (m) => {
+    if (bar) io.stderr.write('\n');
+    say(m);
+  }));
+  try {
+    if (cmd.gunzip) await pipeline(body, createGunzip(), output.stream, { signal: fetchOpts.signal });
+    else await pipeline(body, output.stream, { signal: fetchOpts.signal });
+    bar?.finish();
+    await output.commit();
+  } catch (err) {
+    bar?.finish();
+    await output.discard();
+    if (err instanceof CliError || fetchOpts.signal.aborted) throw err;
+    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) {
+      throw new CliError(EXIT.notFound, `the ${cmd.artifact} of ${singular(cmd)} "${cmd.name}" is not valid gzip (${(err as Error).message}): the stored file may be damaged`);
+    }
+    if (code === 'EPIPE' && cmd.output.kind === 'stdout') throw new CliError(EXIT.ok, '');
+    if (networkFailure(err)) {
+      throw new CliError(EXIT.unreachable, `the transfer from ${src.label} failed after ${stats.received} bytes: ${describeFailure(err)}`);
+    }
+    throw new CliError(EXIT.notFound, `writing ${output.name} failed: ${describeFailure(err)}`);
+  }
+  if (cmd.output.kind === 'file') {
+    io.stdout.write(`${singular(cmd)} "${cmd.name}" ${cmd.artifact} saved to ${resolve(io.cwd, cmd.output.path)}\n`);
+  }
+}

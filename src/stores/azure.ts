@@ -40,6 +40,7 @@ import {
   StoreUnavailableError,
   ThrottledError,
 } from './errors.ts';
+import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
 import { tlsFailureCode, tlsFailureMessage } from './trust.ts';
@@ -120,6 +121,7 @@ const DENIED = new Set([
 ]);
 const THROTTLED = new Set(['ServerBusy', 'TooManyRequests']);
 const BAD_NAME = new Set(['InvalidResourceName', 'InvalidUri', 'OutOfRangeInput']);
+const AZURE_CODES = { notFound: NOT_FOUND, denied: DENIED, throttled: THROTTLED, timeout: new Set(['OperationTimedOut']), range: new Set(['InvalidRange']) };
 const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT', 'TIMEOUT']);
 
 function fail(location: string, what: string): never {
@@ -336,13 +338,6 @@ function errorCode(err: RestError): string | undefined {
   return err.response?.headers.get('x-ms-error-code') ?? undefined;
 }
 
-function retryAfterSeconds(err: RestError): number | undefined {
-  const value = err.response?.headers.get('retry-after')?.trim();
-  if (value === undefined || value === '') return undefined;
-  if (/^\d+$/.test(value)) return Number(value);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
-}
 
 /** A copy of a transport error without the SDK's request and response (their headers carry the Authorization). */
 function transportCause(err: unknown): Error | undefined {
@@ -625,20 +620,21 @@ export class AzureBlobStore implements ClosableStore {
       const status = err.statusCode;
       const code = errorCode(err);
       const answered = code === undefined ? `${status}` : `${status} ${code}`;
-      if (status >= 300 && status < 400) return new StoreUnavailableError(`${where}: the store answered with a redirect (${answered}) reading ${object}, which is not followed`);
       if (code === 'ContainerNotFound') return new ObjectNotFoundError(`${where}: container ${this.#containerName} not found`);
-      if (status === 404 || (code !== undefined && NOT_FOUND.has(code))) return new ObjectNotFoundError(`${where}: ${object} not found`);
-      if (status === 416 || code === 'InvalidRange') {
-        return new InvalidRangeError(`${where}: the byte range asked of ${object} starts past its end`);
-      }
-      if (status === 401 || status === 403 || (code !== undefined && DENIED.has(code))) {
-        return new AccessDeniedError(`${where}: the store refused the credential reading ${object} (${answered})`);
-      }
-      if (status === 429 || status === 503 || (code !== undefined && THROTTLED.has(code))) {
-        return new ThrottledError(`${where}: the store is busy (${answered}) reading ${object}`, retryAfterSeconds(err));
-      }
-      if (status === 408 || status === 504 || code === 'OperationTimedOut') {
-        return new StoreTimeoutError(`${where}: the store timed out (${answered}) reading ${object}`);
+      switch (classifyStatus(status, code, AZURE_CODES)) {
+        case 'redirect':
+          return new StoreUnavailableError(`${where}: the store answered with a redirect (${answered}) reading ${object}, which is not followed`);
+        case 'notFound':
+          return new ObjectNotFoundError(`${where}: ${object} not found`);
+        case 'range':
+          return new InvalidRangeError(`${where}: the byte range asked of ${object} starts past its end`);
+        case 'denied':
+          return new AccessDeniedError(`${where}: the store refused the credential reading ${object} (${answered})`);
+        case 'throttled':
+          return new ThrottledError(`${where}: the store is busy (${answered}) reading ${object}`, parseRetryAfter(err.response?.headers.get('retry-after')));
+        case 'timeout':
+          return new StoreTimeoutError(`${where}: the store timed out (${answered}) reading ${object}`);
+        default:
       }
       if (status === 400 && code !== undefined && BAD_NAME.has(code)) {
         return new InvalidKeyError(`${where}: the store refused the name of ${object} (${answered})`);

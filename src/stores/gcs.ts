@@ -37,7 +37,11 @@ import {
   StoreUnavailableError,
   ThrottledError,
 } from './errors.ts';
+import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
+
+/** GCS says "slow down" also as a 403 with reason rateLimitExceeded. */
+const GCS_CODES = { throttled: new Set(['rateLimitExceeded']) };
 import { withLengthCheck } from './length-check.ts';
 import { tlsFailureCode, tlsFailureMessage } from './trust.ts';
 import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
@@ -191,12 +195,6 @@ function checkRange(range: ByteRange): ByteRange {
   return { start, end };
 }
 
-function retryAfterSeconds(value: string | null): number | undefined {
-  if (value === null || value.trim() === '') return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim());
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
-}
 
 /** Whole seconds: HTTP dates carry no more, so stat and get agree on the same object. */
 function toSeconds(date: Date): Date {
@@ -431,21 +429,24 @@ export class GcsStore implements ClosableStore {
     const { status } = res;
     const reasons = errorReasons(body);
     const what = this.#describe(key);
-    if (status === 404) return new ObjectNotFoundError(`${what} not found`);
-    // Sent with redirect: 'manual': a 3xx comes back as it is, never followed.
-    if (status >= 300 && status < 400) return new StoreUnavailableError(`${what}: the store answered with a redirect (HTTP ${status}), which is not followed`);
-    if (status === 429 || status === 503 || reasons.some((r) => /rateLimitExceeded/.test(r))) {
-      return new ThrottledError(
-        `${what}: the store asked to slow down (HTTP ${status})`,
-        retryAfterSeconds(res.headers.get('retry-after')),
-      );
+    const rateLimited = reasons.some((r) => /rateLimitExceeded/.test(r));
+    switch (classifyStatus(status, rateLimited ? 'rateLimitExceeded' : undefined, GCS_CODES)) {
+      case 'notFound':
+        return new ObjectNotFoundError(`${what} not found`);
+      case 'redirect':
+        // Sent with redirect: 'manual': a 3xx comes back as it is, never followed.
+        return new StoreUnavailableError(`${what}: the store answered with a redirect (HTTP ${status}), which is not followed`);
+      case 'throttled':
+        return new ThrottledError(`${what}: the store asked to slow down (HTTP ${status})`, parseRetryAfter(res.headers.get('retry-after')));
+      case 'denied':
+        return new AccessDeniedError(`${what}: the store refused the location's credentials (HTTP ${status})`);
+      case 'range':
+        return new InvalidRangeError(`${what}: the byte range starts past the end of the object`);
+      case 'timeout':
+        return new StoreTimeoutError(`${what}: the store timed out (HTTP ${status})`);
+      default:
+        return new StoreUnavailableError(`${what}: the store answered HTTP ${status}${reasons[0] ? ` (${reasons[0]})` : ''}`);
     }
-    if (status === 401 || status === 403) {
-      return new AccessDeniedError(`${what}: the store refused the location's credentials (HTTP ${status})`);
-    }
-    if (status === 416) return new InvalidRangeError(`${what}: the byte range starts past the end of the object`);
-    if (status === 408 || status === 504) return new StoreTimeoutError(`${what}: the store timed out (HTTP ${status})`);
-    return new StoreUnavailableError(`${what}: the store answered HTTP ${status}${reasons[0] ? ` (${reasons[0]})` : ''}`);
   }
 
   async #fail(res: Response, key: string, signal: AbortSignal): Promise<never> {

@@ -24,6 +24,7 @@ import {
   StoreUnavailableError,
   ThrottledError,
 } from './errors.ts';
+import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
 import type { StoreSpec } from './spec.ts';
@@ -243,12 +244,6 @@ function factsOf(err: unknown): ErrorFacts {
   };
 }
 
-function retryAfterSeconds(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim());
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
-}
 
 const NOT_FOUND = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket', 'NoSuchVersion']);
 const DENIED = new Set([
@@ -267,6 +262,7 @@ const DENIED = new Set([
 const THROTTLED = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests', 'RequestLimitExceeded', 'ServiceUnavailable']);
 /** The Node HTTP handler names these "TimeoutError" too, but they are broken connections, not timeouts. */
 const RESET = new Set(['ECONNRESET', 'EPIPE']);
+const S3_CODES = { notFound: NOT_FOUND, denied: DENIED, throttled: THROTTLED, range: new Set(['InvalidRange']) };
 
 function retryToken(count: number, delay: number): RetryToken {
   return { getRetryCount: () => count, getRetryDelay: () => delay };
@@ -570,20 +566,21 @@ export class S3Store implements ClosableStore {
     const at = `location ${location}: ${what}`;
     const status = f.status;
     const code = f.code ?? '';
-    if (status === 404 || NOT_FOUND.has(code)) {
-      const bucket = code === 'NoSuchBucket' ? ` (bucket ${JSON.stringify(this.#spec.bucket)} does not exist)` : '';
-      return new ObjectNotFoundError(`${at}: not found${bucket}`);
-    }
-    if (status === 416 || code === 'InvalidRange') return new InvalidRangeError(`${at}: the range is not satisfiable`);
-    // The SDK never follows a redirect (nor should it: it could lead anywhere); say so.
-    if (status !== undefined && status >= 300 && status < 400) {
-      return new StoreUnavailableError(`${at}: the store answered with a redirect (${detail}), which is not followed`);
-    }
-    if (status === 401 || status === 403 || DENIED.has(code)) {
-      return new AccessDeniedError(`${at}: the store refused the location's credentials (${detail})`);
-    }
-    if (status === 429 || status === 503 || THROTTLED.has(code)) {
-      return new ThrottledError(`${at}: the store asks to slow down (${detail})`, retryAfterSeconds(f.retryAfter));
+    switch (classifyStatus(status, code, S3_CODES)) {
+      case 'notFound': {
+        const bucket = code === 'NoSuchBucket' ? ` (bucket ${JSON.stringify(this.#spec.bucket)} does not exist)` : '';
+        return new ObjectNotFoundError(`${at}: not found${bucket}`);
+      }
+      case 'range':
+        return new InvalidRangeError(`${at}: the range is not satisfiable`);
+      case 'redirect':
+        // The SDK never follows a redirect (nor should it: it could lead anywhere); say so.
+        return new StoreUnavailableError(`${at}: the store answered with a redirect (${detail}), which is not followed`);
+      case 'denied':
+        return new AccessDeniedError(`${at}: the store refused the location's credentials (${detail})`);
+      case 'throttled':
+        return new ThrottledError(`${at}: the store asks to slow down (${detail})`, parseRetryAfter(f.retryAfter));
+      default:
     }
     if ((code === 'TimeoutError' && !RESET.has(f.errno ?? '')) || code === 'RequestTimeout') {
       return new StoreTimeoutError(`${at}: the store did not answer in time`);

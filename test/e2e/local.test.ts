@@ -152,7 +152,8 @@ describe('restarts and shutdown', () => {
       const live = curlLive(['--cacert', cacert, '-H', `Authorization: Bearer ${token}`, '--fail', '--limit-rate', '4M', '-o', join(dir, 'slow.bin'), `${gw.url}/v1/namespaces/velero/backups/slow/contents`]);
       await new Promise((r) => setTimeout(r, 500));
       const exit = gw.stop('SIGTERM');
-      await new Promise((r) => setTimeout(r, 200));
+      // Once the gateway says it is draining, its listener is closed.
+      for (let i = 0; i < 200 && !gw.logs.some((l) => l.msg === 'shutting down: draining in-flight downloads'); i++) await new Promise((r) => setTimeout(r, 25));
       const refused = await curl(['--cacert', cacert, '--max-time', '3', `${gw.url}/healthz`]);
       assert.equal(refused.code, 7, `a new connection must be refused: ${refused.stderr}`);
       const r = await live.done;

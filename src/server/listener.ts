@@ -16,6 +16,8 @@ const TIMEOUTS = {
   // A TLS handshake or a request head that never completes must not pin a socket.
   handshakeTimeout: 10_000,
   headersTimeout: 20_000,
+  // Node checks the two timeouts above only this often (default 30 s): a slowloris would live 50 s.
+  connectionsCheckingInterval: 1_000,
   requestTimeout: 0, // a 1 GiB download over a slow link is legitimate
   keepAliveTimeout: 65_000,
 };

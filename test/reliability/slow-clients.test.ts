@@ -1,0 +1,186 @@
+/**
+ * Reliability: slow clients and slowloris.
+ *
+ * What the real process does was measured first (Node 24, listenHttps's settings): a TCP connection
+ * that never starts TLS is closed after handshakeTimeout (10 s); a TLS connection that sends a partial
+ * request head, trickles header lines, or sends nothing, gets a 408 and is closed after
+ * headersTimeout (20 s) as seen by Node's connection sweep, which runs every connectionsCheckingInterval
+ * (Node's default, 30 s): 20 to 50 s in all (33 s when measured). That is too long for `npm test`, and
+ * listenHttps takes no timeout override, so:
+ * - the real process is tested for the handshake timeout (10 s, in parallel with the rest) and for
+ *   1,000 concurrent idle TLS connections not delaying a new request (< 1 s);
+ * - the server listenHttps builds is checked in-process for its configured timeouts, and the header
+ *   timeout is shown effective on that same server with shorter values set through the server's own
+ *   properties (headersTimeout, connectionsCheckingInterval) and a re-listen, which is how Node applies
+ *   the sweep interval; the keep-alive (idle) timeout likewise.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:https';
+import { connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+import express from 'express';
+import { listenHttps } from '../../src/server/listener.ts';
+import { startGateway } from '../support/processes.ts';
+import type { GatewayProcess } from '../support/processes.ts';
+import { RawConnection, fdCount, waitFor } from '../support/reliability.ts';
+import { createTestPki } from '../support/test-ca.ts';
+import type { TestPki } from '../support/test-ca.ts';
+
+const IDLE = 1000;
+
+/** The soft limit of open files of this process, from /proc. */
+async function openFilesLimit(): Promise<number> {
+  const limits = await readFile('/proc/self/limits', 'utf8');
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
+  return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1]);
+}
+
+function closedWithin(socket: Socket): Promise<number> {
+  const started = Date.now();
+  return new Promise((resolve) => socket.once('close', () => resolve(Date.now() - started)));
+}
+
+describe('slow and idle clients against the real process', () => {
+  let dir: string;
+  let gw: GatewayProcess;
+  let ca: Buffer;
+  let token: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vds-rel-slow-'));
+    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state')]);
+    ca = await readFile(join(dir, 'state', 'tls.crt'));
+    token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
+  });
+
+  after(async () => {
+    await gw?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test(`${IDLE} concurrent idle TLS connections do not stop a new request from being served promptly`, async (t) => {
+    // A connection that never even starts TLS, timed alongside (handshakeTimeout: 10 s).
+    const noHello = netConnect(gw.port, '127.0.0.1');
+    noHello.on('error', () => undefined);
+    const noHelloClosed = closedWithin(noHello);
+
+    const limit = await openFilesLimit();
+    assert.ok(limit >= IDLE + 500, `this test needs more than ${IDLE + 500} open files (ulimit -n is ${limit})`);
+    const before = await fdCount(gw.proc.pid!);
+    const idle: TLSSocket[] = [];
+    try {
+      // Opened in waves, so the listen backlog never overflows.
+      for (let i = 0; i < IDLE; i += 100) {
+        await Promise.all(
+          Array.from({ length: Math.min(100, IDLE - i) }, async () => {
+            const s = tlsConnect({ host: '127.0.0.1', port: gw.port, ca, servername: 'localhost' });
+            s.on('error', () => undefined);
+            idle.push(s);
+            await once(s, 'secureConnect');
+          }),
+        );
+      }
+      assert.ok(await waitFor(async () => (await fdCount(gw.proc.pid!)) >= before + IDLE, 5000), 'the gateway does not hold the idle connections');
+      assert.ok(idle.every((s) => !s.destroyed), 'an idle connection was closed early');
+
+      const times: number[] = [];
+      const log = await readFile(join(dir, 'data', 'backups', 'demo-backup', 'demo-backup-logs.gz'));
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        const c = await RawConnection.open(gw.port, { ca });
+        const r = await c.exchange(`GET /v1/namespaces/velero/backups/demo-backup/log HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
+        times.push(performance.now() - started);
+        c.destroy();
+        assert.equal(r?.status, 200);
+        assert.ok(r.body.equals(log));
+      }
+      t.diagnostic(`with ${IDLE} idle connections: new connection + request in ${times.map((x) => x.toFixed(0)).join(', ')} ms`);
+      assert.ok(Math.max(...times) < 1000, `new requests took ${times.map((t) => t.toFixed(0)).join(', ')} ms with ${IDLE} idle connections open`);
+    } finally {
+      for (const s of idle) s.destroy();
+    }
+    assert.ok(await waitFor(async () => (await fdCount(gw.proc.pid!)) <= before + 1, 5000), 'the idle connections were not released');
+
+    const ms = await noHelloClosed;
+    t.diagnostic(`a connection without a TLS handshake was closed after ${ms} ms`);
+    assert.ok(ms >= 9000 && ms < 13_000, `a connection without a TLS handshake was closed after ${ms} ms (handshakeTimeout is 10 s)`);
+  });
+});
+
+describe('the server listenHttps builds: configured timeouts, and the header timeout at work', () => {
+  let pki: TestPki;
+  let server: Server;
+
+  before(async () => {
+    pki = await createTestPki();
+    const app = express();
+    app.get('/ok', (_req, res) => {
+      res.send('ok');
+    });
+    server = await listenHttps(app, { key: pki.key, cert: pki.cert, minVersion: 'TLSv1.2' }, { host: '127.0.0.1', port: 0 });
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  test('handshake 10 s, request head 20 s, keep-alive 65 s, no cap on a whole (long) download', () => {
+    assert.equal(server.headersTimeout, 20_000);
+    assert.equal(server.keepAliveTimeout, 65_000);
+    assert.equal(server.requestTimeout, 0);
+    assert.equal(server.timeout, 0, 'no idle cap on a socket while a response streams to a slow reader');
+    const handshake = Object.getOwnPropertySymbols(server).find((s) => s.description === 'handshake-timeout');
+    assert.ok(handshake, 'Node keeps the handshake timeout under this symbol');
+    assert.equal((server as unknown as Record<symbol, unknown>)[handshake], 10_000);
+  });
+
+  test('a partial head, a trickled head and a silent connection get 408 and are closed; a served one idles out after keep-alive', async () => {
+    // Shorter values through the server's own properties; the sweep interval applies on (re)listen.
+    const port = (server.address() as { port: number }).port;
+    await new Promise((r) => server.close(r));
+    server.headersTimeout = 1000;
+    server.keepAliveTimeout = 500;
+    (server as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = 200;
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+
+    const open = async (): Promise<{ s: TLSSocket; got: () => string; closed: Promise<number> }> => {
+      const s = tlsConnect({ host: '127.0.0.1', port, ca: pki.caCert, servername: 'localhost' });
+      s.on('error', () => undefined);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      await once(s, 'secureConnect');
+      return { s, got: () => got, closed: closedWithin(s) };
+    };
+    const partial = await open();
+    partial.s.write('GET /ok HTTP/1.1\r\nHost: x\r\n');
+    const trickle = await open();
+    trickle.s.write('GET /ok HTTP/1.1\r\n');
+    const tick = setInterval(() => trickle.s.write('X-Slow: 1\r\n'), 200);
+    const silent = await open();
+    try {
+      const complete = await RawConnection.open(port, { ca: pki.caCert });
+      const completeClosed = closedWithin(complete.socket);
+      const r = await complete.exchange('GET /ok HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(r?.status, 200);
+      const idleMs = await Promise.race([completeClosed, new Promise<number>((res) => setTimeout(() => res(-1), 3000))]);
+      assert.ok(idleMs >= 0, 'a kept-alive connection was not closed 3 s after a 0.5 s keep-alive timeout');
+      for (const [name, c] of Object.entries({ partial, trickle, silent })) {
+        const ms = await Promise.race([c.closed, new Promise<number>((r) => setTimeout(() => r(-1), 4000))]);
+        assert.ok(ms >= 0, `${name}: still open 4 s after a 1 s header timeout`);
+        assert.match(c.got(), /^HTTP\/1\.1 408 /, `${name}: ${JSON.stringify(c.got().slice(0, 40))}`);
+      }
+    } finally {
+      clearInterval(tick);
+      for (const c of [partial, trickle, silent]) c.s.destroy();
+    }
+  });
+});

@@ -6,31 +6,25 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { ensureLocalCertificate } from './tls/local.ts';
 import { CertificateReloader } from './tls/reloader.ts';
-import { SecretCertificateSource } from './tls/secret.ts';
 import type { CertificateSource } from './tls/types.ts';
 import type { Logger } from 'pino';
-import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from './auth/kube-reviews.ts';
 import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from './auth/static-tokens.ts';
 import type { Authenticator, Authorizer } from './auth/types.ts';
 import type { Config } from './config/config.ts';
 import type { GatewayMetrics } from './server/metrics.ts';
-import { DownloadRequestController } from './kube/downloadrequest-controller.ts';
-import { SigningKeySource } from './kube/signing-key.ts';
-import { UrlDiscovery } from './kube/url-discovery.ts';
-import { optsIn } from './server/admission.ts';
-import type { AppDeps } from './server/app.ts';
-import { createKubeClients } from './kube/client.ts';
 import type { KubeClients } from './kube/client.ts';
-import { CachedObjectReader } from './kube/objects.ts';
+import type { CachedObjectReader } from './kube/objects.ts';
+import type { KubeResolver } from './velero/kube-resolver.ts';
+import type { KubeServices } from './compose-kube.ts';
+
+export type { KubeServices } from './compose-kube.ts';
 import { ObjectNotFoundError } from './stores/errors.ts';
-import { DefaultStoreFactory, FILESYSTEM_PROVIDERS } from './stores/factory.ts';
+import { DefaultStoreFactory } from './stores/factory.ts';
 import { FilesystemStore } from './stores/fs.ts';
 import type { StoreFactory, StoreSpec } from './stores/spec.ts';
 import type { ObjectStore } from './stores/types.ts';
 import { writeDemoIfEmpty } from './velero/demo.ts';
-import { KubeResolver } from './velero/kube-resolver.ts';
 import { loadLocationsFile } from './velero/local-locations.ts';
-import { namespaceMatcher } from './velero/namespaces.ts';
 import { LocalResolver } from './velero/resolve.ts';
 import type { Location, Resolver } from './velero/resolve.ts';
 
@@ -72,43 +66,6 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
   };
 }
 
-/** Kubernetes mode: TokenReview, SubjectAccessReview, Velero objects and Secrets from the API server. */
-export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): ModeParts {
-  const kube = createKubeClients({
-    ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
-    ...(config.kubeContext && { context: config.kubeContext }),
-    qps: config.kubeApiQps,
-    burst: config.kubeApiBurst,
-    timeoutMs: config.kubeApiTimeoutMs,
-  });
-  const cache = {
-    authnTtlMs: config.authnCacheTtlMs,
-    authnDeniedTtlMs: config.authnDeniedCacheTtlMs,
-    authzAllowedTtlMs: config.authzAllowedTtlMs,
-    authzDeniedTtlMs: config.authzDeniedTtlMs,
-    maxEntries: 10_000,
-  };
-  const serves = namespaceMatcher(config.namespace, config.watchNamespaces);
-  log.info({ server: kube.kc.getCurrentCluster()?.server, namespace: config.namespace, watchNamespaces: config.watchNamespaces }, 'kubernetes mode');
-  const objects = new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 });
-  const resolver = new KubeResolver(objects, {
-    serves,
-    ownNamespace: config.namespace,
-    isFilesystemProvider: (p) => FILESYSTEM_PROVIDERS.has(p),
-    tenantFilesystemAllow: config.tenantFilesystemAllow,
-  });
-  const authenticator = new TokenReviewAuthenticator(kube, config.tokenAudiences, cache, metrics);
-  const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);
-  metrics?.watchCache('tokenreview', authenticator.cache.stats);
-  metrics?.watchCache('subjectaccessreview', authorizer.cache.stats);
-  return {
-    authenticator,
-    authorizer,
-    resolver,
-    stores: factory,
-    kube: { clients: kube, objects, resolver },
-  };
-}
 
 /** The store factory every mode shares: install-time CA, default credential, a warning for insecure locations. */
 export async function createStoreFactory(config: Config, log: Logger): Promise<DefaultStoreFactory> {
@@ -123,62 +80,12 @@ export async function createStoreFactory(config: Config, log: Logger): Promise<D
 
 /** The parts of the configured mode. */
 export async function buildMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): Promise<ModeParts> {
-  return config.mode === 'local' ? localMode(config, log, factory) : kubernetesMode(config, log, factory, metrics);
+  if (config.mode === 'local') return localMode(config, log, factory);
+  // The Kubernetes client library costs ~70 MiB of memory: local mode never loads it.
+  const { kubernetesMode } = await import('./compose-kube.ts');
+  return kubernetesMode(config, log, factory, metrics);
 }
 
-/** What kubernetes mode runs beside the routes: URL discovery, the DownloadRequest controller, signing keys. */
-export interface KubeServices {
-  discovery: UrlDiscovery;
-  controller: DownloadRequestController;
-  signingKeys: SigningKeySource;
-  /** Extra dependencies for createApp: signed URLs and the admission webhook. */
-  appDeps: Pick<AppDeps, 'signedUrls' | 'admission'>;
-  /** Extra fields for /v1/info. */
-  info(): Record<string, unknown>;
-  stop(): Promise<void>;
-}
-
-export async function startKubeServices(config: Config, log: Logger, kube: NonNullable<ModeParts['kube']>): Promise<KubeServices> {
-  const discovery = await UrlDiscovery.start(kube.clients, {
-    namespace: config.namespace,
-    serviceName: config.serviceName,
-    listenPort: config.listen.port,
-    log,
-    ...(config.fqdn && { fqdn: config.fqdn }),
-  });
-  log.info({ url: discovery.current.baseUrl, source: discovery.current.source, detail: discovery.current.detail }, 'gateway URL');
-  discovery.on('change', (cur, prev) => log.info({ url: cur.baseUrl, source: cur.source, detail: cur.detail, previous: prev.baseUrl }, 'gateway URL changed'));
-  const controller = await DownloadRequestController.start(kube.clients, {
-    namespace: config.namespace,
-    watchNamespaces: config.watchNamespaces,
-    serveAllLocations: config.serveAllLocations,
-    urls: discovery,
-    reader: kube.objects,
-    log,
-  });
-  const signingKeys = new SigningKeySource(kube.clients, { namespace: config.namespace });
-  await signingKeys.start();
-  return {
-    discovery,
-    controller,
-    signingKeys,
-    appDeps: {
-      signedUrls: { keys: () => signingKeys.keys },
-      admission: {
-        log,
-        keys: () => signingKeys.keys,
-        baseUrl: () => discovery.current.baseUrl,
-        optedIn: async (namespace, dr, signal) =>
-          optsIn(await kube.resolver.storageLocationOf(kube.resolver.targetOfDownloadRequest(dr, namespace), signal), config.serveAllLocations),
-      },
-    },
-    info: () => ({ url: discovery.current.baseUrl, urlSource: discovery.current.source, urlDetail: discovery.current.detail }),
-    async stop() {
-      signingKeys.stop();
-      await Promise.all([controller.stop(), discovery.stop()]);
-    },
-  };
-}
 
 /** The serving certificate: the user's files (reloaded), else the Secret in kubernetes mode, else the state directory. */
 export async function certificateSource(
@@ -192,6 +99,7 @@ export async function certificateSource(
     return { source, caPem: () => undefined, certFile: config.tlsCertFile };
   }
   if (config.mode === 'kubernetes' && kube) {
+    const { SecretCertificateSource } = await import('./tls/secret.ts');
     const source = await SecretCertificateSource.start(kube, {
       namespace: config.namespace,
       secretName: config.tlsSecret,
@@ -211,4 +119,9 @@ export async function certificateSource(
   const local = await ensureLocalCertificate(config.stateDir, { hosts: [hostname(), ...config.tlsExtraSans] });
   const source = await CertificateReloader.start(local.certFile, local.keyFile, { onError });
   return { source, caPem: () => undefined, certFile: local.certFile };
+}
+
+/** Starts kubernetes mode's background services (URL discovery, DownloadRequest controller, signing keys). */
+export async function startKubeServices(config: Config, log: Logger, kube: NonNullable<ModeParts['kube']>): Promise<KubeServices> {
+  return (await import('./compose-kube.ts')).startKubeServices(config, log, kube);
 }

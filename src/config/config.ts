@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseFqdn } from '../kube/url-discovery.ts';
+import { parseFqdn } from '../util/fqdn.ts';
 import { bool, duration, helpText, hostPort, list, oneOf, parseFlags, positive, str } from './flags.ts';
 import type { FlagDef, HostPort } from './flags.ts';
 

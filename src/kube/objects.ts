@@ -8,17 +8,10 @@ import type { V1Secret } from '@kubernetes/client-node';
 import { TtlCache } from '../util/ttl-cache.ts';
 import type { KubeClients } from './client.ts';
 import { statusOf } from './client.ts';
+import { KubeUnavailableError } from './errors.ts';
 
-/** The API server could not answer (down, slow, throttling): the caller should retry. */
-export class KubeUnavailableError extends Error {
-  readonly reason = 'ServiceUnavailable';
-  readonly retryAfterSeconds: number;
-  constructor(message: string, retryAfterSeconds = 5) {
-    super(message);
-    this.name = 'KubeUnavailableError';
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
-}
+export { KubeUnavailableError };
+
 
 /** A Velero object as the API returns it; fields are read defensively. */
 export interface KubeObject {

@@ -5,7 +5,7 @@
  */
 import type { Response } from 'express';
 import { AuthUnavailableError } from '../auth/types.ts';
-import { KubeUnavailableError } from '../kube/objects.ts';
+import { KubeUnavailableError } from '../kube/errors.ts';
 import { EndpointRefusedError, isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
 import { InvalidTargetError, NotFoundError, TenancyError } from '../velero/errors.ts';

@@ -1,0 +1,111 @@
+/**
+ * Kubernetes mode's wiring, imported only in kubernetes mode: it pulls in @kubernetes/client-node.
+ */
+import type { Logger } from 'pino';
+import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from './auth/kube-reviews.ts';
+import type { ModeParts } from './compose.ts';
+import type { Config } from './config/config.ts';
+import { createKubeClients } from './kube/client.ts';
+import { DownloadRequestController } from './kube/downloadrequest-controller.ts';
+import { CachedObjectReader } from './kube/objects.ts';
+import { SigningKeySource } from './kube/signing-key.ts';
+import { UrlDiscovery } from './kube/url-discovery.ts';
+import { optsIn } from './server/admission.ts';
+import type { AppDeps } from './server/app.ts';
+import type { GatewayMetrics } from './server/metrics.ts';
+import type { DefaultStoreFactory} from './stores/factory.ts';
+import { FILESYSTEM_PROVIDERS } from './stores/factory.ts';
+import { KubeResolver } from './velero/kube-resolver.ts';
+import { namespaceMatcher } from './velero/namespaces.ts';
+
+/** Kubernetes mode: TokenReview, SubjectAccessReview, Velero objects and Secrets from the API server. */
+export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): ModeParts {
+  const kube = createKubeClients({
+    ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
+    ...(config.kubeContext && { context: config.kubeContext }),
+    qps: config.kubeApiQps,
+    burst: config.kubeApiBurst,
+    timeoutMs: config.kubeApiTimeoutMs,
+  });
+  const cache = {
+    authnTtlMs: config.authnCacheTtlMs,
+    authnDeniedTtlMs: config.authnDeniedCacheTtlMs,
+    authzAllowedTtlMs: config.authzAllowedTtlMs,
+    authzDeniedTtlMs: config.authzDeniedTtlMs,
+    maxEntries: 10_000,
+  };
+  const serves = namespaceMatcher(config.namespace, config.watchNamespaces);
+  log.info({ server: kube.kc.getCurrentCluster()?.server, namespace: config.namespace, watchNamespaces: config.watchNamespaces }, 'kubernetes mode');
+  const objects = new CachedObjectReader(kube, { ttlMs: config.objectCacheTtlMs, missingTtlMs: Math.min(2_000, config.objectCacheTtlMs), max: 5_000 });
+  const resolver = new KubeResolver(objects, {
+    serves,
+    ownNamespace: config.namespace,
+    isFilesystemProvider: (p) => FILESYSTEM_PROVIDERS.has(p),
+    tenantFilesystemAllow: config.tenantFilesystemAllow,
+  });
+  const authenticator = new TokenReviewAuthenticator(kube, config.tokenAudiences, cache, metrics);
+  const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);
+  metrics?.watchCache('tokenreview', authenticator.cache.stats);
+  metrics?.watchCache('subjectaccessreview', authorizer.cache.stats);
+  return {
+    authenticator,
+    authorizer,
+    resolver,
+    stores: factory,
+    kube: { clients: kube, objects, resolver },
+  };
+}
+
+/** What kubernetes mode runs beside the routes: URL discovery, the DownloadRequest controller, signing keys. */
+export interface KubeServices {
+  discovery: UrlDiscovery;
+  controller: DownloadRequestController;
+  signingKeys: SigningKeySource;
+  /** Extra dependencies for createApp: signed URLs and the admission webhook. */
+  appDeps: Pick<AppDeps, 'signedUrls' | 'admission'>;
+  /** Extra fields for /v1/info. */
+  info(): Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+export async function startKubeServices(config: Config, log: Logger, kube: NonNullable<ModeParts['kube']>): Promise<KubeServices> {
+  const discovery = await UrlDiscovery.start(kube.clients, {
+    namespace: config.namespace,
+    serviceName: config.serviceName,
+    listenPort: config.listen.port,
+    log,
+    ...(config.fqdn && { fqdn: config.fqdn }),
+  });
+  log.info({ url: discovery.current.baseUrl, source: discovery.current.source, detail: discovery.current.detail }, 'gateway URL');
+  discovery.on('change', (cur, prev) => log.info({ url: cur.baseUrl, source: cur.source, detail: cur.detail, previous: prev.baseUrl }, 'gateway URL changed'));
+  const controller = await DownloadRequestController.start(kube.clients, {
+    namespace: config.namespace,
+    watchNamespaces: config.watchNamespaces,
+    serveAllLocations: config.serveAllLocations,
+    urls: discovery,
+    reader: kube.objects,
+    log,
+  });
+  const signingKeys = new SigningKeySource(kube.clients, { namespace: config.namespace });
+  await signingKeys.start();
+  return {
+    discovery,
+    controller,
+    signingKeys,
+    appDeps: {
+      signedUrls: { keys: () => signingKeys.keys },
+      admission: {
+        log,
+        keys: () => signingKeys.keys,
+        baseUrl: () => discovery.current.baseUrl,
+        optedIn: async (namespace, dr, signal) =>
+          optsIn(await kube.resolver.storageLocationOf(kube.resolver.targetOfDownloadRequest(dr, namespace), signal), config.serveAllLocations),
+      },
+    },
+    info: () => ({ url: discovery.current.baseUrl, urlSource: discovery.current.source, urlDetail: discovery.current.detail }),
+    async stop() {
+      signingKeys.stop();
+      await Promise.all([controller.stop(), discovery.stop()]);
+    },
+  };
+}

@@ -1,0 +1,12 @@
+/** Errors of the Kubernetes layer that the HTTP layer maps (kept free of the client library, so importing them is cheap). */
+
+/** The API server could not answer (down, slow, throttling): the caller should retry. */
+export class KubeUnavailableError extends Error {
+  readonly reason = 'ServiceUnavailable';
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 5) {
+    super(message);
+    this.name = 'KubeUnavailableError';
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Benchmark 2, proxy overhead on S3: an object in s3rver (HTTPS with a test CA by default, as a real
+ * store is reached; BENCH_S3_TLS=0 for plain HTTP), fetched by curl through the gateway (local mode,
+ * a --locations-file pointing at s3rver; the data directory holds nothing) and straight from s3rver
+ * with a pre-signed URL. Throughput: median MB/s of several interleaved runs of a large object.
+ * Time to first byte: median curl time_starttransfer over many fresh connections for a 4 KiB object.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../test/support/s3rver.ts';
+import type { S3rverInstance } from '../test/support/s3rver.ts';
+import { createTestPki } from '../test/support/test-ca.ts';
+import type { BenchContext } from './lib/context.ts';
+import { curlCommand, curlTimed, tokenHeaderFile } from './lib/curl.ts';
+import { writeRandomFile } from './lib/files.ts';
+import { tempDir } from './lib/proc.ts';
+import { check, fmt, median, MiB, sizeLabel } from './lib/report.ts';
+import type { BenchResult } from './lib/report.ts';
+import { startGateway } from './lib/servers.ts';
+import type { Gateway } from './lib/servers.ts';
+
+const PREFIX = 'prod';
+
+export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
+  const size = ctx.quick ? 64 * MiB : 256 * MiB;
+  const rounds = ctx.quick ? 1 : 3;
+  const ttfbSamples = ctx.quick ? 10 : 50;
+  const tls = process.env.BENCH_S3_TLS !== '0';
+  const dir = tempDir(await mkdtemp(join(tmpdir(), 'vds-bench-s3-')));
+  let s3: S3rverInstance | undefined;
+  let gw: Gateway | undefined;
+  let signer: S3Client | undefined;
+  try {
+    const pki = await createTestPki('vds bench s3rver CA');
+    await writeFile(join(dir, 'ca.pem'), pki.caCert);
+    s3 = await startS3rver(tls ? { tls: { key: pki.key, cert: pki.cert, ca: pki.caCert } } : {});
+    ctx.log(`seeding s3rver (${s3.endpoint}) with a ${sizeLabel(size)} object`);
+    const bigKey = `${PREFIX}/backups/big/big.tar.gz`;
+    const smallKey = `${PREFIX}/backups/small/small-logs.gz`;
+    await writeRandomFile(join(dir, 'big.bin'), size);
+    await s3.putFile(bigKey, join(dir, 'big.bin'));
+    await s3.put(smallKey, randomBytes(4096));
+
+    await writeFile(join(dir, 'credentials'), `[default]\naws_access_key_id = ${S3RVER_ACCESS_KEY_ID}\naws_secret_access_key = ${S3RVER_SECRET_ACCESS_KEY}\n`, { mode: 0o600 });
+    await writeFile(
+      join(dir, 'locations.yaml'),
+      [
+        'locations:',
+        '  - name: s3rver',
+        '    provider: aws',
+        `    bucket: ${s3.bucket}`,
+        `    prefix: ${PREFIX}`,
+        `    config: { region: us-east-1, s3Url: "${s3.endpoint}", s3ForcePathStyle: "true" }`,
+        '    credentialFile: credentials',
+        ...(tls ? ['    caCertFile: ca.pem'] : []),
+        '',
+      ].join('\n'),
+    );
+    gw = await startGateway(
+      ['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--no-demo', '--locations-file', join(dir, 'locations.yaml')],
+      join(dir, 'gateway.log'),
+    );
+    const headerFile = await tokenHeaderFile(dir, (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!);
+    const gwCa = join(dir, 'state', 'tls.crt');
+
+    signer = new S3Client({
+      region: 'us-east-1',
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY },
+    });
+    // Valid for the whole benchmark; each curl is a new client, as a user with a pre-signed URL would be.
+    const bucket = s3.bucket;
+    const presign = (key: string): Promise<string> => getSignedUrl(signer!, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 3600 });
+    const sides = {
+      gateway: {
+        big: { url: `${gw.url}/v1/namespaces/velero/backups/big/contents`, cacert: gwCa, headerFile },
+        small: { url: `${gw.url}/v1/namespaces/velero/backups/small/log`, cacert: gwCa, headerFile },
+      },
+      direct: {
+        big: { url: await presign(bigKey), cacert: tls ? join(dir, 'ca.pem') : undefined, headerFile: undefined },
+        small: { url: await presign(smallKey), cacert: tls ? join(dir, 'ca.pem') : undefined, headerFile: undefined },
+      },
+    };
+    const names = ['gateway', 'direct'] as const;
+    // Warm-up: the gateway's S3 client and its connection pool, s3rver's JIT.
+    for (const n of names) {
+      await curlTimed(sides[n].big.url, sides[n].big);
+      for (let i = 0; i < 3; i++) await curlTimed(sides[n].small.url, sides[n].small);
+    }
+
+    const mbps: Record<string, number[]> = { gateway: [], direct: [] };
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < names.length; i++) {
+        const n = names[(i + round) % names.length]!;
+        const r = await curlTimed(sides[n].big.url, sides[n].big);
+        if (r.size !== size) throw new Error(`${n}: got ${r.size} of ${size} bytes`);
+        mbps[n]!.push(r.speed / 1e6);
+        ctx.log(`  ${n.padEnd(7)} round ${round + 1}: ${fmt(r.speed / 1e6, 0)} MB/s`);
+      }
+    }
+    const ttfb: Record<string, number[]> = { gateway: [], direct: [] };
+    for (let i = 0; i < ttfbSamples; i++) {
+      for (const n of i % 2 ? [...names].reverse() : names) {
+        ttfb[n]!.push((await curlTimed(sides[n].small.url, sides[n].small)).ttfb * 1000);
+      }
+    }
+    const m = (xs: Record<string, number[]>): Record<string, number> => ({ gateway: median(xs.gateway!), direct: median(xs.direct!) });
+    const tp = m(mbps);
+    const fb = m(ttfb);
+    const ratio = tp.gateway! / tp.direct!;
+    const overhead = fb.gateway! - fb.direct!;
+    const redact = (u: string): string => u.replace(/X-Amz-Signature=[0-9a-f]+/, 'X-Amz-Signature=…').replace(/X-Amz-Credential=[^&]+/, 'X-Amz-Credential=…');
+    return {
+      id: 's3',
+      title: `2. Proxy overhead on S3: ${sizeLabel(size)} from s3rver (${tls ? 'HTTPS' : 'HTTP'}) through the gateway vs pre-signed URL, curl`,
+      table: {
+        columns: ['gateway', 'direct'],
+        ratios: [['gateway', 'direct']],
+        rows: [
+          { metric: `throughput, median of ${rounds}`, unit: 'MB/s', values: tp, digits: 0 },
+          { metric: `TTFB 4 KiB, median of ${ttfbSamples}`, unit: 'ms', values: fb, digits: 2 },
+        ],
+      },
+      checks: [
+        check('throughput ≥ 0.9× direct', `${fmt(ratio)}× (${fmt(tp.gateway, 0)} vs ${fmt(tp.direct, 0)} MB/s)`, ratio >= 0.9),
+        check('TTFB overhead ≤ 5 ms at the median', `${fmt(overhead)} ms (${fmt(fb.gateway)} vs ${fmt(fb.direct)} ms)`, overhead <= 5),
+      ],
+      commands: [
+        s3.endpoint.startsWith('https') ? `s3rver in a child process (test/support/s3rver.ts), HTTPS with a test CA, at ${s3.endpoint}` : `s3rver (test/support/s3rver.ts) at ${s3.endpoint}`,
+        gw.command,
+        ...names.flatMap((n) => [curlCommand(redact(sides[n].big.url), sides[n].big), curlCommand(redact(sides[n].small.url), sides[n].small)]),
+      ],
+      notes: [
+        'every curl is a new process and a new TLS connection; TTFB is curl time_starttransfer (connect + TLS + request to first byte).',
+        'the gateway keeps its own connections to s3rver alive; on each download it asks s3rver for the object twice (stat, then get).',
+        's3rver, the gateway and curl share the same 2 cores.',
+      ],
+      raw: { size, rounds, tls, mbps, ttfbMs: ttfb },
+    };
+  } finally {
+    signer?.destroy();
+    await gw?.stop();
+    await s3?.stop();
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Benchmark 4, small objects with authentication: 4 KiB artifacts over 64 keep-alive connections
+ * (wrk, 2 threads, bench/wrk-auth.lua adding `Authorization: Bearer <token>` for a handful of
+ * distinct tokens and targets), the gateway in kubernetes mode against the Kubernetes API test double
+ * (in this process; the gateway reaches it through its kubeconfig) with warm decision caches, vs the
+ * bare Node server serving the same 4 KiB file. The double's call log gives the TokenReviews and
+ * SubjectAccessReviews the gateway made while measured.
+ */
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { user } from '../test/support/kube-apiserver/index.ts';
+import { BACKUP, NS, kubeFixture } from '../test/support/kube-fixture.ts';
+import type { KubeFixture } from '../test/support/kube-fixture.ts';
+import { createTestPki } from '../test/support/test-ca.ts';
+import type { BenchContext } from './lib/context.ts';
+import { commandLine, onCleanup, run } from './lib/proc.ts';
+import { check, fmt, median } from './lib/report.ts';
+import type { BenchResult } from './lib/report.ts';
+import { startBare, startGateway } from './lib/servers.ts';
+import type { Server } from './lib/servers.ts';
+
+const SCRIPT = fileURLToPath(new URL('./wrk-auth.lua', import.meta.url));
+const USERS = 4;
+/** Artifact name → file name of backup BACKUP, each 4 KiB. */
+const ARTIFACTS: [string, string][] = [
+  ['log', `${BACKUP}-logs.gz`],
+  ['results', `${BACKUP}-results.gz`],
+  ['resourcelist', `${BACKUP}-resource-list.json.gz`],
+  ['volumesnapshots', `${BACKUP}-volumesnapshots.json.gz`],
+];
+
+interface WrkFigures {
+  requests: number;
+  duration_us: number;
+  p50_us: number;
+  p90_us: number;
+  p99_us: number;
+  max_us: number;
+  mean_us: number;
+  errors: { connect: number; read: number; write: number; status: number; timeout: number };
+}
+
+interface WrkRun extends WrkFigures {
+  server: string;
+  rps: number;
+}
+
+export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
+  const seconds = ctx.quick ? 3 : 10;
+  const warmup = ctx.quick ? 2 : 5;
+  const rounds = 2;
+  let fx: KubeFixture | undefined;
+  const servers: Server[] = [];
+  const removeCleanup = onCleanup(async () => fx?.close());
+  try {
+    fx = await kubeFixture();
+    const backupDir = join(fx.fsRoot, 'bsl-bucket', 'cluster-a', 'backups', BACKUP);
+    const body = randomBytes(4096);
+    for (const [, file] of ARTIFACTS) await writeFile(join(backupDir, file), body);
+    const tokens: string[] = [];
+    for (let u = 0; u < USERS; u++) {
+      tokens.push(fx.api.tokens.user(`bench-${u}`, ['system:authenticated']));
+      fx.api.rbac.grant(user(`bench-${u}`), [{ apiGroups: ['velero.io'], resources: ARTIFACTS.map(([a]) => `backups/${a}`), verbs: ['get'] }], NS);
+    }
+    const pairs = tokens.flatMap((t) => ARTIFACTS.map(([a]) => ({ token: t, path: `/v1/namespaces/${NS}/backups/${BACKUP}/${a}` })));
+    const pairsFile = join(fx.dir, 'wrk-pairs.txt');
+    await writeFile(pairsFile, pairs.map((p) => `${p.token} ${p.path}\n`).join(''), { mode: 0o600 });
+
+    const gw = await startGateway(fx.args(), join(fx.dir, 'gateway.log'));
+    servers.push(gw);
+    const pki = await createTestPki('vds bench CA');
+    await writeFile(join(fx.dir, 'bare.crt'), pki.cert);
+    await writeFile(join(fx.dir, 'bare.key'), pki.key, { mode: 0o600 });
+    const bare = await startBare(join(fx.dir, 'bare.crt'), join(fx.dir, 'bare.key'), join(backupDir, ARTIFACTS[0]![1]));
+    servers.push(bare);
+
+    const wrkArgs = (url: string, d: number): string[] => ['-t2', '-c64', `-d${d}s`, '--latency', '-s', SCRIPT, url];
+    const wrk = async (server: Server, d: number): Promise<WrkRun> => {
+      const r = await run('wrk', wrkArgs(server.url, d), { env: { ...process.env, BENCH_WRK_PAIRS: pairsFile } });
+      const json = /BENCH_JSON (\{.*\})/.exec(r.stdout)?.[1];
+      if (r.code !== 0 || !json) throw new Error(`wrk against ${server.name} failed (exit ${String(r.code)}):\n${r.stdout}\n${r.stderr}`);
+      const f = JSON.parse(json) as WrkFigures;
+      return { ...f, server: server.name, rps: f.requests / (f.duration_us / 1e6) };
+    };
+
+    // The decision caches are warmed by the first requests; the call log counts from here, and the
+    // gateway's share of the run stays well inside the shortest cache period (2 min for tokens).
+    fx.api.calls.clear();
+    const started = Date.now();
+    const warm = await wrk(gw, warmup);
+    if (warm.errors.status > 0) throw new Error(`the gateway answered ${warm.errors.status} non-2xx responses during warm-up: check ${gw.logPath}`);
+    await wrk(bare, warmup);
+    const runs: WrkRun[] = [];
+    for (let round = 0; round < rounds; round++) {
+      for (const s of round % 2 ? [bare, gw] : [gw, bare]) {
+        const r = await wrk(s, seconds);
+        runs.push(r);
+        ctx.log(`  ${s.name.padEnd(9)} round ${round + 1}: ${fmt(r.rps, 0)} req/s, p99 ${fmt(r.p99_us / 1000)} ms${r.errors.status ? `, ${r.errors.status} non-2xx` : ''}`);
+      }
+    }
+    const elapsedS = (Date.now() - started) / 1000;
+    const tokenReviews = fx.api.calls.count({ resource: 'tokenreviews', verb: 'create' });
+    const sars = fx.api.calls.count({ resource: 'subjectaccessreviews', verb: 'create' });
+    const apiCalls: Record<string, number> = {};
+    for (const c of fx.api.calls.list()) apiCalls[`${c.verb} ${c.resource}`] = (apiCalls[`${c.verb} ${c.resource}`] ?? 0) + 1;
+
+    const names = ['gateway', 'bare node'];
+    const med = (n: string, f: (r: WrkRun) => number): number => median(runs.filter((r) => r.server === n).map(f));
+    const rps = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.rps)]));
+    const p50 = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.p50_us / 1000)]));
+    const p99 = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.p99_us / 1000)]));
+    const non2xx = runs.filter((r) => r.server === 'gateway').reduce((a, r) => a + r.errors.status + r.errors.read + r.errors.connect + r.errors.timeout, 0);
+    const ratio = rps.gateway! / rps['bare node']!;
+    const gatewayRequests = warm.requests + runs.filter((r) => r.server === 'gateway').reduce((a, r) => a + r.requests, 0);
+    return {
+      id: 'small-auth',
+      title: `4. Small objects with authentication: 4 KiB, 64 keep-alive connections, kubernetes mode, warm caches (median of ${rounds} × ${seconds} s)`,
+      table: {
+        columns: names,
+        ratios: [['gateway', 'bare node']],
+        rows: [
+          { metric: 'requests/s', unit: '1/s', values: rps, digits: 0 },
+          { metric: 'latency p50', unit: 'ms', values: p50, digits: 2 },
+          { metric: 'latency p99', unit: 'ms', values: p99, digits: 2 },
+          { metric: 'TokenReviews', unit: 'calls', values: { gateway: tokenReviews }, digits: 0 },
+          { metric: 'SubjectAccessReviews', unit: 'calls', values: { gateway: sars }, digits: 0 },
+        ],
+      },
+      checks: [
+        check('requests/s ≥ 0.8× bare Node', `${fmt(ratio)}× (${fmt(rps.gateway, 0)} vs ${fmt(rps['bare node'], 0)} req/s)`, ratio >= 0.8),
+        check('p99 ≤ 20 ms', `${fmt(p99.gateway)} ms`, p99.gateway! <= 20),
+        check(
+          'reviews = distinct (token, target) pairs per cache period',
+          `${tokenReviews} TokenReviews for ${tokens.length} tokens + ${sars} SARs for ${pairs.length} (token, target) pairs, over ${fmt(gatewayRequests, 0)} requests in ${fmt(elapsedS, 0)} s`,
+          tokenReviews === tokens.length && sars === pairs.length && elapsedS < 120,
+        ),
+        ...(non2xx ? [check('every gateway response 2xx', `${non2xx} errors or non-2xx`, false)] : []),
+      ],
+      commands: [
+        gw.command,
+        bare.command,
+        `BENCH_WRK_PAIRS=<file of "token path" lines> ${commandLine('wrk', wrkArgs(gw.url, seconds))}`,
+        `BENCH_WRK_PAIRS=<same file> ${commandLine('wrk', wrkArgs(bare.url, seconds))}`,
+      ],
+      notes: [
+        `${tokens.length} tokens (users) × ${ARTIFACTS.length} artifacts of backup ${BACKUP} = ${pairs.length} pairs, cycled by every connection; the bare server answers every path with the same 4 KiB file.`,
+        'review counts are from the API double\'s call log, from the warm-up\'s first request to the end of the last gateway run (default TTLs: tokens 2 min, allowed 5 min); one TokenReview per token and one SAR per (user, target) pair is the minimum.',
+        `every API call the gateway made meanwhile: ${Object.entries(apiCalls).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+        'the Kubernetes API double runs in the benchmark process; wrk, the gateway (info logging to a file) and the double share the 2 cores.',
+      ],
+      raw: { seconds, rounds, warmup: warm, runs, tokenReviews, sars, apiCalls, tokens: tokens.length, pairs: pairs.length, elapsedS },
+    };
+  } finally {
+    for (const s of servers.reverse()) await s.stop();
+    await fx?.close();
+    removeCleanup();
+  }
+}

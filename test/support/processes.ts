@@ -24,12 +24,21 @@ export interface GatewayProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+export interface StartOptions {
+  /** A command the gateway runs under, e.g. `['strace', '-f', '-o', FILE]`. */
+  wrapper?: string[];
+  startTimeoutMs?: number;
+}
+
 /** Starts the gateway with `args` (listening on free loopback ports unless args say otherwise). */
-export async function startGateway(args: string[], env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
-  const proc = spawn(process.execPath, [MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args], {
+export async function startGateway(args: string[], env: NodeJS.ProcessEnv = {}, opts: StartOptions = {}): Promise<GatewayProcess> {
+  const [cmd, ...pre] = opts.wrapper ?? [process.execPath];
+  const node = opts.wrapper ? [process.execPath] : [];
+  const proc = spawn(cmd!, [...pre, ...node, MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
   const logs: Record<string, unknown>[] = [];
   let raw = '';
   let pending = '';
@@ -52,7 +61,7 @@ export async function startGateway(args: string[], env: NodeJS.ProcessEnv = {}):
   const exited = once(proc, 'exit');
 
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start within 30 s:\n${raw}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`gateway did not start within ${startTimeoutMs / 1000} s:\n${raw}`)), startTimeoutMs);
     onListening = (line) => {
       clearTimeout(timer);
       resolve(line);

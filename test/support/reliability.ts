@@ -3,15 +3,13 @@
  * condition, a seeded PRNG, the gateway process started under another command (strace), and a raw
  * HTTP/1.1-over-TLS client that can send malformed requests and still parse what comes back.
  */
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { connect } from 'node:tls';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
-import { fileURLToPath } from 'node:url';
+import { startGateway } from './processes.ts';
 
-const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
 /** Open file descriptors of a process (Linux /proc). */
 export async function fdCount(pid: number): Promise<number> {
@@ -64,56 +62,19 @@ export interface WrappedGateway {
 }
 
 /**
- * Starts the gateway as `wrapper... node src/main.ts args` (e.g. under `strace -f -o FILE`), on free
- * loopback ports, and waits for its `listening` line. `startGateway` (processes.ts) is the plain case.
+ * Starts the gateway as `wrapper... node src/main.ts args` (e.g. under `strace -f -o FILE`) through
+ * startGateway (processes.ts), and finds the gateway's own pid, the wrapper's one child.
  */
 export async function startWrappedGateway(wrapper: string[], args: string[]): Promise<WrappedGateway> {
-  const [cmd, ...pre] = wrapper;
-  const proc = spawn(cmd!, [...pre, process.execPath, MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: Record<string, unknown>[] = [];
-  let raw = '';
-  let pending = '';
-  let onListening: ((line: Record<string, unknown>) => void) | undefined;
-  const onData = (chunk: Buffer): void => {
-    raw += chunk.toString();
-    pending += chunk.toString();
-    let nl: number;
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      if (!line.startsWith('{')) continue;
-      const parsed = JSON.parse(line) as Record<string, unknown>;
-      logs.push(parsed);
-      if (parsed.msg === 'listening') onListening?.(parsed);
-    }
-  };
-  proc.stdout.on('data', onData);
-  proc.stderr.on('data', onData);
-  const exited = once(proc, 'exit');
-  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start within 40 s:\n${raw}`)), 40_000);
-    onListening = (line) => {
-      clearTimeout(timer);
-      resolve(line);
-    };
-    void exited.then(([code]) => {
-      clearTimeout(timer);
-      reject(new Error(`${String(cmd)} exited with ${String(code)} before the gateway listened:\n${raw}`));
-    });
-  });
+  const gw = await startGateway(args, {}, { wrapper, startTimeoutMs: 40_000 });
+  const { proc } = gw;
   const children = (await readFile(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean).map(Number);
-  if (children.length !== 1) throw new Error(`expected one child of ${String(cmd)}, found ${children.join(',')}`);
+  if (children.length !== 1) throw new Error(`expected one child of ${String(wrapper[0])}, found ${children.join(',')}`);
   const pid = children[0]!;
-  const url = listening.url as string;
+  const exited = proc.exitCode !== null ? Promise.resolve([proc.exitCode]) : once(proc, 'exit');
   return {
-    proc,
+    ...gw,
     pid,
-    url,
-    port: Number(new URL(url).port),
-    logs,
-    output: () => raw,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode !== null) return proc.exitCode;
       try {

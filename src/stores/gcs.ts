@@ -107,44 +107,19 @@ function guardSocket(socket: Duplex | null | undefined, secure: boolean, timeout
   socket.on('timeout', () => socket.destroy(new TimedOut(`the store sent nothing for ${timeouts.socketIdleMs} ms`)));
 }
 
-class GuardedHttpAgent extends HttpAgent {
-  readonly #timeouts: Timeouts;
-  constructor(timeouts: Timeouts, maxSockets: number) {
-    super({ keepAlive: true, maxSockets, timeout: timeouts.socketIdleMs, scheduling: 'lifo' });
-    this.#timeouts = timeouts;
-  }
-  override createConnection(
-    options: ClientRequestArgs,
-    callback?: (err: Error | null, stream: Duplex) => void,
-  ): Duplex | null | undefined {
-    const socket = super.createConnection(options, callback);
-    guardSocket(socket, false, this.#timeouts);
+/** The location's agent, with every socket it creates guarded by guardSocket. */
+function guardedAgent(secure: boolean, timeouts: Timeouts, maxSockets: number, trust?: TrustOptions): HttpAgent {
+  const common = { keepAlive: true, maxSockets, timeout: timeouts.socketIdleMs, scheduling: 'lifo' as const };
+  const agent = secure
+    ? new HttpsAgent({ ...common, ca: trust?.ca, rejectUnauthorized: trust?.rejectUnauthorized ?? true, minVersion: 'TLSv1.2' })
+    : new HttpAgent(common);
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined => {
+    const socket = create(options, callback);
+    guardSocket(socket, secure, timeouts);
     return socket;
-  }
-}
-
-class GuardedHttpsAgent extends HttpsAgent {
-  readonly #timeouts: Timeouts;
-  constructor(timeouts: Timeouts, maxSockets: number, trust: TrustOptions) {
-    super({
-      keepAlive: true,
-      maxSockets,
-      timeout: timeouts.socketIdleMs,
-      scheduling: 'lifo',
-      ca: trust.ca,
-      rejectUnauthorized: trust.rejectUnauthorized,
-      minVersion: 'TLSv1.2',
-    });
-    this.#timeouts = timeouts;
-  }
-  override createConnection(
-    options: ClientRequestArgs,
-    callback?: (err: Error | null, stream: Duplex) => void,
-  ): Duplex | null | undefined {
-    const socket = super.createConnection(options, callback);
-    guardSocket(socket, true, this.#timeouts);
-    return socket;
-  }
+  };
+  return agent;
 }
 
 /** The JSON API root (`https://storage.googleapis.com`), from `storeEndpoint` or the universe. */
@@ -331,8 +306,8 @@ export class GcsStore implements ClosableStore {
     this.#timeouts = options.timeouts;
     this.#agent = guardAgent(
       this.#root.startsWith('https:')
-        ? new GuardedHttpsAgent(options.timeouts, options.maxSockets, options.trust)
-        : new GuardedHttpAgent(options.timeouts, options.maxSockets),
+        ? guardedAgent(true, options.timeouts, options.maxSockets, options.trust)
+        : guardedAgent(false, options.timeouts, options.maxSockets),
       options.endpointPolicy,
       location,
     );

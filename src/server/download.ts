@@ -10,7 +10,9 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { Authorizer, ResourceAttributes, UserInfo } from '../auth/types.ts';
 import type { StoreFactory } from '../stores/spec.ts';
-import type { ObjectInfo } from '../stores/types.ts';
+import { StoreUnavailableError } from '../stores/errors.ts';
+import type { ByteRange, ObjectInfo } from '../stores/types.ts';
+import { sendFromReader } from './send.ts';
 import type { Target } from '../velero/artifacts.ts';
 import type { Resolver } from '../velero/resolve.ts';
 import { userOf } from './authn.ts';
@@ -127,64 +129,75 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource, opts
     const location = await deps.resolver.resolve(target, signal);
     const store = await deps.stores.forSpec(location.spec);
     const provider = location.spec.provider;
-    const info = await timedStoreCall(deps.metrics, provider, 'stat', () => store.stat(location.key, { signal }));
-
     res.attachment(location.key.slice(location.key.lastIndexOf('/') + 1));
     res.type(contentTypeOf(location.key));
-    setEntityHeaders(res, info);
 
-    if (notModified(info, req.get('if-none-match'), req.get('if-modified-since'))) {
-      res.status(304).end();
-      return;
-    }
-
-    const decision2 = decideRange(info, req.get('range'), req.get('if-range'));
-    if (decision2.kind === 'unsatisfiable') {
-      throw new HttpError(416, 'RequestedRangeNotSatisfiable', `the requested range is not satisfiable: the object has ${info.size} bytes`, {
-        'Content-Range': `bytes */${info.size}`,
-      });
-    }
-
-    if (req.method === 'HEAD') {
-      if (decision2.kind === 'partial') {
-        const { start, end } = decision2.range;
-        res.status(206).setHeader('Content-Range', `bytes ${start}-${end}/${info.size}`);
-        res.setHeader('Content-Length', end - start + 1);
-      } else {
-        res.status(200).setHeader('Content-Length', info.size);
+    // A plain GET needs nothing from the object before opening it: one store call instead of two.
+    let range: ByteRange | undefined;
+    const plainGet = req.method === 'GET' && req.get('range') === undefined && req.get('if-none-match') === undefined && req.get('if-modified-since') === undefined;
+    if (!plainGet) {
+      const info = await timedStoreCall(deps.metrics, provider, 'stat', () => store.stat(location.key, { signal }));
+      setEntityHeaders(res, info);
+      if (notModified(info, req.get('if-none-match'), req.get('if-modified-since'))) {
+        res.status(304).end();
+        return;
       }
-      res.end();
-      return;
+      const decision = decideRange(info, req.get('range'), req.get('if-range'));
+      if (decision.kind === 'unsatisfiable') {
+        throw new HttpError(416, 'RequestedRangeNotSatisfiable', `the requested range is not satisfiable: the object has ${info.size} bytes`, {
+          'Content-Range': `bytes */${info.size}`,
+        });
+      }
+      if (decision.kind === 'partial') range = decision.range;
+      if (req.method === 'HEAD') {
+        if (range) {
+          res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
+          res.setHeader('Content-Length', range.end - range.start + 1);
+        } else {
+          res.status(200).setHeader('Content-Length', info.size);
+        }
+        res.end();
+        return;
+      }
     }
 
-    const range = decision2.kind === 'partial' ? decision2.range : undefined;
     const obj = await timedStoreCall(deps.metrics, provider, 'get', () => store.get(location.key, { signal, ...(range && { range }) }));
+    const first = obj.range?.start ?? 0;
+    const length = obj.range ? obj.range.end - obj.range.start + 1 : obj.size;
     if (obj.range) {
       res.status(206).setHeader('Content-Range', `bytes ${obj.range.start}-${obj.range.end}/${obj.size}`);
-      res.setHeader('Content-Length', obj.range.end - obj.range.start + 1);
     } else {
-      res.status(200).setHeader('Content-Length', obj.size);
+      res.status(200);
     }
+    res.setHeader('Content-Length', length);
     // ETag and size come from what was opened, in case the object changed since stat.
     setEntityHeaders(res, obj);
     locals.ttfb = performance.now() - (locals.startedAt ?? performance.now());
 
     // Counted as it flows, so the access log (written on 'close') sees it whatever ends first.
     locals.bytes = 0;
-    obj.body.on('data', (chunk: Buffer) => {
-      locals.bytes! += chunk.length;
-    });
-    // An error of the body while the client is still there is the upstream's; once the client has
-    // gone, the body errors only because we aborted it.
+    const count = (n: number): void => {
+      locals.bytes! += n;
+    };
+    // An error of the object while the client is still there is the upstream's; once the client has
+    // gone, the object errors only because we aborted it.
     let upstreamError: Error | undefined;
-    obj.body.once('error', (err) => {
-      if (!signal.aborted) upstreamError = err;
-    });
     try {
-      await pipeline(obj.body, res);
+      if (obj.reader) {
+        await sendFromReader(obj.reader, first, length, res, count).catch((err: unknown) => {
+          if (!signal.aborted && err instanceof StoreUnavailableError) upstreamError = err;
+          throw err;
+        });
+      } else {
+        obj.body.on('data', (chunk: Buffer) => count(chunk.length));
+        obj.body.once('error', (err) => {
+          if (!signal.aborted) upstreamError = err;
+        });
+        await pipeline(obj.body, res);
+      }
     } catch {
-      // Headers are out: the only honest signal left is a broken connection. pipeline has destroyed
-      // both streams; make sure the socket goes too, so keep-alive cannot mask the short body.
+      // Headers are out: the only honest signal left is a broken connection, so the socket goes and
+      // keep-alive cannot mask the short body.
       res.socket?.destroy();
       if (upstreamError) {
         const { message, reason } = upstreamError as Error & { reason?: string };

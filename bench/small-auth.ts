@@ -15,7 +15,7 @@ import { BACKUP, NS, kubeFixture } from '../test/support/kube-fixture.ts';
 import type { KubeFixture } from '../test/support/kube-fixture.ts';
 import { createTestPki } from '../test/support/test-ca.ts';
 import type { BenchContext } from './lib/context.ts';
-import { commandLine, onCleanup, run } from './lib/proc.ts';
+import { commandLine, cpuSecondsOf, onCleanup, run } from './lib/proc.ts';
 import { check, fmt, median } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { startBare, startGateway } from './lib/servers.ts';
@@ -45,12 +45,14 @@ interface WrkFigures {
 interface WrkRun extends WrkFigures {
   server: string;
   rps: number;
+  /** Server CPU (user + system, all threads) per request, µs. */
+  cpuUsPerRequest: number;
 }
 
 export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
   const seconds = ctx.quick ? 3 : 10;
   const warmup = ctx.quick ? 2 : 5;
-  const rounds = 2;
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
   let fx: KubeFixture | undefined;
   const servers: Server[] = [];
   const removeCleanup = onCleanup(async () => fx?.close());
@@ -78,11 +80,14 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
 
     const wrkArgs = (url: string, d: number): string[] => ['-t2', '-c64', `-d${d}s`, '--latency', '-s', SCRIPT, url];
     const wrk = async (server: Server, d: number): Promise<WrkRun> => {
+      const pids = await server.pids();
+      const cpuBefore = await cpuSecondsOf(pids);
       const r = await run('wrk', wrkArgs(server.url, d), { env: { ...process.env, BENCH_WRK_PAIRS: pairsFile } });
+      const cpu = (await cpuSecondsOf(pids)) - cpuBefore;
       const json = /BENCH_JSON (\{.*\})/.exec(r.stdout)?.[1];
       if (r.code !== 0 || !json) throw new Error(`wrk against ${server.name} failed (exit ${String(r.code)}):\n${r.stdout}\n${r.stderr}`);
       const f = JSON.parse(json) as WrkFigures;
-      return { ...f, server: server.name, rps: f.requests / (f.duration_us / 1e6) };
+      return { ...f, server: server.name, rps: f.requests / (f.duration_us / 1e6), cpuUsPerRequest: (cpu * 1e6) / f.requests };
     };
 
     // The decision caches are warmed by the first requests; the call log counts from here, and the
@@ -97,7 +102,7 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
       for (const s of round % 2 ? [bare, gw] : [gw, bare]) {
         const r = await wrk(s, seconds);
         runs.push(r);
-        ctx.log(`  ${s.name.padEnd(9)} round ${round + 1}: ${fmt(r.rps, 0)} req/s, p99 ${fmt(r.p99_us / 1000)} ms${r.errors.status ? `, ${r.errors.status} non-2xx` : ''}`);
+        ctx.log(`  ${s.name.padEnd(9)} round ${round + 1}: ${fmt(r.rps, 0)} req/s, p99 ${fmt(r.p99_us / 1000)} ms, ${fmt(r.cpuUsPerRequest, 0)} µs CPU/request${r.errors.status ? `, ${r.errors.status} non-2xx` : ''}`);
       }
     }
     const elapsedS = (Date.now() - started) / 1000;
@@ -111,6 +116,7 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
     const rps = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.rps)]));
     const p50 = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.p50_us / 1000)]));
     const p99 = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.p99_us / 1000)]));
+    const cpuPerRequest = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.cpuUsPerRequest)]));
     const non2xx = runs.filter((r) => r.server === 'gateway').reduce((a, r) => a + r.errors.status + r.errors.read + r.errors.connect + r.errors.timeout, 0);
     const ratio = rps.gateway! / rps['bare node']!;
     const gatewayRequests = warm.requests + runs.filter((r) => r.server === 'gateway').reduce((a, r) => a + r.requests, 0);
@@ -124,6 +130,7 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
           { metric: 'requests/s', unit: '1/s', values: rps, digits: 0 },
           { metric: 'latency p50', unit: 'ms', values: p50, digits: 2 },
           { metric: 'latency p99', unit: 'ms', values: p99, digits: 2 },
+          { metric: 'server CPU per request', unit: 'µs', values: cpuPerRequest, digits: 0 },
           { metric: 'TokenReviews', unit: 'calls', values: { gateway: tokenReviews }, digits: 0 },
           { metric: 'SubjectAccessReviews', unit: 'calls', values: { gateway: sars }, digits: 0 },
         ],

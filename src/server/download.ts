@@ -6,6 +6,7 @@
  * upstream read.
  */
 import { pipeline } from 'node:stream/promises';
+import { create as contentDisposition } from 'content-disposition';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { Authorizer, ResourceAttributes, UserInfo } from '../auth/types.ts';
@@ -65,9 +66,10 @@ export function localsOf(res: Response): DownloadLocals {
   return res.locals as DownloadLocals;
 }
 
+// Header values as Express's res.type() would write them, set directly (no mime lookups per request).
 const CONTENT_TYPES: [suffix: string, type: string][] = [
   ['.gz', 'application/gzip'],
-  ['.json', 'application/json'],
+  ['.json', 'application/json; charset=utf-8'],
 ];
 
 function contentTypeOf(key: string): string {
@@ -129,8 +131,8 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource, opts
     const location = await deps.resolver.resolve(target, signal);
     const store = await deps.stores.forSpec(location.spec);
     const provider = location.spec.provider;
-    res.attachment(location.key.slice(location.key.lastIndexOf('/') + 1));
-    res.type(contentTypeOf(location.key));
+    res.setHeader('Content-Disposition', contentDisposition(location.key.slice(location.key.lastIndexOf('/') + 1)));
+    res.setHeader('Content-Type', contentTypeOf(location.key));
 
     // A plain GET needs nothing from the object before opening it: one store call instead of two.
     let range: ByteRange | undefined;

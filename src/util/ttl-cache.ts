@@ -1,10 +1,11 @@
 /**
  * A bounded cache of lookups with a TTL chosen per value (e.g. allowed vs denied, found vs missing),
  * as kube-apiserver's webhook authenticator and authorizer cache reviews: errors are never cached and
- * identical lookups in flight are merged into one call. `keyOf` gives HMACs under a per-process random
- * key, so no token is ever held as a map key (or could be recovered from a heap dump of the keys).
+ * identical lookups in flight are merged into one call. `keyOf` gives SHA-256 digests salted with a
+ * per-process random value, so no token is ever held as a map key (or could be recovered from a heap
+ * dump of the keys).
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 
 export interface CacheStats {
@@ -15,7 +16,7 @@ export interface CacheStats {
 }
 
 export class TtlCache<V extends object> {
-  readonly #key = randomBytes(32);
+  readonly #salt = randomBytes(32).toString('base64');
   readonly #cache: LRUCache<string, V>;
   readonly #inflight = new Map<string, Promise<V>>();
   readonly #ttl: (value: V) => number;
@@ -27,11 +28,16 @@ export class TtlCache<V extends object> {
     this.#cache = new LRUCache<string, V>({ max: opts.max, ttlAutopurge: false, allowStale: false });
   }
 
-  /** The cache key of some parts (a token, a user and attributes...): an HMAC, never the parts themselves. */
+  /**
+   * The cache key of some parts (a token, a user and attributes...): a salted digest, never the parts
+   * themselves. Each part is length-prefixed, so different splits never collide. A one-shot hash, not
+   * an HMAC: createHmac builds a KeyObject per call, which was 12% of the gateway's CPU on small
+   * downloads; equality lookups need no MAC.
+   */
   keyOf(...parts: string[]): string {
-    const h = createHmac('sha256', this.#key);
-    for (const p of parts) h.update(String(p.length)).update(':').update(p);
-    return h.digest('base64url');
+    let text = this.#salt;
+    for (const p of parts) text += `${p.length}:${p}`;
+    return hash('sha256', text, 'base64url');
   }
 
   /**

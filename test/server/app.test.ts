@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, test, beforeEach } from 'node:test';
+import express from 'express';
+import helmet from 'helmet';
 import request from 'supertest';
 import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator } from '../../src/auth/static-tokens.ts';
 import type { Authorizer, Decision } from '../../src/auth/types.ts';
-import { createApp } from '../../src/server/app.ts';
+import { createApp, securityHeaders } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { StoreUnavailableError, ThrottledError } from '../../src/stores/errors.ts';
 import { LocalResolver } from '../../src/velero/resolve.ts';
@@ -247,5 +249,29 @@ describe('authorization comes before existence', () => {
     );
     assert.equal(s.resolves(), 0);
     assert.deepEqual(s.store.calls, []);
+  });
+});
+
+describe('security headers', () => {
+  test('the recorded helmet headers are exactly what helmet() sets on a live response, on every response', async () => {
+    const live = express();
+    live.use(helmet());
+    live.get('/x', (_req, res) => res.send('x'));
+    const replayed = express();
+    replayed.disable('x-powered-by');
+    replayed.use(securityHeaders());
+    replayed.get('/x', (_req, res) => res.send('x'));
+    const pick = (h: Record<string, string>): Record<string, string> =>
+      Object.fromEntries(Object.entries(h).filter(([k]) => !['date', 'etag', 'content-length', 'content-type', 'connection', 'keep-alive'].includes(k)));
+    const want = pick((await request(live).get('/x')).headers);
+    assert.ok(Object.keys(want).length >= 10, `helmet set ${Object.keys(want).join(', ')}`);
+    assert.ok('strict-transport-security' in want && 'content-security-policy' in want);
+    assert.deepEqual(pick((await request(replayed).get('/x')).headers as Record<string, string>), want);
+
+    // And the gateway's own responses, a download and an error, carry them.
+    const s = setup();
+    for (const res of [await request(s.app).get(URL).set(auth), await request(s.app).get(URL)]) {
+      for (const [name, value] of Object.entries(want)) assert.equal(res.headers[name], value, `${res.status}: ${name}`);
+    }
   });
 });

@@ -40,263 +40,288 @@ async function writeAt(root: string, key: string, bytes: Uint8Array): Promise<st
   return path;
 }
 
-runStoreConformance('filesystem', async () => {
-  const base = await mkdtemp(join(tmpdir(), 'vds-fs-conformance-'));
-  const root = join(base, 'root');
-  await mkdir(root);
-  return {
-    store: new FilesystemStore({ root }),
-    put: async (key, bytes) => {
-      await writeAt(root, key, bytes);
-    },
-    putOutside: (name, bytes) => writeFile(join(base, name), bytes),
-    cleanup: () => rm(base, { recursive: true, force: true }),
-  };
-});
-
-describe('FilesystemStore', () => {
-  let base = '';
-  let root = '';
-  let outside = '';
-  let store: FilesystemStore;
-
-  before(async () => {
-    base = await mkdtemp(join(tmpdir(), 'vds-fs-'));
-    root = join(base, 'root');
-    outside = join(base, 'outside');
+// Both ways of making metadata calls behave the same; `auto` picks one by filesystem type.
+for (const metadata of ['sync', 'async'] as const) {
+  runStoreConformance(`filesystem (metadata ${metadata})`, async () => {
+    const base = await mkdtemp(join(tmpdir(), 'vds-fs-conformance-'));
+    const root = join(base, 'root');
     await mkdir(root);
-    await mkdir(outside);
-    store = new FilesystemStore({ root });
-  });
-  after(() => rm(base, { recursive: true, force: true }));
-
-  describe('location', () => {
-    test('a relative root is refused with InvalidLocationError', () => {
-      assert.throws(() => new FilesystemStore({ root: 'relative/dir' }), InvalidLocationError);
-    });
-
-    test('a missing root → ObjectNotFoundError', async () => {
-      const gone = new FilesystemStore({ root: join(base, 'does-not-exist') });
-      await assert.rejects(gone.stat('a', { signal: signal() }), ObjectNotFoundError);
-      await assert.rejects(gone.get('a', { signal: signal() }), ObjectNotFoundError);
-    });
-
-    test('a root that is itself a symlink works', async () => {
-      await writeAt(root, 'via-root-link', Buffer.from('hello'));
-      await symlink(root, join(base, 'root-link'));
-      const linked = new FilesystemStore({ root: join(base, 'root-link') });
-      assert.equal((await linked.stat('via-root-link', { signal: signal() })).size, 5);
-      assert.equal((await collect((await linked.get('via-root-link', { signal: signal() })).body)).toString(), 'hello');
-    });
+    return {
+      store: new FilesystemStore({ root, metadata }),
+      put: async (key, bytes) => {
+        await writeAt(root, key, bytes);
+      },
+      putOutside: (name, bytes) => writeFile(join(base, name), bytes),
+      cleanup: () => rm(base, { recursive: true, force: true }),
+    };
   });
 
-  describe('metadata', () => {
-    test('etag is "<size hex>-<mtime ms hex>" and lastModified the mtime, from stat and get', async () => {
-      const path = await writeAt(root, 'meta/file', Buffer.alloc(300, 1));
-      const mtime = new Date(1_700_000_000_123);
-      await utimes(path, mtime, mtime);
-      const want = `"${(300).toString(16)}-${(1_700_000_000_123).toString(16)}"`;
-      const info = await store.stat('meta/file', { signal: signal() });
-      assert.equal(info.etag, want);
-      assert.equal(info.lastModified?.getTime(), mtime.getTime());
-      const got = await store.get('meta/file', { signal: signal() });
-      assert.equal(got.etag, want);
-      assert.equal(got.lastModified?.getTime(), mtime.getTime());
-      got.body.destroy();
-    });
-  });
+  describe(`FilesystemStore (metadata ${metadata})`, () => {
+    let base = '';
+    let root = '';
+    let outside = '';
+    let store: FilesystemStore;
 
-  describe('what is an object', () => {
-    test('a directory → ObjectNotFoundError', async () => {
-      await mkdir(join(root, 'adir', 'sub'), { recursive: true });
-      for (const key of ['adir', 'adir/sub']) {
-        await assert.rejects(store.stat(key, { signal: signal() }), ObjectNotFoundError);
-        await assert.rejects(store.get(key, { signal: signal() }), ObjectNotFoundError);
-      }
-    });
-
-    test('a FIFO → ObjectNotFoundError, without blocking on open', { timeout: 10_000 }, async () => {
-      await execFileAsync('mkfifo', [join(root, 'a-fifo')]);
-      await assert.rejects(store.stat('a-fifo', { signal: signal() }), ObjectNotFoundError);
-      await assert.rejects(store.get('a-fifo', { signal: signal() }), ObjectNotFoundError);
-    });
-
-    test('a dangling symlink → ObjectNotFoundError', async () => {
-      await symlink(join(root, 'nothing-here'), join(root, 'dangling'));
-      await assert.rejects(store.stat('dangling', { signal: signal() }), ObjectNotFoundError);
-      await assert.rejects(store.get('dangling', { signal: signal() }), ObjectNotFoundError);
-    });
-  });
-
-  describe('symlinks', () => {
     before(async () => {
-      await writeFile(join(outside, 'secret'), 'outside the root');
-      await writeAt(root, 'inside/target', Buffer.from('inside the root'));
-      await symlink(join(outside, 'secret'), join(root, 'to-outside-file'));
-      await symlink('../outside', join(root, 'to-outside-dir'));
-      await symlink('to-outside-file', join(root, 'chain-to-outside'));
-      await symlink('inside/target', join(root, 'to-inside-relative'));
-      await symlink(join(root, 'inside', 'target'), join(root, 'to-inside-absolute'));
-      await symlink('inside', join(root, 'to-inside-dir'));
-      await symlink('.', join(root, 'self'));
+      base = await mkdtemp(join(tmpdir(), 'vds-fs-'));
+      root = join(base, 'root');
+      outside = join(base, 'outside');
+      await mkdir(root);
+      await mkdir(outside);
+      store = new FilesystemStore({ root, metadata });
+    });
+    after(() => rm(base, { recursive: true, force: true }));
+
+    describe('location', () => {
+      test('a relative root is refused with InvalidLocationError', () => {
+        assert.throws(() => new FilesystemStore({ root: 'relative/dir' }), InvalidLocationError);
+      });
+
+      test('a missing root → ObjectNotFoundError', async () => {
+        const gone = new FilesystemStore({ root: join(base, 'does-not-exist'), metadata });
+        await assert.rejects(gone.stat('a', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(gone.get('a', { signal: signal() }), ObjectNotFoundError);
+      });
+
+      test('a root that is itself a symlink works', async () => {
+        await writeAt(root, 'via-root-link', Buffer.from('hello'));
+        await symlink(root, join(base, 'root-link'));
+        const linked = new FilesystemStore({ root: join(base, 'root-link'), metadata });
+        assert.equal((await linked.stat('via-root-link', { signal: signal() })).size, 5);
+        assert.equal((await collect((await linked.get('via-root-link', { signal: signal() })).body)).toString(), 'hello');
+      });
     });
 
-    for (const key of ['to-outside-file', 'to-outside-dir/secret', 'chain-to-outside']) {
-      test(`${key} (leaves the root) → InvalidKeyError`, async () => {
-        await assert.rejects(store.stat(key, { signal: signal() }), InvalidKeyError);
-        await assert.rejects(store.get(key, { signal: signal() }), InvalidKeyError);
+    describe('metadata', () => {
+      test('etag is "<size hex>-<mtime ms hex>" and lastModified the mtime, from stat and get', async () => {
+        const path = await writeAt(root, 'meta/file', Buffer.alloc(300, 1));
+        const mtime = new Date(1_700_000_000_123);
+        await utimes(path, mtime, mtime);
+        const want = `"${(300).toString(16)}-${(1_700_000_000_123).toString(16)}"`;
+        const info = await store.stat('meta/file', { signal: signal() });
+        assert.equal(info.etag, want);
+        assert.equal(info.lastModified?.getTime(), mtime.getTime());
+        const got = await store.get('meta/file', { signal: signal() });
+        assert.equal(got.etag, want);
+        assert.equal(got.lastModified?.getTime(), mtime.getTime());
+        got.body.destroy();
       });
-    }
-
-    for (const key of ['to-inside-relative', 'to-inside-absolute', 'to-inside-dir/target', 'self/inside/target']) {
-      test(`${key} (stays inside) is read`, async () => {
-        assert.equal((await store.stat(key, { signal: signal() })).size, 'inside the root'.length);
-        const got = await store.get(key, { signal: signal() });
-        assert.equal((await collect(got.body)).toString(), 'inside the root');
-      });
-    }
-
-    test('a symlink to the root itself is a directory → ObjectNotFoundError', async () => {
-      await assert.rejects(store.stat('self', { signal: signal() }), ObjectNotFoundError);
-      await assert.rejects(store.get('self', { signal: signal() }), ObjectNotFoundError);
     });
-  });
 
-  describe('permissions', () => {
-    // Root (CAP_DAC_OVERRIDE) reads a mode-000 file anyway, so there the EACCES path is checked in
-    // a child process running as an unprivileged user.
-    test('an unreadable file → AccessDeniedError', { timeout: 30_000 }, async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'vds-fs-perm-'));
-      try {
-        await chmod(dir, 0o755);
-        const bytes = Buffer.from('no peeking');
-        const path = join(dir, 'locked');
-        await writeFile(path, bytes);
-        await chmod(path, 0o000);
-        const local = new FilesystemStore({ root: dir });
-        const privileged = await readFile(path).then(
-          () => true,
-          (err: NodeJS.ErrnoException) => {
-            if (err.code === 'EACCES') return false;
-            throw err;
-          },
-        );
-        if (!privileged) {
-          await assert.rejects(local.stat('locked', { signal: signal() }), AccessDeniedError);
-          await assert.rejects(local.get('locked', { signal: signal() }), AccessDeniedError);
-          return;
+    describe('what is an object', () => {
+      test('a directory → ObjectNotFoundError', async () => {
+        await mkdir(join(root, 'adir', 'sub'), { recursive: true });
+        for (const key of ['adir', 'adir/sub']) {
+          await assert.rejects(store.stat(key, { signal: signal() }), ObjectNotFoundError);
+          await assert.rejects(store.get(key, { signal: signal() }), ObjectNotFoundError);
         }
-        // Privileged: the permission bits do not apply to us, and the store must not pretend they do.
-        assert.equal((await local.stat('locked', { signal: signal() })).size, bytes.length);
-        assert.deepEqual(await collect((await local.get('locked', { signal: signal() })).body), bytes);
+      });
 
-        const script = `
-          const { FilesystemStore } = await import(process.env.VDS_MODULE);
-          const store = new FilesystemStore({ root: process.env.VDS_ROOT });
-          const out = { uid: process.getuid() };
-          for (const op of ['stat', 'get']) {
-            try {
-              const r = await store[op]('locked', { signal: new AbortController().signal });
-              r.body?.destroy();
-              out[op] = 'read';
-            } catch (err) {
-              out[op] = err.reason ?? err.code ?? String(err);
-            }
-          }
-          console.log(JSON.stringify(out));`;
-        const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], {
-          uid: 65534,
-          gid: 65534,
-          cwd: dir,
-          env: {
-            PATH: process.env.PATH ?? '/usr/bin:/bin',
-            VDS_MODULE: new URL('../../src/stores/fs.ts', import.meta.url).href,
-            VDS_ROOT: dir,
-          },
+      test('a FIFO → ObjectNotFoundError, without blocking on open', { timeout: 10_000 }, async () => {
+        await execFileAsync('mkfifo', [join(root, 'a-fifo')]);
+        await assert.rejects(store.stat('a-fifo', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(store.get('a-fifo', { signal: signal() }), ObjectNotFoundError);
+      });
+
+      test('a dangling symlink → ObjectNotFoundError', async () => {
+        await symlink(join(root, 'nothing-here'), join(root, 'dangling'));
+        await assert.rejects(store.stat('dangling', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(store.get('dangling', { signal: signal() }), ObjectNotFoundError);
+      });
+    });
+
+    describe('symlinks', () => {
+      before(async () => {
+        await writeFile(join(outside, 'secret'), 'outside the root');
+        await writeAt(root, 'inside/target', Buffer.from('inside the root'));
+        await symlink(join(outside, 'secret'), join(root, 'to-outside-file'));
+        await symlink('../outside', join(root, 'to-outside-dir'));
+        await symlink('to-outside-file', join(root, 'chain-to-outside'));
+        await symlink('inside/target', join(root, 'to-inside-relative'));
+        await symlink(join(root, 'inside', 'target'), join(root, 'to-inside-absolute'));
+        await symlink('inside', join(root, 'to-inside-dir'));
+        await symlink('.', join(root, 'self'));
+      });
+
+      for (const key of ['to-outside-file', 'to-outside-dir/secret', 'chain-to-outside']) {
+        test(`${key} (leaves the root) → InvalidKeyError`, async () => {
+          await assert.rejects(store.stat(key, { signal: signal() }), InvalidKeyError);
+          await assert.rejects(store.get(key, { signal: signal() }), InvalidKeyError);
         });
-        assert.deepEqual(JSON.parse(stdout), { uid: 65534, stat: 'AccessDenied', get: 'AccessDenied' });
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    });
-  });
-
-  describe('reading', () => {
-    test('a file truncated while it is read makes the body error, not end early', async () => {
-      const size = 8 * MiB;
-      const path = await writeAt(root, 'shrinking', randomBytes(size));
-      const got = await store.get('shrinking', { signal: signal() });
-      assert.equal(got.size, size);
-      const first = await firstChunk(got.body);
-      await truncate(path, 2 * MiB);
-      const { bytes, error } = await drain(got.body);
-      assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(error)}`);
-      assert.match(error.message, /short read: got \d+ of 8388608 bytes/);
-      assert.ok(first.length + bytes < size);
-    });
-
-    test('a range of a file truncated before it is read errors too', async () => {
-      const path = await writeAt(root, 'shrinking-range', randomBytes(8 * MiB));
-      const got = await store.get('shrinking-range', { signal: signal(), range: { start: MiB, end: 7 * MiB } });
-      await truncate(path, 0);
-      const { error } = await drain(got.body);
-      assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(error)}`);
-    });
-
-    test('a file replaced after get still streams the bytes that were opened', async () => {
-      const old = randomBytes(3 * MiB);
-      const path = await writeAt(root, 'replaced', old);
-      const got = await store.get('replaced', { signal: signal() });
-      const next = join(root, 'replaced.next');
-      await writeFile(next, Buffer.from('new and short'));
-      await rename(next, path);
-      assert.equal(got.size, old.length);
-      assert.equal(sha256(await collect(got.body)), sha256(old));
-      assert.equal((await store.stat('replaced', { signal: signal() })).size, 'new and short'.length);
-    });
-  });
-
-  describe('descriptors', () => {
-    test('failed gets and aborts at every point close every handle they opened', { timeout: 20_000 }, async () => {
-      await mkdir(join(root, 'fd-dir'), { recursive: true });
-      await writeAt(root, 'fd-file', randomBytes(2 * MiB));
-      const fdsBefore = openFdCount();
-
-      for (let i = 0; i < 10; i++) {
-        await assert.rejects(store.get('fd-dir', { signal: signal() }), ObjectNotFoundError);
-        await assert.rejects(store.get('fd-file', { signal: signal(), range: { start: 3 * MiB, end: 4 * MiB } }), InvalidRangeError);
-        await assert.rejects(store.get('fd-missing', { signal: signal() }), ObjectNotFoundError);
       }
 
-      // Bodies are held until after the check so that garbage collection cannot close a leaked handle.
-      const held: unknown[] = [];
-      let rejected = 0;
-      let destroyed = 0;
-      for (let i = 0; i < 48; i++) {
-        const ac = new AbortController();
-        const pending = store.get('fd-file', { signal: ac.signal });
-        for (let j = 0; j < i % 12; j++) await new Promise((resolve) => setImmediate(resolve));
-        ac.abort();
-        const outcome = await pending.then(
-          (got) => got,
-          (err: unknown) => err,
-        );
-        if (outcome instanceof Error) {
-          assert.equal(outcome.name, 'AbortError');
-          rejected++;
-        } else {
-          const got = outcome as Awaited<typeof pending>;
-          held.push(got);
-          await finished(got.body).catch(() => undefined);
-          assert.equal(got.body.destroyed, true);
-          destroyed++;
+      for (const key of ['to-inside-relative', 'to-inside-absolute', 'to-inside-dir/target', 'self/inside/target']) {
+        test(`${key} (stays inside) is read`, async () => {
+          assert.equal((await store.stat(key, { signal: signal() })).size, 'inside the root'.length);
+          const got = await store.get(key, { signal: signal() });
+          assert.equal((await collect(got.body)).toString(), 'inside the root');
+        });
+      }
+
+      test('a symlink to the root itself is a directory → ObjectNotFoundError', async () => {
+        await assert.rejects(store.stat('self', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(store.get('self', { signal: signal() }), ObjectNotFoundError);
+      });
+    });
+
+    describe('permissions', () => {
+      // Root (CAP_DAC_OVERRIDE) reads a mode-000 file anyway, so there the EACCES path is checked in
+      // a child process running as an unprivileged user.
+      test('an unreadable file → AccessDeniedError', { timeout: 30_000 }, async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'vds-fs-perm-'));
+        try {
+          await chmod(dir, 0o755);
+          const bytes = Buffer.from('no peeking');
+          const path = join(dir, 'locked');
+          await writeFile(path, bytes);
+          await chmod(path, 0o000);
+          const local = new FilesystemStore({ root: dir, metadata });
+          const privileged = await readFile(path).then(
+            () => true,
+            (err: NodeJS.ErrnoException) => {
+              if (err.code === 'EACCES') return false;
+              throw err;
+            },
+          );
+          if (!privileged) {
+            await assert.rejects(local.stat('locked', { signal: signal() }), AccessDeniedError);
+            await assert.rejects(local.get('locked', { signal: signal() }), AccessDeniedError);
+            return;
+          }
+          // Privileged: the permission bits do not apply to us, and the store must not pretend they do.
+          assert.equal((await local.stat('locked', { signal: signal() })).size, bytes.length);
+          assert.deepEqual(await collect((await local.get('locked', { signal: signal() })).body), bytes);
+
+          const script = `
+            const { FilesystemStore } = await import(process.env.VDS_MODULE);
+            const store = new FilesystemStore({ root: process.env.VDS_ROOT, metadata: process.env.VDS_METADATA });
+            const out = { uid: process.getuid() };
+            for (const op of ['stat', 'get']) {
+              try {
+                const r = await store[op]('locked', { signal: new AbortController().signal });
+                r.body?.destroy();
+                out[op] = 'read';
+              } catch (err) {
+                out[op] = err.reason ?? err.code ?? String(err);
+              }
+            }
+            console.log(JSON.stringify(out));`;
+          const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], {
+            uid: 65534,
+            gid: 65534,
+            cwd: dir,
+            env: {
+              PATH: process.env.PATH ?? '/usr/bin:/bin',
+              VDS_MODULE: new URL('../../src/stores/fs.ts', import.meta.url).href,
+              VDS_METADATA: metadata,
+              VDS_ROOT: dir,
+            },
+          });
+          assert.deepEqual(JSON.parse(stdout), { uid: 65534, stat: 'AccessDenied', get: 'AccessDenied' });
+        } finally {
+          await rm(dir, { recursive: true, force: true });
         }
-      }
-      assert.ok(rejected > 0, 'some aborts hit get() before it returned');
-      assert.ok(destroyed > 0, 'some aborts hit the body');
-      assert.ok((await waitForFdCount(fdsBefore)) <= fdsBefore, 'no descriptor left open');
-      assert.equal(held.length, destroyed);
+      });
     });
+
+    describe('reading', () => {
+      test('a file truncated while it is read makes the body error, not end early', async () => {
+        const size = 8 * MiB;
+        const path = await writeAt(root, 'shrinking', randomBytes(size));
+        const got = await store.get('shrinking', { signal: signal() });
+        assert.equal(got.size, size);
+        const first = await firstChunk(got.body);
+        await truncate(path, 2 * MiB);
+        const { bytes, error } = await drain(got.body);
+        assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(error)}`);
+        assert.match(error.message, /short read: got \d+ of 8388608 bytes/);
+        assert.ok(first.length + bytes < size);
+      });
+
+      test('a range of a file truncated before it is read errors too', async () => {
+        const path = await writeAt(root, 'shrinking-range', randomBytes(8 * MiB));
+        const got = await store.get('shrinking-range', { signal: signal(), range: { start: MiB, end: 7 * MiB } });
+        await truncate(path, 0);
+        const { error } = await drain(got.body);
+        assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(error)}`);
+      });
+
+      test('a file replaced after get still streams the bytes that were opened', async () => {
+        const old = randomBytes(3 * MiB);
+        const path = await writeAt(root, 'replaced', old);
+        const got = await store.get('replaced', { signal: signal() });
+        const next = join(root, 'replaced.next');
+        await writeFile(next, Buffer.from('new and short'));
+        await rename(next, path);
+        assert.equal(got.size, old.length);
+        assert.equal(sha256(await collect(got.body)), sha256(old));
+        assert.equal((await store.stat('replaced', { signal: signal() })).size, 'new and short'.length);
+      });
+    });
+
+    describe('descriptors', () => {
+      test('failed gets and aborts at every point close every handle they opened', { timeout: 20_000 }, async () => {
+        await mkdir(join(root, 'fd-dir'), { recursive: true });
+        await writeAt(root, 'fd-file', randomBytes(2 * MiB));
+        const fdsBefore = openFdCount();
+
+        for (let i = 0; i < 10; i++) {
+          await assert.rejects(store.get('fd-dir', { signal: signal() }), ObjectNotFoundError);
+          await assert.rejects(store.get('fd-file', { signal: signal(), range: { start: 3 * MiB, end: 4 * MiB } }), InvalidRangeError);
+          await assert.rejects(store.get('fd-missing', { signal: signal() }), ObjectNotFoundError);
+        }
+
+        // Bodies are held until after the check so that garbage collection cannot close a leaked handle.
+        const held: unknown[] = [];
+        let rejected = 0;
+        let destroyed = 0;
+        for (let i = 0; i < 48; i++) {
+          const ac = new AbortController();
+          const pending = store.get('fd-file', { signal: ac.signal });
+          for (let j = 0; j < i % 12; j++) await new Promise((resolve) => setImmediate(resolve));
+          ac.abort();
+          const outcome = await pending.then(
+            (got) => got,
+            (err: unknown) => err,
+          );
+          if (outcome instanceof Error) {
+            assert.equal(outcome.name, 'AbortError');
+            rejected++;
+          } else {
+            const got = outcome as Awaited<typeof pending>;
+            held.push(got);
+            await finished(got.body).catch(() => undefined);
+            assert.equal(got.body.destroyed, true);
+            destroyed++;
+          }
+        }
+        assert.ok(rejected > 0, 'some aborts hit get() before it returned');
+        assert.ok(destroyed > 0, 'some aborts hit the body');
+        assert.ok((await waitForFdCount(fdsBefore)) <= fdsBefore, 'no descriptor left open');
+        assert.equal(held.length, destroyed);
+      });
+    });
+  });
+}
+
+describe('FilesystemStore metadata: auto', () => {
+  test('a local filesystem gets sync metadata calls, anything else (procfs here) async', async () => {
+    const { stdout } = await execFileAsync('stat', ['-f', '-c', '%T', tmpdir()]);
+    const local = ['ext2/ext3', 'xfs', 'btrfs', 'tmpfs', 'ramfs', 'overlayfs', 'zfs', 'f2fs'].includes(stdout.trim());
+    assert.equal(await new FilesystemStore({ root: tmpdir() }).metadataIsSync(), local, `tmpdir is on ${stdout.trim()}`);
+    assert.equal(await new FilesystemStore({ root: '/proc' }).metadataIsSync(), false);
+  });
+
+  test('a root that does not exist yet is async until it does, then decided', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'vds-fs-auto-'));
+    try {
+      const store = new FilesystemStore({ root: join(base, 'later') });
+      assert.equal(await store.metadataIsSync(), false);
+      await mkdir(join(base, 'later'));
+      assert.equal(await store.metadataIsSync(), await new FilesystemStore({ root: base }).metadataIsSync());
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
   });
 });
 

@@ -17,8 +17,8 @@ import { createTestPki } from '../test/support/test-ca.ts';
 import type { BenchContext } from './lib/context.ts';
 import { curlCommand, curlTimed, tokenHeaderFile } from './lib/curl.ts';
 import { writeRandomFile } from './lib/files.ts';
-import { tempDir } from './lib/proc.ts';
-import { check, fmt, median, MiB, sizeLabel } from './lib/report.ts';
+import { cpuSecondsOf, tempDir } from './lib/proc.ts';
+import { check, fmt, GiB, median, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { startGateway } from './lib/servers.ts';
 import type { Gateway } from './lib/servers.ts';
@@ -94,13 +94,20 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
     }
 
     const mbps: Record<string, number[]> = { gateway: [], direct: [] };
+    // CPU-seconds per GiB of each server process during each side's downloads.
+    const cpu: Record<string, { gateway: number[]; s3rver: number[] }> = { gateway: { gateway: [], s3rver: [] }, direct: { gateway: [], s3rver: [] } };
+    const gwPids = await gw.pids();
     for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < names.length; i++) {
         const n = names[(i + round) % names.length]!;
+        const before = [await cpuSecondsOf(gwPids), await cpuSecondsOf([s3.pid])];
         const r = await curlTimed(sides[n].big.url, sides[n].big);
+        const after = [await cpuSecondsOf(gwPids), await cpuSecondsOf([s3.pid])];
         if (r.size !== size) throw new Error(`${n}: got ${r.size} of ${size} bytes`);
         mbps[n]!.push(r.speed / 1e6);
-        ctx.log(`  ${n.padEnd(7)} round ${round + 1}: ${fmt(r.speed / 1e6, 0)} MB/s`);
+        cpu[n]!.gateway.push((after[0]! - before[0]!) / (size / GiB));
+        cpu[n]!.s3rver.push((after[1]! - before[1]!) / (size / GiB));
+        ctx.log(`  ${n.padEnd(7)} round ${round + 1}: ${fmt(r.speed / 1e6, 0)} MB/s; CPU-s/GiB: gateway ${fmt(cpu[n]!.gateway.at(-1))}, s3rver ${fmt(cpu[n]!.s3rver.at(-1))}`);
       }
     }
     const ttfb: Record<string, number[]> = { gateway: [], direct: [] };
@@ -109,6 +116,11 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
         ttfb[n]!.push((await curlTimed(sides[n].small.url, sides[n].small)).ttfb * 1000);
       }
     }
+    // The gateway's own share of a small download: request in → response finished, from its access log.
+    const inGateway = (await readFile(gw.logPath, 'utf8'))
+      .split('\n')
+      .filter((l) => l.includes('"msg":"request"') && l.includes('/backups/small/'))
+      .map((l) => (JSON.parse(l) as { durationMs: number }).durationMs);
     const m = (xs: Record<string, number[]>): Record<string, number> => ({ gateway: median(xs.gateway!), direct: median(xs.direct!) });
     const tp = m(mbps);
     const fb = m(ttfb);
@@ -124,6 +136,9 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
         rows: [
           { metric: `throughput, median of ${rounds}`, unit: 'MB/s', values: tp, digits: 0 },
           { metric: `TTFB 4 KiB, median of ${ttfbSamples}`, unit: 'ms', values: fb, digits: 2 },
+          { metric: '4 KiB, time inside the gateway (access log)', unit: 'ms', values: { gateway: median(inGateway) }, digits: 2 },
+          { metric: 'gateway CPU', unit: 's/GiB', values: { gateway: median(cpu.gateway!.gateway), direct: median(cpu.direct!.gateway) }, digits: 2 },
+          { metric: 's3rver CPU', unit: 's/GiB', values: { gateway: median(cpu.gateway!.s3rver), direct: median(cpu.direct!.s3rver) }, digits: 2 },
         ],
       },
       checks: [
@@ -137,10 +152,10 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
       ],
       notes: [
         'every curl is a new process and a new TLS connection; TTFB is curl time_starttransfer (connect + TLS + request to first byte).',
-        'the gateway keeps its own connections to s3rver alive; on each download it asks s3rver for the object twice (stat, then get).',
+        'the gateway keeps its own connections to s3rver alive; a plain GET is one GetObject (no HEAD first).',
         's3rver, the gateway and curl share the same 2 cores.',
       ],
-      raw: { size, rounds, tls, mbps, ttfbMs: ttfb },
+      raw: { size, rounds, tls, mbps, cpuPerGiB: cpu, ttfbMs: ttfb },
     };
   } finally {
     signer?.destroy();

@@ -43,7 +43,7 @@ import {
 import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
-import { tlsFailureCode, tlsFailureMessage } from './trust.ts';
+import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
 import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
 
 /** Velero's provider names for Azure Blob storage. */
@@ -421,9 +421,7 @@ export class AzureBlobStore implements ClosableStore {
         new TimedHttpsAgent(
           {
             ...agentOptions,
-            minVersion: 'TLSv1.2',
-            rejectUnauthorized: trust.rejectUnauthorized,
-            ...(trust.ca === undefined ? {} : { ca: trust.ca }),
+            ...agentTlsOptions(trust),
           },
           timeouts.connectMs,
         ),

@@ -43,7 +43,7 @@ import { joinKey, normalizePrefix } from './keys.ts';
 /** GCS says "slow down" also as a 403 with reason rateLimitExceeded. */
 const GCS_CODES = { throttled: new Set(['rateLimitExceeded']) };
 import { withLengthCheck } from './length-check.ts';
-import { tlsFailureCode, tlsFailureMessage } from './trust.ts';
+import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
 import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
 
 /** Velero provider names served by this adapter. */
@@ -111,7 +111,7 @@ function guardSocket(socket: Duplex | null | undefined, secure: boolean, timeout
 function guardedAgent(secure: boolean, timeouts: Timeouts, maxSockets: number, trust?: TrustOptions): HttpAgent {
   const common = { keepAlive: true, maxSockets, timeout: timeouts.socketIdleMs, scheduling: 'lifo' as const };
   const agent = secure
-    ? new HttpsAgent({ ...common, ca: trust?.ca, rejectUnauthorized: trust?.rejectUnauthorized ?? true, minVersion: 'TLSv1.2' })
+    ? new HttpsAgent({ ...common, ...agentTlsOptions(trust) })
     : new HttpAgent(common);
   const create = agent.createConnection.bind(agent);
   agent.createConnection = (options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined => {

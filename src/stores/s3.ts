@@ -28,7 +28,7 @@ import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
 import type { StoreSpec } from './spec.ts';
-import { tlsFailureCode, tlsFailureMessage } from './trust.ts';
+import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
 import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
 
 /** Velero's provider names for this adapter. */
@@ -459,8 +459,7 @@ export class S3Store implements ClosableStore {
         new HttpsAgent({
           keepAlive: true,
           maxSockets,
-          ...(trust.ca === undefined ? {} : { ca: trust.ca }),
-          rejectUnauthorized: trust.rejectUnauthorized,
+          ...agentTlsOptions(trust),
         }),
         endpointPolicy,
         name,

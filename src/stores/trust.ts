@@ -1,6 +1,7 @@
 /** TLS trust towards stores: system roots + an install-time bundle + the location's own bundle. */
 import { X509Certificate } from 'node:crypto';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import { InvalidLocationError } from './errors.ts';
 import type { TrustOptions } from './adapter.ts';
 
@@ -36,9 +37,23 @@ export function trustFor(
     ...(installBundle ? splitPemBundle(installBundle, 'install-time CA bundle') : []),
     ...(locationBundle ? splitPemBundle(locationBundle, `location ${locationName}`) : []),
   ];
+  const ca = extra.length === 0 ? undefined : [...rootCertificates, ...extra];
   return {
-    ca: extra.length === 0 ? undefined : [...rootCertificates, ...extra],
+    ca,
+    secureContext: ca === undefined ? undefined : createSecureContext({ ca, minVersion: MIN_STORE_TLS }),
     rejectUnauthorized: !insecure,
+  };
+}
+
+/** The oldest TLS version spoken to a store. */
+const MIN_STORE_TLS = 'TLSv1.2';
+
+/** TLS options for a location's https.Agent: its trust as a prebuilt context, TLS 1.2 or later. */
+export function agentTlsOptions(trust: TrustOptions | undefined): { secureContext?: SecureContext; rejectUnauthorized: boolean; minVersion: 'TLSv1.2' } {
+  return {
+    ...(trust?.secureContext === undefined ? {} : { secureContext: trust.secureContext }),
+    rejectUnauthorized: trust?.rejectUnauthorized ?? true,
+    minVersion: MIN_STORE_TLS,
   };
 }
 

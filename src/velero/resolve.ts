@@ -2,6 +2,7 @@
  * Resolving a download target into a store location and an object key. Local mode has one location
  * (the data directory); kubernetes mode follows Restore → Backup → BackupStorageLocation.
  */
+import { TtlCache } from '../util/ttl-cache.ts';
 import type { StoreSpec } from '../stores/spec.ts';
 import { findArtifact } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
@@ -41,15 +42,21 @@ export function artifactKey(target: Target): string {
 /** Whether an object exists in a location; errors (store unreachable) propagate. */
 export type Probe = (location: Location, signal: AbortSignal) => Promise<boolean>;
 
+/** How long the location found to hold an artifact is remembered (several locations only). */
+export const FOUND_TTL_MS = 30_000;
+
 /**
  * Local mode: the served namespace's targets live in one of a list of locations (the data directory,
  * then a locations file's). With several, the first location that holds the artifact wins, the way
- * Velero's backup sync finds backups in every location it knows.
+ * Velero's backup sync finds backups in every location it knows. Which location that was is
+ * remembered for FOUND_TTL_MS, so repeated downloads of one artifact do not probe (a HEAD request
+ * per location) every time; a miss is never remembered.
  */
 export class LocalResolver implements Resolver {
   readonly #namespace: string;
   readonly #specs: readonly StoreSpec[];
   readonly #probe: Probe | undefined;
+  readonly #found = new TtlCache<{ index: number }>({ max: 10_000, ttl: () => FOUND_TTL_MS });
 
   constructor(namespace: string, specs: readonly StoreSpec[], probe?: Probe) {
     if (specs.length === 0) throw new Error('LocalResolver needs at least one location');
@@ -78,10 +85,16 @@ export class LocalResolver implements Resolver {
     const key = artifactKey(target);
     const [first] = this.#specs;
     if (this.#specs.length === 1 || !this.#probe) return { spec: first!, key };
+    const { index } = await this.#found.get(key, () => this.#search(target, key, signal));
+    return { spec: this.#specs[index]!, key };
+  }
+
+  /** The index of the first location holding `key`; throws NotFoundError (or a store's error). */
+  async #search(target: Target, key: string, signal: AbortSignal): Promise<{ index: number }> {
     let firstError: unknown;
-    for (const spec of this.#specs) {
+    for (const [index, spec] of this.#specs.entries()) {
       try {
-        if (await this.#probe({ spec, key }, signal)) return { spec, key };
+        if (await this.#probe!({ spec, key }, signal)) return { index };
       } catch (err) {
         signal.throwIfAborted();
         firstError ??= err;

@@ -48,6 +48,8 @@ export interface S3rverInstance {
   endpoint: string;
   port: number;
   bucket: string;
+  /** The child process's pid (benchmarks read its CPU time). */
+  pid: number;
   /**
    * Requests recorded so far, in arrival order. Records travel on another channel than the
    * responses: call `flush()` before reading what a finished call sent.
@@ -190,6 +192,7 @@ export async function startS3rver(opts: S3rverOptions = {}): Promise<S3rverInsta
     endpoint,
     port,
     bucket,
+    pid: child.pid!,
     requests,
     flush() {
       const id = nextSync++;

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { ObjectNotFoundError, StoreUnavailableError } from '../../src/stores/errors.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
 import { LocationsFileError, loadLocationsFile } from '../../src/velero/local-locations.ts';
-import { LocalResolver } from '../../src/velero/resolve.ts';
+import { LocalResolver, FOUND_TTL_MS } from '../../src/velero/resolve.ts';
 import type { Location } from '../../src/velero/resolve.ts';
 
 describe('loadLocationsFile', () => {
@@ -120,6 +120,23 @@ describe('LocalResolver with several locations', () => {
     });
     await assert.rejects(missing.resolve(target, signal), (e) => e === down);
     assert.ok(!(down instanceof ObjectNotFoundError));
+  });
+
+  test('the location found is remembered for a while; a miss is not', async () => {
+    const asked: string[] = [];
+    let holder = 'none';
+    const r = new LocalResolver('velero', specs, async (loc: Location) => {
+      asked.push(loc.spec.name);
+      return loc.spec.name === holder;
+    });
+    await assert.rejects(r.resolve(target, signal), /has no log in any location/);
+    assert.deepEqual(asked, ['one', 'two', 'three']);
+    holder = 'three';
+    assert.equal((await r.resolve(target, signal)).spec.name, 'three', 'the miss was not cached');
+    assert.equal((await r.resolve(target, signal)).spec.name, 'three');
+    assert.equal((await r.resolve({ ...target, artifact: 'results' }, signal)).spec.name, 'three');
+    assert.deepEqual(asked, ['one', 'two', 'three', 'one', 'two', 'three', 'one', 'two', 'three'], 'one search per artifact');
+    assert.equal(FOUND_TTL_MS, 30_000);
   });
 
   test('one location needs no probe; other namespaces are not served', async () => {

@@ -3,11 +3,12 @@
  * gateway's figures next to the reference's, the ratio, and whether each target is MET. A missed
  * target does not fail the run; a benchmark that could not run does (exit 1).
  *
- *   npm run bench                          # all four (about 8 minutes on 2 cores)
+ *   npm run bench                          # all four (about 5 minutes on 2 cores)
  *   npm run bench -- throughput memory     # some: throughput, s3, memory, small-auth
  *   npm run bench:soak                     # = npm run bench -- soak (200,000 requests; not in the default set)
  *   BENCH_QUICK=1 npm run bench            # smaller and shorter: a smoke check, written to results/quick.json
  *   BENCH_GATEWAY_ENTRY=src npm run bench  # run src/main.ts instead of the compiled build
+ *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds of the small-request benchmark
  *
  * Full runs are merged into bench/results/latest.json (by benchmark), which the README quotes.
  */

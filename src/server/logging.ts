@@ -13,7 +13,17 @@ export const REDACT_PATHS = [
   '*.credential',
 ];
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+/**
+ * Standard output, written synchronously (as nginx writes its logs): a line is out when the call
+ * returns, nothing waits in memory at exit, and a closed stdout (EPIPE) just turns logging off. pino's
+ * default asynchronous stream flushes synchronously on exit and retries EPIPE forever there, so a
+ * gateway whose log reader had gone never exited on SIGTERM (test/reliability/sigterm.test.ts).
+ */
+export function stdoutDestination(): DestinationStream {
+  return pino.destination({ dest: 1, sync: true });
+}
+
+export function createLogger(level: LogLevel, destination: DestinationStream = stdoutDestination()): Logger {
   return pino(
     {
       level,
@@ -33,7 +43,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 export function createAuditLogger(level: LogLevel, file?: string, destination?: DestinationStream): Logger {
   if (!file) return createLogger(level, destination);
   const streams = [
-    { stream: destination ?? pino.destination({ dest: 1, sync: false }) },
+    { stream: destination ?? stdoutDestination() },
     { stream: pino.destination({ dest: file, append: true, mkdir: true, sync: true, mode: 0o600 }) },
   ];
   return createLogger(level, pino.multistream(streams));

@@ -68,3 +68,24 @@ describe('SIGTERM during 20 running downloads', () => {
     assert.equal(stopped?.forced, false, 'the drain finished inside the grace period, nothing was cut');
   });
 });
+
+describe('SIGTERM after the log reader went away', () => {
+  test('a gateway whose stdout is closed (EPIPE) still exits 0 at once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vds-rel-epipe-'));
+    const gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state')]);
+    try {
+      // Whoever read the logs is gone: the shutdown's own log lines are the first to meet the closed
+      // pipe (with pino's default asynchronous stream, its exit-time flush then retried forever).
+      gw.proc.stdout?.destroy();
+      gw.proc.stderr?.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      const code = await Promise.race([gw.stop('SIGTERM'), new Promise<string>((resolve) => setTimeout(() => resolve('still running after 10 s'), 10_000))]);
+      assert.equal(code, 0);
+      assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+    } finally {
+      await gw.stop('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

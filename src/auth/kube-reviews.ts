@@ -7,6 +7,7 @@
  */
 import type { V1SubjectAccessReview, V1TokenReview } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
+import { abortable } from '../util/abortable.ts';
 import { statusOf } from '../kube/client.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
 import { AuthUnavailableError } from './types.ts';
@@ -46,16 +47,6 @@ function unavailable(what: string, err: unknown): AuthUnavailableError {
   );
 }
 
-/** Races a shared review against one caller's signal. */
-function withCallerSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
 type AuthnResult = { user: UserInfo | null };
 
 export class TokenReviewAuthenticator implements Authenticator {
@@ -78,7 +69,7 @@ export class TokenReviewAuthenticator implements Authenticator {
   async authenticate(token: string, signal: AbortSignal): Promise<UserInfo | null> {
     const key = this.cache.keyOf('token', token, ...this.#audiences);
     const result = this.cache.get(key, () => this.#review(token));
-    return (await withCallerSignal(result, signal)).user;
+    return (await abortable(result, signal)).user;
   }
 
   async #review(token: string): Promise<AuthnResult> {
@@ -129,7 +120,7 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
 
   async authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
     const key = this.cache.keyOf('sar', JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}, attrs]));
-    return withCallerSignal(
+    return abortable(
       this.cache.get(key, () => this.#review(user, attrs)),
       signal,
     );

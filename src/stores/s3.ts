@@ -26,6 +26,7 @@ import {
 } from './errors.ts';
 import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey } from './keys.ts';
+import { abortable } from '../util/abortable.ts';
 import { withLengthCheck } from './length-check.ts';
 import type { StoreSpec } from './spec.ts';
 import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
@@ -152,17 +153,6 @@ function settingsFor(spec: StoreSpec, ambientCredentials: boolean): Settings {
     customerKeyFile: value('customerKeyEncryptionFile'),
     credentials,
   };
-}
-
-/** Rejects when `signal` aborts (with its reason), without cancelling `promise`, which others may share. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the reason goes out as given, like throwIfAborted
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.finally(() => signal.removeEventListener('abort', onAbort)).then(resolve, reject);
-  });
 }
 
 function checkRange(range: ByteRange): void {

@@ -145,3 +145,28 @@ describe('LocalResolver with several locations', () => {
     await assert.rejects(r.resolve({ ...target, namespace: 'other' }, signal), /namespace "other" is not served/);
   });
 });
+
+describe('LocalResolver: one search shared by concurrent callers', () => {
+  const spec = (name: string): StoreSpec => ({ name, provider: 'filesystem', bucket: name, prefix: '', config: {} });
+  const target = { namespace: 'velero', owner: 'backups' as const, name: 'nightly', artifact: 'log' };
+
+  test('a caller that leaves stops waiting; the others still get the location, from one search', async () => {
+    let probes = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const r = new LocalResolver('velero', [spec('one'), spec('two')], async (loc, signal) => {
+      probes++;
+      await gate;
+      assert.equal(signal.aborted, false, 'the shared search runs under no caller signal');
+      return loc.spec.name === 'two';
+    });
+    const leaving = new AbortController();
+    const first = r.resolve(target, leaving.signal);
+    const second = r.resolve(target, new AbortController().signal);
+    leaving.abort(new Error('client closed the connection'));
+    await assert.rejects(first, /client closed the connection/);
+    release();
+    assert.equal((await second).spec.name, 'two');
+    assert.equal(probes, 2, 'one search (two locations), not one per caller');
+  });
+});

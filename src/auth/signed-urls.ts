@@ -33,6 +33,9 @@ export function verifySignature(keys: KeyRing, path: string, expiresRaw: string 
   if (!signatureRaw || !/^[A-Za-z0-9_-]{43}$/.test(signatureRaw)) return { ok: false, reason: 'the signed URL has no valid signature parameter' };
   const expires = Number(expiresRaw);
   const given = Buffer.from(signatureRaw, 'base64url');
+  // 43 characters carry 258 bits for 256: the last one's two low bits are padding. Only the canonical
+  // spelling is accepted, so one signature has one string form.
+  if (given.toString('base64url') !== signatureRaw) return { ok: false, reason: 'the signed URL has no valid signature parameter' };
   let match = false;
   // Both keys are always tried, so the time taken does not tell which one (or whether) matched.
   for (const key of [keys.current, keys.previous ?? keys.current]) {

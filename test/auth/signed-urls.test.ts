@@ -11,6 +11,10 @@ function parts(url: string): { path: string; expires: string; signature: string 
   return { path: u.pathname, expires: u.searchParams.get('expires')!, signature: u.searchParams.get('signature')! };
 }
 
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** The base64url character with the same four high bits and other padding bits. */
+const flipPadding = (c: string): string => B64URL[B64URL.indexOf(c) ^ 1]!;
+
 describe('signed URLs', () => {
   const keys = { current: randomBytes(32) };
 
@@ -25,7 +29,10 @@ describe('signed URLs', () => {
       ['expired', verifySignature(keys, p.path, p.expires, p.signature, NOW + 601), /expired/],
       ['altered path', verifySignature(keys, PATH.replace('nightly', 'weekly'), p.expires, p.signature, NOW), /does not match/],
       ['altered expiry', verifySignature(keys, p.path, String(NOW + 6000), p.signature, NOW), /does not match/],
-      ['altered signature', verifySignature(keys, p.path, p.expires, `${p.signature.slice(0, -1)}${p.signature.endsWith('A') ? 'B' : 'A'}`, NOW), /does not match/],
+      // A middle character: every bit of it is significant.
+      ['altered signature', verifySignature(keys, p.path, p.expires, `${p.signature.slice(0, 20)}${p.signature[20] === 'A' ? 'B' : 'A'}${p.signature.slice(21)}`, NOW), /does not match/],
+      // The last character's two low bits are padding: flipping them must not give a second valid spelling.
+      ['non-canonical signature', verifySignature(keys, p.path, p.expires, `${p.signature.slice(0, -1)}${flipPadding(p.signature.at(-1)!)}`, NOW), /signature/],
       ['wrong key', verifySignature({ current: randomBytes(32) }, p.path, p.expires, p.signature, NOW), /does not match/],
       ['missing expires', verifySignature(keys, p.path, undefined, p.signature, NOW), /expires/],
       ['garbage signature', verifySignature(keys, p.path, p.expires, 'not-base64!', NOW), /signature/],

@@ -23,8 +23,8 @@ export interface FilesystemStoreOptions {
    * How path resolution, open and fstat run: `sync` on the event loop (as nginx does: microseconds
    * when the kernel has the inodes cached), `async` on libuv's thread pool (safe when a call may
    * block: a network filesystem whose server is gone would otherwise freeze every connection).
-   * `auto` (default): `sync` on a local filesystem (by statfs type), `async` on anything else. Reads
-   * of file content are always asynchronous.
+   * `auto` (default): `sync` on a local filesystem (by statfs type), `async` on anything else. In
+   * `sync` mode reads of up to 64 KiB are synchronous too; larger reads always use the thread pool.
    */
   metadata?: 'sync' | 'async' | 'auto';
 }
@@ -113,6 +113,11 @@ export class FilesystemStore implements ObjectStore {
   /** Undefined until `auto` has looked at the root's filesystem. */
   #syncMetadata: boolean | undefined;
   #root: { path: string; at: number } | undefined;
+
+  /** The mode decided so far (false until `auto` has decided): for closing what was opened. */
+  get #sync(): boolean {
+    return this.#syncMetadata === true;
+  }
 
   constructor(options: FilesystemStoreOptions) {
     if (!isAbsolute(options.root)) {
@@ -209,7 +214,7 @@ export class FilesystemStore implements ObjectStore {
     signal.throwIfAborted();
     try {
       const { fd, info } = await this.#open(key, signal);
-      await closeFd(fd, this.#syncMetadata === true);
+      await closeFd(fd, this.#sync);
       return info;
     } catch (err) {
       throw translate(err, key, signal);
@@ -227,14 +232,14 @@ export class FilesystemStore implements ObjectStore {
       if (info.size === 0) {
         const f = fd;
         fd = undefined;
-        await closeFd(f, this.#syncMetadata === true);
+        await closeFd(f, this.#sync);
         return { ...info, body: emptyBody() };
       }
-      const file = new FileObject(key, fd, info, delivered, signal, this.#syncMetadata === true);
+      const file = new FileObject(key, fd, info, delivered, signal, this.#sync);
       fd = undefined;
       return file;
     } catch (err) {
-      if (fd !== undefined) await closeFd(fd, this.#syncMetadata === true);
+      if (fd !== undefined) await closeFd(fd, this.#sync);
       throw translate(err, key, signal);
     }
   }
@@ -252,14 +257,14 @@ class FileObject implements ObjectBody {
   readonly #fd: number;
   readonly #signal: AbortSignal;
   readonly #key: string;
+  /** The store's metadata mode: small reads and the close follow it. */
+  readonly #sync: boolean;
   #body: Readable | undefined;
   #reader: ObjectReader | undefined;
 
-  readonly #syncClose: boolean;
-
-  constructor(key: string, fd: number, info: ObjectInfo, range: ByteRange | undefined, signal: AbortSignal, syncClose: boolean) {
+  constructor(key: string, fd: number, info: ObjectInfo, range: ByteRange | undefined, signal: AbortSignal, sync: boolean) {
     this.#key = key;
-    this.#syncClose = syncClose;
+    this.#sync = sync;
     this.size = info.size;
     this.etag = info.etag;
     this.lastModified = info.lastModified;
@@ -280,7 +285,7 @@ class FileObject implements ObjectBody {
   }
 
   get reader(): ObjectReader {
-    this.#reader ??= fileReader(this.#fd, this.#key, this.#syncClose);
+    this.#reader ??= fileReader(this.#fd, this.#key, this.#sync);
     return this.#reader;
   }
 }

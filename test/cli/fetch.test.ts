@@ -11,10 +11,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { cliFixture, startCuttingProxy, startStore } from '../support/cli.ts';
+import { cliFixture, startGatewayProxy, startStore } from '../support/cli.ts';
 import type { CliFixture, CuttingProxy, TestServer } from '../support/cli.ts';
 import { NS } from '../support/kube-fixture.ts';
-import { createTestPki } from '../support/test-ca.ts';
 
 describe('velero-download: sources, credentials and trust', () => {
   let f: CliFixture;
@@ -25,10 +24,7 @@ describe('velero-download: sources, credentials and trust', () => {
   before(async () => {
     f = await cliFixture();
     store = await startStore({ '/bucket/nightly-logs.gz': gzipSync(f.logText) });
-    const proxyPki = await createTestPki('proxy CA');
-    proxyCaFile = join(f.dir, 'proxy-ca.crt');
-    await writeFile(proxyCaFile, proxyPki.caCert);
-    proxy = await startCuttingProxy({ upstream: f.gw.url, upstreamCa: f.gatewayCert, pki: proxyPki });
+    ({ proxy, caFile: proxyCaFile } = await startGatewayProxy(f));
   });
   after(async () => {
     await proxy?.close();

@@ -9,10 +9,9 @@ import type { LookupFunction } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { cliFixture, closedPort, runCli, runInProcess, startCli, startCuttingProxy } from '../support/cli.ts';
+import { cliFixture, closedPort, runCli, runInProcess, startCli, startGatewayProxy } from '../support/cli.ts';
 import type { CliFixture, CuttingProxy } from '../support/cli.ts';
 import { NS } from '../support/kube-fixture.ts';
-import { createTestPki } from '../support/test-ca.ts';
 
 const MiB = 1024 * 1024;
 
@@ -25,10 +24,7 @@ describe('velero-download: output, resume and exit codes', () => {
   before(async () => {
     f = await cliFixture();
     contents = f.fx.files.contents;
-    const proxyPki = await createTestPki('proxy CA');
-    proxyCaFile = join(f.dir, 'proxy-ca.crt');
-    await writeFile(proxyCaFile, proxyPki.caCert);
-    proxy = await startCuttingProxy({ upstream: f.gw.url, upstreamCa: f.gatewayCert, pki: proxyPki });
+    ({ proxy, caFile: proxyCaFile } = await startGatewayProxy(f));
   });
   after(async () => {
     await proxy?.close();

@@ -29,6 +29,7 @@ import { BACKUP, NS, kubeFixture } from './kube-fixture.ts';
 import type { KubeFixture } from './kube-fixture.ts';
 import { startGateway } from './processes.ts';
 import type { GatewayProcess } from './processes.ts';
+import { createTestPki } from './test-ca.ts';
 import type { TestPki } from './test-ca.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -312,6 +313,17 @@ export interface CliFixture {
  * writes gzip'd artifacts, starts the real gateway and publishes its certificate in the Secret
  * `velero-download-server-certs` (ca.crt and the fingerprint annotation) unless the gateway did.
  */
+/**
+ * A cutting proxy in front of the fixture's gateway, with its own CA written to the fixture's
+ * directory (`caFile`): what the client must be told to trust to go through it.
+ */
+export async function startGatewayProxy(f: CliFixture): Promise<{ proxy: CuttingProxy; caFile: string }> {
+  const pki = await createTestPki('proxy CA');
+  const caFile = join(f.dir, 'proxy-ca.crt');
+  await writeFile(caFile, pki.caCert);
+  return { proxy: await startCuttingProxy({ upstream: f.gw.url, upstreamCa: f.gatewayCert, pki }), caFile };
+}
+
 export async function cliFixture(): Promise<CliFixture> {
   const fx = await kubeFixture({ authorizeCallers: true, downloadRequestCrd: { veleroServerURL: true } });
   const api = fx.api;

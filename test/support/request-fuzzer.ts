@@ -200,25 +200,16 @@ function cleanCase(r: Rand, ctx: FuzzContext): FuzzCase {
   return finish({ method, head, path, lines, clean: true, authorized: auth.authorized, downloadPath: true, target, expect: exp, hasRange, conditional, what: `${method} ${path}` });
 }
 
-interface Parts {
-  method: string;
-  head: boolean;
+/** What a generator fills in; finish() builds the raw request and the FuzzCase from it. */
+type Parts = Omit<FuzzCase, 'raw' | 'isolate' | 'junkExpect' | 'mayCloseWithoutAnswer'> & {
   path: string;
   version?: string;
   lines: string[];
-  clean: boolean;
   isolate?: boolean;
-  authorized: boolean;
-  downloadPath: boolean;
-  target?: FuzzTarget;
-  expect?: number[];
-  hasRange: boolean;
-  conditional: boolean;
   junkExpect?: boolean;
   mayClose?: boolean;
   body?: string;
-  what: string;
-}
+};
 
 function finish(p: Parts): FuzzCase {
   const head = `${p.method} ${p.path} ${p.version ?? 'HTTP/1.1'}\r\n${p.lines.map((l) => `${l}\r\n`).join('')}\r\n`;

@@ -8,7 +8,7 @@
  *   npm run bench:soak                     # = npm run bench -- soak (200,000 requests; not in the default set)
  *   BENCH_QUICK=1 npm run bench            # smaller and shorter: a smoke check, written to results/quick.json
  *   BENCH_GATEWAY_ENTRY=src npm run bench  # run src/main.ts instead of the compiled build
- *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds of the small-request benchmark
+ *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds (throughput and small-auth)
  *
  * Full runs are merged into bench/results/latest.json (by benchmark), which the README quotes.
  */

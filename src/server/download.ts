@@ -76,6 +76,9 @@ function contentTypeOf(key: string): string {
   return CONTENT_TYPES.find(([suffix]) => key.endsWith(suffix))?.[1] ?? 'application/octet-stream';
 }
 
+/** Every header a download sets from the object, removed again when it fails before its first byte. */
+const OBJECT_HEADERS = ['Content-Disposition', 'Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Last-Modified', 'Cache-Control', 'Accept-Ranges'];
+
 function setEntityHeaders(res: Response, info: ObjectInfo): void {
   if (info.etag !== undefined) res.setHeader('ETag', info.etag);
   if (info.lastModified !== undefined) res.setHeader('Last-Modified', info.lastModified.toUTCString());
@@ -198,6 +201,14 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource, opts
         await pipeline(obj.body, res);
       }
     } catch {
+      if (upstreamError && !res.headersSent) {
+        // A reader that failed before its first byte was written (the stream path's pipeline has
+        // destroyed the response by now): nothing of the object went out, so the client gets the
+        // store's Status instead of a torn connection, without the object's headers.
+        for (const name of OBJECT_HEADERS) res.removeHeader(name);
+        locals.ttfb = undefined;
+        throw upstreamError;
+      }
       // Headers are out: the only honest signal left is a broken connection, so the socket goes and
       // keep-alive cannot mask the short body.
       res.socket?.destroy();

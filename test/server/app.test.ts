@@ -204,6 +204,20 @@ describe('download handler', () => {
     assert.equal(res.headers['retry-after'], '7');
   });
 
+  test('a reader that fails before its first byte → 502 Status without the object\'s headers', async () => {
+    s.store.readerFailsWith = new StoreUnavailableError('filesystem error reading object "backups/nightly/nightly-logs.gz"');
+    const res = await request(s.app).get(URL).set(auth);
+    assert.equal(res.status, 502);
+    assertStatus(res.body, 502, 'BadGateway');
+    for (const name of ['content-disposition', 'etag', 'last-modified', 'accept-ranges', 'content-range']) assert.equal(res.headers[name], undefined, name);
+    assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
+    assert.equal(res.headers['cache-control'], 'no-store');
+    assert.equal(Number(res.headers['content-length']), JSON.stringify(res.body).length);
+    // The connection stays usable: the next request on the same app is served.
+    s.store.readerFailsWith = undefined;
+    assert.equal((await request(s.app).get(URL).set(auth)).status, 200);
+  });
+
   test('an upstream failure after the headers tears the connection down', async () => {
     s.store.breakAfter = 100;
     await assert.rejects(request(s.app).get(URL).set(auth), (err: Error & { code?: string }) => {

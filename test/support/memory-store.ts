@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ObjectNotFoundError } from '../../src/stores/errors.ts';
 import type { StoreSpec, StoreFactory } from '../../src/stores/spec.ts';
-import type { GetOptions, ObjectBody, ObjectInfo, ObjectStore, StatOptions } from '../../src/stores/types.ts';
+import type { GetOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from '../../src/stores/types.ts';
 
 export class MemoryStore implements ObjectStore, StoreFactory {
   readonly objects = new Map<string, { bytes: Buffer; lastModified: Date }>();
@@ -15,6 +15,8 @@ export class MemoryStore implements ObjectStore, StoreFactory {
   failWith: Error | undefined;
   /** When set, get() delivers this many bytes and then errors. */
   breakAfter: number | undefined;
+  /** When set, get() also offers a reader (as the filesystem store does) whose first read rejects with this. */
+  readerFailsWith: Error | undefined;
   calls: string[] = [];
 
   put(key: string, bytes: Buffer | string, lastModified = new Date('2026-01-01T00:00:00Z')): void {
@@ -57,6 +59,8 @@ export class MemoryStore implements ObjectStore, StoreFactory {
               throw new Error('upstream connection reset');
             })(),
           );
-    return { ...info, body, ...(opts.range && { range: { start, end } }) };
+    const failure = this.readerFailsWith;
+    const reader: ObjectReader | undefined = failure && { read: () => Promise.reject(failure), close: async () => undefined };
+    return { ...info, body, ...(reader && { reader }), ...(opts.range && { range: { start, end } }) };
   }
 }

@@ -2,7 +2,9 @@
  * Benchmark 2, proxy overhead on S3: an object in s3rver (HTTPS with a test CA by default, as a real
  * store is reached; BENCH_S3_TLS=0 for plain HTTP), fetched by curl through the gateway (local mode,
  * a --locations-file pointing at s3rver; the data directory holds nothing) and straight from s3rver
- * with a pre-signed URL. Throughput: median MB/s of several interleaved runs of a large object.
+ * with a pre-signed URL; as a reference, also through the bare Node proxy (bench/bare-proxy.ts: the
+ * same pre-signed URLs fetched with `https.get` and piped, no SDK), which shows what any Node proxy
+ * costs on this machine. Throughput: median MB/s of several interleaved runs of a large object.
  * Time to first byte: median curl time_starttransfer over many fresh connections for a 4 KiB object.
  */
 import { randomBytes } from 'node:crypto';
@@ -20,8 +22,8 @@ import { writeRandomFile } from './lib/files.ts';
 import { cpuSecondsOf, tempDir } from './lib/proc.ts';
 import { check, fmt, GiB, median, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
-import { startGateway } from './lib/servers.ts';
-import type { Gateway } from './lib/servers.ts';
+import { startBareProxy, startGateway } from './lib/servers.ts';
+import type { Gateway, Server } from './lib/servers.ts';
 
 const PREFIX = 'prod';
 
@@ -33,6 +35,7 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
   const dir = tempDir(await mkdtemp(join(tmpdir(), 'vds-bench-s3-')));
   let s3: S3rverInstance | undefined;
   let gw: Gateway | undefined;
+  let proxy: Server | undefined;
   let signer: S3Client | undefined;
   try {
     const pki = await createTestPki('vds bench s3rver CA');
@@ -76,41 +79,50 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
     // Valid for the whole benchmark; each curl is a new client, as a user with a pre-signed URL would be.
     const bucket = s3.bucket;
     const presign = (key: string): Promise<string> => getSignedUrl(signer!, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 3600 });
+    const upstreamCa = tls ? join(dir, 'ca.pem') : undefined;
+    const direct = {
+      big: { url: await presign(bigKey), cacert: upstreamCa, headerFile: undefined },
+      small: { url: await presign(smallKey), cacert: upstreamCa, headerFile: undefined },
+    };
+    await writeFile(join(dir, 'routes.json'), JSON.stringify({ '/big': direct.big.url, '/small': direct.small.url }), { mode: 0o600 });
+    proxy = await startBareProxy(gwCa, join(dir, 'state', 'tls.key'), join(dir, 'routes.json'), upstreamCa);
     const sides = {
       gateway: {
         big: { url: `${gw.url}/v1/namespaces/velero/backups/big/contents`, cacert: gwCa, headerFile },
         small: { url: `${gw.url}/v1/namespaces/velero/backups/small/log`, cacert: gwCa, headerFile },
       },
-      direct: {
-        big: { url: await presign(bigKey), cacert: tls ? join(dir, 'ca.pem') : undefined, headerFile: undefined },
-        small: { url: await presign(smallKey), cacert: tls ? join(dir, 'ca.pem') : undefined, headerFile: undefined },
+      'bare proxy': {
+        big: { url: `${proxy.url}/big`, cacert: gwCa, headerFile: undefined },
+        small: { url: `${proxy.url}/small`, cacert: gwCa, headerFile: undefined },
       },
+      direct,
     };
-    const names = ['gateway', 'direct'] as const;
+    const names = ['gateway', 'bare proxy', 'direct'] as const;
     // Warm-up: the gateway's S3 client and its connection pool, s3rver's JIT.
     for (const n of names) {
       await curlTimed(sides[n].big.url, sides[n].big);
       for (let i = 0; i < 3; i++) await curlTimed(sides[n].small.url, sides[n].small);
     }
 
-    const mbps: Record<string, number[]> = { gateway: [], direct: [] };
-    // CPU-seconds per GiB of each server process during each side's downloads.
-    const cpu: Record<string, { gateway: number[]; s3rver: number[] }> = { gateway: { gateway: [], s3rver: [] }, direct: { gateway: [], s3rver: [] } };
-    const gwPids = await gw.pids();
+    const mbps: Record<string, number[]> = { gateway: [], 'bare proxy': [], direct: [] };
+    // CPU-seconds per GiB during each side's downloads: of the side's proxy (the gateway or the bare
+    // proxy; none for direct) and of s3rver.
+    const cpu: Record<string, { proxy: number[]; s3rver: number[] }> = Object.fromEntries(names.map((n) => [n, { proxy: [], s3rver: [] }]));
+    const proxyPids: Record<string, number[]> = { gateway: await gw.pids(), 'bare proxy': await proxy.pids(), direct: [] };
     for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < names.length; i++) {
         const n = names[(i + round) % names.length]!;
-        const before = [await cpuSecondsOf(gwPids), await cpuSecondsOf([s3.pid])];
+        const before = [await cpuSecondsOf(proxyPids[n]!), await cpuSecondsOf([s3.pid])];
         const r = await curlTimed(sides[n].big.url, sides[n].big);
-        const after = [await cpuSecondsOf(gwPids), await cpuSecondsOf([s3.pid])];
+        const after = [await cpuSecondsOf(proxyPids[n]!), await cpuSecondsOf([s3.pid])];
         if (r.size !== size) throw new Error(`${n}: got ${r.size} of ${size} bytes`);
         mbps[n]!.push(r.speed / 1e6);
-        cpu[n]!.gateway.push((after[0]! - before[0]!) / (size / GiB));
+        cpu[n]!.proxy.push((after[0]! - before[0]!) / (size / GiB));
         cpu[n]!.s3rver.push((after[1]! - before[1]!) / (size / GiB));
-        ctx.log(`  ${n.padEnd(7)} round ${round + 1}: ${fmt(r.speed / 1e6, 0)} MB/s; CPU-s/GiB: gateway ${fmt(cpu[n]!.gateway.at(-1))}, s3rver ${fmt(cpu[n]!.s3rver.at(-1))}`);
+        ctx.log(`  ${n.padEnd(10)} round ${round + 1}: ${fmt(r.speed / 1e6, 0)} MB/s; CPU-s/GiB: proxy ${n === 'direct' ? '–' : fmt(cpu[n]!.proxy.at(-1))}, s3rver ${fmt(cpu[n]!.s3rver.at(-1))}`);
       }
     }
-    const ttfb: Record<string, number[]> = { gateway: [], direct: [] };
+    const ttfb: Record<string, number[]> = { gateway: [], 'bare proxy': [], direct: [] };
     for (let i = 0; i < ttfbSamples; i++) {
       for (const n of i % 2 ? [...names].reverse() : names) {
         ttfb[n]!.push((await curlTimed(sides[n].small.url, sides[n].small)).ttfb * 1000);
@@ -121,7 +133,7 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
       .split('\n')
       .filter((l) => l.includes('"msg":"request"') && l.includes('/backups/small/'))
       .map((l) => (JSON.parse(l) as { durationMs: number }).durationMs);
-    const m = (xs: Record<string, number[]>): Record<string, number> => ({ gateway: median(xs.gateway!), direct: median(xs.direct!) });
+    const m = (xs: Record<string, number[]>): Record<string, number> => Object.fromEntries(names.map((n) => [n, median(xs[n]!)]));
     const tp = m(mbps);
     const fb = m(ttfb);
     const ratio = tp.gateway! / tp.direct!;
@@ -129,16 +141,16 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
     const redact = (u: string): string => u.replace(/X-Amz-Signature=[0-9a-f]+/, 'X-Amz-Signature=…').replace(/X-Amz-Credential=[^&]+/, 'X-Amz-Credential=…');
     return {
       id: 's3',
-      title: `2. Proxy overhead on S3: ${sizeLabel(size)} from s3rver (${tls ? 'HTTPS' : 'HTTP'}) through the gateway vs pre-signed URL, curl`,
+      title: `2. Proxy overhead on S3: ${sizeLabel(size)} from s3rver (${tls ? 'HTTPS' : 'HTTP'}) through the gateway vs pre-signed URL, curl (reference: a bare Node proxy)`,
       table: {
-        columns: ['gateway', 'direct'],
-        ratios: [['gateway', 'direct']],
+        columns: [...names],
+        ratios: [['gateway', 'direct'], ['bare proxy', 'direct'], ['gateway', 'bare proxy']],
         rows: [
           { metric: `throughput, median of ${rounds}`, unit: 'MB/s', values: tp, digits: 0 },
           { metric: `TTFB 4 KiB, median of ${ttfbSamples}`, unit: 'ms', values: fb, digits: 2 },
           { metric: '4 KiB, time inside the gateway (access log)', unit: 'ms', values: { gateway: median(inGateway) }, digits: 2 },
-          { metric: 'gateway CPU', unit: 's/GiB', values: { gateway: median(cpu.gateway!.gateway), direct: median(cpu.direct!.gateway) }, digits: 2 },
-          { metric: 's3rver CPU', unit: 's/GiB', values: { gateway: median(cpu.gateway!.s3rver), direct: median(cpu.direct!.s3rver) }, digits: 2 },
+          { metric: 'proxy CPU (gateway or bare proxy)', unit: 's/GiB', values: { gateway: median(cpu.gateway!.proxy), 'bare proxy': median(cpu['bare proxy']!.proxy) }, digits: 2 },
+          { metric: 's3rver CPU', unit: 's/GiB', values: Object.fromEntries(names.map((n) => [n, median(cpu[n]!.s3rver)])), digits: 2 },
         ],
       },
       checks: [
@@ -148,17 +160,21 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
       commands: [
         s3.endpoint.startsWith('https') ? `s3rver in a child process (test/support/s3rver.ts), HTTPS with a test CA, at ${s3.endpoint}` : `s3rver (test/support/s3rver.ts) at ${s3.endpoint}`,
         gw.command,
+        `${proxy.command}   # routes.json: /big and /small → the two pre-signed URLs below`,
         ...names.flatMap((n) => [curlCommand(redact(sides[n].big.url), sides[n].big), curlCommand(redact(sides[n].small.url), sides[n].small)]),
       ],
       notes: [
         'every curl is a new process and a new TLS connection; TTFB is curl time_starttransfer (connect + TLS + request to first byte).',
         'the gateway keeps its own connections to s3rver alive; a plain GET is one GetObject (no HEAD first).',
-        's3rver, the gateway and curl share the same 2 cores.',
+        'the bare proxy is the floor for any Node proxy here: the same TLS in and out, no SDK, no checks (it would pass a short body on as complete).',
+        `bare proxy vs direct: ${fmt(tp['bare proxy']! / tp.direct!)}× throughput, ${fmt(fb['bare proxy']! - fb.direct!)} ms TTFB overhead; gateway vs bare proxy: ${fmt(tp.gateway! / tp['bare proxy']!)}× throughput, ${fmt(fb.gateway! - fb['bare proxy']!)} ms TTFB.`,
+        's3rver, the proxies and curl share the same 2 cores.',
       ],
       raw: { size, rounds, tls, mbps, cpuPerGiB: cpu, ttfbMs: ttfb },
     };
   } finally {
     signer?.destroy();
+    await proxy?.stop();
     await gw?.stop();
     await s3?.stop();
   }

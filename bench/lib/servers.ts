@@ -11,6 +11,7 @@ import { childrenOf, commandLine, logFile, running, stop, track, until } from '.
 
 let main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('../bare-server.ts', import.meta.url));
+const BARE_PROXY = fileURLToPath(new URL('../bare-proxy.ts', import.meta.url));
 /** node_modules/.bin/node (Node 24), as the npm scripts run it. */
 export const NODE = process.execPath;
 
@@ -167,15 +168,24 @@ http {
 }
 
 /** The bare Node server (bench/bare-server.ts) serving `file` for every path. */
-export async function startBare(cert: string, key: string, file: string): Promise<Server> {
-  const args = [BARE, '--cert', cert, '--key', key, '--file', file];
+export function startBare(cert: string, key: string, file: string): Promise<Server> {
+  return startReference('bare node', [BARE, '--cert', cert, '--key', key, '--file', file]);
+}
+
+/** The bare Node proxy (bench/bare-proxy.ts): each path of `routesFile` piped from its upstream URL. */
+export function startBareProxy(cert: string, key: string, routesFile: string, upstreamCa: string | undefined): Promise<Server> {
+  return startReference('bare proxy', [BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
+}
+
+/** Starts `node ...args`, a reference server that prints `{"port":N}` once listening. */
+async function startReference(name: string, args: string[]): Promise<Server> {
   const proc = track(NODE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let stderr = '';
   proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-  const port = await until('the bare server to listen', async () => {
-    if (!running(proc)) throw new Error(`bare-server exited:\n${stderr}`);
+  const port = await until(`the ${name} to listen`, async () => {
+    if (!running(proc)) throw new Error(`the ${name} exited:\n${stderr}`);
     const m = /\{"port":(\d+)\}/.exec(out);
     return m ? Number(m[1]) : undefined;
   }).catch(async (err: unknown) => {
@@ -184,7 +194,7 @@ export async function startBare(cert: string, key: string, file: string): Promis
   });
   const pid = proc.pid!;
   return {
-    name: 'bare node',
+    name,
     proc,
     url: `https://127.0.0.1:${port}`,
     pids: async () => [pid],

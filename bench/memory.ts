@@ -2,11 +2,13 @@
  * Benchmark 3, bounded memory: 64 concurrent downloads of one object by curl clients limited to
  * 1 MiB/s each (`--limit-rate 1M`), ended after 30 s (`--max-time`), while the gateway's RSS
  * (VmRSS) is sampled every 100 ms; the peak is reported. Repeated with a 256 MiB, a 1 GiB and a 4 GiB
- * object, each with a fresh gateway process. The objects are sparse files whose first 64 MiB are
- * random bytes: clients at 1 MiB/s for 30 s never read past that, so every byte served is real data,
- * and a 4 GiB object costs 64 MiB of disk. BENCH_QUICK=1: 16 clients for 5 s.
+ * object from the filesystem store, and the 1 GiB object from S3 (s3rver over HTTPS: the stream path,
+ * where every TLS read is a new Buffer), each with a fresh gateway process. The objects are sparse
+ * files whose first 64 MiB are random bytes: clients at 1 MiB/s for 30 s never read past that, so
+ * every byte served is real data, and a 4 GiB object costs 64 MiB of disk (s3rver keeps its 1 GiB
+ * copy whole). BENCH_QUICK=1: 16 clients for 5 s.
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +18,11 @@ import { writeSparseFile } from './lib/files.ts';
 import { commandLine, rssBytes, run, tempDir } from './lib/proc.ts';
 import { check, fmt, GiB, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
-import { startGateway } from './lib/servers.ts';
-import type { Gateway } from './lib/servers.ts';
+import { startS3Location } from './lib/s3-location.ts';
+import { startBareProxy, startGateway } from './lib/servers.ts';
+
+const S3_LABEL = '1 GiB, S3';
+const S3_PROXY_LABEL = '1 GiB, S3, bare proxy';
 
 /** Node's own memory figures from the gateway's /metrics (prom-client default metrics), in bytes. */
 async function nodeMemory(metricsUrl: string, ca: string): Promise<Record<string, number>> {
@@ -39,6 +44,8 @@ async function nodeMemory(metricsUrl: string, ca: string): Promise<Record<string
 }
 
 interface Phase {
+  /** Column label: the size, and the store when it is not the filesystem. */
+  label: string;
   size: number;
   /** Heap and external (Buffer) memory two thirds into the phase. */
   midRun: Record<string, number>;
@@ -64,56 +71,85 @@ export async function memory(ctx: BenchContext): Promise<BenchResult> {
 
   const phases: Phase[] = [];
   let command = '';
+  let s3Command: string;
+  let proxyCommand: string;
   let curlLine = '';
+  const state = join(dir, 'state');
+  const cacert = join(state, 'tls.crt');
+
+  /** 64 paced clients against `url` while the server's RSS is sampled. */
+  const measure = async (label: string, size: number, server: { pid: number; url: string; headerFile?: string; metricsUrl?: string }): Promise<void> => {
+    await new Promise((r) => setTimeout(r, 1000));
+    const baselineRss = await rssBytes(server.pid);
+    let peakRss = baselineRss;
+    let samples = 0;
+    const sampler = setInterval(() => {
+      rssBytes(server.pid).then((v) => {
+        samples++;
+        peakRss = Math.max(peakRss, v);
+      }, () => undefined);
+    }, 100);
+    const extra = ['--limit-rate', '1M', '--max-time', String(seconds)];
+    const args = curlArgs(server.url, { cacert, headerFile: server.headerFile, extra }, '%{size_download}');
+    if (label === sizeLabel(GiB)) curlLine = `${commandLine('curl', args)}   # × ${clients}, concurrently`;
+    const downloads = Promise.all(Array.from({ length: clients }, () => run('curl', args)));
+    await new Promise((r) => setTimeout(r, (seconds * 2000) / 3));
+    const midRun = server.metricsUrl ? await nodeMemory(server.metricsUrl, await readFile(cacert, 'utf8')).catch(() => ({})) : {};
+    const results = await downloads;
+    // One more second of sampling: buffers are released as the sockets close.
+    await new Promise((r) => setTimeout(r, 1000));
+    clearInterval(sampler);
+    const clientBytes = results.map((r) => Number(r.stdout.trim()) || 0);
+    // 28: curl's own --max-time ended the transfer, which is how every client should end.
+    const clientsFailed = results.filter((r) => r.code !== 28 && r.code !== 0).length;
+    phases.push({ label, size, midRun, baselineRss, peakRss, samples, clientBytes, clientsFailed });
+    const avg = clientBytes.reduce((a, b) => a + b, 0) / clients;
+    ctx.log(`  ${label.padEnd(22)} peak RSS ${fmt(peakRss / MiB, 1)} MiB (idle ${fmt(baselineRss / MiB, 1)} MiB), ${samples} samples, ${fmt(avg / MiB, 1)} MiB per client${clientsFailed ? `, ${clientsFailed} clients failed` : ''}`);
+  };
+
+  const gatewayPhase = async (label: string, size: number, name: string, extraArgs: string[] = []): Promise<string> => {
+    const gw = await startGateway(['--mode', 'local', '--data-dir', data, '--state-dir', state, '--no-demo', ...extraArgs], join(dir, `gateway-${name}.log`));
+    try {
+      const headerFile = await tokenHeaderFile(dir, (await readFile(join(state, 'tokens.csv'), 'utf8')).split(',')[0]!);
+      await measure(label, size, { pid: gw.pid, url: `${gw.url}/v1/namespaces/velero/backups/${name}/contents`, headerFile, metricsUrl: gw.metricsUrl });
+      return gw.command;
+    } finally {
+      await gw.stop();
+    }
+  };
+
   // The 1 GiB object first: it is the target's; the others check that the peak does not follow size.
   for (const size of [GiB, 256 * MiB, 4 * GiB]) {
-    const name = `obj-${size / MiB}m`;
-    let gw: Gateway | undefined;
+    const c = await gatewayPhase(sizeLabel(size), size, `obj-${size / MiB}m`);
+    if (size === GiB) command = c;
+  }
+  // The same 1 GiB object from S3, through the gateway and through the bare Node proxy.
+  const location = await startS3Location(tempDir(await mkdtemp(join(tmpdir(), 'vds-bench-memory-s3-'))), 'prod', true);
+  try {
+    ctx.log(`seeding s3rver (${location.s3.endpoint}) with the 1 GiB object`);
+    const key = 'prod/backups/obj-s3/obj-s3.tar.gz';
+    await location.s3.putFile(key, join(data, 'backups', 'obj-1024m', 'obj-1024m.tar.gz'));
+    s3Command = await gatewayPhase(S3_LABEL, GiB, 'obj-s3', ['--locations-file', location.locationsFile]);
+    const routes = join(dir, 'routes.json');
+    await writeFile(routes, JSON.stringify({ '/obj': await location.presign(key) }), { mode: 0o600 });
+    const proxy = await startBareProxy(cacert, join(state, 'tls.key'), routes, location.caFile);
     try {
-      gw = await startGateway(['--mode', 'local', '--data-dir', data, '--state-dir', join(dir, 'state'), '--no-demo'], join(dir, `gateway-${name}.log`));
-      command = gw.command;
-      const headerFile = await tokenHeaderFile(dir, (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!);
-      const url = `${gw.url}/v1/namespaces/velero/backups/${name}/contents`;
-      const cacert = join(dir, 'state', 'tls.crt');
-      await new Promise((r) => setTimeout(r, 1000));
-      const baselineRss = await rssBytes(gw.pid);
-
-      let peakRss = baselineRss;
-      let samples = 0;
-      const pid = gw.pid;
-      const sampler = setInterval(() => {
-        rssBytes(pid).then((v) => {
-          samples++;
-          peakRss = Math.max(peakRss, v);
-        }, () => undefined);
-      }, 100);
-      const extra = ['--limit-rate', '1M', '--max-time', String(seconds)];
-      const args = curlArgs(url, { cacert, headerFile, extra }, '%{size_download}');
-      curlLine = `${commandLine('curl', args)}   # × ${clients}, concurrently`;
-      const downloads = Promise.all(Array.from({ length: clients }, () => run('curl', args)));
-      await new Promise((r) => setTimeout(r, (seconds * 2000) / 3));
-      const midRun = await nodeMemory(gw.metricsUrl, await readFile(cacert, 'utf8')).catch(() => ({}));
-      const results = await downloads;
-      // One more second of sampling: buffers are released as the sockets close.
-      await new Promise((r) => setTimeout(r, 1000));
-      clearInterval(sampler);
-      const clientBytes = results.map((r) => Number(r.stdout.trim()) || 0);
-      // 28: curl's own --max-time ended the transfer, which is how every client should end.
-      const clientsFailed = results.filter((r) => r.code !== 28 && r.code !== 0).length;
-      phases.push({ size, midRun, baselineRss, peakRss, samples, clientBytes, clientsFailed });
-      const avg = clientBytes.reduce((a, b) => a + b, 0) / clients;
-      ctx.log(`  ${sizeLabel(size).padEnd(8)} peak RSS ${fmt(peakRss / MiB, 1)} MiB (idle ${fmt(baselineRss / MiB, 1)} MiB), ${samples} samples, ${fmt(avg / MiB, 1)} MiB per client${clientsFailed ? `, ${clientsFailed} clients failed` : ''}`);
+      proxyCommand = proxy.command;
+      await measure(S3_PROXY_LABEL, GiB, { pid: (await proxy.pids())[0]!, url: `${proxy.url}/obj` });
     } finally {
-      await gw?.stop();
+      await proxy.stop();
     }
+  } finally {
+    await location.stop();
   }
 
-  const bySize = (size: number): Phase => phases.find((p) => p.size === size)!;
-  const cols = sizes.map(sizeLabel);
-  const values = (f: (p: Phase) => number): Record<string, number> => Object.fromEntries(sizes.map((s) => [sizeLabel(s), f(bySize(s))]));
-  const peak1g = bySize(GiB).peakRss / MiB;
-  const small = bySize(256 * MiB).peakRss;
-  const large = bySize(4 * GiB).peakRss;
+  const byLabel = (label: string): Phase => phases.find((p) => p.label === label)!;
+  const cols = phases.map((p) => p.label).sort((a, b) => byLabel(a).size - byLabel(b).size || a.length - b.length);
+  const values = (f: (p: Phase) => number): Record<string, number> => Object.fromEntries(phases.map((p) => [p.label, f(p)]));
+  const peak1g = byLabel(sizeLabel(GiB)).peakRss / MiB;
+  const peakS3 = byLabel(S3_LABEL).peakRss / MiB;
+  const small = byLabel(sizeLabel(256 * MiB)).peakRss;
+  const large = byLabel(sizeLabel(4 * GiB)).peakRss;
   const spread = Math.abs(large - small) / Math.min(large, small);
   const failed = phases.reduce((a, p) => a + p.clientsFailed, 0);
   return {
@@ -133,13 +169,16 @@ export async function memory(ctx: BenchContext): Promise<BenchResult> {
     },
     checks: [
       check('peak RSS ≤ 150 MiB (1 GiB object)', `${fmt(peak1g, 1)} MiB`, peak1g <= 150),
+      check('peak RSS ≤ 150 MiB (1 GiB object from S3)', `${fmt(peakS3, 1)} MiB`, peakS3 <= 150),
       check('256 MiB vs 4 GiB peaks within 10%', `${fmt(spread * 100, 1)}% (${fmt(small / MiB, 1)} vs ${fmt(large / MiB, 1)} MiB)`, spread <= 0.1),
       ...(failed ? [check('every client ran until --max-time', `${failed} clients ended otherwise`, false)] : []),
     ],
-    commands: [command, curlLine],
+    commands: [command, `${s3Command}   # the S3 phase: the same, with a --locations-file naming s3rver (HTTPS)`, `${proxyCommand}   # the reference: routes.json maps /obj to a pre-signed URL of the object`, curlLine],
     notes: [
       `objects: sparse files, the first ${sizeLabel(realBytes)} random bytes, the rest a hole; clients never read past ${fmt((seconds * MiB) / MiB, 0)} MiB.`,
-      'a fresh gateway process per object size; RSS from /proc/<pid>/status VmRSS; curl --limit-rate 1M is 1 MiB/s.',
+      'a fresh gateway process per phase; RSS from /proc/<pid>/status VmRSS; curl --limit-rate 1M is 1 MiB/s.',
+      `${S3_LABEL}: the 1 GiB object in s3rver (HTTPS, a test CA), reached through a --locations-file; s3rver runs beside the gateway and is not counted.`,
+      `${S3_PROXY_LABEL}: the same object through bench/bare-proxy.ts (https.get of a pre-signed URL, piped; no SDK), the floor any Node HTTPS-to-HTTPS proxy sets here.`,
     ],
     raw: { clients, seconds, phases },
   };

@@ -3,7 +3,7 @@
  * gateway's figures next to the reference's, the ratio, and whether each target is MET. A missed
  * target does not fail the run; a benchmark that could not run does (exit 1).
  *
- *   npm run bench                          # all four (about 5 minutes on 2 cores)
+ *   npm run bench                          # all four (about 7 minutes on 2 cores)
  *   npm run bench -- throughput memory     # some: throughput, s3, memory, small-auth
  *   npm run bench:soak                     # = npm run bench -- soak (200,000 requests; not in the default set)
  *   BENCH_QUICK=1 npm run bench            # smaller and shorter: a smoke check, written to results/quick.json

@@ -11,14 +11,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../test/support/s3rver.ts';
-import type { S3rverInstance } from '../test/support/s3rver.ts';
-import { createTestPki } from '../test/support/test-ca.ts';
 import type { BenchContext } from './lib/context.ts';
 import { curlCommand, curlTimed, tokenHeaderFile } from './lib/curl.ts';
 import { writeRandomFile } from './lib/files.ts';
+import { startS3Location } from './lib/s3-location.ts';
+import type { S3Location } from './lib/s3-location.ts';
 import { cpuSecondsOf, tempDir } from './lib/proc.ts';
 import { check, fmt, GiB, median, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
@@ -33,56 +30,30 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
   const ttfbSamples = ctx.quick ? 10 : 50;
   const tls = process.env.BENCH_S3_TLS !== '0';
   const dir = tempDir(await mkdtemp(join(tmpdir(), 'vds-bench-s3-')));
-  let s3: S3rverInstance | undefined;
   let gw: Gateway | undefined;
   let proxy: Server | undefined;
-  let signer: S3Client | undefined;
+  let location: S3Location | undefined;
   try {
-    const pki = await createTestPki('vds bench s3rver CA');
-    await writeFile(join(dir, 'ca.pem'), pki.caCert);
-    s3 = await startS3rver(tls ? { tls: { key: pki.key, cert: pki.cert, ca: pki.caCert } } : {});
+    location = await startS3Location(dir, PREFIX, tls);
+    const s3 = location.s3;
     ctx.log(`seeding s3rver (${s3.endpoint}) with a ${sizeLabel(size)} object`);
     const bigKey = `${PREFIX}/backups/big/big.tar.gz`;
     const smallKey = `${PREFIX}/backups/small/small-logs.gz`;
     await writeRandomFile(join(dir, 'big.bin'), size);
     await s3.putFile(bigKey, join(dir, 'big.bin'));
     await s3.put(smallKey, randomBytes(4096));
-
-    await writeFile(join(dir, 'credentials'), `[default]\naws_access_key_id = ${S3RVER_ACCESS_KEY_ID}\naws_secret_access_key = ${S3RVER_SECRET_ACCESS_KEY}\n`, { mode: 0o600 });
-    await writeFile(
-      join(dir, 'locations.yaml'),
-      [
-        'locations:',
-        '  - name: s3rver',
-        '    provider: aws',
-        `    bucket: ${s3.bucket}`,
-        `    prefix: ${PREFIX}`,
-        `    config: { region: us-east-1, s3Url: "${s3.endpoint}", s3ForcePathStyle: "true" }`,
-        '    credentialFile: credentials',
-        ...(tls ? ['    caCertFile: ca.pem'] : []),
-        '',
-      ].join('\n'),
-    );
     gw = await startGateway(
-      ['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--no-demo', '--locations-file', join(dir, 'locations.yaml')],
+      ['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--no-demo', '--locations-file', location.locationsFile],
       join(dir, 'gateway.log'),
     );
     const headerFile = await tokenHeaderFile(dir, (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!);
     const gwCa = join(dir, 'state', 'tls.crt');
 
-    signer = new S3Client({
-      region: 'us-east-1',
-      endpoint: s3.endpoint,
-      forcePathStyle: true,
-      credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY },
-    });
     // Valid for the whole benchmark; each curl is a new client, as a user with a pre-signed URL would be.
-    const bucket = s3.bucket;
-    const presign = (key: string): Promise<string> => getSignedUrl(signer!, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 3600 });
-    const upstreamCa = tls ? join(dir, 'ca.pem') : undefined;
+    const upstreamCa = location.caFile;
     const direct = {
-      big: { url: await presign(bigKey), cacert: upstreamCa, headerFile: undefined },
-      small: { url: await presign(smallKey), cacert: upstreamCa, headerFile: undefined },
+      big: { url: await location.presign(bigKey), cacert: upstreamCa, headerFile: undefined },
+      small: { url: await location.presign(smallKey), cacert: upstreamCa, headerFile: undefined },
     };
     await writeFile(join(dir, 'routes.json'), JSON.stringify({ '/big': direct.big.url, '/small': direct.small.url }), { mode: 0o600 });
     proxy = await startBareProxy(gwCa, join(dir, 'state', 'tls.key'), join(dir, 'routes.json'), upstreamCa);
@@ -173,9 +144,8 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
       raw: { size, rounds, tls, mbps, cpuPerGiB: cpu, ttfbMs: ttfb },
     };
   } finally {
-    signer?.destroy();
     await proxy?.stop();
     await gw?.stop();
-    await s3?.stop();
+    await location?.stop();
   }
 }

@@ -201,10 +201,10 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource, opts
         await pipeline(obj.body, res);
       }
     } catch {
-      if (upstreamError && !res.headersSent) {
-        // A reader that failed before its first byte was written (the stream path's pipeline has
-        // destroyed the response by now): nothing of the object went out, so the client gets the
-        // store's Status instead of a torn connection, without the object's headers.
+      if (obj.reader && upstreamError && !res.headersSent) {
+        // The reader failed before its first byte was written (the stream path cannot get here: its
+        // pipeline has destroyed the response): nothing of the object went out, so the client gets
+        // the store's Status instead of a torn connection, without the object's headers.
         for (const name of OBJECT_HEADERS) res.removeHeader(name);
         locals.ttfb = undefined;
         throw upstreamError;

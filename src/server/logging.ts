@@ -18,7 +18,7 @@ export const TURN_BATCH_MAX = 64 * 1024;
 
 /**
  * Joins the lines logged during one turn of the event loop and hands them to `dest` as one write at
- * the end of the turn (setImmediate), or at once past {@link TURN_BATCH_MAX} bytes, or at exit. Under
+ * the end of the turn (setImmediate), or at once past {@link TURN_BATCH_MAX} characters, or at exit. Under
  * load one turn finishes many requests, each with an access line and an audit line: with a
  * synchronous `dest` that is one write(2) per turn instead of two per request. A line is out within
  * the turn that logged it; `flushSync` (pino calls it for fatal lines) and process exit write what is

@@ -9,8 +9,11 @@
  *   BENCH_QUICK=1 npm run bench            # smaller and shorter: a smoke check, written to results/quick.json
  *   BENCH_GATEWAY_ENTRY=src npm run bench  # run src/main.ts instead of the compiled build
  *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds (throughput and small-auth)
+ *   BENCH_GATEWAY_NODE_FLAGS="--max-semi-space-size=8" npm run bench -- s3   # an experiment: Node flags for the gateway
  *
- * Full runs are merged into bench/results/latest.json (by benchmark), which the README quotes.
+ * Full runs of the gateway as it ships are merged into bench/results/latest.json (by benchmark), which
+ * the README quotes. Runs of anything else (gateway Node flags, BENCH_GATEWAY_ENTRY=src) go to
+ * results/experiment.json, so that an experiment never stands in for the shipped figures.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +21,7 @@ import type { BenchContext } from './lib/context.ts';
 import { installSignalCleanup, stopAll } from './lib/proc.ts';
 import { renderResult } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
-import { useGatewayEntry } from './lib/servers.ts';
+import { gatewayNodeFlags, useGatewayEntry } from './lib/servers.ts';
 import { buildGateway, ensureTools, environment } from './lib/tools.ts';
 import { memory } from './memory.ts';
 import { s3Overhead } from './s3.ts';
@@ -69,11 +72,15 @@ async function main(): Promise<number> {
   console.log(`# velero-download-server benchmarks: ${selected.join(', ')}${quick ? ' (BENCH_QUICK=1: reduced, not a measurement)' : ''}\n`);
   const setupErrors: string[] = [];
   let gatewayDescription = '';
+  /** Not the gateway as it ships: results go to results/experiment.*, never to latest.*. */
+  let experiment = false;
   try {
     await ensureTools(selected.flatMap((id) => BENCHMARKS[id]!.tools), ctx.log);
     const entry = await buildGateway(ctx.log);
     useGatewayEntry(entry.main);
     gatewayDescription = entry.description;
+    if (gatewayNodeFlags.length) gatewayDescription += `, with Node flags ${gatewayNodeFlags.join(' ')} (BENCH_GATEWAY_NODE_FLAGS)`;
+    if (!entry.asShipped || gatewayNodeFlags.length) experiment = true;
   } catch (err) {
     setupErrors.push((err as Error).message);
   }
@@ -103,7 +110,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const file = fileURLToPath(new URL(`./results/${quick ? 'quick' : 'latest'}.json`, import.meta.url));
+  const file = fileURLToPath(new URL(`./results/${quick ? 'quick' : experiment ? 'experiment' : 'latest'}.json`, import.meta.url));
   await mkdir(fileURLToPath(new URL('./results/', import.meta.url)), { recursive: true });
   const previous = JSON.parse(await readFile(file, 'utf8').catch(() => '{"results":{}}')) as ResultsFile;
   const stored: ResultsFile = {
@@ -113,7 +120,7 @@ async function main(): Promise<number> {
   await writeFile(file, `${JSON.stringify(stored, null, 2)}\n`);
   // The same, as Markdown, for the README to link to.
   const md = [
-    `# Benchmark results${quick ? ' (BENCH_QUICK=1: reduced, not a measurement)' : ''}`,
+    `# Benchmark results${quick ? ' (BENCH_QUICK=1: reduced, not a measurement)' : ''}${experiment ? ' (an experiment: not the gateway as it ships)' : ''}`,
     '',
     'Written by `npm run bench` (and `npm run bench:soak`); each section is from the last run of that benchmark.',
     '',

@@ -7,7 +7,7 @@ export interface Row {
   metric: string;
   unit: string;
   /** By column; missing or undefined prints as "–". */
-  values: Record<string, number | undefined>;
+  values: Record<string, number | null | undefined>;
   /** Decimal places (default 2). */
   digits?: number;
 }
@@ -53,8 +53,9 @@ export function percentile(xs: readonly number[], p: number): number {
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
-export function fmt(v: number | undefined, digits = 2): string {
-  if (v === undefined || Number.isNaN(v)) return '–';
+export function fmt(v: number | null | undefined, digits = 2): string {
+  // null: a value that was NaN or missing when an earlier run was stored as JSON.
+  if (v === undefined || v === null || Number.isNaN(v)) return '–';
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
@@ -77,7 +78,7 @@ export function renderTable(t: Table): string {
     const ratios = t.ratios.map(([a, b]) => {
       const x = r.values[a];
       const y = r.values[b];
-      return x === undefined || y === undefined || y === 0 ? '–' : `${fmt(x / y, 2)}×`;
+      return x == null || y == null || y === 0 ? '–' : `${fmt(x / y, 2)}×`;
     });
     return [`${r.metric} (${r.unit})`, ...cells, ...ratios];
   });

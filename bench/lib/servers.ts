@@ -20,8 +20,11 @@ export function useGatewayEntry(file: string): void {
   main = file;
 }
 
-/** Node flags for the gateway only, e.g. BENCH_GATEWAY_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const gatewayNodeFlags = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+/**
+ * Node flags for the gateway only, e.g. BENCH_GATEWAY_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+ * The gateway is then not run as it ships: bench/run.ts writes such runs to results/experiment.*.
+ */
+export const gatewayNodeFlags = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 export interface Server {
   name: string;

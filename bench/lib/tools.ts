@@ -44,6 +44,8 @@ export interface GatewayEntry {
   main: string;
   /** How it was made, for the report. */
   description: string;
+  /** The compiled build, as the image runs it (not src/ through type stripping). */
+  asShipped: boolean;
 }
 
 /**
@@ -55,7 +57,7 @@ export interface GatewayEntry {
  */
 export async function buildGateway(log: (m: string) => void): Promise<GatewayEntry> {
   if (process.env.BENCH_GATEWAY_ENTRY === 'src') {
-    return { main: `${ROOT}src/main.ts`, description: 'src/main.ts run through Node\'s type stripping (BENCH_GATEWAY_ENTRY=src)' };
+    return { main: `${ROOT}src/main.ts`, description: 'src/main.ts run through Node\'s type stripping (BENCH_GATEWAY_ENTRY=src)', asShipped: false };
   }
   const out = tempDir(await mkdtemp(join(tmpdir(), 'vds-bench-build-')), true);
   await copyFile(`${ROOT}package.json`, join(out, 'package.json'));
@@ -64,7 +66,7 @@ export async function buildGateway(log: (m: string) => void): Promise<GatewayEnt
   log(`$ ${commandLine('node', args)}`);
   const r = await run(process.execPath, args, { cwd: ROOT });
   if (r.code !== 0) throw new Error(`building the gateway failed:\n${r.stdout}${r.stderr}`);
-  return { main: join(out, 'dist', 'main.js'), description: 'compiled JavaScript as shipped (tsc -p tsconfig.build.json into a temp dir, then node dist/main.js)' };
+  return { main: join(out, 'dist', 'main.js'), description: 'compiled JavaScript as shipped (tsc -p tsconfig.build.json into a temp dir, then node dist/main.js)', asShipped: true };
 }
 
 /** Versions and machine facts printed with the results. */

@@ -55,7 +55,7 @@ export const GiB = 1024 * MiB;
 
 export function fmt(v: number | null | undefined, digits = 2): string {
   // null: a value that was NaN or missing when an earlier run was stored as JSON.
-  if (v === undefined || v === null || Number.isNaN(v)) return '–';
+  if (v == null || Number.isNaN(v)) return '–';
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 

@@ -2,7 +2,9 @@
  * Kubernetes mode's wiring, imported only in kubernetes mode: it pulls in @kubernetes/client-node.
  */
 import type { Logger } from 'pino';
+import { ClientLimiter } from './auth/client-limiter.ts';
 import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from './auth/kube-reviews.ts';
+import { keyRingSigner } from './auth/signed-urls.ts';
 import type { ModeParts } from './compose.ts';
 import type { Config } from './config/config.ts';
 import { createKubeClients } from './kube/client.ts';
@@ -10,11 +12,12 @@ import { DownloadRequestController } from './kube/downloadrequest-controller.ts'
 import { CachedObjectReader } from './kube/objects.ts';
 import { SigningKeySource } from './kube/signing-key.ts';
 import { UrlDiscovery } from './kube/url-discovery.ts';
-import { optsIn } from './server/admission.ts';
 import type { AppDeps } from './server/app.ts';
 import type { GatewayMetrics } from './server/metrics.ts';
 import type { DefaultStoreFactory} from './stores/factory.ts';
 import { FILESYSTEM_PROVIDERS } from './stores/factory.ts';
+import { DownloadRequestAdmission, SignedUrls, optsIn } from './velero/downloadrequests.ts';
+import type { DownloadRequestSource } from './velero/downloadrequests.ts';
 import { KubeResolver } from './velero/kube-resolver.ts';
 import { namespaceMatcher } from './velero/namespaces.ts';
 
@@ -26,6 +29,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     qps: config.kubeApiQps,
     burst: config.kubeApiBurst,
     timeoutMs: config.kubeApiTimeoutMs,
+    ...(metrics && { onBudgetRejected: (budget: string) => metrics.rateLimited.inc({ limit: budget }) }),
   });
   const cache = {
     authnTtlMs: config.authnCacheTtlMs,
@@ -43,7 +47,12 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     isFilesystemProvider: (p) => FILESYSTEM_PROVIDERS.has(p),
     tenantFilesystemAllow: config.tenantFilesystemAllow,
   });
-  const authenticator = new TokenReviewAuthenticator(kube, config.tokenAudiences, cache, metrics);
+  const perClient = new ClientLimiter({
+    qps: config.unknownTokenQpsPerClient,
+    burst: config.unknownTokenBurstPerClient,
+    ...(metrics && { onReject: () => metrics.rateLimited.inc({ limit: 'client' }) }),
+  });
+  const authenticator = new TokenReviewAuthenticator(kube, config.tokenAudiences, cache, metrics, perClient);
   const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);
   metrics?.watchCache('tokenreview', authenticator.cache.stats);
   metrics?.watchCache('subjectaccessreview', authorizer.cache.stats);
@@ -61,8 +70,10 @@ export interface KubeServices {
   discovery: UrlDiscovery;
   controller: DownloadRequestController;
   signingKeys: SigningKeySource;
-  /** Extra dependencies for createApp: signed URLs and the admission webhook. */
-  appDeps: Pick<AppDeps, 'signedUrls' | 'admission'>;
+  /** Extra dependencies for createApp: signed DownloadRequest URLs. */
+  appDeps: Pick<AppDeps, 'signedUrls'>;
+  /** The admission webhook's decision, served by the webhook listener. */
+  admission: DownloadRequestAdmission;
   /** Extra fields for /v1/info. */
   info(): Record<string, unknown>;
   stop(): Promise<void>;
@@ -88,20 +99,27 @@ export async function startKubeServices(config: Config, log: Logger, kube: NonNu
   });
   const signingKeys = new SigningKeySource(kube.clients, { namespace: config.namespace });
   await signingKeys.start();
+  const signer = keyRingSigner(() => signingKeys.keys);
+  const serves = namespaceMatcher(config.namespace, config.watchNamespaces);
+  // DownloadRequests from the controller's watch first; a live read (on the caller's budget) when
+  // the watch has not seen the one asked for, or has it in another version.
+  const downloadRequests = (budget: 'objects' | 'webhook'): DownloadRequestSource => ({
+    cached: (namespace, name) => controller.get(namespace, name),
+    live: (namespace, name, signal) => kube.objects.velero('downloadrequests', namespace, name, signal, { fresh: true, budget }),
+  });
   return {
     discovery,
     controller,
     signingKeys,
-    appDeps: {
-      signedUrls: { keys: () => signingKeys.keys },
-      admission: {
-        log,
-        keys: () => signingKeys.keys,
-        baseUrl: () => discovery.current.baseUrl,
-        optedIn: async (namespace, dr, signal) =>
-          optsIn(await kube.resolver.storageLocationOf(kube.resolver.targetOfDownloadRequest(dr, namespace), signal), config.serveAllLocations),
-      },
-    },
+    appDeps: { signedUrls: new SignedUrls({ signer, serves, downloadRequests: downloadRequests('objects') }) },
+    admission: new DownloadRequestAdmission({
+      signer,
+      serves,
+      downloadRequests: downloadRequests('webhook'),
+      baseUrl: () => discovery.current.baseUrl,
+      optedIn: async (target, signal) =>
+        config.serveAllLocations || optsIn(await kube.resolver.storageLocationOf(target, signal, { budget: 'webhook' }), false),
+    }),
     info: () => ({ url: discovery.current.baseUrl, urlSource: discovery.current.source, urlDetail: discovery.current.detail }),
     async stop() {
       signingKeys.stop();

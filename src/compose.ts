@@ -99,13 +99,15 @@ export async function certificateSource(
     return { source, caPem: () => undefined, certFile: config.tlsCertFile };
   }
   if (config.mode === 'kubernetes' && kube) {
-    const { SecretCertificateSource } = await import('./tls/secret.ts');
+    const { SecretCertificateSource, serviceDnsNames } = await import('./tls/secret.ts');
+    // The webhook's Service names too: the API server calls it by them and checks the certificate.
+    const webhookSans = config.webhookListen ? serviceDnsNames(config.webhookServiceName, config.namespace) : [];
     const source = await SecretCertificateSource.start(kube, {
       namespace: config.namespace,
       secretName: config.tlsSecret,
       serviceName: config.serviceName,
       ...(config.fqdn && { fqdn: config.fqdn }),
-      extraSans: config.tlsExtraSans,
+      extraSans: [...config.tlsExtraSans, ...webhookSans],
       validityDays: config.tlsValidityMs / 86_400_000,
       onError,
       onEvent: (e) =>

@@ -8,6 +8,7 @@ import express from 'express';
 import { buildMode, certificateSource, createStoreFactory, startKubeServices } from './compose.ts';
 import { loadConfig } from './config/config.ts';
 import type { Config } from './config/config.ts';
+import { createWebhookApp } from './server/admission.ts';
 import { createApp, errorHandler, healthRoutes } from './server/app.ts';
 import type { HealthState } from './server/app.ts';
 import { addressOf, listenHttps, shutdown } from './server/listener.ts';
@@ -36,10 +37,11 @@ async function run(config: Config): Promise<void> {
   const cert = await certificateSource(config, log, parts.kube?.clients);
   const reloader = cert.source;
 
+  const audit = createAuditLogger(config.logLevel, config.auditLog);
   const app = createApp({
     ...parts,
     log,
-    audit: createAuditLogger(config.logLevel, config.auditLog),
+    audit,
     metrics,
     health,
     ...kubeServices?.appDeps,
@@ -55,6 +57,13 @@ async function run(config: Config): Promise<void> {
 
   const tls = tlsServerOptions(reloader.current);
   const servers: Server[] = [await listenHttps(app, tls, config.listen), await listenHttps(metricsApp, tls, config.metricsListen)];
+  if (config.webhookListen && kubeServices) {
+    // The admission webhook on a listener of its own: never reachable through the download port.
+    const webhookApp = createWebhookApp({ log, audit, admission: kubeServices.admission, metrics });
+    const webhook = await listenHttps(webhookApp, tls, config.webhookListen);
+    servers.push(webhook);
+    log.info({ webhook: `https://${addressOf(webhook).host}:${addressOf(webhook).port}` }, 'admission webhook listening');
+  }
   metrics.setCertificateExpiry(reloader.current.notAfter);
   reloader.on('change', (pair) => {
     for (const s of servers) s.setSecureContext(tlsServerOptions(pair));

@@ -7,8 +7,9 @@
  */
 import type { V1SubjectAccessReview, V1TokenReview } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
-import { abortable } from '../util/abortable.ts';
 import { statusOf } from '../kube/client.ts';
+import { RateLimitedError } from '../util/rate-limited.ts';
+import type { ClientLimiter } from './client-limiter.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
 import { AuthUnavailableError } from './types.ts';
 import type { Authenticator, Authorizer, Decision, ResourceAttributes, ReviewObserver, UserInfo } from './types.ts';
@@ -32,12 +33,12 @@ export const DEFAULT_REVIEW_CACHE: ReviewCacheOptions = {
 };
 
 /**
- * A review's own signal never aborts: callers share merged reviews, so one caller leaving must not
- * cancel it for the others. The client's call timeout bounds it.
+ * The error a failed review becomes: a refusal by a spent budget and a review dropped because every
+ * caller left pass through as they are; anything else means the API server could not answer (503).
  */
-const SHARED = new AbortController().signal;
-
-function unavailable(what: string, err: unknown): AuthUnavailableError {
+function unavailable(what: string, err: unknown, signal: AbortSignal): Error {
+  if (err instanceof RateLimitedError) return err;
+  if (signal.aborted) return signal.reason instanceof Error ? signal.reason : new Error(`${what} abandoned: every caller left`);
   const code = statusOf(err);
   const retry = Number((err as { headers?: Record<string, string> } | null)?.headers?.['retry-after']);
   // The message names the review and the status only: response bodies are not repeated.
@@ -55,24 +56,32 @@ export class TokenReviewAuthenticator implements Authenticator {
   readonly cache: TtlCache<AuthnResult>;
 
   readonly #observer: ReviewObserver | undefined;
+  readonly #perClient: ClientLimiter | undefined;
 
-  constructor(kube: KubeClients, audiences: string[], cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE, observer?: ReviewObserver) {
+  /**
+   * `perClient` limits reviews of tokens the cache does not know, per client address: a cached token
+   * costs nothing, a flood of random ones is refused (429) before it reaches the API server.
+   */
+  constructor(kube: KubeClients, audiences: string[], cache: ReviewCacheOptions = DEFAULT_REVIEW_CACHE, observer?: ReviewObserver, perClient?: ClientLimiter) {
     this.#kube = kube;
     this.#audiences = audiences;
     this.#observer = observer;
+    this.#perClient = perClient;
     this.cache = new TtlCache<AuthnResult>({
       max: cache.maxEntries,
       ttl: (r) => (r.user ? cache.authnTtlMs : cache.authnDeniedTtlMs),
     });
   }
 
-  async authenticate(token: string, signal: AbortSignal): Promise<UserInfo | null> {
+  async authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null> {
     const key = this.cache.keyOf('token', token, ...this.#audiences);
-    const result = this.cache.get(key, () => this.#review(token));
-    return (await abortable(result, signal)).user;
+    const perClient = this.#perClient;
+    const admit = perClient && client !== undefined ? () => perClient.admit(client) : undefined;
+    const result = await this.cache.get(key, (s) => this.#review(token, s), { signal, ...(admit && { admit }) });
+    return result.user;
   }
 
-  async #review(token: string): Promise<AuthnResult> {
+  async #review(token: string, signal: AbortSignal): Promise<AuthnResult> {
     const body: V1TokenReview = {
       apiVersion: 'authentication.k8s.io/v1',
       kind: 'TokenReview',
@@ -81,10 +90,10 @@ export class TokenReviewAuthenticator implements Authenticator {
     const started = performance.now();
     let review: V1TokenReview;
     try {
-      review = await this.#kube.call(SHARED, (o) => this.#kube.authn.createTokenReview({ body }, o));
+      review = await this.#kube.call(signal, (o) => this.#kube.authn.createTokenReview({ body }, o), 'tokenreview');
     } catch (err) {
       this.#observer?.observeReview('tokenreview', (performance.now() - started) / 1000, 'error');
-      throw unavailable('TokenReview', err);
+      throw unavailable('TokenReview', err, signal);
     }
     this.#observer?.observeReview('tokenreview', (performance.now() - started) / 1000, review.status?.authenticated ? 'authenticated' : 'rejected');
     const status = review.status;
@@ -120,13 +129,10 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
 
   async authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
     const key = this.cache.keyOf('sar', JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}, attrs]));
-    return abortable(
-      this.cache.get(key, () => this.#review(user, attrs)),
-      signal,
-    );
+    return this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
   }
 
-  async #review(user: UserInfo, a: ResourceAttributes): Promise<Decision> {
+  async #review(user: UserInfo, a: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
     const body: V1SubjectAccessReview = {
       apiVersion: 'authorization.k8s.io/v1',
       kind: 'SubjectAccessReview',
@@ -148,10 +154,10 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
     const started = performance.now();
     let review: V1SubjectAccessReview;
     try {
-      review = await this.#kube.call(SHARED, (o) => this.#kube.authz.createSubjectAccessReview({ body }, o));
+      review = await this.#kube.call(signal, (o) => this.#kube.authz.createSubjectAccessReview({ body }, o), 'access');
     } catch (err) {
       this.#observer?.observeReview('subjectaccessreview', (performance.now() - started) / 1000, 'error');
-      throw unavailable('SubjectAccessReview', err);
+      throw unavailable('SubjectAccessReview', err, signal);
     }
     const s = review.status;
     this.#observer?.observeReview('subjectaccessreview', (performance.now() - started) / 1000, s?.allowed === true ? 'allowed' : 'denied');

@@ -1,49 +1,54 @@
 /**
- * Signed gateway URLs for the stock velero CLI, which fetches `status.downloadURL` with a plain GET
- * and no token: `<base>/v1/namespaces/<ns>/downloadrequests/<name>?expires=<unix s>&signature=<b64url>`
- * with signature = HMAC-SHA256(key, "GET\n<path>\n<expires>"). Such a URL grants that one
- * DownloadRequest's target until it expires: the same power as the pre-signed store URL Velero writes
- * in the same place. Verification is constant time and accepts the previous key too, so URLs signed
- * just before a key rotation stay valid until they expire.
+ * The gateway's MACs: HMAC-SHA256 with the signing keys every replica shares (Secret
+ * `velero-download-server-signing-key`), over a list of parts, each length-prefixed so that no two
+ * different lists give the same input. The DownloadRequest rules (src/velero/downloadrequests.ts)
+ * decide what is signed: the requester record a DownloadRequest carries, and the gateway URL minted
+ * for it. Verification is constant time, tries the current and the previous key alike (so the time
+ * taken does not tell which matched), and accepts only the canonical base64url spelling of a
+ * signature, so one signature has one string form.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface KeyRing {
-  /** Signs new URLs. */
+  /** Signs everything new. */
   current: Buffer;
-  /** Still verifies URLs signed before the last rotation. */
+  /** Still verifies what was signed before the last rotation. */
   previous?: Buffer;
 }
 
-export type Verdict = { ok: true } | { ok: false; reason: string };
-
-function mac(key: Buffer, method: string, path: string, expires: number): Buffer {
-  return createHmac('sha256', key).update(`${method}\n${path}\n${expires}`).digest();
+/** Signs and checks lists of strings. */
+export interface Signer {
+  /** The signature (43 base64url characters) of `parts` with the current key. */
+  sign(parts: readonly string[]): string;
+  /** Whether `signature` is the canonical signature of `parts` with the current or the previous key. */
+  verify(parts: readonly string[], signature: string): boolean;
 }
 
-/** The query string for `path`, valid until `expires` (Unix seconds). */
-export function signPath(keys: KeyRing, path: string, expires: number): string {
-  const signature = mac(keys.current, 'GET', path, expires).toString('base64url');
-  return `${path}?expires=${expires}&signature=${signature}`;
+/** The only form a signature takes: 256 bits in unpadded base64url. */
+export const SIGNATURE = /^[A-Za-z0-9_-]{43}$/;
+
+function mac(key: Buffer, parts: readonly string[]): Buffer {
+  const h = createHmac('sha256', key);
+  for (const p of parts) h.update(`${Buffer.byteLength(p)}:`).update(p);
+  return h.digest();
 }
 
-/** Checks a signed request; HEAD is verified as GET (it reveals less). */
-export function verifySignature(keys: KeyRing, path: string, expiresRaw: string | undefined, signatureRaw: string | undefined, nowSeconds: number): Verdict {
-  if (!expiresRaw || !/^\d{1,12}$/.test(expiresRaw)) return { ok: false, reason: 'the signed URL has no valid expires parameter' };
-  if (!signatureRaw || !/^[A-Za-z0-9_-]{43}$/.test(signatureRaw)) return { ok: false, reason: 'the signed URL has no valid signature parameter' };
-  const expires = Number(expiresRaw);
-  const given = Buffer.from(signatureRaw, 'base64url');
-  // 43 characters carry 258 bits for 256: the last one's two low bits are padding. Only the canonical
-  // spelling is accepted, so one signature has one string form.
-  if (given.toString('base64url') !== signatureRaw) return { ok: false, reason: 'the signed URL has no valid signature parameter' };
-  let match = false;
-  // Both keys are always tried, so the time taken does not tell which one (or whether) matched.
-  for (const key of [keys.current, keys.previous ?? keys.current]) {
-    const expected = mac(key, 'GET', path, expires);
-    if (given.length === expected.length && timingSafeEqual(given, expected)) match = true;
-  }
-  if (!match) return { ok: false, reason: 'the URL signature does not match (altered, or signed with an unknown key)' };
-  // The expiry is checked after the signature, so an altered expiry reads as what it is: altered.
-  if (expires <= nowSeconds) return { ok: false, reason: `the signed URL expired at ${new Date(expires * 1000).toISOString()}` };
-  return { ok: true };
+/** A Signer over the keys `keys()` returns at each call (they rotate). */
+export function keyRingSigner(keys: () => KeyRing): Signer {
+  return {
+    sign: (parts) => mac(keys().current, parts).toString('base64url'),
+    verify(parts, signature) {
+      if (!SIGNATURE.test(signature)) return false;
+      const given = Buffer.from(signature, 'base64url');
+      // 43 characters carry 258 bits for 256: the last one's two low bits are padding.
+      if (given.toString('base64url') !== signature) return false;
+      const ring = keys();
+      let match = false;
+      for (const key of [ring.current, ring.previous ?? ring.current]) {
+        const expected = mac(key, parts);
+        if (timingSafeEqual(given, expected)) match = true;
+      }
+      return match;
+    },
+  };
 }

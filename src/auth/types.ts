@@ -27,7 +27,8 @@ export interface Decision {
  * a thrown error (the check itself failed → 503, never 401).
  */
 export interface Authenticator {
-  authenticate(token: string, signal: AbortSignal): Promise<UserInfo | null>;
+  /** `client` is the caller's address, for per-client limits on work a stranger can cause. */
+  authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null>;
 }
 
 /** Decides whether a user may perform an action; a thrown error means it could not decide (→ 503). */

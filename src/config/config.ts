@@ -20,6 +20,10 @@ export interface Config {
   listen: HostPort;
   /** Where /healthz, /readyz (and later /metrics) listen, also over HTTPS. */
   metricsListen: HostPort;
+  /** Kubernetes mode: where the DownloadRequest admission webhook listens (its own port); off when undefined. */
+  webhookListen?: HostPort;
+  /** Kubernetes mode: the webhook's Service, whose DNS names a generated certificate covers too. */
+  webhookServiceName: string;
   /** Local mode: the directory laid out like a BackupStorageLocation (absolute). */
   dataDir: string;
   /** Local mode: token file and generated certificate live here (absolute). */
@@ -57,6 +61,9 @@ export interface Config {
   authzDeniedTtlMs: number;
   kubeApiQps: number;
   kubeApiBurst: number;
+  /** Reviews of tokens no cache knows, per client address: sustained per second, and in a burst. */
+  unknownTokenQpsPerClient: number;
+  unknownTokenBurstPerClient: number;
   /** Each Kubernetes API call (reviews included) is abandoned after this long (→ 503). */
   kubeApiTimeoutMs: number;
   /** How long a Velero object or Secret read from the API is reused (a rotated Secret is seen after this). */
@@ -88,6 +95,8 @@ export const FLAGS = {
   mode: flag({ name: 'mode', kind: 'string', help: 'local (static tokens, files) or kubernetes (TokenReview, SubjectAccessReview, BSLs); default kubernetes in a cluster or with a kubeconfig, else local', parse: oneOf('local', 'kubernetes') }),
   listen: flag({ name: 'listen', kind: 'string', default: '0.0.0.0:8443', help: 'HTTPS address of the download API', parse: hostPort }),
   metricsListen: flag({ name: 'metrics-listen', kind: 'string', default: '0.0.0.0:8085', help: 'HTTPS address of /healthz, /readyz and /metrics', parse: hostPort }),
+  webhookListen: flag({ name: 'webhook-listen', kind: 'string', help: 'kubernetes mode: HTTPS address of the DownloadRequest admission webhook, a listener of its own (never the download port); off when not given', parse: hostPort }),
+  webhookServiceName: flag({ name: 'webhook-service-name', kind: 'string', help: 'kubernetes mode: the Service in front of --webhook-listen, whose DNS names a generated certificate covers (default: <service-name>-webhook)', parse: str }),
   dataDir: flag({ name: 'data-dir', kind: 'string', default: './data', help: 'local mode: directory laid out like a BackupStorageLocation', parse: str }),
   stateDir: flag({ name: 'state-dir', kind: 'string', default: './state', help: 'local mode: token file and generated certificate', parse: str }),
   tokenFile: flag({ name: 'token-file', kind: 'string', help: 'local mode: static token CSV (token,user,uid,"group1,group2")', default: undefined, parse: str }),
@@ -110,6 +119,8 @@ export const FLAGS = {
   authzDeniedTtl: flag({ name: 'authz-denied-ttl', kind: 'string', default: '30s', help: 'how long a denied SubjectAccessReview is reused', parse: duration }),
   kubeApiQps: flag({ name: 'kube-api-qps', kind: 'string', default: '100', help: 'sustained Kubernetes API calls per second', parse: positive }),
   kubeApiBurst: flag({ name: 'kube-api-burst', kind: 'string', default: '200', help: 'Kubernetes API calls allowed in a burst', parse: positive }),
+  unknownTokenQpsPerClient: flag({ name: 'unknown-token-qps-per-client', kind: 'string', default: '5', help: 'TokenReviews of tokens no cache knows, per client address and second; past it 429 with Retry-After', parse: positive }),
+  unknownTokenBurstPerClient: flag({ name: 'unknown-token-burst-per-client', kind: 'string', default: '20', help: 'TokenReviews of unknown tokens a client address may cause at once', parse: positive }),
   kubeApiTimeout: flag({ name: 'kube-api-timeout', kind: 'string', default: '10s', help: 'timeout of each Kubernetes API call; a review that times out answers 503', parse: duration }),
   objectCacheTtl: flag({ name: 'object-cache-ttl', kind: 'string', default: '5s', help: 'how long Backups, BSLs and Secrets read from the API are reused', parse: duration }),
   auditLog: flag({ name: 'audit-log', kind: 'string', help: 'also append the audit lines (one per download) to this file', parse: str }),
@@ -182,6 +193,11 @@ export function loadConfig(
   if (v.tlsValidity !== undefined && v.tlsValidity < 3_600_000) errors.push('--tls-validity: at least 1h');
   if (v.tlsSecret !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(v.tlsSecret)) errors.push(`--tls-secret: "${v.tlsSecret}" is not a valid Secret name`);
   if (v.serviceName !== undefined && !DNS1123_LABEL.test(v.serviceName)) errors.push(`--service-name: "${v.serviceName}" is not a valid Service name`);
+  if (v.webhookServiceName !== undefined && !DNS1123_LABEL.test(v.webhookServiceName)) errors.push(`--webhook-service-name: "${v.webhookServiceName}" is not a valid Service name`);
+  if (v.webhookListen !== undefined && mode !== 'kubernetes') errors.push('--webhook-listen: the admission webhook needs kubernetes mode');
+  if (v.webhookListen !== undefined && v.listen !== undefined && v.webhookListen.port !== 0 && v.webhookListen.port === v.listen.port) {
+    errors.push('--webhook-listen: must not share the download listener\'s port (--listen); the webhook has a port of its own');
+  }
   if (mode === 'kubernetes' && kubeconfig !== undefined && !existsSync(resolve(cwd, kubeconfig))) {
     errors.push(`--kubeconfig (or KUBECONFIG): ${resolve(cwd, kubeconfig)} does not exist`);
   }
@@ -208,6 +224,8 @@ export function loadConfig(
       mode,
       listen: v.listen!,
       metricsListen: v.metricsListen!,
+      ...(v.webhookListen !== undefined && { webhookListen: v.webhookListen }),
+      webhookServiceName: v.webhookServiceName ?? `${v.serviceName!}-webhook`,
       dataDir: resolve(cwd, v.dataDir!),
       stateDir,
       tokenFile: v.tokenFile === undefined ? resolve(stateDir, 'tokens.csv') : resolve(cwd, v.tokenFile),
@@ -228,6 +246,8 @@ export function loadConfig(
       authzDeniedTtlMs: v.authzDeniedTtl!,
       kubeApiQps: v.kubeApiQps!,
       kubeApiBurst: v.kubeApiBurst!,
+      unknownTokenQpsPerClient: v.unknownTokenQpsPerClient!,
+      unknownTokenBurstPerClient: v.unknownTokenBurstPerClient!,
       kubeApiTimeoutMs: v.kubeApiTimeout!,
       objectCacheTtlMs: v.objectCacheTtl!,
       ...(v.auditLog !== undefined && { auditLog: resolve(cwd, v.auditLog) }),

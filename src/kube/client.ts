@@ -13,7 +13,10 @@ import {
   Observable,
 } from '@kubernetes/client-node';
 import type { ConfigurationOptions, RequestContext, ResponseContext } from '@kubernetes/client-node';
-import { RateLimiter } from './limiter.ts';
+import { Budgets } from './limiter.ts';
+import type { BudgetName, BudgetObserver } from './limiter.ts';
+
+export type { BudgetName } from './limiter.ts';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -25,6 +28,8 @@ export interface KubeClientOptions {
   burst: number;
   /** Each API call is abandoned after this long. */
   timeoutMs: number;
+  /** Told when a budget refuses a call (metrics). */
+  onBudgetRejected?: BudgetObserver;
 }
 
 export interface KubeClients {
@@ -35,10 +40,11 @@ export interface KubeClients {
   authz: AuthorizationV1Api;
   apiext: ApiextensionsV1Api;
   /**
-   * Runs one API call under the limiter, with `signal` and the call timeout applied to the request.
-   * `call` receives the per-request options to pass as the generated API's last argument.
+   * Runs one API call under `budget`'s limiter (default `background`: the gateway's own work), with
+   * `signal` and the call timeout applied to the request. `call` receives the per-request options to
+   * pass as the generated API's last argument. A budget that is spent rejects with RateLimitedError.
    */
-  call<T>(signal: AbortSignal, call: (options: ConfigurationOptions) => Promise<T>): Promise<T>;
+  call<T>(signal: AbortSignal, call: (options: ConfigurationOptions) => Promise<T>, budget?: BudgetName): Promise<T>;
 }
 
 /** True when running in a pod with a mounted service account. */
@@ -61,7 +67,7 @@ export function createKubeClients(opts: KubeClientOptions): KubeClients {
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromCluster();
   if (opts.context) kc.setCurrentContext(opts.context);
-  const limiter = new RateLimiter(opts.qps, opts.burst);
+  const budgets = new Budgets(opts.qps, opts.burst, opts.onBudgetRejected);
   return {
     kc,
     core: kc.makeApiClient(CoreV1Api),
@@ -69,9 +75,9 @@ export function createKubeClients(opts: KubeClientOptions): KubeClients {
     authn: kc.makeApiClient(AuthenticationV1Api),
     authz: kc.makeApiClient(AuthorizationV1Api),
     apiext: kc.makeApiClient(ApiextensionsV1Api),
-    async call(signal, call) {
+    async call(signal, call, budget = 'background') {
       const timed = AbortSignal.any([signal, AbortSignal.timeout(opts.timeoutMs)]);
-      await limiter.take(timed);
+      await budgets.take(budget, timed);
       return call(signalOptions(timed));
     },
   };

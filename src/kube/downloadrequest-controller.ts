@@ -148,6 +148,11 @@ export class DownloadRequestController {
     return c;
   }
 
+  /** A DownloadRequest as the watch last saw it, without an API call; undefined when not seen (yet). */
+  get(namespace: string, name: string): KubeObject | undefined {
+    return this.#cached(`${namespace}/${name}`);
+  }
+
   /** The CRD capabilities as last read. */
   get capabilities(): CrdCapabilities {
     return this.#caps;

@@ -6,7 +6,8 @@
  */
 import type { V1Secret } from '@kubernetes/client-node';
 import { TtlCache } from '../util/ttl-cache.ts';
-import type { KubeClients } from './client.ts';
+import { RateLimitedError } from '../util/rate-limited.ts';
+import type { BudgetName, KubeClients } from './client.ts';
 import { statusOf } from './client.ts';
 import { KubeUnavailableError } from './errors.ts';
 
@@ -17,18 +18,31 @@ export { KubeUnavailableError };
 export interface KubeObject {
   apiVersion?: string;
   kind?: string;
-  metadata?: { name?: string; namespace?: string; annotations?: Record<string, string>; resourceVersion?: string };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    creationTimestamp?: string | Date;
+    annotations?: Record<string, string>;
+    resourceVersion?: string;
+  };
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
 }
 
-const SHARED = new AbortController().signal;
-
 export type VeleroPlural = 'backups' | 'restores' | 'downloadrequests' | 'backupstoragelocations';
+
+/** How one read is made. */
+export interface ReadOptions {
+  /** The API budget a read that misses the cache is charged to (default `objects`). */
+  budget?: BudgetName;
+  /** Skip the cache and read from the API server now (the result is cached for the next callers). */
+  fresh?: boolean;
+}
 
 export interface ObjectReader {
   /** The object, or undefined when it does not exist. */
-  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal): Promise<KubeObject | undefined>;
+  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts?: ReadOptions): Promise<KubeObject | undefined>;
   secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined>;
 }
 
@@ -53,29 +67,48 @@ export class CachedObjectReader implements ObjectReader {
     this.#cache = new TtlCache<Found<unknown>>({ max: opts.max, ttl: (f) => (f.value === undefined ? opts.missingTtlMs : opts.ttlMs) });
   }
 
-  async velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal): Promise<KubeObject | undefined> {
-    const found = await this.#cache.get(`velero/${plural}/${namespace}/${name}`, () =>
-      this.#read(`${plural}.velero.io`, namespace, name, (o) =>
+  async velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
+    const key = `velero/${plural}/${namespace}/${name}`;
+    const budget = opts.budget ?? 'objects';
+    const load = (s: AbortSignal): Promise<Found<unknown>> =>
+      this.#read(`${plural}.velero.io`, namespace, name, s, budget, (o) =>
         this.#kube.custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', plural, namespace, name }, o) as Promise<KubeObject>,
-      ),
-    );
-    signal.throwIfAborted();
+      );
+    if (opts.fresh) {
+      // Not merged with a read already in flight: that one may have started before the change looked for.
+      const found = await load(signal);
+      this.#cache.set(key, found);
+      return found.value as KubeObject | undefined;
+    }
+    const found = await this.#cache.get(key, load, { signal });
     return found.value as KubeObject | undefined;
   }
 
   async secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined> {
-    const found = await this.#cache.get(`secret/${namespace}/${name}`, () =>
-      this.#read('secrets', namespace, name, (o) => this.#kube.core.readNamespacedSecret({ namespace, name }, o)),
+    const found = await this.#cache.get(
+      `secret/${namespace}/${name}`,
+      (s) => this.#read('secrets', namespace, name, s, 'objects', (o) => this.#kube.core.readNamespacedSecret({ namespace, name }, o)),
+      { signal },
     );
-    signal.throwIfAborted();
     return found.value as V1Secret | undefined;
   }
 
-  async #read<T>(what: string, namespace: string, name: string, get: (o: Parameters<Parameters<KubeClients['call']>[1]>[0]) => Promise<T>): Promise<Found<T>> {
+  /**
+   * One read, shared by concurrent callers through the cache: it runs until the last of them leaves
+   * (then it is dropped) or the client's call timeout ends it.
+   */
+  async #read<T>(
+    what: string,
+    namespace: string,
+    name: string,
+    signal: AbortSignal,
+    budget: BudgetName,
+    get: (o: Parameters<Parameters<KubeClients['call']>[1]>[0]) => Promise<T>,
+  ): Promise<Found<T>> {
     try {
-      // Shared by concurrent callers: bounded by the client's call timeout, not by any one caller's signal.
-      return { value: await this.#kube.call(SHARED, get) };
+      return { value: await this.#kube.call(signal, get, budget) };
     } catch (err) {
+      if (err instanceof RateLimitedError || signal.aborted) throw err;
       const code = statusOf(err);
       if (code === 404) return { value: undefined };
       const retry = Number((err as { headers?: Record<string, string> }).headers?.['retry-after']);

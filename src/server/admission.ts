@@ -1,98 +1,132 @@
 /**
- * The mutating admission webhook for DownloadRequests (issue 8): when Velero's controller writes
- * `status.downloadURL` for a request whose BackupStorageLocation opts in, the API server asks this
- * endpoint, and the answer replaces that URL with a signed gateway URL, so the stock `velero` CLI
- * never sees a store URL it cannot reach. Anything it cannot decode or decide is allowed unpatched
- * (with a log line): the webhook must never stand in Velero's way (the chart also sets
- * failurePolicy: Ignore).
+ * The admission webhook's HTTP side, served only on its own listener (`--webhook-listen`, its own
+ * Service), never on the download port. Any pod may reach it and post a forged review, so it decides
+ * nothing on a review's say-so (src/velero/downloadrequests.ts does the deciding); this file only
+ * bounds the request (64 KiB, a deadline under the API server's timeoutSeconds), answers in the
+ * AdmissionReview shape, counts the outcome and writes the audit lines.
+ *
+ * Every well-formed review is answered "allowed": the webhook never stands in Velero's way. A review
+ * it could not decide (the API server slow, a budget spent, the deadline passed) is answered without a
+ * patch and counted as `failed`: with failurePolicy Ignore those users keep Velero's own URL.
  */
-import type { ErrorRequestHandler, RequestHandler } from 'express';
 import express from 'express';
+import type { ErrorRequestHandler, Express, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { KeyRing } from '../auth/signed-urls.ts';
-import { signPath } from '../auth/signed-urls.ts';
-import type { KubeObject } from '../kube/objects.ts';
+import type { AdmissionDecision, AdmissionRequestLike } from '../velero/downloadrequests.ts';
+import { HttpError, sendStatus, statusBody } from './status.ts';
+import { errorHandler, securityHeaders } from './app.ts';
+import type { GatewayMetrics } from './metrics.ts';
 
 export const ADMISSION_PATH = '/admission/downloadrequests';
-/** Velero's own DownloadRequest lifetime: a signed URL never outlives it. */
-export const MAX_SIGNED_URL_SECONDS = 600;
+/** A DownloadRequest's review is a few KiB; anything much larger is not one. */
+export const MAX_REVIEW_BYTES = 64 * 1024;
+/** Under the chart's timeoutSeconds (5): an answer after the API server gave up is wasted. */
+export const REVIEW_DEADLINE_MS = 3_000;
 
-export interface AdmissionDeps {
+export interface WebhookDeps {
   log: Logger;
-  keys: () => KeyRing;
-  /** The base URL users reach the gateway at, or undefined while unknown. */
-  baseUrl: () => string | undefined;
-  /** Reads the request's target and decides whether its location opts in. */
-  optedIn: (namespace: string, dr: KubeObject, signal: AbortSignal) => Promise<boolean>;
-  now?: () => number;
+  /** Where the audit lines go (default: the main log). */
+  audit?: Logger;
+  admission: { decide(req: AdmissionRequestLike, signal: AbortSignal): Promise<AdmissionDecision> };
+  metrics?: GatewayMetrics;
+  deadlineMs?: number;
 }
 
-interface AdmissionRequest {
-  uid?: unknown;
-  operation?: unknown;
-  namespace?: unknown;
-  object?: KubeObject;
-}
+type Outcome = AdmissionDecision['outcome'] | 'failed';
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
-
-/** The signed gateway URL for one DownloadRequest, expiring with it (at most 10 minutes from now). */
-export function signedDownloadUrl(base: string, keys: KeyRing, namespace: string, name: string, expiration: string | undefined, nowMs: number): string {
-  const cap = Math.floor(nowMs / 1000) + MAX_SIGNED_URL_SECONDS;
-  const requested = expiration ? Math.floor(Date.parse(expiration) / 1000) : NaN;
-  const expires = Number.isFinite(requested) ? Math.min(requested, cap) : cap;
-  const path = `/v1/namespaces/${namespace}/downloadrequests/${name}`;
-  return `${base.replace(/\/+$/, '')}${signPath(keys, path, expires)}`;
-}
-
-export function admissionHandler(deps: AdmissionDeps): (RequestHandler | ErrorRequestHandler)[] {
-  const respond = (uid: string, patch?: unknown[]): Record<string, unknown> => ({
+function review(uid: string, patch?: unknown[]): Record<string, unknown> {
+  return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
-    response: {
-      uid,
-      allowed: true,
-      ...(patch && { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') }),
-    },
-  });
-  const handler: RequestHandler = async (req, res) => {
-    const review = req.body as { apiVersion?: unknown; kind?: unknown; request?: AdmissionRequest } | undefined;
-    const request = review?.request;
-    const uid = str(request?.uid) ?? '';
-    const allow = (why: string, level: 'debug' | 'warn' = 'debug'): void => {
-      deps.log[level]({ uid, why }, 'admission: allowed without a patch');
-      res.json(respond(uid));
-    };
-    if (review?.kind !== 'AdmissionReview' || !request || !uid) return allow('not an AdmissionReview', 'warn');
-    const dr = request.object;
-    const namespace = str(request.namespace) ?? str(dr?.metadata?.namespace);
-    const name = str(dr?.metadata?.name);
-    const downloadURL = str(dr?.status?.downloadURL);
-    if (!dr || dr.kind !== 'DownloadRequest' || !namespace || !name) return allow('not a DownloadRequest', 'warn');
-    if (request.operation !== 'UPDATE' && request.operation !== 'CREATE') return allow('not a write');
-    if (!downloadURL) return allow('no status.downloadURL yet');
-    const base = deps.baseUrl();
-    if (!base) return allow('the gateway does not know its URL yet', 'warn');
-    if (downloadURL.startsWith(`${base.replace(/\/+$/, '')}/`)) return allow('already a gateway URL');
-    try {
-      if (!(await deps.optedIn(namespace, dr, AbortSignal.timeout(5_000)))) return allow('the location does not opt in');
-    } catch (err) {
-      return allow(`could not decide: ${(err as Error).message}`, 'warn');
-    }
-    const signed = signedDownloadUrl(base, deps.keys(), namespace, name, str(dr.status?.expiration), (deps.now ?? Date.now)());
-    deps.log.info({ uid, namespace, name }, 'admission: replaced status.downloadURL with a signed gateway URL');
-    res.json(respond(uid, [{ op: 'replace', path: '/status/downloadURL', value: signed }]));
+    response: { uid, allowed: true, ...(patch && { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') }) },
   };
-  // A body that is not even JSON is still answered "allowed", never with an error status.
-  const undecodable: ErrorRequestHandler = (err: unknown, _req, res, _next) => {
-    deps.log.warn({ why: (err as Error).message }, 'admission: undecodable request allowed without a patch');
-    res.json(respond(''));
-  };
-  // AdmissionReviews carry the whole object; 3 MiB is the API server's own request limit.
-  return [express.json({ limit: '3mb', type: () => true }), handler, undecodable];
 }
 
-/** Whether a BSL opts in: its annotation, or every location when the gateway serves them all. */
-export function optsIn(bsl: KubeObject, serveAllLocations: boolean): boolean {
-  return serveAllLocations || bsl.metadata?.annotations?.['download-server.velero.io/enabled'] === 'true';
+function handler(deps: WebhookDeps): RequestHandler {
+  const audit = deps.audit ?? deps.log;
+  return async (req, res) => {
+    const body = req.body as { apiVersion?: unknown; kind?: unknown; request?: (AdmissionRequestLike & { uid?: unknown }) | null } | undefined;
+    const request = body?.request;
+    if (body?.apiVersion !== 'admission.k8s.io/v1' || body.kind !== 'AdmissionReview' || !request || typeof request.uid !== 'string' || request.uid === '') {
+      throw new HttpError(400, 'BadRequest', 'the body is not an admission.k8s.io/v1 AdmissionReview with a request');
+    }
+    const uid = request.uid;
+    const operation = typeof request.operation === 'string' && /^[A-Z]{1,16}$/.test(request.operation) ? request.operation : 'other';
+    const count = (outcome: Outcome): void => deps.metrics?.admissionReviews.inc({ operation, outcome });
+    const ac = new AbortController();
+    const onClose = (): void => ac.abort(new Error('the API server closed the connection'));
+    res.once('close', onClose);
+    let decision: AdmissionDecision;
+    try {
+      decision = await deps.admission.decide(request, AbortSignal.any([ac.signal, AbortSignal.timeout(deps.deadlineMs ?? REVIEW_DEADLINE_MS)]));
+    } catch (err) {
+      count('failed');
+      const { name, message } = err as Error;
+      deps.log.warn({ reviewUid: uid, operation, err: { name, message } }, 'admission: could not decide; allowed without a patch');
+      if (!res.headersSent && !ac.signal.aborted) res.json(review(uid));
+      return;
+    } finally {
+      res.off('close', onClose);
+    }
+    count(decision.outcome);
+    switch (decision.outcome) {
+      case 'skipped':
+        deps.log.debug({ reviewUid: uid, operation, why: decision.why }, 'admission: allowed without a patch');
+        res.json(review(uid));
+        return;
+      case 'recorded':
+        audit.info({ audit: 'downloadrequest-recorded', reviewUid: uid, downloadRequest: decision.downloadRequest, user: decision.requester.username, groups: decision.requester.groups }, 'audit');
+        break;
+      case 'minted':
+        audit.info(
+          {
+            audit: 'signed-url-minted',
+            reviewUid: uid,
+            downloadRequest: decision.downloadRequest,
+            target: decision.target,
+            user: decision.requester.username,
+            groups: decision.requester.groups,
+            expires: decision.expires.toISOString(),
+          },
+          'audit',
+        );
+        break;
+    }
+    res.json(review(uid, decision.patch));
+  };
+}
+
+/** Bodies over the limit or not JSON: a Status, never a review (no API server sends them). */
+const bodyErrors: ErrorRequestHandler = (err: unknown, _req, res, next) => {
+  const type = (err as { type?: unknown } | null)?.type;
+  if (type === 'entity.too.large') {
+    sendStatus(res, { body: statusBody(413, 'RequestEntityTooLarge', `an AdmissionReview for this webhook is at most ${MAX_REVIEW_BYTES} bytes`), headers: {}, serverSide: false });
+    return;
+  }
+  if (type === 'entity.parse.failed') {
+    sendStatus(res, { body: statusBody(400, 'BadRequest', 'the body is not JSON'), headers: {}, serverSide: false });
+    return;
+  }
+  next(err);
+};
+
+/** The webhook listener's whole application: one route, everything else 404. */
+export function createWebhookApp(deps: WebhookDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(securityHeaders());
+  app
+    .route(ADMISSION_PATH)
+    .post(express.json({ limit: MAX_REVIEW_BYTES, type: () => true }), handler(deps))
+    .all((req, res, next) => {
+      res.setHeader('Allow', 'POST');
+      next(new HttpError(405, 'MethodNotAllowed', `the method ${req.method} is not allowed here; allowed: POST`));
+    });
+  app.use((req, _res, next) => {
+    next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));
+  });
+  app.use(bodyErrors);
+  app.use(errorHandler(deps.log));
+  return app;
 }

@@ -9,16 +9,15 @@ import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/types.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
-import { authenticate, rejectQueryTokens, userOf } from './authn.ts';
+import { authenticate, peerAddress, rejectQueryTokens, userOf } from './authn.ts';
+import type { ClientAddressOf } from './authn.ts';
 import { downloadHandler, localsOf } from './download.ts';
 import type { DownloadDeps } from './download.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, targetFromDownloadRequest, targetFromRequest } from './routes.ts';
 import type { GatewayMetrics, RouteLabel } from './metrics.ts';
-import type { KeyRing } from '../auth/signed-urls.ts';
-import { verifySignature } from '../auth/signed-urls.ts';
 import type { UserInfo } from '../auth/types.ts';
-import { ADMISSION_PATH, admissionHandler } from './admission.ts';
-import type { AdmissionDeps } from './admission.ts';
+import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
+import type { SignedGrant } from '../velero/downloadrequests.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 
 export interface AppDeps extends DownloadDeps {
@@ -28,16 +27,15 @@ export interface AppDeps extends DownloadDeps {
   health: HealthState;
   /** Where audit lines go (default: the main log). */
   audit?: Logger;
-  /** Signed DownloadRequest URLs for the stock velero CLI (kubernetes mode). */
-  signedUrls?: { keys: () => KeyRing; now?: () => number };
-  /** The DownloadRequest admission webhook (kubernetes mode). */
-  admission?: AdmissionDeps;
+  /**
+   * Signed DownloadRequest URLs for the stock velero CLI (kubernetes mode): a request carrying one is
+   * the recorded requester's, authorized like a bearer token's.
+   */
+  signedUrls?: { verify(namespace: string, name: string, query: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<SignedGrant> };
+  /** The client address of a request (per-client limits, access and audit lines); default the TCP peer. */
+  clientAddress?: ClientAddressOf;
 }
 
-/** Who a signed-URL request is, for logs and audit lines: the URL, not a person, carries the grant. */
-export const SIGNED_URL_USER = { username: 'system:velero-download-server:signed-url', groups: [] as string[] };
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
 
 /** Readiness shared by both listeners; false while starting and while draining on shutdown. */
@@ -69,7 +67,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
     const start = (locals.startedAt = performance.now());
     let route: RouteLabel | undefined;
     res.once('close', () => {
-      const { bytes, target, download, ttfb } = locals;
+      const { bytes, target, download, ttfb, via } = locals;
       const user = userOf(res);
       const durationMs = performance.now() - start;
       if (metrics) {
@@ -104,6 +102,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
             namespace: target?.namespace ?? (req.params as Record<string, string | undefined>).namespace,
             target: target ? `${target.owner}/${target.name}` : req.path,
             artifact: target?.artifact,
+            ...(via && { via }),
             bytes: bytes ?? 0,
             status: res.statusCode,
             completed: res.writableFinished,
@@ -188,6 +187,36 @@ export function securityHeaders(): RequestHandler {
   };
 }
 
+/**
+ * The DownloadRequest route after its download marker. With a bearer token the caller must be allowed
+ * to get the DownloadRequest, then its target. With a signed URL (any of its parameters present; they
+ * win over a token) the caller is the requester recorded on the DownloadRequest, and its target is
+ * authorized for that requester in exactly the same way: the URL names who, never what is allowed.
+ */
+function downloadRequestChain(deps: AppDeps, auth: RequestHandler): RequestHandler[] {
+  const byToken = downloadHandler(deps, targetFromDownloadRequest(deps.authorizer, deps.resolver));
+  const signedUrls = deps.signedUrls;
+  if (!signedUrls) return [auth, byToken];
+  const grants = new WeakMap<Request, SignedGrant>();
+  const bySignature = downloadHandler(deps, async (req) => grants.get(req)!.target);
+  const signedOrToken: RequestHandler = async (req, res, next) => {
+    if (!SIGNED_QUERY.some((k) => k in req.query)) return auth(req, res, next);
+    const ac = new AbortController();
+    const onClose = (): void => ac.abort(new Error('client closed the connection'));
+    res.once('close', onClose);
+    try {
+      const grant = await signedUrls.verify(param(req, 'namespace'), param(req, 'name'), req.query, ac.signal);
+      grants.set(req, grant);
+      (res.locals as { user?: UserInfo }).user = grant.requester;
+      localsOf(res).via = 'signed-url';
+    } finally {
+      res.off('close', onClose);
+    }
+    next();
+  };
+  return [signedOrToken, (req, res, next) => (grants.has(req) ? bySignature : byToken)(req, res, next)];
+}
+
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
@@ -203,7 +232,7 @@ export function createApp(deps: AppDeps): Express {
     res.json(deps.info());
   });
 
-  const auth = authenticate(deps.authenticator);
+  const auth = authenticate(deps.authenticator, deps.clientAddress ?? peerAddress);
   for (const owner of Object.keys(DOWNLOAD_PATHS) as OwnerKind[]) {
     const handler = downloadHandler(deps, targetFromRequest(owner));
     app
@@ -212,28 +241,8 @@ export function createApp(deps: AppDeps): Express {
       .head(markDownload(owner), auth, handler)
       .all(methodNotAllowed('GET, HEAD'));
   }
-  const drHandler = downloadHandler(deps, targetFromDownloadRequest(deps.authorizer, deps.resolver));
-  const markDr = markDownload('downloadrequests');
-  const drChain: RequestHandler[] = [markDr, auth, drHandler];
-  if (deps.signedUrls) {
-    const signed = deps.signedUrls;
-    const signedHandler = downloadHandler(deps, (req, _user, signal) => deps.resolver.downloadRequestTarget(param(req, 'namespace'), param(req, 'name'), signal), { preAuthorized: true });
-    // A request with a signature is judged by it alone (no token needed); without one, by its token.
-    drChain.splice(1, 2, async (req, res, next) => {
-      if (typeof req.query.signature !== 'string' && typeof req.query.expires !== 'string') {
-        await new Promise<void>((resolve, reject) => {
-          Promise.resolve(auth(req, res, (err?: unknown) => (err ? reject(err as Error) : resolve()))).catch(reject);
-        });
-        return drHandler(req, res, next);
-      }
-      const verdict = verifySignature(signed.keys(), req.path, str(req.query.expires), str(req.query.signature), Math.floor((signed.now ?? Date.now)() / 1000));
-      if (!verdict.ok) throw new HttpError(403, 'Forbidden', verdict.reason);
-      (res.locals as { user?: UserInfo }).user = SIGNED_URL_USER;
-      return signedHandler(req, res, next);
-    });
-  }
+  const drChain = [markDownload('downloadrequests'), ...downloadRequestChain(deps, auth)];
   app.route(DOWNLOAD_REQUEST_PATH).get(...drChain).head(...drChain).all(methodNotAllowed('GET, HEAD'));
-  if (deps.admission) app.post(ADMISSION_PATH, ...admissionHandler(deps.admission));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));

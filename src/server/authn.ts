@@ -44,14 +44,19 @@ export function userOf(res: Response): UserInfo | undefined {
   return (res.locals as { user?: UserInfo }).user;
 }
 
-export function authenticate(authenticator: Authenticator): RequestHandler {
+/** The address per-client limits are keyed by; the TCP peer unless the app is told better. */
+export type ClientAddressOf = (req: Request) => string;
+
+export const peerAddress: ClientAddressOf = (req) => req.socket.remoteAddress ?? '';
+
+export function authenticate(authenticator: Authenticator, clientOf: ClientAddressOf = peerAddress): RequestHandler {
   return async (req, res, next) => {
     const token = bearerToken(req.get('authorization'));
     const ac = new AbortController();
     const onClose = (): void => ac.abort();
     res.once('close', onClose);
     try {
-      const user = await authenticator.authenticate(token, ac.signal);
+      const user = await authenticator.authenticate(token, ac.signal, clientOf(req));
       if (!user) throw unauthorized('Unauthorized: the bearer token is not valid');
       (res.locals as { user?: UserInfo }).user = user;
     } finally {

@@ -60,6 +60,8 @@ export interface DownloadLocals {
   /** performance.now() when the request arrived, and ms until the headers of a download. */
   startedAt?: number;
   ttfb?: number;
+  /** How the caller was authenticated when not by a bearer token (`signed-url`). */
+  via?: 'signed-url';
 }
 
 export function localsOf(res: Response): DownloadLocals {
@@ -109,11 +111,8 @@ export async function requireAllowed(authorizer: Authorizer, user: UserInfo, att
  */
 export type TargetSource = (req: Request, user: UserInfo, signal: AbortSignal) => Promise<Target>;
 
-/**
- * Streams the target. With `preAuthorized`, the target's artifact is not authorized again: the
- * request carried a valid signed URL for exactly this DownloadRequest.
- */
-export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource, opts: { preAuthorized?: boolean } = {}): RequestHandler {
+/** Streams the target `targetOf` names, once the user may read it. */
+export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): RequestHandler {
   return async (req, res) => {
     const user = userOf(res);
     if (!user) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
@@ -129,7 +128,7 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource, opts
 
     const target = await targetOf(req, user, signal);
     locals.target = target;
-    if (!opts.preAuthorized) await requireAllowed(deps.authorizer, user, attributesOf(target), signal);
+    await requireAllowed(deps.authorizer, user, attributesOf(target), signal);
 
     const location = await deps.resolver.resolve(target, signal);
     const store = await deps.stores.forSpec(location.spec);

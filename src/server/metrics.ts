@@ -21,6 +21,8 @@ export class GatewayMetrics implements ReviewObserver {
   readonly storeErrors: Counter<'provider' | 'operation' | 'reason'>;
   readonly reviewLatency: Histogram<'review' | 'outcome'>;
   readonly certExpiry: Gauge;
+  readonly admissionReviews: Counter<'operation' | 'outcome'>;
+  readonly rateLimited: Counter<'limit'>;
   readonly #caches = new Map<string, CacheStats>();
 
   constructor(opts: { processMetrics?: boolean } = {}) {
@@ -33,6 +35,18 @@ export class GatewayMetrics implements ReviewObserver {
     this.storeErrors = new Counter({ name: 'vds_store_errors_total', help: 'Store errors by provider, operation and reason', labelNames: ['provider', 'operation', 'reason'], registers });
     this.reviewLatency = new Histogram({ name: 'vds_review_duration_seconds', help: 'TokenReview and SubjectAccessReview latency', labelNames: ['review', 'outcome'], buckets: LATENCY_BUCKETS, registers });
     this.certExpiry = new Gauge({ name: 'vds_tls_certificate_expiry_timestamp_seconds', help: "The serving certificate's notAfter, in Unix seconds", registers });
+    this.admissionReviews = new Counter({
+      name: 'vds_admission_reviews_total',
+      help: 'AdmissionReviews answered by operation and outcome (recorded, minted, skipped; failed: could not decide, answered without a patch)',
+      labelNames: ['operation', 'outcome'],
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'vds_rate_limited_total',
+      help: 'Calls refused (429) by a spent limit: a Kubernetes API budget (tokenreview, access, objects, webhook) or the per-client limit on unknown tokens (client)',
+      labelNames: ['limit'],
+      registers,
+    });
     const caches = this.#caches;
     new Counter({
       name: 'vds_review_cache_lookups_total',

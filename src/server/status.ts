@@ -8,7 +8,8 @@ import { AuthUnavailableError } from '../auth/types.ts';
 import { KubeUnavailableError } from '../kube/errors.ts';
 import { EndpointRefusedError, isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
-import { InvalidTargetError, NotFoundError, TenancyError } from '../velero/errors.ts';
+import { RateLimitedError } from '../util/rate-limited.ts';
+import { ForbiddenError, InvalidTargetError, NotFoundError } from '../velero/errors.ts';
 
 export interface StatusDetails {
   name?: string;
@@ -83,11 +84,14 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof NotFoundError) {
     return { body: statusBody(404, 'NotFound', err.message, err.details), headers: {}, serverSide: false };
   }
-  if (err instanceof TenancyError) {
+  if (err instanceof ForbiddenError) {
     return { body: statusBody(403, 'Forbidden', err.message), headers: {}, serverSide: false };
   }
   if (err instanceof InvalidTargetError) {
     return { body: statusBody(400, 'BadRequest', err.message), headers: {}, serverSide: false };
+  }
+  if (err instanceof RateLimitedError) {
+    return { body: statusBody(429, 'TooManyRequests', err.message), headers: { 'Retry-After': String(err.retryAfterSeconds) }, serverSide: false };
   }
   if (err instanceof AuthUnavailableError || err instanceof KubeUnavailableError) {
     return {

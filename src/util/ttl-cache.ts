@@ -7,6 +7,18 @@
  */
 import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { abortable } from './abortable.ts';
+
+/** A load in flight and who waits for it. */
+interface Inflight<V> {
+  promise: Promise<V>;
+  controller: AbortController;
+  /** Callers with a signal still waiting. */
+  waiters: number;
+  /** A caller without a signal joined: never dropped. */
+  pinned: boolean;
+  settled: boolean;
+}
 
 export interface CacheStats {
   hits: number;
@@ -18,7 +30,7 @@ export interface CacheStats {
 export class TtlCache<V extends object> {
   readonly #salt = randomBytes(32).toString('base64');
   readonly #cache: LRUCache<string, V>;
-  readonly #inflight = new Map<string, Promise<V>>();
+  readonly #inflight = new Map<string, Inflight<V>>();
   readonly #ttl: (value: V) => number;
   readonly stats: CacheStats = { hits: 0, misses: 0, merged: 0 };
 
@@ -43,30 +55,70 @@ export class TtlCache<V extends object> {
   /**
    * The cached value for `key`, or the result of `load()`, shared with every concurrent caller of the
    * same key. A thrown load is never cached.
+   *
+   * - `signal`: this caller stops waiting when it aborts. When every caller of a load in flight has
+   *   left that way, the load's own signal aborts and the load is dropped (a review nobody waits for
+   *   any more is not worth its API call); a caller without a signal keeps the load alive.
+   * - `admit`: runs only when this call would start a new load (not on a hit, not when joining one in
+   *   flight); throwing refuses the call before anything is loaded (a per-client limit on misses).
    */
-  async get(key: string, load: () => Promise<V>): Promise<V> {
+  async get(key: string, load: (signal: AbortSignal) => Promise<V>, opts: { signal?: AbortSignal; admit?: () => void } = {}): Promise<V> {
     const cached = this.#cache.get(key);
     if (cached !== undefined) {
       this.stats.hits++;
       return cached;
     }
-    const running = this.#inflight.get(key);
-    if (running) {
+    const { signal } = opts;
+    signal?.throwIfAborted();
+    let entry = this.#inflight.get(key);
+    if (entry) {
       this.stats.merged++;
-      return running;
+    } else {
+      opts.admit?.();
+      this.stats.misses++;
+      entry = this.#start(key, load);
     }
-    this.stats.misses++;
-    const p = load().then((value) => {
-      const ttl = this.#ttl(value);
-      if (ttl > 0) this.#cache.set(key, value, { ttl });
-      return value;
-    });
-    this.#inflight.set(key, p);
+    if (!signal) {
+      entry.pinned = true;
+      return entry.promise;
+    }
+    entry.waiters++;
     try {
-      return await p;
+      return await abortable(entry.promise, signal);
     } finally {
-      this.#inflight.delete(key);
+      entry.waiters--;
+      if (entry.waiters === 0 && !entry.pinned && !entry.settled) {
+        entry.controller.abort(signal.reason);
+        if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+      }
     }
+  }
+
+  #start(key: string, load: (signal: AbortSignal) => Promise<V>): Inflight<V> {
+    const controller = new AbortController();
+    const entry: Inflight<V> = { controller, waiters: 0, pinned: false, settled: false, promise: Promise.resolve() as unknown as Promise<V> };
+    entry.promise = (async () => {
+      try {
+        const value = await load(controller.signal);
+        const ttl = this.#ttl(value);
+        if (ttl > 0 && !controller.signal.aborted) this.#cache.set(key, value, { ttl });
+        return value;
+      } finally {
+        entry.settled = true;
+        if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+      }
+    })();
+    // Rejections reach every caller through their own await; none is left unhandled when all left.
+    entry.promise.catch(() => undefined);
+    this.#inflight.set(key, entry);
+    return entry;
+  }
+
+  /** Stores a value loaded elsewhere (a fresh read that must not join a load already in flight). */
+  set(key: string, value: V): void {
+    const ttl = this.#ttl(value);
+    if (ttl > 0) this.#cache.set(key, value, { ttl });
+    else this.#cache.delete(key);
   }
 
   get size(): number {

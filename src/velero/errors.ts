@@ -21,12 +21,28 @@ export class InvalidTargetError extends Error {
   }
 }
 
-/** A tenancy rule refuses the request (a tenant location without its own credential, ...): 403. */
-export class TenancyError extends Error {
+/** A Velero rule refuses the request although the caller was authenticated: 403. */
+export class ForbiddenError extends Error {
   readonly reason = 'Forbidden';
   constructor(message: string) {
     super(message);
+    this.name = 'ForbiddenError';
+  }
+}
+
+/** A tenancy rule refuses the request (a tenant location without its own credential, ...): 403. */
+export class TenancyError extends ForbiddenError {
+  constructor(message: string) {
+    super(message);
     this.name = 'TenancyError';
+  }
+}
+
+/** A signed DownloadRequest URL that is not (or no longer) honoured: 403, with the same answer whatever exists. */
+export class SignedUrlRefusedError extends ForbiddenError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SignedUrlRefusedError';
   }
 }
 

@@ -4,7 +4,7 @@
  * and the CA from `objectStorage.caCertRef` (which wins) or `caCert`, all in the request's namespace,
  * as Velero's own DownloadRequest controller resolves them.
  */
-import type { KubeObject, ObjectReader, VeleroPlural } from '../kube/objects.ts';
+import type { KubeObject, ObjectReader, ReadOptions, VeleroPlural } from '../kube/objects.ts';
 import type { StoreSpec } from '../stores/spec.ts';
 import { findArtifactByKind } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
@@ -47,15 +47,18 @@ export class KubeResolver implements Resolver {
     return { spec: await this.#specOf(bsl, target.namespace, signal), key };
   }
 
-  /** The BackupStorageLocation a target's data lives in: Restore → Backup → spec.storageLocation. */
-  async storageLocationOf(target: Target, signal: AbortSignal): Promise<KubeObject> {
+  /**
+   * The BackupStorageLocation a target's data lives in: Restore → Backup → spec.storageLocation.
+   * `read` says which API budget reads that miss the cache are charged to.
+   */
+  async storageLocationOf(target: Target, signal: AbortSignal, read?: ReadOptions): Promise<KubeObject> {
     this.#checkServed(target.namespace);
     const backupName =
-      target.owner === 'backups' ? target.name : this.#backupOfRestore(await this.#get('restores', target.namespace, target.name, signal));
-    const backup = await this.#get('backups', target.namespace, backupName, signal);
+      target.owner === 'backups' ? target.name : this.#backupOfRestore(await this.#get('restores', target.namespace, target.name, signal, read));
+    const backup = await this.#get('backups', target.namespace, backupName, signal, read);
     const bslName = str(backup.spec?.storageLocation);
     if (!bslName) throw new NotFoundError(`backup "${backupName}" names no storage location (spec.storageLocation)`, { group: 'velero.io', kind: 'backups', name: backupName });
-    return this.#get('backupstoragelocations', target.namespace, bslName, signal);
+    return this.#get('backupstoragelocations', target.namespace, bslName, signal, read);
   }
 
   /** The target a DownloadRequest object names (already read), or InvalidTargetError. */
@@ -90,8 +93,8 @@ export class KubeResolver implements Resolver {
     return b;
   }
 
-  async #get(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal): Promise<KubeObject> {
-    const obj = await this.#objects.velero(plural, namespace, name, signal);
+  async #get(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, read?: ReadOptions): Promise<KubeObject> {
+    const obj = await this.#objects.velero(plural, namespace, name, signal, read);
     if (!obj) throw new NotFoundError(`${plural}.velero.io "${name}" not found in namespace "${namespace}"`, { group: 'velero.io', kind: plural, name });
     // Whatever an object says, everything a request resolves lives in the request's namespace.
     if (obj.metadata?.namespace !== undefined && obj.metadata.namespace !== namespace) {

@@ -3,8 +3,9 @@
  * - issue 5: create a DownloadRequest, read the gateway URL from its annotation, fetch it with a
  *   bearer token, trusting the CA from the certificate Secret;
  * - issue 8: what the stock velero CLI does: create a DownloadRequest, poll status.downloadURL every
- *   25 ms, plain GET with only --cacert, gunzip. Velero's controller writing status.downloadURL is
- *   played by the test, through the gateway's admission webhook, as the API server would call it.
+ *   25 ms, plain GET with only --cacert, gunzip. The API server's admission calls (CREATE with the
+ *   creator's identity, UPDATE when Velero's controller writes status) are played by the test, with
+ *   curl against the webhook's own port, as the API server would call it.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -16,7 +17,9 @@ import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { BACKUP, NS, kubeFixture, velero } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
-import { curl, startGateway } from '../support/processes.ts';
+import { AdmissionFlow } from '../support/admission.ts';
+import type { ReviewResponse } from '../support/admission.ts';
+import { curl, curlLive, startGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 
 async function freePort(): Promise<number> {
@@ -41,6 +44,8 @@ describe('DownloadRequests end to end', () => {
   let fx: KubeFixture;
   let gw: GatewayProcess;
   let cacert: string;
+  let webhookUrl: string;
+  let flow: AdmissionFlow;
   const logText = 'time="2026-11-23T10:00:00Z" level=info msg="Backup completed"\n';
 
   before(async () => {
@@ -49,9 +54,19 @@ describe('DownloadRequests end to end', () => {
     await writeFile(join(fx.fsRoot, 'bsl-bucket', 'cluster-a', 'backups', BACKUP, `${BACKUP}-logs.gz`), gzipSync(logText));
     const bsl = fx.api.get('velero.io/v1', 'BackupStorageLocation', 'default', NS)!;
     fx.api.put({ ...bsl, metadata: { ...bsl.metadata, annotations: { 'download-server.velero.io/enabled': 'true' } } });
-    const port = await freePort();
-    gw = await startGateway(fx.args('--listen', `127.0.0.1:${port}`, '--fqdn', `127.0.0.1:${port}`));
+    const [port, webhookPort] = [await freePort(), await freePort()];
+    gw = await startGateway(fx.args('--listen', `127.0.0.1:${port}`, '--fqdn', `127.0.0.1:${port}`, '--webhook-listen', `127.0.0.1:${webhookPort}`));
     cacert = await fx.caFile();
+    webhookUrl = `https://127.0.0.1:${webhookPort}/admission/downloadrequests`;
+    flow = new AdmissionFlow(
+      fx.api,
+      async (body): Promise<ReviewResponse> => {
+        const r = await curl(['--cacert', cacert, '-H', 'Content-Type: application/json', '--data-binary', JSON.stringify(body), '-w', '\n%{http_code}', webhookUrl]);
+        const lines = r.stdout.toString().split('\n');
+        return { status: Number(lines.pop()), body: JSON.parse(lines.join('\n')) as ReviewResponse['body'] };
+      },
+      NS,
+    );
   });
   after(async () => {
     await gw?.stop();
@@ -72,20 +87,11 @@ describe('DownloadRequests end to end', () => {
 
   test('issue 8: the stock CLI flow: poll status.downloadURL every 25 ms, plain GET with only --cacert, gunzip', async () => {
     const name = `${BACKUP}-${randomUUID()}`;
-    // 1. The CLI creates the request.
-    fx.api.put(velero('DownloadRequest', name, { target: { kind: 'BackupLog', name: BACKUP } }));
-    // 2. Velero's controller writes status with a store URL the user cannot reach; the API server
-    //    sends the update through the mutating webhook and stores the patched object.
-    const object = { ...dr(name)!, status: { phase: 'Processed', downloadURL: 'http://minio.velero.svc:9000/velero/x?X-Amz-Signature=1', expiration: new Date(Date.now() + 600_000).toISOString() } };
-    const review = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: randomUUID(), operation: 'UPDATE', namespace: NS, object } };
-    const hook = await curl(['--cacert', cacert, '--fail', '-H', 'Content-Type: application/json', '--data-binary', JSON.stringify(review), `${gw.url}/admission/downloadrequests`]);
-    assert.equal(hook.code, 0, hook.stderr);
-    const response = (JSON.parse(hook.stdout.toString()) as { response: { allowed: boolean; patch: string } }).response;
-    assert.equal(response.allowed, true);
-    const [op] = JSON.parse(Buffer.from(response.patch, 'base64').toString()) as { path: string; value: string }[];
-    assert.equal(op!.path, '/status/downloadURL');
-    const current = dr(name)!;
-    fx.api.put({ ...current, status: { ...object.status, downloadURL: op!.value } });
+    // 1. dave creates the request; the API server sends the CREATE through the webhook, which records him.
+    await flow.create({ username: 'dave', groups: ['backup-readers', 'system:authenticated'] }, name, { kind: 'BackupLog', name: BACKUP });
+    // 2. Velero's controller writes status with a store URL the user cannot reach; the UPDATE goes
+    //    through the webhook, which swaps in a gateway URL, and the API server stores the result.
+    await flow.processed(name);
     // 3. The CLI polls every 25 ms until downloadURL is set, then GETs it with no token.
     const downloadURL = await until('status.downloadURL', () => (dr(name)?.status as { downloadURL?: string } | undefined)?.downloadURL, 25);
     assert.ok(downloadURL.startsWith(`${gw.url}/`), downloadURL);
@@ -95,6 +101,30 @@ describe('DownloadRequests end to end', () => {
     // The same URL for another request's path is refused.
     const forged = await curl(['--cacert', cacert, '-w', '\n%{http_code}', downloadURL.replace(name, 'dr-restore-log')]);
     assert.equal(forged.stdout.toString().split('\n').at(-1), '403');
+  });
+
+  test('the webhook is not on the download port: POST /admission/downloadrequests there is a 404 Status', async () => {
+    const r = await curl(['--cacert', cacert, '-H', 'Content-Type: application/json', '--data-binary', '{}', '-w', '\n%{http_code}', `${gw.url}/admission/downloadrequests`]);
+    const lines = r.stdout.toString().split('\n');
+    assert.equal(lines.pop(), '404');
+    assert.equal((JSON.parse(lines.join('\n')) as { kind: string }).kind, 'Status');
+  });
+
+  test('a DownloadRequest deleted mid-stream does not cut the transfer: it was checked when the request started', async () => {
+    const name = `${BACKUP}-${randomUUID()}`;
+    await flow.create({ username: 'alice', groups: ['system:authenticated'] }, name, { kind: 'BackupContents', name: BACKUP });
+    await flow.processed(name);
+    const downloadURL = (dr(name)!.status as { downloadURL: string }).downloadURL;
+    // 3 MiB at 1 MiB/s: about three seconds on the wire.
+    const live = curlLive(['--cacert', cacert, '--fail', '--limit-rate', '1M', downloadURL]);
+    await new Promise((r) => setTimeout(r, 700));
+    fx.api.remove('velero.io/v1', 'DownloadRequest', name, NS);
+    const r = await live.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout, fx.files.contents);
+    // A new request with the same URL is refused now.
+    const again = await curl(['--cacert', cacert, '-w', '\n%{http_code}', '-o', '/dev/null', downloadURL]);
+    assert.equal(again.stdout.toString().trim().split('\n').at(-1), '403');
   });
 
   test('/v1/info serves the URL, how it was chosen, and the CA', async () => {

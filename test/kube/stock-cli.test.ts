@@ -1,133 +1,246 @@
 /**
- * Issue 8: the stock velero CLI through the gateway. The admission webhook swaps Velero's
- * unreachable store URL for a signed gateway URL; a signed URL works without a token, for that one
- * DownloadRequest, until it expires.
+ * The stock velero CLI through the gateway: the webhook records who created a DownloadRequest and,
+ * when Velero writes its store URL, swaps in a gateway URL bound to that one DownloadRequest. A signed
+ * URL is the recorded requester's, authorized like a bearer token, and only while the live object
+ * carries it. The API server's admission calls are played by test/support/admission.ts.
+ *
+ * Replays the security review's findings on the signed route: a URL serving another target than the
+ * one it was minted for, a user allowed only backups/log getting the contents, a URL outliving its
+ * DownloadRequest, a URL no write ever stored, no audit line for a minted URL.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
-import { signPath } from '../../src/auth/signed-urls.ts';
+import { keyRingSigner } from '../../src/auth/signed-urls.ts';
 import { SigningKeySource } from '../../src/kube/signing-key.ts';
-import { NS, kubeFixture, velero } from '../support/kube-fixture.ts';
-import type { KubeFixture } from '../support/kube-fixture.ts';
+import { createKubeClients } from '../../src/kube/client.ts';
+import { REQUESTER_ANNOTATIONS, signedPath } from '../../src/velero/downloadrequests.ts';
+import { AdmissionFlow, applyJsonPatch, patchOf, review } from '../support/admission.ts';
+import type { ReviewResponse, ReviewUser } from '../support/admission.ts';
 import { binary } from '../support/http.ts';
 import { inProcessGateway } from '../support/in-process.ts';
 import type { InProcessGateway } from '../support/in-process.ts';
-import { createKubeClients } from '../../src/kube/client.ts';
+import { BACKUP, NS, kubeFixture, velero } from '../support/kube-fixture.ts';
+import type { KubeFixture } from '../support/kube-fixture.ts';
+import type { KubeObject } from '../support/kube-apiserver/index.ts';
 
-const STORE_URL = 'http://minio.velero.svc:9000/velero/backups/nightly/nightly-logs.gz?X-Amz-Signature=abc';
+const ALICE: ReviewUser = { username: 'alice', uid: 'uid-alice', groups: ['system:authenticated'] };
+const BOB: ReviewUser = { username: 'bob', groups: ['system:authenticated'] };
+const CAROL: ReviewUser = { username: 'carol', groups: ['system:authenticated'] };
 
-function review(object: unknown, operation = 'UPDATE'): Record<string, unknown> {
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: { uid: 'e911857d-c318-11e8-bbad-025000000001', operation, namespace: NS, subResource: 'status', object },
-  };
-}
-const drObject = (name: string, status: Record<string, unknown>) => ({
-  ...velero('DownloadRequest', name, { target: { kind: 'BackupLog', name: 'nightly' } }),
-  status,
-});
-const decodePatch = (body: { response: { patch?: string; patchType?: string } }): unknown =>
-  body.response.patch ? JSON.parse(Buffer.from(body.response.patch, 'base64').toString()) : undefined;
+type Status = { kind: string; reason: string; code: number; message: string };
 
-describe('stock velero CLI support: webhook and signed URLs', () => {
+describe('stock velero CLI: requester records and signed URLs', () => {
   let fx: KubeFixture;
   let gw: InProcessGateway;
+  let flow: AdmissionFlow;
+  const post = async (body: unknown): Promise<ReviewResponse> => {
+    const res = await request(gw.webhook!).post('/admission/downloadrequests').send(body as object);
+    return { status: res.status, body: res.body as ReviewResponse['body'] };
+  };
+  const urlOf = (dr: KubeObject): URL => new URL((dr.status as { downloadURL: string }).downloadURL);
+  const get = async (u: URL): Promise<{ status: number; body: Buffer }> => {
+    const res = await binary(request(gw.app).get(`${u.pathname}${u.search}`));
+    return { status: res.status, body: res.body as Buffer };
+  };
+  const dr = (name: string) => fx.api.get('velero.io/v1', 'DownloadRequest', name, NS)!;
+
   before(async () => {
     fx = await kubeFixture();
-    // The fixture's BSL opts in; a second one does not.
-    fx.api.put(velero('BackupStorageLocation', 'default', { provider: 'replicated.com/hostpath', objectStorage: { bucket: 'bsl-bucket', prefix: 'cluster-a' } }));
     const bsl = fx.api.get('velero.io/v1', 'BackupStorageLocation', 'default', NS)!;
     fx.api.put({ ...bsl, metadata: { ...bsl.metadata, annotations: { 'download-server.velero.io/enabled': 'true' } } });
-    fx.api.put(velero('BackupStorageLocation', 'private', { provider: 'aws', objectStorage: { bucket: 'b' } }));
-    fx.api.put(velero('Backup', 'other', { storageLocation: 'private' }));
     gw = await inProcessGateway(fx.args('--fqdn', 'backups.example.com', '--object-cache-ttl', '300ms'), {}, { kubeServices: true });
+    flow = new AdmissionFlow(fx.api, post, NS);
   });
   after(async () => {
     await gw?.stop();
     await fx?.close();
   });
 
-  test('webhook: an opted-in request gets its downloadURL replaced by a signed gateway URL', async () => {
-    const expiration = new Date(Date.now() + 600_000).toISOString();
-    const res = await request(gw.app).post('/admission/downloadrequests').send(review(drObject('dr-log', { phase: 'Processed', downloadURL: STORE_URL, expiration })));
-    assert.equal(res.status, 200);
-    const body = res.body as { apiVersion: string; kind: string; response: { uid: string; allowed: boolean; patchType?: string; patch?: string } };
-    assert.equal(body.kind, 'AdmissionReview');
-    assert.equal(body.response.uid, 'e911857d-c318-11e8-bbad-025000000001');
-    assert.equal(body.response.allowed, true);
-    assert.equal(body.response.patchType, 'JSONPatch');
-    const patch = decodePatch(body) as { op: string; path: string; value: string }[];
-    assert.equal(patch.length, 1);
-    assert.equal(patch[0]!.op, 'replace');
-    assert.equal(patch[0]!.path, '/status/downloadURL');
-    const url = new URL(patch[0]!.value);
+  test('the whole flow: alice creates, Velero processes, the URL serves the log without a token, as alice, with audit lines', async () => {
+    const name = `${BACKUP}-${randomUUID()}`;
+    const created = await flow.create(ALICE, name, { kind: 'BackupLog', name: BACKUP });
+    assert.equal(created.metadata?.annotations?.[REQUESTER_ANNOTATIONS.user], 'alice');
+    assert.equal(created.metadata?.annotations?.[REQUESTER_ANNOTATIONS.uid], 'uid-alice');
+    assert.equal(created.metadata?.annotations?.[REQUESTER_ANNOTATIONS.groups], 'system:authenticated');
+    const expiration = new Date(Date.now() + 300_000);
+    const { stored } = await flow.processed(name, undefined, expiration);
+    const url = urlOf(stored);
     assert.equal(url.origin, 'https://backups.example.com');
-    assert.equal(url.pathname, `/v1/namespaces/${NS}/downloadrequests/dr-log`);
-    assert.equal(Number(url.searchParams.get('expires')), Math.floor(Date.parse(expiration) / 1000));
-    // The signed URL serves the log with no token at all.
-    const got = await binary(request(gw.app).get(`${url.pathname}${url.search}`));
+    assert.equal(url.pathname, `/v1/namespaces/${NS}/downloadrequests/${name}`);
+    assert.equal(url.searchParams.get('uid'), stored.metadata?.uid);
+    assert.equal(url.searchParams.get('kind'), 'BackupLog');
+    assert.equal(url.searchParams.get('target'), BACKUP);
+    assert.equal(Number(url.searchParams.get('expires')), Math.floor(expiration.getTime() / 1000));
+
+    const got = await get(url);
     assert.equal(got.status, 200);
     assert.deepEqual(got.body, fx.files.log);
+
+    const audits = gw.logs.filter((l) => typeof l.audit === 'string');
+    const recorded = audits.find((l) => l.audit === 'downloadrequest-recorded' && l.downloadRequest === `${NS}/${name}`);
+    assert.equal(recorded?.user, 'alice');
+    const minted = audits.find((l) => l.audit === 'signed-url-minted' && l.downloadRequest === `${NS}/${name}`);
+    assert.equal(minted?.user, 'alice');
+    assert.equal(minted?.target, `backups/${BACKUP}/log`);
+    assert.equal(minted?.expires, new Date(Math.floor(expiration.getTime() / 1000) * 1000).toISOString());
+    const downloaded = audits.find((l) => l.audit === 'download' && l.via === 'signed-url' && l.status === 200);
+    assert.equal(downloaded?.user, 'alice', 'the recorded requester, not a synthetic user');
+    assert.deepEqual(downloaded?.groups, ['system:authenticated']);
+    assert.ok(typeof downloaded?.remote === 'string' && downloaded.remote !== '', 'the client address');
   });
 
-  test('webhook: a location that does not opt in, a request without downloadURL, or garbage → allowed, no patch', async () => {
-    fx.api.put(velero('DownloadRequest', 'dr-other', { target: { kind: 'BackupLog', name: 'other' } }));
-    const cases = [
-      review({ ...velero('DownloadRequest', 'dr-other', { target: { kind: 'BackupLog', name: 'other' } }), status: { downloadURL: STORE_URL } }),
-      review(drObject('dr-log', { phase: 'New' })),
-      { hello: 'world' },
-      review({ kind: 'Pod', metadata: { name: 'x', namespace: NS } }),
+  test('the URL is only the recorded requester\'s: bob (backups/log only) gets a URL for the contents, and a 403 naming him', async () => {
+    const contents = `${BACKUP}-${randomUUID()}`;
+    await flow.create(BOB, contents, { kind: 'BackupContents', name: BACKUP });
+    const { stored } = await flow.processed(contents);
+    const refused = await get(urlOf(stored));
+    assert.equal(refused.status, 403);
+    const status = JSON.parse(refused.body.toString()) as Status;
+    assert.equal(status.reason, 'Forbidden');
+    assert.match(status.message, /User "bob" cannot get resource "backups\/contents"/);
+    // His log is his to read.
+    const log = `${BACKUP}-${randomUUID()}`;
+    await flow.create(BOB, log, { kind: 'BackupLog', name: BACKUP });
+    assert.equal((await get(urlOf((await flow.processed(log)).stored))).status, 200);
+    // carol may read nothing: her URL is refused too.
+    const carols = `${BACKUP}-${randomUUID()}`;
+    await flow.create(CAROL, carols, { kind: 'BackupLog', name: BACKUP });
+    assert.equal((await get(urlOf((await flow.processed(carols)).stored))).status, 403);
+  });
+
+  test('a URL is bound to its DownloadRequest: altered or foreign parameters, another name, a wrong key → 403, and no API read', async () => {
+    const name = `${BACKUP}-${randomUUID()}`;
+    await flow.create(ALICE, name, { kind: 'BackupLog', name: BACKUP });
+    const good = urlOf((await flow.processed(name)).stored);
+    assert.equal((await get(good)).status, 200);
+    const variants: [string, (u: URL) => void][] = [
+      ['another DownloadRequest', (u) => (u.pathname = u.pathname.replace(name, 'dr-log'))],
+      ['another kind', (u) => u.searchParams.set('kind', 'BackupContents')],
+      ['another target', (u) => u.searchParams.set('target', 'weekly')],
+      ['another uid', (u) => u.searchParams.set('uid', randomUUID())],
+      ['a later expiry', (u) => u.searchParams.set('expires', String(Number(u.searchParams.get('expires')) + 3600))],
+      ['an altered signature', (u) => u.searchParams.set('signature', `${u.searchParams.get('signature')![0] === 'A' ? 'B' : 'A'}${u.searchParams.get('signature')!.slice(1)}`)],
+      ['no signature', (u) => u.searchParams.delete('signature')],
+      ['signed with another key', (u) => {
+        const other = keyRingSigner(() => ({ current: Buffer.alloc(32, 7) }));
+        const q = new URL(signedPath({ namespace: NS, name, uid: u.searchParams.get('uid')!, kind: 'BackupLog', target: BACKUP, expires: Number(u.searchParams.get('expires')) }, other), 'https://x');
+        u.search = q.search;
+      }],
     ];
-    for (const c of cases) {
-      const res = await request(gw.app).post('/admission/downloadrequests').send(c);
-      assert.equal(res.status, 200, JSON.stringify(c));
-      assert.equal((res.body as { response: { allowed: boolean } }).response.allowed, true);
-      assert.equal(decodePatch(res.body as never), undefined);
+    const reads = fx.api.calls.count({ resource: 'downloadrequests', verb: 'get' });
+    for (const [what, alter] of variants) {
+      const u = new URL(good);
+      alter(u);
+      const res = await get(u);
+      assert.equal(res.status, 403, what);
+      const status = JSON.parse(res.body.toString()) as Status;
+      assert.equal(status.reason, 'Forbidden', what);
+      assert.match(status.message, /not a valid signed DownloadRequest URL/, what);
     }
-    const malformed = await request(gw.app).post('/admission/downloadrequests').set('Content-Type', 'application/json').send('{not json');
-    assert.equal(malformed.status, 200);
-    assert.equal((malformed.body as { response: { allowed: boolean } }).response.allowed, true);
+    assert.equal(fx.api.calls.count({ resource: 'downloadrequests', verb: 'get' }), reads, 'a URL the gateway did not sign costs no API read');
   });
 
-  test('signatures: expired, altered path, altered expiry, altered signature, wrong key → 403; deleted request → 404', async () => {
-    const keys = gw.services!.signingKeys.keys;
-    const now = Math.floor(Date.now() / 1000);
-    const path = `/v1/namespaces/${NS}/downloadrequests/dr-log`;
-    const good = signPath(keys, path, now + 300);
-    assert.equal((await request(gw.app).get(good)).status, 200);
-    const bad = [
-      signPath(keys, path, now - 1),
-      good.replace('dr-log', 'dr-restore-log'),
-      good.replace(/expires=\d+/, `expires=${now + 3600}`),
-      good.replace(/signature=(.)/, (_m, c: string) => `signature=${c === 'A' ? 'B' : 'A'}`),
-      signPath({ current: Buffer.alloc(32, 7) }, path, now + 300),
-    ];
-    for (const url of bad) {
-      const res = await request(gw.app).get(url);
-      assert.equal(res.status, 403, url);
-      assert.equal((res.body as { reason: string }).reason, 'Forbidden');
+  test('a DownloadRequest deleted and recreated under the same name (same or another target): the old URL is refused', async () => {
+    const name = `${BACKUP}-${randomUUID()}`;
+    await flow.create(ALICE, name, { kind: 'BackupLog', name: BACKUP });
+    const url = urlOf((await flow.processed(name)).stored);
+    assert.equal((await get(url)).status, 200);
+    fx.api.remove('velero.io/v1', 'DownloadRequest', name, NS);
+    const gone = await get(url);
+    assert.equal(gone.status, 403);
+    assert.match((JSON.parse(gone.body.toString()) as Status).message, /no longer exists/);
+    // Recreated with the same target, then with another one; the old URL copied into status each time
+    // (no real writer would: it isolates the uid and target checks from the "carries" check).
+    for (const kind of ['BackupLog', 'BackupContents']) {
+      fx.api.remove('velero.io/v1', 'DownloadRequest', name, NS);
+      await flow.create(ALICE, name, { kind, name: BACKUP });
+      fx.api.put({ ...dr(name), status: { phase: 'Processed', downloadURL: url.href } });
+      const changed = await get(url);
+      assert.equal(changed.status, 403, kind);
+      assert.match((JSON.parse(changed.body.toString()) as Status).message, /deleted or changed/, kind);
     }
-    fx.api.put(velero('DownloadRequest', 'short-lived', { target: { kind: 'BackupLog', name: 'nightly' } }));
-    const url = signPath(keys, `/v1/namespaces/${NS}/downloadrequests/short-lived`, now + 300);
-    assert.equal((await request(gw.app).get(url)).status, 200);
-    fx.api.remove('velero.io/v1', 'DownloadRequest', 'short-lived', NS);
-    await new Promise((r) => setTimeout(r, 500)); // past the object cache
-    assert.equal((await request(gw.app).get(url)).status, 404);
   });
 
-  test('key rotation: URLs signed with the previous key stay valid', async () => {
+  test('a URL minted by a forged review that no write ever stored is refused: the live object must carry it', async () => {
+    const name = `${BACKUP}-${randomUUID()}`;
+    await flow.create(ALICE, name, { kind: 'BackupLog', name: BACKUP });
+    // Velero's own write goes through without the webhook (it was down): the store URL stays.
+    const live = dr(name);
+    fx.api.put({ ...live, status: { phase: 'Processed', downloadURL: 'http://minio.velero.svc:9000/x', expiration: new Date(Date.now() + 600_000).toISOString() } });
+    // Someone who can read the object forges the UPDATE review with its uid and record.
+    const forged = await post(review('UPDATE', NS, { ...dr(name), status: { downloadURL: 'http://elsewhere/x', expiration: new Date(Date.now() + 600_000).toISOString() } }, CAROL));
+    const patch = patchOf(forged);
+    assert.ok(patch, 'a review naming a live DownloadRequest and its record is answered');
+    const minted = new URL(String(patch[0]!.value));
+    const res = await get(minted);
+    assert.equal(res.status, 403);
+    assert.match((JSON.parse(res.body.toString()) as Status).message, /no longer carries this URL/);
+  });
+
+  test('no valid requester record, no gateway URL: created while the webhook was down, or with a record copied from another request', async () => {
+    const bare = `${BACKUP}-${randomUUID()}`;
+    fx.api.put(velero('DownloadRequest', bare, { target: { kind: 'BackupLog', name: BACKUP } }));
+    const { response } = await flow.processed(bare);
+    assert.equal(patchOf(response), undefined);
+    assert.equal(response.body.response?.allowed, true);
+
+    const original = `${BACKUP}-${randomUUID()}`;
+    const withRecord = await flow.create(ALICE, original, { kind: 'BackupLog', name: BACKUP });
+    const copy = `${BACKUP}-${randomUUID()}`;
+    fx.api.put(velero('DownloadRequest', copy, { target: { kind: 'BackupLog', name: BACKUP } }));
+    const target = dr(copy);
+    fx.api.put({ ...target, metadata: { ...target.metadata, annotations: withRecord.metadata?.annotations } });
+    assert.equal(patchOf((await flow.processed(copy)).response), undefined, 'a record binds namespace, name, target and time');
+
+    // A record edited after the fact (another group) no longer verifies.
+    const edited = `${BACKUP}-${randomUUID()}`;
+    const made = await flow.create(BOB, edited, { kind: 'BackupLog', name: BACKUP });
+    fx.api.put({ ...made, metadata: { ...made.metadata, annotations: { ...made.metadata?.annotations, [REQUESTER_ANNOTATIONS.groups]: 'system:masters' } } });
+    assert.equal(patchOf((await flow.processed(edited)).response), undefined);
+  });
+
+  test('the URL expires with the DownloadRequest (never later than 10 minutes)', async () => {
+    const name = `${BACKUP}-${randomUUID()}`;
+    await flow.create(ALICE, name, { kind: 'BackupLog', name: BACKUP });
+    const far = new Date(Date.now() + 3 * 3600_000);
+    const url = urlOf((await flow.processed(name, undefined, far)).stored);
+    const expires = Number(url.searchParams.get('expires'));
+    assert.ok(expires <= Date.now() / 1000 + 600 + 1 && expires >= Date.now() / 1000 + 590, `expires ${expires}`);
+    // An already expired request gets no URL.
+    const old = `${BACKUP}-${randomUUID()}`;
+    await flow.create(ALICE, old, { kind: 'BackupLog', name: BACKUP });
+    assert.equal(patchOf((await flow.processed(old, undefined, new Date(Date.now() - 1000))).response), undefined);
+  });
+
+  test('key rotation: records and URLs signed with the previous key stay valid', async () => {
+    const name = `${BACKUP}-${randomUUID()}`;
+    await flow.create(ALICE, name, { kind: 'BackupLog', name: BACKUP });
+    const url = urlOf((await flow.processed(name)).stored);
     const clients = createKubeClients({ kubeconfig: fx.kubeconfigFile, qps: 50, burst: 50, timeoutMs: 5_000 });
     const before = gw.services!.signingKeys.keys;
-    const url = signPath(before, `/v1/namespaces/${NS}/downloadrequests/dr-log`, Math.floor(Date.now() / 1000) + 300);
     // Another replica rotates the key.
-    const other = new SigningKeySource(clients, { namespace: NS, rotateAfterMs: 0 });
-    await other.refresh();
+    await new SigningKeySource(clients, { namespace: NS, rotateAfterMs: 0 }).refresh();
     await gw.services!.signingKeys.refresh();
-    const after = gw.services!.signingKeys.keys;
-    assert.notDeepEqual(after.current, before.current);
-    assert.deepEqual(after.previous, before.current);
-    assert.equal((await request(gw.app).get(url)).status, 200);
+    assert.deepEqual(gw.services!.signingKeys.keys.previous, before.current);
+    assert.equal((await get(url)).status, 200);
+    // A record made before the rotation still mints after it.
+    const later = `${BACKUP}-${randomUUID()}`;
+    const made = await flow.create(ALICE, later, { kind: 'BackupLog', name: BACKUP });
+    await new SigningKeySource(clients, { namespace: NS, rotateAfterMs: 0 }).refresh();
+    await gw.services!.signingKeys.refresh();
+    assert.ok(made.metadata?.annotations?.[REQUESTER_ANNOTATIONS.record]);
+    assert.equal((await get(urlOf((await flow.processed(later)).stored))).status, 200);
+  });
+
+  test('the JSON patch helper applies what the webhook answers (self-check of the test support)', () => {
+    const obj = { metadata: { name: 'x', annotations: { a: '1' } }, status: { downloadURL: 'old' } };
+    const out = applyJsonPatch(obj, [
+      { op: 'add', path: '/metadata/annotations/download-server.velero.io~1requester', value: 'alice' },
+      { op: 'replace', path: '/status/downloadURL', value: 'new' },
+    ]);
+    assert.deepEqual(out, { metadata: { name: 'x', annotations: { a: '1', 'download-server.velero.io/requester': 'alice' } }, status: { downloadURL: 'new' } });
+    assert.throws(() => applyJsonPatch(obj, [{ op: 'replace', path: '/status/missing', value: 1 }]), /does not exist/);
   });
 });

@@ -8,6 +8,7 @@ import { buildMode, createStoreFactory, startKubeServices } from '../../src/comp
 import type { KubeServices } from '../../src/compose.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { Config } from '../../src/config/config.ts';
+import { createWebhookApp } from '../../src/server/admission.ts';
 import { createApp } from '../../src/server/app.ts';
 import { createAuditLogger, createLogger } from '../../src/server/logging.ts';
 import type { DefaultStoreFactory } from '../../src/stores/factory.ts';
@@ -19,6 +20,8 @@ export interface InProcessGateway {
   factory: DefaultStoreFactory;
   metrics: GatewayMetrics;
   services?: KubeServices;
+  /** The admission webhook's own application (kubernetes mode with kubeServices). */
+  webhook?: Express;
   stop(): Promise<void>;
   /** Parsed JSON log lines. */
   logs: Record<string, unknown>[];
@@ -48,11 +51,12 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
   const factory = await createStoreFactory(config, log);
   const parts = await buildMode(config, log, factory, metrics);
   const services = opts.kubeServices && parts.kube ? await startKubeServices(config, log, parts.kube) : undefined;
+  const audit = createAuditLogger('info', config.auditLog, sink);
   const app = createApp({
     ...parts,
     ...services?.appDeps,
     log,
-    audit: createAuditLogger('info', config.auditLog, sink),
+    audit,
     metrics,
     health: { ready: true },
     info: () => ({ mode: config.mode, ...services?.info() }),
@@ -64,7 +68,7 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
     metrics,
     logs,
     rawLog: () => raw,
-    ...(services && { services }),
+    ...(services && { services, webhook: createWebhookApp({ log, audit, admission: services.admission, metrics }) }),
     async stop() {
       await services?.stop();
       factory.close();

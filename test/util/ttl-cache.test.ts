@@ -35,4 +35,60 @@ describe('TtlCache', () => {
     await cache.get('n', async () => ({ v: -1 }));
     assert.deepEqual(await cache.get('n', async () => ({ v: 3 })), { v: 3 }, 'TTL 0 is not cached');
   });
+
+  test('a load whose callers have all left is dropped (its signal aborts); one caller leaving alone does not drop it', async () => {
+    const cache = new TtlCache<{ v: number }>({ max: 10, ttl: () => 60_000 });
+    const seen: AbortSignal[] = [];
+    const slow = (s: AbortSignal): Promise<{ v: number }> => {
+      seen.push(s);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => resolve({ v: 1 }), 50);
+        s.addEventListener('abort', () => (clearTimeout(t), reject(s.reason as Error)), { once: true });
+      });
+    };
+    const a = new AbortController();
+    const b = new AbortController();
+    const first = cache.get('k', slow, { signal: a.signal });
+    const second = cache.get('k', slow, { signal: b.signal });
+    a.abort(new Error('a left'));
+    await assert.rejects(first, /a left/);
+    assert.equal(seen[0]!.aborted, false, 'b still waits');
+    assert.deepEqual(await second, { v: 1 });
+
+    const c = new AbortController();
+    const alone = cache.get('j', slow, { signal: c.signal });
+    c.abort(new Error('c left'));
+    await assert.rejects(alone, /c left/);
+    assert.equal(seen[1]!.aborted, true, 'nobody waits: the load is dropped');
+    // The next caller starts a new load rather than joining the dropped one.
+    assert.deepEqual(await cache.get('j', slow), { v: 1 });
+    assert.equal(seen.length, 3);
+
+    // A caller without a signal keeps a load alive whoever else leaves.
+    const d = new AbortController();
+    const pinned = cache.get('p', slow);
+    const leaving = cache.get('p', slow, { signal: d.signal });
+    d.abort(new Error('d left'));
+    await assert.rejects(leaving, /d left/);
+    assert.deepEqual(await pinned, { v: 1 });
+    assert.equal(seen[3]!.aborted, false);
+  });
+
+  test('admit runs only when a new load would start: not on a hit, not when joining a load in flight', async () => {
+    const cache = new TtlCache<{ v: number }>({ max: 10, ttl: () => 60_000 });
+    let admitted = 0;
+    const admit = (): void => {
+      admitted++;
+      if (admitted > 1) throw new Error('refused');
+    };
+    const load = async (): Promise<{ v: number }> => {
+      await new Promise((r) => setTimeout(r, 5));
+      return { v: 1 };
+    };
+    await Promise.all([cache.get('k', load, { admit }), cache.get('k', load, { admit })]);
+    await cache.get('k', load, { admit });
+    assert.equal(admitted, 1);
+    await assert.rejects(cache.get('other', load, { admit }), /refused/);
+    assert.equal(cache.size, 1, 'a refused call loads nothing');
+  });
 });

@@ -1,0 +1,151 @@
+/**
+ * Anonymous traffic against the Kubernetes API budget (the security review's third finding): 30 TLS
+ * connections × 50 pipelined GETs with random tokens used to push a cached user's request into a 503
+ * after 10 s, because every review and read waited in one first-come-first-served bucket. Now reviews
+ * of unknown tokens, access reviews and object reads have budgets of their own, unknown tokens are
+ * limited per client address, nobody queues more than about a second, and a review whose callers have
+ * all gone is dropped.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { readFile } from 'node:fs/promises';
+import { request as httpGet } from 'node:http';
+import { Agent, request as httpsGet } from 'node:https';
+import { connect } from 'node:tls';
+import request from 'supertest';
+import { BACKUP, NS, kubeFixture } from '../support/kube-fixture.ts';
+import type { KubeFixture } from '../support/kube-fixture.ts';
+import { inProcessGateway } from '../support/in-process.ts';
+import { startGateway } from '../support/processes.ts';
+import type { GatewayProcess } from '../support/processes.ts';
+import { sleep } from '../support/reliability.ts';
+
+const PATH = `/v1/namespaces/${NS}/backups/${BACKUP}/log`;
+
+/** Sends `count` pipelined GETs with random tokens on one TLS connection; resolves with the status codes read back. */
+function pipelinedFlood(port: number, ca: string, count: number): Promise<number[]> {
+  return new Promise((resolve) => {
+    const codes: number[] = [];
+    const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => {
+      let batch = '';
+      for (let i = 0; i < count; i++) batch += `GET ${PATH} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${randomBytes(24).toString('base64url')}\r\n\r\n`;
+      socket.write(batch);
+    });
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      for (const m of text.matchAll(/HTTP\/1\.1 (\d{3}) /g)) codes.push(Number(m[1]));
+      text = text.slice(text.lastIndexOf('HTTP/1.1 ') + 1);
+      if (codes.length >= count) socket.end();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(codes));
+    socket.setTimeout(60_000, () => socket.destroy());
+  });
+}
+
+const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.99) - 1)]!;
+
+describe('a flood of unknown tokens against the real process', () => {
+  let fx: KubeFixture;
+  let gw: GatewayProcess;
+  let ca: string;
+  before(async () => {
+    fx = await kubeFixture();
+    // Shipped defaults for every budget and limit; a short object cache so the cached user's
+    // Backup and location are read again during the flood.
+    gw = await startGateway(fx.args('--object-cache-ttl', '500ms'));
+    ca = await readFile(await fx.caFile(), 'utf8');
+  });
+  after(async () => {
+    await gw?.stop();
+    await fx?.close();
+  });
+
+  test('a cached user downloading during 30 connections × 50 pipelined random tokens: no 503, p99 under 1 s', async () => {
+    const alice = fx.tokens.alice;
+    // The test's own HTTPS client trusting the gateway's CA, as a user's would, on one kept-alive connection.
+    const agent = new Agent({ ca, keepAlive: true, maxSockets: 1 });
+    const download = (): Promise<{ status: number; ms: number }> =>
+      new Promise((resolve) => {
+        const started = performance.now();
+        const r = httpsGet(`${gw.url}${PATH}`, { agent, headers: { Authorization: `Bearer ${alice}` } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started }));
+        });
+        r.on('error', () => resolve({ status: 0, ms: performance.now() - started }));
+        r.end();
+      });
+    assert.equal((await download()).status, 200, 'warm: token and access review cached');
+    const reviewsBefore = fx.api.calls.count({ resource: 'tokenreviews' });
+
+    const floodStarted = performance.now();
+    const flood = Promise.all(Array.from({ length: 30 }, () => pipelinedFlood(gw.port, ca, 50)));
+    let done = false;
+    void flood.then(() => (done = true));
+    const cached: { status: number; ms: number }[] = [];
+    while (!done || cached.length < 20) {
+      cached.push(await download());
+      await sleep(20);
+    }
+    const floodMs = performance.now() - floodStarted;
+    const codes = (await flood).flat();
+    agent.destroy();
+
+    const bad = cached.filter((c) => c.status !== 200);
+    assert.deepEqual(bad, [], `the cached user got ${bad.length} failures of ${cached.length}`);
+    assert.ok(p99(cached.map((c) => c.ms)) < 1_000, `cached user's p99 ${p99(cached.map((c) => c.ms)).toFixed(0)} ms`);
+
+    // The flood itself was answered, mostly refused early, never with a 5xx.
+    const byCode = new Map<number, number>();
+    for (const c of codes) byCode.set(c, (byCode.get(c) ?? 0) + 1);
+    assert.ok((byCode.get(429) ?? 0) > 1000, `429s: ${JSON.stringify([...byCode])}`);
+    assert.equal([...byCode.keys()].filter((c) => c >= 500).length, 0, `no 5xx: ${JSON.stringify([...byCode])}`);
+    // One client address: its burst (20) plus 5 a second reached the API server, no more.
+    const reviews = fx.api.calls.count({ resource: 'tokenreviews' }) - reviewsBefore;
+    assert.ok(reviews <= 20 + 5 * Math.ceil(floodMs / 1000 + 1), `${reviews} TokenReviews in ${floodMs.toFixed(0)} ms`);
+    const metrics = await fetchMetrics(gw, ca);
+    assert.match(metrics, /vds_rate_limited_total\{limit="client"\} [1-9]/);
+  });
+});
+
+function fetchMetrics(gw: GatewayProcess, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    httpsGet(`https://127.0.0.1:${gw.metricsPort}/metrics`, { ca, servername: 'localhost' }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+describe('a review whose callers have all left is dropped', () => {
+  test('a TokenReview waiting for its budget is never sent once its only caller has gone', async () => {
+    const fx = await kubeFixture();
+    // One TokenReview a second, none saved up: a second unknown token waits about a second in the queue.
+    const gw = await inProcessGateway(fx.args('--kube-api-qps', '4', '--kube-api-burst', '4'));
+    try {
+      const first = await request(gw.app).get(PATH).set('Authorization', 'Bearer first-unknown-token');
+      assert.equal(first.status, 401);
+      assert.equal(fx.api.calls.count({ resource: 'tokenreviews' }), 1);
+      // The second caller leaves while its review waits for the budget.
+      const server = gw.app.listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const { port } = server.address() as { port: number };
+      const req = httpGet(`http://127.0.0.1:${port}${PATH}`, { headers: { Authorization: 'Bearer second-unknown-token' } });
+      req.on('error', () => undefined);
+      req.end();
+      await sleep(150);
+      req.destroy();
+      await sleep(1_500);
+      server.close();
+      assert.equal(fx.api.calls.count({ resource: 'tokenreviews' }), 1, 'the abandoned review was never sent');
+    } finally {
+      await gw.stop();
+      await fx.close();
+    }
+  });
+});

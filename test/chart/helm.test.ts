@@ -48,7 +48,7 @@ const VALUE_SETS: Record<string, { values: Values; watch: string[]; kinds: strin
       admissionWebhook: { enabled: true },
     },
     watch: ['team-a', 'team-b'],
-    kinds: ['Deployment', 'Service', 'Ingress', 'NetworkPolicy', 'ServiceMonitor', 'MutatingWebhookConfiguration'],
+    kinds: ['Deployment', 'Service', 'Ingress', 'NetworkPolicy', 'ServiceMonitor', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'],
   },
   clusterWide: {
     values: {
@@ -60,7 +60,7 @@ const VALUE_SETS: Record<string, { values: Values; watch: string[]; kinds: strin
       admissionWebhook: { enabled: true },
     },
     watch: ['team-*'],
-    kinds: ['Certificate', 'Ingress', 'MutatingWebhookConfiguration', 'ClusterRole', 'ClusterRoleBinding'],
+    kinds: ['Certificate', 'Ingress', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ClusterRole', 'ClusterRoleBinding'],
   },
   minimal: {
     values: {
@@ -115,14 +115,32 @@ if (!helm) {
         assert.ok(container.args.includes('--mode=kubernetes'));
         assert.equal(container.securityContext.readOnlyRootFilesystem, true);
         if (set.watch.length) assert.ok(container.args.includes(`--watch-namespaces=${set.watch.join(',')}`), container.args.join(' '));
-        for (const np of docs.filter((d) => d.kind === 'NetworkPolicy') as ({ spec: { ingress: { from?: unknown[] }[] } } & Doc)[]) {
-          for (const rule of np.spec.ingress) assert.ok(rule.from && rule.from.length > 0, 'a NetworkPolicy rule without peers would admit everyone');
+        for (const np of docs.filter((d) => d.kind === 'NetworkPolicy') as ({ spec: { ingress: { from?: unknown[]; ports: { port: unknown }[] }[] } } & Doc)[]) {
+          for (const rule of np.spec.ingress) {
+            // Only the webhook port is open to every peer: the API server's address cannot be named portably.
+            const webhookOnly = rule.ports.length === 1 && rule.ports[0]!.port === 'webhook';
+            assert.ok(webhookOnly || (rule.from && rule.from.length > 0), 'a NetworkPolicy rule without peers would admit everyone');
+          }
         }
         for (const wh of docs.filter((d) => d.kind === 'MutatingWebhookConfiguration') as ({ webhooks: Record<string, unknown>[] } & Doc)[]) {
           const hook = wh.webhooks[0]!;
           assert.equal(hook.failurePolicy, 'Ignore');
           assert.equal(hook.sideEffects, 'None');
-          assert.equal((hook.clientConfig as { service: { path: string } }).service.path, '/admission/downloadrequests');
+          const svc = (hook.clientConfig as { service: { name: string; path: string; port: number } }).service;
+          assert.equal(svc.path, '/admission/downloadrequests');
+          // Its own Service, never the download Service (which the Ingress and service.type expose).
+          assert.equal(svc.name, `${RELEASE}-webhook`);
+          assert.equal(svc.port, 443);
+          assert.deepEqual((hook.rules as { operations: string[] }[])[0]!.operations, ['CREATE', 'UPDATE']);
+          assert.ok(!('caBundle' in (hook.clientConfig as object)), 'no caBundle rendered: an upgrade must not blank the one the gateway keeps');
+          const webhookSvc = docs.find((d) => d.kind === 'Service' && d.metadata.name === svc.name) as ({ spec: { type: string; ports: { targetPort: string }[] } } & Doc) | undefined;
+          assert.equal(webhookSvc?.spec.type, 'ClusterIP');
+          assert.equal(webhookSvc?.spec.ports[0]!.targetPort, 'webhook');
+          for (const ing of docs.filter((d) => d.kind === 'Ingress')) assert.ok(!JSON.stringify(ing).includes(svc.name), 'the Ingress never routes to the webhook');
+          const vap = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy') as ({ spec: { failurePolicy: string; validations: unknown[] } } & Doc) | undefined;
+          assert.equal(vap?.spec.failurePolicy, 'Fail');
+          assert.equal(vap?.spec.validations.length, 4);
+          assert.ok(container.args.some((a) => /^--webhook-listen=/.test(a)) && container.args.includes(`--webhook-service-name=${RELEASE}-webhook`), container.args.join(' '));
         }
       });
 
@@ -130,14 +148,22 @@ if (!helm) {
         const docs = rendered[name] ?? [];
         const rbacKinds = new Set(['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding']);
         const strip = (d: Doc): unknown => ({ ...d, metadata: { name: d.metadata.name, ...(d.metadata.namespace ? { namespace: d.metadata.namespace } : {}) } });
-        const got = docs.filter((d) => rbacKinds.has(d.kind)).map(strip);
+        // The ClusterRoles for users (userRoles) are not the gateway's own RBAC.
+        const userRole = /-(stock-cli|logs|artifacts|contents)$/;
+        const got = docs.filter((d) => rbacKinds.has(d.kind) && !userRole.test(d.metadata.name)).map(strip);
         if ((set.values.rbac as { create?: boolean } | undefined)?.create === false) {
           assert.deepEqual(got, []);
           return;
         }
         const sa = (set.values.serviceAccount as { name?: string } | undefined)?.name ?? RELEASE;
         const want = (await renderRbac({ releaseNamespace: NAMESPACE, serviceAccount: sa, fullname: RELEASE, watchNamespaces: set.watch })).map(strip);
-        assert.deepEqual(got, want);
+        // helm orders manifests by kind (install order), the rebuild by template: compare as sets.
+        const order = (docs: unknown[]): unknown[] =>
+          [...docs].sort((a, b) => {
+            const k = (d: unknown): string => { const x = d as Doc; return `${x.kind}/${x.metadata.namespace ?? ''}/${x.metadata.name}`; };
+            return k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0;
+          });
+        assert.deepEqual(order(got), order(want));
       });
     }
 
@@ -148,6 +174,8 @@ if (!helm) {
         ['--set', 'ingress.enabled=true'],
         ['--set', 'tls.mode=certManager'],
         ['--set', 'ingress.enabled=true,configuration.fqdn=a.example.com,ingress.tlsMode=reencrypt'],
+        // The webhook without the API server's own guard (ValidatingAdmissionPolicy, 1.30+) is refused.
+        ['--set', 'admissionWebhook.enabled=true', '--kube-version', '1.29.0'],
       ]) {
         const r = await template('defaults', ...bad);
         assert.notEqual(r.code, 0, `${bad.join(' ')} rendered`);

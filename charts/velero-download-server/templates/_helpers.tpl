@@ -105,3 +105,38 @@ velero-download-server-signing-key
 {{- $signingKey := include "velero-download-server.signingKeySecretName" . -}}
 {{- .Files.Get "files/rules.yaml" | replace "__CERTIFICATE_SECRET__" $certificate | replace "__SIGNING_KEY_SECRET__" $signingKey -}}
 {{- end -}}
+
+{{/* The admission webhook's own Service (--webhook-service-name); its DNS names are in the certificate. */}}
+{{- define "velero-download-server.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "velero-download-server.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Velero's service account as the API server names it in userInfo. */}}
+{{- define "velero-download-server.veleroUser" -}}
+{{- $sa := .Values.admissionWebhook.veleroServiceAccount -}}
+{{- printf "system:serviceaccount:%s:%s" ($sa.namespace | default .Release.Namespace) $sa.name -}}
+{{- end -}}
+
+{{/* The gateway's own service account as the API server names it in userInfo. */}}
+{{- define "velero-download-server.gatewayUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "velero-download-server.serviceAccountName" .) -}}
+{{- end -}}
+
+{{/*
+The webhook needs the API server to guard the requester record (ValidatingAdmissionPolicy, GA in
+Kubernetes 1.30): on older clusters the chart refuses rather than install a weaker guarantee.
+*/}}
+{{- define "velero-download-server.webhookSupported" -}}
+{{- if and .Values.admissionWebhook.enabled (semverCompare "<1.30-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "admissionWebhook.enabled needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy guards who may write status.downloadURL); this cluster is %s. Disable the webhook and use the velero-download client, or upgrade the cluster." .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The webhook's and the policy's namespace selector: as given, else the watched namespaces by name (none with a glob). */}}
+{{- define "velero-download-server.webhookNamespaceSelector" -}}
+{{- $selector := .Values.admissionWebhook.namespaceSelector -}}
+{{- if and (not $selector) (not (include "velero-download-server.watchesGlob" .)) -}}
+{{- $selector = dict "matchExpressions" (list (dict "key" "kubernetes.io/metadata.name" "operator" "In" "values" (include "velero-download-server.watchedNamespaces" . | fromJsonArray))) -}}
+{{- end -}}
+{{- toYaml ($selector | default dict) -}}
+{{- end -}}

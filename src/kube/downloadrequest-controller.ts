@@ -87,6 +87,8 @@ const GROUP = { group: 'velero.io', version: 'v1', plural: 'downloadrequests' } 
 const MERGE = (o: ConfigurationOptions): ConfigurationOptions => setHeaderOptions('Content-Type', PatchStrategy.MergePatch, o);
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const NO_CAPS: CrdCapabilities = { veleroServerURL: false, statusSubresource: false };
+/** The controller's reads are the gateway's own work, not a caller's: they wait for their budget. */
+const BACKGROUND = { budget: 'background' } as const;
 
 /**
  * Watches DownloadRequests and records their gateway URL. Scope, chosen for least privilege: without
@@ -334,11 +336,11 @@ export class DownloadRequestController {
     if (this.#opts.serveAllLocations) return true;
     const signal = this.#stop.signal;
     let backupName: string | undefined = targetName;
-    if (found.owner === 'restores') backupName = str((await this.#reader.velero('restores', ns, targetName, signal))?.spec?.backupName);
+    if (found.owner === 'restores') backupName = str((await this.#reader.velero('restores', ns, targetName, signal, BACKGROUND))?.spec?.backupName);
     if (!backupName) return false;
-    const bslName = str((await this.#reader.velero('backups', ns, backupName, signal))?.spec?.storageLocation);
+    const bslName = str((await this.#reader.velero('backups', ns, backupName, signal, BACKGROUND))?.spec?.storageLocation);
     if (!bslName) return false;
-    const bsl = await this.#reader.velero('backupstoragelocations', ns, bslName, signal);
+    const bsl = await this.#reader.velero('backupstoragelocations', ns, bslName, signal, BACKGROUND);
     return bsl?.metadata?.annotations?.[ENABLED_ANNOTATION] === 'true';
   }
 

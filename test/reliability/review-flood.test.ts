@@ -14,6 +14,11 @@ import { request as httpGet } from 'node:http';
 import { Agent, request as httpsGet } from 'node:https';
 import { connect } from 'node:tls';
 import request from 'supertest';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { AdmissionFlow, patchOf } from '../support/admission.ts';
+import type { ReviewResponse } from '../support/admission.ts';
 import { BACKUP, NS, kubeFixture } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
 import { inProcessGateway } from '../support/in-process.ts';
@@ -107,6 +112,78 @@ describe('a flood of unknown tokens against the real process', () => {
     assert.ok(reviews <= 20 + 5 * Math.ceil(floodMs / 1000 + 1), `${reviews} TokenReviews in ${floodMs.toFixed(0)} ms`);
     const metrics = await fetchMetrics(gw, ca);
     assert.match(metrics, /vds_rate_limited_total\{limit="client"\} [1-9]/);
+  });
+});
+
+/** One HTTPS request with a body; resolves with the status and the body text. */
+function httpsCall(url: string, ca: string, opts: { method?: string; headers?: Record<string, string>; body?: string; agent?: Agent } = {}): Promise<{ status: number; text: string }> {
+  return new Promise((resolve) => {
+    const r = httpsGet(url, { ca, method: opts.method ?? 'GET', headers: opts.headers, ...(opts.agent && { agent: opts.agent }) }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    r.on('error', () => resolve({ status: 0, text: '' }));
+    r.end(opts.body);
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe('a flood on the download port against the webhook, real process', () => {
+  test('the webhook answers a genuine review promptly while object reads on the download port are spent: it has a budget of its own', async () => {
+    const fx = await kubeFixture();
+    const bsl = fx.api.get('velero.io/v1', 'BackupStorageLocation', 'default', NS)!;
+    fx.api.put({ ...bsl, metadata: { ...bsl.metadata, annotations: { 'download-server.velero.io/enabled': 'true' } } });
+    const webhookPort = await freePort();
+    // A small API budget: object reads 4 a second (8 at once), the webhook 2 a second (4 at once);
+    // no object cache, so every request of the flood needs a read.
+    const gw = await startGateway(fx.args('--webhook-listen', `127.0.0.1:${webhookPort}`, '--kube-api-qps', '20', '--kube-api-burst', '40', '--object-cache-ttl', '1ms'));
+    try {
+      const ca = await readFile(await fx.caFile(), 'utf8');
+      const flow = new AdmissionFlow(
+        fx.api,
+        async (body): Promise<ReviewResponse> => {
+          const r = await httpsCall(`https://127.0.0.1:${webhookPort}/admission/downloadrequests`, ca, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+          return { status: r.status, body: JSON.parse(r.text) as ReviewResponse['body'] };
+        },
+        NS,
+      );
+      const agent = new Agent({ ca, keepAlive: true, maxSockets: 10 });
+      const auth = { Authorization: `Bearer ${fx.tokens.alice}` };
+      assert.equal((await httpsCall(`${gw.url}${PATH}`, ca, { headers: auth, agent })).status, 200, 'alice is cached');
+      let done = false;
+      let i = 0;
+      const statuses: number[] = [];
+      const worker = async (): Promise<void> => {
+        while (!done) statuses.push((await httpsCall(`${gw.url}/v1/namespaces/${NS}/backups/missing-${i++}/log`, ca, { headers: auth, agent })).status);
+      };
+      const flood = Promise.all(Array.from({ length: 10 }, worker));
+      const name = `during-flood-${randomUUID()}`;
+      await flow.create({ username: 'alice', groups: ['system:authenticated'] }, name, { kind: 'BackupLog', name: BACKUP });
+      await sleep(1_500);
+      const started = performance.now();
+      const { response } = await flow.processed(name);
+      const took = performance.now() - started;
+      done = true;
+      await flood;
+      agent.destroy();
+      assert.ok(statuses.filter((s) => s === 429).length > 20, `the flood was refused: ${JSON.stringify(Object.groupBy(statuses, (s) => s))}`);
+      assert.ok(patchOf(response), 'the review during the flood was answered with a gateway URL');
+      assert.ok(took < 1_000, `answered in ${took.toFixed(0)} ms`);
+      const metrics = await fetchMetrics(gw, ca);
+      assert.match(metrics, /vds_rate_limited_total\{limit="objects"\} [1-9]/);
+      assert.doesNotMatch(metrics, /vds_rate_limited_total\{limit="webhook"\}/);
+    } finally {
+      await gw.stop();
+      await fx.close();
+    }
   });
 });
 

@@ -75,9 +75,10 @@ export class CachedObjectReader implements ObjectReader {
         this.#kube.custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', plural, namespace, name }, o) as Promise<KubeObject>,
       );
     if (opts.fresh) {
-      // Not merged with a read already in flight: that one may have started before the change looked for.
+      // Not merged with a read already in flight: that one may have started before the change looked
+      // for. Only what was found is kept for others; an absence read now is not cached.
       const found = await load(signal);
-      this.#cache.set(key, found);
+      if (found.value !== undefined) this.#cache.set(key, found);
       return found.value as KubeObject | undefined;
     }
     const found = await this.#cache.get(key, load, { signal });

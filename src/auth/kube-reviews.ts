@@ -8,7 +8,7 @@
 import type { V1SubjectAccessReview, V1TokenReview } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
 import { abortable } from '../util/abortable.ts';
-import { statusOf } from '../kube/client.ts';
+import { describeApiFailure } from '../kube/client.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
 import { AuthUnavailableError } from './types.ts';
 import type { Authenticator, Authorizer, Decision, ResourceAttributes, ReviewObserver, UserInfo } from './types.ts';
@@ -38,11 +38,10 @@ export const DEFAULT_REVIEW_CACHE: ReviewCacheOptions = {
 const SHARED = new AbortController().signal;
 
 function unavailable(what: string, err: unknown): AuthUnavailableError {
-  const code = statusOf(err);
   const retry = Number((err as { headers?: Record<string, string> } | null)?.headers?.['retry-after']);
   // The message names the review and the status only: response bodies are not repeated.
   return new AuthUnavailableError(
-    `${what} could not be completed (${code === undefined ? (err as Error).name || 'error' : `HTTP ${code}`}); retry shortly`,
+    `${what} could not be completed (${describeApiFailure(err)}); retry shortly`,
     Number.isFinite(retry) && retry > 0 ? retry : 5,
   );
 }

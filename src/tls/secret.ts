@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { Watch } from '@kubernetes/client-node';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
-import { statusOf } from '../kube/client.ts';
+import { OwnedObject } from '../kube/owned.ts';
 import { CertificateError, isCertificateError } from './errors.ts';
 import { DEFAULT_VALIDITY_DAYS, generateCa, generateCaSigned, normalizeHosts } from './generate.ts';
 import { loadCertificatePair } from './pair.ts';
@@ -30,7 +30,6 @@ export const SECRET_KEYS = { cert: 'tls.crt', key: 'tls.key', ca: 'ca.crt', caKe
 export const DEFAULT_CHECK_INTERVAL_MS = 60 * 60 * 1000;
 
 const SECRET_TYPE = 'kubernetes.io/tls';
-const FIELD_MANAGER = 'velero-download-server';
 const DAY_MS = 24 * 60 * 60 * 1000;
 const RENEW_FRACTION = 2 / 3;
 // Below this, the few minutes a generated certificate is back-dated would make it due at once.
@@ -238,13 +237,6 @@ function planRenewal(secret: V1Secret, wanted: [string, ...string[]], now: Date,
   return undefined;
 }
 
-function apiError(what: string, err: unknown): Error {
-  // Never the ApiException's message: it embeds the response body.
-  const code = statusOf(err);
-  const detail = code === undefined ? (err instanceof Error ? `${err.name}: ${err.message}` : String(err)) : `HTTP ${code}`;
-  return new Error(`${what} failed (${detail})`, { cause: err });
-}
-
 function isOlder(rv: string | undefined, than: string | undefined): boolean {
   // resourceVersions are opaque, but etcd's are integers; comparing them only guards against a stale event.
   if (rv === undefined || than === undefined || !/^\d+$/.test(rv) || !/^\d+$/.test(than)) return false;
@@ -256,8 +248,8 @@ function isOlder(rv: string | undefined, than: string | undefined): boolean {
  *
  * - Missing at start: a CA and a serving certificate it signs (EC P-256, SANs from
  *   {@link generatedCertificateHosts}) are generated and the Secret is created, labelled
- *   {@link MANAGED_BY_LABEL}, with the {@link FINGERPRINT_ANNOTATION}. Create-if-absent: a replica that
- *   loses the race (409) reads and uses the winner's Secret.
+ *   {@link MANAGED_BY_LABEL}, with the {@link FINGERPRINT_ANNOTATION}. Create-if-absent through
+ *   kube's {@link OwnedObject}: a replica that loses the race (409) reads and uses the winner's Secret.
  * - The gateway's own (the label): its certificate is renewed when two thirds of its lifetime have
  *   passed, when it no longer chains to the CA, or when a wanted SAN is missing; the CA is kept while
  *   it outlives the new certificate, otherwise a new CA signs it and ca.crt carries the old CA too until
@@ -276,6 +268,7 @@ export class SecretCertificateSource implements CertificateSource {
   readonly hosts: readonly string[];
   readonly #kube: KubeClients;
   readonly #s: Settings;
+  readonly #secret: OwnedObject<'Secret'>;
   #state: State | undefined;
   #listeners = new Set<(cert: LoadedCertificate) => void>();
   #queue: Promise<unknown> = Promise.resolve();
@@ -289,6 +282,7 @@ export class SecretCertificateSource implements CertificateSource {
   private constructor(kube: KubeClients, s: Settings) {
     this.#kube = kube;
     this.#s = s;
+    this.#secret = new OwnedObject(kube, { kind: 'Secret', namespace: s.namespace, name: s.secretName, signal: this.#lifetime.signal });
     this.namespace = s.namespace;
     this.secretName = s.secretName;
     this.hosts = s.hosts;
@@ -433,14 +427,8 @@ export class SecretCertificateSource implements CertificateSource {
     return this.#apply(secret, starting ? 'loaded' : 'changed');
   }
 
-  async #read(): Promise<V1Secret | undefined> {
-    const { namespace, secretName: name } = this;
-    try {
-      return await this.#kube.call(this.#lifetime.signal, (o) => this.#kube.core.readNamespacedSecret({ name, namespace }, o));
-    } catch (err) {
-      if (statusOf(err) === 404) return undefined;
-      throw apiError(`reading Secret ${this.secretRef}`, err);
-    }
+  #read(): Promise<V1Secret | undefined> {
+    return this.#secret.read();
   }
 
   async #issue(hosts: [string, ...string[]], ca: CertificatePair | undefined, oldCaPem: string | undefined): Promise<{ data: Record<string, string>; fingerprint: string }> {
@@ -470,27 +458,17 @@ export class SecretCertificateSource implements CertificateSource {
   }
 
   async #create(): Promise<{ secret: V1Secret; created: boolean; newCa: boolean }> {
-    const { namespace, secretName: name } = this;
     const { data, fingerprint } = await this.#issue(this.#s.hosts, undefined, undefined);
     const body: V1Secret = {
       apiVersion: 'v1',
       kind: 'Secret',
-      metadata: { name, namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY }, annotations: { [FINGERPRINT_ANNOTATION]: fingerprint } },
+      metadata: { labels: { [MANAGED_BY_LABEL]: MANAGED_BY }, annotations: { [FINGERPRINT_ANNOTATION]: fingerprint } },
       type: SECRET_TYPE,
       data,
     };
-    try {
-      const secret = await this.#kube.call(this.#lifetime.signal, (o) =>
-        this.#kube.core.createNamespacedSecret({ namespace, body, fieldManager: FIELD_MANAGER }, o),
-      );
-      return { secret, created: true, newCa: true };
-    } catch (err) {
-      if (statusOf(err) !== 409) throw apiError(`creating Secret ${this.secretRef}`, err);
-    }
-    // Another replica created it first: its certificate is the one.
-    const winner = await this.#read();
-    if (winner === undefined) throw new Error(`Secret ${this.secretRef} was created and deleted again while starting; try again`);
-    return { secret: winner, created: false, newCa: false };
+    // When another replica created it first, its certificate is the one.
+    const { object, created } = await this.#secret.create(body);
+    return { secret: object, created, newCa: created };
   }
 
   async #renew(secret: V1Secret, plan: Renewal): Promise<{ secret: V1Secret; won: boolean }> {
@@ -500,25 +478,14 @@ export class SecretCertificateSource implements CertificateSource {
 
   /** Updates on the read resourceVersion; on a conflict returns the winner's Secret instead. */
   async #replace(secret: V1Secret, data: Record<string, string>, annotations: Record<string, string>): Promise<{ secret: V1Secret; won: boolean }> {
-    const { namespace, secretName: name } = this;
-    // managedFields sent back would replace the server's record of field owners.
-    const { managedFields: _m, ...meta } = secret.metadata ?? {};
+    const meta = secret.metadata ?? {};
     const body: V1Secret = {
       ...secret,
       metadata: { ...meta, annotations: { ...meta.annotations, ...annotations } },
       data: { ...secret.data, ...data },
     };
-    try {
-      const updated = await this.#kube.call(this.#lifetime.signal, (o) =>
-        this.#kube.core.replaceNamespacedSecret({ name, namespace, body, fieldManager: FIELD_MANAGER }, o),
-      );
-      return { secret: updated, won: true };
-    } catch (err) {
-      if (statusOf(err) !== 409) throw apiError(`updating Secret ${this.secretRef}`, err);
-    }
-    const winner = await this.#read();
-    if (winner === undefined) throw new Error(`Secret ${this.secretRef} was deleted while being renewed`);
-    return { secret: winner, won: false };
+    const { object, won } = await this.#secret.update(body);
+    return { secret: object, won };
   }
 
   // --- using what the Secret holds ------------------------------------------------------------

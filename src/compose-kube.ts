@@ -8,9 +8,9 @@ import type { Config } from './config/config.ts';
 import { createKubeClients } from './kube/client.ts';
 import { DownloadRequestController } from './kube/downloadrequest-controller.ts';
 import { CachedObjectReader } from './kube/objects.ts';
-import { SigningKeySource } from './kube/signing-key.ts';
+import { SigningKeySource } from './auth/signing-keys.ts';
 import { UrlDiscovery } from './kube/url-discovery.ts';
-import { optsIn } from './server/admission.ts';
+import { MAX_SIGNED_URL_SECONDS, optsIn } from './server/admission.ts';
 import type { AppDeps } from './server/app.ts';
 import type { GatewayMetrics } from './server/metrics.ts';
 import type { DefaultStoreFactory} from './stores/factory.ts';
@@ -86,7 +86,12 @@ export async function startKubeServices(config: Config, log: Logger, kube: NonNu
     reader: kube.objects,
     log,
   });
-  const signingKeys = new SigningKeySource(kube.clients, { namespace: config.namespace });
+  const signingKeys = new SigningKeySource(kube.clients, {
+    namespace: config.namespace,
+    maxUrlLifetimeMs: MAX_SIGNED_URL_SECONDS * 1000,
+    onEvent: (e) => log.info({ secret: e.secret, keyId: e.keyId, rotatedAt: e.rotatedAt }, `signing key ${e.action}`),
+    onError: (err) => log.warn({ err: err.message }, 'signing key refresh failed'),
+  });
   await signingKeys.start();
   return {
     discovery,

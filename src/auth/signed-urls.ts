@@ -11,7 +11,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 export interface KeyRing {
   /** Signs new URLs. */
   current: Buffer;
-  /** Still verifies URLs signed before the last rotation. */
+  /** Also verifies: the key of before the last rotation, or the announced key of after the next (auth/signing-keys.ts). */
   previous?: Buffer;
 }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { signPath } from '../../src/auth/signed-urls.ts';
-import { SigningKeySource } from '../../src/kube/signing-key.ts';
+import { DEFAULT_REFRESH_MS, DEFAULT_ROTATE_AFTER_MS, SigningKeySource, announceLeadMs } from '../../src/auth/signing-keys.ts';
 import { NS, kubeFixture, velero } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
 import { binary } from '../support/http.ts';
@@ -121,8 +121,12 @@ describe('stock velero CLI support: webhook and signed URLs', () => {
     const clients = createKubeClients({ kubeconfig: fx.kubeconfigFile, qps: 50, burst: 50, timeoutMs: 5_000 });
     const before = gw.services!.signingKeys.keys;
     const url = signPath(before, `/v1/namespaces/${NS}/downloadrequests/dr-log`, Math.floor(Date.now() / 1000) + 300);
-    // Another replica rotates the key.
-    const other = new SigningKeySource(clients, { namespace: NS, rotateAfterMs: 0 });
+    // Another replica rotates the key (its clock has reached the rotation period): it announces the
+    // next key, then rotates it in.
+    let skew = DEFAULT_ROTATE_AFTER_MS;
+    const other = new SigningKeySource(clients, { namespace: NS, now: () => Date.now() + skew });
+    await other.refresh();
+    skew += announceLeadMs(DEFAULT_REFRESH_MS);
     await other.refresh();
     await gw.services!.signingKeys.refresh();
     const after = gw.services!.signingKeys.keys;

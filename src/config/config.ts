@@ -79,6 +79,10 @@ export interface Config {
   tlsExtraSans: string[];
   /** Validity of a generated certificate. */
   tlsValidityMs: number;
+  /** Kubernetes mode: the ConfigMap where the certificate Secret's ca.crt is published; undefined: not published. */
+  caConfigMap?: string;
+  /** Kubernetes mode: the MutatingWebhookConfiguration whose webhooks' caBundle follows that ca.crt. */
+  webhookConfiguration?: string;
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
@@ -121,12 +125,15 @@ export const FLAGS = {
   tlsSecret: flag({ name: 'tls-secret', kind: 'string', default: 'velero-download-server-certs', help: 'kubernetes mode: Secret (kubernetes.io/tls, with ca.crt) holding the serving certificate; generated when missing', parse: str }),
   tlsExtraSans: flag({ name: 'tls-extra-sans', kind: 'string', default: '', help: 'more DNS names or IPs for a generated certificate (comma-separated)', parse: list }),
   tlsValidity: flag({ name: 'tls-validity', kind: 'string', default: '8760h', help: 'validity of a generated certificate (renewed after two thirds)', parse: duration }),
+  caConfigMap: flag({ name: 'ca-configmap', kind: 'string', default: 'velero-download-server-ca', help: 'kubernetes mode: ConfigMap (key ca.crt, like kube-root-ca.crt) where the certificate Secret\'s ca.crt is published for clients; empty: not published', parse: str }),
+  webhookConfiguration: flag({ name: 'webhook-configuration', kind: 'string', help: 'kubernetes mode: MutatingWebhookConfiguration whose webhooks\' caBundle the gateway keeps in step with the certificate Secret\'s ca.crt (not with cert-manager, whose CA injector does it)', parse: str }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const SERVICE_ACCOUNT_TOKEN = `${SERVICE_ACCOUNT_DIR}/token`;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function readNamespaceFile(): string | undefined {
   try {
@@ -182,6 +189,13 @@ export function loadConfig(
   if (v.tlsValidity !== undefined && v.tlsValidity < 3_600_000) errors.push('--tls-validity: at least 1h');
   if (v.tlsSecret !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(v.tlsSecret)) errors.push(`--tls-secret: "${v.tlsSecret}" is not a valid Secret name`);
   if (v.serviceName !== undefined && !DNS1123_LABEL.test(v.serviceName)) errors.push(`--service-name: "${v.serviceName}" is not a valid Service name`);
+  if (v.caConfigMap && !DNS1123_SUBDOMAIN.test(v.caConfigMap)) errors.push(`--ca-configmap: "${v.caConfigMap}" is not a valid ConfigMap name`);
+  if (v.webhookConfiguration !== undefined && !DNS1123_SUBDOMAIN.test(v.webhookConfiguration)) {
+    errors.push(`--webhook-configuration: "${v.webhookConfiguration}" is not a valid MutatingWebhookConfiguration name`);
+  } else if (v.webhookConfiguration !== undefined && (mode !== 'kubernetes' || v.tlsCertFile !== undefined)) {
+    // Its caBundle follows ca.crt of the certificate Secret: without that Secret there is nothing to follow.
+    errors.push('--webhook-configuration: needs kubernetes mode with the certificate in its Secret (--tls-secret), not --tls-cert-file');
+  }
   if (mode === 'kubernetes' && kubeconfig !== undefined && !existsSync(resolve(cwd, kubeconfig))) {
     errors.push(`--kubeconfig (or KUBECONFIG): ${resolve(cwd, kubeconfig)} does not exist`);
   }
@@ -239,6 +253,8 @@ export function loadConfig(
       tlsSecret: v.tlsSecret!,
       tlsExtraSans: v.tlsExtraSans!,
       tlsValidityMs: v.tlsValidity!,
+      ...(v.caConfigMap && { caConfigMap: v.caConfigMap }),
+      ...(v.webhookConfiguration !== undefined && { webhookConfiguration: v.webhookConfiguration }),
       ...(v.locationsFile !== undefined && { locationsFile: resolve(cwd, v.locationsFile) }),
       ...defaultCredentials(v.defaultCredentialsFile, cwd),
       ...caBundle(v.caBundle, env, cwd),

@@ -116,6 +116,30 @@ interface State {
   caPem: string | undefined;
   managed: boolean;
   resourceVersion: string | undefined;
+  uid: string | undefined;
+}
+
+/**
+ * What clients must trust, as the Secret in use says: its ca.crt and the fingerprint of the
+ * certificate served, with the Secret's identity and version (so a publisher can tell an older view
+ * from a newer one). Never key material.
+ */
+export interface TrustAnchor {
+  /** The Secret's ca.crt (PEM bundle; during a CA rotation the new and the old CA); undefined when it has none. */
+  caPem: string | undefined;
+  /** SHA-256 fingerprint of the certificate in use. */
+  fingerprint: string;
+  /** `namespace/name` of the Secret. */
+  secret: string;
+  uid: string | undefined;
+  resourceVersion: string | undefined;
+}
+
+/** Something that says what clients must trust and when that changes: the Secret source, or a test's stand-in. */
+export interface TrustSource {
+  readonly trust: TrustAnchor;
+  on(event: 'trust', listener: (trust: TrustAnchor) => void): this;
+  off(event: 'trust', listener: (trust: TrustAnchor) => void): this;
 }
 
 /** The DNS names of a Service inside the cluster: `svc`, `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<domain>`. */
@@ -261,7 +285,7 @@ function isOlder(rv: string | undefined, than: string | undefined): boolean {
  * {@link current} and the `change` listeners get it, a broken one goes to `onError` and the current
  * certificate stays. Call {@link stop} to end the watch and the timers.
  */
-export class SecretCertificateSource implements CertificateSource {
+export class SecretCertificateSource implements CertificateSource, TrustSource {
   readonly namespace: string;
   readonly secretName: string;
   /** The SANs a certificate generated now gets. */
@@ -271,6 +295,9 @@ export class SecretCertificateSource implements CertificateSource {
   readonly #secret: OwnedObject<'Secret'>;
   #state: State | undefined;
   #listeners = new Set<(cert: LoadedCertificate) => void>();
+  #trustListeners = new Set<(trust: TrustAnchor) => void>();
+  /** The trust last announced to the `trust` listeners. */
+  #trusted: TrustAnchor | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #lifetime = new AbortController();
   #checkTimer: NodeJS.Timeout | undefined;
@@ -341,15 +368,30 @@ export class SecretCertificateSource implements CertificateSource {
     return `${this.namespace}/${this.secretName}`;
   }
 
-  /** Adds a listener called with each newly swapped-in pair. */
-  on(event: 'change', listener: (cert: LoadedCertificate) => void): this {
-    if (event === 'change') this.#listeners.add(listener);
+  /** What clients must trust now: ca.crt and the fingerprint of the certificate in use. */
+  get trust(): TrustAnchor {
+    const s = this.#state!;
+    return { caPem: s.caPem, fingerprint: s.loaded.fingerprint, secret: this.secretRef, uid: s.uid, resourceVersion: s.resourceVersion };
+  }
+
+  /**
+   * `change`: called with each newly swapped-in pair. `trust`: called whenever {@link trust} changes
+   * in substance (ca.crt, the certificate, or the Secret itself): created, loaded, renewed or changed.
+   */
+  on(event: 'change', listener: (cert: LoadedCertificate) => void): this;
+  on(event: 'trust', listener: (trust: TrustAnchor) => void): this;
+  on(event: 'change' | 'trust', listener: ((cert: LoadedCertificate) => void) | ((trust: TrustAnchor) => void)): this {
+    if (event === 'change') this.#listeners.add(listener as (cert: LoadedCertificate) => void);
+    if (event === 'trust') this.#trustListeners.add(listener as (trust: TrustAnchor) => void);
     return this;
   }
 
   /** Removes a listener added with {@link on}. */
-  off(event: 'change', listener: (cert: LoadedCertificate) => void): this {
-    if (event === 'change') this.#listeners.delete(listener);
+  off(event: 'change', listener: (cert: LoadedCertificate) => void): this;
+  off(event: 'trust', listener: (trust: TrustAnchor) => void): this;
+  off(event: 'change' | 'trust', listener: ((cert: LoadedCertificate) => void) | ((trust: TrustAnchor) => void)): this {
+    if (event === 'change') this.#listeners.delete(listener as (cert: LoadedCertificate) => void);
+    if (event === 'trust') this.#trustListeners.delete(listener as (trust: TrustAnchor) => void);
     return this;
   }
 
@@ -511,9 +553,11 @@ export class SecretCertificateSource implements CertificateSource {
     const old = this.#state;
     if (old !== undefined && isOlder(rv, old.resourceVersion)) return false;
     const loaded = this.#load(secret);
-    const state: State = { loaded, caPem: decode(secret.data, SECRET_KEYS.ca), managed: isManagedSecret(secret), resourceVersion: rv };
+    const state: State = { loaded, caPem: decode(secret.data, SECRET_KEYS.ca), managed: isManagedSecret(secret), resourceVersion: rv, uid: secret.metadata?.uid };
     const same = old !== undefined && old.loaded.certPem === loaded.certPem && old.loaded.keyPem === loaded.keyPem;
     this.#state = same ? { ...state, loaded: old.loaded } : state;
+    // ca.crt may change without the pair (an issuer adding a CA): trust listeners hear of it either way.
+    this.#announceTrust();
     if (same) return false;
     this.#event(action, extra);
     if (!state.managed && loaded.notAfter.getTime() <= this.#s.now().getTime()) {
@@ -528,6 +572,20 @@ export class SecretCertificateSource implements CertificateSource {
       }
     }
     return true;
+  }
+
+  #announceTrust(): void {
+    const now = this.trust;
+    const was = this.#trusted;
+    if (was !== undefined && was.caPem === now.caPem && was.fingerprint === now.fingerprint && was.uid === now.uid) return;
+    this.#trusted = now;
+    for (const listener of this.#trustListeners) {
+      try {
+        listener(now);
+      } catch (err) {
+        this.#report(new Error(`a trust listener failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+      }
+    }
   }
 
   #event(action: SecretCertificateEvent['action'], extra: Pick<SecretCertificateEvent, 'reason' | 'newCa'>): void {

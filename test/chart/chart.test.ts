@@ -13,7 +13,7 @@ import type { ValidateFunction } from 'ajv';
 import { LineCounter, isMap, parseDocument } from 'yaml';
 import type { YAMLMap } from 'yaml';
 import { FLAGS } from '../../src/config/config.ts';
-import { ROOT, chartRules, readChartFile, readYaml, templates } from './chart.ts';
+import { ROOT, SIGNING_KEY_SECRET, chartRules, readChartFile, readYaml, templates } from './chart.ts';
 
 const Ajv = AjvModule.default;
 
@@ -213,6 +213,8 @@ describe('chart files', () => {
     const sm = t.get('servicemonitor.yaml')!;
     assert.match(sm, /configMap:\s+name: \{\{ \.Values\.tls\.caConfigMap \}\}\s+key: ca\.crt/);
     assert.equal((values.tls as Values).caConfigMap, 'velero-download-server-ca');
+    // The signing-key Secret the RBAC rules name is the one the gateway uses.
+    assert.match(helpers, new RegExp(`define "velero-download-server\\.signingKeySecretName" -\\}\\}\\s+${SIGNING_KEY_SECRET}\\s`));
   });
 
   test('the Deployment runs hardened: probes over HTTPS, non-root, read-only root, no capabilities', async () => {

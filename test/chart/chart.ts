@@ -10,6 +10,7 @@ import { constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { SIGNING_KEY_SECRET } from '../../src/auth/signing-keys.ts';
 import type { PolicyRule } from '../support/kube-apiserver/index.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,8 +30,8 @@ export async function templates(): Promise<Map<string, string>> {
   return out;
 }
 
-/** The fixed name of the signing-key Secret (templates/_helpers.tpl, issue 8). */
-export const SIGNING_KEY_SECRET = 'velero-download-server-signing-key';
+/** The fixed name of the signing-key Secret: the gateway's (auth/signing-keys.ts), which templates/_helpers.tpl must match. */
+export { SIGNING_KEY_SECRET };
 
 /** The default tls.caConfigMap (--ca-configmap). */
 export const CA_CONFIGMAP = 'velero-download-server-ca';

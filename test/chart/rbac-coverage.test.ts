@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
-import { DEFAULT_ROTATE_AFTER_MS, SigningKeySource } from '../../src/auth/signing-keys.ts';
+import { DEFAULT_ROTATE_AFTER_MS, SIGNING_KEY_SECRET, SigningKeySource } from '../../src/auth/signing-keys.ts';
 import { createKubeClients } from '../../src/kube/client.ts';
 import { CaPublisher } from '../../src/tls/ca-publisher.ts';
 import { SecretCertificateSource } from '../../src/tls/secret.ts';
@@ -37,7 +37,6 @@ const TENANT = 'team-a';
 const TENANT_BACKUP = 'team-a-nightly';
 const TENANT_RESTORE = 'team-a-restore';
 const CERT_SECRET = 'velero-download-server-certs';
-const SIGNING_KEY_SECRET = 'velero-download-server-signing-key';
 /** The chart's MutatingWebhookConfiguration: <release namespace>-<fullname>. */
 const WEBHOOK_CONFIGURATION = `${NS}-velero-download-server`;
 const URL_ANNOTATION = 'download-server.velero.io/url';

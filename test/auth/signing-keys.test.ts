@@ -215,6 +215,7 @@ describe('SigningKeySource', () => {
         }
       }
     }
+    console.log(`${steps} steps of ${STEP / 1000} s, ${rotations.length} rotations at ${rotations.map((r) => `+${Math.round((r - t0) / 1000)} s`).join(', ')}, ${urls.length} URLs signed, ${checks} verifications`);
     assert.ok(rotations.length >= 2, `the keys were rotated (${rotations.length} times)`);
     for (let k = 1; k < rotations.length; k++) assert.ok(rotations[k]! - rotations[k - 1]! >= MIN_PERIOD - 2 * CLOCK_SKEW_MS, 'never two rotations within the shortest period (less the clock skew)');
     assert.ok(checks > 10_000, `${checks} verifications`);

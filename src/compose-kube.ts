@@ -10,13 +10,13 @@ import type { Config } from './config/config.ts';
 import { createKubeClients } from './kube/client.ts';
 import { DownloadRequestController } from './kube/downloadrequest-controller.ts';
 import { CachedObjectReader } from './kube/objects.ts';
-import { SigningKeySource } from './kube/signing-key.ts';
+import { SigningKeySource } from './auth/signing-keys.ts';
 import { UrlDiscovery } from './kube/url-discovery.ts';
 import type { AppDeps } from './server/app.ts';
 import type { GatewayMetrics } from './server/metrics.ts';
 import type { DefaultStoreFactory} from './stores/factory.ts';
 import { FILESYSTEM_PROVIDERS } from './stores/factory.ts';
-import { DownloadRequestAdmission, SignedUrls, optsIn } from './velero/downloadrequests.ts';
+import { DownloadRequestAdmission, MAX_SIGNED_URL_SECONDS, SignedUrls, optsIn } from './velero/downloadrequests.ts';
 import type { DownloadRequestSource } from './velero/downloadrequests.ts';
 import { KubeResolver } from './velero/kube-resolver.ts';
 import { namespaceMatcher } from './velero/namespaces.ts';
@@ -97,7 +97,12 @@ export async function startKubeServices(config: Config, log: Logger, kube: NonNu
     reader: kube.objects,
     log,
   });
-  const signingKeys = new SigningKeySource(kube.clients, { namespace: config.namespace });
+  const signingKeys = new SigningKeySource(kube.clients, {
+    namespace: config.namespace,
+    maxUrlLifetimeMs: MAX_SIGNED_URL_SECONDS * 1000,
+    onEvent: (e) => log.info({ secret: e.secret, keyId: e.keyId, rotatedAt: e.rotatedAt }, `signing key ${e.action}`),
+    onError: (err) => log.warn({ err: err.message }, 'signing key refresh failed'),
+  });
   await signingKeys.start();
   const signer = keyRingSigner(() => signingKeys.keys);
   const serves = namespaceMatcher(config.namespace, config.watchNamespaces);

@@ -6,6 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { ensureLocalCertificate } from './tls/local.ts';
 import { CertificateReloader } from './tls/reloader.ts';
+import type { CaPublisher } from './tls/ca-publisher.ts';
+import type { TrustSource } from './tls/secret.ts';
 import type { CertificateSource } from './tls/types.ts';
 import type { Logger } from 'pino';
 import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from './auth/static-tokens.ts';
@@ -116,11 +118,41 @@ export async function certificateSource(
           `serving certificate ${e.action}`,
         ),
     });
-    return { source, caPem: () => source.caPem };
+    const publisher = config.caConfigMap || config.webhookConfiguration ? await publishCa(config, log, kube, source) : undefined;
+    const withPublisher: CertificateSource = {
+      get current() {
+        return source.current;
+      },
+      on(event, listener) {
+        source.on(event, listener);
+        return this;
+      },
+      off(event, listener) {
+        source.off(event, listener);
+        return this;
+      },
+      stop() {
+        publisher?.stop();
+        source.stop();
+      },
+    };
+    return { source: withPublisher, caPem: () => source.caPem };
   }
   const local = await ensureLocalCertificate(config.stateDir, { hosts: [hostname(), ...config.tlsExtraSans] });
   const source = await CertificateReloader.start(local.certFile, local.keyFile, { onError });
   return { source, caPem: () => undefined, certFile: local.certFile };
+}
+
+/** Publishes the certificate Secret's ca.crt in the CA ConfigMap and the webhook configuration's caBundle. */
+async function publishCa(config: Config, log: Logger, kube: KubeClients, source: TrustSource): Promise<CaPublisher> {
+  const { CaPublisher } = await import('./tls/ca-publisher.ts');
+  return CaPublisher.start(kube, source, {
+    namespace: config.namespace,
+    configMap: config.caConfigMap,
+    webhookConfiguration: config.webhookConfiguration,
+    onError: (err) => log.warn({ err: err.message }, 'publishing the CA failed'),
+    onEvent: (e) => log.info({ target: e.target, secret: e.secret, fingerprint: e.fingerprint, cas: e.cas }, `CA ${e.action}`),
+  });
 }
 
 /** Starts kubernetes mode's background services (URL discovery, DownloadRequest controller, signing keys). */

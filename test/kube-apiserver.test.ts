@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { after, before, describe, test } from 'node:test';
 import {
+  AdmissionregistrationV1Api,
   ApiException,
   ApiextensionsV1Api,
   AuthenticationV1Api,
@@ -31,6 +32,7 @@ import type { KubeApiServer, KubeObject } from './support/kube-apiserver/index.t
 
 const VELERO = { group: 'velero.io', version: 'v1' };
 const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const JSON_PATCH = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 const STRATEGIC = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
 
 interface StatusBody {
@@ -91,7 +93,7 @@ describe('kube-apiserver test double', () => {
     const version = await kc.makeApiClient(VersionApi).getCode();
     assert.equal(version.major, '1');
     const coreList = await core.getAPIResources();
-    assert.deepEqual(coreList.resources.map((r) => r.name).sort(), ['namespaces', 'namespaces/status', 'nodes', 'nodes/status', 'secrets', 'services', 'services/status']);
+    assert.deepEqual(coreList.resources.map((r) => r.name).sort(), ['configmaps', 'namespaces', 'namespaces/status', 'nodes', 'nodes/status', 'secrets', 'services', 'services/status']);
     const crds = await kc.makeApiClient(ApiextensionsV1Api).getAPIResources();
     assert.ok(crds.resources.some((r) => r.name === 'customresourcedefinitions' && !r.namespaced));
 
@@ -140,6 +142,36 @@ describe('kube-apiserver test double', () => {
     assert.equal(missing.code, 404);
     assert.equal(missing.status?.message, 'secrets "creds" not found');
     assert.deepEqual(missing.status?.details, { name: 'creds', kind: 'secrets' });
+  });
+
+  test('CoreV1Api: configmaps create / 409 / get / update on a resourceVersion / delete', async () => {
+    const created = await core.createNamespacedConfigMap({ namespace: 'velero', body: { metadata: { name: 'ca' }, data: { 'ca.crt': 'PEM' } } });
+    assert.equal((await apiError(core.createNamespacedConfigMap({ namespace: 'velero', body: { metadata: { name: 'ca' } } }))).code, 409);
+    assert.equal((await core.readNamespacedConfigMap({ namespace: 'velero', name: 'ca' })).data?.['ca.crt'], 'PEM');
+    const updated = await core.replaceNamespacedConfigMap({ namespace: 'velero', name: 'ca', body: { ...created, data: { 'ca.crt': 'PEM2' } } });
+    assert.equal(updated.data?.['ca.crt'], 'PEM2');
+    assert.equal((await apiError(core.replaceNamespacedConfigMap({ namespace: 'velero', name: 'ca', body: { ...created, data: {} } }))).code, 409);
+    assert.equal((await core.deleteNamespacedConfigMap({ namespace: 'velero', name: 'ca' })).status, 'Success');
+    assert.equal((await apiError(core.readNamespacedConfigMap({ namespace: 'velero', name: 'ca' }))).code, 404);
+  });
+
+  test('MutatingWebhookConfigurations: cluster-scoped; a JSON patch whose test of the resourceVersion fails changes nothing', async () => {
+    const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+    const webhook = { name: 'a.example.com', admissionReviewVersions: ['v1'], sideEffects: 'None', clientConfig: { service: { name: 's', namespace: 'velero' } } };
+    const created = await admission.createMutatingWebhookConfiguration({ body: { metadata: { name: 'mwc' }, webhooks: [webhook] } });
+    const rv = created.metadata!.resourceVersion!;
+    const patched = await admission.patchMutatingWebhookConfiguration(
+      { name: 'mwc', body: [{ op: 'test', path: '/metadata/resourceVersion', value: rv }, { op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: 'UEVN' }] },
+      JSON_PATCH,
+    );
+    assert.equal(patched.webhooks?.[0]?.clientConfig.caBundle, 'UEVN');
+    const stale = await apiError(
+      admission.patchMutatingWebhookConfiguration({ name: 'mwc', body: [{ op: 'test', path: '/metadata/resourceVersion', value: rv }, { op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: 'T0xE' }] }, JSON_PATCH),
+    );
+    assert.equal(stale.code, 422);
+    assert.equal((await admission.readMutatingWebhookConfiguration({ name: 'mwc' })).webhooks?.[0]?.clientConfig.caBundle, 'UEVN');
+    assert.ok(api.calls.list({ resource: 'mutatingwebhookconfigurations' }).every((c) => c.namespace === ''));
+    await admission.deleteMutatingWebhookConfiguration({ name: 'mwc' });
   });
 
   test('CustomObjectsApi: backups create / get / list in all namespaces / merge and JSON patch / delete', async () => {
@@ -407,6 +439,18 @@ describe('kube-apiserver test double', () => {
       ]);
       assert.equal(strict.calls.count({ user: 'system:serviceaccount:velero:vds', resource: 'secrets' }), 1);
       assert.equal(strict.calls.list({ resource: 'secrets' })[0]?.code, 403);
+
+      // A list (or watch) selecting one name is authorized as a request for that name, as kube-apiserver
+      // does: resourceNames can grant it, and it grants nothing wider.
+      strict.rbac.grant(sa, [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['mine'], verbs: ['list', 'watch'] }], 'velero');
+      const skcCore = skc.makeApiClient(CoreV1Api);
+      await skcCore.listNamespacedSecret({ namespace: 'velero', fieldSelector: 'metadata.name=mine' });
+      assert.equal((await apiError(skcCore.listNamespacedSecret({ namespace: 'velero', fieldSelector: 'metadata.name=other' }))).code, 403);
+      assert.equal((await apiError(skcCore.listNamespacedSecret({ namespace: 'velero' }))).code, 403);
+      assert.deepEqual(
+        strict.calls.permissions({ user: 'system:serviceaccount:velero:vds', resource: 'secrets', verb: 'list' }).map((p) => p.name),
+        ['', 'mine', 'other'],
+      );
     } finally {
       await strict.close();
     }

@@ -7,7 +7,7 @@
  */
 import type { V1SubjectAccessReview, V1TokenReview } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
-import { statusOf } from '../kube/client.ts';
+import { describeApiFailure } from '../kube/client.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
 import type { ClientLimiter } from './client-limiter.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
@@ -39,11 +39,10 @@ export const DEFAULT_REVIEW_CACHE: ReviewCacheOptions = {
 function unavailable(what: string, err: unknown, signal: AbortSignal): Error {
   if (err instanceof RateLimitedError) return err;
   if (signal.aborted) return signal.reason instanceof Error ? signal.reason : new Error(`${what} abandoned: every caller left`);
-  const code = statusOf(err);
   const retry = Number((err as { headers?: Record<string, string> } | null)?.headers?.['retry-after']);
   // The message names the review and the status only: response bodies are not repeated.
   return new AuthUnavailableError(
-    `${what} could not be completed (${code === undefined ? (err as Error).name || 'error' : `HTTP ${code}`}); retry shortly`,
+    `${what} could not be completed (${describeApiFailure(err)}); retry shortly`,
     Number.isFinite(retry) && retry > 0 ? retry : 5,
   );
 }

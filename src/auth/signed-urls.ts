@@ -12,7 +12,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 export interface KeyRing {
   /** Signs everything new. */
   current: Buffer;
-  /** Still verifies what was signed before the last rotation. */
+  /** Also verifies: the key of before the last rotation, or the announced key of after the next (auth/signing-keys.ts). */
   previous?: Buffer;
 }
 

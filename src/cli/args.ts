@@ -123,8 +123,9 @@ Flags:
 
 The download server trusts your Kubernetes identity: the bearer token your kubeconfig provides (static
 token, token file, exec plugin, OIDC) is sent to it, over verified HTTPS only. Its certificate is checked
-against --cacert, else ca.crt of Secret velero-download-server-certs (when you may read it), else the
-pinned fingerprint (--server-cert-fingerprint, or the Secret's annotation), else the system CAs.
+against --cacert, else ca.crt of ConfigMap velero-download-server-ca (get on it is all you need; for
+older download servers, of Secret velero-download-server-certs when you may read it), else the pinned
+fingerprint (--server-cert-fingerprint, or the published annotation), else the system CAs.
 
 Exit codes: 0 success, 1 not found (or another failure), 2 usage, 3 unauthorized or forbidden,
 4 unreachable (API server, Velero, store or download server; or an untrusted certificate).

@@ -1,7 +1,8 @@
 /**
  * The client's side of Kubernetes: the kubeconfig (file, $KUBECONFIG, ~/.kube/config or in-cluster),
  * the user's bearer token for the download server, DownloadRequests (create, wait for their URLs,
- * delete), the download server's certificate Secret and Service. Loaded lazily by the command, so a
+ * delete), the download server's published CA (its ConfigMap, or the certificate Secret of older
+ * gateways) and Service. Loaded lazily by the command, so a
  * wrong command line never pays for @kubernetes/client-node.
  */
 import { existsSync } from 'node:fs';
@@ -17,9 +18,11 @@ import { CliError, EXIT, UsageError, describeFailure, networkFailure } from './e
 
 /** Annotation the download server writes on a DownloadRequest: the URL that streams its target. */
 export const URL_ANNOTATION = 'download-server.velero.io/url';
-/** Annotation on the certificate Secret: SHA-256 fingerprint of the serving certificate. */
+/** Annotation on the CA ConfigMap (and the certificate Secret): SHA-256 fingerprint of the serving certificate. */
 export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint';
-/** The Secret holding the download server's certificate (tls.crt, tls.key, ca.crt). */
+/** The ConfigMap where the download server publishes the CA clients trust (key ca.crt, like kube-root-ca.crt). */
+export const CA_CONFIGMAP = 'velero-download-server-ca';
+/** The Secret holding the download server's certificate (tls.crt, tls.key, ca.crt): read only for gateways older than the ConfigMap. */
 export const CERT_SECRET = 'velero-download-server-certs';
 /** The download server's Service, for the cluster-local fallback. */
 export const SERVICE_NAME = 'velero-download-server';
@@ -232,16 +235,27 @@ export class VeleroApi {
   }
 
   /**
-   * `ca.crt` and the fingerprint annotation of the download server's certificate Secret, when the user
-   * may read it; an empty object otherwise (a user allowed to download need not read Secrets).
+   * What to trust the download server by: `ca.crt` and the fingerprint annotation of its CA ConfigMap
+   * (users need `get` on that ConfigMap only); when the ConfigMap cannot be read (a gateway older than
+   * it, or no access), those of its certificate Secret, when the user may read that; an empty object
+   * otherwise. A refusal is no error here: a user allowed to download need not read either.
    */
-  async certificateSecret(signal: AbortSignal): Promise<{ caCert?: string; fingerprint?: string }> {
+  async gatewayTrust(signal: AbortSignal): Promise<{ caCert?: string; fingerprint?: string }> {
+    const published = (caCert: string | undefined, annotations: Record<string, string> | undefined): { caCert?: string; fingerprint?: string } => {
+      const fingerprint = str(annotations?.[FINGERPRINT_ANNOTATION]);
+      const ca = caCert?.includes('-----BEGIN CERTIFICATE-----') ? caCert : undefined;
+      return { ...(ca && { caCert: ca }), ...(fingerprint && { fingerprint }) };
+    };
+    try {
+      const cm = await this.#core.readNamespacedConfigMap({ namespace: this.namespace, name: CA_CONFIGMAP }, this.#opts(signal));
+      return published(cm.data?.['ca.crt'], cm.metadata?.annotations);
+    } catch (err) {
+      if (signal.aborted) throw err;
+    }
     try {
       const s = await this.#core.readNamespacedSecret({ namespace: this.namespace, name: CERT_SECRET }, this.#opts(signal));
       const ca = s.data?.['ca.crt'];
-      const caCert = ca ? Buffer.from(ca, 'base64').toString('utf8') : undefined;
-      const fingerprint = str(s.metadata?.annotations?.[FINGERPRINT_ANNOTATION]);
-      return { ...(caCert?.includes('-----BEGIN CERTIFICATE-----') && { caCert }), ...(fingerprint && { fingerprint }) };
+      return published(ca ? Buffer.from(ca, 'base64').toString('utf8') : undefined, s.metadata?.annotations);
     } catch (err) {
       if (signal.aborted) throw err;
       return {};

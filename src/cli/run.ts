@@ -115,8 +115,9 @@ class GatewayAccess {
   }
 
   /**
-   * --cacert, else ca.crt of the certificate Secret (when readable), else a pinned fingerprint (the
-   * flag, or the Secret's annotation), else the system roots; --insecure-skip-tls-verify excludes the others.
+   * --cacert, else ca.crt the download server publishes (its ConfigMap, else its certificate Secret,
+   * when readable), else a pinned fingerprint (the flag, or the published annotation), else the system
+   * roots; --insecure-skip-tls-verify excludes the others.
    */
   trust(): Promise<Trust> {
     return (this.#trust ??= (async (): Promise<Trust> => {
@@ -125,9 +126,9 @@ class GatewayAccess {
       const pins = cmd.serverCertFingerprint ? [cmd.serverCertFingerprint] : [];
       let ca = this.#cacert ? [this.#cacert] : undefined;
       if (!ca) {
-        const secret = await this.#api.certificateSecret(this.#signal);
-        if (secret.caCert) ca = [secret.caCert];
-        const pinned = secret.fingerprint?.replaceAll(':', '').toLowerCase();
+        const published = await this.#api.gatewayTrust(this.#signal);
+        if (published.caCert) ca = [published.caCert];
+        const pinned = published.fingerprint?.replaceAll(':', '').toLowerCase();
         if (pinned && /^[0-9a-f]{64}$/.test(pinned)) pins.push(pinned);
       }
       // A pin alone means "this certificate only", not "this one or anything a public CA signed".
@@ -291,7 +292,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
 
     if (!opened) {
       const trustAdvice = untrusted
-        ? `; the download server's certificate is not trusted (SHA-256 fingerprint ${untrusted.fingerprint}): pass --cacert FILE (ca.crt of Secret ${kube.CERT_SECRET} in namespace "${cmd.namespace}", which you may not be allowed to read) or, after checking the fingerprint with your cluster admin, --server-cert-fingerprint ${untrusted.fingerprint}`
+        ? `; the download server's certificate is not trusted (SHA-256 fingerprint ${untrusted.fingerprint}): ask for "get" on ConfigMap ${kube.CA_CONFIGMAP} in namespace "${cmd.namespace}", or pass --cacert FILE (its ca.crt: kubectl -n ${cmd.namespace} get configmap ${kube.CA_CONFIGMAP} -o jsonpath='{.data.ca\\.crt}') or, after checking the fingerprint with your cluster admin, --server-cert-fingerprint ${untrusted.fingerprint}`
         : ': check that the download server is running and reachable from here';
       throw new CliError(EXIT.unreachable, `cannot download the ${singular(cmd)} "${cmd.name}" ${cmd.artifact}: ${failures.join('; ')}${trustAdvice}`);
     }

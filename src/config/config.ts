@@ -86,6 +86,10 @@ export interface Config {
   tlsExtraSans: string[];
   /** Validity of a generated certificate. */
   tlsValidityMs: number;
+  /** Kubernetes mode: the ConfigMap where the certificate Secret's ca.crt is published; undefined: not published. */
+  caConfigMap?: string;
+  /** Kubernetes mode: the MutatingWebhookConfiguration whose webhooks' caBundle follows that ca.crt. */
+  webhookConfiguration?: string;
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
@@ -132,12 +136,15 @@ export const FLAGS = {
   tlsSecret: flag({ name: 'tls-secret', kind: 'string', default: 'velero-download-server-certs', help: 'kubernetes mode: Secret (kubernetes.io/tls, with ca.crt) holding the serving certificate; generated when missing', parse: str }),
   tlsExtraSans: flag({ name: 'tls-extra-sans', kind: 'string', default: '', help: 'more DNS names or IPs for a generated certificate (comma-separated)', parse: list }),
   tlsValidity: flag({ name: 'tls-validity', kind: 'string', default: '8760h', help: 'validity of a generated certificate (renewed after two thirds)', parse: duration }),
+  caConfigMap: flag({ name: 'ca-configmap', kind: 'string', default: 'velero-download-server-ca', help: 'kubernetes mode: ConfigMap (key ca.crt, like kube-root-ca.crt) where the certificate Secret\'s ca.crt is published for clients; empty: not published', parse: str }),
+  webhookConfiguration: flag({ name: 'webhook-configuration', kind: 'string', help: 'kubernetes mode: MutatingWebhookConfiguration whose webhooks\' caBundle the gateway keeps in step with the certificate Secret\'s ca.crt (not with cert-manager, whose CA injector does it)', parse: str }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const SERVICE_ACCOUNT_TOKEN = `${SERVICE_ACCOUNT_DIR}/token`;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function readNamespaceFile(): string | undefined {
   try {
@@ -197,6 +204,13 @@ export function loadConfig(
   if (v.webhookListen !== undefined && mode !== 'kubernetes') errors.push('--webhook-listen: the admission webhook needs kubernetes mode');
   if (v.webhookListen !== undefined && v.listen !== undefined && v.webhookListen.port !== 0 && v.webhookListen.port === v.listen.port) {
     errors.push('--webhook-listen: must not share the download listener\'s port (--listen); the webhook has a port of its own');
+  }
+  if (v.caConfigMap && !DNS1123_SUBDOMAIN.test(v.caConfigMap)) errors.push(`--ca-configmap: "${v.caConfigMap}" is not a valid ConfigMap name`);
+  if (v.webhookConfiguration !== undefined && !DNS1123_SUBDOMAIN.test(v.webhookConfiguration)) {
+    errors.push(`--webhook-configuration: "${v.webhookConfiguration}" is not a valid MutatingWebhookConfiguration name`);
+  } else if (v.webhookConfiguration !== undefined && (mode !== 'kubernetes' || v.tlsCertFile !== undefined)) {
+    // Its caBundle follows ca.crt of the certificate Secret: without that Secret there is nothing to follow.
+    errors.push('--webhook-configuration: needs kubernetes mode with the certificate in its Secret (--tls-secret), not --tls-cert-file');
   }
   if (mode === 'kubernetes' && kubeconfig !== undefined && !existsSync(resolve(cwd, kubeconfig))) {
     errors.push(`--kubeconfig (or KUBECONFIG): ${resolve(cwd, kubeconfig)} does not exist`);
@@ -259,6 +273,8 @@ export function loadConfig(
       tlsSecret: v.tlsSecret!,
       tlsExtraSans: v.tlsExtraSans!,
       tlsValidityMs: v.tlsValidity!,
+      ...(v.caConfigMap && { caConfigMap: v.caConfigMap }),
+      ...(v.webhookConfiguration !== undefined && { webhookConfiguration: v.webhookConfiguration }),
       ...(v.locationsFile !== undefined && { locationsFile: resolve(cwd, v.locationsFile) }),
       ...defaultCredentials(v.defaultCredentialsFile, cwd),
       ...caBundle(v.caBundle, env, cwd),

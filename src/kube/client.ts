@@ -4,6 +4,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import {
+  AdmissionregistrationV1Api,
+  ApiException,
   ApiextensionsV1Api,
   AuthenticationV1Api,
   AuthorizationV1Api,
@@ -39,6 +41,8 @@ export interface KubeClients {
   authn: AuthenticationV1Api;
   authz: AuthorizationV1Api;
   apiext: ApiextensionsV1Api;
+  /** MutatingWebhookConfigurations (the webhook's caBundle). */
+  admission: AdmissionregistrationV1Api;
   /**
    * Runs one API call under `budget`'s limiter (default `background`: the gateway's own work), with
    * `signal` and the call timeout applied to the request. `call` receives the per-request options to
@@ -75,6 +79,7 @@ export function createKubeClients(opts: KubeClientOptions): KubeClients {
     authn: kc.makeApiClient(AuthenticationV1Api),
     authz: kc.makeApiClient(AuthorizationV1Api),
     apiext: kc.makeApiClient(ApiextensionsV1Api),
+    admission: kc.makeApiClient(AdmissionregistrationV1Api),
     async call(signal, call, budget = 'background') {
       const timed = AbortSignal.any([signal, AbortSignal.timeout(opts.timeoutMs)]);
       await budgets.take(budget, timed);
@@ -102,8 +107,30 @@ export function signalOptions(signal: AbortSignal): ConfigurationOptions {
   };
 }
 
-/** The HTTP status of a failed API call (ApiException.code), if it had one. */
+/**
+ * The HTTP status of a failed API call, if the API server answered: only the client library's
+ * ApiException carries one. Other errors have a numeric `code` that is no status (a timeout is a
+ * DOMException whose legacy `code` is 23), so they give undefined.
+ */
 export function statusOf(err: unknown): number | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
+  if (!(err instanceof ApiException)) return undefined;
+  const code: unknown = err.code;
+  return typeof code === 'number' && Number.isInteger(code) && code >= 100 && code <= 599 ? code : undefined;
+}
+
+/**
+ * A short, body-free account of why an API call failed, for messages: `HTTP 403`, `timed out`,
+ * `aborted`, a network error code (`ECONNREFUSED`), else the error's name. Never the ApiException's
+ * message, which embeds the response body.
+ */
+export function describeApiFailure(err: unknown): string {
+  const code = statusOf(err);
+  if (code !== undefined) return `HTTP ${code}`;
+  const name = (err as { name?: unknown } | null)?.name;
+  if (name === 'TimeoutError') return 'timed out';
+  if (name === 'AbortError') return 'aborted';
+  // fetch wraps network failures: TypeError "fetch failed" with the socket error as its cause.
+  const net = (err as { cause?: { code?: unknown } } | null)?.cause?.code ?? (err as { code?: unknown } | null)?.code;
+  if (typeof net === 'string' && /^E[A-Z0-9_]+$/.test(net)) return net;
+  return typeof name === 'string' && name !== '' ? name : 'error';
 }

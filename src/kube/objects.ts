@@ -8,7 +8,7 @@ import type { V1Secret } from '@kubernetes/client-node';
 import { TtlCache } from '../util/ttl-cache.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
 import type { BudgetName, KubeClients } from './client.ts';
-import { statusOf } from './client.ts';
+import { describeApiFailure, statusOf } from './client.ts';
 import { KubeUnavailableError } from './errors.ts';
 
 export { KubeUnavailableError };
@@ -114,7 +114,7 @@ export class CachedObjectReader implements ObjectReader {
       if (code === 404) return { value: undefined };
       const retry = Number((err as { headers?: Record<string, string> }).headers?.['retry-after']);
       throw new KubeUnavailableError(
-        `reading ${what} ${namespace}/${name} from the Kubernetes API failed (${code === undefined ? (err as Error).name : `HTTP ${code}`})`,
+        `reading ${what} ${namespace}/${name} from the Kubernetes API failed (${describeApiFailure(err)})`,
         Number.isFinite(retry) && retry > 0 ? retry : 5,
       );
     }

@@ -15,7 +15,7 @@ import { Watch } from '@kubernetes/client-node';
 import type { ConfigurationOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { KubeClients } from './client.ts';
-import { statusOf } from './client.ts';
+import { describeApiFailure, statusOf } from './client.ts';
 import { parseFqdn } from '../util/fqdn.ts';
 
 export { parseFqdn };
@@ -340,8 +340,9 @@ export class Reflector<T extends Reflectable> {
 
 /** A short, token-free description of an API failure for logs and `detail`. */
 export function describeApiError(err: unknown): string {
-  const code = statusOf(err) ?? (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof code === 'number' ? `HTTP ${code}` : ((err as Error | null)?.name ?? 'error');
+  // A watch that fails to start carries its status as statusCode.
+  const watchStatus = (err as { statusCode?: unknown } | null)?.statusCode;
+  return statusOf(err) === undefined && typeof watchStatus === 'number' ? `HTTP ${watchStatus}` : describeApiFailure(err);
 }
 
 // --- UrlDiscovery --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { Watch } from '@kubernetes/client-node';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
-import { statusOf } from '../kube/client.ts';
+import { OwnedObject } from '../kube/owned.ts';
 import { CertificateError, isCertificateError } from './errors.ts';
 import { DEFAULT_VALIDITY_DAYS, generateCa, generateCaSigned, normalizeHosts } from './generate.ts';
 import { loadCertificatePair } from './pair.ts';
@@ -30,7 +30,6 @@ export const SECRET_KEYS = { cert: 'tls.crt', key: 'tls.key', ca: 'ca.crt', caKe
 export const DEFAULT_CHECK_INTERVAL_MS = 60 * 60 * 1000;
 
 const SECRET_TYPE = 'kubernetes.io/tls';
-const FIELD_MANAGER = 'velero-download-server';
 const DAY_MS = 24 * 60 * 60 * 1000;
 const RENEW_FRACTION = 2 / 3;
 // Below this, the few minutes a generated certificate is back-dated would make it due at once.
@@ -117,6 +116,30 @@ interface State {
   caPem: string | undefined;
   managed: boolean;
   resourceVersion: string | undefined;
+  uid: string | undefined;
+}
+
+/**
+ * What clients must trust, as the Secret in use says: its ca.crt and the fingerprint of the
+ * certificate served, with the Secret's identity and version (so a publisher can tell an older view
+ * from a newer one). Never key material.
+ */
+export interface TrustAnchor {
+  /** The Secret's ca.crt (PEM bundle; during a CA rotation the new and the old CA); undefined when it has none. */
+  caPem: string | undefined;
+  /** SHA-256 fingerprint of the certificate in use. */
+  fingerprint: string;
+  /** `namespace/name` of the Secret. */
+  secret: string;
+  uid: string | undefined;
+  resourceVersion: string | undefined;
+}
+
+/** Something that says what clients must trust and when that changes: the Secret source, or a test's stand-in. */
+export interface TrustSource {
+  readonly trust: TrustAnchor;
+  on(event: 'trust', listener: (trust: TrustAnchor) => void): this;
+  off(event: 'trust', listener: (trust: TrustAnchor) => void): this;
 }
 
 /** The DNS names of a Service inside the cluster: `svc`, `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<domain>`. */
@@ -238,13 +261,6 @@ function planRenewal(secret: V1Secret, wanted: [string, ...string[]], now: Date,
   return undefined;
 }
 
-function apiError(what: string, err: unknown): Error {
-  // Never the ApiException's message: it embeds the response body.
-  const code = statusOf(err);
-  const detail = code === undefined ? (err instanceof Error ? `${err.name}: ${err.message}` : String(err)) : `HTTP ${code}`;
-  return new Error(`${what} failed (${detail})`, { cause: err });
-}
-
 function isOlder(rv: string | undefined, than: string | undefined): boolean {
   // resourceVersions are opaque, but etcd's are integers; comparing them only guards against a stale event.
   if (rv === undefined || than === undefined || !/^\d+$/.test(rv) || !/^\d+$/.test(than)) return false;
@@ -256,8 +272,8 @@ function isOlder(rv: string | undefined, than: string | undefined): boolean {
  *
  * - Missing at start: a CA and a serving certificate it signs (EC P-256, SANs from
  *   {@link generatedCertificateHosts}) are generated and the Secret is created, labelled
- *   {@link MANAGED_BY_LABEL}, with the {@link FINGERPRINT_ANNOTATION}. Create-if-absent: a replica that
- *   loses the race (409) reads and uses the winner's Secret.
+ *   {@link MANAGED_BY_LABEL}, with the {@link FINGERPRINT_ANNOTATION}. Create-if-absent through
+ *   kube's {@link OwnedObject}: a replica that loses the race (409) reads and uses the winner's Secret.
  * - The gateway's own (the label): its certificate is renewed when two thirds of its lifetime have
  *   passed, when it no longer chains to the CA, or when a wanted SAN is missing; the CA is kept while
  *   it outlives the new certificate, otherwise a new CA signs it and ca.crt carries the old CA too until
@@ -269,15 +285,19 @@ function isOlder(rv: string | undefined, than: string | undefined): boolean {
  * {@link current} and the `change` listeners get it, a broken one goes to `onError` and the current
  * certificate stays. Call {@link stop} to end the watch and the timers.
  */
-export class SecretCertificateSource implements CertificateSource {
+export class SecretCertificateSource implements CertificateSource, TrustSource {
   readonly namespace: string;
   readonly secretName: string;
   /** The SANs a certificate generated now gets. */
   readonly hosts: readonly string[];
   readonly #kube: KubeClients;
   readonly #s: Settings;
+  readonly #secret: OwnedObject<'Secret'>;
   #state: State | undefined;
   #listeners = new Set<(cert: LoadedCertificate) => void>();
+  #trustListeners = new Set<(trust: TrustAnchor) => void>();
+  /** The trust last announced to the `trust` listeners. */
+  #trusted: TrustAnchor | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #lifetime = new AbortController();
   #checkTimer: NodeJS.Timeout | undefined;
@@ -289,6 +309,7 @@ export class SecretCertificateSource implements CertificateSource {
   private constructor(kube: KubeClients, s: Settings) {
     this.#kube = kube;
     this.#s = s;
+    this.#secret = new OwnedObject(kube, { kind: 'Secret', namespace: s.namespace, name: s.secretName, signal: this.#lifetime.signal });
     this.namespace = s.namespace;
     this.secretName = s.secretName;
     this.hosts = s.hosts;
@@ -347,15 +368,30 @@ export class SecretCertificateSource implements CertificateSource {
     return `${this.namespace}/${this.secretName}`;
   }
 
-  /** Adds a listener called with each newly swapped-in pair. */
-  on(event: 'change', listener: (cert: LoadedCertificate) => void): this {
-    if (event === 'change') this.#listeners.add(listener);
+  /** What clients must trust now: ca.crt and the fingerprint of the certificate in use. */
+  get trust(): TrustAnchor {
+    const s = this.#state!;
+    return { caPem: s.caPem, fingerprint: s.loaded.fingerprint, secret: this.secretRef, uid: s.uid, resourceVersion: s.resourceVersion };
+  }
+
+  /**
+   * `change`: called with each newly swapped-in pair. `trust`: called whenever {@link trust} changes
+   * in substance (ca.crt, the certificate, or the Secret itself): created, loaded, renewed or changed.
+   */
+  on(event: 'change', listener: (cert: LoadedCertificate) => void): this;
+  on(event: 'trust', listener: (trust: TrustAnchor) => void): this;
+  on(event: 'change' | 'trust', listener: ((cert: LoadedCertificate) => void) | ((trust: TrustAnchor) => void)): this {
+    if (event === 'change') this.#listeners.add(listener as (cert: LoadedCertificate) => void);
+    if (event === 'trust') this.#trustListeners.add(listener as (trust: TrustAnchor) => void);
     return this;
   }
 
   /** Removes a listener added with {@link on}. */
-  off(event: 'change', listener: (cert: LoadedCertificate) => void): this {
-    if (event === 'change') this.#listeners.delete(listener);
+  off(event: 'change', listener: (cert: LoadedCertificate) => void): this;
+  off(event: 'trust', listener: (trust: TrustAnchor) => void): this;
+  off(event: 'change' | 'trust', listener: ((cert: LoadedCertificate) => void) | ((trust: TrustAnchor) => void)): this {
+    if (event === 'change') this.#listeners.delete(listener as (cert: LoadedCertificate) => void);
+    if (event === 'trust') this.#trustListeners.delete(listener as (trust: TrustAnchor) => void);
     return this;
   }
 
@@ -433,14 +469,8 @@ export class SecretCertificateSource implements CertificateSource {
     return this.#apply(secret, starting ? 'loaded' : 'changed');
   }
 
-  async #read(): Promise<V1Secret | undefined> {
-    const { namespace, secretName: name } = this;
-    try {
-      return await this.#kube.call(this.#lifetime.signal, (o) => this.#kube.core.readNamespacedSecret({ name, namespace }, o));
-    } catch (err) {
-      if (statusOf(err) === 404) return undefined;
-      throw apiError(`reading Secret ${this.secretRef}`, err);
-    }
+  #read(): Promise<V1Secret | undefined> {
+    return this.#secret.read();
   }
 
   async #issue(hosts: [string, ...string[]], ca: CertificatePair | undefined, oldCaPem: string | undefined): Promise<{ data: Record<string, string>; fingerprint: string }> {
@@ -470,27 +500,17 @@ export class SecretCertificateSource implements CertificateSource {
   }
 
   async #create(): Promise<{ secret: V1Secret; created: boolean; newCa: boolean }> {
-    const { namespace, secretName: name } = this;
     const { data, fingerprint } = await this.#issue(this.#s.hosts, undefined, undefined);
     const body: V1Secret = {
       apiVersion: 'v1',
       kind: 'Secret',
-      metadata: { name, namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY }, annotations: { [FINGERPRINT_ANNOTATION]: fingerprint } },
+      metadata: { labels: { [MANAGED_BY_LABEL]: MANAGED_BY }, annotations: { [FINGERPRINT_ANNOTATION]: fingerprint } },
       type: SECRET_TYPE,
       data,
     };
-    try {
-      const secret = await this.#kube.call(this.#lifetime.signal, (o) =>
-        this.#kube.core.createNamespacedSecret({ namespace, body, fieldManager: FIELD_MANAGER }, o),
-      );
-      return { secret, created: true, newCa: true };
-    } catch (err) {
-      if (statusOf(err) !== 409) throw apiError(`creating Secret ${this.secretRef}`, err);
-    }
-    // Another replica created it first: its certificate is the one.
-    const winner = await this.#read();
-    if (winner === undefined) throw new Error(`Secret ${this.secretRef} was created and deleted again while starting; try again`);
-    return { secret: winner, created: false, newCa: false };
+    // When another replica created it first, its certificate is the one.
+    const { object, created } = await this.#secret.create(body);
+    return { secret: object, created, newCa: created };
   }
 
   async #renew(secret: V1Secret, plan: Renewal): Promise<{ secret: V1Secret; won: boolean }> {
@@ -500,25 +520,14 @@ export class SecretCertificateSource implements CertificateSource {
 
   /** Updates on the read resourceVersion; on a conflict returns the winner's Secret instead. */
   async #replace(secret: V1Secret, data: Record<string, string>, annotations: Record<string, string>): Promise<{ secret: V1Secret; won: boolean }> {
-    const { namespace, secretName: name } = this;
-    // managedFields sent back would replace the server's record of field owners.
-    const { managedFields: _m, ...meta } = secret.metadata ?? {};
+    const meta = secret.metadata ?? {};
     const body: V1Secret = {
       ...secret,
       metadata: { ...meta, annotations: { ...meta.annotations, ...annotations } },
       data: { ...secret.data, ...data },
     };
-    try {
-      const updated = await this.#kube.call(this.#lifetime.signal, (o) =>
-        this.#kube.core.replaceNamespacedSecret({ name, namespace, body, fieldManager: FIELD_MANAGER }, o),
-      );
-      return { secret: updated, won: true };
-    } catch (err) {
-      if (statusOf(err) !== 409) throw apiError(`updating Secret ${this.secretRef}`, err);
-    }
-    const winner = await this.#read();
-    if (winner === undefined) throw new Error(`Secret ${this.secretRef} was deleted while being renewed`);
-    return { secret: winner, won: false };
+    const { object, won } = await this.#secret.update(body);
+    return { secret: object, won };
   }
 
   // --- using what the Secret holds ------------------------------------------------------------
@@ -544,9 +553,11 @@ export class SecretCertificateSource implements CertificateSource {
     const old = this.#state;
     if (old !== undefined && isOlder(rv, old.resourceVersion)) return false;
     const loaded = this.#load(secret);
-    const state: State = { loaded, caPem: decode(secret.data, SECRET_KEYS.ca), managed: isManagedSecret(secret), resourceVersion: rv };
+    const state: State = { loaded, caPem: decode(secret.data, SECRET_KEYS.ca), managed: isManagedSecret(secret), resourceVersion: rv, uid: secret.metadata?.uid };
     const same = old !== undefined && old.loaded.certPem === loaded.certPem && old.loaded.keyPem === loaded.keyPem;
     this.#state = same ? { ...state, loaded: old.loaded } : state;
+    // ca.crt may change without the pair (an issuer adding a CA): trust listeners hear of it either way.
+    this.#announceTrust();
     if (same) return false;
     this.#event(action, extra);
     if (!state.managed && loaded.notAfter.getTime() <= this.#s.now().getTime()) {
@@ -561,6 +572,20 @@ export class SecretCertificateSource implements CertificateSource {
       }
     }
     return true;
+  }
+
+  #announceTrust(): void {
+    const now = this.trust;
+    const was = this.#trusted;
+    if (was !== undefined && was.caPem === now.caPem && was.fingerprint === now.fingerprint && was.uid === now.uid) return;
+    this.#trusted = now;
+    for (const listener of this.#trustListeners) {
+      try {
+        listener(now);
+      } catch (err) {
+        this.#report(new Error(`a trust listener failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+      }
+    }
   }
 
   #event(action: SecretCertificateEvent['action'], extra: Pick<SecretCertificateEvent, 'reason' | 'newCa'>): void {

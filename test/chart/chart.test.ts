@@ -13,7 +13,7 @@ import type { ValidateFunction } from 'ajv';
 import { LineCounter, isMap, parseDocument } from 'yaml';
 import type { YAMLMap } from 'yaml';
 import { FLAGS } from '../../src/config/config.ts';
-import { ROOT, chartRules, readChartFile, readYaml, templates } from './chart.ts';
+import { ROOT, SIGNING_KEY_SECRET, chartRules, readChartFile, readYaml, templates } from './chart.ts';
 
 const Ajv = AjvModule.default;
 
@@ -81,6 +81,7 @@ describe('chart files', () => {
     ['configuration.tenantFilesystemAllow', 'yes', 'a string instead of a boolean'],
     ['configuration.extraArgs', ['debug'], 'an argument that is not a flag'],
     ['tls.mode', 'self-signed', 'an unknown TLS mode'],
+    ['tls.caConfigMap', 'Velero_CA', 'a ConfigMap name that is not a DNS subdomain'],
     ['image.pullPolicy', 'Sometimes', 'an unknown pull policy'],
     ['image.digest', 'latest', 'a digest that is not sha256:…'],
     ['admissionWebhook.timeoutSeconds', 60, 'a webhook timeout above the API server maximum'],
@@ -196,6 +197,26 @@ describe('chart files', () => {
     assert.deepEqual(switches.filter((f) => deployment.includes(`--${f}=`)), []);
   });
 
+  test('the trust wiring: --ca-configmap always, --webhook-configuration unless cert-manager injects the CA, the ServiceMonitor reads the ConfigMap', async () => {
+    const t = await templates();
+    const deployment = t.get('deployment.yaml')!;
+    const helpers = t.get('_helpers.tpl')!;
+    assert.match(deployment, /"--ca-configmap=%s" \(\.Values\.tls\.caConfigMap \| default ""\)/);
+    assert.match(deployment, /\{\{- if include "velero-download-server\.webhookCaBundle" \. \}\}\s+- \{\{ printf "--webhook-configuration=%s" \(include "velero-download-server\.webhookConfigurationName" \.\) \| quote \}\}/);
+    assert.match(helpers, /define "velero-download-server\.webhookCaBundle" -\}\}\s+\{\{- if and \.Values\.admissionWebhook\.enabled \(ne \.Values\.tls\.mode "certManager"\) -\}\}true/);
+    // The name given to the gateway is the webhook configuration's own.
+    assert.match(t.get('mutatingwebhookconfiguration.yaml')!, /name: \{\{ include "velero-download-server\.clusterName" \. \}\}/);
+    assert.match(helpers, /define "velero-download-server\.webhookConfigurationName" -\}\}\s+\{\{- include "velero-download-server\.clusterName" \. -\}\}/);
+    const rbac = t.get('rbac.yaml')!;
+    assert.match(rbac, /if include "velero-download-server\.webhookCaBundle" \. \}\}\{\{ \$clusterRules = concat \$clusterRules \$rules\.webhookCaBundle \}\}/);
+    assert.match(rbac, /if \.Values\.tls\.caConfigMap \}\}\{\{ \$ownRules = concat \$ownRules \$rules\.caConfigMap \}\}/);
+    const sm = t.get('servicemonitor.yaml')!;
+    assert.match(sm, /configMap:\s+name: \{\{ \.Values\.tls\.caConfigMap \}\}\s+key: ca\.crt/);
+    assert.equal((values.tls as Values).caConfigMap, 'velero-download-server-ca');
+    // The signing-key Secret the RBAC rules name is the one the gateway uses.
+    assert.match(helpers, new RegExp(`define "velero-download-server\\.signingKeySecretName" -\\}\\}\\s+${SIGNING_KEY_SECRET}\\s`));
+  });
+
   test('the Deployment runs hardened: probes over HTTPS, non-root, read-only root, no capabilities', async () => {
     const deployment = (await templates()).get('deployment.yaml')!;
     assert.match(deployment, /path: \/healthz\s+port: metrics\s+scheme: HTTPS/);
@@ -212,20 +233,30 @@ describe('chart files', () => {
   });
 
   test('the RBAC rules are least privilege', async () => {
-    const rules = await chartRules('my-certs');
-    const all = [...rules.cluster, ...rules.watched, ...rules.own];
+    const rules = await chartRules({ certificateSecret: 'my-certs', caConfigMap: 'my-ca', webhookConfiguration: 'velero-vds' });
+    const all = [...rules.cluster, ...rules.watched, ...rules.own, ...rules.caConfigMap, ...rules.webhookCaBundle];
     for (const r of all) {
       for (const field of [r.verbs, r.apiGroups ?? [], r.resources ?? []]) assert.ok(!field.includes('*'), `no wildcards: ${JSON.stringify(r)}`);
       assert.ok(!r.verbs.some((v) => ['delete', 'deletecollection', 'escalate', 'bind', 'impersonate'].includes(v)), JSON.stringify(r));
     }
     const secretRules = all.filter((r) => r.resources?.includes('secrets'));
-    // Writes to Secrets: create (unrestrictable by name), and update/patch only on the two named ones.
+    // Writes to Secrets: create (unrestrictable by name), and update only on the two named ones; never patch.
     for (const r of secretRules.filter((x) => x.verbs.some((v) => ['update', 'patch'].includes(v)))) {
       assert.deepEqual(r.resourceNames, ['my-certs', 'velero-download-server-signing-key']);
+      assert.ok(!r.verbs.includes('patch'), 'the gateway updates on a resourceVersion, never patches a Secret');
     }
+    // Secrets are never listed, and watched only by name: the certificate Secret.
+    assert.ok(!secretRules.some((r) => r.verbs.includes('list')), 'no list on secrets');
+    for (const r of secretRules.filter((x) => x.verbs.includes('watch'))) assert.deepEqual(r.resourceNames, ['my-certs']);
     assert.ok(rules.own.some((r) => r.resources?.includes('secrets') && r.verbs.includes('create')), 'create on secrets in the own namespace');
     assert.ok(!rules.cluster.some((r) => r.resources?.includes('secrets')), 'no Secret access cluster-wide from the cluster rules');
-    assert.ok(!rules.watched.some((r) => r.resources?.includes('secrets') && r.verbs.some((v) => v !== 'get' && v !== 'list' && v !== 'watch')));
+    // In every watched namespace (cluster-wide with a glob), a Secret can only be read by name.
+    assert.deepEqual(rules.watched.filter((r) => r.resources?.includes('secrets')).map((r) => r.verbs), [['get']]);
+    // The CA ConfigMap: created, then read and updated by name; the webhook configuration: read and patched by name.
+    for (const r of rules.caConfigMap.filter((x) => !x.verbs.includes('create'))) assert.deepEqual(r.resourceNames, ['my-ca']);
+    assert.deepEqual(rules.caConfigMap.find((r) => r.verbs.includes('create'))?.verbs, ['create']);
+    assert.deepEqual(rules.webhookCaBundle, [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: ['velero-vds'], verbs: ['get', 'patch'] }]);
+    assert.ok(!all.some((r) => r.resources?.includes('mutatingwebhookconfigurations') && !r.resourceNames?.length));
     const crd = rules.cluster.find((r) => r.resources?.includes('customresourcedefinitions'));
     assert.deepEqual(crd?.resourceNames, ['downloadrequests.velero.io']);
     assert.deepEqual(crd?.verbs, ['get']);

@@ -10,6 +10,7 @@ import { constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { SIGNING_KEY_SECRET } from '../../src/auth/signing-keys.ts';
 import type { PolicyRule } from '../support/kube-apiserver/index.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,20 +30,42 @@ export async function templates(): Promise<Map<string, string>> {
   return out;
 }
 
-/** The fixed name of the signing-key Secret (templates/_helpers.tpl, issue 8). */
-export const SIGNING_KEY_SECRET = 'velero-download-server-signing-key';
+/** The fixed name of the signing-key Secret: the gateway's (auth/signing-keys.ts), which templates/_helpers.tpl must match. */
+export { SIGNING_KEY_SECRET };
+
+/** The default tls.caConfigMap (--ca-configmap). */
+export const CA_CONFIGMAP = 'velero-download-server-ca';
 
 export interface ChartRules {
   cluster: PolicyRule[];
   watched: PolicyRule[];
   own: PolicyRule[];
+  /** Added to the release namespace's Role when tls.caConfigMap is set. */
+  caConfigMap: PolicyRule[];
+  /** Added to the ClusterRole when the gateway keeps the webhook's caBundle. */
+  webhookCaBundle: PolicyRule[];
 }
 
-/** files/rules.yaml with the Secret names filled in, as the _helpers.tpl "rules" template does. */
-export async function chartRules(certificateSecret = 'velero-download-server-certs'): Promise<ChartRules> {
+/** The object names files/rules.yaml's placeholders stand for. */
+export interface RuleNames {
+  certificateSecret?: string;
+  /** tls.caConfigMap; default {@link CA_CONFIGMAP}. */
+  caConfigMap?: string;
+  /** The MutatingWebhookConfiguration: include "velero-download-server.clusterName". */
+  webhookConfiguration?: string;
+  /** The gateway's Service (--service-name): include "velero-download-server.fullname". */
+  service?: string;
+}
+
+/** files/rules.yaml with the object names filled in, as the _helpers.tpl "rules" template does. */
+export async function chartRules(names: RuleNames | string = {}): Promise<ChartRules> {
+  const n = typeof names === 'string' ? { certificateSecret: names } : names;
   const text = (await readChartFile('files/rules.yaml'))
-    .replaceAll('__CERTIFICATE_SECRET__', certificateSecret)
-    .replaceAll('__SIGNING_KEY_SECRET__', SIGNING_KEY_SECRET);
+    .replaceAll('__CERTIFICATE_SECRET__', n.certificateSecret ?? 'velero-download-server-certs')
+    .replaceAll('__SIGNING_KEY_SECRET__', SIGNING_KEY_SECRET)
+    .replaceAll('__CA_CONFIGMAP__', n.caConfigMap ?? CA_CONFIGMAP)
+    .replaceAll('__SERVICE__', n.service ?? 'velero-download-server')
+    .replaceAll('__WEBHOOK_CONFIGURATION__', n.webhookConfiguration ?? 'velero-velero-download-server');
   return parse(text) as ChartRules;
 }
 
@@ -55,18 +78,24 @@ export interface RbacRenderOptions {
   /** configuration.watchNamespaces. */
   watchNamespaces: string[];
   certificateSecret?: string;
+  /** tls.caConfigMap; default {@link CA_CONFIGMAP}; empty: not published (no ConfigMap rules). */
+  caConfigMap?: string;
+  /** admissionWebhook.enabled with a tls.mode other than certManager: the gateway keeps the webhook's caBundle. */
+  webhookCaBundle?: boolean;
 }
 
 type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; [k: string]: unknown };
 
 /**
- * The RBAC objects templates/rbac.yaml renders, in the same order: cluster rules bound cluster-wide;
- * the watched rules in a Role per watched namespace, or cluster-wide when a namespace is a `*` glob;
- * the own rules in a Role of the release namespace.
+ * The RBAC objects templates/rbac.yaml renders, in the same order: cluster rules (with the webhook
+ * configuration's when the gateway keeps its caBundle) bound cluster-wide; the watched rules in a Role
+ * per watched namespace, or cluster-wide when a namespace is a `*` glob; the own rules (with the CA
+ * ConfigMap's when it is published) in a Role of the release namespace.
  */
 export async function renderRbac(o: RbacRenderOptions): Promise<Manifest[]> {
-  const rules = await chartRules(o.certificateSecret);
   const clusterName = `${o.releaseNamespace}-${o.fullname}`;
+  const caConfigMap = o.caConfigMap ?? CA_CONFIGMAP;
+  const rules = await chartRules({ ...(o.certificateSecret && { certificateSecret: o.certificateSecret }), caConfigMap, webhookConfiguration: clusterName, service: o.fullname });
   const subjects = [{ kind: 'ServiceAccount', name: o.serviceAccount, namespace: o.releaseNamespace }];
   const rbac = 'rbac.authorization.k8s.io/v1';
   const role = (kind: 'Role' | 'ClusterRole', name: string, r: PolicyRule[], namespace?: string): Manifest => ({
@@ -76,7 +105,9 @@ export async function renderRbac(o: RbacRenderOptions): Promise<Manifest[]> {
     apiVersion: rbac, kind, metadata: { name, ...(namespace ? { namespace } : {}) },
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name }, subjects,
   });
-  const out: Manifest[] = [role('ClusterRole', clusterName, rules.cluster), binding('ClusterRoleBinding', clusterName, 'ClusterRole')];
+  const clusterRules = o.webhookCaBundle ? [...rules.cluster, ...rules.webhookCaBundle] : rules.cluster;
+  const ownRules = caConfigMap ? [...rules.own, ...rules.caConfigMap] : rules.own;
+  const out: Manifest[] = [role('ClusterRole', clusterName, clusterRules), binding('ClusterRoleBinding', clusterName, 'ClusterRole')];
   if (o.watchNamespaces.some((ns) => ns.includes('*'))) {
     out.push(role('ClusterRole', `${clusterName}-watched`, rules.watched), binding('ClusterRoleBinding', `${clusterName}-watched`, 'ClusterRole'));
   } else {
@@ -84,7 +115,7 @@ export async function renderRbac(o: RbacRenderOptions): Promise<Manifest[]> {
       out.push(role('Role', `${o.fullname}-watched`, rules.watched, ns), binding('RoleBinding', `${o.fullname}-watched`, 'Role', ns));
     }
   }
-  out.push(role('Role', o.fullname, rules.own, o.releaseNamespace), binding('RoleBinding', o.fullname, 'Role', o.releaseNamespace));
+  out.push(role('Role', o.fullname, ownRules, o.releaseNamespace), binding('RoleBinding', o.fullname, 'Role', o.releaseNamespace));
   return out;
 }
 

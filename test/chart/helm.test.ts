@@ -156,7 +156,8 @@ if (!helm) {
           return;
         }
         const sa = (set.values.serviceAccount as { name?: string } | undefined)?.name ?? RELEASE;
-        const want = (await renderRbac({ releaseNamespace: NAMESPACE, serviceAccount: sa, fullname: RELEASE, watchNamespaces: set.watch })).map(strip);
+        const webhookCaBundle = (set.values.admissionWebhook as { enabled?: boolean } | undefined)?.enabled === true && (set.values.tls as { mode?: string } | undefined)?.mode !== 'certManager';
+        const want = (await renderRbac({ releaseNamespace: NAMESPACE, serviceAccount: sa, fullname: RELEASE, watchNamespaces: set.watch, webhookCaBundle })).map(strip);
         // helm orders manifests by kind (install order), the rebuild by template: compare as sets.
         const order = (docs: unknown[]): unknown[] =>
           [...docs].sort((a, b) => {

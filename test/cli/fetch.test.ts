@@ -134,11 +134,16 @@ describe('velero-download: sources, credentials and trust', () => {
     assert.deepEqual(f.leftoverDownloadRequests(), []);
   });
 
-  // In this process: seven cases, each a process would cost a second of start-up.
-  test('trusts the CA from the Secret, --cacert, a pinned fingerprint; refuses an unknown certificate', async () => {
+  // In this process: eight cases, each a process would cost a second of start-up.
+  test('trusts the CA from the ConfigMap (no Secret access needed), the Secret of older gateways, --cacert, a pinned fingerprint; refuses an unknown certificate', async () => {
     gatewayOnly();
+    // The gateway published its CA: the ConfigMap holds the Secret's ca.crt and the fingerprint.
+    const cm = f.api.get('v1', 'ConfigMap', 'velero-download-server-ca', NS);
+    assert.equal((cm?.data as Record<string, string> | undefined)?.['ca.crt'], f.gatewayCert);
+    assert.equal(cm?.metadata.annotations?.['download-server.velero.io/tls-fingerprint'], f.fingerprint);
+    f.api.calls.clear();
     const colons = f.fingerprint.toUpperCase().match(/../g)!.join(':');
-    const [untrusted, cacert, pinned, pinnedColons, wrongPin, insecure, fromSecret] = await Promise.all([
+    const [untrusted, cacert, pinned, pinnedColons, wrongPin, insecure, fromConfigMap, fromSecret] = await Promise.all([
       f.run('dave', ['backup', 'logs', 'nightly']),
       f.run('dave', ['backup', 'logs', 'nightly', '--cacert', f.gatewayCertFile]),
       f.run('dave', ['backup', 'logs', 'nightly', '--server-cert-fingerprint', f.fingerprint]),
@@ -146,23 +151,29 @@ describe('velero-download: sources, credentials and trust', () => {
       f.run('dave', ['backup', 'logs', 'nightly', '--server-cert-fingerprint', 'ab'.repeat(32)]),
       f.run('dave', ['backup', 'logs', 'nightly', '--insecure-skip-tls-verify']),
       f.run('alice', ['backup', 'logs', 'nightly']),
+      f.run('frank', ['backup', 'logs', 'nightly']),
     ]);
     assert.equal(untrusted.code, 4, untrusted.stderr);
     assert.match(untrusted.stderr, /certificate is not trusted/);
-    assert.match(untrusted.stderr, /pass --cacert FILE \(ca\.crt of Secret velero-download-server-certs/);
+    assert.match(untrusted.stderr, /ask for "get" on ConfigMap velero-download-server-ca in namespace "velero", or pass --cacert FILE \(its ca\.crt: kubectl -n velero get configmap velero-download-server-ca -o jsonpath='\{\.data\.ca\\\.crt\}'\)/);
     assert.ok(untrusted.stderr.includes(`--server-cert-fingerprint ${f.fingerprint}`), untrusted.stderr);
     assert.equal(untrusted.stdout.length, 0);
     assert.ok(
-      f.api.calls.list({ resource: 'secrets', user: 'dave' }).every((c) => c.code === 403),
-      'dave was refused the Secret, so its CA could not be used',
+      f.api.calls.list({ resource: ['secrets', 'configmaps'], user: 'dave' }).every((c) => c.code === 403),
+      'dave was refused the ConfigMap and the Secret, so no CA could be used',
     );
-    for (const r of [cacert, pinned, pinnedColons, insecure, fromSecret]) {
+    for (const r of [cacert, pinned, pinnedColons, insecure, fromConfigMap, fromSecret]) {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.toString(), f.logText);
     }
     assert.equal(wrongPin.code, 4, wrongPin.stderr);
     assert.match(wrongPin.stderr, /its fingerprint is not the pinned one/);
-    assert.ok(f.api.calls.list({ resource: 'secrets', user: 'alice' }).some((c) => c.code === 200), 'alice read the CA from the Secret');
+    // alice trusted the gateway with access to the ConfigMap only: she never asked for the Secret.
+    assert.deepEqual(f.api.calls.list({ resource: 'configmaps', user: 'alice' }).map((c) => c.code), [200]);
+    assert.equal(f.api.calls.count({ resource: 'secrets', user: 'alice' }), 0);
+    // frank, allowed only the Secret (what older gateways offered): the ConfigMap's 403 is no error.
+    assert.deepEqual(f.api.calls.list({ resource: 'configmaps', user: 'frank' }).map((c) => c.code), [403]);
+    assert.deepEqual(f.api.calls.list({ resource: 'secrets', user: 'frank' }).map((c) => c.code), [200]);
   });
 
   test('never sends the token over plain HTTP, even when the cluster says so', async () => {

@@ -54,6 +54,30 @@ describe('loadConfig', () => {
     if (bad.kind === 'errors') assert.equal(bad.errors.length, 3, bad.errors.join('\n'));
   });
 
+  test('--ca-configmap: published by default, off when empty; --webhook-configuration: kubernetes mode with the Secret only', () => {
+    const k8s = ['--mode', 'kubernetes'];
+    const ok = (argv: string[]) => {
+      const r = loadConfig([...k8s, ...argv], {}, '/srv');
+      assert.equal(r.kind, 'config', r.kind === 'errors' ? r.errors.join('\n') : '');
+      return r.kind === 'config' ? r.config : assert.fail();
+    };
+    assert.equal(ok([]).caConfigMap, 'velero-download-server-ca');
+    assert.equal(ok([]).webhookConfiguration, undefined);
+    assert.equal(ok(['--ca-configmap=']).caConfigMap, undefined, 'empty: not published');
+    assert.equal(ok(['--ca-configmap', 'my-ca']).caConfigMap, 'my-ca');
+    assert.equal(ok(['--webhook-configuration', 'velero-velero-download-server']).webhookConfiguration, 'velero-velero-download-server');
+    const errors = (argv: string[], env: Record<string, string> = {}): string => {
+      const r = loadConfig(argv, env, '/srv');
+      assert.equal(r.kind, 'errors', argv.join(' '));
+      return r.kind === 'errors' ? r.errors.join('\n') : '';
+    };
+    assert.match(errors([...k8s, '--ca-configmap', 'Bad_Name']), /--ca-configmap: "Bad_Name" is not a valid ConfigMap name/);
+    assert.match(errors([...k8s, '--webhook-configuration', '../x']), /--webhook-configuration: "\.\.\/x" is not a valid MutatingWebhookConfiguration name/);
+    assert.match(errors([...k8s], { VDS_WEBHOOK_CONFIGURATION: 'a'.repeat(254) }), /not a valid MutatingWebhookConfiguration name/);
+    assert.match(errors(['--mode', 'local', '--webhook-configuration', 'mwc']), /--webhook-configuration: needs kubernetes mode with the certificate in its Secret/);
+    assert.match(errors([...k8s, '--webhook-configuration', 'mwc', '--tls-cert-file', '/etc/hostname', '--tls-key-file', '/etc/hostname']), /not --tls-cert-file/);
+  });
+
   test('environment errors name the variable', () => {
     const r = loadConfig([], { VDS_METRICS_LISTEN: 'x' });
     assert.equal(r.kind, 'errors');

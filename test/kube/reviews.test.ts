@@ -88,6 +88,19 @@ describe('kubernetes mode: review caches and API failures', () => {
     fault.remove();
   });
 
+  test('a SubjectAccessReview that times out says it timed out, not "HTTP 23"', async () => {
+    const gw = await inProcessGateway(fx.args('--kube-api-timeout', '300ms'));
+    const token = fx.api.tokens.user('kim', ['backup-readers']);
+    const fault = fx.api.faults.add({ match: { resource: 'subjectaccessreviews' }, delayMs: 2000, times: 1 });
+    const res = await request(gw.app).get(path).set('Authorization', `Bearer ${token}`);
+    fault.remove();
+    assert.equal(res.status, 503);
+    const message = (res.body as { message: string }).message;
+    // The timeout's DOMException has the legacy code 23, which once read as an HTTP status.
+    assert.match(message, /SubjectAccessReview could not be completed \(timed out\)/);
+    assert.doesNotMatch(message, /HTTP/);
+  });
+
   test('the API server down → 503; back → served again', async () => {
     const gw = await inProcessGateway(fx.args());
     const token = fx.api.tokens.user('mallory', ['backup-readers']);

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { keyRingSigner } from '../../src/auth/signed-urls.ts';
-import { SigningKeySource } from '../../src/kube/signing-key.ts';
+import { DEFAULT_REFRESH_MS, DEFAULT_ROTATE_AFTER_MS, SigningKeySource, announceLeadMs } from '../../src/auth/signing-keys.ts';
 import { createKubeClients } from '../../src/kube/client.ts';
 import { REQUESTER_ANNOTATIONS, signedPath } from '../../src/velero/downloadrequests.ts';
 import { AdmissionFlow, applyJsonPatch, patchOf, review } from '../support/admission.ts';
@@ -218,19 +218,22 @@ describe('stock velero CLI: requester records and signed URLs', () => {
     const name = `${BACKUP}-${randomUUID()}`;
     await flow.create(ALICE, name, { kind: 'BackupLog', name: BACKUP });
     const url = urlOf((await flow.processed(name)).stored);
-    const clients = createKubeClients({ kubeconfig: fx.kubeconfigFile, qps: 50, burst: 50, timeoutMs: 5_000 });
-    const before = gw.services!.signingKeys.keys;
-    // Another replica rotates the key.
-    await new SigningKeySource(clients, { namespace: NS, rotateAfterMs: 0 }).refresh();
-    await gw.services!.signingKeys.refresh();
-    assert.deepEqual(gw.services!.signingKeys.keys.previous, before.current);
-    assert.equal((await get(url)).status, 200);
-    // A record made before the rotation still mints after it.
+    // A record made before the rotation, whose URL is minted after it.
     const later = `${BACKUP}-${randomUUID()}`;
     const made = await flow.create(ALICE, later, { kind: 'BackupLog', name: BACKUP });
-    await new SigningKeySource(clients, { namespace: NS, rotateAfterMs: 0 }).refresh();
-    await gw.services!.signingKeys.refresh();
     assert.ok(made.metadata?.annotations?.[REQUESTER_ANNOTATIONS.record]);
+    const before = gw.services!.signingKeys.keys;
+    // Another replica whose clock has reached the rotation period announces the next key, then
+    // rotates it in (auth/signing-keys.ts).
+    const clients = createKubeClients({ kubeconfig: fx.kubeconfigFile, qps: 50, burst: 50, timeoutMs: 5_000 });
+    let skew = DEFAULT_ROTATE_AFTER_MS;
+    const other = new SigningKeySource(clients, { namespace: NS, now: () => Date.now() + skew });
+    await other.refresh();
+    skew += announceLeadMs(DEFAULT_REFRESH_MS);
+    await other.refresh();
+    await gw.services!.signingKeys.refresh();
+    assert.notDeepEqual(gw.services!.signingKeys.keys.current, before.current, 'rotated');
+    assert.equal((await get(url)).status, 200);
     assert.equal((await get(urlOf((await flow.processed(later)).stored))).status, 200);
   });
 

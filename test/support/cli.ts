@@ -286,8 +286,12 @@ export interface CliFixture {
   gatewayCert: string;
   gatewayCertFile: string;
   fingerprint: string;
-  /** Kubeconfig files: alice may read the certificate Secret, dave and bob may not; bob may not use DownloadRequests at the gateway. */
-  kubeconfigs: Record<'alice' | 'bob' | 'dave' | 'badToken', string>;
+  /**
+   * Kubeconfig files: alice may read the CA ConfigMap (not the certificate Secret); frank may read the
+   * certificate Secret only (what an older gateway offered); dave and bob may read neither; bob may not
+   * use DownloadRequests at the gateway.
+   */
+  kubeconfigs: Record<'alice' | 'bob' | 'dave' | 'frank' | 'badToken', string>;
   /** The backup log's text (stored gzip'd) and the backup results JSON (stored gzip'd). */
   logText: string;
   resultsJson: string;
@@ -309,11 +313,6 @@ export interface CliFixture {
 }
 
 /**
- * Starts the API test double with callers' RBAC enforced, grants the users what the client needs,
- * writes gzip'd artifacts, starts the real gateway and publishes its certificate in the Secret
- * `velero-download-server-certs` (ca.crt and the fingerprint annotation) unless the gateway did.
- */
-/**
  * A cutting proxy in front of the fixture's gateway, with its own CA written to the fixture's
  * directory (`caFile`): what the client must be told to trust to go through it.
  */
@@ -324,6 +323,13 @@ export async function startGatewayProxy(f: CliFixture): Promise<{ proxy: Cutting
   return { proxy: await startCuttingProxy({ upstream: f.gw.url, upstreamCa: f.gatewayCert, pki }), caFile };
 }
 
+/**
+ * Starts the API test double with callers' RBAC enforced, grants the users what the client needs,
+ * writes gzip'd artifacts and starts the real gateway, which keeps its certificate in the Secret
+ * `velero-download-server-certs` and publishes ca.crt and the fingerprint annotation in the ConfigMap
+ * `velero-download-server-ca` (the fixture writes the Secret as the design describes it when the
+ * gateway did not).
+ */
 export async function cliFixture(): Promise<CliFixture> {
   const fx = await kubeFixture({ authorizeCallers: true, downloadRequestCrd: { veleroServerURL: true } });
   const api = fx.api;
@@ -338,8 +344,11 @@ export async function cliFixture(): Promise<CliFixture> {
   api.rbac.clusterRoleBinding('vds-test-gateway', 'cluster-admin', [gatewaySa]);
   const useDownloadRequests = { apiGroups: ['velero.io'], resources: ['downloadrequests'], verbs: ['create', 'get', 'delete'] };
   const readVelero = { apiGroups: ['velero.io'], resources: ['backups', 'restores'], verbs: ['get'] };
-  api.rbac.grant(user('alice'), [useDownloadRequests, readVelero, { apiGroups: [''], resources: ['secrets'], resourceNames: ['velero-download-server-certs'], verbs: ['get'] }, { apiGroups: [''], resources: ['services'], verbs: ['get'] }], NS);
+  // The README's trust step: get on the CA ConfigMap, nothing on the Secret.
+  api.rbac.grant(user('alice'), [useDownloadRequests, readVelero, { apiGroups: [''], resources: ['configmaps'], resourceNames: ['velero-download-server-ca'], verbs: ['get'] }, { apiGroups: [''], resources: ['services'], verbs: ['get'] }], NS);
   api.rbac.grant([user('dave'), user('bob')], [useDownloadRequests, readVelero], NS);
+  const frankToken = api.tokens.user('frank', ['backup-readers', 'system:authenticated']);
+  api.rbac.grant(user('frank'), [useDownloadRequests, readVelero, { apiGroups: [''], resources: ['secrets'], resourceNames: ['velero-download-server-certs'], verbs: ['get'] }], NS);
 
   // The gateway keeps its certificate in the Secret velero-download-server-certs (its CA as ca.crt,
   // the fingerprint as an annotation); 127.0.0.1 must be among the names for the CA path to verify.
@@ -366,6 +375,7 @@ export async function cliFixture(): Promise<CliFixture> {
     alice: await api.writeKubeconfig(join(dir, 'alice.kubeconfig'), api.kubeconfig(fx.tokens.alice)),
     bob: await api.writeKubeconfig(join(dir, 'bob.kubeconfig'), api.kubeconfig(fx.tokens.bob)),
     dave: await api.writeKubeconfig(join(dir, 'dave.kubeconfig'), api.kubeconfig(fx.tokens.dave)),
+    frank: await api.writeKubeconfig(join(dir, 'frank.kubeconfig'), api.kubeconfig(frankToken)),
     badToken: await api.writeKubeconfig(join(dir, 'bad.kubeconfig'), api.kubeconfig('not-a-valid-token')),
   };
   const fixture: CliFixture = {
@@ -399,7 +409,7 @@ export async function cliFixture(): Promise<CliFixture> {
         .list('velero.io/v1', 'DownloadRequest', NS)
         .map((o) => o.metadata.name!)
         .filter((n) => n !== 'dr-log' && n !== 'dr-restore-log'),
-    secrets: () => [...Object.values(fx.tokens), api.adminToken],
+    secrets: () => [...Object.values(fx.tokens), frankToken, api.adminToken],
     async close() {
       stopAnswering();
       await gw.stop();

@@ -480,7 +480,7 @@ describe('SecretCertificateSource', () => {
     skew = 250 * DAY_MS;
     assert.equal(await source.check(), true);
     const used = api.calls.permissions({ user: GATEWAY_USER }).map((p) => `${p.verb} ${p.resource} ${p.namespace} ${p.name}`);
-    assert.deepEqual([...new Set(used)].sort(), [`create secrets ${NS} `, `get secrets ${NS} ${SECRET}`, `update secrets ${NS} ${SECRET}`, `watch secrets ${NS} `]);
+    assert.deepEqual([...new Set(used)].sort(), [`create secrets ${NS} `, `get secrets ${NS} ${SECRET}`, `update secrets ${NS} ${SECRET}`, `watch secrets ${NS} ${SECRET}`]);
     assert.ok(api.calls.list({ user: GATEWAY_USER, verb: 'watch' }).every((c) => c.query.includes(`fieldSelector=metadata.name%3D${SECRET}`)));
   });
 

@@ -99,11 +99,26 @@ velero-download-server-signing-key
 {{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson -}}
 {{- end -}}
 
-{{/* The RBAC rules of files/rules.yaml with the Secret names filled in, as YAML (cluster, watched, own). */}}
+{{/* "true" when the gateway keeps the webhook's caBundle in step with ca.crt (not with cert-manager, whose CA injector does). */}}
+{{- define "velero-download-server.webhookCaBundle" -}}
+{{- if and .Values.admissionWebhook.enabled (ne .Values.tls.mode "certManager") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The MutatingWebhookConfiguration's name (--webhook-configuration): cluster-scoped, so it carries the namespace. */}}
+{{- define "velero-download-server.webhookConfigurationName" -}}
+{{- include "velero-download-server.clusterName" . -}}
+{{- end -}}
+
+{{/*
+The RBAC rules of files/rules.yaml with the object names filled in, as YAML: cluster, watched, own,
+and the optional caConfigMap and webhookCaBundle lists that templates/rbac.yaml adds when in use.
+*/}}
 {{- define "velero-download-server.rules" -}}
 {{- $certificate := include "velero-download-server.tlsSecretName" . -}}
 {{- $signingKey := include "velero-download-server.signingKeySecretName" . -}}
-{{- .Files.Get "files/rules.yaml" | replace "__CERTIFICATE_SECRET__" $certificate | replace "__SIGNING_KEY_SECRET__" $signingKey -}}
+{{- $webhook := include "velero-download-server.webhookConfigurationName" . -}}
+{{- $service := include "velero-download-server.fullname" . -}}
+{{- .Files.Get "files/rules.yaml" | replace "__CERTIFICATE_SECRET__" $certificate | replace "__SIGNING_KEY_SECRET__" $signingKey | replace "__CA_CONFIGMAP__" (.Values.tls.caConfigMap | default "") | replace "__SERVICE__" $service | replace "__WEBHOOK_CONFIGURATION__" $webhook -}}
 {{- end -}}
 
 {{/* The admission webhook's own Service (--webhook-service-name); its DNS names are in the certificate. */}}

@@ -50,7 +50,19 @@ export function requestInfo(method: string, url: URL): RequestInfo {
   info.subresource = rest.slice(2).join('/');
   if (!info.name && method === 'GET') info.verb = ['true', '1'].includes(url.searchParams.get('watch') ?? '') ? 'watch' : 'list';
   if (!info.name && method === 'DELETE') info.verb = 'deletecollection';
+  // As kube-apiserver's RequestInfoFactory: a list or watch selecting one name by field selector is
+  // authorized as a request for that name, so RBAC resourceNames can grant it.
+  if (info.verb === 'list' || info.verb === 'watch') info.name = selectedName(url.searchParams.get('fieldSelector')) ?? '';
   return info;
+}
+
+/** The name a field selector requires (`metadata.name=x` or `==`, among other terms), if any. */
+function selectedName(fieldSelector: string | null): string | undefined {
+  for (const term of (fieldSelector ?? '').split(',')) {
+    const m = /^\s*metadata\.name\s*==?\s*([a-z0-9]([-a-z0-9.]*[a-z0-9])?)\s*$/.exec(term);
+    if (m) return m[1];
+  }
+  return undefined;
 }
 
 /** Selects requests: every given field must match (arrays: any of), or a function decides. */
@@ -88,7 +100,10 @@ export interface CallRecord extends Omit<RequestInfo, 'query'> {
   code: number;
 }
 
-/** A permission a client used: what an RBAC rule must grant (name '' for list, watch and create, as RBAC sees them). */
+/**
+ * A permission a client used: what an RBAC rule must grant (name '' for create, and for list and
+ * watch unless a field selector names one object, as RBAC sees them).
+ */
 export interface Permission {
   verb: string;
   group: string;

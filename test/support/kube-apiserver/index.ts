@@ -3,8 +3,8 @@
  * 127.0.0.1 with a test CA that speaks the real REST wire protocol (discovery, GET/LIST/WATCH/CREATE/
  * UPDATE/PATCH/DELETE with resourceVersions, `Status` errors, TokenReview, SubjectAccessReview), so the
  * real `@kubernetes/client-node` runs unmodified through a generated kubeconfig. It serves Velero's
- * backups, restores, downloadrequests and backupstoragelocations, core secrets, services, nodes and
- * namespaces, and CustomResourceDefinitions. Not a Kubernetes: no admission, no defaulting beyond
+ * backups, restores, downloadrequests and backupstoragelocations, core secrets, configmaps, services,
+ * nodes and namespaces, MutatingWebhookConfigurations and CustomResourceDefinitions. Not a Kubernetes: no admission, no defaulting beyond
  * metadata, no controllers (a deleted namespace keeps its objects), no server-side apply, no paging.
  *
  * ```ts

@@ -33,6 +33,7 @@ const velero = (resource: string, kind: string, shortNames?: string[]): Resource
 
 export const RESOURCES: readonly ResourceType[] = [
   core('secrets', 'Secret', { returnDeletedObject: false }),
+  core('configmaps', 'ConfigMap', { returnDeletedObject: false, shortNames: ['cm'] }),
   core('services', 'Service', { statusSubresource: true, shortNames: ['svc'] }),
   core('nodes', 'Node', { namespaced: false, statusSubresource: true, keepStatusOnCreate: true, returnDeletedObject: false, shortNames: ['no'] }),
   core('namespaces', 'Namespace', { namespaced: false, statusSubresource: true, shortNames: ['ns'] }),
@@ -40,6 +41,10 @@ export const RESOURCES: readonly ResourceType[] = [
   velero('restores', 'Restore'),
   velero('downloadrequests', 'DownloadRequest'),
   velero('backupstoragelocations', 'BackupStorageLocation', ['bsl']),
+  {
+    group: 'admissionregistration.k8s.io', version: 'v1', resource: 'mutatingwebhookconfigurations', singular: 'mutatingwebhookconfiguration',
+    kind: 'MutatingWebhookConfiguration', namespaced: false, custom: false, returnDeletedObject: false,
+  },
   {
     group: 'apiextensions.k8s.io', version: 'v1', resource: 'customresourcedefinitions', singular: 'customresourcedefinition',
     kind: 'CustomResourceDefinition', namespaced: false, custom: false, statusSubresource: true, keepStatusOnCreate: true,

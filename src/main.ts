@@ -11,6 +11,9 @@ import type { Config } from './config/config.ts';
 import { createApp, errorHandler, healthRoutes } from './server/app.ts';
 import type { HealthState } from './server/app.ts';
 import { addressOf, listenHttps, shutdown } from './server/listener.ts';
+import type { ListenerLimits } from './server/listener.ts';
+import { DownloadSlots } from './server/limits.ts';
+import { parseAddressList } from './util/address-list.ts';
 import { createAuditLogger, createLogger } from './server/logging.ts';
 import { GatewayMetrics } from './server/metrics.ts';
 import { tlsServerOptions } from './tls/options.ts';
@@ -36,8 +39,12 @@ async function run(config: Config): Promise<void> {
   const cert = await certificateSource(config, log, parts.kube?.clients);
   const reloader = cert.source;
 
+  // Validated by loadConfig; parsed again here into the list itself.
+  const trustedProxies = config.trustedProxies.length > 0 ? parseAddressList(config.trustedProxies, '--trusted-proxies').list : undefined;
   const app = createApp({
     ...parts,
+    trustedProxies,
+    downloadSlots: new DownloadSlots(config.maxConcurrentDownloads, { onRefused: () => metrics.limited.inc({ limit: 'max-concurrent-downloads' }) }),
     log,
     audit: createAuditLogger(config.logLevel, config.auditLog),
     metrics,
@@ -54,7 +61,16 @@ async function run(config: Config): Promise<void> {
   metricsApp.use(errorHandler(log));
 
   const tls = tlsServerOptions(reloader.current);
-  const servers: Server[] = [await listenHttps(app, tls, config.listen), await listenHttps(metricsApp, tls, config.metricsListen)];
+  // Each listener has its own caps, so a flood of the download port cannot refuse the kubelet's probes.
+  const limits: ListenerLimits = {
+    requestTimeoutMs: config.requestTimeoutMs,
+    sendStallTimeoutMs: config.sendStallTimeoutMs,
+    maxConnections: config.maxConnections,
+    maxConnectionsPerClient: config.maxConnectionsPerClient,
+    ...(trustedProxies && { trustedProxies }),
+    onLimit: (limit) => metrics.limited.inc({ limit }),
+  };
+  const servers: Server[] = [await listenHttps(app, tls, config.listen, limits), await listenHttps(metricsApp, tls, config.metricsListen, limits)];
   metrics.setCertificateExpiry(reloader.current.notAfter);
   reloader.on('change', (pair) => {
     for (const s of servers) s.setSecureContext(tlsServerOptions(pair));

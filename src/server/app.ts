@@ -3,6 +3,7 @@
  * one error middleware that turns everything into a Kubernetes Status.
  */
 import { randomUUID } from 'node:crypto';
+import type { BlockList } from 'node:net';
 import express from 'express';
 import type { ErrorRequestHandler, Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import helmet from 'helmet';
@@ -20,6 +21,9 @@ import type { UserInfo } from '../auth/types.ts';
 import { ADMISSION_PATH, admissionHandler } from './admission.ts';
 import type { AdmissionDeps } from './admission.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
+import { clientAddress } from './client-address.ts';
+import { claimDownloadSlot, useDownloadSlots } from './limits.ts';
+import type { DownloadSlots } from './limits.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
@@ -32,6 +36,10 @@ export interface AppDeps extends DownloadDeps {
   signedUrls?: { keys: () => KeyRing; now?: () => number };
   /** The DownloadRequest admission webhook (kubernetes mode). */
   admission?: AdmissionDeps;
+  /** Proxies whose X-Forwarded-For names the client in access and audit lines (`--trusted-proxies`). */
+  trustedProxies?: BlockList;
+  /** The cap on concurrent downloads (`--max-concurrent-downloads`); none when absent. */
+  downloadSlots?: DownloadSlots;
 }
 
 /** Who a signed-URL request is, for logs and audit lines: the URL, not a person, carries the grant. */
@@ -61,12 +69,13 @@ function requestId(req: Request, res: Response, next: NextFunction): void {
  * Both are built field by field from values that are never secret (no header, no query string), so
  * they skip the loggers' redaction pass, which cost half of each line's time on small downloads.
  */
-function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetrics | undefined): RequestHandler {
+function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetrics | undefined, trusted: BlockList | undefined): RequestHandler {
   const log = parentLog.child({}, { redact: [] });
   const audit = parentAudit.child({}, { redact: [] });
   return (req, res, next) => {
     const locals = localsOf(res);
     const start = (locals.startedAt = performance.now());
+    const remote = clientAddress(req, trusted); // now: a socket that is gone by 'close' has no address
     let route: RouteLabel | undefined;
     res.once('close', () => {
       const { bytes, target, download, ttfb } = locals;
@@ -89,7 +98,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
           durationMs,
           user: user?.username,
           ...(target && { target: `${target.namespace}/${target.owner}/${target.name}/${target.artifact}` }),
-          remote: req.socket.remoteAddress,
+          remote,
           completed: res.writableFinished,
         },
         'request',
@@ -108,7 +117,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
             status: res.statusCode,
             completed: res.writableFinished,
             durationMs,
-            remote: req.socket.remoteAddress,
+            remote,
           },
           'audit',
         );
@@ -125,10 +134,10 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
 
 /** Marks a request as a download for the audit line and metrics (before authentication, so 401s count). */
 function markDownload(route: RouteLabel): RequestHandler {
-  return (_req, res, next) => {
+  return (req, res, next) => {
     localsOf(res).download = true;
     (res.locals as { onDownload?: (r: RouteLabel) => void }).onDownload?.(route);
-    next();
+    next(claimDownloadSlot(req, res));
   };
 }
 
@@ -195,7 +204,8 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.use(securityHeaders());
   app.use(requestId);
-  app.use(accessLog(deps.log, deps.audit ?? deps.log, deps.metrics));
+  if (deps.downloadSlots) useDownloadSlots(app, deps.downloadSlots);
+  app.use(accessLog(deps.log, deps.audit ?? deps.log, deps.metrics, deps.trustedProxies));
   app.use(rejectQueryTokens);
 
   healthRoutes(app, deps.health);

@@ -21,6 +21,8 @@ export class GatewayMetrics implements ReviewObserver {
   readonly storeErrors: Counter<'provider' | 'operation' | 'reason'>;
   readonly reviewLatency: Histogram<'review' | 'outcome'>;
   readonly certExpiry: Gauge;
+  /** Connections and downloads refused by a cap, and connections reset for stalling (src/server/limits.ts, listener.ts). */
+  readonly limited: Counter<'limit'>;
   readonly #caches = new Map<string, CacheStats>();
 
   constructor(opts: { processMetrics?: boolean } = {}) {
@@ -33,6 +35,12 @@ export class GatewayMetrics implements ReviewObserver {
     this.storeErrors = new Counter({ name: 'vds_store_errors_total', help: 'Store errors by provider, operation and reason', labelNames: ['provider', 'operation', 'reason'], registers });
     this.reviewLatency = new Histogram({ name: 'vds_review_duration_seconds', help: 'TokenReview and SubjectAccessReview latency', labelNames: ['review', 'outcome'], buckets: LATENCY_BUCKETS, registers });
     this.certExpiry = new Gauge({ name: 'vds_tls_certificate_expiry_timestamp_seconds', help: "The serving certificate's notAfter, in Unix seconds", registers });
+    this.limited = new Counter({
+      name: 'vds_limited_total',
+      help: 'Connections closed on accept by --max-connections or --max-connections-per-client, downloads refused by --max-concurrent-downloads (503), connections reset by --send-stall-timeout',
+      labelNames: ['limit'],
+      registers,
+    });
     const caches = this.#caches;
     new Counter({
       name: 'vds_review_cache_lookups_total',

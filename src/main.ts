@@ -20,6 +20,13 @@ import { tlsServerOptions } from './tls/options.ts';
 import { DEMO_BACKUP } from './velero/demo.ts';
 import { VERSION } from './version.ts';
 
+/**
+ * The metrics listener serves the kubelet's probes and Prometheus: a few connections. Its own small
+ * cap keeps its memory bounded (about 100 KiB a connection, bench/connections.ts) apart from the
+ * download listener's.
+ */
+const METRICS_MAX_CONNECTIONS = 64;
+
 async function run(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   const health: HealthState = { ready: false };
@@ -70,7 +77,8 @@ async function run(config: Config): Promise<void> {
     ...(trustedProxies && { trustedProxies }),
     onLimit: (limit) => metrics.limited.inc({ limit }),
   };
-  const servers: Server[] = [await listenHttps(app, tls, config.listen, limits), await listenHttps(metricsApp, tls, config.metricsListen, limits)];
+  const metricsLimits: ListenerLimits = { ...limits, maxConnections: Math.min(METRICS_MAX_CONNECTIONS, config.maxConnections) };
+  const servers: Server[] = [await listenHttps(app, tls, config.listen, limits), await listenHttps(metricsApp, tls, config.metricsListen, metricsLimits)];
   metrics.setCertificateExpiry(reloader.current.notAfter);
   reloader.on('change', (pair) => {
     for (const s of servers) s.setSecureContext(tlsServerOptions(pair));

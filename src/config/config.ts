@@ -84,7 +84,7 @@ export interface Config {
   requestTimeoutMs: number;
   /** A connection whose response makes no progress towards its client for this long is reset. */
   sendStallTimeoutMs: number;
-  /** Open connections per listener at most. */
+  /** Open connections to the download listener at most (the metrics listener: at most 64). */
   maxConnections: number;
   /** Open connections from one client address (IPv6: one /64) at most; trusted proxies exempt. */
   maxConnectionsPerClient: number;
@@ -136,9 +136,9 @@ export const FLAGS = {
   tlsValidity: flag({ name: 'tls-validity', kind: 'string', default: '8760h', help: 'validity of a generated certificate (renewed after two thirds)', parse: duration }),
   requestTimeout: flag({ name: 'request-timeout', kind: 'string', default: '30s', help: 'a whole request (head and body) must arrive within this, or 408 and the connection is closed; never limits a download', parse: duration }),
   sendStallTimeout: flag({ name: 'send-stall-timeout', kind: 'string', default: '60s', help: 'a connection whose client takes none of the response for this long is reset (the client sees a broken transfer)', parse: duration }),
-  maxConnections: flag({ name: 'max-connections', kind: 'string', default: '2000', help: 'open connections per listener at most; more are closed on accept', parse: count }),
-  maxConnectionsPerClient: flag({ name: 'max-connections-per-client', kind: 'string', default: '100', help: 'open connections from one client address (IPv6: one /64) at most, closed on accept; --trusted-proxies are exempt', parse: count }),
-  maxConcurrentDownloads: flag({ name: 'max-concurrent-downloads', kind: 'string', default: '100', help: 'downloads served at once at most; more are answered 503 with Retry-After', parse: count }),
+  maxConnections: flag({ name: 'max-connections', kind: 'string', default: '1024', help: 'open connections to the download listener at most; more are closed on accept', parse: count }),
+  maxConnectionsPerClient: flag({ name: 'max-connections-per-client', kind: 'string', default: '64', help: 'open connections from one client address (IPv6: one /64) at most, closed on accept; --trusted-proxies are exempt', parse: count }),
+  maxConcurrentDownloads: flag({ name: 'max-concurrent-downloads', kind: 'string', default: '64', help: 'downloads served at once at most; more are answered 503 with Retry-After', parse: count }),
   trustedProxies: flag({ name: 'trusted-proxies', kind: 'string', default: '', help: 'CIDRs or addresses of proxies (Ingress controller, load balancer) whose X-Forwarded-For names the client; exempt from --max-connections-per-client', parse: list }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };

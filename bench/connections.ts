@@ -17,7 +17,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import type { TLSSocket } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import type { BenchContext } from './lib/context.ts';
 import { writeSparseFile } from './lib/files.ts';
 import { fdCount, rssBytes, tempDir } from './lib/proc.ts';
@@ -61,7 +61,8 @@ async function openConnections(port: number, ca: string, n: number): Promise<TLS
   for (let i = 0; i < n; i += 100) {
     await Promise.all(
       Array.from({ length: Math.min(100, n - i) }, async (_, j) => {
-        const s = connect({ host: '127.0.0.1', port, ca, servername: 'localhost', localAddress: `127.0.0.${2 + ((i + j) % 200)}` });
+        // localAddress reaches net.Socket#connect (Node's types for tls.connect leave it out).
+        const s = connect({ host: '127.0.0.1', port, ca, servername: 'localhost', localAddress: `127.0.0.${2 + ((i + j) % 200)}` } as ConnectionOptions);
         s.on('error', () => undefined);
         out.push(s);
         await once(s, 'secureConnect');

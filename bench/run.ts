@@ -6,6 +6,7 @@
  *   npm run bench                          # all four (about 7 minutes on 2 cores)
  *   npm run bench -- throughput memory     # some: throughput, s3, memory, small-auth
  *   npm run bench:soak                     # = npm run bench -- soak (200,000 requests; not in the default set)
+ *   npm run bench -- connections           # what a held connection and a stalled download cost (not in the default set)
  *   BENCH_QUICK=1 npm run bench            # smaller and shorter: a smoke check, written to results/quick.json
  *   BENCH_GATEWAY_ENTRY=src npm run bench  # run src/main.ts instead of the compiled build
  *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds (throughput and small-auth)
@@ -23,6 +24,7 @@ import { renderResult } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { gatewayNodeFlags, useGatewayEntry } from './lib/servers.ts';
 import { buildGateway, ensureTools, environment } from './lib/tools.ts';
+import { connections } from './connections.ts';
 import { memory } from './memory.ts';
 import { s3Overhead } from './s3.ts';
 import { smallAuth } from './small-auth.ts';
@@ -43,6 +45,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   memory: { run: memory, tools: [], byDefault: true },
   'small-auth': { run: smallAuth, tools: ['wrk'], byDefault: true },
   soak: { run: soak, tools: [], byDefault: false },
+  connections: { run: connections, tools: [], byDefault: false },
 };
 
 interface StoredResult extends BenchResult {

@@ -29,7 +29,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     qps: config.kubeApiQps,
     burst: config.kubeApiBurst,
     timeoutMs: config.kubeApiTimeoutMs,
-    ...(metrics && { onBudgetRejected: (budget: string) => metrics.rateLimited.inc({ limit: budget }) }),
+    ...(metrics && { onBudgetRejected: (budget: string) => metrics.limited.inc({ limit: `kube-api-${budget}` }) }),
   });
   const cache = {
     authnTtlMs: config.authnCacheTtlMs,
@@ -50,7 +50,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
   const perClient = new ClientLimiter({
     qps: config.unknownTokenQpsPerClient,
     burst: config.unknownTokenBurstPerClient,
-    ...(metrics && { onReject: () => metrics.rateLimited.inc({ limit: 'client' }) }),
+    ...(metrics && { onReject: () => metrics.limited.inc({ limit: 'unknown-token-qps-per-client' }) }),
   });
   const authenticator = new TokenReviewAuthenticator(kube, config.tokenAudiences, cache, metrics, perClient);
   const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);

@@ -12,11 +12,23 @@ import { createWebhookApp } from './server/admission.ts';
 import { createApp, errorHandler, healthRoutes } from './server/app.ts';
 import type { HealthState } from './server/app.ts';
 import { addressOf, listenHttps, shutdown } from './server/listener.ts';
+import type { ListenerLimits } from './server/listener.ts';
+import { DownloadSlots } from './server/limits.ts';
+import { parseAddressList } from './util/address-list.ts';
 import { createAuditLogger, createLogger } from './server/logging.ts';
 import { GatewayMetrics } from './server/metrics.ts';
 import { tlsServerOptions } from './tls/options.ts';
 import { DEMO_BACKUP } from './velero/demo.ts';
 import { VERSION } from './version.ts';
+
+/**
+ * The metrics listener serves the kubelet's probes and Prometheus: a few connections. Its own small
+ * cap keeps its memory bounded (about 100 KiB a connection, bench/connections.ts) apart from the
+ * download listener's.
+ */
+const METRICS_MAX_CONNECTIONS = 64;
+/** The webhook listener's own cap: the API server keeps a small pool of connections to it. */
+const WEBHOOK_MAX_CONNECTIONS = 64;
 
 async function run(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
@@ -38,8 +50,12 @@ async function run(config: Config): Promise<void> {
   const reloader = cert.source;
 
   const audit = createAuditLogger(config.logLevel, config.auditLog);
+  // Validated by loadConfig; parsed again here into the list itself.
+  const trustedProxies = config.trustedProxies.length > 0 ? parseAddressList(config.trustedProxies, '--trusted-proxies').list : undefined;
   const app = createApp({
     ...parts,
+    trustedProxies,
+    downloadSlots: new DownloadSlots(config.maxConcurrentDownloads, { onRefused: () => metrics.limited.inc({ limit: 'max-concurrent-downloads' }) }),
     log,
     audit,
     metrics,
@@ -56,11 +72,22 @@ async function run(config: Config): Promise<void> {
   metricsApp.use(errorHandler(log));
 
   const tls = tlsServerOptions(reloader.current);
-  const servers: Server[] = [await listenHttps(app, tls, config.listen), await listenHttps(metricsApp, tls, config.metricsListen)];
+  // Each listener has its own caps, so a flood of the download port cannot refuse the kubelet's probes.
+  const limits: ListenerLimits = {
+    requestTimeoutMs: config.requestTimeoutMs,
+    sendStallTimeoutMs: config.sendStallTimeoutMs,
+    maxConnections: config.maxConnections,
+    maxConnectionsPerClient: config.maxConnectionsPerClient,
+    ...(trustedProxies && { trustedProxies }),
+    onLimit: (limit) => metrics.limited.inc({ limit }),
+  };
+  const metricsLimits: ListenerLimits = { ...limits, maxConnections: Math.min(METRICS_MAX_CONNECTIONS, config.maxConnections) };
+  const servers: Server[] = [await listenHttps(app, tls, config.listen, limits), await listenHttps(metricsApp, tls, config.metricsListen, metricsLimits)];
   if (config.webhookListen && kubeServices) {
-    // The admission webhook on a listener of its own: never reachable through the download port.
+    // The admission webhook on a listener of its own, never reachable through the download port, with
+    // caps of its own, so a flood of the download port cannot refuse the API server.
     const webhookApp = createWebhookApp({ log, audit, admission: kubeServices.admission, metrics });
-    const webhook = await listenHttps(webhookApp, tls, config.webhookListen);
+    const webhook = await listenHttps(webhookApp, tls, config.webhookListen, { ...limits, maxConnections: Math.min(WEBHOOK_MAX_CONNECTIONS, config.maxConnections) });
     servers.push(webhook);
     log.info({ webhook: `https://${addressOf(webhook).host}:${addressOf(webhook).port}` }, 'admission webhook listening');
   }

@@ -5,7 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseFqdn } from '../util/fqdn.ts';
-import { bool, duration, helpText, hostPort, list, oneOf, parseFlags, positive, str } from './flags.ts';
+import { parseAddressList } from '../util/address-list.ts';
+import { bool, count, duration, helpText, hostPort, list, oneOf, parseFlags, positive, str } from './flags.ts';
 import type { FlagDef, HostPort } from './flags.ts';
 
 export type { HostPort } from './flags.ts';
@@ -90,6 +91,18 @@ export interface Config {
   caConfigMap?: string;
   /** Kubernetes mode: the MutatingWebhookConfiguration whose webhooks' caBundle follows that ca.crt. */
   webhookConfiguration?: string;
+  /** The whole request (head and body) must arrive within this; never limits a response. */
+  requestTimeoutMs: number;
+  /** A connection whose response makes no progress towards its client for this long is reset. */
+  sendStallTimeoutMs: number;
+  /** Open connections to the download listener at most (the metrics listener: at most 64). */
+  maxConnections: number;
+  /** Open connections from one client address (IPv6: one /64) at most; trusted proxies exempt. */
+  maxConnectionsPerClient: number;
+  /** Download requests served at once at most; more get 503 with Retry-After. */
+  maxConcurrentDownloads: number;
+  /** CIDRs or addresses of proxies whose X-Forwarded-For names the client (validated). */
+  trustedProxies: string[];
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
@@ -138,6 +151,12 @@ export const FLAGS = {
   tlsValidity: flag({ name: 'tls-validity', kind: 'string', default: '8760h', help: 'validity of a generated certificate (renewed after two thirds)', parse: duration }),
   caConfigMap: flag({ name: 'ca-configmap', kind: 'string', default: 'velero-download-server-ca', help: 'kubernetes mode: ConfigMap (key ca.crt, like kube-root-ca.crt) where the certificate Secret\'s ca.crt is published for clients; empty: not published', parse: str }),
   webhookConfiguration: flag({ name: 'webhook-configuration', kind: 'string', help: 'kubernetes mode: MutatingWebhookConfiguration whose webhooks\' caBundle the gateway keeps in step with the certificate Secret\'s ca.crt (not with cert-manager, whose CA injector does it)', parse: str }),
+  requestTimeout: flag({ name: 'request-timeout', kind: 'string', default: '30s', help: 'a whole request (head and body) must arrive within this, or 408 and the connection is closed; never limits a download', parse: duration }),
+  sendStallTimeout: flag({ name: 'send-stall-timeout', kind: 'string', default: '60s', help: 'a connection whose client takes none of the response for this long is reset (the client sees a broken transfer)', parse: duration }),
+  maxConnections: flag({ name: 'max-connections', kind: 'string', default: '1024', help: 'open connections to the download listener at most; more are closed on accept', parse: count }),
+  maxConnectionsPerClient: flag({ name: 'max-connections-per-client', kind: 'string', default: '64', help: 'open connections from one client address (IPv6: one /64) at most, closed on accept; --trusted-proxies are exempt', parse: count }),
+  maxConcurrentDownloads: flag({ name: 'max-concurrent-downloads', kind: 'string', default: '64', help: 'downloads served at once at most; more are answered 503 with Retry-After', parse: count }),
+  trustedProxies: flag({ name: 'trusted-proxies', kind: 'string', default: '', help: 'CIDRs or addresses of proxies (Ingress controller, load balancer) whose X-Forwarded-For names the client; exempt from --max-connections-per-client', parse: list }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };
 
@@ -228,6 +247,13 @@ export function loadConfig(
   ] as const) {
     if (file !== undefined && !existsSync(resolve(cwd, file))) errors.push(`${name}: ${resolve(cwd, file)} does not exist`);
   }
+  errors.push(...parseAddressList(v.trustedProxies ?? [], '--trusted-proxies').errors);
+  // Zero would switch the bound off (Node reads a 0 request timeout as none).
+  if (v.requestTimeout !== undefined && v.requestTimeout < 100) errors.push('--request-timeout: at least 100ms');
+  if (v.sendStallTimeout !== undefined && v.sendStallTimeout < 100) errors.push('--send-stall-timeout: at least 100ms');
+  if (v.maxConnectionsPerClient !== undefined && v.maxConnections !== undefined && v.maxConnectionsPerClient > v.maxConnections) {
+    errors.push(`--max-connections-per-client (${v.maxConnectionsPerClient}) is more than --max-connections (${v.maxConnections})`);
+  }
   if (errors.length > 0) return { kind: 'errors', errors };
 
   // Every value with a default is set once no error was reported.
@@ -275,6 +301,12 @@ export function loadConfig(
       tlsValidityMs: v.tlsValidity!,
       ...(v.caConfigMap && { caConfigMap: v.caConfigMap }),
       ...(v.webhookConfiguration !== undefined && { webhookConfiguration: v.webhookConfiguration }),
+      requestTimeoutMs: v.requestTimeout!,
+      sendStallTimeoutMs: v.sendStallTimeout!,
+      maxConnections: v.maxConnections!,
+      maxConnectionsPerClient: v.maxConnectionsPerClient!,
+      maxConcurrentDownloads: v.maxConcurrentDownloads!,
+      trustedProxies: v.trustedProxies!,
       ...(v.locationsFile !== undefined && { locationsFile: resolve(cwd, v.locationsFile) }),
       ...defaultCredentials(v.defaultCredentialsFile, cwd),
       ...caBundle(v.caBundle, env, cwd),

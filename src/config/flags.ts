@@ -114,6 +114,13 @@ export function positive(raw: string): number {
   return n;
 }
 
+/** A whole number of at least 1. */
+export function count(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < 1) throw new Error(`must be a whole number of at least 1; got "${raw}"`);
+  return n;
+}
+
 export function bool(raw: string): boolean {
   const v = raw.toLowerCase();
   if (['true', '1', 'yes'].includes(v)) return true;

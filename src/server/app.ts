@@ -3,14 +3,14 @@
  * one error middleware that turns everything into a Kubernetes Status.
  */
 import { randomUUID } from 'node:crypto';
+import type { BlockList } from 'node:net';
 import express from 'express';
 import type { ErrorRequestHandler, Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/types.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
-import { authenticate, peerAddress, rejectQueryTokens, userOf } from './authn.ts';
-import type { ClientAddressOf } from './authn.ts';
+import { authenticate, rejectQueryTokens, userOf } from './authn.ts';
 import { downloadHandler, localsOf } from './download.ts';
 import type { DownloadDeps } from './download.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, targetFromDownloadRequest, targetFromRequest } from './routes.ts';
@@ -19,6 +19,9 @@ import type { UserInfo } from '../auth/types.ts';
 import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
 import type { SignedGrant } from '../velero/downloadrequests.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
+import { clientAddress } from './client-address.ts';
+import { claimDownloadSlot, useDownloadSlots } from './limits.ts';
+import type { DownloadSlots } from './limits.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
@@ -32,8 +35,13 @@ export interface AppDeps extends DownloadDeps {
    * the recorded requester's, authorized like a bearer token's.
    */
   signedUrls?: { verify(namespace: string, name: string, query: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<SignedGrant> };
-  /** The client address of a request (per-client limits, access and audit lines); default the TCP peer. */
-  clientAddress?: ClientAddressOf;
+  /**
+   * Proxies whose X-Forwarded-For names the client (`--trusted-proxies`), for access and audit lines
+   * and for the per-client limit on unknown tokens.
+   */
+  trustedProxies?: BlockList;
+  /** The cap on concurrent downloads (`--max-concurrent-downloads`); none when absent. */
+  downloadSlots?: DownloadSlots;
 }
 
 const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
@@ -59,12 +67,13 @@ function requestId(req: Request, res: Response, next: NextFunction): void {
  * Both are built field by field from values that are never secret (no header, no query string), so
  * they skip the loggers' redaction pass, which cost half of each line's time on small downloads.
  */
-function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetrics | undefined): RequestHandler {
+function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetrics | undefined, trusted: BlockList | undefined): RequestHandler {
   const log = parentLog.child({}, { redact: [] });
   const audit = parentAudit.child({}, { redact: [] });
   return (req, res, next) => {
     const locals = localsOf(res);
     const start = (locals.startedAt = performance.now());
+    const remote = clientAddress(req, trusted); // now: a socket that is gone by 'close' has no address
     let route: RouteLabel | undefined;
     res.once('close', () => {
       const { bytes, target, download, ttfb, via } = locals;
@@ -87,7 +96,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
           durationMs,
           user: user?.username,
           ...(target && { target: `${target.namespace}/${target.owner}/${target.name}/${target.artifact}` }),
-          remote: req.socket.remoteAddress,
+          remote,
           completed: res.writableFinished,
         },
         'request',
@@ -107,7 +116,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
             status: res.statusCode,
             completed: res.writableFinished,
             durationMs,
-            remote: req.socket.remoteAddress,
+            remote,
           },
           'audit',
         );
@@ -124,10 +133,10 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
 
 /** Marks a request as a download for the audit line and metrics (before authentication, so 401s count). */
 function markDownload(route: RouteLabel): RequestHandler {
-  return (_req, res, next) => {
+  return (req, res, next) => {
     localsOf(res).download = true;
     (res.locals as { onDownload?: (r: RouteLabel) => void }).onDownload?.(route);
-    next();
+    next(claimDownloadSlot(req, res));
   };
 }
 
@@ -224,7 +233,8 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.use(securityHeaders());
   app.use(requestId);
-  app.use(accessLog(deps.log, deps.audit ?? deps.log, deps.metrics));
+  if (deps.downloadSlots) useDownloadSlots(app, deps.downloadSlots);
+  app.use(accessLog(deps.log, deps.audit ?? deps.log, deps.metrics, deps.trustedProxies));
   app.use(rejectQueryTokens);
 
   healthRoutes(app, deps.health);
@@ -232,7 +242,7 @@ export function createApp(deps: AppDeps): Express {
     res.json(deps.info());
   });
 
-  const auth = authenticate(deps.authenticator, deps.clientAddress ?? peerAddress);
+  const auth = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies));
   for (const owner of Object.keys(DOWNLOAD_PATHS) as OwnerKind[]) {
     const handler = downloadHandler(deps, targetFromRequest(owner));
     app

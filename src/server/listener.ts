@@ -1,26 +1,60 @@
 /**
  * HTTPS listeners and graceful shutdown: stop accepting, let in-flight downloads finish within a grace
- * period, then cut what is left.
+ * period, then cut what is left. Every connection has a bound: a handshake, a request head and a whole
+ * request must arrive in time; a response whose client stops reading is cut after a stall deadline;
+ * connections over the listener's cap, or over one client's cap, are closed before their handshake.
  */
 import { once } from 'node:events';
 import { createServer } from 'node:https';
 import type { Server, ServerOptions } from 'node:https';
 import { Server as NetServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, BlockList, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { RequestListener, ServerResponse } from 'node:http';
 import type { HostPort } from '../config/config.ts';
+import { isTrustedProxy } from './client-address.ts';
+import { ConnectionCounter, connectionKey } from './limits.ts';
 
 /** Timeouts that keep slow or idle clients from holding sockets forever; downloads themselves are not capped. */
 const TIMEOUTS = {
   // A TLS handshake or a request head that never completes must not pin a socket.
   handshakeTimeout: 10_000,
   headersTimeout: 20_000,
-  // Node checks the two timeouts above only this often (default 30 s): a slowloris would live 50 s.
+  // Node checks the header and request timeouts only this often (default 30 s): a slowloris would live 50 s.
   connectionsCheckingInterval: 1_000,
-  requestTimeout: 0, // a 1 GiB download over a slow link is legitimate
   keepAliveTimeout: 65_000,
 };
+
+/** Bounds of one listener; each unset one is its default (caps: none). */
+export interface ListenerLimits {
+  /**
+   * The whole request, head and body, must have arrived this long after its first byte, or the client
+   * gets 408 and the connection is closed (Node's `requestTimeout`, default 30 s). Node stops this
+   * clock when the request is complete (its parser leaves the active list in on_message_complete), so
+   * it never limits how long a response (a download) takes.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * A connection whose response bytes wait in its buffers with no progress at all (nothing new
+   * accepted by the kernel, nothing new written) for this long is reset: its client stopped reading.
+   * Default 60 s (nginx's send_timeout).
+   */
+  sendStallTimeoutMs?: number;
+  /** Open connections on this listener at most; more are closed on accept (net.Server#maxConnections). */
+  maxConnections?: number;
+  /**
+   * Open connections from one client address (an IPv6 /64) at most; more are closed on accept, before
+   * the TLS handshake. Peers in `trustedProxies` are exempt: they carry many clients.
+   */
+  maxConnectionsPerClient?: number;
+  /** Proxies (`--trusted-proxies`), exempt from the per-client cap. */
+  trustedProxies?: BlockList;
+  /** Told of each connection refused by a cap and each stalled connection reset (metrics). */
+  onLimit?: (limit: 'max-connections' | 'max-connections-per-client' | 'send-stall') => void;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_SEND_STALL_TIMEOUT_MS = 60_000;
 
 interface Tracked {
   /** Open TLS connections. */
@@ -31,10 +65,52 @@ interface Tracked {
 
 const tracked = new WeakMap<Server, Tracked>();
 
-export async function listenHttps(app: RequestListener, tls: ServerOptions, at: HostPort): Promise<Server> {
-  const server = createServer({ ...tls, ...TIMEOUTS }, app);
+/** What the stall watchdog last saw of a connection with bytes waiting to go out. */
+interface Pending {
+  /** socket.bytesWritten (grows with every write accepted) and socket.writableLength (shrinks as writes complete). */
+  written: number;
+  buffered: number;
+  since: number;
+}
+
+const peerKey = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? ''}`;
+
+export async function listenHttps(app: RequestListener, tls: ServerOptions, at: HostPort, limits: ListenerLimits = {}): Promise<Server> {
+  const requestTimeout = limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const server = createServer({ ...tls, ...TIMEOUTS, headersTimeout: Math.min(TIMEOUTS.headersTimeout, requestTimeout), requestTimeout }, app);
   const t: Tracked = { sockets: new Set(), active: new Set() };
   tracked.set(server, t);
+
+  // The TCP connection under each TLS one, by peer address and port: a stalled one is reset through it.
+  const raw = new Map<string, Socket>();
+  if (limits.maxConnections !== undefined) {
+    // Checked by net.Server on accept, before any JavaScript object exists for the connection.
+    server.maxConnections = limits.maxConnections;
+    server.on('drop', () => limits.onLimit?.('max-connections'));
+  }
+  const perClient = limits.maxConnectionsPerClient === undefined ? undefined : new ConnectionCounter(limits.maxConnectionsPerClient);
+  // Prepended: runs before the TLS server wraps the socket, so a refused one never reads a ClientHello.
+  server.prependListener('connection', (socket: Socket) => {
+    const peer = socket.remoteAddress;
+    if (peer === undefined) {
+      socket.destroy();
+      return;
+    }
+    if (perClient && !isTrustedProxy(peer, limits.trustedProxies)) {
+      const key = connectionKey(peer);
+      if (!perClient.tryOpen(key)) {
+        socket.destroy();
+        limits.onLimit?.('max-connections-per-client');
+        return;
+      }
+      socket.once('close', () => perClient.close(key));
+    }
+    const k = peerKey(socket);
+    raw.set(k, socket);
+    socket.once('close', () => {
+      if (raw.get(k) === socket) raw.delete(k);
+    });
+  });
   server.on('secureConnection', (socket: TLSSocket) => {
     t.sockets.add(socket);
     socket.once('close', () => t.sockets.delete(socket));
@@ -43,6 +119,43 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
     t.active.add(res);
     res.once('close', () => t.active.delete(res));
   });
+
+  // The stall watchdog: one timer per listener, over the connections it tracks. A connection is
+  // stalled when bytes wait in its buffers and neither a write was accepted nor one completed since
+  // the last look, continuously for the deadline. It is reset (RST), as nginx's
+  // reset_timedout_connection does: its client sees a broken transfer at once, never a short complete
+  // one, and the kernel drops the unsent bytes instead of keeping them for a reader that is not there.
+  const stallMs = limits.sendStallTimeoutMs ?? DEFAULT_SEND_STALL_TIMEOUT_MS;
+  const seen = new WeakMap<TLSSocket, Pending>();
+  const watchdog = setInterval(
+    () => {
+      const now = performance.now();
+      for (const socket of t.sockets) {
+        const buffered = socket.writableLength;
+        if (buffered === 0 || socket.destroyed) {
+          seen.delete(socket);
+          continue;
+        }
+        const written = socket.bytesWritten;
+        const last = seen.get(socket);
+        if (last === undefined || last.written !== written || last.buffered !== buffered) {
+          seen.set(socket, { written, buffered, since: now });
+          continue;
+        }
+        if (now - last.since < stallMs) continue;
+        seen.delete(socket);
+        const tcp = raw.get(peerKey(socket));
+        if (tcp && !tcp.destroyed) tcp.resetAndDestroy();
+        socket.destroy();
+        limits.onLimit?.('send-stall');
+      }
+    },
+    // First seen at most one tick after the stall began: cut between stallMs and stallMs + tick.
+    Math.min(1000, Math.max(50, Math.floor(stallMs / 4))),
+  );
+  watchdog.unref();
+  server.once('close', () => clearInterval(watchdog));
+
   server.listen(at.port, at.host);
   await once(server, 'listening');
   return server;

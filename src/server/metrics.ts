@@ -22,7 +22,12 @@ export class GatewayMetrics implements ReviewObserver {
   readonly reviewLatency: Histogram<'review' | 'outcome'>;
   readonly certExpiry: Gauge;
   readonly admissionReviews: Counter<'operation' | 'outcome'>;
-  readonly rateLimited: Counter<'limit'>;
+  /**
+   * Everything refused or cut by a limit: connections closed on accept, downloads refused (503) and
+   * connections reset for stalling (src/server/limits.ts, listener.ts); calls refused (429) by a
+   * Kubernetes API budget or the per-client limit on unknown tokens.
+   */
+  readonly limited: Counter<'limit'>;
   readonly #caches = new Map<string, CacheStats>();
 
   constructor(opts: { processMetrics?: boolean } = {}) {
@@ -41,9 +46,9 @@ export class GatewayMetrics implements ReviewObserver {
       labelNames: ['operation', 'outcome'],
       registers,
     });
-    this.rateLimited = new Counter({
-      name: 'vds_rate_limited_total',
-      help: 'Calls refused (429) by a spent limit: a Kubernetes API budget (tokenreview, access, objects, webhook) or the per-client limit on unknown tokens (client)',
+    this.limited = new Counter({
+      name: 'vds_limited_total',
+      help: 'Refused or cut by a limit: connections closed on accept (--max-connections, --max-connections-per-client), downloads refused with 503 (--max-concurrent-downloads), connections reset (--send-stall-timeout); calls refused with 429 by a Kubernetes API budget (kube-api-tokenreview, -access, -objects, -webhook) or the per-client limit on unknown tokens (unknown-token-qps-per-client)',
       labelNames: ['limit'],
       registers,
     });

@@ -78,6 +78,33 @@ describe('loadConfig', () => {
     assert.match(errors([...k8s, '--webhook-configuration', 'mwc', '--tls-cert-file', '/etc/hostname', '--tls-key-file', '/etc/hostname']), /not --tls-cert-file/);
   });
 
+  test('connection bounds: defaults, and hostile values refused at start', () => {
+    const r = loadConfig([], {}, '/srv');
+    assert.equal(r.kind, 'config');
+    if (r.kind !== 'config') return;
+    assert.deepEqual(
+      [r.config.requestTimeoutMs, r.config.sendStallTimeoutMs, r.config.maxConnections, r.config.maxConnectionsPerClient, r.config.maxConcurrentDownloads, r.config.trustedProxies],
+      [30_000, 60_000, 1024, 64, 64, []],
+    );
+    const ok = loadConfig(['--trusted-proxies', '10.0.0.0/8, 192.0.2.7,fd00::/8'], {}, '/srv');
+    assert.equal(ok.kind, 'config');
+    if (ok.kind === 'config') assert.deepEqual(ok.config.trustedProxies, ['10.0.0.0/8', '192.0.2.7', 'fd00::/8']);
+    const bad = loadConfig(
+      ['--request-timeout', '0s', '--send-stall-timeout', '50ms', '--max-connections', '0', '--max-connections-per-client', '1.5', '--max-concurrent-downloads=-1', '--trusted-proxies', 'ingress.example,10.0.0.0/40'],
+      {},
+      '/srv',
+    );
+    assert.equal(bad.kind, 'errors');
+    if (bad.kind !== 'errors') return;
+    const text = bad.errors.join('\n');
+    for (const expected of ['--request-timeout', '--send-stall-timeout', '--max-connections:', '--max-connections-per-client', '--max-concurrent-downloads', '"ingress.example"', '"10.0.0.0/40"']) {
+      assert.ok(text.includes(expected), `missing "${expected}" in:\n${text}`);
+    }
+    const over = loadConfig(['--max-connections', '10', '--max-connections-per-client', '20'], {}, '/srv');
+    assert.equal(over.kind, 'errors');
+    if (over.kind === 'errors') assert.match(over.errors.join('\n'), /--max-connections-per-client \(20\) is more than --max-connections \(10\)/);
+  });
+
   test('environment errors name the variable', () => {
     const r = loadConfig([], { VDS_METRICS_LISTEN: 'x' });
     assert.equal(r.kind, 'errors');

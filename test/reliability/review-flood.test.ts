@@ -111,7 +111,7 @@ describe('a flood of unknown tokens against the real process', () => {
     const reviews = fx.api.calls.count({ resource: 'tokenreviews' }) - reviewsBefore;
     assert.ok(reviews <= 20 + 5 * Math.ceil(floodMs / 1000 + 1), `${reviews} TokenReviews in ${floodMs.toFixed(0)} ms`);
     const metrics = await fetchMetrics(gw, ca);
-    assert.match(metrics, /vds_rate_limited_total\{limit="client"\} [1-9]/);
+    assert.match(metrics, /vds_limited_total\{limit="unknown-token-qps-per-client"\} [1-9]/);
   });
 });
 
@@ -178,8 +178,8 @@ describe('a flood on the download port against the webhook, real process', () =>
       assert.ok(patchOf(response), 'the review during the flood was answered with a gateway URL');
       assert.ok(took < 1_000, `answered in ${took.toFixed(0)} ms`);
       const metrics = await fetchMetrics(gw, ca);
-      assert.match(metrics, /vds_rate_limited_total\{limit="objects"\} [1-9]/);
-      assert.doesNotMatch(metrics, /vds_rate_limited_total\{limit="webhook"\}/);
+      assert.match(metrics, /vds_limited_total\{limit="kube-api-objects"\} [1-9]/);
+      assert.doesNotMatch(metrics, /vds_limited_total\{limit="kube-api-webhook"\}/);
     } finally {
       await gw.stop();
       await fx.close();

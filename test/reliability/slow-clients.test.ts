@@ -6,7 +6,8 @@
  * request head, trickles header lines, or sends nothing, gets a 408 and is closed after
  * headersTimeout (20 s) as seen by Node's connection sweep, which runs every connectionsCheckingInterval
  * (Node's default, 30 s): 20 to 50 s in all (33 s when measured). That is too long for `npm test`, and
- * listenHttps takes no timeout override, so:
+ * the header and handshake timeouts are not flags, so (the request-receipt timeout, the stall deadline
+ * and the connection caps are flags: test/reliability/connection-limits.test.ts sets them short):
  * - the real process is tested for the handshake timeout (10 s, in parallel with the rest) and for
  *   1,000 concurrent idle TLS connections not delaying a new request (< 1 s);
  * - the server listenHttps builds is checked in-process for its configured timeouts, and the header
@@ -24,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import type { TLSSocket } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import express from 'express';
 import { listenHttps } from '../../src/server/listener.ts';
 import { startGateway } from '../support/processes.ts';
@@ -80,7 +81,8 @@ describe('slow and idle clients against the real process', () => {
       for (let i = 0; i < IDLE; i += 100) {
         await Promise.all(
           Array.from({ length: Math.min(100, IDLE - i) }, async () => {
-            const s = tlsConnect({ host: '127.0.0.1', port: gw.port, ca, servername: 'localhost' });
+            // From 25 client addresses: one address may hold 64 connections (--max-connections-per-client).
+            const s = tlsConnect({ host: '127.0.0.1', port: gw.port, ca, servername: 'localhost', localAddress: `127.0.0.${2 + (idle.length % 25)}` } as ConnectionOptions);
             s.on('error', () => undefined);
             idle.push(s);
             await once(s, 'secureConnect');
@@ -132,10 +134,11 @@ describe('the server listenHttps builds: configured timeouts, and the header tim
     await new Promise((r) => server.close(r));
   });
 
-  test('handshake 10 s, request head 20 s, keep-alive 65 s, no cap on a whole (long) download', () => {
+  test('handshake 10 s, request head 20 s, whole request 30 s, keep-alive 65 s, no cap on a whole (long) download', () => {
     assert.equal(server.headersTimeout, 20_000);
     assert.equal(server.keepAliveTimeout, 65_000);
-    assert.equal(server.requestTimeout, 0);
+    // Receipt of the request only: a download longer than this completes (connection-limits.test.ts).
+    assert.equal(server.requestTimeout, 30_000);
     assert.equal(server.timeout, 0, 'no idle cap on a socket while a response streams to a slow reader');
     const handshake = Object.getOwnPropertySymbols(server).find((s) => s.description === 'handshake-timeout');
     assert.ok(handshake, 'Node keeps the handshake timeout under this symbol');

@@ -20,8 +20,6 @@ import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
 import type { SignedGrant } from '../velero/downloadrequests.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
-import { claimDownloadSlot, useDownloadSlots } from './limits.ts';
-import type { DownloadSlots } from './limits.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
@@ -40,8 +38,6 @@ export interface AppDeps extends DownloadDeps {
    * and for the per-client limit on unknown tokens.
    */
   trustedProxies?: BlockList;
-  /** The cap on concurrent downloads (`--max-concurrent-downloads`); none when absent. */
-  downloadSlots?: DownloadSlots;
 }
 
 const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
@@ -136,7 +132,7 @@ function markDownload(route: RouteLabel): RequestHandler {
   return (req, res, next) => {
     localsOf(res).download = true;
     (res.locals as { onDownload?: (r: RouteLabel) => void }).onDownload?.(route);
-    next(claimDownloadSlot(req, res));
+    next();
   };
 }
 
@@ -233,7 +229,6 @@ export function createApp(deps: AppDeps): Express {
   app.set('query parser', 'simple');
   app.use(securityHeaders());
   app.use(requestId);
-  if (deps.downloadSlots) useDownloadSlots(app, deps.downloadSlots);
   app.use(accessLog(deps.log, deps.audit ?? deps.log, deps.metrics, deps.trustedProxies));
   app.use(rejectQueryTokens);
 

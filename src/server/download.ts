@@ -19,6 +19,7 @@ import type { Resolver } from '../velero/resolve.ts';
 import { userOf } from './authn.ts';
 import { decideRange, notModified } from './range.ts';
 import { HttpError } from './status.ts';
+import type { DownloadSlots } from './limits.ts';
 import { timedStoreCall } from './metrics.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
@@ -28,6 +29,8 @@ export interface DownloadDeps {
   stores: StoreFactory;
   log: Logger;
   metrics?: GatewayMetrics;
+  /** The cap on concurrent downloads (`--max-concurrent-downloads`); none when absent. */
+  downloadSlots?: DownloadSlots;
 }
 
 /** The SubjectAccessReview attributes for a target (ARCHITECTURE.md, "Authorization model"). */
@@ -131,6 +134,10 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): Req
     await requireAllowed(deps.authorizer, user, attributesOf(target), signal);
 
     const location = await deps.resolver.resolve(target, signal);
+    // A slot is taken only by a caller Kubernetes has allowed, once there is something to send: a
+    // stranger's requests never hold one.
+    const refused = deps.downloadSlots?.claim(res);
+    if (refused) throw refused;
     const store = await deps.stores.forSpec(location.spec);
     const provider = location.spec.provider;
     res.setHeader('Content-Disposition', contentDisposition(location.key.slice(location.key.lastIndexOf('/') + 1)));

@@ -1,19 +1,19 @@
 /**
  * Bounds on what strangers can make the gateway hold at once: concurrent downloads (answered with 503
  * and Retry-After past the cap) and open connections per client address (the listener closes those
- * over the cap). Memory is what runs out first; README "Security notes" says how the defaults follow
+ * over the cap). Memory is what runs out first; README "Bounds" says how the defaults follow
  * from the measured cost of a connection and of a download.
  */
-import type { Express, Request, Response } from 'express';
+import type { Response } from 'express';
 import { HttpError } from './status.ts';
 
 /** What a refused download is told to wait: downloads last seconds to minutes, so sooner is noise. */
 export const DOWNLOAD_RETRY_AFTER_SECONDS = 5;
 
 /**
- * A counter of download slots. A download route takes one when it matches (before authentication,
- * so a flood of anonymous requests is bounded too) and gives it back when its response closes,
- * however it ends.
+ * A counter of download slots. A download takes one once its caller is authorized and its object
+ * located (strangers, whose requests end at authentication, never hold one: a flood of them must not
+ * turn away allowed users) and gives it back when its response closes, however it ends.
  */
 export class DownloadSlots {
   readonly max: number;
@@ -54,22 +54,6 @@ export class DownloadSlots {
     });
     return undefined;
   }
-}
-
-const SLOTS = 'vdsDownloadSlots';
-
-/** Makes `slots` the download cap of `app` (kept in `app.locals`, read by `claimDownloadSlot`). */
-export function useDownloadSlots(app: Express, slots: DownloadSlots): void {
-  (app.locals as Record<string, unknown>)[SLOTS] = slots;
-}
-
-/**
- * For the middleware that marks a download route: takes a slot of the app's cap for this response;
- * returns the 503 to pass to `next` when none is free, undefined otherwise (also when the app has no cap).
- */
-export function claimDownloadSlot(req: Request, res: Response): HttpError | undefined {
-  const slots = (req.app.locals as Record<string, unknown>)[SLOTS] as DownloadSlots | undefined;
-  return slots?.claim(res);
 }
 
 /**

@@ -124,7 +124,7 @@ describe('--tenant-filesystem-allow: which namespace may use which filesystem bu
   test('malformed entries, namespace globs and climbing buckets are refused, each named', () => {
     const errors = parsed('--tenant-filesystem-allow', 'team-a,=b,team-*=shared,Team_A=x,team-b=../etc,team-c=/abs,team-d=a/./b,team-e=ok');
     assert.ok(Array.isArray(errors) && errors.length === 1, JSON.stringify(errors));
-    const text = (errors as string[])[0]!;
+    const text = errors[0]!;
     for (const part of ['"team-a" is not namespace=bucket', '"=b" is not namespace=bucket', '"team-*": namespace globs are not allowed', '"Team_A" is not a namespace name', '"../etc" is not a bucket', '"/abs" is not a bucket', '"a/./b" is not a bucket', 'expected --tenant-filesystem-allow team-a=velero-nfs,team-b=shared']) {
       assert.ok(text.includes(part), `${part} in ${text}`);
     }

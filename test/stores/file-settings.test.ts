@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -179,6 +179,19 @@ describe('settings naming files or programs, every row of every provider', () =>
     assert.deepEqual(Object.keys(EXAMPLES).filter((id) => !rows.includes(id)), [], 'examples without a row');
     for (const p of PROVIDERS) {
       for (const r of FILE_SETTINGS[p]) assert.ok(r.matches(EXAMPLES[rowId(p, r)]!.name), `${rowId(p, r)} matches its example`);
+    }
+  });
+
+  test("the README's table lists every row, with what the gateway does for its own BSLs", async () => {
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    const rows = readme.split('\n').filter((l) => /^\| (aws|azure|gcp) \|/.test(l));
+    for (const p of PROVIDERS) {
+      for (const r of FILE_SETTINGS[p]) {
+        const row = rows.find((l) => l.startsWith(`| ${p} |`) && l.includes(`\`${r.key}\``));
+        assert.ok(row, `README has no row for ${rowId(p, r)}`);
+        const admin = row.split('|').at(-2)!.trim();
+        assert.ok(admin.startsWith(r.admin), `${rowId(p, r)}: the README says "${admin}", the table ${r.admin}`);
+      }
     }
   });
 

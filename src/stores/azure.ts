@@ -283,23 +283,29 @@ function transportPolicy(agents: Agents, requestMs: number, apiVersion: string |
 }
 
 /**
- * A client-certificate credential whose PEM is read from AZURE_CLIENT_CERTIFICATE_PATH on the first
- * token request, through readLocationFile (a regular file of at most 1 MiB, never for a tenant), and
- * handed to @azure/identity as the PEM itself: the SDK never opens a path (given a path, it would read
- * a FIFO, /dev/zero or any file without a bound). A failed read is retried on the next request.
+ * A client-certificate credential whose PEM is read from AZURE_CLIENT_CERTIFICATE_PATH through
+ * readLocationFile (a regular file of at most 1 MiB, never for a tenant) and handed to @azure/identity
+ * as the PEM itself: the SDK never opens a path (given a path, it would read a FIFO, /dev/zero or any
+ * file without a bound). The file is read again at each token request (the pipeline asks for a token
+ * only when the one it holds nears expiry), as the SDK did, so a rotated certificate is picked up; the
+ * SDK credential, with its token cache, is kept while the PEM stays the same.
  */
 class CertificateFileCredential implements TokenCredential {
-  readonly #load: () => Promise<TokenCredential>;
-  #inner: Promise<TokenCredential> | undefined;
-  constructor(load: () => Promise<TokenCredential>) {
-    this.#load = load;
+  readonly #read: () => Promise<string>;
+  readonly #build: (pem: string) => TokenCredential;
+  #pem: string | undefined;
+  #inner: TokenCredential | undefined;
+  constructor(read: () => Promise<string>, build: (pem: string) => TokenCredential) {
+    this.#read = read;
+    this.#build = build;
   }
   async getToken(...args: Parameters<TokenCredential['getToken']>): ReturnType<TokenCredential['getToken']> {
-    this.#inner ??= this.#load().catch((err: unknown) => {
-      this.#inner = undefined;
-      throw err;
-    });
-    return (await this.#inner).getToken(...args);
+    const pem = await this.#read();
+    if (this.#inner === undefined || pem !== this.#pem) {
+      this.#pem = pem;
+      this.#inner = this.#build(pem);
+    }
+    return this.#inner.getToken(...args);
   }
 }
 
@@ -317,10 +323,10 @@ function tokenCredentialFor(auth: Exclude<AzureAuth, { kind: 'sharedKey' }>, com
         return new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: auth.certificate.pem, ...password }, options);
       }
       const path = auth.certificate.path;
-      return new CertificateFileCredential(async () => {
-        const pem = await readLocationFile(spec, 'Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH', path);
-        return new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: pem.toString('utf8'), ...password }, options);
-      });
+      return new CertificateFileCredential(
+        async () => (await readLocationFile(spec, 'Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH', path)).toString('utf8'),
+        (pem) => new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: pem, ...password }, options),
+      );
     }
     case 'ambient':
       return new DefaultAzureCredential({

@@ -14,6 +14,7 @@ import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlobServiceClient, newPipeline, StorageSharedKeyCredential } from '@azure/storage-blob';
@@ -435,14 +436,19 @@ describe('AzureBlobStore: credentials', () => {
     let dir = '';
     let pem = '';
     let certificate = '';
+    let rotated = { pem: '', certificate: '' };
     let wire: Tripwire;
     const opened: DefaultStoreFactory[] = [];
     before(async () => {
       // MSAL signs client assertions with RSA only.
-      const client = await generate([{ name: 'commonName', value: 'vds test client' }], { keyType: 'rsa', keySize: 2048, algorithm: 'sha256', notAfterDate: new Date(Date.now() + 86_400_000) });
-      certificate = client.cert;
-      pem = `${client.private.trim()}\n${client.cert.trim()}\n`;
-      authority = await startFakeAuthority(e.pki, CLIENT_SECRET, certificate);
+      const client = async (): Promise<{ pem: string; certificate: string }> => {
+        const c = await generate([{ name: 'commonName', value: 'vds test client' }], { keyType: 'rsa', keySize: 2048, algorithm: 'sha256', notAfterDate: new Date(Date.now() + 86_400_000) });
+        return { pem: `${c.private.trim()}\n${c.cert.trim()}\n`, certificate: c.cert };
+      };
+      ({ pem, certificate } = await client());
+      rotated = await client();
+      // Tokens within MSAL's and the pipeline's refresh windows: every request asks for a new one.
+      authority = await startFakeAuthority(e.pki, CLIENT_SECRET, [certificate, rotated.certificate], 60);
       dir = await mkdtemp(join(tmpdir(), 'vds-azure-cert-'));
       await writeFile(join(dir, 'client.pem'), pem);
       await mkdir(join(dir, 'a-directory'));
@@ -475,6 +481,24 @@ describe('AzureBlobStore: credentials', () => {
       const sent = assertions(from);
       assert.equal(sent.length, 1, 'one token request, with a client assertion');
       assert.ok(assertionVerifies(sent[0]!, certificate), "the assertion verifies with the certificate's key");
+    });
+
+    test('a rotated certificate file is read again at the next token request', async () => {
+      const file = join(dir, 'rotating.pem');
+      await writeFile(file, pem);
+      const store = storeFor(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${file}`));
+      let from = authority.tokenRequests.length;
+      await store.stat(key, { signal: signal() });
+      assert.ok(assertionVerifies(assertions(from)[0]!, certificate));
+      await writeFile(file, rotated.pem);
+      from = authority.tokenRequests.length;
+      await store.stat(key, { signal: signal() });
+      // The pipeline refreshes a token near its expiry in the background, while the request uses the old one.
+      for (let i = 0; i < 100 && assertions(from).length === 0; i++) await sleep(20);
+      const sent = assertions(from);
+      assert.equal(sent.length, 1);
+      assert.ok(assertionVerifies(sent[0]!, rotated.certificate), 'signed with the new key');
+      assert.ok(!assertionVerifies(sent[0]!, certificate));
     });
 
     test('a FIFO, /dev/zero, a directory or a file over 1 MiB → InvalidLocationError naming the variable; nothing read, no token asked for', async () => {
@@ -851,9 +875,10 @@ interface FakeAuthority {
  * Just enough of Azure AD for MSAL's client-credentials flow: the tenant's OpenID configuration and a
  * token endpoint that issues an unsigned JWT Azurite's `--oauth basic` accepts (it checks issuer,
  * audience and lifetime, not the signature) when the client secret is `secret`, or the client
- * assertion is signed by the key of `clientCertificate`, else `invalid_client`.
+ * assertion is signed by the key of one of `clientCertificates`, else `invalid_client`; tokens live
+ * `tokenSeconds`.
  */
-async function startFakeAuthority(pki: TestPki, secret: string, clientCertificate?: string): Promise<FakeAuthority> {
+async function startFakeAuthority(pki: TestPki, secret: string, clientCertificates: string[] = [], tokenSeconds = 3600): Promise<FakeAuthority> {
   const tokenRequests: URLSearchParams[] = [];
   const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
   const server = createHttpsServer({ cert: pki.cert, key: pki.key }, (req, res) => {
@@ -878,15 +903,15 @@ async function startFakeAuthority(pki: TestPki, secret: string, clientCertificat
         const form = new URLSearchParams(body);
         tokenRequests.push(form);
         const assertion = form.get('client_assertion');
-        const byCertificate = assertion !== null && clientCertificate !== undefined && assertionVerifies(assertion, clientCertificate);
+        const byCertificate = assertion !== null && clientCertificates.some((c) => assertionVerifies(assertion, c));
         if (!byCertificate && form.get('client_secret') !== secret) {
           res.statusCode = 401;
           res.end(JSON.stringify({ error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' }));
           return;
         }
         const now = Math.floor(Date.now() / 1000);
-        const claims = { aud: 'https://storage.azure.com', iss: `https://sts.windows.net/${TENANT}/`, iat: now - 60, nbf: now - 60, exp: now + 3600, tid: TENANT, appid: CLIENT_ID };
-        res.end(JSON.stringify({ token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64(claims)}.c2ln` }));
+        const claims = { aud: 'https://storage.azure.com', iss: `https://sts.windows.net/${TENANT}/`, iat: now - 60, nbf: now - 60, exp: now + tokenSeconds, tid: TENANT, appid: CLIENT_ID };
+        res.end(JSON.stringify({ token_type: 'Bearer', expires_in: tokenSeconds, ext_expires_in: tokenSeconds, access_token: `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64(claims)}.c2ln` }));
         return;
       }
       res.statusCode = 404;

@@ -2,7 +2,6 @@
  * The object graph of each mode, built from Config: what main.ts starts and what integration tests
  * build in-process, so both run the same wiring.
  */
-import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { ensureLocalCertificate } from './tls/local.ts';
 import { CertificateReloader } from './tls/reloader.ts';
@@ -25,6 +24,7 @@ import { DefaultStoreFactory } from './stores/factory.ts';
 import { FilesystemStore } from './stores/fs.ts';
 import type { StoreFactory, StoreSpec } from './stores/spec.ts';
 import type { ObjectStore } from './stores/types.ts';
+import { SettingFileError, readSettingFile } from './util/setting-file.ts';
 import { writeDemoIfEmpty } from './velero/demo.ts';
 import { loadLocationsFile } from './velero/local-locations.ts';
 import { LocalResolver } from './velero/resolve.ts';
@@ -69,13 +69,24 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
 }
 
 
+/** A file a flag names, read as every setting's file is: a regular file of at most 1 MiB. */
+async function flagFile(flag: string, path: string): Promise<Buffer> {
+  try {
+    return await readSettingFile(path, flag);
+  } catch (err) {
+    // A start error for the operator: the path helps, and it is no secret.
+    if (err instanceof SettingFileError) throw new Error(`${err.message}: ${path}`, { cause: err });
+    throw err;
+  }
+}
+
 /** The store factory every mode shares: install-time CA, default credential, a warning for insecure locations. */
 export async function createStoreFactory(config: Config, log: Logger): Promise<DefaultStoreFactory> {
   return new DefaultStoreFactory({
     fsRoot: config.fsRoot,
     tenantEndpointAllow: config.tenantEndpointAllow,
-    ...(config.caBundleFile && { installCaBundle: await readFile(config.caBundleFile, 'utf8') }),
-    ...(config.defaultCredentialsFile && { defaultCredential: await readFile(config.defaultCredentialsFile) }),
+    ...(config.caBundleFile && { installCaBundle: (await flagFile('--ca-bundle', config.caBundleFile)).toString('utf8') }),
+    ...(config.defaultCredentialsFile && { defaultCredential: await flagFile('--default-credentials-file', config.defaultCredentialsFile) }),
     onInsecure: (location) => log.warn({ location }, 'TLS verification towards this location is disabled (insecureSkipTLSVerify)'),
   });
 }

@@ -73,8 +73,11 @@ export interface Config {
   auditLog?: string;
   /** CIDRs and host globs tenants' store endpoints may reach although private. */
   tenantEndpointAllow: string[];
-  /** Tenants' BSLs may use filesystem providers. */
-  tenantFilesystemAllow: boolean;
+  /**
+   * Which filesystem buckets (directories under --fs-root) each namespace other than the gateway's
+   * own may use, by exact namespace name; a namespace absent here may use none.
+   */
+  tenantFilesystemAllow: ReadonlyMap<string, ReadonlySet<string>>;
   /** Kubernetes mode: the DNS name users reach the gateway at (wins over the Service). */
   fqdn?: string;
   /** Kubernetes mode: the Service exposing the gateway (URL discovery, certificate SANs). */
@@ -142,7 +145,7 @@ export const FLAGS = {
   objectCacheTtl: flag({ name: 'object-cache-ttl', kind: 'string', default: '5s', help: 'how long Backups, BSLs and Secrets read from the API are reused', parse: duration }),
   auditLog: flag({ name: 'audit-log', kind: 'string', help: 'also append the audit lines (one per download) to this file', parse: str }),
   tenantEndpointAllow: flag({ name: 'tenant-endpoint-allow', kind: 'string', default: '', help: 'CIDRs, addresses and host names or *.globs (10.0.0.0/8,minio.storage.svc,*.corp.example) that tenants\' store endpoints may reach although internal; loopback and link-local (169.254.169.254) need a CIDR entry', parse: list }),
-  tenantFilesystemAllow: flag({ name: 'tenant-filesystem-allow', kind: 'boolean', default: 'false', help: 'let BSLs outside the gateway\'s namespace use filesystem providers', parse: bool }),
+  tenantFilesystemAllow: flag({ name: 'tenant-filesystem-allow', kind: 'string', default: 'false', formerSwitch: true, help: 'which namespace may use which filesystem bucket (a directory under --fs-root) in its own BSLs: namespace=bucket pairs, comma-separated, a namespace may repeat (team-a=velero-nfs,team-a=scratch,team-b=shared); exact names, no globs; false or empty: none', parse: namespaceBuckets }),
   fqdn: flag({ name: 'fqdn', kind: 'string', help: 'kubernetes mode: DNS name (an Ingress host, or host:port) users reach the gateway at; wins over the Service (the design\'s --veleroServerFQDN)', parse: str }),
   serviceName: flag({ name: 'service-name', kind: 'string', default: 'velero-download-server', help: 'kubernetes mode: the Service exposing the gateway, read for its URL (a pre-created Service named velero: --service-name velero)', parse: str }),
   serveAllLocations: flag({ name: 'serve-all-locations', kind: 'boolean', default: 'false', help: 'serve DownloadRequests of every BSL through the gateway, not only those annotated download-server.velero.io/enabled: "true"', parse: bool }),
@@ -159,6 +162,52 @@ export const FLAGS = {
   trustedProxies: flag({ name: 'trusted-proxies', kind: 'string', default: '', help: 'CIDRs or addresses of proxies (Ingress controller, load balancer) whose X-Forwarded-For names the client; exempt from --max-connections-per-client', parse: list }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
 };
+
+const NEW_SYNTAX = '--tenant-filesystem-allow team-a=velero-nfs,team-b=shared (false or empty: none)';
+const BUCKET_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+/**
+ * `--tenant-filesystem-allow`: `namespace=bucket` pairs → the buckets of each namespace. `false`, `0`,
+ * `no` or empty mean none, as the old switch's default did; the old `true` is refused rather than read
+ * as "every namespace, every bucket". Namespaces are exact DNS-1123 labels: a glob would hand a bucket
+ * to whoever creates a matching namespace later. Buckets are exact directory names under --fs-root
+ * (`/`-separated segments, no `.` or `..`), compared as written with the BSL's objectStorage.bucket.
+ */
+export function namespaceBuckets(raw: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  const v = raw.trim();
+  if (v === '' || ['false', '0', 'no'].includes(v.toLowerCase())) return out;
+  if (['true', '1', 'yes'].includes(v.toLowerCase())) {
+    throw new Error(`"${raw}" no longer lets every namespace use every filesystem bucket; name which namespace may use which bucket: ${NEW_SYNTAX}`);
+  }
+  const problems: string[] = [];
+  for (const item of list(v)) {
+    const eq = item.indexOf('=');
+    const ns = eq < 0 ? '' : item.slice(0, eq).trim();
+    const bucket = eq < 0 ? '' : item.slice(eq + 1).trim();
+    if (eq < 0 || ns === '' || bucket === '') {
+      problems.push(`"${item}" is not namespace=bucket`);
+      continue;
+    }
+    if (ns.includes('*')) {
+      problems.push(`"${ns}": namespace globs are not allowed (a namespace created later would get the bucket); list each namespace`);
+      continue;
+    }
+    if (!DNS1123_LABEL.test(ns)) {
+      problems.push(`"${ns}" is not a namespace name (DNS-1123 label)`);
+      continue;
+    }
+    if (!bucket.split('/').every((seg) => BUCKET_SEGMENT.test(seg) && seg !== '.' && seg !== '..')) {
+      problems.push(`"${bucket}" is not a bucket (a directory under --fs-root: letters, digits, '.', '_', '-', '/'-separated, no "." or ".." segment)`);
+      continue;
+    }
+    let buckets = out.get(ns);
+    if (!buckets) out.set(ns, (buckets = new Set()));
+    buckets.add(bucket);
+  }
+  if (problems.length > 0) throw new Error(`${problems.join('; ')}; expected ${NEW_SYNTAX}`);
+  return out;
+}
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const SERVICE_ACCOUNT_TOKEN = `${SERVICE_ACCOUNT_DIR}/token`;

@@ -14,6 +14,12 @@ export interface FlagDef<T> {
   default?: string;
   /** Turns the raw text (or 'true'/'false' for switches) into the value; throws Error with a message on bad input. */
   parse(raw: string): T;
+  /**
+   * A `string` flag that used to be a switch: `--<name>` with no value reads as `--<name>=true` and
+   * `--no-<name>` as `--<name>=false`, so that `parse` can answer the old forms with a clear message
+   * instead of the parser's "argument missing".
+   */
+  formerSwitch?: boolean;
 }
 
 /** The environment variable for a flag: `VDS_` + upper snake case (`--data-dir` → `VDS_DATA_DIR`). */
@@ -46,7 +52,7 @@ export function parseFlags<D extends Record<string, FlagDef<unknown>>>(
 
   let given: Record<string, string | boolean | undefined> = {};
   try {
-    const parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false, allowNegative: true });
+    const parsed = parseArgs({ args: formerSwitches(defs, argv), options, strict: true, allowPositionals: false, allowNegative: true });
     given = parsed.values;
   } catch (err) {
     errors.push((err as Error).message);
@@ -76,6 +82,19 @@ export function parseFlags<D extends Record<string, FlagDef<unknown>>>(
     }
   }
   return { values: values as ParsedFlags<D>, errors, help: given.help === true, version: given.version === true };
+}
+
+/** `argv` with the old switch forms of `formerSwitch` flags written as values (see FlagDef.formerSwitch). */
+function formerSwitches(defs: Record<string, FlagDef<unknown>>, argv: readonly string[]): string[] {
+  const names = new Set(Object.values(defs).filter((d) => d.formerSwitch === true).map((d) => d.name));
+  return argv.map((arg, i) => {
+    if (!arg.startsWith('--') || arg.includes('=')) return arg;
+    const name = arg.slice(2);
+    const next = argv[i + 1];
+    if (names.has(name) && (next === undefined || next.startsWith('-'))) return `--${name}=true`;
+    if (name.startsWith('no-') && names.has(name.slice(3))) return `--${name.slice(3)}=false`;
+    return arg;
+  });
 }
 
 /** The --help text: one line per flag with its environment variable and default. */

@@ -54,6 +54,8 @@ const STORE_STATUS: Record<StoreErrorReason, { code: number; reason: string }> =
   StoreUnavailable: { code: 502, reason: 'BadGateway' },
   Timeout: { code: 504, reason: 'Timeout' },
   InvalidLocation: { code: 502, reason: 'BadGateway' },
+  // A tenant's location naming a file or program on the gateway: their configuration is refused.
+  TenantSettingRefused: { code: 403, reason: 'Forbidden' },
 };
 
 export interface MappedError {

@@ -2,7 +2,8 @@ import type { SecureContext } from 'node:tls';
 /**
  * What every network adapter (S3, Azure Blob, GCS) is built from. The factory derives these options
  * from a StoreSpec once per client; adapters never read global state, environment or files themselves,
- * except through the SDK default credential chain when `ambientCredentials` allows it.
+ * except through the SDK default credential chain when `ambientCredentials` allows it, and the files
+ * a setting names only through file-settings.ts readLocationFile (never for a tenant's location).
  */
 import type { EndpointPolicy } from './endpoint-guard.ts';
 import type { StoreSpec } from './spec.ts';

@@ -40,9 +40,11 @@ import {
   StoreUnavailableError,
   ThrottledError,
 } from './errors.ts';
+import { readLocationFile } from './file-settings.ts';
 import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
+import type { StoreSpec } from './spec.ts';
 import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
 import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
 
@@ -280,7 +282,34 @@ function transportPolicy(agents: Agents, requestMs: number, apiVersion: string |
   };
 }
 
-function tokenCredentialFor(auth: Exclude<AzureAuth, { kind: 'sharedKey' }>, common: TokenCredentialOptions): TokenCredential {
+/**
+ * A client-certificate credential whose PEM is read from AZURE_CLIENT_CERTIFICATE_PATH through
+ * readLocationFile (a regular file of at most 1 MiB, never for a tenant) and handed to @azure/identity
+ * as the PEM itself: the SDK never opens a path (given a path, it would read a FIFO, /dev/zero or any
+ * file without a bound). The file is read again at each token request (the pipeline asks for a token
+ * only when the one it holds nears expiry), as the SDK did, so a rotated certificate is picked up; the
+ * SDK credential, with its token cache, is kept while the PEM stays the same.
+ */
+class CertificateFileCredential implements TokenCredential {
+  readonly #read: () => Promise<string>;
+  readonly #build: (pem: string) => TokenCredential;
+  #pem: string | undefined;
+  #inner: TokenCredential | undefined;
+  constructor(read: () => Promise<string>, build: (pem: string) => TokenCredential) {
+    this.#read = read;
+    this.#build = build;
+  }
+  async getToken(...args: Parameters<TokenCredential['getToken']>): ReturnType<TokenCredential['getToken']> {
+    const pem = await this.#read();
+    if (this.#inner === undefined || pem !== this.#pem) {
+      this.#pem = pem;
+      this.#inner = this.#build(pem);
+    }
+    return this.#inner.getToken(...args);
+  }
+}
+
+function tokenCredentialFor(auth: Exclude<AzureAuth, { kind: 'sharedKey' }>, common: TokenCredentialOptions, spec: StoreSpec): TokenCredential {
   switch (auth.kind) {
     case 'clientSecret':
       return new ClientSecretCredential(auth.tenantId, auth.clientId, auth.clientSecret, {
@@ -290,9 +319,14 @@ function tokenCredentialFor(auth: Exclude<AzureAuth, { kind: 'sharedKey' }>, com
     case 'clientCertificate': {
       const options = { ...common, sendCertificateChain: auth.sendCertificateChain, additionallyAllowedTenants: auth.additionallyAllowedTenants };
       const password = auth.certificatePassword === undefined ? {} : { certificatePassword: auth.certificatePassword };
-      return 'pem' in auth.certificate
-        ? new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: auth.certificate.pem, ...password }, options)
-        : new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificatePath: auth.certificate.path, ...password }, options);
+      if ('pem' in auth.certificate) {
+        return new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: auth.certificate.pem, ...password }, options);
+      }
+      const path = auth.certificate.path;
+      return new CertificateFileCredential(
+        async () => (await readLocationFile(spec, 'Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH', path)).toString('utf8'),
+        (pem) => new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: pem, ...password }, options),
+      );
     }
     case 'ambient':
       return new DefaultAzureCredential({
@@ -463,7 +497,7 @@ export class AzureBlobStore implements ClosableStore {
           },
         ],
       };
-      credential = tokenCredentialFor(auth, common);
+      credential = tokenCredentialFor(auth, common, spec);
     }
     // Redirects are never followed: the core pipeline's redirect policy would follow a 3xx of the same
     // origin. `redirectOptions` is read by the client (core-http-compat) although the type lacks it.

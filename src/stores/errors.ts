@@ -10,7 +10,8 @@ export type StoreErrorReason =
   | 'StoreUnavailable'
   | 'Timeout'
   | 'InvalidRange'
-  | 'InvalidLocation';
+  | 'InvalidLocation'
+  | 'TenantSettingRefused';
 
 export abstract class StoreError extends Error {
   abstract readonly reason: StoreErrorReason;
@@ -63,6 +64,22 @@ export class InvalidRangeError extends StoreError {
 /** The location's specification cannot be turned into a store (bad config, malformed credential). */
 export class InvalidLocationError extends StoreError {
   readonly reason = 'InvalidLocation';
+}
+
+/**
+ * A tenant's location (a BSL outside the gateway's namespace) has a setting that names a file on the
+ * gateway or a program it would run (an SSE-C key file, a certificate path, `credential_process`, ...).
+ * Refused before any file is touched and before any connection; the server answers 403. The message
+ * names the location and the settings, never their values.
+ */
+export class TenantSettingRefusedError extends StoreError {
+  readonly reason = 'TenantSettingRefused';
+  /** The refused settings, as named in the message (e.g. `config customerKeyEncryptionFile`). */
+  readonly settings: readonly string[];
+  constructor(message: string, settings: readonly string[]) {
+    super(message);
+    this.settings = settings;
+  }
 }
 
 /** The `code` an EndpointRefusedError carries, which survives transports that copy only code and message. */

@@ -17,8 +17,10 @@ import type { AdapterOptions, ClosableStore, Timeouts } from './adapter.ts';
 import { createEndpointPolicy } from './endpoint-guard.ts';
 import type { EndpointPolicy, EndpointResolver } from './endpoint-guard.ts';
 import { InvalidLocationError } from './errors.ts';
+import { refuseTenantFileSettings } from './file-settings.ts';
 import { FilesystemStore } from './fs.ts';
 import { keySegments, normalizePrefix } from './keys.ts';
+import { providerKind } from './spec.ts';
 import type { StoreFactory, StoreSpec } from './spec.ts';
 import { trustFor } from './trust.ts';
 import type { GetOptions, ObjectBody, ObjectInfo, ObjectStore, StatOptions } from './types.ts';
@@ -48,10 +50,7 @@ const BUILTIN_ADAPTERS: Record<string, () => Promise<AdapterConstructor>> = {
   },
 };
 
-/** `velero.io/aws` and `aws` are the same provider, as in Velero. */
-export function providerKind(provider: string): string {
-  return provider.startsWith('velero.io/') ? provider.slice('velero.io/'.length) : provider;
-}
+export { providerKind };
 
 export interface FactoryOptions {
   /** Where filesystem locations' buckets are directories. */
@@ -173,7 +172,13 @@ export class DefaultStoreFactory implements StoreFactory {
     return this.#clients.size;
   }
 
+  /**
+   * The store of a location. A tenant's location naming a file or a program on the gateway is refused
+   * here first (TenantSettingRefusedError), before any adapter is loaded or built: no file is touched,
+   * no connection made.
+   */
   async forSpec(spec: StoreSpec): Promise<ObjectStore> {
+    refuseTenantFileSettings(spec);
     if (FILESYSTEM_PROVIDERS.has(spec.provider)) return this.#filesystem(spec);
     const kind = providerKind(spec.provider);
     const load = this.#adapters[kind];

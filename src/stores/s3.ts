@@ -2,7 +2,6 @@
  * S3 and S3-compatible stores (providers `aws` / `velero.io/aws`), configured with the keys of
  * Velero's AWS plugin so that an existing BackupStorageLocation works unchanged.
  */
-import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { addAbortSignal, Readable } from 'node:stream';
@@ -24,6 +23,7 @@ import {
   StoreUnavailableError,
   ThrottledError,
 } from './errors.ts';
+import { readLocationFile } from './file-settings.ts';
 import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey } from './keys.ts';
 import { abortable } from '../util/abortable.ts';
@@ -494,20 +494,13 @@ export class S3Store implements ClosableStore {
   async #readCustomerKey(): Promise<SseC | Record<string, never>> {
     const file = this.#settings.customerKeyFile;
     if (file === undefined) return {};
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(file);
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      throw new InvalidLocationError(
-        `location ${this.#spec.name}: config customerKeyEncryptionFile ${JSON.stringify(file)} cannot be read (${typeof code === 'string' ? code : 'error'})`,
-      );
-    }
+    // A regular file of at most 1 MiB, and never for a tenant's location (the factory refused it already).
+    const bytes = await readLocationFile(this.#spec, 'config customerKeyEncryptionFile', file);
     // Velero's plugin reads the first 32 bytes (and silently ignores the rest): objects it wrote
     // were encrypted with exactly those.
     if (bytes.length < SSE_C_KEY_BYTES) {
       throw new InvalidLocationError(
-        `location ${this.#spec.name}: config customerKeyEncryptionFile ${JSON.stringify(file)} must hold a ${SSE_C_KEY_BYTES}-byte key`,
+        `location ${this.#spec.name}: config customerKeyEncryptionFile names a file shorter than the ${SSE_C_KEY_BYTES}-byte key it must hold`,
       );
     }
     return { SSECustomerAlgorithm: 'AES256', SSECustomerKey: bytes.subarray(0, SSE_C_KEY_BYTES).toString('base64') };

@@ -37,3 +37,8 @@ export interface StoreSpec {
 export interface StoreFactory {
   forSpec(spec: StoreSpec): Promise<ObjectStore>;
 }
+
+/** `velero.io/aws` and `aws` are the same provider, as in Velero. */
+export function providerKind(provider: string): string {
+  return provider.startsWith('velero.io/') ? provider.slice('velero.io/'.length) : provider;
+}

@@ -28,8 +28,11 @@ export interface KubeResolverOptions {
   ownNamespace: string;
   /** True for providers whose bucket is a directory on the gateway's own filesystem. */
   isFilesystemProvider: (provider: string) => boolean;
-  /** Let tenants' BSLs use filesystem providers (--tenant-filesystem-allow). */
-  tenantFilesystemAllow: boolean;
+  /**
+   * Which filesystem buckets each tenant namespace may use (--tenant-filesystem-allow), by exact
+   * namespace name; a namespace absent here may use none.
+   */
+  tenantFilesystemAllow: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export class KubeResolver implements Resolver {
@@ -122,9 +125,13 @@ export class KubeResolver implements Resolver {
             "the gateway's default credential is never used for locations outside its own namespace",
         );
       }
-      if (this.#opts.isFilesystemProvider(provider) && !this.#opts.tenantFilesystemAllow) {
+      // A filesystem bucket is a directory of the gateway's own mounts, with no credential of its own:
+      // a namespace uses exactly the buckets it was given, compared as written (no normalizing, so
+      // `shared/../other` or `./shared` is simply not `shared`).
+      if (this.#opts.isFilesystemProvider(provider) && this.#opts.tenantFilesystemAllow.get(namespace)?.has(bucket) !== true) {
         throw new TenancyError(
-          `backupstoragelocation "${name}" in namespace "${namespace}" uses the filesystem provider "${provider}", which is refused for locations outside the gateway's namespace (see --tenant-filesystem-allow)`,
+          `backupstoragelocation "${name}" in namespace "${namespace}" uses filesystem bucket ${JSON.stringify(bucket)} (provider "${provider}"), ` +
+            `which --tenant-filesystem-allow does not grant to namespace "${namespace}" (e.g. --tenant-filesystem-allow ${namespace}=<bucket>)`,
         );
       }
     }

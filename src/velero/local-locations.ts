@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { StoreSpec } from '../stores/spec.ts';
+import { SettingFileError, readSettingFile } from '../util/setting-file.ts';
 
 const ALLOWED = new Set(['name', 'provider', 'bucket', 'prefix', 'config', 'credentialFile', 'caCertFile']);
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -83,9 +84,11 @@ export async function loadLocationsFile(file: string): Promise<StoreSpec[]> {
     const read = async (field: string, path: string | undefined): Promise<Buffer | undefined> => {
       if (path === undefined) return undefined;
       try {
-        return await readFile(resolve(base, path));
+        // A regular file of at most 1 MiB: a FIFO, /dev/zero or a directory named here is refused.
+        return await readSettingFile(resolve(base, path), field);
       } catch (err) {
-        problems.push(`${label}: ${field} ${resolve(base, path)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        if (!(err instanceof SettingFileError)) throw err;
+        problems.push(`${label}: ${err.message}: ${resolve(base, path)}`);
         return undefined;
       }
     };

@@ -78,7 +78,13 @@ describe('chart files', () => {
     ['configuration.watchNamespaces', ['Team_A'], 'a namespace that is not a DNS label'],
     ['configuration.logLevel', 'verbose', 'an unknown log level'],
     ['configuration.shutdownGrace', 25, 'a number instead of a duration'],
-    ['configuration.tenantFilesystemAllow', 'yes', 'a string instead of a boolean'],
+    ['configuration.tenantFilesystemAllow', true, 'the old all-or-nothing switch'],
+    ['configuration.tenantFilesystemAllow', 'team-a=velero-nfs', 'the flag syntax instead of a map'],
+    ['configuration.tenantFilesystemAllow', { 'team-*': ['velero-nfs'] }, 'a namespace glob'],
+    ['configuration.tenantFilesystemAllow', { Team_A: ['velero-nfs'] }, 'a namespace that is not a DNS label'],
+    ['configuration.tenantFilesystemAllow', { 'team-a': 'velero-nfs' }, 'a bucket instead of a list of buckets'],
+    ['configuration.tenantFilesystemAllow', { 'team-a': ['../etc'] }, 'a bucket that climbs out of the mount root'],
+    ['configuration.tenantFilesystemAllow', { 'team-a': ['a,b'] }, 'a bucket with a comma'],
     ['configuration.extraArgs', ['debug'], 'an argument that is not a flag'],
     ['configuration.requestTimeout', 30, 'a number instead of a duration'],
     ['configuration.sendStallTimeout', 'forever', 'not a duration'],
@@ -107,6 +113,18 @@ describe('chart files', () => {
       assert.equal(validate(withValue(values, path, value)), false, `${path}=${JSON.stringify(value)} was accepted`);
     });
   }
+
+  test('the schema accepts tenantFilesystemAllow as false, {} or a map of namespaces to buckets', () => {
+    for (const value of [false, {}, { 'team-a': ['velero-nfs'], 'team-b': ['velero-nfs', 'scratch/team-b'] }]) {
+      assert.ok(validate(withValue(values, 'configuration.tenantFilesystemAllow', value)), `${JSON.stringify(value)}: ${JSON.stringify(validate.errors)}`);
+    }
+  });
+
+  test('the Deployment turns tenantFilesystemAllow into namespace=bucket pairs and fails on the old true', async () => {
+    const deployment = (await templates()).get('deployment.yaml')!;
+    assert.match(deployment, /range \$namespace, \$buckets := \.\s[\s\S]*?printf "%s=%s" \$namespace \.[\s\S]*?printf "--tenant-filesystem-allow=%s" \(join "," \$pairs\)/);
+    assert.match(deployment, /eq \(toString \$cfg\.tenantFilesystemAllow\) "true"[\s\S]*?fail "configuration\.tenantFilesystemAllow: true no longer/);
+  });
 
   test('the schema rejects unknown keys (typos)', () => {
     assert.equal(validate({ ...values, replicas: 3 }), false);

@@ -27,7 +27,7 @@ const VALUE_SETS: Record<string, { values: Values; watch: string[]; kinds: strin
   exposed: {
     values: {
       service: { type: 'NodePort', nodePort: 30443 },
-      configuration: { fqdn: 'downloads.example.com', watchNamespaces: ['team-a', 'team-b'], tenantFilesystemAllow: true, tenantEndpointAllow: ['10.0.0.0/8'] },
+      configuration: { fqdn: 'downloads.example.com', watchNamespaces: ['team-a', 'team-b'], tenantFilesystemAllow: { 'team-a': ['velero-nfs'], 'team-b': ['velero-nfs', 'velero-pvc'] }, tenantEndpointAllow: ['10.0.0.0/8'] },
       ingress: { enabled: true, className: 'nginx', annotations: { 'nginx.ingress.kubernetes.io/ssl-passthrough': 'true' } },
       networkPolicy: {
         enabled: true,
@@ -168,6 +168,19 @@ if (!helm) {
       });
     }
 
+    test('tenantFilesystemAllow becomes namespace=bucket pairs; false and {} pass no flag', async () => {
+      const args = async (...extra: string[]): Promise<string[]> => {
+        const r = await template('defaults', ...extra);
+        assert.equal(r.code, 0, r.stderr);
+        const deployment = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc | null).find((d) => d?.kind === 'Deployment') as
+          { spec: { template: { spec: { containers: { args: string[] }[] } } } } & Doc;
+        return deployment.spec.template.spec.containers[0]!.args.filter((a) => a.startsWith('--tenant-filesystem-allow'));
+      };
+      assert.deepEqual(await args('--values', files.exposed!), ['--tenant-filesystem-allow=team-a=velero-nfs,team-b=velero-nfs,team-b=velero-pvc']);
+      assert.deepEqual(await args(), []);
+      assert.deepEqual(await args('--set', 'configuration.tenantFilesystemAllow=false'), []);
+    });
+
     test('helm template refuses values the schema rejects and settings that cannot work', async () => {
       for (const bad of [
         ['--set', 'replicaCount=many'],
@@ -177,6 +190,8 @@ if (!helm) {
         ['--set', 'ingress.enabled=true,configuration.fqdn=a.example.com,ingress.tlsMode=reencrypt'],
         // The webhook without the API server's own guard (ValidatingAdmissionPolicy, 1.30+) is refused.
         ['--set', 'admissionWebhook.enabled=true', '--kube-version', '1.29.0'],
+        ['--set', 'configuration.tenantFilesystemAllow=true'],
+        ['--set', 'configuration.tenantFilesystemAllow=true', '--skip-schema-validation'],
       ]) {
         const r = await template('defaults', ...bad);
         assert.notEqual(r.code, 0, `${bad.join(' ')} rendered`);

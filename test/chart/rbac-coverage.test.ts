@@ -223,7 +223,7 @@ describe('the chart RBAC covers every API call the gateway makes', () => {
       const dr = fx.api.get('velero.io/v1', 'DownloadRequest', name, ns)!;
       fx.api.put({ ...dr, metadata: { name, namespace: ns }, status: {} });
     }
-    const args = ['--watch-namespaces', watch, '--tenant-filesystem-allow'];
+    const args = ['--watch-namespaces', watch, '--tenant-filesystem-allow', `${TENANT}=tenant-bucket`];
     await inProcessWorkload(args);
     await processWorkload(args);
     await laterWorkload();

@@ -126,6 +126,63 @@ describe('loadConfig', () => {
   });
 });
 
+describe('--tenant-filesystem-allow: which namespace may use which filesystem bucket', () => {
+  const parsed = (...args: string[]): Map<string, Set<string>> | string[] => {
+    const r = loadConfig(args, {}, '/srv');
+    if (r.kind === 'errors') return r.errors;
+    assert.equal(r.kind, 'config');
+    return r.kind === 'config' ? new Map([...r.config.tenantFilesystemAllow].map(([k, v]) => [k, new Set(v)])) : [];
+  };
+  const asObject = (m: Map<string, Set<string>> | string[]): unknown =>
+    Array.isArray(m) ? m : Object.fromEntries([...m].map(([k, v]) => [k, [...v].sort()]));
+
+  test('namespace=bucket pairs; a namespace may repeat; nested bucket directories are fine', () => {
+    assert.deepEqual(asObject(parsed('--tenant-filesystem-allow', 'team-a=velero-nfs,team-b=shared, team-a=scratch,team-a=velero-nfs,team-c=nfs/team-c')), {
+      'team-a': ['scratch', 'velero-nfs'],
+      'team-b': ['shared'],
+      'team-c': ['nfs/team-c'],
+    });
+    const env = loadConfig([], { VDS_TENANT_FILESYSTEM_ALLOW: 'team-a=velero-nfs' }, '/srv');
+    assert.ok(env.kind === 'config' && env.config.tenantFilesystemAllow.get('team-a')?.has('velero-nfs'));
+  });
+
+  test('the default, false, no, 0 and empty mean none (the old default keeps working)', () => {
+    for (const args of [[], ['--tenant-filesystem-allow', 'false'], ['--tenant-filesystem-allow=false'], ['--tenant-filesystem-allow', ''], ['--tenant-filesystem-allow', 'no'], ['--tenant-filesystem-allow', '0'], ['--no-tenant-filesystem-allow']]) {
+      assert.deepEqual(asObject(parsed(...args)), {}, args.join(' '));
+    }
+  });
+
+  test('the old true is refused at start, in every form, with the new syntax in the message', () => {
+    for (const [args, env] of [
+      [['--tenant-filesystem-allow'], {}],
+      [['--tenant-filesystem-allow', '--watch-namespaces', 'team-*'], {}],
+      [['--tenant-filesystem-allow', 'true'], {}],
+      [['--tenant-filesystem-allow=TRUE'], {}],
+      [[], { VDS_TENANT_FILESYSTEM_ALLOW: 'true' }],
+      [[], { VDS_TENANT_FILESYSTEM_ALLOW: 'yes' }],
+    ] as const) {
+      const r = loadConfig([...args], env, '/srv');
+      assert.equal(r.kind, 'errors', JSON.stringify([args, env]));
+      if (r.kind !== 'errors') continue;
+      assert.equal(r.errors.length, 1, r.errors.join('\n'));
+      assert.match(r.errors[0]!, /^(--tenant-filesystem-allow|VDS_TENANT_FILESYSTEM_ALLOW): ".*" no longer lets every namespace use every filesystem bucket; name which namespace may use which bucket: --tenant-filesystem-allow team-a=velero-nfs,team-b=shared \(false or empty: none\)$/);
+    }
+    // The flag after the bare switch is still read (no "argument missing" swallowing the rest).
+    const r = loadConfig(['--tenant-filesystem-allow', '--watch-namespaces', 'team-*', '--log-level', 'loud'], {}, '/srv');
+    assert.ok(r.kind === 'errors' && r.errors.length === 2 && r.errors.some((e) => e.startsWith('--log-level')), JSON.stringify(r));
+  });
+
+  test('malformed entries, namespace globs and climbing buckets are refused, each named', () => {
+    const errors = parsed('--tenant-filesystem-allow', 'team-a,=b,team-*=shared,Team_A=x,team-b=../etc,team-c=/abs,team-d=a/./b,team-e=ok');
+    assert.ok(Array.isArray(errors) && errors.length === 1, JSON.stringify(errors));
+    const text = errors[0]!;
+    for (const part of ['"team-a" is not namespace=bucket', '"=b" is not namespace=bucket', '"team-*": namespace globs are not allowed', '"Team_A" is not a namespace name', '"../etc" is not a bucket', '"/abs" is not a bucket', '"a/./b" is not a bucket', 'expected --tenant-filesystem-allow team-a=velero-nfs,team-b=shared']) {
+      assert.ok(text.includes(part), `${part} in ${text}`);
+    }
+    assert.ok(!text.includes('team-e'), 'a good entry is not reported');
+  });
+});
+
 describe('value parsers', () => {
   test('envName', () => assert.equal(envName('metrics-listen'), 'VDS_METRICS_LISTEN'));
   test('durations', () => {

@@ -13,6 +13,7 @@ import { kubeFixture, velero } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
 import { binary } from '../support/http.ts';
 import { inProcessGateway } from '../support/in-process.ts';
+import { startGateway } from '../support/processes.ts';
 import type { InProcessGateway } from '../support/in-process.ts';
 
 const TENANTS = ['team-a', 'team-b', 'team-c'] as const;
@@ -56,7 +57,13 @@ describe('multi-tenancy', () => {
     // The admin namespace's own backup is the fixture's "nightly".
     await writeFile(join(fx.dir, 'default-credentials'), '[default]\naws_access_key_id=GATEWAY\naws_secret_access_key=GATEWAY-SECRET\n');
     gw = await inProcessGateway(
-      fx.args('--watch-namespaces', 'team-*', '--tenant-filesystem-allow', '--audit-log', join(fx.dir, 'audit.log'), '--default-credentials-file', join(fx.dir, 'default-credentials')),
+      fx.args(
+        '--watch-namespaces', 'team-*',
+        // team-a and team-late get two entries: a namespace may repeat.
+        '--tenant-filesystem-allow', 'team-a=bucket-team-a,team-b=bucket-team-b,team-c=bucket-team-c,team-late=bucket-team-late,team-sneaky=bucket-team-sneaky,team-a=shared',
+        '--audit-log', join(fx.dir, 'audit.log'),
+        '--default-credentials-file', join(fx.dir, 'default-credentials'),
+      ),
     );
   });
   after(() => fx.close());
@@ -112,11 +119,73 @@ describe('multi-tenancy', () => {
     assert.match(message(res.body), /refers to namespace "velero"/);
   });
 
-  test('filesystem providers are refused for tenants without --tenant-filesystem-allow', async () => {
-    const strict = await inProcessGateway(fx.args('--watch-namespaces', 'team-*'));
-    const res = await request(strict.app).get('/v1/namespaces/team-a/backups/team-a-nightly/log').set('Authorization', `Bearer ${tokens['team-a']}`);
-    assert.equal(res.status, 403);
-    assert.match((res.body as { message: string }).message, /filesystem provider/);
+  describe('--tenant-filesystem-allow: which namespace may use which filesystem bucket', () => {
+    /** A BSL `name` in `ns` on filesystem bucket `bucket`, a backup `backup` on it, and its log on disk. */
+    async function onBucket(ns: string, name: string, bucket: string, backup: string): Promise<Buffer> {
+      const bytes = Buffer.from(`${backup} in ${bucket}\n`);
+      await mkdir(join(fx.fsRoot, bucket, 'backups', backup), { recursive: true });
+      await writeFile(join(fx.fsRoot, bucket, 'backups', backup, `${backup}-logs.gz`), bytes);
+      fx.api.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds', namespace: ns }, data: { cloud: b64('tenant-credential') } });
+      fx.api.put(velero('BackupStorageLocation', name, { provider: 'replicated.com/nfs', objectStorage: { bucket }, credential: { name: 'creds', key: 'cloud' } }, ns));
+      fx.api.put(velero('Backup', backup, { storageLocation: name }, ns));
+      return bytes;
+    }
+    /** The Status of a refusal: 403, reason Forbidden, naming namespace, location and bucket. */
+    function assertNotGranted(res: { status: number; body: unknown }, ns: string, bsl: string, bucket: string): void {
+      assert.equal(res.status, 403);
+      const status = JSON.parse(Buffer.from(res.body as Buffer).toString()) as { kind: string; reason: string; code: number; message: string };
+      assert.deepEqual([status.kind, status.reason, status.code], ['Status', 'Forbidden', 403]);
+      assert.equal(
+        status.message,
+        `backupstoragelocation "${bsl}" in namespace "${ns}" uses filesystem bucket ${JSON.stringify(bucket)} (provider "replicated.com/nfs"), ` +
+          `which --tenant-filesystem-allow does not grant to namespace "${ns}" (e.g. --tenant-filesystem-allow ${ns}=<bucket>)`,
+      );
+    }
+
+    test('a granted bucket is served, the second one of a namespace too', async () => {
+      const bytes = await onBucket('team-a', 'shared', 'shared', 'on-shared');
+      const res = await get(tokens['team-a']!, 'team-a', 'on-shared');
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.body, bytes);
+    });
+
+    test("another namespace's bucket is refused, although its files are there", async () => {
+      await onBucket('team-a', 'borrowed', 'bucket-team-b', 'stolen');
+      assertNotGranted(await get(tokens.admin!, 'team-a', 'stolen'), 'team-a', 'borrowed', 'bucket-team-b');
+    });
+
+    test('a granted bucket is refused to another namespace, even a watched one', async () => {
+      await onBucket('team-d', 'default', 'bucket-team-a', 'team-d-nightly');
+      assertNotGranted(await get(tokens.admin!, 'team-d', 'team-d-nightly'), 'team-d', 'default', 'bucket-team-a');
+    });
+
+    test('buckets are compared as written: a path that climbs to another bucket is not the granted one', async () => {
+      fx.api.put(velero('BackupStorageLocation', 'climbing', { provider: 'replicated.com/nfs', objectStorage: { bucket: 'bucket-team-a/../bucket-team-b' }, credential: { name: 'creds', key: 'cloud' } }, 'team-a'));
+      fx.api.put(velero('Backup', 'climbs', { storageLocation: 'climbing' }, 'team-a'));
+      assertNotGranted(await get(tokens.admin!, 'team-a', 'climbs'), 'team-a', 'climbing', 'bucket-team-a/../bucket-team-b');
+    });
+
+    test('without the flag no tenant may use a filesystem bucket; the own namespace always may', async () => {
+      const strict = await inProcessGateway(fx.args('--watch-namespaces', 'team-*'));
+      const res = await request(strict.app).get('/v1/namespaces/team-a/backups/team-a-nightly/log').set('Authorization', `Bearer ${tokens['team-a']}`);
+      assert.equal(res.status, 403);
+      assert.match((res.body as { message: string }).message, /uses filesystem bucket "bucket-team-a" .* which --tenant-filesystem-allow does not grant to namespace "team-a"/);
+      const own = await request(strict.app).get(`/v1/namespaces/${ADMIN_NS}/backups/nightly/log`).set('Authorization', `Bearer ${tokens.admin}`);
+      assert.equal(own.status, 200);
+      await strict.stop();
+    });
+
+    test('the old switch does not start the gateway: exit 2 with the new syntax', async () => {
+      const err = await startGateway(fx.args('--watch-namespaces', 'team-*', '--tenant-filesystem-allow')).then(
+        async (gw2) => {
+          await gw2.stop();
+          return assert.fail('the gateway started with --tenant-filesystem-allow alone');
+        },
+        (e: unknown) => e as Error,
+      );
+      assert.match(err.message, /exited with 2 before listening/);
+      assert.match(err.message, /--tenant-filesystem-allow: "true" no longer lets every namespace use every filesystem bucket; name which namespace may use which bucket: --tenant-filesystem-allow team-a=velero-nfs,team-b=shared \(false or empty: none\)/);
+    });
   });
 
   test('audit lines for allowed and denied downloads, in the log and the audit file, without tokens', async () => {

@@ -4,20 +4,26 @@
  * authority for the client-secret path, and against a fake blob endpoint for the failures Azurite
  * cannot produce (busy, stalls, truncated bodies, 416).
  */
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, constants, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent as HttpsAgent, createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlobServiceClient, newPipeline, StorageSharedKeyCredential } from '@azure/storage-blob';
 import type { RequestPolicy, WebResource } from '@azure/storage-blob';
+import { generate } from 'selfsigned';
 import { DEFAULT_MAX_SOCKETS, DEFAULT_TIMEOUTS } from '../../src/stores/adapter.ts';
 import type { Timeouts } from '../../src/stores/adapter.ts';
 import { AZURE_PROVIDERS, AzureBlobStore } from '../../src/stores/azure.ts';
+import { DefaultStoreFactory } from '../../src/stores/factory.ts';
 import {
   AccessDeniedError,
   InvalidLocationError,
@@ -25,6 +31,7 @@ import {
   ObjectNotFoundError,
   StoreTimeoutError,
   StoreUnavailableError,
+  TenantSettingRefusedError,
   ThrottledError,
 } from '../../src/stores/errors.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
@@ -34,6 +41,8 @@ import type { Azurite } from '../support/azurite.ts';
 import { collect, drain, sha256 } from '../support/streams.ts';
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
+import { tripwire } from '../support/tripwire.ts';
+import type { Tripwire } from '../support/tripwire.ts';
 import { runStoreConformance } from './conformance.ts';
 
 const MiB = 1024 * 1024;
@@ -421,6 +430,134 @@ describe('AzureBlobStore: credentials', () => {
       assert.match(err.message, /Azure AD authority/);
     });
   });
+
+  describe('Azure AD client certificate: a path the gateway reads itself, or the PEM inline', () => {
+    let authority: FakeAuthority;
+    let dir = '';
+    let pem = '';
+    let certificate = '';
+    let rotated = { pem: '', certificate: '' };
+    let wire: Tripwire;
+    const opened: DefaultStoreFactory[] = [];
+    before(async () => {
+      // MSAL signs client assertions with RSA only.
+      const client = async (): Promise<{ pem: string; certificate: string }> => {
+        const c = await generate([{ name: 'commonName', value: 'vds test client' }], { keyType: 'rsa', keySize: 2048, algorithm: 'sha256', notAfterDate: new Date(Date.now() + 86_400_000) });
+        return { pem: `${c.private.trim()}\n${c.cert.trim()}\n`, certificate: c.cert };
+      };
+      ({ pem, certificate } = await client());
+      rotated = await client();
+      // Tokens within MSAL's and the pipeline's refresh windows: every request asks for a new one.
+      authority = await startFakeAuthority(e.pki, CLIENT_SECRET, [certificate, rotated.certificate], 60);
+      dir = await mkdtemp(join(tmpdir(), 'vds-azure-cert-'));
+      await writeFile(join(dir, 'client.pem'), pem);
+      await mkdir(join(dir, 'a-directory'));
+      await writeFile(join(dir, 'large.pem'), Buffer.concat([Buffer.from(pem), Buffer.alloc(MiB, 0x20)]));
+      wire = await tripwire(join(dir, 'fifo.pem'));
+    });
+    after(async () => {
+      for (const f of opened) f.close();
+      await wire?.close();
+      await authority?.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    function certSpec(variables: string, overrides: Partial<StoreSpec> = {}): StoreSpec {
+      return specOn(e, first, {
+        name: 'velero/aad-cert',
+        config: { storageAccount: AZURITE_ACCOUNT, storageAccountURI: e.azurite.accountUrl(), useAAD: 'true', activeDirectoryAuthorityURI: authority.origin },
+        credential: Buffer.from(`AZURE_TENANT_ID=${TENANT}\nAZURE_CLIENT_ID=${CLIENT_ID}\nAZURE_CLOUD_NAME=AzurePublicCloud\n${variables}\n`),
+        ...overrides,
+      });
+    }
+    const assertions = (from: number): string[] =>
+      authority.tokenRequests.slice(from).flatMap((r) => (r.get('client_assertion') === null ? [] : [r.get('client_assertion')!]));
+
+    test("the admin's AZURE_CLIENT_CERTIFICATE_PATH is read by the gateway and the PEM handed to the SDK: the token request is signed with its key", async () => {
+      const from = authority.tokenRequests.length;
+      const store = storeFor(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${join(dir, 'client.pem')}`));
+      assert.equal(store.authKind, 'clientCertificate');
+      assert.equal(sha256(await collect((await store.get(key, { signal: signal() })).body)), sha256(firstBytes));
+      const sent = assertions(from);
+      assert.equal(sent.length, 1, 'one token request, with a client assertion');
+      assert.ok(assertionVerifies(sent[0]!, certificate), "the assertion verifies with the certificate's key");
+    });
+
+    test('a rotated certificate file is read again at the next token request', async () => {
+      const file = join(dir, 'rotating.pem');
+      await writeFile(file, pem);
+      const store = storeFor(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${file}`));
+      let from = authority.tokenRequests.length;
+      await store.stat(key, { signal: signal() });
+      assert.ok(assertionVerifies(assertions(from)[0]!, certificate));
+      await writeFile(file, rotated.pem);
+      from = authority.tokenRequests.length;
+      await store.stat(key, { signal: signal() });
+      // The pipeline refreshes a token near its expiry in the background, while the request uses the old one.
+      for (let i = 0; i < 100 && assertions(from).length === 0; i++) await sleep(20);
+      const sent = assertions(from);
+      assert.equal(sent.length, 1);
+      assert.ok(assertionVerifies(sent[0]!, rotated.certificate), 'signed with the new key');
+      assert.ok(!assertionVerifies(sent[0]!, certificate));
+    });
+
+    test('a FIFO, /dev/zero, a directory or a file over 1 MiB → InvalidLocationError naming the variable; nothing read, no token asked for', async () => {
+      const from = authority.tokenRequests.length;
+      const cases: [string, RegExp][] = [
+        [wire.path, /names a FIFO \(named pipe\), not a regular file$/],
+        ['/dev/zero', /names a character device, not a regular file$/],
+        [join(dir, 'a-directory'), /names a directory, not a regular file$/],
+        [join(dir, 'large.pem'), /names a file larger than 1 MiB$/],
+      ];
+      for (const [path, why] of cases) {
+        const store = storeFor(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${path}`));
+        const err = await rejectsWith(store.stat(key, { signal: signal() }), InvalidLocationError);
+        assert.match(err.message, /^location velero\/aad-cert: Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH names /);
+        assert.match(err.message, why);
+        assert.ok(!err.message.includes(path), 'the message names the variable, not the path');
+      }
+      assert.equal(authority.tokenRequests.length, from, 'no token request was made');
+      assert.ok(await wire.intact(), 'the FIFO was never read');
+    });
+
+    test("a tenant's AZURE_CLIENT_CERTIFICATE_PATH is refused by the factory (403 class) before any read or connection", async () => {
+      const factory = new DefaultStoreFactory({ fsRoot: dir, tenantEndpointAllow: ['127.0.0.1/32'] });
+      opened.push(factory);
+      const from = authority.tokenRequests.length;
+      for (const path of [wire.path, '/dev/zero', join(dir, 'client.pem')]) {
+        const err = await rejectsWith(
+          factory.forSpec(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${path}`, { name: 'team-a/aad-cert', tenant: true, allowDefaultCredential: false })),
+          TenantSettingRefusedError,
+        );
+        assert.match(err.message, /^location team-a\/aad-cert: Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH is refused for locations outside the gateway's namespace/);
+        assert.ok(!err.message.includes(path));
+      }
+      assert.equal(factory.clientCount, 0, 'no client was built');
+      assert.equal(authority.tokenRequests.length, from, 'no token request was made');
+      assert.ok(await wire.intact(), 'the FIFO was never read');
+    });
+
+    test('the adapter refuses a tenant’s certificate path by itself too (the backstop behind the factory)', async () => {
+      const from = authority.tokenRequests.length;
+      const store = storeFor(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${wire.path}`, { name: 'team-a/aad-cert', tenant: true }));
+      const err = await rejectsWith(store.stat(key, { signal: signal() }), TenantSettingRefusedError);
+      assert.match(err.message, /Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH names a file on the gateway/);
+      assert.equal(authority.tokenRequests.length, from);
+      assert.ok(await wire.intact());
+    });
+
+    test("the PEM inline (AZURE_CLIENT_CERTIFICATE) stays allowed, for a tenant's location too", async () => {
+      const factory = new DefaultStoreFactory({ fsRoot: dir, tenantEndpointAllow: ['127.0.0.1/32'] });
+      opened.push(factory);
+      const from = authority.tokenRequests.length;
+      const spec = certSpec(`AZURE_CLIENT_CERTIFICATE=${JSON.stringify(pem)}`, { name: 'team-a/aad-inline', tenant: true, allowDefaultCredential: false });
+      const store = await factory.forSpec(spec);
+      assert.equal(sha256(await collect((await store.get(key, { signal: signal() })).body)), sha256(firstBytes));
+      const sent = assertions(from);
+      assert.equal(sent.length, 1);
+      assert.ok(assertionVerifies(sent[0]!, certificate));
+    });
+  });
 });
 
 // ---- configuration ---------------------------------------------------------------------------------
@@ -715,6 +852,19 @@ describe('AzureBlobStore: failures at the edge (fake blob endpoint)', () => {
 
 // ---- a fake Azure AD authority ---------------------------------------------------------------------
 
+/** Whether a client-assertion JWT (RS256 or PS256, as MSAL signs) verifies with the certificate's key. */
+function assertionVerifies(jwt: string, certificate: string): boolean {
+  const [header, payload, signature] = jwt.split('.');
+  if (header === undefined || payload === undefined || signature === undefined) return false;
+  const alg = (JSON.parse(Buffer.from(header, 'base64url').toString()) as { alg?: string }).alg;
+  const key = new X509Certificate(certificate).publicKey;
+  const data = Buffer.from(`${header}.${payload}`);
+  const sig = Buffer.from(signature, 'base64url');
+  if (alg === 'RS256') return cryptoVerify('sha256', data, key, sig);
+  if (alg === 'PS256') return cryptoVerify('sha256', data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig);
+  return false;
+}
+
 interface FakeAuthority {
   origin: string;
   tokenRequests: URLSearchParams[];
@@ -724,9 +874,11 @@ interface FakeAuthority {
 /**
  * Just enough of Azure AD for MSAL's client-credentials flow: the tenant's OpenID configuration and a
  * token endpoint that issues an unsigned JWT Azurite's `--oauth basic` accepts (it checks issuer,
- * audience and lifetime, not the signature) when the client secret is `secret`, else `invalid_client`.
+ * audience and lifetime, not the signature) when the client secret is `secret`, or the client
+ * assertion is signed by the key of one of `clientCertificates`, else `invalid_client`; tokens live
+ * `tokenSeconds`.
  */
-async function startFakeAuthority(pki: TestPki, secret: string): Promise<FakeAuthority> {
+async function startFakeAuthority(pki: TestPki, secret: string, clientCertificates: string[] = [], tokenSeconds = 3600): Promise<FakeAuthority> {
   const tokenRequests: URLSearchParams[] = [];
   const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
   const server = createHttpsServer({ cert: pki.cert, key: pki.key }, (req, res) => {
@@ -750,14 +902,16 @@ async function startFakeAuthority(pki: TestPki, secret: string): Promise<FakeAut
       if (req.method === 'POST' && req.url?.startsWith(`/${TENANT}/oauth2/v2.0/token`)) {
         const form = new URLSearchParams(body);
         tokenRequests.push(form);
-        if (form.get('client_secret') !== secret) {
+        const assertion = form.get('client_assertion');
+        const byCertificate = assertion !== null && clientCertificates.some((c) => assertionVerifies(assertion, c));
+        if (!byCertificate && form.get('client_secret') !== secret) {
           res.statusCode = 401;
           res.end(JSON.stringify({ error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' }));
           return;
         }
         const now = Math.floor(Date.now() / 1000);
-        const claims = { aud: 'https://storage.azure.com', iss: `https://sts.windows.net/${TENANT}/`, iat: now - 60, nbf: now - 60, exp: now + 3600, tid: TENANT, appid: CLIENT_ID };
-        res.end(JSON.stringify({ token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64(claims)}.c2ln` }));
+        const claims = { aud: 'https://storage.azure.com', iss: `https://sts.windows.net/${TENANT}/`, iat: now - 60, nbf: now - 60, exp: now + tokenSeconds, tid: TENANT, appid: CLIENT_ID };
+        res.end(JSON.stringify({ token_type: 'Bearer', expires_in: tokenSeconds, ext_expires_in: tokenSeconds, access_token: `${b64({ alg: 'RS256', typ: 'JWT' })}.${b64(claims)}.c2ln` }));
         return;
       }
       res.statusCode = 404;

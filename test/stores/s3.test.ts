@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -29,6 +29,7 @@ import type { RecordedRequest, S3rverInstance } from '../support/s3rver.ts';
 import { collect, drain, firstChunk, openFdCount, waitForFdCount } from '../support/streams.ts';
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
+import { tripwire } from '../support/tripwire.ts';
 import { runStoreConformance } from './conformance.ts';
 
 // Distinctive credential values: the last test looks for each of them in every error seen here.
@@ -410,16 +411,42 @@ describe('S3Store on s3rver', () => {
 
     test('a missing or short key file → InvalidLocationError on first use, never showing key bytes', async () => {
       for (const [file, want] of [
-        ['absent', /customerKeyEncryptionFile ".*absent" cannot be read \(ENOENT\)/],
-        ['short', /customerKeyEncryptionFile ".*short" must hold a 32-byte key/],
+        ['absent', /^location velero\/s3-test: config customerKeyEncryptionFile names a file that does not exist \(ENOENT\)$/],
+        ['short', /^location velero\/s3-test: config customerKeyEncryptionFile names a file shorter than the 32-byte key it must hold$/],
       ] as const) {
         const store = s3Store(s3Spec(plain, {}, { customerKeyEncryptionFile: join(dir, file) }));
         const err = await caught(() => store.stat('ssec/object', { signal: signal() }));
         assert.ok(err instanceof InvalidLocationError);
         assert.match(err.message, want);
+        assert.ok(!err.message.includes(dir), 'the message names the setting, not the path');
         // Not cached: a key file that appears later is picked up.
         await writeFile(join(dir, file), SSE_C_KEY);
         assert.equal((await store.stat('ssec/object', { signal: signal() })).size, 17);
+      }
+    });
+
+    test('a FIFO, /dev/zero, a directory or a file over 1 MiB → InvalidLocationError naming the setting; nothing read, nothing sent', async () => {
+      const wire = await tripwire(join(dir, 'fifo'));
+      await mkdir(join(dir, 'a-directory'));
+      await writeFile(join(dir, 'large'), Buffer.alloc(1024 * 1024 + 1, 1));
+      try {
+        const from = await mark(plain);
+        for (const [path, why] of [
+          [wire.path, /names a FIFO \(named pipe\), not a regular file$/],
+          ['/dev/zero', /names a character device, not a regular file$/],
+          [join(dir, 'a-directory'), /names a directory, not a regular file$/],
+          [join(dir, 'large'), /names a file larger than 1 MiB$/],
+        ] as const) {
+          const store = s3Store(s3Spec(plain, {}, { customerKeyEncryptionFile: path }));
+          const err = await caught(() => store.stat('ssec/object', { signal: signal() }));
+          assert.ok(err instanceof InvalidLocationError);
+          assert.match(err.message, /^location velero\/s3-test: config customerKeyEncryptionFile names /);
+          assert.match(err.message, why);
+        }
+        assert.deepEqual(await sentSince(plain, from), [], 'no request reached the store');
+        assert.ok(await wire.intact(), 'the FIFO was never read');
+      } finally {
+        await wire.close();
       }
     });
   });

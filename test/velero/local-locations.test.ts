@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,6 +8,7 @@ import type { StoreSpec } from '../../src/stores/spec.ts';
 import { LocationsFileError, loadLocationsFile } from '../../src/velero/local-locations.ts';
 import { LocalResolver, FOUND_TTL_MS } from '../../src/velero/resolve.ts';
 import type { Location } from '../../src/velero/resolve.ts';
+import { tripwire } from '../support/tripwire.ts';
 
 describe('loadLocationsFile', () => {
   let dir: string;
@@ -68,11 +69,36 @@ describe('loadLocationsFile', () => {
     );
     await assert.rejects(loadLocationsFile(file), (err: LocationsFileError) => {
       const text = err.problems.join('\n');
-      for (const part of ['unknown field "bukcet"', 'config.nested must be a string', 'missing-file cannot be read', 'name used twice', '"provider" is required', '"bucket" must be a string', 'locations[2]: must be a mapping']) {
+      for (const part of ['unknown field "bukcet"', 'config.nested must be a string', 'location "a": credentialFile names a file that does not exist (ENOENT)', 'name used twice', '"provider" is required', '"bucket" must be a string', 'locations[2]: must be a mapping']) {
         assert.ok(text.includes(part), `${part} in\n${text}`);
       }
       return !text.includes('TOPSECRET');
     });
+  });
+
+  test('credentialFile and caCertFile must name regular files of at most 1 MiB: a FIFO, /dev/zero, a directory, a larger file are refused', async () => {
+    const wire = await tripwire(join(dir, 'fifo'));
+    await mkdir(join(dir, 'a-directory'));
+    await writeFile(join(dir, 'large'), Buffer.alloc(1024 * 1024 + 1, 0x61));
+    const cases = [
+      [wire.path, 'a FIFO (named pipe), not a regular file'],
+      ['/dev/zero', 'a character device, not a regular file'],
+      ['a-directory', 'a directory, not a regular file'],
+      ['large', 'a file larger than 1 MiB'],
+    ] as const;
+    try {
+      for (const field of ['credentialFile', 'caCertFile']) {
+        const file = join(dir, `${field}.yaml`);
+        await writeFile(file, cases.map(([path], i) => `- { name: l${i}, provider: aws, bucket: b, ${field}: ${JSON.stringify(path)} }`).join('\n'));
+        const err = await loadLocationsFile(file).catch((e: unknown) => e);
+        assert.ok(err instanceof LocationsFileError, String(err));
+        assert.equal(err.problems.length, cases.length, err.message);
+        cases.forEach(([, why], i) => assert.ok(err.problems[i]!.startsWith(`location "l${i}": ${field} names ${why}: `), err.problems[i]));
+      }
+      assert.ok(await wire.intact(), 'the FIFO was never read');
+    } finally {
+      await wire.close();
+    }
   });
 
   test('an empty or malformed file is refused', async () => {

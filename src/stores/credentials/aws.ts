@@ -73,6 +73,31 @@ function isSection(value: unknown): value is Section {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** The profile a location reads (`[name]`, else `[profile name]`) and its name; throws when absent. */
+function selectProfile(bytes: Uint8Array | string, location: string, profile: string): { wanted: string; section: Section } {
+  const wanted = profile.trim() === '' ? DEFAULT_AWS_PROFILE : profile.trim();
+  const parsed: Section = parse(normalize(decodeUtf8(bytes, location), location));
+  const section = [wanted, `profile ${wanted}`]
+    .map((name) => (Object.hasOwn(parsed, name) ? parsed[name] : undefined))
+    .find(isSection);
+  if (section === undefined) {
+    throw new InvalidLocationError(`location ${location}: the AWS credential file has no profile "${wanted}"`);
+  }
+  return { wanted, section };
+}
+
+/**
+ * The key names with a value (lower-cased, as AWS SDKs match them) of the profile a location reads, for the
+ * tenant check of settings that name files or programs (`credential_process`, `sso_*`, ...). Throws
+ * InvalidLocationError as parseAwsCredentials does for a malformed file or a missing profile.
+ */
+export function awsProfileKeys(bytes: Uint8Array | string, location: string, profile: string = DEFAULT_AWS_PROFILE): { profile: string; keys: string[] } {
+  const { wanted, section } = selectProfile(bytes, location, profile);
+  // An empty value names nothing; every other value (ini turns true/false/null into JSON values) counts.
+  const keys = Object.entries(section).filter(([, v]) => v !== '').map(([k]) => k.toLowerCase());
+  return { profile: wanted, keys };
+}
+
 /**
  * Reads `profile` (default `default`) from an AWS shared-credentials file: `aws_access_key_id`,
  * `aws_secret_access_key`, optional `aws_session_token` (key names case-insensitive). The profile may
@@ -85,14 +110,7 @@ export function parseAwsCredentials(
   location: string,
   profile: string = DEFAULT_AWS_PROFILE,
 ): AwsCredentials {
-  const wanted = profile.trim() === '' ? DEFAULT_AWS_PROFILE : profile.trim();
-  const parsed: Section = parse(normalize(decodeUtf8(bytes, location), location));
-  const section = [wanted, `profile ${wanted}`]
-    .map((name) => (Object.hasOwn(parsed, name) ? parsed[name] : undefined))
-    .find(isSection);
-  if (section === undefined) {
-    throw new InvalidLocationError(`location ${location}: the AWS credential file has no profile "${wanted}"`);
-  }
+  const { wanted, section } = selectProfile(bytes, location, profile);
   const read = (name: string): string | undefined => {
     const found = Object.entries(section).find(([key]) => key.toLowerCase() === name);
     if (found === undefined) return undefined;

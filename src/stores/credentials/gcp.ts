@@ -86,7 +86,9 @@ export function parseGcpServiceAccountKey(bytes: Uint8Array, location: string): 
     // The type names a credential kind, not a secret; saying which one helps the user.
     const shown = /^[a-z_]{1,40}$/.test(type) ? `"${type}"` : 'an unknown type';
     throw fail(
-      `has type ${shown}; only "service_account" keys are supported (external_account and authorized_user need files or endpoints the gateway does not have)`,
+      `has type ${shown}; only "service_account" keys are supported: an external_account credential takes its token from a ` +
+        'file, a program or a metadata URL on the gateway (credential_source), which the gateway never uses; authorized_user ' +
+        'and impersonated_service_account credentials need an OAuth exchange it does not make',
     );
   }
   const clientEmail = requiredString('client_email').trim();
@@ -118,4 +120,29 @@ export function parseGcpServiceAccountKey(bytes: Uint8Array, location: string): 
   const universeDomain = optionalString('universe_domain');
   if (universeDomain) key.universeDomain = universeDomain;
   return key;
+}
+
+/**
+ * The dotted paths of every field of a GCP credential JSON (`type`, `credential_source.file`, ...),
+ * for the tenant check of settings that name files or programs. A credential that is not a JSON object
+ * yields none: parseGcpServiceAccountKey reports it.
+ */
+export function gcpCredentialFields(bytes: Uint8Array): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  const walk = (value: unknown, path: string, depth: number): void => {
+    if (depth > 8 || value === null || typeof value !== 'object' || Array.isArray(value)) return;
+    for (const [k, v] of Object.entries(value)) {
+      const at = path === '' ? k : `${path}.${k}`;
+      out.push(at);
+      walk(v, at, depth + 1);
+    }
+  };
+  walk(doc, '', 0);
+  return out;
 }

@@ -10,8 +10,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -19,16 +17,9 @@ import { BACKUP, NS, kubeFixture, velero } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
 import { AdmissionFlow } from '../support/admission.ts';
 import type { ReviewResponse } from '../support/admission.ts';
-import { curl, curlLive, startGateway } from '../support/processes.ts';
+import { curl, curlLive, freePort, startGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function until<T>(what: string, probe: () => T | undefined, intervalMs = 25, timeoutMs = 10_000): Promise<T> {
   const end = Date.now() + timeoutMs;

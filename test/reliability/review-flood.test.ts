@@ -15,14 +15,12 @@ import { Agent, request as httpsGet } from 'node:https';
 import { connect } from 'node:tls';
 import request from 'supertest';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { AdmissionFlow, patchOf } from '../support/admission.ts';
 import type { ReviewResponse } from '../support/admission.ts';
 import { BACKUP, NS, kubeFixture } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
 import { inProcessGateway } from '../support/in-process.ts';
-import { startGateway } from '../support/processes.ts';
+import { freePort, startGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { sleep } from '../support/reliability.ts';
 
@@ -128,13 +126,6 @@ function httpsCall(url: string, ca: string, opts: { method?: string; headers?: R
   });
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe('a flood on the download port against the webhook, real process', () => {
   test('the webhook answers a genuine review promptly while object reads on the download port are spent: it has a budget of its own', async () => {

@@ -6,6 +6,8 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer as createNetServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -109,4 +111,13 @@ export function curlLive(args: string[]): { proc: ChildProcess; done: Promise<Cu
   proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const done = once(proc, 'close').then(([code]) => ({ code: code as number | null, stdout: Buffer.concat(out), stderr: err }));
   return { proc, done };
+}
+
+/** A loopback port free right now (for a listener a test passes to the gateway as a flag). */
+export async function freePort(): Promise<number> {
+  const s = createNetServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
 }

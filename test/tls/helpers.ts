@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
+import { startKubeApiServer } from '../support/kube-apiserver/index.ts';
+import type { KubeApiServer } from '../support/kube-apiserver/index.ts';
 
 /** Async on purpose: a synchronous child would block the event loop of a server living in this process. */
 export const execFileAsync = promisify(execFile);
@@ -104,4 +106,17 @@ export async function waitFor<T>(what: string, probe: () => Promise<T> | T, done
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The Kubernetes API test double without Velero, a temp dir, and a kubeconfig of the gateway's service account in `namespace`. */
+export async function startSecretsApi(namespace: string): Promise<{ api: KubeApiServer; dir: string; kubeconfigFile: string }> {
+  const api = await startKubeApiServer({ velero: false, bookmarkIntervalMs: 200 });
+  const dir = await tempDir();
+  const kubeconfigFile = await api.writeKubeconfig(join(dir, 'kubeconfig'), api.kubeconfig(api.tokens.serviceAccount(namespace, 'velero-download-server')));
+  return { api, dir, kubeconfigFile };
+}
+
+export async function stopSecretsApi(api: KubeApiServer | undefined, dir: string | undefined): Promise<void> {
+  await api?.close();
+  if (dir) await removeDir(dir);
 }

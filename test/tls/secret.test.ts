@@ -29,9 +29,8 @@ import {
 } from '../../src/tls/secret.ts';
 import type { SecretCertificateEvent, SecretCertificateOptions } from '../../src/tls/secret.ts';
 import type { CertificatePair, LoadedCertificate } from '../../src/tls/types.ts';
-import { startKubeApiServer } from '../support/kube-apiserver/index.ts';
 import type { KubeApiServer, KubeObject } from '../support/kube-apiserver/index.ts';
-import { closeServer, execFileAsync, listen, peerFingerprint, removeDir, servedFingerprint, sleep, tempDir, waitFor } from './helpers.ts';
+import { closeServer, execFileAsync, listen, peerFingerprint, servedFingerprint, sleep, startSecretsApi, stopSecretsApi, waitFor } from './helpers.ts';
 
 const NS = 'velero';
 const SECRET = 'velero-download-server-certs';
@@ -44,16 +43,8 @@ let api: KubeApiServer;
 let dir: string;
 let kubeconfigFile: string;
 
-before(async () => {
-  api = await startKubeApiServer({ velero: false, bookmarkIntervalMs: 200 });
-  dir = await tempDir();
-  kubeconfigFile = await api.writeKubeconfig(join(dir, 'kubeconfig'), api.kubeconfig(api.tokens.serviceAccount(NS, 'velero-download-server')));
-});
-
-after(async () => {
-  await api.close();
-  await removeDir(dir);
-});
+before(async () => ({ api, dir, kubeconfigFile } = await startSecretsApi(NS)));
+after(() => stopSecretsApi(api, dir));
 
 beforeEach(() => {
   api.remove('v1', 'Secret', SECRET, NS);

@@ -1,5 +1,5 @@
 /**
- * The two attacks of issue 17 §2 replayed end to end: the real gateway process in kubernetes mode
+ * Two attacks of a security review replayed end to end: the real gateway process in kubernetes mode
  * (the Kubernetes API test double), the real curl, tenants' BSLs in team-a whose endpoints the
  * gateway may reach (--tenant-endpoint-allow 127.0.0.1/32), so that the setting is the only reason
  * for a refusal.
@@ -179,7 +179,7 @@ describe('tenants’ file settings end to end (real process, curl)', () => {
     for (const r of results) assertRefused(r, 'team-a/azure-zero', 'Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH', '/dev/zero');
     assertRefused(await get(TENANT, 'azure-wire'), 'team-a/azure-wire', 'Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH', wire.path);
     const afterKiB = await peakRssKiB(gw.proc.pid!);
-    console.log(`gateway peak RSS (VmHWM) before the four /dev/zero requests: ${Math.round(before / 1024)} MiB, after: ${Math.round(afterKiB / 1024)} MiB (issue 17 measured +587 MiB for one)`);
+    console.log(`gateway peak RSS (VmHWM) before the four /dev/zero requests: ${Math.round(before / 1024)} MiB, after: ${Math.round(afterKiB / 1024)} MiB (the review measured +587 MiB for one)`);
     assert.ok(afterKiB - before < 32 * 1024, `peak RSS grew by ${afterKiB - before} KiB`);
     assert.equal(connections, from, 'no connection to the tenant’s endpoint or authority');
     assert.ok(await wire.intact(), 'the gateway never read the file');

@@ -66,7 +66,7 @@ describe('a flood of unknown tokens against the real process', () => {
     await fx?.close();
   });
 
-  test('a cached user downloading during 30 connections × 50 pipelined random tokens: no 503, p99 under 1 s', async () => {
+  test('a cached user downloading during 30 connections × 50 pipelined random tokens: no 503, p99 under 1 s', async (t) => {
     const alice = fx.tokens.alice;
     // The test's own HTTPS client trusting the gateway's CA, as a user's would, on one kept-alive connection.
     const agent = new Agent({ ca, keepAlive: true, maxSockets: 1 });
@@ -107,6 +107,10 @@ describe('a flood of unknown tokens against the real process', () => {
     assert.equal([...byCode.keys()].filter((c) => c >= 500).length, 0, `no 5xx: ${JSON.stringify([...byCode])}`);
     // One client address: its burst (20) plus 5 a second reached the API server, no more.
     const reviews = fx.api.calls.count({ resource: 'tokenreviews' }) - reviewsBefore;
+    t.diagnostic(
+      `flood of ${codes.length} requests in ${floodMs.toFixed(0)} ms: ${JSON.stringify(Object.fromEntries(byCode))}; ${reviews} TokenReviews; ` +
+        `cached user: ${cached.length} downloads, ${bad.length} failed, p99 ${p99(cached.map((c) => c.ms)).toFixed(0)} ms`,
+    );
     assert.ok(reviews <= 20 + 5 * Math.ceil(floodMs / 1000 + 1), `${reviews} TokenReviews in ${floodMs.toFixed(0)} ms`);
     const metrics = await fetchMetrics(gw, ca);
     assert.match(metrics, /vds_limited_total\{limit="unknown-token-qps-per-client"\} [1-9]/);
@@ -128,7 +132,7 @@ function httpsCall(url: string, ca: string, opts: { method?: string; headers?: R
 
 
 describe('a flood on the download port against the webhook, real process', () => {
-  test('the webhook answers a genuine review promptly while object reads on the download port are spent: it has a budget of its own', async () => {
+  test('the webhook answers a genuine review promptly while object reads on the download port are spent: it has a budget of its own', async (t) => {
     const fx = await kubeFixture();
     const bsl = fx.api.get('velero.io/v1', 'BackupStorageLocation', 'default', NS)!;
     fx.api.put({ ...bsl, metadata: { ...bsl.metadata, annotations: { 'download-server.velero.io/enabled': 'true' } } });
@@ -168,6 +172,7 @@ describe('a flood on the download port against the webhook, real process', () =>
       assert.ok(statuses.filter((s) => s === 429).length > 20, `the flood was refused: ${JSON.stringify(Object.groupBy(statuses, (s) => s))}`);
       assert.ok(patchOf(response), 'the review during the flood was answered with a gateway URL');
       assert.ok(took < 1_000, `answered in ${took.toFixed(0)} ms`);
+      t.diagnostic(`review answered with a gateway URL in ${took.toFixed(0)} ms while ${statuses.filter((x) => x === 429).length} of ${statuses.length} flood requests got 429`);
       const metrics = await fetchMetrics(gw, ca);
       assert.match(metrics, /vds_limited_total\{limit="kube-api-objects"\} [1-9]/);
       assert.doesNotMatch(metrics, /vds_limited_total\{limit="kube-api-webhook"\}/);

@@ -1,8 +1,9 @@
 /**
- * The Helm chart read without helm: Chart.yaml, values.yaml and values.schema.json parse and agree,
- * the schema accepts the defaults and rejects wrong types, every value is documented, every
- * `.Values.*` path a template uses exists, every flag the Deployment passes is one the gateway has,
- * and the RBAC rules stay least-privilege.
+ * The Helm chart's files, read without helm: Chart.yaml, values.yaml and values.schema.json parse and
+ * agree, the schema accepts the defaults and rejects wrong types, every value is documented, every
+ * `.Values.*` path a template uses exists, every flag the Deployment template names is one the
+ * gateway has. What the templates render (objects, flags, RBAC) is checked on helm's own rendering
+ * in helm.test.ts.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -13,7 +14,7 @@ import type { ValidateFunction } from 'ajv';
 import { LineCounter, isMap, parseDocument } from 'yaml';
 import type { YAMLMap } from 'yaml';
 import { FLAGS } from '../../src/config/config.ts';
-import { ROOT, SIGNING_KEY_SECRET, chartRules, readChartFile, readYaml, templates } from './chart.ts';
+import { ROOT, readChartFile, readYaml, templates } from './chart.ts';
 
 const Ajv = AjvModule.default;
 
@@ -120,12 +121,6 @@ describe('chart files', () => {
     }
   });
 
-  test('the Deployment turns tenantFilesystemAllow into namespace=bucket pairs and fails on the old true', async () => {
-    const deployment = (await templates()).get('deployment.yaml')!;
-    assert.match(deployment, /range \$namespace, \$buckets := \.\s[\s\S]*?printf "%s=%s" \$namespace \.[\s\S]*?printf "--tenant-filesystem-allow=%s" \(join "," \$pairs\)/);
-    assert.match(deployment, /eq \(toString \$cfg\.tenantFilesystemAllow\) "true"[\s\S]*?fail "configuration\.tenantFilesystemAllow: true no longer/);
-  });
-
   test('the schema rejects unknown keys (typos)', () => {
     assert.equal(validate({ ...values, replicas: 3 }), false);
     assert.equal(validate(withValue(values, 'service', { ...(values.service as Values), typ: 'NodePort' })), false);
@@ -220,70 +215,5 @@ describe('chart files', () => {
     // node:util parseArgs refuses `--switch=value`: switches are passed bare.
     const switches = Object.values(FLAGS).filter((f) => f.kind === 'boolean').map((f) => f.name);
     assert.deepEqual(switches.filter((f) => deployment.includes(`--${f}=`)), []);
-  });
-
-  test('the trust wiring: --ca-configmap always, --webhook-configuration unless cert-manager injects the CA, the ServiceMonitor reads the ConfigMap', async () => {
-    const t = await templates();
-    const deployment = t.get('deployment.yaml')!;
-    const helpers = t.get('_helpers.tpl')!;
-    assert.match(deployment, /"--ca-configmap=%s" \(\.Values\.tls\.caConfigMap \| default ""\)/);
-    assert.match(deployment, /\{\{- if include "velero-download-server\.webhookCaBundle" \. \}\}\s+- \{\{ printf "--webhook-configuration=%s" \(include "velero-download-server\.webhookConfigurationName" \.\) \| quote \}\}/);
-    assert.match(helpers, /define "velero-download-server\.webhookCaBundle" -\}\}\s+\{\{- if and \.Values\.admissionWebhook\.enabled \(ne \.Values\.tls\.mode "certManager"\) -\}\}true/);
-    // The name given to the gateway is the webhook configuration's own.
-    assert.match(t.get('mutatingwebhookconfiguration.yaml')!, /name: \{\{ include "velero-download-server\.clusterName" \. \}\}/);
-    assert.match(helpers, /define "velero-download-server\.webhookConfigurationName" -\}\}\s+\{\{- include "velero-download-server\.clusterName" \. -\}\}/);
-    const rbac = t.get('rbac.yaml')!;
-    assert.match(rbac, /if include "velero-download-server\.webhookCaBundle" \. \}\}\{\{ \$clusterRules = concat \$clusterRules \$rules\.webhookCaBundle \}\}/);
-    assert.match(rbac, /if \.Values\.tls\.caConfigMap \}\}\{\{ \$ownRules = concat \$ownRules \$rules\.caConfigMap \}\}/);
-    const sm = t.get('servicemonitor.yaml')!;
-    assert.match(sm, /configMap:\s+name: \{\{ \.Values\.tls\.caConfigMap \}\}\s+key: ca\.crt/);
-    assert.equal((values.tls as Values).caConfigMap, 'velero-download-server-ca');
-    // The signing-key Secret the RBAC rules name is the one the gateway uses.
-    assert.match(helpers, new RegExp(`define "velero-download-server\\.signingKeySecretName" -\\}\\}\\s+${SIGNING_KEY_SECRET}\\s`));
-  });
-
-  test('the Deployment runs hardened: probes over HTTPS, non-root, read-only root, no capabilities', async () => {
-    const deployment = (await templates()).get('deployment.yaml')!;
-    assert.match(deployment, /path: \/healthz\s+port: metrics\s+scheme: HTTPS/);
-    assert.match(deployment, /path: \/readyz\s+port: metrics\s+scheme: HTTPS/);
-    assert.match(deployment, /name: POD_NAMESPACE\s+valueFrom:\s+fieldRef:\s+fieldPath: metadata\.namespace/);
-    const pod = values.podSecurityContext as Values;
-    const container = values.containerSecurityContext as Values;
-    assert.equal(pod.runAsNonRoot, true);
-    assert.equal(pod.runAsUser, 65532);
-    assert.deepEqual(pod.seccompProfile, { type: 'RuntimeDefault' });
-    assert.equal(container.readOnlyRootFilesystem, true);
-    assert.equal(container.allowPrivilegeEscalation, false);
-    assert.deepEqual((container.capabilities as Values).drop, ['ALL']);
-  });
-
-  test('the RBAC rules are least privilege', async () => {
-    const rules = await chartRules({ certificateSecret: 'my-certs', caConfigMap: 'my-ca', webhookConfiguration: 'velero-vds' });
-    const all = [...rules.cluster, ...rules.watched, ...rules.own, ...rules.caConfigMap, ...rules.webhookCaBundle];
-    for (const r of all) {
-      for (const field of [r.verbs, r.apiGroups ?? [], r.resources ?? []]) assert.ok(!field.includes('*'), `no wildcards: ${JSON.stringify(r)}`);
-      assert.ok(!r.verbs.some((v) => ['delete', 'deletecollection', 'escalate', 'bind', 'impersonate'].includes(v)), JSON.stringify(r));
-    }
-    const secretRules = all.filter((r) => r.resources?.includes('secrets'));
-    // Writes to Secrets: create (unrestrictable by name), and update only on the two named ones; never patch.
-    for (const r of secretRules.filter((x) => x.verbs.some((v) => ['update', 'patch'].includes(v)))) {
-      assert.deepEqual(r.resourceNames, ['my-certs', 'velero-download-server-signing-key']);
-      assert.ok(!r.verbs.includes('patch'), 'the gateway updates on a resourceVersion, never patches a Secret');
-    }
-    // Secrets are never listed, and watched only by name: the certificate Secret.
-    assert.ok(!secretRules.some((r) => r.verbs.includes('list')), 'no list on secrets');
-    for (const r of secretRules.filter((x) => x.verbs.includes('watch'))) assert.deepEqual(r.resourceNames, ['my-certs']);
-    assert.ok(rules.own.some((r) => r.resources?.includes('secrets') && r.verbs.includes('create')), 'create on secrets in the own namespace');
-    assert.ok(!rules.cluster.some((r) => r.resources?.includes('secrets')), 'no Secret access cluster-wide from the cluster rules');
-    // In every watched namespace (cluster-wide with a glob), a Secret can only be read by name.
-    assert.deepEqual(rules.watched.filter((r) => r.resources?.includes('secrets')).map((r) => r.verbs), [['get']]);
-    // The CA ConfigMap: created, then read and updated by name; the webhook configuration: read and patched by name.
-    for (const r of rules.caConfigMap.filter((x) => !x.verbs.includes('create'))) assert.deepEqual(r.resourceNames, ['my-ca']);
-    assert.deepEqual(rules.caConfigMap.find((r) => r.verbs.includes('create'))?.verbs, ['create']);
-    assert.deepEqual(rules.webhookCaBundle, [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: ['velero-vds'], verbs: ['get', 'patch'] }]);
-    assert.ok(!all.some((r) => r.resources?.includes('mutatingwebhookconfigurations') && !r.resourceNames?.length));
-    const crd = rules.cluster.find((r) => r.resources?.includes('customresourcedefinitions'));
-    assert.deepEqual(crd?.resourceNames, ['downloadrequests.velero.io']);
-    assert.deepEqual(crd?.verbs, ['get']);
   });
 });

@@ -1,20 +1,22 @@
 /**
- * Reading the Helm chart without helm (it cannot be installed here): its files, its values, the RBAC
- * rules of files/rules.yaml, and the RBAC manifests templates/rbac.yaml renders from them, rebuilt in
- * TypeScript so tests can check them. Where `helm` is on PATH, test/chart/helm.test.ts compares this
- * rebuild with helm's own rendering.
+ * The Helm chart for tests: its files as they are, and its manifests as the real `helm` renders them
+ * (built into the tools folder by `npm run tools`), applied with server-side dry run to a real API
+ * server. Nothing here re-implements a template: what the tests check is what helm rendered.
  */
 import { execFile } from 'node:child_process';
-import { access, readFile, readdir } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { mkdtemp, readFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { SIGNING_KEY_SECRET } from '../../src/auth/signing-keys.ts';
-import type { PolicyRule } from '../support/kube-apiserver/index.ts';
+import { toolPath } from '../support/real-cluster.ts';
+import type { RealCluster } from '../support/real-cluster.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CHART_DIR = join(ROOT, 'charts', 'velero-download-server');
+const CRD_DIR = join(ROOT, 'test', 'fixtures', 'chart-crds');
 
 export const readChartFile = (rel: string): Promise<string> => readFile(join(CHART_DIR, rel), 'utf8');
 
@@ -30,115 +32,215 @@ export async function templates(): Promise<Map<string, string>> {
   return out;
 }
 
-/** The fixed name of the signing-key Secret: the gateway's (auth/signing-keys.ts), which templates/_helpers.tpl must match. */
+/** The fixed name of the signing-key Secret: the gateway's (auth/signing-keys.ts), which the chart's RBAC must name. */
 export { SIGNING_KEY_SECRET };
 
 /** The default tls.caConfigMap (--ca-configmap). */
 export const CA_CONFIGMAP = 'velero-download-server-ca';
 
-export interface ChartRules {
-  cluster: PolicyRule[];
-  watched: PolicyRule[];
-  own: PolicyRule[];
-  /** Added to the release namespace's Role when tls.caConfigMap is set. */
-  caConfigMap: PolicyRule[];
-  /** Added to the ClusterRole when the gateway keeps the webhook's caBundle. */
-  webhookCaBundle: PolicyRule[];
+/** The release and namespace the tests install and render as. */
+export const RELEASE = 'velero-download-server';
+export const NAMESPACE = 'velero';
+
+export type Values = Record<string, unknown>;
+
+export interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  verbs: string[];
+  nonResourceURLs?: string[];
 }
 
-/** The object names files/rules.yaml's placeholders stand for. */
-export interface RuleNames {
-  certificateSecret?: string;
-  /** tls.caConfigMap; default {@link CA_CONFIGMAP}. */
-  caConfigMap?: string;
-  /** The MutatingWebhookConfiguration: include "velero-download-server.clusterName". */
-  webhookConfiguration?: string;
-  /** The gateway's Service (--service-name): include "velero-download-server.fullname". */
-  service?: string;
+/** One rendered object. */
+export interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: unknown;
 }
 
-/** files/rules.yaml with the object names filled in, as the _helpers.tpl "rules" template does. */
-export async function chartRules(names: RuleNames | string = {}): Promise<ChartRules> {
-  const n = typeof names === 'string' ? { certificateSecret: names } : names;
-  const text = (await readChartFile('files/rules.yaml'))
-    .replaceAll('__CERTIFICATE_SECRET__', n.certificateSecret ?? 'velero-download-server-certs')
-    .replaceAll('__SIGNING_KEY_SECRET__', SIGNING_KEY_SECRET)
-    .replaceAll('__CA_CONFIGMAP__', n.caConfigMap ?? CA_CONFIGMAP)
-    .replaceAll('__SERVICE__', n.service ?? 'velero-download-server')
-    .replaceAll('__WEBHOOK_CONFIGURATION__', n.webhookConfiguration ?? 'velero-velero-download-server');
-  return parse(text) as ChartRules;
+export interface HelmResult {
+  code: number;
+  stdout: string;
+  stderr: string;
 }
 
-export interface RbacRenderOptions {
-  releaseNamespace: string;
-  /** The gateway's service account (in the release namespace). */
-  serviceAccount: string;
-  /** include "velero-download-server.fullname". */
-  fullname: string;
-  /** configuration.watchNamespaces. */
-  watchNamespaces: string[];
-  certificateSecret?: string;
-  /** tls.caConfigMap; default {@link CA_CONFIGMAP}; empty: not published (no ConfigMap rules). */
-  caConfigMap?: string;
-  /** admissionWebhook.enabled with a tls.mode other than certManager: the gateway keeps the webhook's caBundle. */
-  webhookCaBundle?: boolean;
-}
-
-type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; [k: string]: unknown };
+let helmHome: Promise<string> | undefined;
 
 /**
- * The RBAC objects templates/rbac.yaml renders, in the same order: cluster rules (with the webhook
- * configuration's when the gateway keeps its caBundle) bound cluster-wide; the watched rules in a Role
- * per watched namespace, or cluster-wide when a namespace is a `*` glob; the own rules (with the CA
- * ConfigMap's when it is published) in a Role of the release namespace.
+ * Runs the built helm asynchronously (a test may host a server helm talks to); never throws for a
+ * non-zero exit. helm's config, cache and data folders are a temporary folder of this process, so a
+ * test never reads or writes the user's own helm setup; `input` is helm's stdin (`--values -`).
  */
-export async function renderRbac(o: RbacRenderOptions): Promise<Manifest[]> {
-  const clusterName = `${o.releaseNamespace}-${o.fullname}`;
-  const caConfigMap = o.caConfigMap ?? CA_CONFIGMAP;
-  const rules = await chartRules({ ...(o.certificateSecret && { certificateSecret: o.certificateSecret }), caConfigMap, webhookConfiguration: clusterName, service: o.fullname });
-  const subjects = [{ kind: 'ServiceAccount', name: o.serviceAccount, namespace: o.releaseNamespace }];
-  const rbac = 'rbac.authorization.k8s.io/v1';
-  const role = (kind: 'Role' | 'ClusterRole', name: string, r: PolicyRule[], namespace?: string): Manifest => ({
-    apiVersion: rbac, kind, metadata: { name, ...(namespace ? { namespace } : {}) }, rules: r,
+export async function runHelm(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<HelmResult> {
+  const helm = toolPath('helm');
+  if (!helm) throw new Error('helm is not built: run npm run tools');
+  helmHome ??= mkdtemp(join(tmpdir(), 'vds-helm-home-')).then((dir) => {
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return dir;
   });
-  const binding = (kind: 'RoleBinding' | 'ClusterRoleBinding', name: string, roleKind: string, namespace?: string): Manifest => ({
-    apiVersion: rbac, kind, metadata: { name, ...(namespace ? { namespace } : {}) },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name }, subjects,
-  });
-  const clusterRules = o.webhookCaBundle ? [...rules.cluster, ...rules.webhookCaBundle] : rules.cluster;
-  const ownRules = caConfigMap ? [...rules.own, ...rules.caConfigMap] : rules.own;
-  const out: Manifest[] = [role('ClusterRole', clusterName, clusterRules), binding('ClusterRoleBinding', clusterName, 'ClusterRole')];
-  if (o.watchNamespaces.some((ns) => ns.includes('*'))) {
-    out.push(role('ClusterRole', `${clusterName}-watched`, rules.watched), binding('ClusterRoleBinding', `${clusterName}-watched`, 'ClusterRole'));
-  } else {
-    for (const ns of [...new Set([o.releaseNamespace, ...o.watchNamespaces])]) {
-      out.push(role('Role', `${o.fullname}-watched`, rules.watched, ns), binding('RoleBinding', `${o.fullname}-watched`, 'Role', ns));
-    }
-  }
-  out.push(role('Role', o.fullname, ownRules, o.releaseNamespace), binding('RoleBinding', o.fullname, 'Role', o.releaseNamespace));
-  return out;
-}
-
-/** The absolute path of `helm` on PATH, or undefined. */
-export async function findHelm(): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
-    const file = join(dir, 'helm');
-    try {
-      await access(file, constants.X_OK);
-      return file;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
-}
-
-/** Runs helm asynchronously; never throws for a non-zero exit. */
-export function runHelm(helm: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const home = await helmHome;
+  const env = { ...process.env, HELM_CONFIG_HOME: join(home, 'config'), HELM_CACHE_HOME: join(home, 'cache'), HELM_DATA_HOME: join(home, 'data'), ...opts.env };
   return new Promise((resolve) => {
-    execFile(helm, args, { maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+    const child = execFile(helm, args, { env, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
+    child.stdin!.end(opts.input ?? '');
   });
+}
+
+/** The objects of a multi-document YAML stream (empty documents dropped). */
+export const manifests = (yaml: string): Manifest[] =>
+  parseAllDocuments(yaml).map((d) => d.toJS() as Manifest | null).filter((d): d is Manifest => d !== null);
+
+export interface RenderOptions {
+  /** Capabilities.KubeVersion: the real API server's (see {@link serverVersion}). */
+  kubeVersion: string;
+  release?: string;
+  namespace?: string;
+  /** More helm arguments (`--set …`). */
+  args?: string[];
+}
+
+/** `helm template` with `values`; rejects with helm's message when it refuses. */
+export async function render(values: Values, o: RenderOptions): Promise<Manifest[]> {
+  const r = await helmTemplate(values, o);
+  if (r.code !== 0) throw new Error(`helm template failed (${r.code}): ${r.stderr}`);
+  return manifests(r.stdout);
+}
+
+export function helmTemplate(values: Values, o: RenderOptions): Promise<HelmResult> {
+  return runHelm(
+    ['template', o.release ?? RELEASE, CHART_DIR, '--namespace', o.namespace ?? NAMESPACE, '--kube-version', o.kubeVersion, '--values', '-', ...(o.args ?? [])],
+    { input: JSON.stringify(values) },
+  );
+}
+
+/** The API server's own version (gitVersion, e.g. v1.37.2): what helm must render for. */
+export async function serverVersion(k: RealCluster): Promise<string> {
+  const v = await k.rest<{ gitVersion?: string }>('GET', '/version');
+  if (!v.body.gitVersion) throw new Error(`GET /version: HTTP ${v.status}`);
+  return v.body.gitVersion;
+}
+
+export type Deployment = Manifest & {
+  spec: {
+    replicas: number;
+    template: {
+      spec: {
+        serviceAccountName: string;
+        securityContext: Record<string, unknown>;
+        containers: {
+          args: string[];
+          env: { name: string; value?: string; valueFrom?: unknown }[];
+          securityContext: Record<string, unknown>;
+          volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
+          [k: string]: unknown;
+        }[];
+        volumes: ({ name: string } & Record<string, unknown>)[];
+      };
+    };
+  };
+};
+
+/** The one Deployment of a rendering. */
+export function deploymentOf(docs: Manifest[]): Deployment {
+  const all = docs.filter((d) => d.kind === 'Deployment');
+  if (all.length !== 1) throw new Error(`${all.length} Deployments rendered`);
+  return all[0] as Deployment;
+}
+
+/** The gateway container's arguments as flag → value ('' for a bare switch). */
+export function argsOf(docs: Manifest[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const a of deploymentOf(docs).spec.template.spec.containers[0]!.args) {
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(a);
+    if (!m) throw new Error(`not a flag: ${a}`);
+    if (out.has(m[1]!)) throw new Error(`--${m[1]} passed twice`);
+    out.set(m[1]!, m[2] ?? '');
+  }
+  return out;
+}
+
+type Binding = Manifest & { roleRef: { kind: string; name: string }; subjects?: { kind: string; name: string; namespace?: string }[] };
+
+/** A Role or ClusterRole bound to the service account, with where it applies: a namespace, or the cluster. */
+export interface BoundRole {
+  kind: 'Role' | 'ClusterRole';
+  name: string;
+  /** The namespace of a Role, or of a RoleBinding that binds a ClusterRole; undefined: cluster-wide. */
+  namespace: string | undefined;
+  rules: PolicyRule[];
+}
+
+/**
+ * The rules the rendered bindings give service account `namespace/name`, read from the rendered
+ * RoleBindings and ClusterRoleBindings and the Roles and ClusterRoles they name (all of them must be
+ * in the rendering: the chart binds nothing it does not create).
+ */
+export function boundRoles(docs: Manifest[], serviceAccount: { namespace: string; name: string }): BoundRole[] {
+  const out: BoundRole[] = [];
+  for (const b of docs.filter((d): d is Binding => d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding')) {
+    if (!b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === serviceAccount.name && (s.namespace ?? b.metadata.namespace) === serviceAccount.namespace)) continue;
+    const bindingNs = b.kind === 'RoleBinding' ? (b.metadata.namespace ?? NAMESPACE) : undefined;
+    const role = docs.find((d) => d.kind === b.roleRef.kind && d.metadata.name === b.roleRef.name && (d.kind === 'ClusterRole' || (d.metadata.namespace ?? NAMESPACE) === bindingNs));
+    if (!role) throw new Error(`${b.kind} ${b.metadata.name} names ${b.roleRef.kind} ${b.roleRef.name}, which the chart did not render`);
+    out.push({ kind: role.kind as BoundRole['kind'], name: role.metadata.name, namespace: bindingNs, rules: (role.rules as PolicyRule[] | undefined) ?? [] });
+  }
+  return out;
+}
+
+/** The RBAC kinds. */
+export const RBAC_KINDS = new Set(['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding']);
+
+/** Installs the CRDs of test/fixtures/chart-crds (ServiceMonitor, Certificate) and waits until they are served. */
+export async function installChartCrds(k: RealCluster): Promise<void> {
+  const crds: Manifest[] = [];
+  for (const file of (await readdir(CRD_DIR)).filter((f) => f.endsWith('.yaml')).sort()) crds.push(parse(await readFile(join(CRD_DIR, file), 'utf8')) as Manifest);
+  await k.apply(...crds);
+  const deadline = Date.now() + 30_000;
+  for (const crd of crds) {
+    const spec = crd.spec as { group: string; names: { plural: string }; versions: { name: string; served: boolean }[] };
+    for (const v of spec.versions.filter((x) => x.served)) {
+      for (;;) {
+        const list = await k.rest<{ resources?: { name: string }[] }>('GET', `/apis/${spec.group}/${v.name}`);
+        if (list.body.resources?.some((r) => r.name === spec.names.plural)) break;
+        if (Date.now() > deadline) throw new Error(`${crd.metadata.name} not served in 30 s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+}
+
+type ApiResource = { name: string; kind: string; namespaced: boolean };
+const discovery = new WeakMap<RealCluster, Map<string, ApiResource[]>>();
+
+/** The REST collection path of an object's kind, from the API server's discovery (cached per server and apiVersion). */
+export async function collectionPath(k: RealCluster, doc: Manifest, namespace = NAMESPACE): Promise<string> {
+  let byVersion = discovery.get(k);
+  if (!byVersion) discovery.set(k, (byVersion = new Map<string, ApiResource[]>()));
+  const base = doc.apiVersion.includes('/') ? `/apis/${doc.apiVersion}` : `/api/${doc.apiVersion}`;
+  let resources = byVersion.get(doc.apiVersion);
+  if (!resources) {
+    const r = await k.rest<{ resources?: ApiResource[] }>('GET', base);
+    if (r.status !== 200) throw new Error(`the API server serves no ${doc.apiVersion} (HTTP ${r.status}) for ${doc.kind} ${doc.metadata.name}`);
+    byVersion.set(doc.apiVersion, (resources = r.body.resources ?? []));
+  }
+  const res = resources.find((x) => x.kind === doc.kind && !x.name.includes('/'));
+  if (!res) throw new Error(`the API server serves no kind ${doc.kind} in ${doc.apiVersion}`);
+  return `${base}${res.namespaced ? `/namespaces/${doc.metadata.namespace ?? namespace}` : ''}/${res.name}`;
+}
+
+/**
+ * Server-side apply with `dryRun=All` and strict field validation: the API server decodes, defaults,
+ * validates (OpenAPI and CRD schemas, unknown or duplicate fields, admission) and persists nothing.
+ * Rejects with the server's own message. Namespaced objects without a namespace go where helm puts
+ * them: the release namespace.
+ */
+export async function dryRunApply(k: RealCluster, doc: Manifest, namespace = NAMESPACE): Promise<void> {
+  const path = `${await collectionPath(k, doc, namespace)}/${doc.metadata.name}`;
+  const r = await k.rest<{ message?: string }>('PATCH', `${path}?dryRun=All&fieldManager=helm&fieldValidation=Strict&force=true`, doc, { contentType: 'application/apply-patch+yaml' });
+  if (r.status >= 300) throw new Error(`the API server rejected ${doc.kind} ${doc.metadata.namespace ?? namespace}/${doc.metadata.name} (HTTP ${r.status}): ${r.body.message ?? JSON.stringify(r.body)}`);
 }

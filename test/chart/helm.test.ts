@@ -1,41 +1,213 @@
 /**
- * `helm lint` and `helm template` with several value sets, where helm is on PATH (it cannot be
- * installed on the machines this project is built on; there the tests are not registered and a line
- * says so). The rendered RBAC must equal what test/chart/chart.ts rebuilds from files/rules.yaml,
- * which is what rbac-coverage.test.ts checks the gateway's API calls against.
+ * The chart as the real helm renders it, for the default values and every documented variant:
+ * `helm lint --strict`, `helm template --kube-version <the API server's>`, what each rendering must
+ * contain, the RBAC it grants (read from the rendered Roles and bindings), and every rendered object
+ * applied with server-side dry run to a real kube-apiserver, which checks it against its own schemas
+ * and those of the ServiceMonitor and Certificate CRDs (test/fixtures/chart-crds). One API server
+ * serves the whole file.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseAllDocuments, stringify } from 'yaml';
-import { CHART_DIR, findHelm, renderRbac, runHelm } from './chart.ts';
+import { FLAGS } from '../../src/config/config.ts';
+import { missingTools, startRealCluster } from '../support/real-cluster.ts';
+import type { RealCluster } from '../support/real-cluster.ts';
+import {
+  CHART_DIR, NAMESPACE, RBAC_KINDS, RELEASE, SIGNING_KEY_SECRET,
+  argsOf, boundRoles, deploymentOf, dryRunApply, helmTemplate, installChartCrds, render, runHelm, serverVersion,
+} from './chart.ts';
+import type { BoundRole, Manifest, PolicyRule, Values } from './chart.ts';
 
-type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; [k: string]: unknown };
-type Values = Record<string, unknown>;
+type Spec<T> = Manifest & { spec: T };
+const find = <T = Record<string, unknown>>(docs: Manifest[], kind: string, name?: string): Spec<T> => {
+  const d = docs.find((x) => x.kind === kind && (name === undefined || x.metadata.name === name));
+  assert.ok(d, `${kind}${name ? ` ${name}` : ''} rendered (got ${docs.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')})`);
+  return d as Spec<T>;
+};
+type ServiceSpec = { type: string; ports: { name: string; port: number; targetPort: string; nodePort?: number }[]; loadBalancerIP?: string; loadBalancerSourceRanges?: string[]; externalTrafficPolicy?: string };
+type Hook = { clientConfig: { service: { name: string; namespace: string; path: string; port: number }; caBundle?: string }; failurePolicy: string; sideEffects: string; rules: { operations: string[]; resources: string[] }[]; namespaceSelector: Record<string, unknown> };
+type Mwc = Manifest & { webhooks: Hook[] };
+const mwcOf = (docs: Manifest[]): Mwc => find(docs, 'MutatingWebhookConfiguration') as unknown as Mwc;
 
-const RELEASE = 'velero-download-server';
-const NAMESPACE = 'velero';
+/** Objects created in namespaces other than the release namespace: the tests create these namespaces. */
+const OTHER_NAMESPACES = ['team-a', 'team-b', 'monitoring'];
+const FULLNAME = RELEASE;
+/** The service account the rendered Deployment runs as. */
+const saOf = (docs: Manifest[]): { namespace: string; name: string } => ({ namespace: NAMESPACE, name: deploymentOf(docs).spec.template.spec.serviceAccountName });
 
-const VALUE_SETS: Record<string, { values: Values; watch: string[]; kinds: string[] }> = {
+interface Variant {
+  values: Values;
+  /** Exactly the kinds rendered. */
+  kinds: string[];
+  check?: (docs: Manifest[]) => void;
+}
+
+const BASE_KINDS = ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'];
+const WEBHOOK_KINDS = ['MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
+
+/** The namespaces where the rendered RBAC lets the gateway read Velero's objects; undefined: every namespace. */
+function watchedNamespaces(docs: Manifest[]): (string | undefined)[] {
+  return boundRoles(docs, saOf(docs))
+    .filter((r) => r.rules.some((x) => x.apiGroups?.includes('velero.io') && x.resources?.includes('backups') && x.verbs.includes('get')))
+    .map((r) => r.namespace)
+    .sort();
+}
+
+/** The webhook as the chart must register it; `selector` is the namespaces it applies to. */
+function checkWebhook(docs: Manifest[], selector: Record<string, unknown>): void {
+  const hook = mwcOf(docs).webhooks[0]!;
+  assert.equal(hook.failurePolicy, 'Ignore', 'a gateway that is down never blocks Velero');
+  assert.equal(hook.sideEffects, 'None');
+  assert.deepEqual(hook.rules[0]!.operations, ['CREATE', 'UPDATE']);
+  assert.deepEqual(hook.rules[0]!.resources, ['downloadrequests', 'downloadrequests/status']);
+  assert.ok(!('caBundle' in hook.clientConfig), 'no caBundle rendered: an upgrade must not blank the one the gateway (or cert-manager) keeps');
+  assert.deepEqual(hook.namespaceSelector, selector);
+  // Its own Service, never the download Service (which service.type and the Ingress expose).
+  const svc = hook.clientConfig.service;
+  assert.deepEqual(svc, { name: `${FULLNAME}-webhook`, namespace: NAMESPACE, path: '/admission/downloadrequests', port: 443 });
+  const webhookSvc = find<ServiceSpec>(docs, 'Service', svc.name);
+  assert.equal(webhookSvc.spec.type, 'ClusterIP');
+  assert.deepEqual(webhookSvc.spec.ports.map((p) => [p.port, p.targetPort]), [[443, 'webhook']]);
+  for (const ing of docs.filter((d) => d.kind === 'Ingress')) assert.ok(!JSON.stringify(ing).includes(svc.name), 'the Ingress never routes to the webhook');
+  const args = argsOf(docs);
+  assert.equal(args.get('webhook-service-name'), svc.name);
+  assert.match(args.get('webhook-listen') ?? '', /:9443$/);
+  const vap = find<{ failurePolicy: string; validations: unknown[] }>(docs, 'ValidatingAdmissionPolicy');
+  assert.equal(vap.spec.failurePolicy, 'Fail', 'the API server\'s own guard holds when the webhook is down');
+  assert.equal(vap.spec.validations.length, 4);
+  const binding = find<{ policyName: string; validationActions: string[]; matchResources: { namespaceSelector: unknown } }>(docs, 'ValidatingAdmissionPolicyBinding');
+  assert.equal(binding.spec.policyName, vap.metadata.name);
+  assert.deepEqual(binding.spec.validationActions, ['Deny']);
+  assert.deepEqual(binding.spec.matchResources.namespaceSelector, selector, 'the policy guards the namespaces the webhook serves');
+}
+
+const byName = (...names: string[]): Record<string, unknown> => ({ matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: names }] });
+
+const VARIANTS: Record<string, Variant> = {
   defaults: {
     values: {},
-    watch: [],
-    kinds: ['Deployment', 'Service', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'PodDisruptionBudget'],
+    kinds: BASE_KINDS,
+    check(docs) {
+      assert.equal(find<ServiceSpec>(docs, 'Service', FULLNAME).spec.type, 'ClusterIP');
+      assert.deepEqual(watchedNamespaces(docs), [NAMESPACE]);
+      const args = argsOf(docs);
+      for (const f of ['webhook-listen', 'webhook-service-name', 'webhook-configuration', 'fqdn', 'watch-namespaces', 'tenant-filesystem-allow']) assert.ok(!args.has(f), `--${f} not passed`);
+      assert.equal(args.get('tls-validity'), '8760h');
+      assert.equal(deploymentOf(docs).spec.replicas, 2);
+    },
   },
-  exposed: {
+  nodePort: {
+    values: { service: { type: 'NodePort', nodePort: 30443, externalTrafficPolicy: 'Local', labels: { exposure: 'nodes' } } },
+    kinds: BASE_KINDS,
+    check(docs) {
+      const svc = find<ServiceSpec>(docs, 'Service', FULLNAME);
+      assert.equal(svc.spec.type, 'NodePort');
+      assert.deepEqual(svc.spec.ports.map((p) => [p.name, p.nodePort]), [['https', 30443]], 'the gateway picks the port named https for its URLs');
+      assert.equal(svc.spec.externalTrafficPolicy, 'Local');
+      assert.equal(svc.metadata.labels?.exposure, 'nodes');
+    },
+  },
+  loadBalancer: {
     values: {
-      service: { type: 'NodePort', nodePort: 30443 },
-      configuration: { fqdn: 'downloads.example.com', watchNamespaces: ['team-a', 'team-b'], tenantFilesystemAllow: { 'team-a': ['velero-nfs'], 'team-b': ['velero-nfs', 'velero-pvc'] }, tenantEndpointAllow: ['10.0.0.0/8'] },
-      ingress: { enabled: true, className: 'nginx', annotations: { 'nginx.ingress.kubernetes.io/ssl-passthrough': 'true' } },
-      networkPolicy: {
-        enabled: true,
-        from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'team-a' } }, podSelector: { matchLabels: { app: 'backup-client' } } }],
-        cidrs: ['192.0.2.0/24'],
-        metricsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+      service: {
+        type: 'LoadBalancer', loadBalancerIP: '198.51.100.7', loadBalancerSourceRanges: ['203.0.113.0/24'],
+        annotations: { 'service.beta.kubernetes.io/aws-load-balancer-type': 'nlb' },
       },
-      metrics: { serviceMonitor: { enabled: true, additionalLabels: { release: 'prometheus' } } },
+    },
+    kinds: BASE_KINDS,
+    check(docs) {
+      const svc = find<ServiceSpec>(docs, 'Service', FULLNAME);
+      assert.equal(svc.spec.type, 'LoadBalancer');
+      assert.equal(svc.spec.loadBalancerIP, '198.51.100.7');
+      assert.deepEqual(svc.spec.loadBalancerSourceRanges, ['203.0.113.0/24']);
+      assert.equal(svc.metadata.annotations?.['service.beta.kubernetes.io/aws-load-balancer-type'], 'nlb');
+      // Metrics stay inside the cluster whatever exposes the download API.
+      assert.equal(find<ServiceSpec>(docs, 'Service', `${FULLNAME}-metrics`).spec.type, 'ClusterIP');
+    },
+  },
+  ingressPassthrough: {
+    values: {
+      configuration: { fqdn: 'downloads.example.com' },
+      ingress: { enabled: true, className: 'nginx', annotations: { 'nginx.ingress.kubernetes.io/ssl-passthrough': 'true' } },
+    },
+    kinds: [...BASE_KINDS, 'Ingress'],
+    check(docs) {
+      const ing = find<{ ingressClassName: string; tls?: unknown; rules: { host: string; http: { paths: { backend: { service: { name: string; port: { name: string } } } }[] } }[] }>(docs, 'Ingress');
+      assert.equal(ing.spec.ingressClassName, 'nginx');
+      assert.equal(ing.spec.tls, undefined, 'passthrough: the controller does not terminate TLS');
+      assert.equal(ing.spec.rules[0]!.host, 'downloads.example.com');
+      assert.deepEqual(ing.spec.rules[0]!.http.paths[0]!.backend.service, { name: FULLNAME, port: { name: 'https' } });
+      assert.equal(argsOf(docs).get('fqdn'), 'downloads.example.com');
+    },
+  },
+  ingressReencrypt: {
+    values: {
+      configuration: { fqdn: 'backups.example.com:8443' },
+      ingress: {
+        enabled: true, tlsMode: 'reencrypt', tlsSecretName: 'public-cert',
+        annotations: { 'nginx.ingress.kubernetes.io/backend-protocol': 'HTTPS', 'nginx.ingress.kubernetes.io/proxy-ssl-verify': 'on' },
+      },
+    },
+    kinds: [...BASE_KINDS, 'Ingress'],
+    check(docs) {
+      const ing = find<{ tls: { hosts: string[]; secretName: string }[]; rules: { host: string }[] }>(docs, 'Ingress');
+      assert.deepEqual(ing.spec.tls, [{ hosts: ['backups.example.com'], secretName: 'public-cert' }]);
+      assert.equal(ing.spec.rules[0]!.host, 'backups.example.com', 'the host without the port');
+      assert.equal(argsOf(docs).get('fqdn'), 'backups.example.com:8443');
+    },
+  },
+  certManager: {
+    values: {
+      configuration: { fqdn: 'backups.example.com' },
+      tls: { mode: 'certManager', extraSans: ['203.0.113.10', 'backup.internal'], certManager: { issuerRef: { name: 'internal-ca', kind: 'ClusterIssuer' } } },
+      admissionWebhook: { enabled: true },
+    },
+    kinds: [...BASE_KINDS, ...WEBHOOK_KINDS, 'Certificate'],
+    check(docs) {
+      const cert = find<{ secretName: string; dnsNames: string[]; ipAddresses: string[]; issuerRef: Record<string, string> }>(docs, 'Certificate');
+      const args = argsOf(docs);
+      assert.equal(cert.spec.secretName, args.get('tls-secret'), 'cert-manager writes the Secret the gateway reads');
+      for (const name of [FULLNAME, `${FULLNAME}.${NAMESPACE}.svc`, 'backups.example.com', 'backup.internal']) assert.ok(cert.spec.dnsNames.includes(name), name);
+      assert.deepEqual(cert.spec.ipAddresses, ['203.0.113.10']);
+      assert.deepEqual(cert.spec.issuerRef, { name: 'internal-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
+      // cert-manager's CA injector fills the webhook's caBundle from the Certificate: the gateway does not.
+      assert.equal(mwcOf(docs).metadata.annotations?.['cert-manager.io/inject-ca-from'], `${NAMESPACE}/${cert.metadata.name}`);
+      assert.ok(!args.has('webhook-configuration'));
+      assert.ok(!args.has('tls-validity'), 'the validity is cert-manager\'s');
+      checkWebhook(docs, byName(NAMESPACE));
+    },
+  },
+  webhookWatchByName: {
+    values: { configuration: { watchNamespaces: ['team-a', 'team-b'] }, admissionWebhook: { enabled: true, timeoutSeconds: 3 } },
+    kinds: [...BASE_KINDS, ...WEBHOOK_KINDS],
+    check(docs) {
+      checkWebhook(docs, byName(NAMESPACE, 'team-a', 'team-b'));
+      const args = argsOf(docs);
+      assert.equal(args.get('watch-namespaces'), 'team-a,team-b');
+      assert.equal(args.get('webhook-configuration'), mwcOf(docs).metadata.name, 'the gateway keeps the caBundle of the configuration the chart registered');
+      assert.deepEqual(watchedNamespaces(docs), [NAMESPACE, 'team-a', 'team-b'].sort());
+      assert.ok(!mwcOf(docs).metadata.annotations?.['cert-manager.io/inject-ca-from']);
+    },
+  },
+  watchGlob: {
+    values: { configuration: { watchNamespaces: ['team-*', 'velero-tenants'] }, admissionWebhook: { enabled: true } },
+    kinds: [...BASE_KINDS, ...WEBHOOK_KINDS],
+    check(docs) {
+      assert.equal(argsOf(docs).get('watch-namespaces'), 'team-*,velero-tenants');
+      assert.deepEqual(watchedNamespaces(docs), [undefined], 'a glob: the watched rules are granted cluster-wide, no Role per namespace');
+      assert.ok(!docs.some((d) => d.kind === 'Role' && d.metadata.name.endsWith('-watched')));
+      checkWebhook(docs, {});
+    },
+  },
+  watchAll: {
+    values: { configuration: { watchNamespaces: ['*'] } },
+    kinds: BASE_KINDS,
+    check(docs) {
+      assert.equal(argsOf(docs).get('watch-namespaces'), '*');
+      assert.deepEqual(watchedNamespaces(docs), [undefined]);
+    },
+  },
+  filesystem: {
+    values: {
       filesystem: {
         volumes: [
           { name: 'nfs', bucket: 'velero-nfs', nfs: { server: 'nfs.example.internal', path: '/exports/velero' } },
@@ -43,159 +215,330 @@ const VALUE_SETS: Record<string, { values: Values; watch: string[]; kinds: strin
           { name: 'pvc', bucket: 'velero-pvc', persistentVolumeClaim: { claimName: 'velero-backups' } },
         ],
       },
-      caBundle: { existingSecret: 'store-ca' },
-      tls: { extraSans: ['203.0.113.10', 'backup.internal'] },
-      admissionWebhook: { enabled: true },
     },
-    watch: ['team-a', 'team-b'],
-    kinds: ['Deployment', 'Service', 'Ingress', 'NetworkPolicy', 'ServiceMonitor', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'],
+    kinds: BASE_KINDS,
+    check(docs) {
+      const pod = deploymentOf(docs).spec.template.spec;
+      const mounts = pod.containers[0]!.volumeMounts.filter((m) => ['nfs', 'host', 'pvc'].includes(m.name));
+      assert.deepEqual(mounts, [
+        { name: 'nfs', mountPath: '/mnt/velero/velero-nfs', readOnly: true },
+        { name: 'host', mountPath: '/mnt/velero/velero-hostpath', readOnly: true },
+        { name: 'pvc', mountPath: '/mnt/velero/velero-pvc', readOnly: true },
+      ]);
+      assert.deepEqual(pod.volumes.find((v) => v.name === 'nfs')?.nfs, { server: 'nfs.example.internal', path: '/exports/velero' });
+      assert.deepEqual(pod.volumes.find((v) => v.name === 'host')?.hostPath, { path: '/var/velero', type: 'Directory' });
+      assert.deepEqual(pod.volumes.find((v) => v.name === 'pvc')?.persistentVolumeClaim, { claimName: 'velero-backups' });
+      assert.equal(argsOf(docs).get('fs-root'), '/mnt/velero');
+    },
   },
-  clusterWide: {
+  filesystemAtRoot: {
+    values: { filesystem: { root: '/data/velero', volumes: [{ name: 'backups', persistentVolumeClaim: { claimName: 'velero-backups', readOnly: true } }] } },
+    kinds: BASE_KINDS,
+    check(docs) {
+      const mount = deploymentOf(docs).spec.template.spec.containers[0]!.volumeMounts.find((m) => m.name === 'backups');
+      assert.deepEqual(mount, { name: 'backups', mountPath: '/data/velero', readOnly: true }, 'a volume without a bucket is the root itself');
+      assert.equal(argsOf(docs).get('fs-root'), '/data/velero');
+    },
+  },
+  serviceMonitor: {
+    values: { metrics: { serviceMonitor: { enabled: true, additionalLabels: { release: 'prometheus' } } } },
+    kinds: [...BASE_KINDS, 'ServiceMonitor'],
+    check(docs) {
+      type SmSpec = { selector: { matchLabels: Record<string, string> }; namespaceSelector: { matchNames: string[] }; endpoints: { port: string; scheme: string; tlsConfig: { ca: { configMap?: { name: string; key: string }; secret?: unknown }; serverName: string } }[] };
+      const sm = find<SmSpec>(docs, 'ServiceMonitor');
+      assert.equal(sm.metadata.labels?.release, 'prometheus');
+      const ep = sm.spec.endpoints[0]!;
+      assert.equal(ep.scheme, 'https');
+      // Prometheus trusts the CA the gateway publishes in --ca-configmap, and never reads the certificate Secret.
+      assert.deepEqual(ep.tlsConfig.ca, { configMap: { name: argsOf(docs).get('ca-configmap'), key: 'ca.crt' } });
+      assert.equal(ep.tlsConfig.serverName, `${FULLNAME}.${NAMESPACE}.svc`);
+      // It selects the metrics Service, and only that one.
+      const services = docs.filter((d) => d.kind === 'Service' && d.metadata.namespace === sm.spec.namespaceSelector.matchNames[0]);
+      const selected = services.filter((s) => Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => s.metadata.labels?.[k] === v));
+      assert.deepEqual(selected.map((s) => s.metadata.name), [`${FULLNAME}-metrics`]);
+      assert.ok((find<ServiceSpec>(docs, 'Service', `${FULLNAME}-metrics`).spec.ports).some((p) => p.name === ep.port));
+    },
+  },
+  serviceMonitorElsewhere: {
     values: {
-      service: { type: 'LoadBalancer', loadBalancerIP: '198.51.100.7', annotations: { 'service.beta.kubernetes.io/aws-load-balancer-type': 'nlb' } },
-      configuration: { fqdn: 'backups.example.com:8443', watchNamespaces: ['team-*'], logLevel: 'debug' },
-      tls: { mode: 'certManager', certManager: { issuerRef: { name: 'internal-ca', kind: 'ClusterIssuer' } } },
-      ingress: { enabled: true, tlsMode: 'reencrypt', tlsSecretName: 'public-cert' },
-      podDisruptionBudget: { minAvailable: 1 },
+      tls: { caConfigMap: '' },
+      metrics: { serviceMonitor: { enabled: true, namespace: 'monitoring', tlsConfig: { insecureSkipVerify: false, ca: { configMap: { name: 'gateway-ca', key: 'ca.crt' } }, serverName: 'velero-download-server.velero.svc' } } },
+    },
+    kinds: [...BASE_KINDS, 'ServiceMonitor'],
+    check(docs) {
+      const sm = find<{ endpoints: { tlsConfig: unknown }[] }>(docs, 'ServiceMonitor');
+      assert.equal(sm.metadata.namespace, 'monitoring');
+      assert.deepEqual(sm.spec.endpoints[0]!.tlsConfig, { insecureSkipVerify: false, ca: { configMap: { name: 'gateway-ca', key: 'ca.crt' } }, serverName: 'velero-download-server.velero.svc' });
+      assert.equal(argsOf(docs).get('ca-configmap'), '', 'no CA ConfigMap published');
+      assert.ok(!boundRoles(docs, saOf(docs)).some((r) => r.rules.some((x) => x.resources?.includes('configmaps'))), 'no ConfigMap rules when none is published');
+    },
+  },
+  networkPolicy: {
+    values: {
+      networkPolicy: {
+        enabled: true,
+        from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'team-a' } }, podSelector: { matchLabels: { app: 'backup-client' } } }],
+        cidrs: ['192.0.2.0/24'],
+        metricsFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+      },
       admissionWebhook: { enabled: true },
     },
-    watch: ['team-*'],
-    kinds: ['Certificate', 'Ingress', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ClusterRole', 'ClusterRoleBinding'],
+    kinds: [...BASE_KINDS, ...WEBHOOK_KINDS, 'NetworkPolicy'],
+    check(docs) {
+      const np = find<{ policyTypes: string[]; ingress: { from?: unknown[]; ports: { port: string }[] }[] }>(docs, 'NetworkPolicy');
+      assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+      const byPort = Object.fromEntries(np.spec.ingress.map((r) => [r.ports.map((p) => p.port).join(','), r.from]));
+      assert.deepEqual(byPort.https, [
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'team-a' } }, podSelector: { matchLabels: { app: 'backup-client' } } },
+        { ipBlock: { cidr: '192.0.2.0/24' } },
+      ]);
+      assert.deepEqual(byPort.metrics, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+      // Only the webhook port is open to every peer: the API server's address cannot be named portably.
+      assert.ok('webhook' in byPort && byPort.webhook === undefined);
+      assert.equal(np.spec.ingress.length, 3);
+    },
+  },
+  networkPolicyClosed: {
+    values: { networkPolicy: { enabled: true } },
+    kinds: [...BASE_KINDS, 'NetworkPolicy'],
+    check(docs) {
+      assert.deepEqual(find<{ ingress: unknown[] }>(docs, 'NetworkPolicy').spec.ingress, [], 'no peers: nothing may connect');
+    },
+  },
+  limitsAndTenants: {
+    values: {
+      configuration: {
+        bindAddress: '::',
+        requestTimeout: '10s', sendStallTimeout: '2m', maxConnections: 2048, maxConnectionsPerClient: 16, maxConcurrentDownloads: 128,
+        trustedProxies: ['10.42.0.0/16', '192.0.2.1'],
+        watchNamespaces: ['team-a', 'team-b'],
+        tenantEndpointAllow: ['10.0.0.0/8', '*.minio.svc.cluster.local'],
+        tenantFilesystemAllow: { 'team-a': ['velero-nfs'], 'team-b': ['velero-nfs', 'scratch/team-b'] },
+        tokenAudiences: ['velero-download-server'], serveAllLocations: true, auditLogFile: '/var/lib/velero-download-server/audit.log',
+        logLevel: 'debug', shutdownGrace: '40s', extraArgs: ['--authz-allowed-ttl=1m'], extraEnvVars: { NODE_OPTIONS: '--max-old-space-size=384' },
+      },
+      terminationGracePeriodSeconds: 60,
+      caBundle: { existingSecret: 'store-ca' },
+      tls: { extraSans: ['203.0.113.10'], validity: '2160h' },
+    },
+    kinds: BASE_KINDS,
+    check(docs) {
+      const args = argsOf(docs);
+      assert.deepEqual(Object.fromEntries([...args].filter(([k]) => k !== 'mode' && k !== 'state-dir' && k !== 'fs-root' && k !== 'service-name' && k !== 'tls-secret' && k !== 'ca-configmap')), {
+        listen: '[::]:8443', 'metrics-listen': '[::]:8085', 'log-level': 'debug', 'shutdown-grace': '40s',
+        'request-timeout': '10s', 'send-stall-timeout': '2m', 'max-connections': '2048', 'max-connections-per-client': '16', 'max-concurrent-downloads': '128',
+        'trusted-proxies': '10.42.0.0/16,192.0.2.1', 'tls-validity': '2160h', 'tls-extra-sans': '203.0.113.10', 'watch-namespaces': 'team-a,team-b',
+        'serve-all-locations': '', 'tenant-endpoint-allow': '10.0.0.0/8,*.minio.svc.cluster.local',
+        'tenant-filesystem-allow': 'team-a=velero-nfs,team-b=velero-nfs,team-b=scratch/team-b',
+        'token-audiences': 'velero-download-server', 'audit-log': '/var/lib/velero-download-server/audit.log',
+        'ca-bundle': '/etc/velero-download-server/ca-bundle/ca.crt', 'authz-allowed-ttl': '1m',
+      });
+      const pod = deploymentOf(docs).spec.template.spec;
+      assert.ok(pod.containers[0]!.env.some((e) => e.name === 'NODE_OPTIONS' && e.value === '--max-old-space-size=384'));
+      assert.deepEqual(pod.volumes.find((v) => v.name === 'ca-bundle')?.secret, { secretName: 'store-ca' });
+      assert.equal((pod as unknown as { terminationGracePeriodSeconds: number }).terminationGracePeriodSeconds, 60);
+      assert.deepEqual(watchedNamespaces(docs), [NAMESPACE, 'team-a', 'team-b'].sort());
+    },
+  },
+  customNames: {
+    values: {
+      fullnameOverride: 'vds', tls: { secretName: 'my-certs', caConfigMap: 'my-ca' }, admissionWebhook: { enabled: true },
+      image: { repository: 'registry.example/vds', digest: `sha256:${'a'.repeat(64)}` }, podDisruptionBudget: { minAvailable: 1 },
+      userRoles: { aggregateLogsToView: true, aggregateToEdit: true },
+    },
+    kinds: [...BASE_KINDS, ...WEBHOOK_KINDS],
+    check(docs) {
+      const args = argsOf(docs);
+      assert.deepEqual([args.get('tls-secret'), args.get('ca-configmap'), args.get('service-name'), args.get('webhook-configuration')], ['my-certs', 'my-ca', 'vds', `${NAMESPACE}-vds`]);
+      assert.equal(mwcOf(docs).metadata.name, `${NAMESPACE}-vds`);
+      const c = deploymentOf(docs).spec.template.spec.containers[0]!;
+      assert.equal(c.image, `registry.example/vds@sha256:${'a'.repeat(64)}`);
+      assert.deepEqual(find<Record<string, unknown>>(docs, 'PodDisruptionBudget').spec.minAvailable, 1);
+      const view = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === `${NAMESPACE}-vds-logs`);
+      assert.equal(view?.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-view'], 'true');
+    },
   },
   minimal: {
     values: {
-      rbac: { create: false },
-      serviceAccount: { create: false, name: 'existing-sa' },
-      metrics: { enabled: false },
-      podDisruptionBudget: { enabled: false },
-      credentials: { useSecret: false },
-      replicaCount: 1,
+      rbac: { create: false }, serviceAccount: { create: false, name: 'existing-sa' }, metrics: { enabled: false },
+      podDisruptionBudget: { enabled: false }, credentials: { useSecret: false }, userRoles: { create: false }, replicaCount: 1,
     },
-    watch: [],
     kinds: ['Deployment', 'Service'],
+    check(docs) {
+      assert.equal(deploymentOf(docs).spec.template.spec.serviceAccountName, 'existing-sa');
+      assert.equal(docs.filter((d) => d.kind === 'Service').length, 1, 'no metrics Service');
+      assert.ok(!deploymentOf(docs).spec.template.spec.volumes.some((v) => v.name === 'cloud-credentials'));
+    },
   },
 };
 
-const helm = await findHelm();
-if (!helm) {
-  console.log('helm is not on PATH (it cannot be installed on this machine): helm lint / helm template tests not registered; chart.test.ts and rbac-coverage.test.ts check the chart without it');
-} else {
-  describe('helm lint and helm template', () => {
-    let dir: string;
-    const files: Record<string, string> = {};
-    const rendered: Record<string, Doc[]> = {};
-
-    before(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'vds-helm-'));
-      for (const [name, set] of Object.entries(VALUE_SETS)) {
-        files[name] = join(dir, `${name}.yaml`);
-        await writeFile(files[name], stringify(set.values));
-      }
-    });
-    after(() => rm(dir, { recursive: true, force: true }));
-
-    const template = async (name: string, ...extra: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-      runHelm(helm, ['template', RELEASE, CHART_DIR, '--namespace', NAMESPACE, '--values', files[name]!, ...extra]);
-
-    for (const [name, set] of Object.entries(VALUE_SETS)) {
-      test(`${name}: helm lint --strict passes`, async () => {
-        const r = await runHelm(helm, ['lint', '--strict', CHART_DIR, '--namespace', NAMESPACE, '--values', files[name]!]);
-        assert.equal(r.code, 0, r.stdout + r.stderr);
-      });
-
-      test(`${name}: helm template renders the expected objects`, async () => {
-        const r = await template(name);
-        assert.equal(r.code, 0, r.stderr);
-        const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc | null).filter((d): d is Doc => d !== null);
-        rendered[name] = docs;
-        const kinds = new Set(docs.map((d) => d.kind));
-        for (const k of set.kinds) assert.ok(kinds.has(k), `${k} rendered (got ${[...kinds].join(', ')})`);
-        const deployment = docs.find((d) => d.kind === 'Deployment') as { spec: { template: { spec: { containers: { args: string[]; securityContext: Record<string, unknown> }[] } } } } & Doc;
-        const container = deployment.spec.template.spec.containers[0]!;
-        assert.ok(container.args.includes('--mode=kubernetes'));
-        assert.equal(container.securityContext.readOnlyRootFilesystem, true);
-        if (set.watch.length) assert.ok(container.args.includes(`--watch-namespaces=${set.watch.join(',')}`), container.args.join(' '));
-        for (const np of docs.filter((d) => d.kind === 'NetworkPolicy') as ({ spec: { ingress: { from?: unknown[]; ports: { port: unknown }[] }[] } } & Doc)[]) {
-          for (const rule of np.spec.ingress) {
-            // Only the webhook port is open to every peer: the API server's address cannot be named portably.
-            const webhookOnly = rule.ports.length === 1 && rule.ports[0]!.port === 'webhook';
-            assert.ok(webhookOnly || (rule.from && rule.from.length > 0), 'a NetworkPolicy rule without peers would admit everyone');
-          }
-        }
-        for (const wh of docs.filter((d) => d.kind === 'MutatingWebhookConfiguration') as ({ webhooks: Record<string, unknown>[] } & Doc)[]) {
-          const hook = wh.webhooks[0]!;
-          assert.equal(hook.failurePolicy, 'Ignore');
-          assert.equal(hook.sideEffects, 'None');
-          const svc = (hook.clientConfig as { service: { name: string; path: string; port: number } }).service;
-          assert.equal(svc.path, '/admission/downloadrequests');
-          // Its own Service, never the download Service (which the Ingress and service.type expose).
-          assert.equal(svc.name, `${RELEASE}-webhook`);
-          assert.equal(svc.port, 443);
-          assert.deepEqual((hook.rules as { operations: string[] }[])[0]!.operations, ['CREATE', 'UPDATE']);
-          assert.ok(!('caBundle' in (hook.clientConfig as object)), 'no caBundle rendered: an upgrade must not blank the one the gateway keeps');
-          const webhookSvc = docs.find((d) => d.kind === 'Service' && d.metadata.name === svc.name) as ({ spec: { type: string; ports: { targetPort: string }[] } } & Doc) | undefined;
-          assert.equal(webhookSvc?.spec.type, 'ClusterIP');
-          assert.equal(webhookSvc?.spec.ports[0]!.targetPort, 'webhook');
-          for (const ing of docs.filter((d) => d.kind === 'Ingress')) assert.ok(!JSON.stringify(ing).includes(svc.name), 'the Ingress never routes to the webhook');
-          const vap = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy') as ({ spec: { failurePolicy: string; validations: unknown[] } } & Doc) | undefined;
-          assert.equal(vap?.spec.failurePolicy, 'Fail');
-          assert.equal(vap?.spec.validations.length, 4);
-          assert.ok(container.args.some((a) => /^--webhook-listen=/.test(a)) && container.args.includes(`--webhook-service-name=${RELEASE}-webhook`), container.args.join(' '));
-        }
-      });
-
-      test(`${name}: the rendered RBAC is what the coverage test checks`, async () => {
-        const docs = rendered[name] ?? [];
-        const rbacKinds = new Set(['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding']);
-        const strip = (d: Doc): unknown => ({ ...d, metadata: { name: d.metadata.name, ...(d.metadata.namespace ? { namespace: d.metadata.namespace } : {}) } });
-        // The ClusterRoles for users (userRoles) are not the gateway's own RBAC.
-        const userRole = /-(stock-cli|logs|artifacts|contents)$/;
-        const got = docs.filter((d) => rbacKinds.has(d.kind) && !userRole.test(d.metadata.name)).map(strip);
-        if ((set.values.rbac as { create?: boolean } | undefined)?.create === false) {
-          assert.deepEqual(got, []);
-          return;
-        }
-        const sa = (set.values.serviceAccount as { name?: string } | undefined)?.name ?? RELEASE;
-        const webhookCaBundle = (set.values.admissionWebhook as { enabled?: boolean } | undefined)?.enabled === true && (set.values.tls as { mode?: string } | undefined)?.mode !== 'certManager';
-        const want = (await renderRbac({ releaseNamespace: NAMESPACE, serviceAccount: sa, fullname: RELEASE, watchNamespaces: set.watch, webhookCaBundle })).map(strip);
-        // helm orders manifests by kind (install order), the rebuild by template: compare as sets.
-        const order = (docs: unknown[]): unknown[] =>
-          [...docs].sort((a, b) => {
-            const k = (d: unknown): string => { const x = d as Doc; return `${x.kind}/${x.metadata.namespace ?? ''}/${x.metadata.name}`; };
-            return k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0;
-          });
-        assert.deepEqual(order(got), order(want));
-      });
-    }
-
-    test('tenantFilesystemAllow becomes namespace=bucket pairs; false and {} pass no flag', async () => {
-      const args = async (...extra: string[]): Promise<string[]> => {
-        const r = await template('defaults', ...extra);
-        assert.equal(r.code, 0, r.stderr);
-        const deployment = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc | null).find((d) => d?.kind === 'Deployment') as
-          { spec: { template: { spec: { containers: { args: string[] }[] } } } } & Doc;
-        return deployment.spec.template.spec.containers[0]!.args.filter((a) => a.startsWith('--tenant-filesystem-allow'));
-      };
-      assert.deepEqual(await args('--values', files.exposed!), ['--tenant-filesystem-allow=team-a=velero-nfs,team-b=velero-nfs,team-b=velero-pvc']);
-      assert.deepEqual(await args(), []);
-      assert.deepEqual(await args('--set', 'configuration.tenantFilesystemAllow=false'), []);
-    });
-
-    test('helm template refuses values the schema rejects and settings that cannot work', async () => {
-      for (const bad of [
-        ['--set', 'replicaCount=many'],
-        ['--set', 'service.type=ExternalName'],
-        ['--set', 'ingress.enabled=true'],
-        ['--set', 'tls.mode=certManager'],
-        ['--set', 'ingress.enabled=true,configuration.fqdn=a.example.com,ingress.tlsMode=reencrypt'],
-        // The webhook without the API server's own guard (ValidatingAdmissionPolicy, 1.30+) is refused.
-        ['--set', 'admissionWebhook.enabled=true', '--kube-version', '1.29.0'],
-        ['--set', 'configuration.tenantFilesystemAllow=true'],
-        ['--set', 'configuration.tenantFilesystemAllow=true', '--skip-schema-validation'],
-      ]) {
-        const r = await template('defaults', ...bad);
-        assert.notEqual(r.code, 0, `${bad.join(' ')} rendered`);
-      }
-    });
-  });
+/** Every rendering: the Deployment passes only flags the gateway has, and runs hardened. */
+function checkDeployment(docs: Manifest[]): void {
+  const known = new Map(Object.values(FLAGS).map((f) => [f.name, f.kind]));
+  for (const [flag, value] of argsOf(docs)) {
+    assert.ok(known.has(flag), `--${flag} is not a flag of the gateway`);
+    // node:util parseArgs refuses `--switch=value`: switches are passed bare.
+    if (known.get(flag) === 'boolean') assert.equal(value, '', `--${flag} is a switch: passed bare`);
+  }
+  assert.equal(argsOf(docs).get('mode'), 'kubernetes');
+  const pod = deploymentOf(docs).spec.template.spec;
+  const c = pod.containers[0]!;
+  for (const [probe, path] of [['startupProbe', '/healthz'], ['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+    assert.deepEqual((c[probe] as { httpGet: unknown }).httpGet, { path, port: 'metrics', scheme: 'HTTPS' }, probe);
+  }
+  assert.deepEqual(c.env.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
+  assert.equal(pod.securityContext.runAsNonRoot, true);
+  assert.equal(pod.securityContext.runAsUser, 65532);
+  assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+  assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+  assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+  assert.deepEqual((c.securityContext.capabilities as { drop: string[] }).drop, ['ALL']);
+  // State only where the root filesystem is not read-only.
+  assert.equal(argsOf(docs).get('state-dir'), c.volumeMounts.find((m) => m.name === 'state')?.mountPath);
 }
+
+const grants = (r: PolicyRule, group: string, resource: string): boolean => (r.apiGroups ?? []).includes(group) && (r.resources ?? []).includes(resource);
+
+/**
+ * Least privilege, on the RBAC the chart rendered for the gateway's service account, against the
+ * object names the rendered Deployment passes the gateway (so a rule naming another object fails).
+ */
+function checkRbac(docs: Manifest[]): void {
+  const roles = boundRoles(docs, saOf(docs));
+  const args = argsOf(docs);
+  const certificate = args.get('tls-secret')!;
+  const caConfigMap = args.get('ca-configmap')!;
+  const service = args.get('service-name')!;
+  const webhookConfiguration = args.get('webhook-configuration');
+  const rules = (where: (r: BoundRole) => boolean): PolicyRule[] => roles.filter(where).flatMap((r) => r.rules);
+  const all = rules(() => true);
+  assert.ok(all.length > 0);
+  for (const r of all) {
+    for (const field of [r.verbs, r.apiGroups ?? [], r.resources ?? []]) assert.ok(!field.includes('*'), `no wildcards: ${JSON.stringify(r)}`);
+    assert.ok(!r.verbs.some((v) => ['delete', 'deletecollection', 'escalate', 'bind', 'impersonate'].includes(v)), JSON.stringify(r));
+    assert.equal(r.nonResourceURLs, undefined);
+  }
+  const inRelease = (r: BoundRole): boolean => r.namespace === NAMESPACE && r.kind === 'Role';
+  // Secrets: created (RBAC cannot limit create by name) and updated, never patched, only in the
+  // release namespace; update and watch only on the gateway's own; elsewhere read one by one by name.
+  const secretRules = all.filter((r) => grants(r, '', 'secrets'));
+  assert.ok(!secretRules.some((r) => r.verbs.includes('list') || r.verbs.includes('patch')), 'no list or patch on Secrets');
+  for (const r of secretRules.filter((x) => x.verbs.includes('update'))) assert.deepEqual(r.resourceNames, [certificate, SIGNING_KEY_SECRET]);
+  for (const r of secretRules.filter((x) => x.verbs.includes('watch'))) assert.deepEqual(r.resourceNames, [certificate]);
+  for (const role of roles.filter((x) => !inRelease(x))) {
+    for (const r of role.rules.filter((x) => grants(x, '', 'secrets'))) assert.deepEqual(r.verbs, ['get'], `${role.kind} ${role.name}: Secrets read by name only`);
+  }
+  assert.ok(rules(inRelease).some((r) => grants(r, '', 'secrets') && r.verbs.includes('create')), 'create on Secrets in the release namespace');
+  // The CA ConfigMap: created, then read and updated by name; none of it when none is published.
+  const cm = all.filter((r) => grants(r, '', 'configmaps'));
+  if (caConfigMap) {
+    assert.deepEqual(rules(inRelease).filter((r) => grants(r, '', 'configmaps')), cm, 'ConfigMaps in the release namespace only');
+    assert.deepEqual(cm.map((r) => [r.verbs, r.resourceNames]), [[['create'], undefined], [['get', 'update'], [caConfigMap]]]);
+  } else {
+    assert.deepEqual(cm, []);
+  }
+  // Its own Service, by name, in the release namespace.
+  assert.deepEqual(all.filter((r) => grants(r, '', 'services')), [{ apiGroups: [''], resources: ['services'], resourceNames: [service], verbs: ['list', 'watch'] }]);
+  assert.deepEqual(rules(inRelease).filter((r) => grants(r, '', 'services')).length, 1);
+  // The webhook configuration: read and patched by name, only when the gateway keeps its caBundle.
+  const mwc = all.filter((r) => grants(r, 'admissionregistration.k8s.io', 'mutatingwebhookconfigurations'));
+  assert.deepEqual(mwc, webhookConfiguration ? [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [webhookConfiguration], verbs: ['get', 'patch'] }] : []);
+  const crd = all.filter((r) => grants(r, 'apiextensions.k8s.io', 'customresourcedefinitions'));
+  assert.deepEqual(crd.map((r) => [r.resourceNames, r.verbs]), [[['downloadrequests.velero.io'], ['get']]]);
+}
+
+describe('the chart, rendered by helm and dry-run applied to the real API server', { skip: missingTools('helm', 'kube-apiserver', 'etcd') }, () => {
+  let k: RealCluster;
+  let kubeVersion: string;
+  const rendered = new Map<string, Manifest[]>();
+
+  before(async () => {
+    k = await startRealCluster();
+    kubeVersion = await serverVersion(k);
+    await installChartCrds(k);
+    for (const ns of OTHER_NAMESPACES) await k.namespace(ns);
+  });
+  after(() => k?.close());
+
+  test('helm is the built release, and renders for the API server\'s version', async () => {
+    const v = await runHelm(['version', '--template', '{{ .Version }}']);
+    assert.match(v.stdout, /^v4\.\d+\.\d+$/);
+    assert.match(kubeVersion, /^v1\.\d+\.\d+$/);
+    const docs = await render({}, { kubeVersion, args: ['--set', 'admissionWebhook.enabled=true'] });
+    assert.ok(docs.some((d) => d.kind === 'ValidatingAdmissionPolicy'));
+  });
+
+  for (const [name, variant] of Object.entries(VARIANTS)) {
+    test(`${name}: helm lint --strict passes`, async () => {
+      const r = await runHelm(['lint', '--strict', CHART_DIR, '--namespace', NAMESPACE, '--kube-version', kubeVersion, '--values', '-'], { input: JSON.stringify(variant.values) });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    });
+
+    test(`${name}: helm template renders what the values ask for, and the API server accepts every object`, async () => {
+      const docs = await render(variant.values, { kubeVersion });
+      rendered.set(name, docs);
+      // The users' ClusterRoles are the same in every variant: only their presence is checked here.
+      assert.deepEqual([...new Set(docs.map((d) => d.kind))].sort(), [...variant.kinds].sort(), 'the kinds rendered');
+      for (const d of docs) assert.equal(d.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', `${d.kind} ${d.metadata.name} labelled`);
+      checkDeployment(docs);
+      if ((variant.values.rbac as { create?: boolean } | undefined)?.create === false) {
+        assert.ok(!docs.some((d) => RBAC_KINDS.has(d.kind)));
+      } else {
+        checkRbac(docs);
+      }
+      variant.check?.(docs);
+      const rejected: string[] = [];
+      for (const d of docs) await dryRunApply(k, d).catch((err: Error) => rejected.push(err.message));
+      assert.deepEqual(rejected, [], 'every rendered object passes the API server\'s validation');
+    });
+  }
+
+  test('every variant was rendered', () => {
+    assert.deepEqual([...rendered.keys()].sort(), Object.keys(VARIANTS).sort());
+  });
+
+  test('tenantFilesystemAllow false and {} pass no flag', async () => {
+    for (const value of [false, {}]) {
+      const args = argsOf(await render({ configuration: { tenantFilesystemAllow: value } }, { kubeVersion }));
+      assert.ok(!args.has('tenant-filesystem-allow'), JSON.stringify(value));
+    }
+  });
+
+  test('helm template refuses values the schema rejects and settings that cannot work', async () => {
+    for (const [values, why] of [
+      [{ replicaCount: 'many' }, /replicaCount/],
+      [{ service: { type: 'ExternalName' } }, /service/],
+      [{ ingress: { enabled: true } }, /ingress\.enabled needs configuration\.fqdn/],
+      [{ tls: { mode: 'certManager' } }, /needs tls\.certManager\.issuerRef\.name/],
+      [{ ingress: { enabled: true, tlsMode: 'reencrypt' }, configuration: { fqdn: 'a.example.com' } }, /reencrypt needs ingress\.tlsSecretName/],
+      [{ configuration: { tenantFilesystemAllow: true } }, /tenantFilesystemAllow/],
+      [{ filesystem: { volumes: [{ name: 'a', pvc: {} }] } }, /filesystem\/volumes\/0': additional properties 'pvc'/],
+      [{ filesystem: { volumes: [{ name: 'a', persistentVolumeClaim: { claimName: 'a' } }, { name: 'b', bucket: 'b', persistentVolumeClaim: { claimName: 'b' } }] } }, /has no bucket/],
+    ] as const) {
+      const r = await helmTemplate(values, { kubeVersion });
+      assert.notEqual(r.code, 0, `${JSON.stringify(values)} rendered`);
+      assert.match(r.stderr, why);
+    }
+    // The schema-less path: the template's own check of the old all-or-nothing switch.
+    const skipped = await helmTemplate({ configuration: { tenantFilesystemAllow: true } }, { kubeVersion, args: ['--skip-schema-validation'] });
+    assert.notEqual(skipped.code, 0);
+    assert.match(skipped.stderr, /true no longer/);
+    // The webhook without the API server's own guard (ValidatingAdmissionPolicy, 1.30+) is refused.
+    const old = await helmTemplate({ admissionWebhook: { enabled: true } }, { kubeVersion: 'v1.29.0' });
+    assert.notEqual(old.code, 0);
+    assert.match(old.stderr, /needs Kubernetes 1\.30 or later/);
+  });
+
+  test('the dry run fails with the API server\'s message for an object it rejects', async () => {
+    const docs = await render(VARIANTS.serviceMonitor!.values, { kubeVersion });
+    const svc = find<ServiceSpec>(docs, 'Service', FULLNAME);
+    await assert.rejects(dryRunApply(k, { ...svc, spec: { ...svc.spec, type: 'Bogus' } }), /Service velero\/velero-download-server \(HTTP 422\): .*Unsupported value: "Bogus"/);
+    // An unknown field (strict field validation), in a built-in kind and in a CRD's schema.
+    const deployment = deploymentOf(docs);
+    await assert.rejects(dryRunApply(k, { ...deployment, spec: { ...deployment.spec, replica: 2 } }), /\.spec\.replica: field not declared in schema/);
+    const sm = find<{ endpoints: Record<string, unknown>[] }>(docs, 'ServiceMonitor');
+    await assert.rejects(dryRunApply(k, { ...sm, spec: { ...sm.spec, endpoints: [{ ...sm.spec.endpoints[0], scheme: 'gopher' }] } }), /ServiceMonitor .*scheme/);
+    // And nothing was persisted by the dry runs.
+    assert.equal((await k.rest('GET', `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${FULLNAME}`)).status, 404);
+  });
+});

@@ -3,11 +3,12 @@
  * list of calls is not written down here: it is read from the API test double's call log while a
  * representative workload runs through the gateway's real wiring (in-process, the real process with
  * everything main.ts starts, and the certificate renewal, CA publication and key rotation those run
- * later, driven here with skewed clocks), and every (verb, group, resource, subresource, namespace,
- * name) the gateway's service account used is checked against the RBAC objects the chart renders
- * from files/rules.yaml. A new API call without a rule fails here; so does a rule wider than the
- * calls: a verb no call used, or a verb on the release namespace's or cluster-scoped objects granted
- * for every name although every call named one object.
+ * later, driven here with skewed clocks). The RBAC is what helm renders from the chart, applied to a
+ * real kube-apiserver, whose own authorizer answers a SubjectAccessReview for every (verb, group,
+ * resource, subresource, namespace, name) the gateway's service account used. A new API call without
+ * a rule fails here; so does a rule wider than the calls: a verb no call used, or a verb on the
+ * release namespace's or cluster-scoped objects granted for every name although every call named one
+ * object.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -21,14 +22,15 @@ import { CaPublisher } from '../../src/tls/ca-publisher.ts';
 import { SecretCertificateSource } from '../../src/tls/secret.ts';
 import { group, user } from '../support/kube-apiserver/index.ts';
 import type { Permission } from '../support/kube-apiserver/index.ts';
-import { Rbac } from '../support/kube-apiserver/rbac.ts';
 import { BACKUP, NS, RESTORE, kubeFixture, velero } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
 import { binary } from '../support/http.ts';
 import { inProcessGateway } from '../support/in-process.ts';
 import { curl, startGateway } from '../support/processes.ts';
-import { CA_CONFIGMAP, chartRules, renderRbac } from './chart.ts';
-import type { ChartRules } from './chart.ts';
+import { missingTools, startRealCluster } from '../support/real-cluster.ts';
+import type { RealCluster } from '../support/real-cluster.ts';
+import { CA_CONFIGMAP, RBAC_KINDS, boundRoles, collectionPath, render, serverVersion } from './chart.ts';
+import type { Manifest, PolicyRule } from './chart.ts';
 
 const SERVICE_ACCOUNT = 'velero-download-server';
 const GATEWAY_USER = `system:serviceaccount:${NS}:${SERVICE_ACCOUNT}`;
@@ -44,19 +46,75 @@ const b64 = (s: string | Buffer): string => Buffer.from(s).toString('base64');
 const describePermission = (p: Permission): string =>
   `${p.verb} ${p.group || 'core'}/${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.name ? ` "${p.name}"` : ''} in ${p.namespace || '(cluster)'}`;
 
-/** The permissions (of `used`) that the chart's RBAC, rendered for `watchNamespaces`, does not grant. */
-async function ungranted(used: Permission[], watchNamespaces: string[]): Promise<string[]> {
-  const rbac = new Rbac().load(
-    ...(await renderRbac({ releaseNamespace: NS, serviceAccount: SERVICE_ACCOUNT, fullname: 'velero-download-server', watchNamespaces, certificateSecret: CERT_SECRET, webhookCaBundle: true })),
-  );
-  return used
-    .filter((p) => !rbac.authorize({ user: GATEWAY_USER, groups: GATEWAY_GROUPS, verb: p.verb, group: p.group, resource: p.resource, subresource: p.subresource, namespace: p.namespace, name: p.name }).allowed)
-    .map(describePermission);
+/** The values the workload's gateway runs with: the webhook on (so the gateway keeps its caBundle), these namespaces watched. */
+const valuesFor = (watch: string): Record<string, unknown> => ({ configuration: { watchNamespaces: [watch] }, admissionWebhook: { enabled: true } });
+
+const resourceOf = (p: Permission): string => (p.subresource ? `${p.resource}/${p.subresource}` : p.resource);
+
+/** Does the real API server's authorizer let the gateway's service account do `p`? */
+async function allowed(k: RealCluster, p: Permission): Promise<boolean> {
+  const r = await k.rest<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: { user: GATEWAY_USER, groups: GATEWAY_GROUPS, resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, subresource: p.subresource, namespace: p.namespace, name: p.name } },
+  });
+  if (r.status !== 201) throw new Error(`SubjectAccessReview: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.status?.allowed === true;
 }
 
-/** The chart's rules as the coverage test renders them: every optional list in use. */
-const renderedRules = (): Promise<ChartRules> =>
-  chartRules({ certificateSecret: CERT_SECRET, caConfigMap: CA_CONFIGMAP, webhookConfiguration: WEBHOOK_CONFIGURATION, service: 'velero-download-server' });
+/** A permission the first rule of the role a binding names grants, where the binding applies. */
+function probe(docs: Manifest[], binding: Manifest): Permission {
+  const ref = binding.roleRef as { kind: string; name: string };
+  const role = docs.find((d) => d.kind === ref.kind && d.metadata.name === ref.name && (ref.kind === 'ClusterRole' || d.metadata.namespace === binding.metadata.namespace))!;
+  const rule = (role.rules as PolicyRule[])[0]!;
+  const [resource, subresource = ''] = rule.resources![0]!.split('/') as [string, string?];
+  return { verb: rule.verbs[0]!, group: rule.apiGroups![0]!, resource, subresource, namespace: binding.metadata.namespace ?? '', name: rule.resourceNames?.[0] ?? '' };
+}
+
+/**
+ * The RBAC objects of one helm rendering, on the real API server: what an earlier rendering applied
+ * and this one does not render is deleted, the rest applied; it returns once the authorizer (which
+ * follows RBAC objects through its informers) decides by them.
+ */
+class AppliedRbac {
+  #applied: Manifest[] = [];
+  readonly k: RealCluster;
+  constructor(k: RealCluster) {
+    this.k = k;
+  }
+
+  async use(docs: Manifest[]): Promise<void> {
+    const rbac = docs.filter((d) => RBAC_KINDS.has(d.kind));
+    const key = (d: Manifest): string => `${d.kind}/${d.metadata.namespace ?? ''}/${d.metadata.name}`;
+    const gone = this.#applied.filter((a) => !rbac.some((d) => key(d) === key(a)));
+    for (const d of gone) {
+      const r = await this.k.rest('DELETE', `${await collectionPath(this.k, d)}/${d.metadata.name}`);
+      if (r.status >= 300) throw new Error(`delete ${key(d)}: HTTP ${r.status}`);
+    }
+    const isBinding = (d: Manifest): boolean => d.kind.endsWith('Binding');
+    await this.#until(gone.filter(isBinding).map((b) => probe(this.#applied, b)), false);
+    await this.k.apply(...rbac);
+    this.#applied = rbac;
+    await this.#until(rbac.filter(isBinding).map((b) => probe(rbac, b)), true);
+  }
+
+  async #until(probes: Permission[], want: boolean): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (const p of probes) {
+      while ((await allowed(this.k, p)) !== want) {
+        if (Date.now() > deadline) throw new Error(`the authorizer still ${want ? 'denies' : 'allows'} ${describePermission(p)}`);
+        await sleep(50);
+      }
+    }
+  }
+}
+
+/** The permissions (of `used`) that the real authorizer refuses the gateway under the RBAC applied. */
+async function ungranted(k: RealCluster, used: Permission[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of used) if (!(await allowed(k, p))) out.push(describePermission(p));
+  return out;
+}
 
 /**
  * Where `rules` grant more than the calls in `used` needed: a (verb, resource[, name]) no call used,
@@ -65,10 +123,9 @@ const renderedRules = (): Promise<ChartRules> =>
  * it by name). The workload reads Velero objects of several names in two namespaces, so their rules
  * are rightly unnamed.
  */
-function widerThanNeeded(rules: ChartRules, used: Permission[]): string[] {
+function widerThanNeeded(rules: PolicyRule[], used: Permission[]): string[] {
   const out: string[] = [];
-  const resourceOf = (p: Permission): string => (p.subresource ? `${p.resource}/${p.subresource}` : p.resource);
-  for (const r of [...rules.cluster, ...rules.watched, ...rules.own, ...rules.caConfigMap, ...rules.webhookCaBundle]) {
+  for (const r of rules) {
     for (const verb of r.verbs) {
       for (const res of r.resources ?? []) {
         const calls = used.filter((p) => p.verb === verb && (r.apiGroups ?? []).includes(p.group) && resourceOf(p) === res);
@@ -86,14 +143,29 @@ function widerThanNeeded(rules: ChartRules, used: Permission[]): string[] {
   return out;
 }
 
-describe('the chart RBAC covers every API call the gateway makes', () => {
+describe('the chart RBAC covers every API call the gateway makes', { skip: missingTools('helm', 'kube-apiserver', 'etcd') }, () => {
   let fx: KubeFixture;
+  /** The real API server whose authorizer judges the rendered RBAC (the workload itself runs on the double, which logs every call). */
+  let k: RealCluster;
+  let rbac: AppliedRbac;
+  /** helm's renderings: the watched namespace by name, and by glob. */
+  const rendered: { byName: Manifest[]; byGlob: Manifest[] } = { byName: [], byGlob: [] };
   const tenantToken = { value: '' };
   const tenantFiles = { log: Buffer.from('tenant backup log\n'), restoreLog: Buffer.from('tenant restore log\n') };
   /** Everything the gateway's service account did, over every workload run. */
   const exercised: Permission[] = [];
 
   before(async () => {
+    // The real API server starts while the double is set up (only RBAC is applied to it: no Velero CRDs).
+    const real = (async () => {
+      k = await startRealCluster({ velero: false });
+      await k.namespace(NS);
+      await k.namespace(TENANT);
+      rbac = new AppliedRbac(k);
+      const kubeVersion = await serverVersion(k);
+      rendered.byName = await render(valuesFor(TENANT), { kubeVersion });
+      rendered.byGlob = await render(valuesFor('team-*'), { kubeVersion });
+    })();
     // A CRD with status.veleroServerURL and /status, so the DownloadRequest controller's widest path runs.
     fx = await kubeFixture({ namespaces: ['default', 'kube-system', NS, TENANT], downloadRequestCrd: { veleroServerURL: true, statusSubresource: true } });
     const api = fx.api;
@@ -120,6 +192,7 @@ describe('the chart RBAC covers every API call the gateway makes', () => {
       spec: { type: 'NodePort', ports: [{ name: 'https', port: 443, targetPort: 8443, nodePort: 30443 }] },
     });
     api.put({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }] } });
+    await real;
   });
 
   /** The webhook configuration as the chart renders it before the gateway's first start: no caBundle. */
@@ -129,7 +202,17 @@ describe('the chart RBAC covers every API call the gateway makes', () => {
       webhooks: [{ name: 'downloadrequests.download-server.velero.io', admissionReviewVersions: ['v1'], sideEffects: 'None', clientConfig: { service: { name: 'velero-download-server', namespace: NS } } }],
     });
   };
-  after(() => fx?.close());
+  after(async () => {
+    await fx?.close();
+    await k?.close();
+  });
+
+  /** The rules the renderings give the gateway's service account, each once. */
+  const renderedRules = (): PolicyRule[] => {
+    const rules = [rendered.byName, rendered.byGlob].flatMap((docs) => boundRoles(docs, { namespace: NS, name: SERVICE_ACCOUNT }).flatMap((r) => r.rules));
+    assert.ok(rules.length > 0, 'helm rendered RBAC for the gateway');
+    return [...new Map(rules.map((r) => [JSON.stringify(r), r])).values()];
+  };
 
   /** Downloads through every route, in the admin and the tenant namespace, through the in-process wiring. */
   async function inProcessWorkload(args: string[]): Promise<void> {
@@ -257,33 +340,31 @@ describe('the chart RBAC covers every API call the gateway makes', () => {
     const used = await run(TENANT);
     console.log(`calls of ${GATEWAY_USER}:\n  ${used.map(describePermission).join('\n  ')}`);
     assertRepresentative(used);
-    assert.deepEqual(await ungranted(used, [TENANT]), [], 'API calls the chart grants no rule for (add them to charts/velero-download-server/files/rules.yaml)');
+    await rbac.use(rendered.byName);
+    assert.deepEqual(await ungranted(k, used), [], 'API calls the chart grants no rule for (add them to charts/velero-download-server/files/rules.yaml)');
   });
 
   test('watched namespaces by glob: the cluster-wide watched rules grant every call', async () => {
     const used = await run('team-*');
     assertRepresentative(used);
-    assert.deepEqual(await ungranted(used, ['team-*']), [], 'API calls the chart grants no rule for (add them to charts/velero-download-server/files/rules.yaml)');
+    await rbac.use(rendered.byGlob);
+    assert.deepEqual(await ungranted(k, used), [], 'API calls the chart grants no rule for (add them to charts/velero-download-server/files/rules.yaml)');
   });
 
-  test('no rule is wider than the calls need', async () => {
-    const findings = widerThanNeeded(await renderedRules(), exercised);
+  test('no rule is wider than the calls need', () => {
+    const findings = widerThanNeeded(renderedRules(), exercised);
     assert.deepEqual(findings, [], 'rules wider than the gateway\'s calls (narrow them in charts/velero-download-server/files/rules.yaml)');
   });
 
-  test('the width check fails for a rule wider than needed', async () => {
-    const rules = await renderedRules();
-    const wide: ChartRules = {
-      ...rules,
+  test('the width check fails for a rule wider than needed', () => {
+    const wide: PolicyRule[] = [
+      ...renderedRules(),
       // What the chart granted before: Secrets listed and watched in every watched namespace,
-      watched: [...rules.watched, { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] }],
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
       // patch on the two Secrets, and its own Service readable by any name.
-      own: [
-        ...rules.own,
-        { apiGroups: [''], resources: ['secrets'], resourceNames: [CERT_SECRET, SIGNING_KEY_SECRET], verbs: ['patch'] },
-        { apiGroups: [''], resources: ['services'], verbs: ['list'] },
-      ],
-    };
+      { apiGroups: [''], resources: ['secrets'], resourceNames: [CERT_SECRET, SIGNING_KEY_SECRET], verbs: ['patch'] },
+      { apiGroups: [''], resources: ['services'], verbs: ['list'] },
+    ];
     const findings = widerThanNeeded(wide, exercised);
     for (const expected of [
       'list secrets: granted, never used',
@@ -302,6 +383,9 @@ describe('the chart RBAC covers every API call the gateway makes', () => {
       { verb: 'get', group: 'velero.io', resource: 'backups', subresource: '', namespace: 'team-b', name: 'x' },
       { verb: 'list', group: '', resource: 'services', subresource: '', namespace: '', name: '' },
     ];
-    assert.equal((await ungranted(extra, [TENANT])).length, extra.length);
+    await rbac.use(rendered.byName);
+    // Every one is refused, while a call of the workload is allowed: the refusals are the rules', not a broken check.
+    assert.deepEqual(await ungranted(k, extra), extra.map(describePermission));
+    assert.deepEqual(await ungranted(k, exercised.slice(0, 1)), []);
   });
 });

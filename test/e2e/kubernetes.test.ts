@@ -12,6 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
+import { parse } from 'yaml';
 import { certificateFingerprint } from '../../src/tls/fingerprint.ts';
 import { curl, startGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
@@ -27,6 +28,7 @@ import {
   createBarrier,
   eventually,
   gatewayAuditLog,
+  gatewayRights,
   grant,
   installVelero,
   velero,
@@ -36,6 +38,7 @@ import type { AuditLog, CreateBarrier, RealVelero } from '../support/real-velero
 const URL_ANNOTATION = 'download-server.velero.io/url';
 const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint';
 const MERGE = { contentType: 'application/merge-patch+json' };
+const VARIANT_CRD = new URL('../fixtures/velero-crd-variants/velero.io_downloadrequests.with-veleroserverurl.yaml', import.meta.url);
 
 interface Info {
   tlsFingerprint: string;
@@ -306,5 +309,39 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
     // Its rights name the one Service: every list and watch it made selected it by name.
     const reads = [...(await audit.events({ resource: 'services', verb: 'list' })), ...(await audit.events({ resource: 'services', verb: 'watch' }))];
     assert.ok(reads.length >= 2 && reads.every((e) => e.responseStatus?.code === 200 && e.requestURI.includes(`fieldSelector=metadata.name%3D${SERVICE}`)), JSON.stringify(reads.map((e) => [e.requestURI, e.responseStatus?.code])));
+  });
+
+  test('a CRD that declares status.veleroServerURL with a /status subresource: a replica started on it writes the field through /status', async () => {
+    // The variant CRD, with the subresource added here: on such a CRD the object's own status is ignored on writes.
+    const crd = parse(await readFile(VARIANT_CRD, 'utf8')) as { spec: { versions: { name: string; subresources?: object }[] } };
+    crd.spec.versions.find((x) => x.name === 'v1')!.subresources = { status: {} };
+    await k.apply(crd, ...gatewayRights({ statusSubresource: true }));
+    await k.apply(velero('DownloadRequest', 'probe', { target: { kind: 'BackupLog', name: 'plain-backup' } }));
+    const statusOf = async (name: string): Promise<Record<string, unknown> | undefined> =>
+      (await k.rest<{ status?: Record<string, unknown> }>('GET', `/apis/velero.io/v1/namespaces/${NS}/downloadrequests/${name}`)).body.status;
+    await eventually('the /status subresource in force', async () => {
+      await k.rest('PATCH', `/apis/velero.io/v1/namespaces/${NS}/downloadrequests/probe/status`, { status: { veleroServerURL: 'https://probe' } }, MERGE);
+      return (await statusOf('probe'))?.veleroServerURL === 'https://probe';
+    });
+    // On the object itself a status write is now ignored.
+    await k.rest('PATCH', `/apis/velero.io/v1/namespaces/${NS}/downloadrequests/probe`, { status: { veleroServerURL: 'https://ignored' } }, MERGE);
+    assert.equal((await statusOf('probe'))?.veleroServerURL, 'https://probe');
+
+    const gw3 = await startGateway(v.args());
+    try {
+      const { url } = await info(gw3);
+      await k.apply(velero('DownloadRequest', 'dr-status', { target: { kind: 'BackupResults', name: BACKUP } }));
+      await eventually('status.veleroServerURL', async () => (await statusOf('dr-status'))?.veleroServerURL === `${url}${base}/downloadrequests/dr-status`);
+      const throughStatus = (await audit.events({ verb: 'patch', resource: 'downloadrequests', subresource: 'status', stage: 'ResponseComplete' })).filter((e) => e.objectRef?.name === 'dr-status');
+      assert.deepEqual(throughStatus.map((e) => e.responseStatus?.code), [200]);
+      assert.deepEqual((throughStatus[0]!.requestObject as { status: unknown }).status, { veleroServerURL: `${url}${base}/downloadrequests/dr-status` });
+      // The object's own patches (by any replica) carry no status.
+      for (const e of (await audit.events({ verb: 'patch', resource: 'downloadrequests', subresource: '' })).filter((x) => x.objectRef?.name === 'dr-status')) {
+        assert.deepEqual(Object.keys(e.requestObject as object), ['metadata']);
+      }
+      assert.ok(!gw3.logs.some((l) => Number(l.level) >= 40), JSON.stringify(gw3.logs.filter((l) => Number(l.level) >= 40)));
+    } finally {
+      await gw3.stop();
+    }
   });
 });

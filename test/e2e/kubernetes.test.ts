@@ -25,6 +25,7 @@ import {
   NS,
   RESTORE,
   SERVICE,
+  SIGNING_KEY_SECRET,
   createBarrier,
   eventually,
   gatewayAuditLog,
@@ -67,7 +68,7 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
       velero('DownloadRequest', 'dr-log', { target: { kind: 'BackupLog', name: BACKUP } }),
       velero('DownloadRequest', 'dr-plain', { target: { kind: 'BackupLog', name: 'plain-backup' } }),
     );
-    barrier = await createBarrier(k, { namespace: NS, names: [CERT_SECRET, CA_CONFIGMAP], parties: 2 });
+    barrier = await createBarrier(k, { namespace: NS, names: [CERT_SECRET, CA_CONFIGMAP, SIGNING_KEY_SECRET], parties: 2 });
     const started = await Promise.allSettled([startGateway(v.args()), startGateway(v.args('--token-audiences', 'velero-download-server'))]);
     // A replica that started is stopped by after() even when the other failed.
     [gw, gwAud] = started.map((s) => (s.status === 'fulfilled' ? s.value : undefined)) as [GatewayProcess, GatewayProcess];
@@ -85,12 +86,14 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
   });
 
   /** One request by the real curl: status and body. */
-  const get = async (g: GatewayProcess, token: string | undefined, path: string, ...extra: string[]): Promise<{ status: number; body: Buffer }> => {
-    const r = await curl(['--cacert', cacert, ...(token ? ['-H', `Authorization: Bearer ${token}`] : []), '-w', '\n%{http_code}', ...extra, `${g.url}${path}`]);
+  const send = async (g: GatewayProcess, authorization: string | undefined, path: string, ...extra: string[]): Promise<{ status: number; body: Buffer }> => {
+    const r = await curl(['--cacert', cacert, ...(authorization ? ['-H', `Authorization: ${authorization}`] : []), '-w', '\n%{http_code}', ...extra, `${g.url}${path}`]);
     assert.equal(r.code, 0, r.stderr);
     const cut = r.stdout.lastIndexOf('\n');
     return { status: Number(r.stdout.subarray(cut + 1).toString()), body: r.stdout.subarray(0, cut) };
   };
+  const get = (g: GatewayProcess, token: string | undefined, path: string, ...extra: string[]): Promise<{ status: number; body: Buffer }> =>
+    send(g, token === undefined ? undefined : `Bearer ${token}`, path, ...extra);
   const info = async (g: GatewayProcess): Promise<Info> => JSON.parse((await get(g, undefined, '/v1/info')).body.toString()) as Info;
   const reason = (body: Buffer): string => (JSON.parse(body.toString()) as { reason: string }).reason;
   const message = (body: Buffer): string => (JSON.parse(body.toString()) as { message: string }).message;
@@ -106,14 +109,14 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
   };
   const base = `/v1/namespaces/${NS}`;
 
-  test('two replicas started together raced to create the certificate Secret: one won, both serve its certificate, and the CA ConfigMap is published', async () => {
+  test('two replicas started together raced to create the certificate Secret (and the CA ConfigMap and the signing-key Secret): one won, both serve its certificate, and the CA ConfigMap is published', async () => {
     // Both asked to create each object (the barrier held the first create until the second came).
-    assert.equal(barrier.arrived.get(CERT_SECRET), 2);
-    assert.equal(barrier.arrived.get(CA_CONFIGMAP), 2);
     const creates = async (resource: string, name: string): Promise<number[]> =>
       (await audit.events({ verb: 'create', resource, stage: 'ResponseComplete' })).filter((e) => e.objectRef?.name === name).map((e) => e.responseStatus?.code ?? 0).sort();
-    assert.deepEqual(await creates('secrets', CERT_SECRET), [201, 409]);
-    assert.deepEqual(await creates('configmaps', CA_CONFIGMAP), [201, 409]);
+    for (const [resource, name] of [['secrets', CERT_SECRET], ['configmaps', CA_CONFIGMAP], ['secrets', SIGNING_KEY_SECRET]] as const) {
+      assert.equal(barrier.arrived.get(name), 2, name);
+      assert.deepEqual(await creates(resource, name), [201, 409], name);
+    }
     const actions = [gw, gwAud].map((g) => g.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('serving certificate ')).map((l) => l.msg));
     assert.deepEqual(actions.flat().sort(), ['serving certificate created', 'serving certificate loaded']);
 
@@ -163,11 +166,13 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
 
   test('SubjectAccessReviews decided by real Roles and RoleBindings: backups/log is not backups/contents', async () => {
     const erin = await k.serviceAccountToken(NS, 'erin');
+    const frank = await k.serviceAccountToken(NS, 'frank');
     const t = k.tokens;
     type Row = [name: string, path: string, token: string | undefined, status: number, reason?: string];
     const rows: Row[] = [
       ['no token', `${base}/backups/${BACKUP}/log`, undefined, 401, 'Unauthorized'],
       ['unknown token', `${base}/backups/${BACKUP}/log`, 'not-a-token-anyone-issued', 401, 'Unauthorized'],
+      ['alice: a missing DownloadRequest', `${base}/downloadrequests/nope`, t.alice, 404, 'NotFound'],
       ['alice: log', `${base}/backups/${BACKUP}/log`, t.alice, 200],
       ['alice: contents', `${base}/backups/${BACKUP}/contents`, t.alice, 200],
       ['alice: restore log, through its backup', `${base}/restores/${RESTORE}/log`, t.alice, 200],
@@ -182,12 +187,16 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
       ['dave: a DownloadRequest', `${base}/downloadrequests/dr-log`, t.dave, 200],
       ['dave: not results', `${base}/backups/${BACKUP}/results`, t.dave, 403, 'Forbidden'],
       ['erin, get on backups: not the log', `${base}/backups/${BACKUP}/log`, erin, 403, 'Forbidden'],
+      ['frank, backups/log of nightly by name: that log', `${base}/backups/${BACKUP}/log`, frank, 200],
+      ['frank: not the log of another backup', `${base}/backups/plain-backup/log`, frank, 403, 'Forbidden'],
     ];
     for (const [name, path, token, status, why] of rows) {
       const r = await get(gw, token, path);
       assert.equal(r.status, status, `${name}: ${r.body.toString()}`);
       if (why) assert.equal(reason(r.body), why, name);
     }
+    const basic = await send(gw, `Basic ${t.alice}`, `${base}/backups/${BACKUP}/log`);
+    assert.deepEqual([basic.status, reason(basic.body)], [401, 'Unauthorized'], 'a token in another scheme');
     // erin's Role does grant the Backup itself: what it lacks is the subresource.
     assert.equal((await k.rest('GET', `/apis/velero.io/v1/namespaces/${NS}/backups/${BACKUP}`, undefined, { token: erin })).status, 200);
     assert.equal((await k.rest('GET', `/apis/velero.io/v1/namespaces/${NS}/backups/${BACKUP}`, undefined, { token: t.bob })).status, 403);
@@ -197,7 +206,7 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
     const b = await get(gw, t.bob, `${base}/backups/no-such-backup/contents`);
     assert.match(message(a.body), /User "bob" cannot get resource "backups\/contents" in API group "velero.io" in the namespace "velero"/);
     assert.equal(message(b.body), message(a.body).replace(`"${BACKUP}"`, '"no-such-backup"'));
-    for (const token of [...Object.values(t), erin]) assert.ok(!gw.output().includes(token), 'a token in the log');
+    for (const token of [...Object.values(t), erin, frank]) assert.ok(!gw.output().includes(token), 'a token in the log');
   });
 
   test('the bytes are the backup\'s: log, contents, a range, a restore log and a DownloadRequest', async () => {

@@ -162,7 +162,7 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let etcdLog = '';
-  etcd.stderr!.on('data', (c: Buffer) => (etcdLog = (etcdLog + c.toString()).slice(-4000)));
+  etcd.stderr.on('data', (c: Buffer) => (etcdLog = (etcdLog + c.toString()).slice(-4000)));
   const apiArgs = [
     `--etcd-servers=http://127.0.0.1:${etcdPort}`, '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${apiPort}`,
     `--tls-cert-file=${join(dir, 'apiserver.crt')}`, `--tls-private-key-file=${join(dir, 'apiserver.key')}`, `--client-ca-file=${join(dir, 'ca.crt')}`,
@@ -203,7 +203,7 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
   const startApiServer = async (): Promise<void> => {
     apiLog = '';
     const proc = spawn(apiserverBin, apiArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
-    proc.stderr!.on('data', (c: Buffer) => (apiLog = (apiLog + c.toString()).slice(-8000)));
+    proc.stderr.on('data', (c: Buffer) => (apiLog = (apiLog + c.toString()).slice(-8000)));
     apiserver = proc;
     const deadline = Date.now() + 90_000;
     for (;;) {

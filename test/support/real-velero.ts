@@ -27,6 +27,7 @@ export const GATEWAY_SA = 'velero-download-server';
 export const GATEWAY_USER = `system:serviceaccount:${NS}:${GATEWAY_SA}`;
 export const CERT_SECRET = 'velero-download-server-certs';
 export const CA_CONFIGMAP = 'velero-download-server-ca';
+export const SIGNING_KEY_SECRET = 'velero-download-server-signing-key';
 export const SERVICE = 'velero-download-server';
 /** Every backup artifact there is: a user granted them all may read anything of a backup. */
 export const BACKUP_ARTIFACTS = ['log', 'contents', 'results', 'resourcelist', 'volumesnapshots', 'itemoperations', 'csivolumesnapshots', 'csivolumesnapshotcontents', 'volumeinfos'];
@@ -93,7 +94,7 @@ export function gatewayRights(opts: { statusSubresource?: boolean } = {}): objec
         // Its Service by name only: a list or watch without the name's field selector is refused.
         { apiGroups: [''], resources: ['services'], resourceNames: [SERVICE], verbs: ['list', 'watch'] },
         { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['create'] },
-        { apiGroups: [''], resources: ['secrets'], resourceNames: [CERT_SECRET, 'velero-download-server-signing-key'], verbs: ['get', 'update'] },
+        { apiGroups: [''], resources: ['secrets'], resourceNames: [CERT_SECRET, SIGNING_KEY_SECRET], verbs: ['get', 'update'] },
         { apiGroups: [''], resources: ['secrets'], resourceNames: [CERT_SECRET], verbs: ['watch'] },
         { apiGroups: [''], resources: ['configmaps'], resourceNames: [CA_CONFIGMAP], verbs: ['get', 'update'] },
       ],
@@ -107,7 +108,7 @@ export function gatewayRights(opts: { statusSubresource?: boolean } = {}): objec
  * Users' rights, as an administrator would grant them with Roles: alice every artifact of backups and
  * restores' logs and results and DownloadRequests; bob only backups/log; carol nothing; the group
  * backup-readers (dave) backups/log and DownloadRequests; service account `erin` `get` on backups,
- * which is not `get` on backups/log. Velero's service account patches DownloadRequests, as Velero does.
+ * which is not `get` on backups/log; service account `frank` backups/log of `nightly` only. Velero's service account patches DownloadRequests, as Velero does.
  */
 export function userRights(): object[] {
   return [
@@ -115,6 +116,7 @@ export function userRights(): object[] {
     ...grant('bob-logs', [{ apiGroups: ['velero.io'], resources: ['backups/log'], verbs: ['get'] }], [{ kind: 'User', name: 'bob' }], NS),
     ...grant('backup-readers', [{ apiGroups: ['velero.io'], resources: ['backups/log', 'downloadrequests'], verbs: ['get'] }], [{ kind: 'Group', name: 'backup-readers' }], NS),
     ...grant('erin-backups', [{ apiGroups: ['velero.io'], resources: ['backups'], verbs: ['get'] }], [{ kind: 'ServiceAccount', name: 'erin', namespace: NS }], NS),
+    ...grant('frank-nightly-log', [{ apiGroups: ['velero.io'], resources: ['backups/log'], resourceNames: [BACKUP], verbs: ['get'] }], [{ kind: 'ServiceAccount', name: 'frank', namespace: NS }], NS),
     ...grant('velero-server', [{ apiGroups: ['velero.io'], resources: ['downloadrequests'], verbs: ['get', 'patch'] }], [{ kind: 'ServiceAccount', name: 'velero', namespace: NS }], NS),
   ];
 }
@@ -158,7 +160,7 @@ export async function installVelero(k: RealCluster, opts: { statusSubresource?: 
     ...userRights(),
     ...gatewayRights(opts),
   );
-  for (const sa of ['erin', 'velero']) {
+  for (const sa of ['erin', 'frank', 'velero']) {
     await k.rest('POST', `/api/v1/namespaces/${NS}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: sa } });
   }
   const kubeconfig = await k.kubeconfig(await k.serviceAccountToken(NS, GATEWAY_SA), 'gateway');

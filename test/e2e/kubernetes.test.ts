@@ -310,7 +310,7 @@ describe('kubernetes mode against a real API server', { skip: missingTools('kube
     assert.match(i.urlDetail, /hostname abc123\.elb\.example\.com/);
     assert.equal(await eventually('dr-log to follow', async () => ((a) => (a?.startsWith('https://abc123.elb.example.com:8443/') ? a : undefined))(await annotationOf('dr-log'))), `https://abc123.elb.example.com:8443${base}/downloadrequests/dr-log`);
     // Both replicas computed the same URL from the same objects.
-    assert.equal((await info(gwAud)).url, i.url);
+    await eventually('the other replica to compute the same URL', async () => (await info(gwAud)).url === i.url);
 
     await k.rest('DELETE', svcPath);
     i = await until('the deleted Service', (x) => x.urlDetail.includes('not found'));

@@ -272,11 +272,14 @@ export class Reflector<T extends Reflectable> {
       let gone = false;
       let events = 0;
       let failure: Error | undefined;
+      // No timeoutSeconds: the API server then ends the watch after its --min-request-timeout times a
+      // random factor of 1 to 2 (30 to 60 minutes by default), which spreads the reconnections of many
+      // replicas, and every watch of the gateway (the certificate Secret's too) lives as the cluster's
+      // operator set it. A timeout named here would override that setting; a silent, dead connection is
+      // caught by the client's inactivity timeout either way.
       const params = {
         resourceVersion: rv,
         allowWatchBookmarks: true,
-        // Spread reconnections of many replicas, as client-go does (5 to 10 minutes).
-        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
         ...(this.#opts.fieldSelector ? { fieldSelector: this.#opts.fieldSelector } : {}),
       };
       const onEvent = (type: string, obj: unknown): void => {

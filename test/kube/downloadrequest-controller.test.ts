@@ -1,9 +1,11 @@
 /**
  * The DownloadRequest controller against the Kubernetes API test double with the real client
- * library: the annotation for opted-in locations only (or all with serveAllLocations), the status field
- * only where the CRD declares it, Velero's status fields untouched, Restore targets resolved through
- * their Backup, requests created before the start, replicas that never patch twice, namespace scope,
- * a changed base URL, and API failures.
+ * library: the annotation for opted-in locations only (or all with serveAllLocations), Restore targets
+ * resolved through their Backup, requests created before the start, replicas that never patch twice
+ * (counted in the double's call log), namespace scope, a changed base URL, a CRD upgraded while it
+ * runs, and API failures on cue. What the gateway writes on Velero's own CRD and on CRDs that declare
+ * status.veleroServerURL (with and without /status) is proven against a real API server in
+ * test/e2e/kubernetes.test.ts and test/e2e/kubernetes-watches.test.ts.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -18,7 +20,7 @@ import { DownloadRequestController, URL_ANNOTATION, crdCapabilities, downloadReq
 import type { DownloadRequestControllerOptions } from '../../src/kube/downloadrequest-controller.ts';
 import type { GatewayUrl } from '../../src/kube/url-discovery.ts';
 import { downloadRequestCrd, serviceAccount, startKubeApiServer } from '../support/kube-apiserver/index.ts';
-import type { CallRecord, DownloadRequestCrdOptions, KubeApiServer, KubeApiServerOptions, KubeObject } from '../support/kube-apiserver/index.ts';
+import type { CallRecord, KubeApiServer, KubeApiServerOptions, KubeObject } from '../support/kube-apiserver/index.ts';
 
 const BASE = 'https://velero.example.com';
 const FUTURE = (): string => new Date(Date.now() + 10 * 60_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -185,21 +187,6 @@ describe('stock Velero CRD, namespaced watches, least privilege', () => {
     assert.equal(annotation(e.get('velero', 'dr-restore')), 'https://velero.example.com/v1/namespaces/velero/downloadrequests/dr-restore');
   });
 
-  test('the status field is never written when the CRD does not declare it', () => {
-    assert.equal(e.controllers[0]!.capabilities.veleroServerURL, false);
-    assert.equal(e.api.calls.count({ resource: 'downloadrequests', subresource: 'status' }), 0);
-    for (const c of e.api.calls.list({ verb: 'patch', resource: 'downloadrequests' })) {
-      assert.deepEqual(Object.keys(c.body as object), ['metadata'], JSON.stringify(c.body));
-    }
-  });
-
-  test("Velero's status fields (downloadURL, phase, expiration) are untouched", () => {
-    assert.deepEqual(e.get('velero', 'dr-opted').status, ownedBefore);
-    for (const c of e.api.calls.list({ verb: 'patch', user: GATEWAY_USER })) {
-      assert.doesNotMatch(JSON.stringify(c.body), /downloadURL|phase|expiration/);
-    }
-  });
-
   test('namespaces outside the watch list are ignored and never listed', () => {
     assert.equal(annotation(e.get('other', 'dr-other')), undefined);
     assert.equal(e.api.calls.count({ namespace: 'other' }), 0);
@@ -254,40 +241,8 @@ describe('stock Velero CRD, namespaced watches, least privilege', () => {
   });
 });
 
-describe('CRD declaring status.veleroServerURL', () => {
+describe('a CRD upgraded to declare status.veleroServerURL', () => {
   const statusOf = (o: KubeObject): Record<string, unknown> | undefined => o.status as Record<string, unknown> | undefined;
-  const run = (crd: DownloadRequestCrdOptions) => async () => {
-    const e = await env({ downloadRequestCrd: crd });
-    try {
-      seedNamespace(e.api, 'velero');
-      const owned = { phase: 'Processed', downloadURL: 'https://s3.example.com/presigned', expiration: FUTURE() };
-      e.api.put(dr('velero', 'dr', 'BackupLog', 'b-opted', owned));
-      e.api.put(dr('velero', 'dr-plain', 'BackupLog', 'b-plain'));
-      await e.start();
-      const got = e.get('velero', 'dr');
-      assert.equal(annotation(got), urlOf('velero', 'dr'));
-      assert.deepEqual(statusOf(got), { ...owned, veleroServerURL: urlOf('velero', 'dr') });
-      assert.equal(statusOf(e.get('velero', 'dr-plain'))?.veleroServerURL, undefined);
-      assert.equal(e.patches('velero', 'dr').length, 1, 'one main-resource patch');
-      assert.equal(e.patches('velero', 'dr', 'status').length, crd.statusSubresource ? 1 : 0);
-      // The status write names only veleroServerURL.
-      for (const c of [...e.patches('velero', 'dr'), ...e.patches('velero', 'dr', 'status')]) {
-        const body = c.body as { status?: Record<string, unknown> };
-        if (body.status) assert.deepEqual(Object.keys(body.status), ['veleroServerURL']);
-      }
-      if (crd.statusSubresource) assert.equal((e.patches('velero', 'dr')[0]!.body as { status?: unknown }).status, undefined, 'status goes through /status');
-
-      // A second replica finds nothing to do.
-      const calls = e.api.calls.count({ verb: 'patch', user: GATEWAY_USER });
-      await e.start();
-      assert.equal(e.api.calls.count({ verb: 'patch', user: GATEWAY_USER }), calls);
-    } finally {
-      await e.close();
-    }
-  };
-  test('with a /status subresource: annotation on the object, veleroServerURL through /status', run({ veleroServerURL: true, statusSubresource: true }));
-  test('without a /status subresource: both in one patch of the object', run({ veleroServerURL: true }));
-
   test('a CRD upgraded later is noticed on the periodic re-check, and the status is filled in', async () => {
     const e = await env();
     try {

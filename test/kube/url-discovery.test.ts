@@ -1,8 +1,9 @@
 /**
- * URL discovery against the Kubernetes API test double with the real client library: --fqdn, a
- * LoadBalancer's hostname or IP, a NodePort on a node's ExternalIP or InternalIP, the ClusterIP DNS
- * name, a pre-created Service `velero`, and recomputation when the Service or the nodes change,
- * including after the watch failed and the API server came back.
+ * URL discovery: the choice itself as pure functions, and against the Kubernetes API test double
+ * with the real client library what needs its call log or its faults: --fqdn reads nothing, nodes
+ * are watched only for a NodePort, a pre-created Service `velero` is read by name, a failed first read
+ * is retried. LoadBalancer, NodePort and ClusterIP Services, real Node objects and every change to
+ * them are proven against a real API server in test/e2e/kubernetes.test.ts.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -25,13 +26,6 @@ const service = (name: string, spec: Record<string, unknown>, status: Record<str
   metadata: { name, namespace: NS },
   spec: { selector: { app: 'velero-download-server' }, ...spec },
   status,
-});
-
-const node = (name: string, addresses: { type: string; address: string }[], ready = true): KubeObject => ({
-  apiVersion: 'v1',
-  kind: 'Node',
-  metadata: { name },
-  status: { addresses, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }] },
 });
 
 const HTTPS_PORTS = [
@@ -140,45 +134,11 @@ describe('URL discovery against the API server', () => {
     assert.equal(noKube.current.source, 'fqdn');
   });
 
-  test('LoadBalancer with an ingress hostname', async () => {
-    api.put(service('velero-download-server', { type: 'LoadBalancer', ports: HTTPS_PORTS }, { loadBalancer: { ingress: [{ hostname: 'abc123.elb.example.com' }] } }));
-    const d = await discover();
-    assert.deepEqual([d.current.baseUrl, d.current.source], ['https://abc123.elb.example.com:8443', 'loadBalancer']);
-    assert.match(d.current.detail, /hostname abc123\.elb\.example\.com/);
-  });
-
-  test('LoadBalancer with an ingress IP, port 443 left out', async () => {
+  test('a LoadBalancer: nodes are not watched (only a NodePort needs them)', async () => {
     api.put(service('velero-download-server', { type: 'LoadBalancer', ports: [{ name: 'https', port: 443, targetPort: 8443 }] }, { loadBalancer: { ingress: [{ ip: '198.51.100.7' }] } }));
     const d = await discover();
     assert.deepEqual([d.current.baseUrl, d.current.source], ['https://198.51.100.7', 'loadBalancer']);
     assert.equal(api.calls.count({ resource: 'nodes' }), 0, 'nodes are not watched unless the Service is a NodePort');
-  });
-
-  test('NodePort on a node ExternalIP', async () => {
-    api.put(node('node-b', [{ type: 'InternalIP', address: '10.0.0.2' }, { type: 'ExternalIP', address: '203.0.113.20' }]));
-    api.put(node('node-a', [{ type: 'InternalIP', address: '10.0.0.1' }]));
-    api.put(service('velero-download-server', { type: 'NodePort', ports: [{ name: 'https', port: 443, targetPort: 8443, nodePort: 30443 }] }));
-    const d = await discover();
-    assert.deepEqual([d.current.baseUrl, d.current.source], ['https://203.0.113.20:30443', 'nodePort']);
-    assert.match(d.current.detail, /node node-b \(ExternalIP/);
-  });
-
-  test('NodePort with only InternalIPs, and a node change recomputes', async () => {
-    api.put(node('worker-2', [{ type: 'InternalIP', address: '10.0.0.12' }]));
-    api.put(node('worker-1', [{ type: 'InternalIP', address: '10.0.0.11' }, { type: 'Hostname', address: 'worker-1' }]));
-    api.put(service('velero-download-server', { type: 'NodePort', ports: [{ name: 'https', port: 443, nodePort: 31000 }] }));
-    const d = await discover();
-    assert.deepEqual([d.current.baseUrl, d.current.source], ['https://10.0.0.11:31000', 'nodePort']);
-    assert.match(d.current.detail, /InternalIP/);
-    const changed = nextChange(d);
-    api.put(node('worker-1', [{ type: 'InternalIP', address: '10.0.0.11' }], false));
-    assert.equal((await changed).baseUrl, 'https://10.0.0.12:31000');
-  });
-
-  test('ClusterIP: the Service DNS name and the port targeting the HTTPS listener', async () => {
-    api.put(service('velero-download-server', { type: 'ClusterIP', clusterIP: '10.96.0.10', ports: HTTPS_PORTS }));
-    const d = await discover();
-    assert.deepEqual([d.current.baseUrl, d.current.source], ['https://velero-download-server.velero.svc:8443', 'clusterIP']);
   });
 
   test('a pre-created Service named velero, found with serviceName velero', async () => {
@@ -187,28 +147,6 @@ describe('URL discovery against the API server', () => {
     const d = await discover({ serviceName: 'velero' });
     assert.deepEqual([d.current.baseUrl, d.current.source], ['https://velero.lb.example.com', 'loadBalancer']);
     assert.ok(api.calls.list({ resource: 'services' }).every((c) => /fieldSelector=metadata\.name%3Dvelero(&|$)/.test(c.query)), 'only the named Service is read');
-  });
-
-  test('a missing Service: the cluster DNS name, said in detail; its creation and every later change are picked up by the watch', async () => {
-    const d = await discover();
-    assert.deepEqual([d.current.baseUrl, d.current.source], ['https://velero-download-server.velero.svc', 'clusterIP']);
-    assert.match(d.current.detail, /not found/);
-
-    let changed = nextChange(d);
-    api.put(service('velero-download-server', { type: 'LoadBalancer', ports: [{ name: 'https', port: 443 }] }));
-    let u = await changed;
-    assert.equal(u.source, 'clusterIP');
-    assert.match(u.detail, /pending/);
-
-    changed = nextChange(d);
-    api.put(service('velero-download-server', { type: 'LoadBalancer', ports: [{ name: 'https', port: 443 }] }, { loadBalancer: { ingress: [{ ip: '198.51.100.9' }] } }));
-    u = await changed;
-    assert.deepEqual([u.baseUrl, u.source], ['https://198.51.100.9', 'loadBalancer']);
-    assert.equal(d.current, u);
-
-    changed = nextChange(d);
-    api.remove('v1', 'Service', 'velero-download-server', NS);
-    assert.match((await changed).detail, /not found/);
   });
 
   test('a failed first read is retried; a watch cut by the API server going down is restarted', async () => {

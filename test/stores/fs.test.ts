@@ -17,6 +17,7 @@ import {
 } from '../../src/stores/errors.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
 import { collect, drain, firstChunk, openFdCount, sha256, waitForFdCount } from '../support/streams.ts';
+import { NOBODY, readAsUnprivileged } from '../support/unprivileged.ts';
 import { runStoreConformance } from './conformance.ts';
 
 const execFileAsync = promisify(execFile);
@@ -166,7 +167,7 @@ for (const metadata of ['sync', 'async'] as const) {
 
     describe('permissions', () => {
       // Root (CAP_DAC_OVERRIDE) reads a mode-000 file anyway, so there the EACCES path is checked in
-      // a child process running as an unprivileged user.
+      // a child process that drops to an unprivileged user (test/support/unprivileged.ts).
       test('an unreadable file → AccessDeniedError', { timeout: 30_000 }, async () => {
         const dir = await mkdtemp(join(tmpdir(), 'vds-fs-perm-'));
         try {
@@ -192,32 +193,8 @@ for (const metadata of ['sync', 'async'] as const) {
           assert.equal((await local.stat('locked', { signal: signal() })).size, bytes.length);
           assert.deepEqual(await collect((await local.get('locked', { signal: signal() })).body), bytes);
 
-          const script = `
-            const { FilesystemStore } = await import(process.env.VDS_MODULE);
-            const store = new FilesystemStore({ root: process.env.VDS_ROOT, metadata: process.env.VDS_METADATA });
-            const out = { uid: process.getuid() };
-            for (const op of ['stat', 'get']) {
-              try {
-                const r = await store[op]('locked', { signal: new AbortController().signal });
-                r.body?.destroy();
-                out[op] = 'read';
-              } catch (err) {
-                out[op] = err.reason ?? err.code ?? String(err);
-              }
-            }
-            console.log(JSON.stringify(out));`;
-          const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], {
-            uid: 65534,
-            gid: 65534,
-            cwd: dir,
-            env: {
-              PATH: process.env.PATH ?? '/usr/bin:/bin',
-              VDS_MODULE: new URL('../../src/stores/fs.ts', import.meta.url).href,
-              VDS_METADATA: metadata,
-              VDS_ROOT: dir,
-            },
-          });
-          assert.deepEqual(JSON.parse(stdout), { uid: 65534, stat: 'AccessDenied', get: 'AccessDenied' });
+          const report = await readAsUnprivileged({ module: new URL('../../src/stores/fs.ts', import.meta.url), root: dir, key: 'locked', metadata });
+          assert.deepEqual(report, { uid: NOBODY, stat: 'AccessDenied', get: 'AccessDenied' });
         } finally {
           await rm(dir, { recursive: true, force: true });
         }

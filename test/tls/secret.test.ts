@@ -1,8 +1,10 @@
 /**
  * The serving certificate in a Secret, against the Kubernetes API test double with the real client
- * library: generation, reuse, someone else's Secret, concurrent starts, renewal (and CA renewal),
- * changes through the watch (also across an API server restart and a 410 Gone), a hot swap under a
- * long download, and the fingerprint and CA checked with the real openssl and curl.
+ * library: generation, reuse, someone else's Secret, renewal (and CA renewal) with skewed clocks,
+ * changes through the watch (also across an API server restart and a 410 Gone from a compaction made
+ * on cue), a hot swap under a long download, and the fingerprint and CA checked with the real openssl
+ * and curl. Two gateway replicas starting together, and the watch across cuts and restarts of a real
+ * API server, are in test/e2e/kubernetes.test.ts and test/e2e/kubernetes-watches.test.ts.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
@@ -237,16 +239,6 @@ describe('SecretCertificateSource', () => {
       (err: unknown) => err instanceof CertificateError && err.reason === 'KeyMismatch' && err.message.includes(`${NS}/${SECRET}`) && !err.message.includes('PRIVATE KEY'),
     );
     assert.equal(writes(), 0);
-  });
-
-  test('two replicas starting together end with one certificate: exactly one create succeeds', async (t) => {
-    const [a, b] = await Promise.all([start(t), start(t)]);
-    assert.equal(a.source.current.fingerprint, b.source.current.fingerprint);
-    assert.equal(a.source.caPem, b.source.caPem);
-    assert.equal(secret()!.metadata.annotations?.[FINGERPRINT_ANNOTATION], a.source.current.fingerprint);
-    // Both found no Secret and tried; the loser read the winner's.
-    assert.deepEqual(api.calls.list({ resource: 'secrets', verb: 'create' }).map((c) => c.code).sort(), [201, 409]);
-    assert.deepEqual([...a.events, ...b.events].map((e) => e.action).sort(), ['created', 'loaded']);
   });
 
   test('renews a gateway certificate past two thirds of its lifetime at start, keeping the CA', async (t) => {

@@ -140,6 +140,11 @@ interface InstallOptions {
   namespace: string;
   /** configuration.watchNamespaces (--watch-namespaces). */
   watch?: string[];
+  /**
+   * --fqdn 127.0.0.1:<port> (default); false: no fqdn, the chart's Services applied, and the gateway
+   * finds its URL from its Service (cluster DNS name), which curl reaches with --connect-to.
+   */
+  fqdn?: boolean;
 }
 
 type Tokens = Record<'alice' | 'bob' | 'carol' | 'dave' | 'velero' | 'creator', string>;
@@ -154,6 +159,7 @@ async function install(opts: InstallOptions) {
   const { namespace } = opts;
   const drs = `/apis/velero.io/v1/namespaces/${namespace}/downloadrequests`;
   const tenant = namespace !== NS;
+  const fqdn = opts.fqdn ?? true;
   const k = await startRealCluster({ audit: true });
   let gw: GatewayProcess | undefined;
   const dir = await mkdtemp(join(tmpdir(), 'vds-real-stock-cli-'));
@@ -181,7 +187,7 @@ async function install(opts: InstallOptions) {
     const webhookUrl = `https://127.0.0.1:${webhookPort}/admission/downloadrequests`;
     const chart = await helmTemplate(
       kubeVersion,
-      ['serviceaccount.yaml', 'rbac.yaml', 'userroles.yaml', 'validatingadmissionpolicy.yaml', 'mutatingwebhookconfiguration.yaml'],
+      ['serviceaccount.yaml', 'rbac.yaml', 'userroles.yaml', 'validatingadmissionpolicy.yaml', 'mutatingwebhookconfiguration.yaml', ...(fqdn ? [] : ['service.yaml'])],
       [
         'admissionWebhook.enabled=true',
         `admissionWebhook.veleroServiceAccount.namespace=${NS}`,
@@ -249,16 +255,19 @@ async function install(opts: InstallOptions) {
 
     // The gateway, with the flags the chart's Deployment gives it, and the chart service account's token only.
     const kubeconfig = await k.kubeconfig(await k.serviceAccountToken(NS, GATEWAY_SA), 'gateway');
-    const gatewayBase = `https://127.0.0.1:${port}`;
     gw = await startGateway([
       '--mode', 'kubernetes', '--kubeconfig', kubeconfig, '--namespace', NS, '--state-dir', join(dir, 'state'), '--fs-root', fsRoot,
-      '--listen', `127.0.0.1:${port}`, '--fqdn', `127.0.0.1:${port}`, '--webhook-listen', `127.0.0.1:${webhookPort}`,
+      '--listen', `127.0.0.1:${port}`, ...(fqdn ? ['--fqdn', `127.0.0.1:${port}`] : []), '--webhook-listen', `127.0.0.1:${webhookPort}`,
       '--service-name', RELEASE, '--webhook-service-name', `${RELEASE}-webhook`, '--tls-secret', 'velero-download-server-certs',
       '--ca-configmap', 'velero-download-server-ca', '--webhook-configuration', CLUSTER_NAME, '--tls-extra-sans', '127.0.0.1,localhost',
       ...(opts.watch ? ['--watch-namespaces', opts.watch.join(',')] : []),
       ...(tenant ? ['--tenant-filesystem-allow', `${namespace}=${bucket}`] : []),
     ]);
     const gateway = gw;
+    const gatewayBase = String(gateway.logs.find((l) => l.msg === 'gateway URL')?.url);
+    assert.equal(gatewayBase, fqdn ? `https://127.0.0.1:${port}` : `https://${RELEASE}.${NS}.svc`);
+    // Without a kube-proxy, the Service's name is reached on the gateway's port.
+    const connectTo = fqdn ? [] : ['--connect-to', `${RELEASE}.${NS}.svc:443:127.0.0.1:${port}`];
 
     const create = (who: RestOptions, name: string, kind: string, extra: { annotations?: Record<string, string>; status?: object; generateName?: boolean } = {}) =>
       k.rest<DownloadRequest & Status>(
@@ -320,6 +329,8 @@ async function install(opts: InstallOptions) {
       veleroProcesses,
       webhookConfiguration,
       webhookCalled,
+      /** The gateway URL its DownloadRequest controller records on a request, once it has. */
+      urlAnnotation: (name: string): Promise<string> => until(`the URL annotation of ${name}`, async () => (await read(name)).metadata.annotations?.['download-server.velero.io/url']),
       /** A DownloadRequest created by `who` and processed by Velero: the stored gateway URL. */
       async processed(who: RestOptions, kind: string, name = `${kind.toLowerCase()}-${randomUUID().slice(0, 8)}`): Promise<{ name: string; url: string }> {
         const made = await create(who, name, kind);
@@ -333,7 +344,7 @@ async function install(opts: InstallOptions) {
       /** The CLI's GET: only --cacert, no token. */
       async download(url: string): Promise<{ code: number; body: Buffer }> {
         const out = join(dir, `download-${randomUUID()}`);
-        const r = await curl(['--cacert', caFile, '-o', out, '-w', '%{http_code}', url]);
+        const r = await curl(['--cacert', caFile, ...connectTo, '-o', out, '-w', '%{http_code}', url]);
         assert.equal(r.code, 0, r.stderr);
         const body = await readFile(out);
         await rm(out);
@@ -357,7 +368,7 @@ async function install(opts: InstallOptions) {
         assert.deepEqual(refused.map((e) => `${e.verb} ${e.requestURI}: ${e.responseStatus?.message ?? ''}`), []);
         // Nor did the gateway report a refusal (its warnings carry the API server's answer).
         const warnings = gateway.logs.filter((l) => l.level === 'warn' || l.level === 'error');
-        assert.deepEqual(warnings.filter((l) => /forbidden|\b403\b/i.test(JSON.stringify(l))), []);
+        assert.deepEqual(warnings.filter((l) => /forbidden|HTTP 403/i.test(JSON.stringify(l))), []);
         return new Set(mine.map((e) => `${e.verb} ${e.objectRef?.resource ?? e.requestURI}${e.objectRef?.subresource ? `/${e.objectRef.subresource}` : ''}`));
       },
     };
@@ -392,6 +403,8 @@ describe('the stock velero CLI through a real kube-apiserver, the real gateway a
     assert.equal(a[REQUESTER_ANNOTATIONS.groups], 'system:authenticated');
     assert.equal(a[REQUESTER_ANNOTATIONS.extra], '');
     assert.match(a[REQUESTER_ANNOTATIONS.record] ?? '', /^\d+\.[A-Za-z0-9_-]{43}$/);
+    // The gateway's DownloadRequest controller sees it through its watch and records its URL.
+    assert.equal(await x.urlAnnotation(name), `${x.gatewayBase}/v1/namespaces/${NS}/downloadrequests/${name}`);
     // The API server's own account of it: the chart's webhook mutated the create.
     const event = await until('the audit event of the create', async () =>
       (await x.k.auditEvents()).find((e) => e.verb === 'create' && e.objectRef?.name === name && e.stage === 'ResponseComplete'),
@@ -660,14 +673,16 @@ describe('the stock velero CLI through a real kube-apiserver, the real gateway a
   });
 });
 
-describe('the chart\'s RBAC with a `*` glob in watchNamespaces, for a tenant namespace', { skip: missingTools('kube-apiserver', 'etcd', 'helm') }, () => {
+describe('the chart\'s RBAC with a `*` glob in watchNamespaces, for a tenant namespace, the URL from the chart\'s Service', { skip: missingTools('kube-apiserver', 'etcd', 'helm') }, () => {
   let x: Installation;
-  before(async () => (x = await install({ namespace: 'team-a', watch: ['team-*'] })));
+  before(async () => (x = await install({ namespace: 'team-a', watch: ['team-*'], fqdn: false })));
   after(() => x?.close());
 
   test('alice\'s DownloadRequest in team-a: recorded, the URL minted when Velero processes it, the log and the contents served; bob\'s contents refused', async () => {
     const { name, url } = await x.processed(as(x.tokens.alice), 'BackupLog');
     assert.equal((await x.read(name)).metadata.annotations?.[REQUESTER_ANNOTATIONS.user], 'alice');
+    // The controller's cluster-wide watch delivers it, and its patch records the URL.
+    assert.equal(await x.urlAnnotation(name), `https://${RELEASE}.${NS}.svc/v1/namespaces/team-a/downloadrequests/${name}`);
     const log = await x.download(url);
     assert.equal(log.code, 200, log.body.toString());
     assert.deepEqual(log.body, x.files.log);
@@ -680,7 +695,7 @@ describe('the chart\'s RBAC with a `*` glob in watchNamespaces, for a tenant nam
 
   test('the gateway ran with the chart\'s RBAC only: the API server refused none of its calls', async () => {
     const used = await x.gatewayCalls();
-    for (const call of ['list downloadrequests', 'watch downloadrequests', 'get backups', 'get backupstoragelocations', 'get secrets', 'patch downloadrequests']) {
+    for (const call of ['list downloadrequests', 'watch downloadrequests', 'get backups', 'get backupstoragelocations', 'get secrets', 'patch downloadrequests', 'list services', 'watch services']) {
       assert.ok(used.has(call), `${call}: not among ${[...used].sort().join(', ')}`);
     }
   });

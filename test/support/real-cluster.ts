@@ -23,7 +23,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -78,6 +78,40 @@ export interface RestResult<T = unknown> {
   body: T;
 }
 
+export interface RestOptions {
+  token?: string;
+  contentType?: string;
+  headers?: Record<string, string | string[]>;
+}
+
+/** One line of the API server's audit log (level Metadata: who, what, the answer, admission's annotations). */
+export interface AuditEvent {
+  stage: string;
+  verb: string;
+  requestURI: string;
+  user: { username: string; groups?: string[] };
+  objectRef?: { apiGroup?: string; resource?: string; subresource?: string; namespace?: string; name?: string };
+  responseStatus?: { code?: number; message?: string; reason?: string };
+  /** e.g. `mutation.webhook.admission.k8s.io/round_0_index_0`, `validation.policy.admission.k8s.io/validation_failure`. */
+  annotations?: Record<string, string>;
+}
+
+/**
+ * The audit policy of `audit: true`: every request at level Metadata (who, what, the answer and
+ * admission's annotations, never bodies), but the API server's own loopback client and health probes.
+ */
+const AUDIT_POLICY = {
+  apiVersion: 'audit.k8s.io/v1',
+  kind: 'Policy',
+  // ResponseStarted is kept: a watch is logged when it starts, not only when it ends.
+  omitStages: ['RequestReceived'],
+  rules: [
+    { level: 'None', users: ['system:apiserver'] },
+    { level: 'None', nonResourceURLs: ['/readyz', '/livez', '/healthz', '/version'] },
+    { level: 'Metadata' },
+  ],
+};
+
 export interface RealCluster {
   /** https://127.0.0.1:<port> */
   readonly url: string;
@@ -88,8 +122,10 @@ export interface RealCluster {
   readonly tokens: Readonly<Record<string, string>>;
   /** `kubeconfig` for a token, written to a file in `dir`. */
   kubeconfig(token: string, name?: string): Promise<string>;
-  /** One REST call (JSON in and out); `token` defaults to admin. */
-  rest<T = Record<string, unknown>>(method: string, path: string, body?: unknown, opts?: { token?: string; contentType?: string }): Promise<RestResult<T>>;
+  /** One REST call (JSON in and out); `token` defaults to admin; `headers` adds more (e.g. `Impersonate-Group`, repeated as an array). */
+  rest<T = Record<string, unknown>>(method: string, path: string, body?: unknown, opts?: RestOptions): Promise<RestResult<T>>;
+  /** The audit events written so far (with `audit: true`), oldest first. */
+  auditEvents(): Promise<AuditEvent[]>;
   /** Creates or updates objects with server-side apply (field manager `vds-tests`), as admin. */
   apply(...objects: object[]): Promise<void>;
   /** Creates a namespace if absent. */
@@ -128,6 +164,8 @@ export interface RealClusterOptions {
   velero?: boolean;
   /** More kube-apiserver flags. */
   apiServerArgs?: string[];
+  /** Write an audit log (level Metadata, see AUDIT_POLICY), read with `auditEvents()`: e.g. to prove which calls were refused. */
+  audit?: boolean;
 }
 
 /** Starts etcd and kube-apiserver; rejects (with the tail of their logs) when they do not come up. */
@@ -150,6 +188,8 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
     lines.push(`${tokens[user]},${user},${user}-uid,"${groups.join(',')}"`);
   }
   await writeFile(join(dir, 'tokens.csv'), `${lines.join('\n')}\n`, { mode: 0o600 });
+  const auditLog = join(dir, 'audit.log');
+  if (opts.audit) await writeFile(join(dir, 'audit-policy.yaml'), stringify(AUDIT_POLICY));
 
   const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
   const etcd = spawn(
@@ -170,18 +210,19 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
     '--service-account-issuer=https://kubernetes.default.svc', `--service-account-key-file=${join(dir, 'sa.pub')}`, `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
     '--api-audiences=https://kubernetes.default.svc', '--service-cluster-ip-range=10.96.0.0/12', '--endpoint-reconciler-type=none', `--cert-dir=${join(dir, 'certs')}`,
     ...(opts.minRequestTimeoutSeconds !== undefined ? [`--min-request-timeout=${opts.minRequestTimeoutSeconds}`] : []),
+    ...(opts.audit ? [`--audit-policy-file=${join(dir, 'audit-policy.yaml')}`, `--audit-log-path=${auditLog}`, '--audit-log-mode=blocking'] : []),
     ...(opts.apiServerArgs ?? []),
   ];
   let apiserver: ChildProcess | undefined;
   let apiLog = '';
   const url = `https://127.0.0.1:${apiPort}`;
 
-  const rest = <T>(method: string, path: string, body?: unknown, o: { token?: string; contentType?: string } = {}): Promise<RestResult<T>> =>
+  const rest = <T>(method: string, path: string, body?: unknown, o: RestOptions = {}): Promise<RestResult<T>> =>
     new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
       const req = request(
         `${url}${path}`,
-        { method, ca: pki.caCert, headers: { Authorization: `Bearer ${o.token ?? tokens.admin}`, Accept: 'application/json', ...(payload !== undefined && { 'Content-Type': o.contentType ?? 'application/json' }) } },
+        { method, ca: pki.caCert, headers: { Authorization: `Bearer ${o.token ?? tokens.admin}`, Accept: 'application/json', ...(payload !== undefined && { 'Content-Type': o.contentType ?? 'application/json' }), ...o.headers } },
         (res) => {
           let text = '';
           res.on('data', (c: Buffer) => (text += c.toString()));
@@ -234,6 +275,11 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
       return file;
     },
     rest,
+    async auditEvents() {
+      if (!opts.audit) throw new Error('auditEvents(): start the cluster with { audit: true }');
+      const text = await readFile(auditLog, 'utf8').catch(() => '');
+      return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as AuditEvent);
+    },
     async apply(...objects) {
       for (const obj of objects) {
         const o = obj as { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } };

@@ -144,7 +144,7 @@ describe('a flood on the download port against the webhook, real process', () =>
         },
         NS,
       );
-      const agent = new Agent({ ca, keepAlive: true, maxSockets: 10 });
+      const agent = new Agent({ ca, keepAlive: true, maxSockets: 30 });
       const auth = { Authorization: `Bearer ${fx.tokens.alice}` };
       assert.equal((await httpsCall(`${gw.url}${PATH}`, ca, { headers: auth, agent })).status, 200, 'alice is cached');
       let done = false;
@@ -153,7 +153,7 @@ describe('a flood on the download port against the webhook, real process', () =>
       const worker = async (): Promise<void> => {
         while (!done) statuses.push((await httpsCall(`${gw.url}/v1/namespaces/${NS}/backups/missing-${i++}/log`, ca, { headers: auth, agent })).status);
       };
-      const flood = Promise.all(Array.from({ length: 10 }, worker));
+      const flood = Promise.all(Array.from({ length: 30 }, worker));
       const name = `during-flood-${randomUUID()}`;
       await flow.create({ username: 'alice', groups: ['system:authenticated'] }, name, { kind: 'BackupLog', name: BACKUP });
       await sleep(1_500);
@@ -163,7 +163,7 @@ describe('a flood on the download port against the webhook, real process', () =>
       done = true;
       await flood;
       agent.destroy();
-      assert.ok(statuses.filter((s) => s === 429).length > 20, `the flood was refused: ${JSON.stringify(Object.groupBy(statuses, (s) => s))}`);
+      assert.ok(statuses.filter((s) => s === 429).length >= 20, `the flood was refused: ${JSON.stringify(Object.groupBy(statuses, (s) => s))}`);
       assert.ok(patchOf(response), 'the review during the flood was answered with a gateway URL');
       assert.ok(took < 1_000, `answered in ${took.toFixed(0)} ms`);
       t.diagnostic(`review answered with a gateway URL in ${took.toFixed(0)} ms while ${statuses.filter((x) => x === 429).length} of ${statuses.length} flood requests got 429`);

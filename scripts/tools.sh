@@ -4,23 +4,43 @@
 #   helm            helm.sh/helm/v4/cmd/helm            (go install pkg@version)
 #   kube-apiserver  k8s.io/kubernetes/cmd/kube-apiserver (wrapper module, staging pinned)
 #   etcd            go.etcd.io/etcd/server/v3/etcdmain   (wrapper main, version from k8s go.mod)
+#   kopia           github.com/kopia/kopia               (opt-in; wrapper module, -tags nohtmlui)
+#   kopia-velero    github.com/project-velero/kopia      (opt-in; Velero's fork, through a replace)
 #
-# Usage: tools.sh [helm|kube-apiserver|etcd ...]     (default: all three)
+# Usage: tools.sh [helm|kube-apiserver|etcd|kopia|kopia-velero ...]
+#   With no names: helm, kube-apiserver and etcd, the tools the tests need (CI runs exactly this).
+#   kopia and kopia-velero are built only when named (`npm run tools -- kopia kopia-velero`): the
+#   kopia repositories the tests read are committed under test/fixtures/kopia, so the tests do not
+#   need kopia, and CI's time budget does not pay for their builds (4 to 10 minutes each on two cores,
+#   by load). Build them to remake the fixtures (test/fixtures/kopia/make-fixtures.sh) or to let
+#   test/kopia/fixtures.test.ts restore the fixtures with kopia too.
 #
 # Environment:
-#   VDS_TOOLS_DIR      cache dir (default $HOME/.cache/velero-download-server/tools);
-#                      binaries go to $VDS_TOOLS_DIR/bin, stamps to $VDS_TOOLS_DIR/stamps,
-#                      generated wrapper modules to $VDS_TOOLS_DIR/src.
-#   VDS_HELM_VERSION   default v4.3.2
-#   VDS_KUBE_VERSION   default v1.37.2 (staging modules are pinned to v0.<minor>.<patch>)
-#   VDS_ETCD_VERSION   default: the go.etcd.io/etcd/server/v3 version in k8s.io/kubernetes' go.mod
-#   VDS_BUILD_NICE     niceness for the go commands (default 10)
+#   VDS_TOOLS_DIR             cache dir (default $HOME/.cache/velero-download-server/tools);
+#                             binaries go to $VDS_TOOLS_DIR/bin, stamps to $VDS_TOOLS_DIR/stamps,
+#                             generated wrapper modules to $VDS_TOOLS_DIR/src.
+#   VDS_HELM_VERSION          default v4.3.2
+#   VDS_KUBE_VERSION          default v1.37.2 (staging modules are pinned to v0.<minor>.<patch>)
+#   VDS_ETCD_VERSION          default: the go.etcd.io/etcd/server/v3 version in k8s.io/kubernetes' go.mod
+#   VDS_KOPIA_VERSION         default v0.23.1
+#   VDS_KOPIA_VELERO_VERSION  default v0.0.0-20260512025144-908c5c098101: the pseudo-version of
+#                             github.com/project-velero/kopia that Velero's go.mod (vmware-tanzu/velero
+#                             main, May 2026) replaces github.com/kopia/kopia with
+#   VDS_BUILD_NICE            niceness for the go commands (default 10)
 #
 # Idempotent: a tool whose stamp file matches (and whose binary exists) is skipped.
-# Downloads happen only through `go` (GOPROXY). Needs go >= the go line of k8s' go.mod.
+# Downloads happen only through `go` (GOPROXY). Needs go >= the go line of the module's go.mod
+# (k8s.io/kubernetes for the first three, kopia's for the last two: 1.25.x).
 set -euo pipefail
 
-RECIPE=2 # bump to force a rebuild of everything when the build recipe changes
+# -h/--help: the comment above is the usage text
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+  sed -n '2,/^set -euo pipefail/{/^#/s/^# \{0,1\}//p}' "$0"
+  exit 0
+fi
+
+RECIPE=2       # bump to force a rebuild of helm, kube-apiserver and etcd when their recipe changes
+KOPIA_RECIPE=1 # the same for kopia and kopia-velero
 
 TOOLS_DIR="${VDS_TOOLS_DIR:-$HOME/.cache/velero-download-server/tools}"
 mkdir -p "$TOOLS_DIR"
@@ -33,6 +53,8 @@ mkdir -p "$BIN" "$STAMPS" "$SRC"
 HELM_VERSION="${VDS_HELM_VERSION:-v4.3.2}"
 KUBE_VERSION="${VDS_KUBE_VERSION:-v1.37.2}"
 ETCD_VERSION="${VDS_ETCD_VERSION:-}"
+KOPIA_VERSION="${VDS_KOPIA_VERSION:-v0.23.1}"
+KOPIA_VELERO_VERSION="${VDS_KOPIA_VELERO_VERSION:-v0.0.0-20260512025144-908c5c098101}"
 NICE="${VDS_BUILD_NICE:-10}"
 
 export GOTOOLCHAIN=local
@@ -69,6 +91,8 @@ probe() {
     helm) "$b" version --template '{{.Version}}' 2>/dev/null || true ;;
     kube-apiserver) "$b" --version 2>/dev/null | awk '{print $2}' || true ;;
     etcd) "$b" --version 2>/dev/null | awk '/^etcd Version:/ {print "v" $3}' || true ;;
+    # "<BuildVersion> build: <BuildInfo> from: <BuildGitHubRepo>"; BuildVersion has no leading v
+    kopia | kopia-velero) "$b" --version 2>/dev/null | awk 'NR == 1 && $1 != "" {print "v" $1}' || true ;;
   esac
 }
 
@@ -113,13 +137,23 @@ k8s_gomod() {
   printf '%s\n' "$K8S_GOMOD"
 }
 
-# require_go VERSION: the local go is at least VERSION (GOTOOLCHAIN=local: no auto-download).
+# require_go VERSION WHAT: the local go is at least VERSION, which WHAT asks for
+# (GOTOOLCHAIN=local: no auto-download).
 require_go() {
   local have
-  have="$(go env GOVERSION)"; have="${have#go}"
+  have="$(go env GOVERSION)"; have="${have#go}"; have="${have%% *}"
   [[ "$(printf '%s\n%s\n' "$1" "$have" | sort -V | head -n1)" == "$1" ]] ||
-    die "go $1 or newer is needed (k8s.io/kubernetes@$KUBE_VERSION go.mod), this is go $have"
+    die "go $1 or newer is needed ($2), this is go $have"
 }
+
+# modinfo MODULE@VERSION: `go list -m -json` of it (fetches .info and .mod only, not the zip).
+modinfo() {
+  local json
+  json="$(cd "$SRC" && gorun list -m -json "$1" 2>&1)" || die "cannot resolve $1 through the module proxy: $json"
+  printf '%s\n' "$json"
+}
+# json_field NAME: the first string field NAME of `go list -m -json` output on stdin.
+json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\\(.*\\)\",*\$/\\1/p" | head -n1; }
 
 # --------------------------------------------------------------- builders
 build_helm() {
@@ -139,7 +173,7 @@ build_kube_apiserver() {
   mkdir -p "$dir"
   staging="v0.${v#v1.}" # v1.37.2 -> v0.37.2
   goline="$(awk '$1 == "go" {print $2; exit}' "$gomod")"
-  require_go "$goline"
+  require_go "$goline" "k8s.io/kubernetes@$KUBE_VERSION go.mod"
   minor="${v#v1.}"; minor="${minor%%.*}"
   {
     echo "// generated by tools.sh from k8s.io/kubernetes@$v go.mod; do not edit"
@@ -208,7 +242,7 @@ build_etcd() {
   dir="$SRC/etcd-$v"
   mkdir -p "$dir"
   goline="$(awk '$1 == "go" {print $2; exit}' "$(k8s_gomod)")"
-  require_go "$goline"
+  require_go "$goline" "k8s.io/kubernetes@$KUBE_VERSION go.mod"
   {
     echo "// generated by tools.sh; do not edit"
     echo "module vds.local/tools/etcd"
@@ -245,8 +279,68 @@ EOF
   mv -f "$BIN/.etcd.tmp" "$BIN/etcd"
 }
 
+# build_kopia_from NAME MODULE VERSION GITHUB_REPO: a wrapper module $SRC/NAME-VERSION that requires
+# github.com/kopia/kopia (itself, or replaced by MODULE@VERSION) and builds its main package.
+#
+# Why a wrapper module and not `go install github.com/kopia/kopia@v0.23.1`:
+#   - go install looks up the module's deprecation through its version list (@v/list), and the
+#     module proxy reachable here refuses that list for github.com/kopia/kopia (403 "This module
+#     version is not available"), so go install fails although v0.23.1 itself is served;
+#   - Velero's fork declares `module github.com/kopia/kopia` in its go.mod, so it builds only
+#     through a replace directive, as Velero's own go.mod does.
+# -tags nohtmlui (kopia's own build tag: no embedded web UI; `kopia server` still serves its API): the
+# fork pins a github.com/kopia/htmluibuild pseudo-version whose zip the proxy refuses (403), and the
+# UI is of no use to the tests. CGO_ENABLED=0: kopia needs no cgo, and a static binary runs anywhere.
+# The fork is upstream v0.23.0 plus one Azure helper file: the repository format is the same.
+build_kopia_from() {
+  local name="$1" mod="$2" v="$3" ghrepo="$4" json gomod goline commit dir ld
+  json="$(modinfo "$mod@$v")"
+  gomod="$(json_field GoMod <<<"$json")"
+  [[ -f "$gomod" ]] || die "no go.mod for $mod@$v"
+  awk '$1 == "module" {print $2; exit}' "$gomod" | grep -qx 'github.com/kopia/kopia' ||
+    die "$mod@$v: go.mod does not declare module github.com/kopia/kopia"
+  goline="$(awk '$1 == "go" {print $2; exit}' "$gomod")"
+  require_go "$goline" "$mod@$v go.mod"
+  # the commit the proxy reports (Origin.Hash), for `kopia --version`; "unknown" if it does not
+  commit="$(json_field Hash <<<"$json")"
+  dir="$SRC/$name-$v"
+  mkdir -p "$dir"
+  {
+    echo "// generated by tools.sh; do not edit"
+    echo "module vds.local/tools/$name"
+    echo
+    echo "go $goline"
+    echo
+    if [[ "$mod" == "github.com/kopia/kopia" ]]; then
+      echo "require github.com/kopia/kopia $v"
+    else
+      # as in Velero's go.mod: require the upstream path (any version), replace it with the fork
+      echo "require github.com/kopia/kopia v0.16.0"
+      echo
+      echo "replace github.com/kopia/kopia => $mod $v"
+    fi
+  } >"$dir/go.mod.new"
+  if ! cmp -s "$dir/go.mod.new" "$dir/go.mod.gen" 2>/dev/null; then
+    cp "$dir/go.mod.new" "$dir/go.mod.gen"
+    cp "$dir/go.mod.new" "$dir/go.mod"
+    rm -f "$dir/go.sum"
+  fi
+  rm -f "$dir/go.mod.new"
+  # kopia's own release flags (its Makefile's KOPIA_BUILD_FLAGS); BuildVersion without the leading v
+  ld="-s -w -X github.com/kopia/kopia/repo.BuildVersion=${v#v}"
+  ld+=" -X github.com/kopia/kopia/repo.BuildInfo=${commit:-unknown}"
+  ld+=" -X github.com/kopia/kopia/repo.BuildGitHubRepo=$ghrepo"
+  (cd "$dir" && CGO_ENABLED=0 gorun build -mod=mod -trimpath -tags nohtmlui -ldflags "$ld" \
+    -o "$BIN/.$name.tmp" github.com/kopia/kopia)
+  mv -f "$BIN/.$name.tmp" "$BIN/$name"
+}
+
+build_kopia() { build_kopia_from kopia github.com/kopia/kopia "$1" kopia/kopia; }
+build_kopia_velero() { build_kopia_from kopia-velero github.com/project-velero/kopia "$1" project-velero/kopia; }
+
 # ------------------------------------------------------------------- main
 want=("$@")
+# kopia and kopia-velero are opt-in: the tests read committed fixtures, not kopia (see the top)
 [[ ${#want[@]} -gt 0 ]] || want=(helm kube-apiserver etcd)
 T0="$(now)"
 log "tools dir: $TOOLS_DIR ($(go env GOVERSION))"
@@ -257,7 +351,11 @@ for t in "${want[@]}"; do
     etcd)
       ev="$(etcd_version)"
       ensure etcd "$ev" "etcd $ev recipe=$RECIPE" build_etcd ;;
-    *) die "unknown tool '$t' (want helm, kube-apiserver, etcd)" ;;
+    kopia) ensure kopia "$KOPIA_VERSION" "kopia $KOPIA_VERSION recipe=$KOPIA_RECIPE" build_kopia ;;
+    kopia-velero)
+      ensure kopia-velero "$KOPIA_VELERO_VERSION" \
+        "kopia-velero $KOPIA_VELERO_VERSION recipe=$KOPIA_RECIPE" build_kopia_velero ;;
+    *) die "unknown tool '$t' (want helm, kube-apiserver, etcd, kopia, kopia-velero)" ;;
   esac
 done
 log "summary (total $(elapsed "$T0")):"

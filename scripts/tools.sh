@@ -4,16 +4,15 @@
 #   helm            helm.sh/helm/v4/cmd/helm            (go install pkg@version)
 #   kube-apiserver  k8s.io/kubernetes/cmd/kube-apiserver (wrapper module, staging pinned)
 #   etcd            go.etcd.io/etcd/server/v3/etcdmain   (wrapper main, version from k8s go.mod)
-#   kopia           github.com/kopia/kopia               (opt-in; wrapper module, -tags nohtmlui)
-#   kopia-velero    github.com/project-velero/kopia      (opt-in; Velero's fork, through a replace)
+#   kopia           github.com/kopia/kopia               (wrapper module, -tags nohtmlui)
+#   kopia-velero    github.com/project-velero/kopia      (Velero's fork, through a replace)
 #
 # Usage: tools.sh [helm|kube-apiserver|etcd|kopia|kopia-velero ...]
-#   With no names: helm, kube-apiserver and etcd, the tools the tests need (CI runs exactly this).
-#   kopia and kopia-velero are built only when named (`npm run tools -- kopia kopia-velero`): the
-#   kopia repositories the tests read are committed under test/fixtures/kopia, so the tests do not
-#   need kopia, and CI's time budget does not pay for their builds (4 to 10 minutes each on two cores,
-#   by load). Build them to remake the fixtures (test/fixtures/kopia/make-fixtures.sh) or to let
-#   test/kopia/fixtures.test.ts restore the fixtures with kopia too.
+#   With no names: all five, the tools the tests use (CI runs exactly this). The kopia repositories
+#   the Kopia reader's tests read are committed under test/fixtures/kopia, so no reader test needs
+#   kopia; test/kopia/fixtures.test.ts has both builds restore every fixture, and
+#   test/fixtures/kopia/make-fixtures.sh remakes the fixtures with kopia. Cold, on two cores: about
+#   20 minutes for the first three, 5 to 10 more for the two kopia builds (they share most modules).
 #
 # Environment:
 #   VDS_TOOLS_DIR             cache dir (default $HOME/.cache/velero-download-server/tools);
@@ -341,7 +340,7 @@ build_kopia_velero() { build_kopia_from kopia-velero github.com/project-velero/k
 # ------------------------------------------------------------------- main
 want=("$@")
 # kopia and kopia-velero are opt-in: the tests read committed fixtures, not kopia (see the top)
-[[ ${#want[@]} -gt 0 ]] || want=(helm kube-apiserver etcd)
+[[ ${#want[@]} -gt 0 ]] || want=(helm kube-apiserver etcd kopia kopia-velero)
 T0="$(now)"
 log "tools dir: $TOOLS_DIR ($(go env GOVERSION))"
 for t in "${want[@]}"; do

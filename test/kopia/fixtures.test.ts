@@ -5,13 +5,9 @@
  * the size its manifest lists and nothing else is; the content index the manifest records points
  * inside those packs; each snapshot's entries agree with its summary and with the index (sizes,
  * chunk lists, multi-chunk files); each cipher and compression the README names is there; the
- * compacted repository shows its compactions. Where kopia is built (`npm run tools -- kopia
- * kopia-velero`), kopia also restores every snapshot of a fresh copy and the files must match the
- * manifest's SHA-256s.
- *
- * The restore is skipped, with its reason, when kopia is not built, also under CI=true: CI does not
- * build kopia (its build costs minutes the CI budget keeps for the tools every test needs), and
- * the checks above need none.
+ * compacted repository shows its compactions. Then kopia and Velero's fork (built by
+ * `npm run tools`) each restore every snapshot of a fresh copy, and the files must match the
+ * manifest's SHA-256s: skipped, with its reason, where they are not built; a failure under CI=true.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -22,8 +18,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { TOOLS_BIN, toolPath } from '../support/real-cluster.ts';
-import type { OptionalTool } from '../support/real-cluster.ts';
+import { missingTools, toolPath } from '../support/real-cluster.ts';
+import type { Tool } from '../support/real-cluster.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/kopia/', import.meta.url));
 const NAMES = ['velero-aes256gcm', 'velero-chacha20', 'compacted'] as const;
@@ -504,10 +500,9 @@ describe('kopia fixtures', () => {
     });
   }
 
-  for (const tool of ['kopia', 'kopia-velero'] satisfies OptionalTool[]) {
-    // Not missingTools: without kopia this is a skip even under CI=true (CI does not build kopia).
+  for (const tool of ['kopia', 'kopia-velero'] satisfies Tool[]) {
     const bin = toolPath(tool);
-    const skip = bin ? false : `${tool} not in ${TOOLS_BIN}: \`npm run tools -- ${tool}\` builds it (the checks above need no kopia; CI does not build it)`;
+    const skip = missingTools(tool);
     describe(`every snapshot restored by ${tool} from a fresh copy equals its manifest`, { skip }, () => {
       let work: string;
       before(async () => {

@@ -36,16 +36,11 @@ import { createTestPki } from './test-ca.ts';
 /** Where `npm run tools` puts the binaries (VDS_TOOLS_DIR overrides, as for the script). */
 export const TOOLS_BIN = join(process.env.VDS_TOOLS_DIR ?? join(homedir(), '.cache', 'velero-download-server', 'tools'), 'bin');
 
-/** The tools the tests need: `npm run tools` builds them, and CI fails without them. */
-export type Tool = 'kube-apiserver' | 'etcd' | 'helm';
-/**
- * Built only when named (`npm run tools -- kopia kopia-velero`), and not in CI: the tests read
- * committed kopia fixtures, so these are never required (missingTools does not take them).
- */
-export type OptionalTool = 'kopia' | 'kopia-velero';
+/** The tools the tests use: `npm run tools` builds them, and CI fails without them. */
+export type Tool = 'kube-apiserver' | 'etcd' | 'helm' | 'kopia' | 'kopia-velero';
 
 /** The path of a built tool, or undefined when it is not there. */
-export function toolPath(name: Tool | OptionalTool): string | undefined {
+export function toolPath(name: Tool): string | undefined {
   const path = join(TOOLS_BIN, name);
   try {
     accessSync(path, constants.X_OK);

@@ -39,6 +39,19 @@ const velero = (kind: string, name: string, spec: Record<string, unknown>, names
   spec,
 });
 
+/** The files of backup BACKUP and restore RESTORE under `fsRoot`, as the hostpath BSL `default` lays them out. */
+export async function writeBackupFiles(fsRoot: string): Promise<KubeFixture['files']> {
+  const files = { log: randomBytes(4096), contents: randomBytes(3 * 1024 * 1024), restoreLog: randomBytes(512) };
+  const backupDir = join(fsRoot, 'bsl-bucket', 'cluster-a', 'backups', BACKUP);
+  await mkdir(backupDir, { recursive: true });
+  await writeFile(join(backupDir, `${BACKUP}-logs.gz`), files.log);
+  await writeFile(join(backupDir, `${BACKUP}.tar.gz`), files.contents);
+  const restoreDir = join(fsRoot, 'bsl-bucket', 'cluster-a', 'restores', RESTORE);
+  await mkdir(restoreDir, { recursive: true });
+  await writeFile(join(restoreDir, `restore-${RESTORE}-logs.gz`), files.restoreLog);
+  return files;
+}
+
 /**
  * Users: alice may get every artifact of backups and restores in velero; bob only backups/log; carol
  * nothing; dave through the group backup-readers (backups/log and downloadrequests); erin has a token
@@ -48,14 +61,7 @@ export async function kubeFixture(opts: KubeApiServerOptions = {}): Promise<Kube
   const api = await startKubeApiServer(opts);
   const dir = await mkdtemp(join(tmpdir(), 'vds-kube-'));
   const fsRoot = join(dir, 'mnt');
-  const files = { log: randomBytes(4096), contents: randomBytes(3 * 1024 * 1024), restoreLog: randomBytes(512) };
-  const backupDir = join(fsRoot, 'bsl-bucket', 'cluster-a', 'backups', BACKUP);
-  await mkdir(backupDir, { recursive: true });
-  await writeFile(join(backupDir, `${BACKUP}-logs.gz`), files.log);
-  await writeFile(join(backupDir, `${BACKUP}.tar.gz`), files.contents);
-  const restoreDir = join(fsRoot, 'bsl-bucket', 'cluster-a', 'restores', RESTORE);
-  await mkdir(restoreDir, { recursive: true });
-  await writeFile(join(restoreDir, `restore-${RESTORE}-logs.gz`), files.restoreLog);
+  const files = await writeBackupFiles(fsRoot);
 
   api.put(velero('BackupStorageLocation', 'default', { provider: 'replicated.com/hostpath', objectStorage: { bucket: 'bsl-bucket', prefix: 'cluster-a' } }));
   api.put(velero('Backup', BACKUP, { storageLocation: 'default' }));

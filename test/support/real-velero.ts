@@ -10,7 +10,7 @@
  * and checked by their own test.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -18,11 +18,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { RealCluster } from './real-cluster.ts';
+import { BACKUP, RESTORE, writeBackupFiles } from './kube-fixture.ts';
 import { createTestPki } from './test-ca.ts';
 
 export const NS = 'velero';
-export const BACKUP = 'nightly';
-export const RESTORE = 'nightly-restore';
+export { BACKUP, RESTORE };
 export const GATEWAY_SA = 'velero-download-server';
 export const GATEWAY_USER = `system:serviceaccount:${NS}:${GATEWAY_SA}`;
 export const CERT_SECRET = 'velero-download-server-certs';
@@ -142,14 +142,7 @@ export interface RealVelero {
 export async function installVelero(k: RealCluster, opts: { statusSubresource?: boolean } = {}): Promise<RealVelero> {
   const dir = await mkdtemp(join(tmpdir(), 'vds-real-velero-'));
   const fsRoot = join(dir, 'mnt');
-  const files = { log: randomBytes(4096), contents: randomBytes(3 * 1024 * 1024), restoreLog: randomBytes(512) };
-  const backupDir = join(fsRoot, 'bsl-bucket', 'cluster-a', 'backups', BACKUP);
-  await mkdir(backupDir, { recursive: true });
-  await writeFile(join(backupDir, `${BACKUP}-logs.gz`), files.log);
-  await writeFile(join(backupDir, `${BACKUP}.tar.gz`), files.contents);
-  const restoreDir = join(fsRoot, 'bsl-bucket', 'cluster-a', 'restores', RESTORE);
-  await mkdir(restoreDir, { recursive: true });
-  await writeFile(join(restoreDir, `restore-${RESTORE}-logs.gz`), files.restoreLog);
+  const files = await writeBackupFiles(fsRoot);
 
   await k.apply(
     velero('BackupStorageLocation', 'default', { provider: 'replicated.com/hostpath', objectStorage: { bucket: 'bsl-bucket', prefix: 'cluster-a' } }, { annotations: { 'download-server.velero.io/enabled': 'true' } }),

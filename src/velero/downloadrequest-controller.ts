@@ -13,25 +13,16 @@
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { ConfigurationOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { findArtifactByKind } from '../velero/artifacts.ts';
-import { namespaceMatcher } from '../velero/namespaces.ts';
-import type { KubeClients } from './client.ts';
-import { statusOf } from './client.ts';
-import { CachedObjectReader } from './objects.ts';
-import type { KubeObject, ObjectReader } from './objects.ts';
-import { Reflector, describeApiError } from './url-discovery.ts';
-import type { GatewayUrl, ReflectorEvent } from './url-discovery.ts';
+import type { KubeClients } from '../kube/client.ts';
+import { statusOf } from '../kube/client.ts';
+import type { KubeObject } from '../kube/objects.ts';
+import { Reflector, describeApiError } from '../kube/url-discovery.ts';
+import type { GatewayUrl, ReflectorEvent } from '../kube/url-discovery.ts';
+import { URL_ANNOTATION, downloadRequestUrl, optsIn, str, targetOf } from './downloadrequests.ts';
+import type { StorageLocations } from './downloadrequests.ts';
+import { namespaceMatcher } from './namespaces.ts';
 
-/** Where the gateway URL of a DownloadRequest is always recorded. */
-export const URL_ANNOTATION = 'download-server.velero.io/url';
-/** A BackupStorageLocation annotated `"true"` opts in to having its DownloadRequests pointed at the gateway. */
-export const ENABLED_ANNOTATION = 'download-server.velero.io/enabled';
 export const DOWNLOADREQUEST_CRD = 'downloadrequests.velero.io';
-
-/** The gateway URL of one DownloadRequest. */
-export function downloadRequestUrl(baseUrl: string, namespace: string, name: string): string {
-  return `${baseUrl.replace(/\/+$/, '')}/v1/namespaces/${encodeURIComponent(namespace)}/downloadrequests/${encodeURIComponent(name)}`;
-}
 
 /** What the installed DownloadRequest CRD allows. */
 export interface CrdCapabilities {
@@ -69,8 +60,8 @@ export interface DownloadRequestControllerOptions {
   /** `--serve-all-locations`: every location opts in, no annotation needed. */
   serveAllLocations: boolean;
   urls: BaseUrlSource;
-  /** Reads Backups, Restores and BSLs (default: a CachedObjectReader on `kube`, 5 s TTL). */
-  reader?: ObjectReader;
+  /** Finds a target's location for the opt-in rule: the resolver, so its namespace checks apply here too. */
+  locations: StorageLocations;
   /** How often the CRD's schema is read again (default 5 min). */
   crdRecheckMs?: number;
   /** Retry delay after a failed write or read (default 1 s, doubling to maxRetryMs, default 60 s). */
@@ -85,7 +76,6 @@ export interface DownloadRequestControllerOptions {
 
 const GROUP = { group: 'velero.io', version: 'v1', plural: 'downloadrequests' } as const;
 const MERGE = (o: ConfigurationOptions): ConfigurationOptions => setHeaderOptions('Content-Type', PatchStrategy.MergePatch, o);
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const NO_CAPS: CrdCapabilities = { veleroServerURL: false, statusSubresource: false };
 /** The controller's reads are the gateway's own work, not a caller's: they wait for their budget. */
 const BACKGROUND = { budget: 'background' } as const;
@@ -100,7 +90,6 @@ export class DownloadRequestController {
   readonly #kube: KubeClients;
   readonly #opts: DownloadRequestControllerOptions;
   readonly #serves: (namespace: string) => boolean;
-  readonly #reader: ObjectReader;
   readonly #stop = new AbortController();
   readonly #reflectors = new Map<string, Reflector<KubeObject>>();
   readonly #clusterWide: boolean;
@@ -126,7 +115,6 @@ export class DownloadRequestController {
     this.#kube = kube;
     this.#opts = opts;
     this.#serves = namespaceMatcher(opts.namespace, opts.watchNamespaces);
-    this.#reader = opts.reader ?? new CachedObjectReader(kube);
     this.#clusterWide = opts.watchNamespaces.some((p) => p.includes('*'));
   }
 
@@ -280,7 +268,7 @@ export class DownloadRequestController {
     const annotationOk = meta.annotations?.[URL_ANNOTATION] === url;
     const statusOk = !caps.veleroServerURL || dr.status?.veleroServerURL === url;
     if (annotationOk && statusOk) return;
-    if (!(await this.#optedIn(dr))) return;
+    if (!(await this.#optedIn(dr, namespace))) return;
 
     const signal = this.#stop.signal;
     const statusOnMain = caps.veleroServerURL && !caps.statusSubresource && !statusOk;
@@ -326,22 +314,10 @@ export class DownloadRequestController {
     return Number.isFinite(t) && t <= (this.#opts.now ?? Date.now)();
   }
 
-  /** Whether the request's location opts in. Missing objects along the way: no (Velero fails such a request too). */
-  async #optedIn(dr: KubeObject): Promise<boolean> {
-    const ns = dr.metadata?.namespace ?? '';
-    const target = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
-    const found = typeof target?.kind === 'string' ? findArtifactByKind(target.kind) : undefined;
-    const targetName = str(target?.name);
-    if (!found || !targetName) return false;
-    if (this.#opts.serveAllLocations) return true;
-    const signal = this.#stop.signal;
-    let backupName: string | undefined = targetName;
-    if (found.owner === 'restores') backupName = str((await this.#reader.velero('restores', ns, targetName, signal, BACKGROUND))?.spec?.backupName);
-    if (!backupName) return false;
-    const bslName = str((await this.#reader.velero('backups', ns, backupName, signal, BACKGROUND))?.spec?.storageLocation);
-    if (!bslName) return false;
-    const bsl = await this.#reader.velero('backupstoragelocations', ns, bslName, signal, BACKGROUND);
-    return bsl?.metadata?.annotations?.[ENABLED_ANNOTATION] === 'true';
+  /** Whether the request names a target the gateway serves and its location opts in. */
+  async #optedIn(dr: KubeObject, namespace: string): Promise<boolean> {
+    const t = targetOf(dr);
+    return t !== undefined && optsIn({ namespace, ...t.target }, this.#opts.locations, this.#opts.serveAllLocations, this.#stop.signal, BACKGROUND);
   }
 
   /** Reads the CRD; a change of what it allows re-queues every request. Unreadable (e.g. no RBAC): annotation only. */

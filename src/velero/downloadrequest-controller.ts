@@ -16,8 +16,9 @@ import type { Logger } from 'pino';
 import type { KubeClients } from '../kube/client.ts';
 import { statusOf } from '../kube/client.ts';
 import type { KubeObject } from '../kube/objects.ts';
-import { Reflector, describeApiError } from '../kube/url-discovery.ts';
-import type { GatewayUrl, ReflectorEvent } from '../kube/url-discovery.ts';
+import type { GatewayUrl } from '../kube/url-discovery.ts';
+import { WatchedCollection, describeApiError } from '../kube/watch.ts';
+import type { WatchEvent } from '../kube/watch.ts';
 import { URL_ANNOTATION, downloadRequestUrl, optsIn, str, targetOf } from './downloadrequests.ts';
 import type { StorageLocations } from './downloadrequests.ts';
 import { namespaceMatcher } from './namespaces.ts';
@@ -91,7 +92,7 @@ export class DownloadRequestController {
   readonly #opts: DownloadRequestControllerOptions;
   readonly #serves: (namespace: string) => boolean;
   readonly #stop = new AbortController();
-  readonly #reflectors = new Map<string, Reflector<KubeObject>>();
+  readonly #watches = new Map<string, WatchedCollection<KubeObject>>();
   readonly #clusterWide: boolean;
   #caps: CrdCapabilities = NO_CAPS;
   #capsTimer: NodeJS.Timeout | undefined;
@@ -129,8 +130,8 @@ export class DownloadRequestController {
     c.#capsTimer.unref();
     opts.urls.on('change', c.#onUrl);
     const namespaces = c.#clusterWide ? [''] : [...new Set([opts.namespace, ...opts.watchNamespaces])];
-    for (const ns of namespaces) c.#reflectors.set(ns, c.#reflector(ns));
-    await Promise.all([...c.#reflectors.values()].map((r) => r.start()));
+    for (const ns of namespaces) c.#watches.set(ns, c.#watchOf(ns));
+    await Promise.all([...c.#watches.values()].map((r) => r.start()));
     opts.log?.info(
       { scope: c.#clusterWide ? 'cluster' : namespaces, serveAllLocations: opts.serveAllLocations, statusField: c.#caps.veleroServerURL },
       'DownloadRequest controller started',
@@ -161,13 +162,13 @@ export class DownloadRequestController {
     for (const r of this.#retries.values()) clearTimeout(r.timer);
     this.#retries.clear();
     this.#pending.clear();
-    await Promise.all([...this.#reflectors.values()].map((r) => r.stop()));
+    await Promise.all([...this.#watches.values()].map((r) => r.stop()));
     this.#settle();
   }
 
-  #reflector(ns: string): Reflector<KubeObject> {
+  #watchOf(ns: string): WatchedCollection<KubeObject> {
     const kube = this.#kube;
-    return new Reflector<KubeObject>({
+    return new WatchedCollection<KubeObject>({
       kube,
       path: ns ? `/apis/velero.io/v1/namespaces/${ns}/downloadrequests` : '/apis/velero.io/v1/downloadrequests',
       list: (o) =>
@@ -179,7 +180,7 @@ export class DownloadRequestController {
     });
   }
 
-  #onChange(type: ReflectorEvent, obj: KubeObject): void {
+  #onChange(type: WatchEvent, obj: KubeObject): void {
     const ns = obj.metadata?.namespace ?? '';
     if (!this.#serves(ns)) return;
     const key = `${ns}/${obj.metadata?.name ?? ''}`;
@@ -199,11 +200,11 @@ export class DownloadRequestController {
 
   #cached(key: string): KubeObject | undefined {
     const [ns = '', name = ''] = key.split('/');
-    return (this.#clusterWide ? this.#reflectors.get('') : this.#reflectors.get(ns))?.get(ns, name);
+    return (this.#clusterWide ? this.#watches.get('') : this.#watches.get(ns))?.get(ns, name);
   }
 
   #enqueueAll(): void {
-    for (const r of this.#reflectors.values()) {
+    for (const r of this.#watches.values()) {
       for (const o of r.list()) if (this.#serves(o.metadata?.namespace ?? '')) this.#enqueue(`${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`);
     }
   }

@@ -20,6 +20,9 @@ export type OwnedObjectOf<K extends OwnedKind> = K extends 'Secret' ? V1Secret :
 
 /** The writer recorded in managedFields unless told otherwise. */
 export const DEFAULT_FIELD_MANAGER = 'velero-download-server';
+/** The label (value {@link MANAGED_BY}) on the objects the gateway creates and keeps. */
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'velero-download-server';
 
 const NEVER = new AbortController().signal;
 
@@ -41,6 +44,16 @@ export interface OwnedWatchHandlers<T> {
   onDelete(object: T): void;
   /** The watch failed; it is restarted after `retryInMs`. */
   onError?(err: unknown, retryInMs: number): void;
+}
+
+/**
+ * Whether resourceVersion `a` is older than `b` of the same object. resourceVersions are opaque, but
+ * etcd's are integers; this only guards against acting on a stale view, so anything else compares as
+ * not older.
+ */
+export function isOlderVersion(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return BigInt(a) < BigInt(b);
 }
 
 /** The outcome of a create-if-absent. */

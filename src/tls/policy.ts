@@ -5,15 +5,15 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { isIP } from 'node:net';
+import { MANAGED_BY, MANAGED_BY_LABEL } from '../kube/owned.ts';
 import { normalizeHosts } from './generate.ts';
 import { loadCertificatePair } from './pair.ts';
 import type { CertificatePair } from './types.ts';
 
 /** The gateway's Service unless `--service-name` says otherwise. */
 export const DEFAULT_SERVICE_NAME = 'velero-download-server';
-/** Label (value {@link MANAGED_BY}) marking a Secret the gateway generated and may renew. */
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const MANAGED_BY = 'velero-download-server';
+// The gateway's label on a certificate Secret means it generated the certificate and may renew it.
+export { MANAGED_BY, MANAGED_BY_LABEL };
 /** How far into its lifetime a gateway certificate is renewed. */
 export const RENEW_FRACTION = 2 / 3;
 
@@ -71,6 +71,20 @@ export function renewalTime(cert: X509Certificate): Date {
   const from = cert.validFromDate.getTime();
   const to = cert.validToDate.getTime();
   return new Date(from + (to - from) * RENEW_FRACTION);
+}
+
+/** How soon a failed renewal is tried again (a certificate already due). */
+export const RENEWAL_RETRY_MS = 60_000;
+
+/**
+ * When to look at the Secret next: every `checkIntervalMs`, and for the gateway's own certificate no
+ * later than just after it falls due; one already due (its renewal just failed) is retried after
+ * {@link RENEWAL_RETRY_MS}, not in a tight loop.
+ */
+export function nextCheckMs(cert: X509Certificate | undefined, now: Date, checkIntervalMs: number): number {
+  if (cert === undefined) return checkIntervalMs;
+  const due = renewalTime(cert).getTime() - now.getTime();
+  return Math.min(checkIntervalMs, due > 0 ? due + 1000 : RENEWAL_RETRY_MS);
 }
 
 /** The certificates of a PEM bundle, each as its own PEM. */

@@ -7,13 +7,13 @@
 import { X509Certificate, randomBytes } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
-import { OwnedObject } from '../kube/owned.ts';
+import { OwnedObject, isOlderVersion } from '../kube/owned.ts';
 import type { WatchedCollection } from '../kube/watch.ts';
 import { describeApiError } from '../kube/watch.ts';
 import { CertificateError, isCertificateError } from './errors.ts';
 import { DEFAULT_VALIDITY_DAYS, generateCa, generateCaSigned } from './generate.ts';
 import { loadCertificatePair } from './pair.ts';
-import { MANAGED_BY, MANAGED_BY_LABEL, generatedCertificateHosts, isManagedSecret, planRenewal, renewalTime, renewedCaBundle } from './policy.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, generatedCertificateHosts, isManagedSecret, nextCheckMs, planRenewal, renewedCaBundle } from './policy.ts';
 import type { HostOptions, Renewal, RenewalReason } from './policy.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate } from './types.ts';
 
@@ -34,7 +34,6 @@ const SECRET_TYPE = 'kubernetes.io/tls';
 // Below this, the few minutes a generated certificate is back-dated would make it due at once.
 const MIN_VALIDITY_DAYS = 1 / 24;
 const DEFAULT_RECREATE_DELAY_MS = 30_000;
-const RETRY_MS = 60_000;
 
 /** Options for {@link SecretCertificateSource.start}. */
 export interface SecretCertificateOptions extends HostOptions {
@@ -133,11 +132,6 @@ function encode(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64');
 }
 
-function isOlder(rv: string | undefined, than: string | undefined): boolean {
-  // resourceVersions are opaque, but etcd's are integers; comparing them only guards against a stale event.
-  if (rv === undefined || than === undefined || !/^\d+$/.test(rv) || !/^\d+$/.test(than)) return false;
-  return BigInt(rv) < BigInt(than);
-}
 
 /**
  * The serving certificate of kubernetes mode, from the Secret `secretName` in `namespace`.
@@ -410,7 +404,7 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
   #apply(secret: V1Secret, action: SecretCertificateEvent['action'], extra: Pick<SecretCertificateEvent, 'reason' | 'newCa'> = {}): boolean {
     const rv = secret.metadata?.resourceVersion;
     const old = this.#state;
-    if (old !== undefined && isOlder(rv, old.resourceVersion)) return false;
+    if (old !== undefined && isOlderVersion(rv, old.resourceVersion)) return false;
     const loaded = this.#load(secret);
     const state: State = { loaded, caPem: decode(secret.data, SECRET_KEYS.ca), managed: isManagedSecret(secret), resourceVersion: rv, uid: secret.metadata?.uid };
     const same = old !== undefined && old.loaded.certPem === loaded.certPem && old.loaded.keyPem === loaded.keyPem;
@@ -423,13 +417,7 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
       this.#report(new CertificateError('CertificateExpired', `the certificate in Secret ${this.secretRef} expired on ${loaded.notAfter.toISOString()}; whoever issues it must renew it`));
     }
     if (old === undefined) return true;
-    for (const listener of this.#listeners) {
-      try {
-        listener(loaded);
-      } catch (err) {
-        this.#report(new Error(`a certificate change listener failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
-      }
-    }
+    this.#notify(this.#listeners, loaded, 'a certificate change listener');
     return true;
   }
 
@@ -438,11 +426,16 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
     const was = this.#trusted;
     if (was !== undefined && was.caPem === now.caPem && was.fingerprint === now.fingerprint && was.uid === now.uid) return;
     this.#trusted = now;
-    for (const listener of this.#trustListeners) {
+    this.#notify(this.#trustListeners, now, 'a trust listener');
+  }
+
+  /** Tells every listener; one that throws is reported and the others still hear. */
+  #notify<T>(listeners: Iterable<(value: T) => void>, value: T, what: string): void {
+    for (const listener of listeners) {
       try {
-        listener(now);
+        listener(value);
       } catch (err) {
-        this.#report(new Error(`a trust listener failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+        this.#report(new Error(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
       }
     }
   }
@@ -478,13 +471,8 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
   #scheduleCheck(delayMs?: number): void {
     if (this.#stopped) return;
     clearTimeout(this.#checkTimer);
-    let delay = delayMs ?? this.#s.checkIntervalMs;
     const state = this.#state;
-    if (delayMs === undefined && state?.managed) {
-      const due = renewalTime(new X509Certificate(state.loaded.certPem)).getTime() - this.#s.now().getTime();
-      // Already due means the renewal just failed: retry, but not in a tight loop.
-      delay = Math.min(delay, due > 0 ? due + 1000 : RETRY_MS);
-    }
+    const delay = delayMs ?? nextCheckMs(state?.managed ? new X509Certificate(state.loaded.certPem) : undefined, this.#s.now(), this.#s.checkIntervalMs);
     // setTimeout takes at most 2^31-1 ms; a longer wait fires early and just reschedules.
     this.#checkTimer = setTimeout(() => void this.check(), Math.min(Math.max(0, delay), 2 ** 31 - 1));
   }

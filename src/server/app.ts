@@ -136,13 +136,25 @@ function markDownload(route: RouteLabel): RequestHandler {
   };
 }
 
-export function healthRoutes(app: Express, health: HealthState): void {
+function healthRoutes(app: Express, health: HealthState): void {
   app.get('/healthz', (_req, res) => {
     res.type('text/plain').send('ok');
   });
   app.get('/readyz', (_req, res) => {
     res.status(health.ready ? 200 : 503).type('text/plain').send(health.ready ? 'ok' : 'not ready');
   });
+}
+
+/** The metrics listener's application: the probes and Prometheus, nothing of the download API. */
+export function createMetricsApp(health: HealthState, metrics: GatewayMetrics, log: Logger): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  healthRoutes(app, health);
+  app.get('/metrics', (_req, res, next) => {
+    metrics.registry.metrics().then((text) => res.type(metrics.registry.contentType).send(text), next);
+  });
+  app.use(errorHandler(log));
+  return app;
 }
 
 function methodNotAllowed(allow: string): RequestHandler {

@@ -9,7 +9,7 @@ import type { Target } from '../velero/artifacts.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
 
-/** The SubjectAccessReview attributes for a target (ARCHITECTURE.md, "Authorization model"). */
+/** The SubjectAccessReview attributes for a target: `get` on `backups/<artifact>` or `restores/<artifact>` named by the owner. */
 export function attributesOf(target: Target): ResourceAttributes {
   return {
     group: 'velero.io',

@@ -10,7 +10,7 @@ import { InvalidKeyError, InvalidLocationError } from '../../src/stores/errors.t
 import { DefaultStoreFactory } from '../../src/stores/factory.ts';
 import type { AdapterConstructor, FactoryOptions } from '../../src/stores/factory.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
-import type { ObjectBody, ObjectInfo } from '../../src/stores/types.ts';
+import type { ListedObject, ObjectBody, ObjectInfo } from '../../src/stores/types.ts';
 import { createTestPki } from '../support/test-ca.ts';
 
 /** A fake network adapter: records how it was built and whether it was closed. */
@@ -28,6 +28,9 @@ class FakeClient implements ClosableStore {
     const body = new PassThrough();
     this.bodies.push(body);
     return { size: 3, body };
+  }
+  async *list(): AsyncGenerator<ListedObject> {
+    yield { key: 'k', size: 3 };
   }
   async close(): Promise<void> {
     this.closed = true;

@@ -219,6 +219,19 @@ export function registerListCases(fx: ListFixture): void {
         assert.ok((await waitForFdCount(fdsBefore)) <= fdsBefore, 'descriptors back to their count before the listing');
       });
 
+      test('aborting while a page is being fetched rejects with the reason and releases descriptors', { timeout: ABORT_TIMEOUT_MS }, async () => {
+        await keys(store, 'pg/', { pageSize: 2 });
+        const fdsBefore = openFdCount();
+        for (let i = 0; i < 3; i++) {
+          const ac = new AbortController();
+          const reason = new Error('client went away');
+          const pending = store.list('pg/', { signal: ac.signal, pageSize: 2 })[Symbol.asyncIterator]().next();
+          ac.abort(reason);
+          await assert.rejects(pending, (err) => err === reason);
+        }
+        assert.ok((await waitForFdCount(fdsBefore)) <= fdsBefore, 'descriptors back to their count before the listings');
+      });
+
       test('leaving a listing early (break) releases descriptors', { timeout: ABORT_TIMEOUT_MS }, async () => {
         await keys(store, 'pg/', { pageSize: 2 });
         const fdsBefore = openFdCount();

@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { checkListOptions, compareKeys, isValidKey } from './listing.ts';
 import { keySegments } from './keys.ts';
@@ -110,7 +110,8 @@ class Walk {
         continue;
       }
       if (after !== undefined && compareKeys(key, after) <= 0) continue;
-      const st = await stat(entry.path).catch((err: unknown) => {
+      // lstat: `path` is a real path, so a symlink there now was put in since; it is not listed.
+      const st = await lstat(entry.path).catch((err: unknown) => {
         if (vanished(err)) return undefined;
         throw err;
       });

@@ -30,7 +30,8 @@ class FakeClient implements ClosableStore {
     return { size: 3, body };
   }
   async *list(): AsyncGenerator<ListedObject> {
-    yield { key: 'k', size: 3 };
+    yield { key: 'k1', size: 3 };
+    yield { key: 'k2', size: 3 };
   }
   async close(): Promise<void> {
     this.closed = true;
@@ -91,6 +92,17 @@ describe('DefaultStoreFactory', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(built[0]!.closed, true);
     assert.equal(built[1]!.closed, false);
+  });
+
+  test('a retired client stays open while a listing on it runs, and closes when it ends', async () => {
+    const { f, built } = factory({ maxClients: 1 });
+    const listing = (await f.forSpec(spec())).list('', { signal })[Symbol.asyncIterator]();
+    assert.equal((await listing.next()).value?.key, 'k1');
+    await f.forSpec(spec({ credential: Buffer.from('[default]\naws_access_key_id=B\naws_secret_access_key=T\n') }));
+    assert.equal(built[0]!.closed, false);
+    await listing.return?.(undefined);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(built[0]!.closed, true);
   });
 
   test('the LRU bound closes idle clients at once', async () => {

@@ -12,6 +12,7 @@ import type { KubeClients } from './client.ts';
 import { describeApiFailure, statusOf } from './client.ts';
 import { WatchedCollection } from './watch.ts';
 import type { Listed } from './watch.ts';
+import { NEVER_ABORTED } from '../util/abortable.ts';
 
 /** The kinds an owned object can be. */
 export type OwnedKind = 'Secret' | 'ConfigMap';
@@ -23,8 +24,6 @@ export const DEFAULT_FIELD_MANAGER = 'velero-download-server';
 /** The label (value {@link MANAGED_BY}) on the objects the gateway creates and keeps. */
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'velero-download-server';
-
-const NEVER = new AbortController().signal;
 
 export interface OwnedObjectOptions<K extends OwnedKind> {
   kind: K;
@@ -116,7 +115,7 @@ export class OwnedObject<K extends OwnedKind> {
     this.namespace = opts.namespace;
     this.name = opts.name;
     this.#fieldManager = opts.fieldManager ?? DEFAULT_FIELD_MANAGER;
-    this.#signal = opts.signal ?? NEVER;
+    this.#signal = opts.signal ?? NEVER_ABORTED;
   }
 
   /** `Kind namespace/name`, for messages. */

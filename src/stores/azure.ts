@@ -42,11 +42,12 @@ import {
 } from './errors.ts';
 import { readLocationFile } from './file-settings.ts';
 import { classifyStatus, parseRetryAfter } from './http-status.ts';
+import { listAzure } from './azure-list.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
 import type { StoreSpec } from './spec.ts';
 import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
-import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
+import type { ByteRange, GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
 
 /** Velero's provider names for Azure Blob storage. */
 export const AZURE_PROVIDERS: ReadonlySet<string> = new Set(['azure', 'velero.io/azure']);
@@ -713,6 +714,15 @@ export class AzureBlobStore implements ClosableStore {
     return new StoreUnavailableError(`${where}: cannot reach the store reading ${object} (${detail})`, {
       cause: isRestError(err) ? transportCause(err) : undefined,
     });
+  }
+
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    const container = (): ContainerClient => {
+      if (this.#closed) throw new StoreUnavailableError(`location ${this.#name}: the store client is closed`);
+      return this.#container;
+    };
+    const translate = (err: unknown, signal: AbortSignal): unknown => this.#translate(err, prefix, signal);
+    return listAzure({ location: this.#name, container, root: this.#prefix, info: infoOf, translate }, prefix, opts);
   }
 
   /** Closes the client's sockets; calls after close fail with StoreUnavailableError. */

@@ -38,13 +38,14 @@ import {
   ThrottledError,
 } from './errors.ts';
 import { classifyStatus, parseRetryAfter } from './http-status.ts';
+import { listGcs } from './gcs-list.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 
 /** GCS says "slow down" also as a 403 with reason rateLimitExceeded. */
 const GCS_CODES = { throttled: new Set(['rateLimitExceeded']) };
 import { withLengthCheck } from './length-check.ts';
 import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
-import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
+import type { ByteRange, GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
 
 /** Velero provider names served by this adapter. */
 export const GCS_PROVIDERS: ReadonlySet<string> = new Set(['gcp', 'velero.io/gcp']);
@@ -524,6 +525,15 @@ export class GcsStore implements ClosableStore {
       throw new StoreUnavailableError(`${what}: the store ignored the byte range asked`);
     }
     return { size, delivered: { start: 0, end: size - 1 } };
+  }
+
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    const send = async (url: string, signal: AbortSignal): Promise<Readable> => {
+      const res = await this.#send(url, prefix, signal, { accept: 'application/json' });
+      return res.status === 200 ? res.body : this.#fail(res, prefix, signal);
+    };
+    const objectsUrl = `${this.#root}/storage/v1/b/${encodeURIComponent(this.#bucket)}/o`;
+    return listGcs({ location: this.#location, objectsUrl, root: this.#prefix, send, etag: etagOf, date: parseDate }, prefix, opts);
   }
 
   async close(): Promise<void> {

@@ -26,11 +26,12 @@ import {
 import { readLocationFile } from './file-settings.ts';
 import { classifyStatus, parseRetryAfter } from './http-status.ts';
 import { joinKey } from './keys.ts';
+import { listS3 } from './s3-list.ts';
 import { abortable } from '../util/abortable.ts';
 import { withLengthCheck } from './length-check.ts';
 import type { StoreSpec } from './spec.ts';
 import { agentTlsOptions, tlsFailureCode, tlsFailureMessage } from './trust.ts';
-import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
+import type { ByteRange, GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, StatOptions } from './types.ts';
 
 /** Velero's provider names for this adapter. */
 export const S3_PROVIDERS: ReadonlySet<string> = new Set(['aws', 'velero.io/aws']);
@@ -352,6 +353,22 @@ export class S3Store implements ClosableStore {
       body?.destroy();
       throw this.#translate(err, key, signal);
     }
+  }
+
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    const { name: location, bucket, prefix: root } = this.#spec;
+    return listS3(
+      {
+        location,
+        bucket,
+        root,
+        client: async (signal) => (await this.#ready(signal)).client,
+        info: (size, etag, lastModified) => this.#info(size, etag, lastModified),
+        translate: (err, signal) => this.#translate(err, prefix, signal),
+      },
+      prefix,
+      opts,
+    );
   }
 
   /** Destroys the client and its sockets; later calls fail with StoreUnavailableError. */

@@ -6,12 +6,11 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { isIP } from 'node:net';
 import { MANAGED_BY, MANAGED_BY_LABEL } from '../kube/owned.ts';
+import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
 import { normalizeHosts } from './generate.ts';
 import { loadCertificatePair } from './pair.ts';
 import type { CertificatePair } from './types.ts';
 
-/** The gateway's Service unless `--service-name` says otherwise. */
-export const DEFAULT_SERVICE_NAME = 'velero-download-server';
 // The gateway's label on a certificate Secret means it generated the certificate and may renew it.
 export { MANAGED_BY, MANAGED_BY_LABEL };
 /** How far into its lifetime a gateway certificate is renewed. */

@@ -18,7 +18,7 @@ import type { HostOptions, Renewal, RenewalReason } from './policy.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate } from './types.ts';
 
 // The policy's names stay importable from here, where the Secret's other names live.
-export { DEFAULT_SERVICE_NAME, MANAGED_BY, MANAGED_BY_LABEL, fqdnHost, generatedCertificateHosts, isManagedSecret, renewalTime, serviceDnsNames } from './policy.ts';
+export { MANAGED_BY, MANAGED_BY_LABEL, fqdnHost, generatedCertificateHosts, isManagedSecret, renewalTime, serviceDnsNames } from './policy.ts';
 export type { RenewalReason } from './policy.ts';
 
 /** The Secret's name unless `--tls-secret` says otherwise. */

@@ -17,11 +17,11 @@ import {
   seconds,
   signatureIn,
   signedPath,
-  str,
   targetOf,
   verifyRequester,
 } from './downloadrequests.ts';
 import type { DownloadRequestSource, DrIdentity, Requester, Signer } from './downloadrequests.ts';
+import { nonEmptyString } from '../util/strings.ts';
 
 /** The fields of an AdmissionReview's request the decision reads; anything may be missing or hostile. */
 export interface AdmissionRequestLike {
@@ -53,7 +53,7 @@ export interface AdmissionDeps {
 const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
 
 function userOf(u: AdmissionRequestLike['userInfo']): Requester | undefined {
-  const username = str(u?.username);
+  const username = nonEmptyString(u?.username);
   if (!username) return undefined;
   const groups = Array.isArray(u?.groups) ? u.groups : [];
   if (!groups.every((g): g is string => typeof g === 'string')) return undefined;
@@ -66,7 +66,7 @@ function userOf(u: AdmissionRequestLike['userInfo']): Requester | undefined {
       extra[k] = v;
     }
   }
-  const uid = str(u?.uid);
+  const uid = nonEmptyString(u?.uid);
   return { username, groups, ...(uid && { uid }), ...(extra && Object.keys(extra).length > 0 && { extra }) };
 }
 
@@ -83,8 +83,8 @@ export class DownloadRequestAdmission {
 
   async decide(req: AdmissionRequestLike, signal: AbortSignal): Promise<AdmissionDecision> {
     const dr = req.object;
-    const namespace = str(req.namespace);
-    const name = str(dr?.metadata?.name);
+    const namespace = nonEmptyString(req.namespace);
+    const name = nonEmptyString(dr?.metadata?.name);
     if (!dr || dr.kind !== 'DownloadRequest') return { outcome: 'skipped', why: 'not a DownloadRequest' };
     if (!namespace || !isDns1123Label(namespace) || !this.#deps.serves(namespace)) return { outcome: 'skipped', why: 'not a namespace this gateway serves' };
     if (!name || !isDns1123Subdomain(name)) return { outcome: 'skipped', why: 'the DownloadRequest has no name yet' };
@@ -108,12 +108,12 @@ export class DownloadRequestAdmission {
   }
 
   async #mint(dr: KubeObject, namespace: string, name: string, t: NonNullable<ReturnType<typeof targetOf>>, signal: AbortSignal): Promise<AdmissionDecision> {
-    const downloadURL = str(dr.status?.downloadURL);
+    const downloadURL = nonEmptyString(dr.status?.downloadURL);
     if (!downloadURL) return { outcome: 'skipped', why: 'no status.downloadURL yet' };
     if (signatureIn(downloadURL, namespace, name) !== undefined) return { outcome: 'skipped', why: 'already a gateway URL' };
     const base = this.#deps.baseUrl();
     if (!base) return { outcome: 'skipped', why: 'the gateway does not know its URL yet' };
-    const uid = str(dr.metadata?.uid);
+    const uid = nonEmptyString(dr.metadata?.uid);
     if (!uid || !UID.test(uid)) return { outcome: 'skipped', why: 'the object has no uid' };
     // No read before this: a review for a request this gateway did not record costs nothing.
     const record = verifyRequester(dr, this.#deps.signer);
@@ -126,7 +126,7 @@ export class DownloadRequestAdmission {
     );
     if ('last' in live) return unknown;
     const nowS = (this.#deps.now ?? Date.now)() / 1000;
-    const expiration = seconds(str(dr.status?.expiration));
+    const expiration = seconds(nonEmptyString(dr.status?.expiration));
     const expires = Math.floor(Math.min(Number.isFinite(expiration) ? expiration : Infinity, nowS + MAX_SIGNED_URL_SECONDS));
     if (expires <= nowS) return { outcome: 'skipped', why: 'the DownloadRequest has expired' };
     if (!(await this.#deps.optedIn({ namespace, ...t.target }, signal))) return { outcome: 'skipped', why: 'the location does not opt in' };

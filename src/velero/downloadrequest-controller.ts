@@ -19,9 +19,10 @@ import type { KubeObject } from '../kube/objects.ts';
 import type { GatewayUrl } from '../kube/url-discovery.ts';
 import { WatchedCollection, describeApiError } from '../kube/watch.ts';
 import type { WatchEvent } from '../kube/watch.ts';
-import { URL_ANNOTATION, downloadRequestUrl, optsIn, str, targetOf } from './downloadrequests.ts';
+import { URL_ANNOTATION, downloadRequestUrl, optsIn, targetOf } from './downloadrequests.ts';
 import type { StorageLocations } from './downloadrequests.ts';
 import { namespaceMatcher } from './namespaces.ts';
+import { nonEmptyString } from '../util/strings.ts';
 
 export const DOWNLOADREQUEST_CRD = 'downloadrequests.velero.io';
 
@@ -310,7 +311,7 @@ export class DownloadRequestController {
   }
 
   #expired(dr: KubeObject): boolean {
-    const exp = str(dr.status?.expiration);
+    const exp = nonEmptyString(dr.status?.expiration);
     const t = exp === undefined ? NaN : Date.parse(exp);
     return Number.isFinite(t) && t <= (this.#opts.now ?? Date.now)();
   }

@@ -19,6 +19,7 @@ import type { KubeObject, ReadOptions } from '../kube/objects.ts';
 import { findArtifactByKind, isDns1123Label, isDns1123Subdomain } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
 import { CrossNamespaceError, NotFoundError, SignedUrlRefusedError } from './errors.ts';
+import { nonEmptyString } from '../util/strings.ts';
 
 /** Signs and checks lists of strings with the gateway's keys (implemented in auth/signed-urls.ts). */
 export interface Signer {
@@ -88,9 +89,6 @@ const RECORD = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/;
 export const UID = /^[A-Za-z0-9-]{1,64}$/;
 const RECORD_PURPOSE = 'velero-download-server/requester/v1';
 const URL_PURPOSE = 'velero-download-server/url/v1';
-
-/** A non-empty string, or undefined: how every field of a DownloadRequest or a review is read. */
-export const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 // --- the record's encoding, mirrored by the chart's ValidatingAdmissionPolicy ----------------------
 
@@ -169,8 +167,8 @@ export function requesterAnnotations(dr: DrIdentity, user: Requester, nowSeconds
 /** The target a DownloadRequest names, if it is one the gateway serves. */
 export function targetOf(dr: KubeObject): { kind: string; name: string; target: Omit<Target, 'namespace'> } | undefined {
   const t = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
-  const kind = str(t?.kind);
-  const name = str(t?.name);
+  const kind = nonEmptyString(t?.kind);
+  const name = nonEmptyString(t?.name);
   const found = kind === undefined ? undefined : findArtifactByKind(kind);
   if (!found || name === undefined || !isDns1123Subdomain(name)) return undefined;
   return { kind: kind!, name, target: { owner: found.owner, name, artifact: found.def.artifact } };
@@ -186,8 +184,8 @@ export function seconds(t: string | Date | undefined): number {
 export function verifyRequester(dr: KubeObject, signer: Signer): { requester: Requester } | { why: string } {
   const meta = dr.metadata ?? {};
   const ann = meta.annotations ?? {};
-  const namespace = str(meta.namespace);
-  const name = str(meta.name);
+  const namespace = nonEmptyString(meta.namespace);
+  const name = nonEmptyString(meta.name);
   const t = targetOf(dr);
   if (!namespace || !name || !t) return { why: 'it names no target the gateway serves' };
   const m = RECORD.exec(ann[REQUESTER_ANNOTATIONS.record] ?? '');
@@ -353,5 +351,5 @@ export function signatureIn(raw: string | undefined, namespace: string, name: st
 
 /** Whether `status.downloadURL` is the URL with this signature for this DownloadRequest. */
 function carries(dr: KubeObject, namespace: string, name: string, signature: string): boolean {
-  return signatureIn(str(dr.status?.downloadURL), namespace, name) === signature;
+  return signatureIn(nonEmptyString(dr.status?.downloadURL), namespace, name) === signature;
 }

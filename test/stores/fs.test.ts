@@ -53,6 +53,9 @@ for (const metadata of ['sync', 'async'] as const) {
         await writeAt(root, key, bytes);
       },
       putOutside: (name, bytes) => writeFile(join(base, name), bytes),
+      putBeside: async (suffix, bytes) => {
+        await writeAt(base, `root${suffix}`, bytes);
+      },
       cleanup: () => rm(base, { recursive: true, force: true }),
     };
   });

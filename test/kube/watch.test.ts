@@ -19,7 +19,9 @@ import type { WatchEvent, WatchOptions } from '../../src/kube/watch.ts';
 import { startKubeApiServer } from '../support/kube-apiserver/index.ts';
 import type { KubeApiServer, KubeObject } from '../support/kube-apiserver/index.ts';
 
-const NS = 'velero';
+/** Each test watches a namespace of its own: a collection stopped at the end of the test before may still have a request on its way. */
+const NAMESPACES = Array.from({ length: 10 }, (_, i) => `watch-${i}`);
+let NS = '';
 const configMap = (name: string, value: string): KubeObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: NS }, data: { value } });
 
 async function waitFor(cond: () => boolean, what: string, ms = 8_000): Promise<void> {
@@ -35,14 +37,15 @@ describe('the watch helper', () => {
   let kube: KubeClients;
   let dir: string;
   const running: WatchedCollection<KubeObject>[] = [];
-  /** A watch of the ConfigMaps in NS, with what it reported. */
+  /** A watch of the ConfigMaps in the test's namespace, with what it reported. */
   const watch = async (opts: Partial<WatchOptions<KubeObject>> = {}, awaitStart = true) => {
+    const ns = NS;
     const events: [WatchEvent, string, string][] = [];
     const errors: number[] = [];
     const w = new WatchedCollection<KubeObject>({
       kube,
-      path: `/api/v1/namespaces/${NS}/configmaps`,
-      list: (o) => kube.core.listNamespacedConfigMap({ namespace: NS, ...(opts.fieldSelector && { fieldSelector: opts.fieldSelector }) }, o) as never,
+      path: `/api/v1/namespaces/${ns}/configmaps`,
+      list: (o) => kube.core.listNamespacedConfigMap({ namespace: ns, ...(opts.fieldSelector && { fieldSelector: opts.fieldSelector }) }, o) as never,
       onChange: (type, o) => events.push([type, o.metadata.name!, (o as { data?: { value?: string } }).data?.value ?? '']),
       onError: (_err, retryInMs) => errors.push(retryInMs),
       retryMs: 20,
@@ -54,17 +57,17 @@ describe('the watch helper', () => {
     if (awaitStart) await started;
     return { w, events, errors, started };
   };
-  const calls = (verb: 'list' | 'watch') => api.calls.list({ resource: 'configmaps', verb });
+  const calls = (verb: 'list' | 'watch') => api.calls.list({ resource: 'configmaps', verb, namespace: NS });
 
   before(async () => {
-    api = await startKubeApiServer({ velero: false, bookmarkIntervalMs: 60_000 });
+    api = await startKubeApiServer({ velero: false, bookmarkIntervalMs: 60_000, namespaces: NAMESPACES });
     dir = await mkdtemp(join(tmpdir(), 'vds-watch-'));
     kube = createKubeClients({ kubeconfig: await api.writeKubeconfig(join(dir, 'kubeconfig'), api.kubeconfig(api.adminToken)), qps: 1000, burst: 1000, timeoutMs: 5_000 });
   });
   beforeEach(async () => {
     await Promise.all(running.splice(0).map((w) => w.stop()));
     await api.start();
-    for (const c of api.list('v1', 'ConfigMap', NS)) api.remove('v1', 'ConfigMap', c.metadata.name!, NS);
+    NS = NAMESPACES.shift()!;
     api.faults.clear();
     api.calls.clear();
   });
@@ -118,7 +121,7 @@ describe('the watch helper', () => {
 
   test('a failed list is retried after a doubling delay, reported each time; start resolves after the first attempt', async () => {
     api.put(configMap('a', '1'));
-    const fault = api.faults.add({ match: { resource: 'configmaps', verb: 'list' }, status: 503, times: 4 });
+    const fault = api.faults.add({ match: { resource: 'configmaps', verb: 'list', namespace: NS }, status: 503, times: 4 });
     const { w, events, errors } = await watch();
     assert.equal(w.synced, false);
     await waitFor(() => w.synced, 'the list after the faults');
@@ -129,7 +132,7 @@ describe('the watch helper', () => {
 
   test('a refused watch is retried too, from where it was', async () => {
     api.put(configMap('a', '1'));
-    const fault = api.faults.add({ match: { resource: 'configmaps', verb: 'watch' }, status: 500, times: 2 });
+    const fault = api.faults.add({ match: { resource: 'configmaps', verb: 'watch', namespace: NS }, status: 500, times: 2 });
     const { events, errors } = await watch();
     await waitFor(() => errors.length === 2 && calls('watch').some((c) => c.code === 200), 'a watch that is served');
     assert.equal(fault.hits, 2);
@@ -152,7 +155,7 @@ describe('the watch helper', () => {
   });
 
   test('stop ends the watch; a watch still connecting at the stop is ended when it connects; nothing starts again', async () => {
-    api.faults.add({ match: { resource: 'configmaps', verb: 'watch' }, delayMs: 300, times: 1 });
+    api.faults.add({ match: { resource: 'configmaps', verb: 'watch', namespace: NS }, delayMs: 300, times: 1 });
     const { w, events, started } = await watch({}, false);
     await waitFor(() => calls('watch').length === 1, 'the watch request');
     await w.stop();

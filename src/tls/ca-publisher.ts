@@ -22,9 +22,9 @@ import type { ConfigurationOptions, V1ConfigMap, V1MutatingWebhookConfiguration 
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
 import { describeApiFailure, statusOf } from '../kube/client.ts';
-import { OwnedObject, isOlderVersion } from '../kube/owned.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, OwnedObject, isOlderVersion } from '../kube/owned.ts';
 import type { TrustAnchor, TrustSource } from './secret.ts';
-import { FINGERPRINT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SECRET_KEYS } from './secret.ts';
+import { FINGERPRINT_ANNOTATION, SECRET_KEYS } from './secret.ts';
 
 /** The ConfigMap's name unless `--ca-configmap` says otherwise. */
 export const DEFAULT_CA_CONFIGMAP = 'velero-download-server-ca';

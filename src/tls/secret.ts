@@ -17,8 +17,8 @@ import { MANAGED_BY, MANAGED_BY_LABEL, generatedCertificateHosts, isManagedSecre
 import type { HostOptions, Renewal, RenewalReason } from './policy.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate } from './types.ts';
 
-// The policy's names stay importable from here, where the Secret's other names live.
-export { MANAGED_BY, MANAGED_BY_LABEL, fqdnHost, generatedCertificateHosts, isManagedSecret, renewalTime, serviceDnsNames } from './policy.ts';
+// Kept importable from here: the composition root takes the webhook's names with the source.
+export { serviceDnsNames } from './policy.ts';
 export type { RenewalReason } from './policy.ts';
 
 /** The Secret's name unless `--tls-secret` says otherwise. */

@@ -12,16 +12,12 @@ import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
-import { SERVICE_ACCOUNT_DIR, signalOptions, statusOf } from '../kube/client.ts';
+import { signalOptions, statusOf } from '../kube/client.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
 import { CliError, EXIT, UsageError, describeFailure, networkFailure } from './errors.ts';
-import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
+import { DEFAULT_SERVICE_NAME, FINGERPRINT_ANNOTATION, SERVICE_ACCOUNT_DIR, URL_ANNOTATION } from '../util/names.ts';
 import { nonEmptyString } from '../util/strings.ts';
 
-/** Annotation the download server writes on a DownloadRequest: the URL that streams its target. */
-export const URL_ANNOTATION = 'download-server.velero.io/url';
-/** Annotation on the CA ConfigMap (and the certificate Secret): SHA-256 fingerprint of the serving certificate. */
-export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint';
 /** The ConfigMap where the download server publishes the CA clients trust (key ca.crt, like kube-root-ca.crt). */
 export const CA_CONFIGMAP = 'velero-download-server-ca';
 /** The Secret holding the download server's certificate (tls.crt, tls.key, ca.crt): read only for gateways older than the ConfigMap. */

@@ -21,7 +21,8 @@ export async function certificateSource(
     return { source, caPem: () => undefined, certFile: config.tlsCertFile };
   }
   if (config.mode === 'kubernetes' && kube) {
-    const { SecretCertificateSource, serviceDnsNames } = await import('../tls/secret.ts');
+    const { SecretCertificateSource } = await import('../tls/secret.ts');
+    const { serviceDnsNames } = await import('../tls/policy.ts');
     // The webhook's Service names too: the API server calls it by them and checks the certificate.
     const webhookSans = config.webhookListen ? serviceDnsNames(config.webhookServiceName, config.namespace) : [];
     const source = await SecretCertificateSource.start(kube, {

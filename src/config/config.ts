@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { parseFqdn } from '../util/fqdn.ts';
 import { parseAddressList } from '../util/address-list.ts';
 import { bool, count, duration, helpText, hostPort, list, oneOf, parseFlags, positive } from './flags.ts';
-import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
+import { DEFAULT_SERVICE_NAME, SERVICE_ACCOUNT_DIR } from '../util/names.ts';
 import { verbatim } from '../util/strings.ts';
 import type { FlagDef, HostPort } from './flags.ts';
 
@@ -211,7 +211,6 @@ export function namespaceBuckets(raw: string): Map<string, Set<string>> {
   return out;
 }
 
-const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const SERVICE_ACCOUNT_TOKEN = `${SERVICE_ACCOUNT_DIR}/token`;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

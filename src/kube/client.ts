@@ -19,8 +19,6 @@ import type { BudgetName, BudgetObserver } from './limiter.ts';
 
 export type { BudgetName } from './limiter.ts';
 
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-
 export interface KubeClientOptions {
   /** A kubeconfig file; without it, the in-cluster service account. */
   kubeconfig?: string;

@@ -24,7 +24,8 @@ import type { KubeClients } from '../kube/client.ts';
 import { describeApiFailure, statusOf } from '../kube/client.ts';
 import { MANAGED_BY, MANAGED_BY_LABEL, OwnedObject, isOlderVersion } from '../kube/owned.ts';
 import type { TrustAnchor, TrustSource } from './secret.ts';
-import { FINGERPRINT_ANNOTATION, SECRET_KEYS } from './secret.ts';
+import { SECRET_KEYS } from './secret.ts';
+import { FINGERPRINT_ANNOTATION } from '../util/names.ts';
 
 /** The ConfigMap's name unless `--ca-configmap` says otherwise. */
 export const DEFAULT_CA_CONFIGMAP = 'velero-download-server-ca';

@@ -16,15 +16,13 @@ import { loadCertificatePair } from './pair.ts';
 import { MANAGED_BY, MANAGED_BY_LABEL, generatedCertificateHosts, isManagedSecret, nextCheckMs, planRenewal, renewedCaBundle } from './policy.ts';
 import type { HostOptions, Renewal, RenewalReason } from './policy.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate } from './types.ts';
+import { FINGERPRINT_ANNOTATION } from '../util/names.ts';
 
 // Kept importable from here: the composition root takes the webhook's names with the source.
-export { serviceDnsNames } from './policy.ts';
 export type { RenewalReason } from './policy.ts';
 
 /** The Secret's name unless `--tls-secret` says otherwise. */
 export const DEFAULT_TLS_SECRET = 'velero-download-server-certs';
-/** Annotation with the SHA-256 fingerprint (lower-case hex of the DER) of the Secret's tls.crt. */
-export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint';
 /** The Secret's keys: the kubernetes.io/tls pair, the CA bundle clients trust, and the CA's key. */
 export const SECRET_KEYS = { cert: 'tls.crt', key: 'tls.key', ca: 'ca.crt', caKey: 'ca.key' } as const;
 /** How often the Secret is checked for renewal unless told otherwise. */

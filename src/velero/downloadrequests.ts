@@ -47,8 +47,6 @@ export const REQUESTER_ANNOTATIONS = {
 
 /** A BackupStorageLocation annotated `"true"` opts in to having its DownloadRequests served through the gateway. */
 export const ENABLED_ANNOTATION = 'download-server.velero.io/enabled';
-/** Where the controller records a DownloadRequest's (unsigned) gateway URL. */
-export const URL_ANNOTATION = 'download-server.velero.io/url';
 
 /** Finds the BackupStorageLocation a target's data lives in (the resolver: same namespace only). */
 export interface StorageLocations {

@@ -27,7 +27,7 @@ class FakeClient implements ClosableStore {
   async get(): Promise<ObjectBody> {
     const body = new PassThrough();
     this.bodies.push(body);
-    return { size: 3, body };
+    return { size: 3, kind: 'stream', body };
   }
   async close(): Promise<void> {
     this.closed = true;
@@ -82,6 +82,7 @@ describe('DefaultStoreFactory', () => {
     assert.notEqual(newStore, oldStore);
     // Evicted by the bound of one, but a body is still open on it.
     assert.equal(built[0]!.closed, false);
+    assert.equal(running.kind, 'stream');
     running.body.resume();
     (running.body as PassThrough).end('abc');
     await new Promise((r) => running.body.once('close', r));

@@ -4,7 +4,7 @@
  *
  * Transport: the requests go through gaxios (the Google SDKs' HTTP layer, as exported by
  * google-auth-library) with this location's own https.Agent, not through `@google-cloud/storage`.
- * That library (8.x) sends every JSON API request through teeny-request, whose agent comes from a
+ * That library (8.4.0, the current release) sends every JSON API request through teeny-request, whose agent comes from a
  * process-wide pool (`teeny-request` `getAgent` ignores any per-request agent), and takes no
  * AbortSignal: a per-location CA bundle, a socket pool per client and abort-on-disconnect are
  * impossible through it. The wire requests are the ones it makes (`GET /storage/v1/b/{b}/o/{o}`,

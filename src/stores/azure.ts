@@ -5,13 +5,7 @@
  * credential file.
  */
 import type { Readable } from 'node:stream';
-import {
-  AzureAuthorityHosts,
-  ClientCertificateCredential,
-  ClientSecretCredential,
-  DefaultAzureCredential,
-} from '@azure/identity';
-import type { TokenCredential, TokenCredentialOptions } from '@azure/identity';
+import type { TokenCredential } from '@azure/identity';
 import { BlobServiceClient, isRestError, newPipeline, StorageSharedKeyCredential } from '@azure/storage-blob';
 import type {
   BlobDownloadResponseParsed,
@@ -25,14 +19,13 @@ import type {
 import type { AdapterOptions, ClosableStore, Timeouts } from './adapter.ts';
 import { azureAuthFor, parseAzureCredentialFile } from './credentials/azure.ts';
 import type { AzureAuth, AzureCredentialValues } from './credentials/azure.ts';
+import { authorityHostFor, azureAdCredential, azureAdError, CLOUDS } from './azure-ad.ts';
+import type { Cloud } from './azure-ad.ts';
 import { checkEndpoint } from './endpoint-guard.ts';
-import { AccessDeniedError, InvalidLocationError, isStoreError, StoreUnavailableError } from './errors.ts';
-import type { StoreError } from './errors.ts';
-import { readLocationFile } from './file-settings.ts';
+import { InvalidLocationError, isStoreError, StoreUnavailableError } from './errors.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 import { checkRange, reconcileRange } from './range.ts';
-import type { StoreSpec } from './spec.ts';
-import { errnoOf, plainWord, translateFacts } from './translate.ts';
+import { errnoOf, objectInfo, plainWord, translateFacts } from './translate.ts';
 import type { ProviderFacts } from './translate.ts';
 import { callStore, createAgents, parseEndpoint, upstreamBody } from './transport.ts';
 import type { Agents } from './transport.ts';
@@ -58,27 +51,6 @@ export const AZURE_CONFIG_KEYS: ReadonlySet<string> = new Set([
   'credentialsFile',
   'apiVersion',
   'insecureSkipTLSVerify',
-]);
-
-interface Cloud {
-  blobSuffix: string;
-  authorityHost: string;
-}
-
-const PUBLIC: Cloud = { blobSuffix: 'blob.core.windows.net', authorityHost: AzureAuthorityHosts.AzurePublicCloud };
-const US_GOVERNMENT: Cloud = { blobSuffix: 'blob.core.usgovcloudapi.net', authorityHost: AzureAuthorityHosts.AzureGovernment };
-const CHINA: Cloud = { blobSuffix: 'blob.core.chinacloudapi.cn', authorityHost: AzureAuthorityHosts.AzureChina };
-
-const WELL_KNOWN_AUTHORITIES: ReadonlySet<string> = new Set([PUBLIC.authorityHost, US_GOVERNMENT.authorityHost, CHINA.authorityHost]);
-
-// AZURE_CLOUD_NAME as Velero matches it: case-insensitive, with the older spellings.
-const CLOUDS: ReadonlyMap<string, Cloud> = new Map([
-  ['', PUBLIC],
-  ['AZURECLOUD', PUBLIC],
-  ['AZUREPUBLICCLOUD', PUBLIC],
-  ['AZUREUSGOVERNMENT', US_GOVERNMENT],
-  ['AZUREUSGOVERNMENTCLOUD', US_GOVERNMENT],
-  ['AZURECHINACLOUD', CHINA],
 ]);
 
 /** The SDK's own retries are off: the transport's retry policy (retry.ts) is the only one. */
@@ -148,19 +120,6 @@ function endpointFor(config: Record<string, string>, cloud: Cloud | undefined, l
   return `https://${account}.${cloud.blobSuffix}`;
 }
 
-function authorityHostFor(config: Record<string, string>, cloud: Cloud | undefined, location: string): string | undefined {
-  const given = (config.activeDirectoryAuthorityURI ?? '').trim();
-  if (given === '') return cloud?.authorityHost;
-  let url: URL;
-  try {
-    url = new URL(given);
-  } catch {
-    fail(location, 'config activeDirectoryAuthorityURI is not a URL');
-  }
-  if (url.protocol !== 'https:') fail(location, 'config activeDirectoryAuthorityURI must be an https URL');
-  return url.href.replace(/\/+$/, '');
-}
-
 /**
  * @azure/storage-blob has no agent option, but its pipeline honours a request's `agent`: this policy
  * (placed before the SDK's retry policy, so every try uses it) gives each request this location's
@@ -178,74 +137,6 @@ function transportPolicy(agents: Agents, apiVersion: string | undefined): Reques
       };
     },
   };
-}
-
-/**
- * A client-certificate credential whose PEM is read from AZURE_CLIENT_CERTIFICATE_PATH through
- * readLocationFile (a regular file of at most 1 MiB, never for a tenant) and handed to @azure/identity
- * as the PEM itself: the SDK never opens a path (given a path, it would read a FIFO, /dev/zero or any
- * file without a bound). The file is read again at each token request (the pipeline asks for a token
- * only when the one it holds nears expiry), as the SDK did, so a rotated certificate is picked up; the
- * SDK credential, with its token cache, is kept while the PEM stays the same.
- */
-class CertificateFileCredential implements TokenCredential {
-  readonly #read: () => Promise<string>;
-  readonly #build: (pem: string) => TokenCredential;
-  #pem: string | undefined;
-  #inner: TokenCredential | undefined;
-  constructor(read: () => Promise<string>, build: (pem: string) => TokenCredential) {
-    this.#read = read;
-    this.#build = build;
-  }
-  async getToken(...args: Parameters<TokenCredential['getToken']>): ReturnType<TokenCredential['getToken']> {
-    const pem = await this.#read();
-    if (this.#inner === undefined || pem !== this.#pem) {
-      this.#pem = pem;
-      this.#inner = this.#build(pem);
-    }
-    return this.#inner.getToken(...args);
-  }
-}
-
-function tokenCredentialFor(auth: Exclude<AzureAuth, { kind: 'sharedKey' }>, common: TokenCredentialOptions, spec: StoreSpec): TokenCredential {
-  switch (auth.kind) {
-    case 'clientSecret':
-      return new ClientSecretCredential(auth.tenantId, auth.clientId, auth.clientSecret, {
-        ...common,
-        additionallyAllowedTenants: auth.additionallyAllowedTenants,
-      });
-    case 'clientCertificate': {
-      const options = { ...common, sendCertificateChain: auth.sendCertificateChain, additionallyAllowedTenants: auth.additionallyAllowedTenants };
-      const password = auth.certificatePassword === undefined ? {} : { certificatePassword: auth.certificatePassword };
-      if ('pem' in auth.certificate) {
-        return new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: auth.certificate.pem, ...password }, options);
-      }
-      const path = auth.certificate.path;
-      return new CertificateFileCredential(
-        async () => (await readLocationFile(spec, 'Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH', path)).toString('utf8'),
-        (pem) => new ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate: pem, ...password }, options),
-      );
-    }
-    case 'ambient':
-      return new DefaultAzureCredential({
-        ...common,
-        ...(auth.tenantId === undefined ? {} : { tenantId: auth.tenantId }),
-        ...(auth.clientId === undefined ? {} : { managedIdentityClientId: auth.clientId, workloadIdentityClientId: auth.clientId }),
-      });
-  }
-}
-
-function strongEtag(etag: string | undefined): string | undefined {
-  if (etag === undefined || etag === '' || etag.startsWith('W/')) return undefined;
-  return etag.startsWith('"') ? etag : `"${etag}"`;
-}
-
-function infoOf(size: number, etag: string | undefined, lastModified: Date | undefined): ObjectInfo {
-  const info: ObjectInfo = { size };
-  const tag = strongEtag(etag);
-  if (tag !== undefined) info.etag = tag;
-  if (lastModified instanceof Date && !Number.isNaN(lastModified.getTime())) info.lastModified = lastModified;
-  return info;
 }
 
 function errorCode(err: RestError): string | undefined {
@@ -271,40 +162,6 @@ function factsOf(err: unknown): ProviderFacts {
 
 function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
-}
-
-/**
- * The store error for a failed token request of @azure/identity or MSAL (their error codes only:
- * descriptions quote request details); undefined for any other error.
- */
-function azureAdError(err: unknown, at: string): StoreError | undefined {
-  const name = err instanceof Error ? err.name : undefined;
-  if (name === 'AuthenticationError') {
-    const { statusCode, errorResponse } = err as { statusCode?: number; errorResponse?: { error?: string } };
-    const aadCode = typeof errorResponse?.error === 'string' ? errorResponse.error : 'unknown error';
-    if (statusCode !== undefined && statusCode >= 400 && statusCode < 500) {
-      return new AccessDeniedError(`${at}: Azure AD refused the credential (${statusCode} ${aadCode})`);
-    }
-    return new StoreUnavailableError(`${at}: cannot get an Azure AD token (${statusCode ?? 'no answer'} ${aadCode})`);
-  }
-  if (name === 'AuthenticationRequiredError') {
-    // MSAL's error for a refused token request (e.g. invalid_client) is the cause.
-    const cause = (err as { cause?: { name?: unknown; errorCode?: unknown } }).cause;
-    const aadCode = typeof cause?.errorCode === 'string' ? cause.errorCode : 'unknown error';
-    if (cause?.name === 'ServerError') return new AccessDeniedError(`${at}: Azure AD refused the credential (${aadCode})`);
-    return new StoreUnavailableError(`${at}: cannot get an Azure AD token (${aadCode})`);
-  }
-  if (name === 'CredentialUnavailableError' && (err as Error).message.startsWith('endpoints_resolution_error')) {
-    // MSAL hides the cause (unreachable, TLS, not an authority); it only knows the metadata did not come.
-    return new StoreUnavailableError(
-      `${at}: cannot read the Azure AD authority's OpenID configuration (unreachable, untrusted TLS certificate or ` +
-        'not an authority; check activeDirectoryAuthorityURI and the CA bundle)',
-    );
-  }
-  if (name === 'CredentialUnavailableError' || name === 'AggregateAuthenticationError') {
-    return new StoreUnavailableError(`${at}: no Azure AD credential is available (${name})`);
-  }
-  return undefined;
 }
 
 /**
@@ -360,38 +217,7 @@ export class AzureBlobStore implements ClosableStore {
     if (auth.kind === 'sharedKey') {
       credential = new StorageSharedKeyCredential((spec.config.storageAccount ?? '').trim(), auth.accountKey);
     } else {
-      const authorityHost = authorityHostFor(spec.config, cloud, location);
-      if (authorityHost === undefined) {
-        fail(location, 'AZURE_CLOUD_NAME names a cloud this gateway does not know; set config activeDirectoryAuthorityURI');
-      }
-      const common: TokenCredentialOptions & { disableInstanceDiscovery: boolean } = {
-        authorityHost,
-        // MSAL asks login.microsoftonline.com about any other authority host; a private one (Azure Stack
-        // Hub, a test double) is taken as given instead.
-        disableInstanceDiscovery: !WELL_KNOWN_AUTHORITIES.has(authorityHost),
-        // Retried, if at all, with the whole read, by the one retry policy.
-        retryOptions: { maxRetries: 0 },
-        // Redirects are never followed, for token requests either.
-        redirectOptions: { maxRetries: 0 },
-        // Token requests go through this location's agents too, so its CA bundle covers a private authority.
-        additionalPolicies: [
-          {
-            position: 'perCall',
-            policy: {
-              name: 'velero-download-server-transport',
-              sendRequest(request, next) {
-                request.agent = agents.for(request.url);
-                // A token request has the header deadline of its own (AbortSignal.timeout does not keep the process alive).
-                const deadline = AbortSignal.timeout(timeouts.requestMs);
-                const given = request.abortSignal;
-                request.abortSignal = given instanceof AbortSignal ? AbortSignal.any([given, deadline]) : deadline;
-                return next(request);
-              },
-            },
-          },
-        ],
-      };
-      credential = tokenCredentialFor(auth, common, spec);
+      credential = azureAdCredential(auth, { spec, cloud, agents, requestMs: timeouts.requestMs });
     }
     // Redirects are never followed: the core pipeline's redirect policy would follow a 3xx of the same
     // origin. `redirectOptions` is read by the client (core-http-compat) although the type lacks it.
@@ -420,7 +246,7 @@ export class AzureBlobStore implements ClosableStore {
       if (props.contentLength === undefined) {
         throw new StoreUnavailableError(`location ${this.#name}: the store sent no size for object ${JSON.stringify(key)}`);
       }
-      return infoOf(props.contentLength, props.etag, props.lastModified);
+      return objectInfo(props.contentLength, props.etag, props.lastModified);
     } catch (err) {
       throw this.#translate(err, key, signal);
     }
@@ -467,7 +293,7 @@ export class AzureBlobStore implements ClosableStore {
         isRestError(err) && err.statusCode !== undefined ? (this.#translate(err, key, new AbortController().signal) as Error) : undefined;
       body = upstreamBody(source, { sent, want }, { what, idleMs: this.#timeouts.socketIdleMs, mapError });
       body.once('close', forget);
-      return { ...infoOf(size, res.etag, res.lastModified), kind: 'stream', body, ...(want && { range: want }) };
+      return { ...objectInfo(size, res.etag, res.lastModified), kind: 'stream', body, ...(want && { range: want }) };
     } catch (err) {
       forget();
       // An empty answer is complete: reading it returns the socket to the pool; anything else goes with the socket.

@@ -4,24 +4,20 @@
  *
  * Transport: the requests go through gaxios (the Google SDKs' HTTP layer, as exported by
  * google-auth-library) with this location's own https.Agent, not through `@google-cloud/storage`.
- * That library (8.4.0, the current release) sends every JSON API request through teeny-request, whose agent comes from a
- * process-wide pool (`teeny-request` `getAgent` ignores any per-request agent), and takes no
+ * That library (8.4.0, the current release) sends every JSON API request through teeny-request,
+ * whose agent comes from a process-wide pool (`teeny-request` `getAgent` ignores any per-request agent), and takes no
  * AbortSignal: a per-location CA bundle, a socket pool per client and abort-on-disconnect are
  * impossible through it. The wire requests are the ones it makes (`GET /storage/v1/b/{b}/o/{o}`,
  * `...?alt=media` with `Range`); the tests run the real `@google-cloud/storage` against the same
  * test double to show it.
  *
- * Authentication: with a service-account key, every request carries a self-signed JWT (RS256,
- * signed locally with the key, `scope` claim devstorage.read_only), which Google accepts as a bearer
- * token for Cloud Storage. There is no OAuth token exchange, so the credential works the same
- * against storage.googleapis.com, a private endpoint (`storeEndpoint`), another universe
- * (`universeDomain`, where self-signed JWTs are the only option anyway) and a test double offline.
- * Without a key and with `ambientCredentials`, application default credentials (GoogleAuth).
+ * Authentication: self-signed service-account JWTs or application default credentials (gcs-auth.ts).
  */
 import type { Readable } from 'node:stream';
-import { GoogleAuth, JWT, gaxios } from 'google-auth-library';
+import { gaxios } from 'google-auth-library';
 import type { AdapterOptions, ClosableStore, Timeouts } from './adapter.ts';
-import { parseGcpServiceAccountKey } from './credentials/gcp.ts';
+import { authHeaders, gcsAuth } from './gcs-auth.ts';
+import type { AuthSource } from './gcs-auth.ts';
 import { checkEndpoint } from './endpoint-guard.ts';
 import { InvalidLocationError, StoreUnavailableError } from './errors.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
@@ -35,13 +31,10 @@ import type { GetOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts
 /** GCS says "slow down" also as a 403 with reason rateLimitExceeded. */
 const GCS_CODES = { throttled: new Set(['rateLimitExceeded', 'userRateLimitExceeded']) };
 
+export { GCS_READ_SCOPE } from './gcs-auth.ts';
+
 /** Velero provider names served by this adapter. */
 export const GCS_PROVIDERS: ReadonlySet<string> = new Set(['gcp', 'velero.io/gcp']);
-
-/** The only scope the gateway asks for: it never writes. */
-export const GCS_READ_SCOPE = 'https://www.googleapis.com/auth/devstorage.read_only';
-
-const DEFAULT_UNIVERSE = 'googleapis.com';
 
 /**
  * Velero GCP plugin config keys (its ValidateObjectStoreConfigKeys list) plus insecureSkipTLSVerify,
@@ -62,14 +55,8 @@ const CONFIG_KEYS: ReadonlySet<string> = new Set([
 
 // Lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit.
 const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
-const UNIVERSE_DOMAIN = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i;
 const ERROR_BODY_LIMIT = 64 * 1024;
 const METADATA_LIMIT = 1024 * 1024;
-
-/** Something that yields the auth headers for the next request. */
-interface AuthSource {
-  headers(): Promise<Headers>;
-}
 
 /** The JSON API root (`https://storage.googleapis.com`), from `storeEndpoint` or the universe. */
 function apiRoot(location: string, config: Record<string, string>, universe: string): string {
@@ -89,11 +76,6 @@ function checkConfig(location: string, config: Record<string, string>): void {
         `known keys are ${[...CONFIG_KEYS].join(', ')}`,
     );
   }
-}
-
-function checkUniverse(location: string, value: string, source: string): string {
-  if (!UNIVERSE_DOMAIN.test(value)) throw new InvalidLocationError(`location ${location}: ${source} is not a domain name`);
-  return value.toLowerCase();
 }
 
 /** Whole seconds: HTTP dates carry no more, so stat and get agree on the same object. */
@@ -181,43 +163,8 @@ export class GcsStore implements ClosableStore {
     this.#bucket = spec.bucket;
     this.#prefix = normalizePrefix(spec.prefix);
 
-    const configured = spec.config.universeDomain?.trim()
-      ? checkUniverse(location, spec.config.universeDomain.trim(), 'config universeDomain')
-      : undefined;
-
-    let universe = configured ?? DEFAULT_UNIVERSE;
-    if (spec.credential !== undefined) {
-      const key = parseGcpServiceAccountKey(spec.credential, location);
-      const fromKey = key.universeDomain ? checkUniverse(location, key.universeDomain, 'the credential\'s universe_domain') : undefined;
-      if (configured !== undefined && fromKey !== undefined && configured !== fromKey) {
-        throw new InvalidLocationError(
-          `location ${location}: config universeDomain "${configured}" does not match the credential's universe_domain "${fromKey}"`,
-        );
-      }
-      universe = configured ?? fromKey ?? DEFAULT_UNIVERSE;
-      const jwt = new JWT({
-        email: key.clientEmail,
-        key: key.privateKey,
-        keyId: key.privateKeyId,
-        scopes: [GCS_READ_SCOPE],
-        universeDomain: universe,
-      });
-      // Not a constructor option in google-auth-library 11: without it the JWT client exchanges the
-      // key for an OAuth token at oauth2.googleapis.com.
-      jwt.useJWTAccessWithScope = true;
-      // No URL: the token then depends on the scope only, so one signature serves every object for its hour.
-      this.#auth = { headers: () => jwt.getRequestHeaders() };
-    } else if (options.ambientCredentials) {
-      const adc = new GoogleAuth({ scopes: [GCS_READ_SCOPE], ...(configured ? { universeDomain: configured } : {}) });
-      // A key file found through GOOGLE_APPLICATION_CREDENTIALS signs its own JWTs too.
-      adc.useJWTAccessWithScope = true;
-      this.#auth = { headers: () => adc.getRequestHeaders() };
-    } else {
-      throw new InvalidLocationError(
-        `location ${location} needs a credential: give it a GCP service-account key (the BSL's spec.credential)`,
-      );
-    }
-
+    const { auth, universe } = gcsAuth(options);
+    this.#auth = auth;
     this.#root = apiRoot(location, spec.config, universe);
     checkEndpoint(options.endpointPolicy, location, new URL(this.#root));
     this.#timeouts = options.timeouts;
@@ -241,7 +188,7 @@ export class GcsStore implements ClosableStore {
   async #send(url: string, key: string, signal: AbortSignal, headers: Record<string, string>, ok: readonly number[]): Promise<Response> {
     try {
       return await callStore(this.#timeouts.requestMs, signal, GCS_CODES, factsOf, async (combined) => {
-        const auth = await this.#authHeaders(key, combined);
+        const auth = await authHeaders(this.#auth, combined, this.#describe(key));
         const options = {
           url,
           method: 'GET',
@@ -264,28 +211,6 @@ export class GcsStore implements ClosableStore {
       if (signal.aborted) throw signal.reason;
       throw translateFacts(err, factsOf(err), GCS_CODES, { location: this.#location, doing: `reading object ${JSON.stringify(key)}` });
     }
-  }
-
-  /** Authorization (and, for ADC user credentials with a quota project, x-goog-user-project). */
-  async #authHeaders(key: string, signal: AbortSignal): Promise<Record<string, string>> {
-    let headers: Headers;
-    try {
-      headers = await new Promise<Headers>((resolve, reject) => {
-        const onAbort = (): void => reject(signal.reason as Error);
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.#auth.headers().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-      });
-    } catch (err) {
-      if (signal.aborted) throw err;
-      // google-auth-library's messages describe what is missing, never a token or key.
-      throw new StoreUnavailableError(`${this.#describe(key)}: could not obtain GCP credentials`, {
-        cause: err instanceof gaxios.GaxiosError ? systemCause(err) : err,
-      });
-    }
-    const authorization = headers.get('authorization');
-    if (!authorization) throw new StoreUnavailableError(`${this.#describe(key)}: GCP credentials gave no Authorization header`);
-    const userProject = headers.get('x-goog-user-project');
-    return userProject ? { authorization, 'x-goog-user-project': userProject } : { authorization };
   }
 
   async stat(key: string, { signal }: StatOptions): Promise<ObjectInfo> {

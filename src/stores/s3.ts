@@ -7,8 +7,8 @@ import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client } from
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AdapterOptions, ClosableStore } from './adapter.ts';
-import { parseAwsCredentials } from './credentials/aws.ts';
-import type { AwsCredentials } from './credentials/aws.ts';
+import { DEFAULT_REGION, settingsFor } from './s3-settings.ts';
+import type { Settings } from './s3-settings.ts';
 import { checkEndpoint } from './endpoint-guard.ts';
 import { InvalidLocationError, StoreUnavailableError } from './errors.ts';
 import { readLocationFile } from './file-settings.ts';
@@ -16,44 +16,16 @@ import { joinKey } from './keys.ts';
 import { abortable } from '../util/abortable.ts';
 import { checkRange, reconcileRange } from './range.ts';
 import type { StoreSpec } from './spec.ts';
-import { errnoOf, plainWord, translateFacts } from './translate.ts';
+import { errnoOf, objectInfo, plainWord, translateFacts } from './translate.ts';
 import type { ProviderFacts } from './translate.ts';
-import { callStore, createAgents, parseEndpoint, upstreamBody } from './transport.ts';
+import { callStore, createAgents, upstreamBody } from './transport.ts';
 import type { Agents } from './transport.ts';
-import { parseBool, tlsFailureCode } from './trust.ts';
+import { tlsFailureCode } from './trust.ts';
 import type { GetOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts';
 
 /** Velero's provider names for this adapter. */
 export const S3_PROVIDERS: ReadonlySet<string> = new Set(['aws', 'velero.io/aws']);
 
-/**
- * Every `spec.config` key Velero's AWS plugin accepts. Only `region`, `s3Url`, `s3ForcePathStyle`,
- * `profile` and `customerKeyEncryptionFile` change how objects are read; the others concern writing
- * or pre-signing and are accepted so that the same BSL works here. Anything else is refused, as the
- * plugin refuses it.
- */
-export const S3_CONFIG_KEYS: ReadonlySet<string> = new Set([
-  'region',
-  's3Url',
-  'publicUrl',
-  's3ForcePathStyle',
-  'insecureSkipTLSVerify',
-  'profile',
-  'credentialsFile',
-  'serverSideEncryption',
-  'kmsKeyId',
-  'customerKeyEncryptionFile',
-  'checksumAlgorithm',
-  'tagging',
-  'signatureVersion',
-  'enableSharedConfig',
-  'bucket',
-  'prefix',
-  'caCert',
-]);
-
-/** What Velero's plugin (and S3) use when an endpoint is given without a region. */
-const DEFAULT_REGION = 'us-east-1';
 
 /** SSE-C keys are AES-256 keys; the plugin reads exactly this many bytes of the key file. */
 const SSE_C_KEY_BYTES = 32;
@@ -67,16 +39,6 @@ export interface S3StoreTestHooks {
   awsEndpoint?: string;
 }
 
-interface Settings {
-  /** Explicit region, or undefined when it must be discovered from the bucket. */
-  region: string | undefined;
-  endpoint: string | undefined;
-  forcePathStyle: boolean;
-  profile: string | undefined;
-  customerKeyFile: string | undefined;
-  credentials: AwsCredentials | undefined;
-}
-
 interface SseC {
   SSECustomerAlgorithm: 'AES256';
   /** Base64 of the 32 key bytes; the SDK adds the key's MD5. */
@@ -86,50 +48,6 @@ interface SseC {
 interface Ready {
   client: S3Client;
   sse: SseC | Record<string, never>;
-}
-
-function settingsFor(spec: StoreSpec, ambientCredentials: boolean): Settings {
-  const location = spec.name;
-  const config = spec.config;
-  const unknown = Object.keys(config).filter((key) => !S3_CONFIG_KEYS.has(key));
-  if (unknown.length > 0) {
-    throw new InvalidLocationError(`location ${location}: unknown config key(s) for provider ${spec.provider}: ${unknown.join(', ')}`);
-  }
-  if (spec.bucket === '') throw new InvalidLocationError(`location ${location}: the bucket is empty`);
-  const value = (key: string): string | undefined => {
-    const v = config[key]?.trim();
-    return v === undefined || v === '' ? undefined : v;
-  };
-  const s3Url = value('s3Url');
-  if (s3Url !== undefined) parseEndpoint(location, 's3Url', s3Url);
-  const pathStyle = value('s3ForcePathStyle');
-  const profile = value('profile');
-  let credentials: AwsCredentials | undefined;
-  if (spec.credential !== undefined) {
-    credentials = parseAwsCredentials(spec.credential, location, profile);
-  } else if (!ambientCredentials) {
-    throw new InvalidLocationError(
-      `location ${location} needs a credential: give it an AWS credentials file (spec.credential)`,
-    );
-  }
-  return {
-    region: value('region') ?? (s3Url === undefined ? undefined : DEFAULT_REGION),
-    endpoint: s3Url,
-    forcePathStyle: pathStyle === undefined ? false : parseBool(pathStyle, 's3ForcePathStyle', location),
-    profile,
-    customerKeyFile: value('customerKeyEncryptionFile'),
-    credentials,
-  };
-}
-
-const STRONG_ETAG = /^"[\x21\x23-\x7e\x80-\xff]*"$/;
-const ETAG_CHARS = /^[\x21\x23-\x7e\x80-\xff]*$/;
-
-/** S3 sends ETags quoted; some S3-compatible stores do not. Anything else is left out. */
-function etagOf(raw: string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  if (STRONG_ETAG.test(raw)) return raw;
-  return ETAG_CHARS.test(raw) && raw !== '' ? `"${raw}"` : undefined;
 }
 
 function emptyBody(): Readable {
@@ -215,7 +133,7 @@ export class S3Store implements ClosableStore {
         client.send(new HeadObjectCommand({ Bucket: this.#spec.bucket, Key: name, ...sse }), { abortSignal: s }),
       );
       if (out.ContentLength === undefined) throw this.#unavailable(key, 'the store sent no Content-Length');
-      return this.#info(out.ContentLength, out.ETag, out.LastModified);
+      return objectInfo(out.ContentLength, out.ETag, out.LastModified);
     } catch (err) {
       throw this.#translate(err, key, signal);
     }
@@ -237,7 +155,7 @@ export class S3Store implements ClosableStore {
       const { size, sent, want } = reconcileRange(range, { contentRange: out.ContentRange, contentLength: out.ContentLength }, (what) =>
         this.#unavailable(key, what),
       );
-      const info = this.#info(size, out.ETag, out.LastModified);
+      const info = objectInfo(size, out.ETag, out.LastModified);
       const source = body ?? emptyBody();
       body = undefined;
       const what = `location ${this.#spec.name}: object ${JSON.stringify(key)}`;
@@ -263,14 +181,6 @@ export class S3Store implements ClosableStore {
   /** One SDK call under the transport's header deadline and retry policy. */
   #call<T>(signal: AbortSignal, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
     return callStore(this.#opts.timeouts.requestMs, signal, S3_CODES, factsOf, send);
-  }
-
-  #info(size: number, etag: string | undefined, lastModified: Date | undefined): ObjectInfo {
-    const info: ObjectInfo = { size };
-    const tag = etagOf(etag);
-    if (tag !== undefined) info.etag = tag;
-    if (lastModified instanceof Date && !Number.isNaN(lastModified.getTime())) info.lastModified = lastModified;
-    return info;
   }
 
   #unavailable(key: string, what: string): StoreUnavailableError {

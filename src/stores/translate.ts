@@ -15,6 +15,7 @@ import {
   ThrottledError,
 } from './errors.ts';
 import type { StoreError } from './errors.ts';
+import type { ObjectInfo } from './types.ts';
 import { endpointRefusal } from './endpoint-guard.ts';
 import { tlsFailureCode, tlsFailureMessage } from './trust.ts';
 
@@ -155,4 +156,20 @@ export function systemCause(err: unknown): Error | undefined {
     if (typeof code === 'string') found = Object.assign(new Error(e.message), { code });
   }
   return found;
+}
+
+const STRONG_ETAG = /^"[\x21\x23-\x7e\x80-\xff]*"$/;
+const ETAG_CHARS = /^[\x21\x23-\x7e\x80-\xff]*$/;
+
+/**
+ * An object's facts as a store's answer gives them: the etag quoted as on the wire (stores that send
+ * it bare get it quoted; a weak or malformed one is left out), the date only when it is one.
+ */
+export function objectInfo(size: number, etag: string | undefined, lastModified: Date | undefined): ObjectInfo {
+  const info: ObjectInfo = { size };
+  if (etag !== undefined && (STRONG_ETAG.test(etag) || (etag !== '' && ETAG_CHARS.test(etag)))) {
+    info.etag = etag.startsWith('"') ? etag : `"${etag}"`;
+  }
+  if (lastModified instanceof Date && !Number.isNaN(lastModified.getTime())) info.lastModified = lastModified;
+  return info;
 }

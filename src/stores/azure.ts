@@ -53,14 +53,12 @@ export const AZURE_CONFIG_KEYS: ReadonlySet<string> = new Set([
   'insecureSkipTLSVerify',
 ]);
 
-/** The SDK's own retries are off: the transport's retry policy (retry.ts) is the only one. */
-const SDK_RETRIES = { maxTries: 1 };
 /**
- * A body whose stream errors mid-way is resumed by the SDK (a range request with If-Match on the etag)
- * at most this many times. A connection the store closes early is not resumed: Node reports it as
- * 'aborted', which the SDK treats as final, and the body errors.
+ * The SDK's own retries are off: the transport's retry policy (retry.ts) is the only one. That includes
+ * its resuming of a body that breaks mid-way: a body breaks for the client as it does from every store.
  */
-const BODY_RESUMES = 2;
+const SDK_RETRIES = { maxTries: 1 };
+const BODY_RESUMES = 0;
 
 // Container names: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit.
 const CONTAINER = /^(?:[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}|\$root|\$web|\$logs)$/;
@@ -288,10 +286,7 @@ export class AzureBlobStore implements ClosableStore {
         { contentRange: res.contentRange, contentLength: res.contentLength },
         (problem) => new StoreUnavailableError(`${what}: ${problem}`),
       );
-      // A resumed read refused (412: the object changed meanwhile) is the store's answer, translated.
-      const mapError = (err: unknown): Error | undefined =>
-        isRestError(err) && err.statusCode !== undefined ? (this.#translate(err, key, new AbortController().signal) as Error) : undefined;
-      body = upstreamBody(source, { sent, want }, { what, idleMs: this.#timeouts.socketIdleMs, mapError });
+      body = upstreamBody(source, { sent, want }, { what, idleMs: this.#timeouts.socketIdleMs });
       body.once('close', forget);
       return { ...objectInfo(size, res.etag, res.lastModified), kind: 'stream', body, ...(want && { range: want }) };
     } catch (err) {

@@ -147,8 +147,6 @@ export interface BodyOptions {
   idleMs: number;
   /** Destroys the body when aborted; absent when the adapter ties the abort to its SDK itself. */
   signal?: AbortSignal;
-  /** The adapter's word on an error its SDK raises mid-body (a refused resume, say); undefined: the rule below. */
-  mapError?: (err: unknown) => Error | undefined;
 }
 
 /**
@@ -161,10 +159,9 @@ export function upstreamBody(source: Readable, { sent, want }: Pick<Reconciled, 
   source.once('error', (err: unknown) => {
     const mapped = isStoreError(err)
       ? err
-      : (opts.mapError?.(err) ??
-        new StoreUnavailableError(`${opts.what}: the store connection broke while sending the object (${errnoOf(err) ?? 'closed'})`, {
+      : new StoreUnavailableError(`${opts.what}: the store connection broke while sending the object (${errnoOf(err) ?? 'closed'})`, {
           cause: systemCause(err),
-        }));
+        });
     body.destroy(mapped);
   });
   const body = cut(source, sent, want);

@@ -135,6 +135,29 @@ describe('DefaultStoreFactory', () => {
     assert.equal(built[1]!.opts.trust.rejectUnauthorized, false);
   });
 
+  test('insecureSkipTLSVerify is read as a boolean for every provider; anything else is a location error', async () => {
+    const built: FakeClient[] = [];
+    const ctor: AdapterConstructor = (o) => {
+      const c = new FakeClient(o);
+      built.push(c);
+      return c;
+    };
+    const f = new DefaultStoreFactory({ fsRoot: '/nonexistent', adapters: { aws: async () => ctor, azure: async () => ctor, gcp: async () => ctor } });
+    for (const provider of ['aws', 'azure', 'gcp']) {
+      await assert.rejects(
+        f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'maybe' } })),
+        (e: Error) => e instanceof InvalidLocationError && /config insecureSkipTLSVerify must be true or false/.test(e.message),
+        provider,
+      );
+      await f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'False' } }));
+      await f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: '1' } }));
+    }
+    assert.deepEqual(
+      built.map((c) => c.opts.trust.rejectUnauthorized),
+      [true, false, true, false, true, false],
+    );
+  });
+
   test('a malformed CA bundle is a location error that does not quote it', async () => {
     const { f } = factory();
     await assert.rejects(f.forSpec(spec({ caBundle: 'not a pem SECRETISH' })), (e: Error) => e instanceof InvalidLocationError && !e.message.includes('SECRETISH'));

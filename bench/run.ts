@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: issue 10's benchmarks, side by side on this machine, one table each with the
+ * `npm run bench`: the gateway's benchmarks, side by side on this machine, one table each with the
  * gateway's figures next to the reference's, the ratio, and whether each target is MET. A missed
  * target does not fail the run; a benchmark that could not run does (exit 1).
  *

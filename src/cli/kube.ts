@@ -15,6 +15,8 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import { SERVICE_ACCOUNT_DIR, signalOptions, statusOf } from '../kube/client.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
 import { CliError, EXIT, UsageError, describeFailure, networkFailure } from './errors.ts';
+import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
+import { nonEmptyString } from '../util/strings.ts';
 
 /** Annotation the download server writes on a DownloadRequest: the URL that streams its target. */
 export const URL_ANNOTATION = 'download-server.velero.io/url';
@@ -24,8 +26,6 @@ export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint
 export const CA_CONFIGMAP = 'velero-download-server-ca';
 /** The Secret holding the download server's certificate (tls.crt, tls.key, ca.crt): read only for gateways older than the ConfigMap. */
 export const CERT_SECRET = 'velero-download-server-certs';
-/** The download server's Service, for the cluster-local fallback. */
-export const SERVICE_NAME = 'velero-download-server';
 /** The download server's default port, when its Service cannot be read. */
 export const DEFAULT_GATEWAY_PORT = 8443;
 
@@ -140,8 +140,6 @@ export interface DownloadUrls {
   gatewayURL?: string;
 }
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
-
 /** The Velero objects and the download server's objects in one namespace, as the kubeconfig's user. */
 export class VeleroApi {
   readonly server: string;
@@ -217,8 +215,8 @@ export class VeleroApi {
       if (statusOf(err) === 404) return undefined;
       throw err;
     }
-    const downloadURL = str(obj.status?.downloadURL);
-    const gatewayURL = str(obj.metadata?.annotations?.[URL_ANNOTATION]) ?? str(obj.status?.veleroServerURL);
+    const downloadURL = nonEmptyString(obj.status?.downloadURL);
+    const gatewayURL = nonEmptyString(obj.metadata?.annotations?.[URL_ANNOTATION]) ?? nonEmptyString(obj.status?.veleroServerURL);
     return { ...(downloadURL && { downloadURL }), ...(gatewayURL && { gatewayURL }) };
   }
 
@@ -242,7 +240,7 @@ export class VeleroApi {
    */
   async gatewayTrust(signal: AbortSignal): Promise<{ caCert?: string; fingerprint?: string }> {
     const published = (caCert: string | undefined, annotations: Record<string, string> | undefined): { caCert?: string; fingerprint?: string } => {
-      const fingerprint = str(annotations?.[FINGERPRINT_ANNOTATION]);
+      const fingerprint = nonEmptyString(annotations?.[FINGERPRINT_ANNOTATION]);
       const ca = caCert?.includes('-----BEGIN CERTIFICATE-----') ? caCert : undefined;
       return { ...(ca && { caCert: ca }), ...(fingerprint && { fingerprint }) };
     };
@@ -265,7 +263,7 @@ export class VeleroApi {
   /** The HTTPS port of the download server's Service (port named https, else the first), if readable. */
   async servicePort(signal: AbortSignal): Promise<number | undefined> {
     try {
-      const svc = await this.#core.readNamespacedService({ namespace: this.namespace, name: SERVICE_NAME }, this.#opts(signal));
+      const svc = await this.#core.readNamespacedService({ namespace: this.namespace, name: DEFAULT_SERVICE_NAME }, this.#opts(signal));
       const ports = svc.spec?.ports ?? [];
       return (ports.find((p) => p.name === 'https') ?? ports[0])?.port;
     } catch (err) {

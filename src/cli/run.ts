@@ -26,6 +26,8 @@ import { HttpStatusError, bodyChunks, openSource } from './transfer.ts';
 import type { FetchOptions, Source, TransferStats } from './transfer.ts';
 import type * as KubeModuleNs from './kube.ts';
 import type { DownloadUrls, VeleroApi } from './kube.ts';
+import { NEVER_ABORTED } from '../util/abortable.ts';
+import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
 
 type KubeModule = typeof KubeModuleNs;
 
@@ -59,7 +61,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     io.stdout.write(USAGE);
     return EXIT.ok;
   }
-  const signal = io.signal ?? new AbortController().signal;
+  const signal = io.signal ?? NEVER_ABORTED;
   try {
     await download(parsed.command, io, signal, say);
     return EXIT.ok;
@@ -282,7 +284,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
       // may not resolve or route: the Service's cluster-local name does.
       if (i === 0 && io.env.KUBERNETES_SERVICE_HOST && !cmd.gateway.baseUrl) {
         const port = (await api.servicePort(signal)) ?? kube.DEFAULT_GATEWAY_PORT;
-        const local = new URL(`https://${kube.SERVICE_NAME}.${cmd.namespace}.svc:${port}${url.pathname}`);
+        const local = new URL(`https://${DEFAULT_SERVICE_NAME}.${cmd.namespace}.svc:${port}${url.pathname}`);
         if (local.origin !== url.origin) {
           gatewayUrls.push(local);
           say(`${failures.at(-1)!}; trying the cluster-local name ${local.origin}`);

@@ -111,8 +111,6 @@ export function helpText(usage: string, defs: Record<string, FlagDef<unknown>>):
 
 // ---- value parsers -------------------------------------------------------------------------
 
-export const str = (raw: string): string => raw;
-
 export function oneOf<const T extends string>(...allowed: T[]): (raw: string) => T {
   return (raw) => {
     if ((allowed as string[]).includes(raw)) return raw as T;

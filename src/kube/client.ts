@@ -2,7 +2,6 @@
  * The Kubernetes client: a KubeConfig (in-cluster service account or a kubeconfig file), the few API
  * groups the gateway uses, a rate limiter, and per-call abort signals and timeouts.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import {
   AdmissionregistrationV1Api,
   ApiException,
@@ -49,21 +48,6 @@ export interface KubeClients {
    * pass as the generated API's last argument. A budget that is spent rejects with RateLimitedError.
    */
   call<T>(signal: AbortSignal, call: (options: ConfigurationOptions) => Promise<T>, budget?: BudgetName): Promise<T>;
-}
-
-/** True when running in a pod with a mounted service account. */
-export function inCluster(): boolean {
-  return Boolean(process.env.KUBERNETES_SERVICE_HOST) && existsSync(`${SERVICE_ACCOUNT_DIR}/token`);
-}
-
-/** The pod's namespace: POD_NAMESPACE, then the service account's namespace file. */
-export function podNamespace(): string | undefined {
-  if (process.env.POD_NAMESPACE) return process.env.POD_NAMESPACE;
-  try {
-    return readFileSync(`${SERVICE_ACCOUNT_DIR}/namespace`, 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 export function createKubeClients(opts: KubeClientOptions): KubeClients {

@@ -21,6 +21,7 @@ import { CachedObjectReader } from './objects.ts';
 import type { KubeObject, ObjectReader } from './objects.ts';
 import { Reflector, describeApiError } from './url-discovery.ts';
 import type { GatewayUrl, ReflectorEvent } from './url-discovery.ts';
+import { nonEmptyString } from '../util/strings.ts';
 
 /** Where the gateway URL of a DownloadRequest is always recorded. */
 export const URL_ANNOTATION = 'download-server.velero.io/url';
@@ -85,7 +86,6 @@ export interface DownloadRequestControllerOptions {
 
 const GROUP = { group: 'velero.io', version: 'v1', plural: 'downloadrequests' } as const;
 const MERGE = (o: ConfigurationOptions): ConfigurationOptions => setHeaderOptions('Content-Type', PatchStrategy.MergePatch, o);
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const NO_CAPS: CrdCapabilities = { veleroServerURL: false, statusSubresource: false };
 /** The controller's reads are the gateway's own work, not a caller's: they wait for their budget. */
 const BACKGROUND = { budget: 'background' } as const;
@@ -321,7 +321,7 @@ export class DownloadRequestController {
   }
 
   #expired(dr: KubeObject): boolean {
-    const exp = str(dr.status?.expiration);
+    const exp = nonEmptyString(dr.status?.expiration);
     const t = exp === undefined ? NaN : Date.parse(exp);
     return Number.isFinite(t) && t <= (this.#opts.now ?? Date.now)();
   }
@@ -331,14 +331,14 @@ export class DownloadRequestController {
     const ns = dr.metadata?.namespace ?? '';
     const target = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
     const found = typeof target?.kind === 'string' ? findArtifactByKind(target.kind) : undefined;
-    const targetName = str(target?.name);
+    const targetName = nonEmptyString(target?.name);
     if (!found || !targetName) return false;
     if (this.#opts.serveAllLocations) return true;
     const signal = this.#stop.signal;
     let backupName: string | undefined = targetName;
-    if (found.owner === 'restores') backupName = str((await this.#reader.velero('restores', ns, targetName, signal, BACKGROUND))?.spec?.backupName);
+    if (found.owner === 'restores') backupName = nonEmptyString((await this.#reader.velero('restores', ns, targetName, signal, BACKGROUND))?.spec?.backupName);
     if (!backupName) return false;
-    const bslName = str((await this.#reader.velero('backups', ns, backupName, signal, BACKGROUND))?.spec?.storageLocation);
+    const bslName = nonEmptyString((await this.#reader.velero('backups', ns, backupName, signal, BACKGROUND))?.spec?.storageLocation);
     if (!bslName) return false;
     const bsl = await this.#reader.velero('backupstoragelocations', ns, bslName, signal, BACKGROUND);
     return bsl?.metadata?.annotations?.[ENABLED_ANNOTATION] === 'true';

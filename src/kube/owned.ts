@@ -10,6 +10,7 @@
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import type { KubeClients } from './client.ts';
 import { describeApiFailure, statusOf } from './client.ts';
+import { NEVER_ABORTED } from '../util/abortable.ts';
 
 /** The kinds an owned object can be. */
 export type OwnedKind = 'Secret' | 'ConfigMap';
@@ -18,8 +19,6 @@ export type OwnedObjectOf<K extends OwnedKind> = K extends 'Secret' ? V1Secret :
 
 /** The writer recorded in managedFields unless told otherwise. */
 export const DEFAULT_FIELD_MANAGER = 'velero-download-server';
-
-const NEVER = new AbortController().signal;
 
 export interface OwnedObjectOptions<K extends OwnedKind> {
   kind: K;
@@ -88,7 +87,7 @@ export class OwnedObject<K extends OwnedKind> {
     this.namespace = opts.namespace;
     this.name = opts.name;
     this.#fieldManager = opts.fieldManager ?? DEFAULT_FIELD_MANAGER;
-    this.#signal = opts.signal ?? NEVER;
+    this.#signal = opts.signal ?? NEVER_ABORTED;
   }
 
   /** `Kind namespace/name`, for messages. */

@@ -1,5 +1,5 @@
 /**
- * The URL at which users reach the gateway, as the download-server design chooses it: `--fqdn` (an
+ * The URL at which users reach the gateway: `--fqdn` (an
  * Ingress or DNS name) wins; otherwise the gateway's Service: a LoadBalancer's ingress hostname or IP,
  * else a NodePort on a node's ExternalIP (InternalIP as fallback), else the Service's cluster DNS name.
  * The choice is recomputed whenever the Service (or, for a NodePort, the nodes) changes, through
@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { KubeClients } from './client.ts';
 import { describeApiFailure, statusOf } from './client.ts';
 import { parseFqdn } from '../util/fqdn.ts';
+import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
 
 export { parseFqdn };
 
@@ -29,8 +30,6 @@ export interface GatewayUrl {
   source: UrlSource;
   detail: string;
 }
-
-export const DEFAULT_SERVICE_NAME = 'velero-download-server';
 
 /** The fields of a Service this module reads; objects come from typed lists and raw watch events alike. */
 export interface ServiceLike {
@@ -112,7 +111,7 @@ export function pickNodeAddress(nodes: readonly NodeLike[]): { node: string; add
 }
 
 /**
- * The base URL from the Service, by the design's order. A missing Service still yields its cluster
+ * The base URL from the Service, in the order above (LoadBalancer, NodePort, cluster DNS name). A missing Service still yields its cluster
  * DNS name (on port 443): it is the name the Service will have once someone creates it, and `detail`
  * says it is missing.
  */

@@ -8,21 +8,25 @@ import express from 'express';
 import type { ErrorRequestHandler, Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
-import type { Authenticator } from '../auth/types.ts';
+import type { Authenticator, Authorizer } from '../auth/types.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
-import { authenticate, rejectQueryTokens, userOf } from './authn.ts';
-import { downloadHandler, localsOf } from './download.ts';
+import type { Resolver } from '../velero/resolve.ts';
+import { authenticate, authenticateSignedUrl, hasSignedUrl, rejectQueryTokens } from './authn.ts';
+import type { SignedUrlVerifier } from './authn.ts';
+import { authorizeDownloadRequest, authorizeTarget } from './authz.ts';
+import { sendLocation } from './download.ts';
 import type { DownloadDeps } from './download.ts';
-import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, targetFromDownloadRequest, targetFromRequest } from './routes.ts';
+import { localsOf } from './locals.ts';
 import type { GatewayMetrics, RouteLabel } from './metrics.ts';
-import type { UserInfo } from '../auth/types.ts';
-import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
-import type { SignedGrant } from '../velero/downloadrequests.ts';
+import { resolveDownloadRequest, resolveLocation } from './resolve.ts';
+import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, parseDownloadRequest, parseTargetOf } from './routes.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
+  authorizer: Authorizer;
+  resolver: Resolver;
   /** What GET /v1/info answers (version, fingerprint, ...); read on every call so it stays current. */
   info: () => Record<string, unknown>;
   health: HealthState;
@@ -32,15 +36,13 @@ export interface AppDeps extends DownloadDeps {
    * Signed DownloadRequest URLs for the stock velero CLI (kubernetes mode): a request carrying one is
    * the recorded requester's, authorized like a bearer token's.
    */
-  signedUrls?: { verify(namespace: string, name: string, query: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<SignedGrant> };
+  signedUrls?: SignedUrlVerifier;
   /**
    * Proxies whose X-Forwarded-For names the client (`--trusted-proxies`), for access and audit lines
    * and for the per-client limit on unknown tokens.
    */
   trustedProxies?: BlockList;
 }
-
-const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
 
 /** Readiness shared by both listeners; false while starting and while draining on shutdown. */
 export interface HealthState {
@@ -52,7 +54,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 function requestId(req: Request, res: Response, next: NextFunction): void {
   const given = req.get('x-request-id');
   const id = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
-  res.locals.requestId = id;
+  localsOf(res).requestId = id;
   res.setHeader('X-Request-Id', id);
   next();
 }
@@ -72,8 +74,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
     const remote = clientAddress(req, trusted); // now: a socket that is gone by 'close' has no address
     let route: RouteLabel | undefined;
     res.once('close', () => {
-      const { bytes, target, download, ttfb, via } = locals;
-      const user = userOf(res);
+      const { bytes, target, download, ttfb, via, user, requestId } = locals;
       const durationMs = performance.now() - start;
       if (metrics) {
         const r = route ?? 'other';
@@ -84,7 +85,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
       }
       log.info(
         {
-          requestId: res.locals.requestId as string,
+          requestId,
           method: req.method,
           path: req.path, // never the query string
           status: res.statusCode,
@@ -101,7 +102,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
         audit.info(
           {
             audit: 'download',
-            requestId: res.locals.requestId as string,
+            requestId,
             user: user?.username,
             groups: user?.groups,
             namespace: target?.namespace ?? (req.params as Record<string, string | undefined>).namespace,
@@ -118,8 +119,8 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
         );
       }
     });
-    // The route label is known once the router matched; markDownload sets it through this hook.
-    (res.locals as { onDownload?: (r: RouteLabel) => void }).onDownload = (r) => {
+    // The route label is known once the router matched; downloadRoute sets it through this hook.
+    locals.onDownload = (r) => {
       route = r;
       metrics?.inflight.inc({ route: r });
     };
@@ -128,21 +129,34 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
 }
 
 /** Marks a request as a download for the audit line and metrics (before authentication, so 401s count). */
-function markDownload(route: RouteLabel): RequestHandler {
-  return (req, res, next) => {
-    localsOf(res).download = true;
-    (res.locals as { onDownload?: (r: RouteLabel) => void }).onDownload?.(route);
+function downloadRoute(route: RouteLabel): RequestHandler {
+  return (_req, res, next) => {
+    const locals = localsOf(res);
+    locals.download = true;
+    locals.onDownload?.(route);
     next();
   };
 }
 
-export function healthRoutes(app: Express, health: HealthState): void {
+function healthRoutes(app: Express, health: HealthState): void {
   app.get('/healthz', (_req, res) => {
     res.type('text/plain').send('ok');
   });
   app.get('/readyz', (_req, res) => {
     res.status(health.ready ? 200 : 503).type('text/plain').send(health.ready ? 'ok' : 'not ready');
   });
+}
+
+/** The metrics listener's application: the probes and Prometheus, nothing of the download API. */
+export function createMetricsApp(health: HealthState, metrics: GatewayMetrics, log: Logger): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  healthRoutes(app, health);
+  app.get('/metrics', (_req, res, next) => {
+    metrics.registry.metrics().then((text) => res.type(metrics.registry.contentType).send(text), next);
+  });
+  app.use(errorHandler(log));
+  return app;
 }
 
 function methodNotAllowed(allow: string): RequestHandler {
@@ -161,9 +175,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     }
     const mapped = mapError(err);
     if (mapped.body.code >= 500 && mapped.body.reason === 'InternalError') {
-      log.error({ err, requestId: res.locals.requestId as string }, 'unhandled error');
+      log.error({ err, requestId: localsOf(res).requestId }, 'unhandled error');
     } else if (mapped.serverSide) {
-      log.warn({ reason: mapped.body.reason, message: mapped.body.message, requestId: res.locals.requestId as string }, 'request failed');
+      log.warn({ reason: mapped.body.reason, message: mapped.body.message, requestId: localsOf(res).requestId }, 'request failed');
     }
     sendStatus(res, mapped);
   };
@@ -173,7 +187,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
  * helmet's headers, decided once. With helmet's defaults every value is a constant, so helmet runs
  * once against a recorder and each response gets the recorded headers: the same result as
  * `app.use(helmet())` (test/server/app.test.ts compares them) without thirteen middleware calls per
- * request, which were a tenth of the time of a small download.
+ * request. It is one of the changes (with cheaper cache keys, access lines without redaction and
+ * batched log writes) that took 4 KiB downloads from 0.22× to 0.80× of bare Node's requests per
+ * second (README, Benchmarks; bench/results/latest.md section 4: 5,795 vs 7,215 req/s).
  */
 export function securityHeaders(): RequestHandler {
   const headers: [name: string, value: string][] = [];
@@ -192,36 +208,6 @@ export function securityHeaders(): RequestHandler {
   };
 }
 
-/**
- * The DownloadRequest route after its download marker. With a bearer token the caller must be allowed
- * to get the DownloadRequest, then its target. With a signed URL (any of its parameters present; they
- * win over a token) the caller is the requester recorded on the DownloadRequest, and its target is
- * authorized for that requester in exactly the same way: the URL names who, never what is allowed.
- */
-function downloadRequestChain(deps: AppDeps, auth: RequestHandler): RequestHandler[] {
-  const byToken = downloadHandler(deps, targetFromDownloadRequest(deps.authorizer, deps.resolver));
-  const signedUrls = deps.signedUrls;
-  if (!signedUrls) return [auth, byToken];
-  const grants = new WeakMap<Request, SignedGrant>();
-  const bySignature = downloadHandler(deps, async (req) => grants.get(req)!.target);
-  const signedOrToken: RequestHandler = async (req, res, next) => {
-    if (!SIGNED_QUERY.some((k) => k in req.query)) return auth(req, res, next);
-    const ac = new AbortController();
-    const onClose = (): void => ac.abort(new Error('client closed the connection'));
-    res.once('close', onClose);
-    try {
-      const grant = await signedUrls.verify(param(req, 'namespace'), param(req, 'name'), req.query, ac.signal);
-      grants.set(req, grant);
-      (res.locals as { user?: UserInfo }).user = grant.requester;
-      localsOf(res).via = 'signed-url';
-    } finally {
-      res.off('close', onClose);
-    }
-    next();
-  };
-  return [signedOrToken, (req, res, next) => (grants.has(req) ? bySignature : byToken)(req, res, next)];
-}
-
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
@@ -237,21 +223,44 @@ export function createApp(deps: AppDeps): Express {
     res.json(deps.info());
   });
 
-  const auth = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies));
-  for (const owner of Object.keys(DOWNLOAD_PATHS) as OwnerKind[]) {
-    const handler = downloadHandler(deps, targetFromRequest(owner));
-    app
-      .route(DOWNLOAD_PATHS[owner])
-      .get(markDownload(owner), auth, handler)
-      .head(markDownload(owner), auth, handler)
-      .all(methodNotAllowed('GET, HEAD'));
-  }
-  const drChain = [markDownload('downloadrequests'), ...downloadRequestChain(deps, auth)];
-  app.route(DOWNLOAD_REQUEST_PATH).get(...drChain).head(...drChain).all(methodNotAllowed('GET, HEAD'));
+  downloadRoutes(app, deps);
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NotFound', `the server could not find the requested resource (${req.method} ${req.path})`));
   });
   app.use(errorHandler(deps.log));
   return app;
+}
+
+/**
+ * The download routes, each one chain: authenticate → parse its target → authorize → resolve → send.
+ * Parsing follows authentication, so a caller without a valid token gets 401 whatever the path.
+ *
+ * A DownloadRequest route by token authorizes twice: the caller must be allowed to get the
+ * DownloadRequest before it is read, then its target like a direct download. A DownloadRequest URL
+ * signed by the gateway (any of its parameters present; they win over a token) is a route of its
+ * own: the signed-URL authenticator names the requester recorded on the DownloadRequest and the
+ * target it was signed for, which is then authorized for that requester exactly as for a token.
+ */
+function downloadRoutes(app: Express, deps: AppDeps): void {
+  const authenticated = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies));
+  const authorizeResolveSend = [authorizeTarget(deps.authorizer), resolveLocation(deps.resolver), sendLocation(deps)];
+  for (const owner of Object.keys(DOWNLOAD_PATHS) as OwnerKind[]) {
+    const chain = [downloadRoute(owner), authenticated, parseTargetOf(owner), ...authorizeResolveSend];
+    app.route(DOWNLOAD_PATHS[owner]).get(...chain).head(...chain).all(methodNotAllowed('GET, HEAD'));
+  }
+  if (deps.signedUrls) {
+    // Requests without a signed URL skip this route for the next one ('route').
+    const signed = [(req: Request, _res: Response, next: NextFunction) => next(hasSignedUrl(req) ? undefined : 'route'), downloadRoute('downloadrequests'), authenticateSignedUrl(deps.signedUrls), ...authorizeResolveSend];
+    app.route(DOWNLOAD_REQUEST_PATH).get(...signed).head(...signed);
+  }
+  const byToken = [
+    downloadRoute('downloadrequests'),
+    authenticated,
+    parseDownloadRequest,
+    authorizeDownloadRequest(deps.authorizer),
+    resolveDownloadRequest(deps.resolver),
+    ...authorizeResolveSend,
+  ];
+  app.route(DOWNLOAD_REQUEST_PATH).get(...byToken).head(...byToken).all(methodNotAllowed('GET, HEAD'));
 }

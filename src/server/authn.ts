@@ -1,10 +1,15 @@
 /**
- * Authentication as Express middleware: the bearer token from the Authorization header (and nowhere
- * else) goes to the Authenticator; no user → 401 with `WWW-Authenticate: Bearer`. The token lives only
- * in this function's scope: it is never put on `req`, `res.locals` or a log line.
+ * Authentication as Express middleware, the first step of a download route's chain. A bearer token
+ * from the Authorization header (and nowhere else) goes to the Authenticator; no user → 401 with
+ * `WWW-Authenticate: Bearer`. The token lives only in this function's scope: it is never put on
+ * `req`, `res.locals` or a log line. A signed DownloadRequest URL is the other way in: its signature
+ * names the requester recorded on the DownloadRequest, and the artifact it was signed for.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { Authenticator, UserInfo } from '../auth/types.ts';
+import type { Authenticator } from '../auth/types.ts';
+import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
+import type { SignedGrant } from '../velero/downloadrequests.ts';
+import { localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
 
 const CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="velero-download-server"' };
@@ -39,11 +44,6 @@ export function rejectQueryTokens(req: Request, _res: Response, next: NextFuncti
   next();
 }
 
-/** Where the authenticated user is kept for the handlers and the access log. */
-export function userOf(res: Response): UserInfo | undefined {
-  return (res.locals as { user?: UserInfo }).user;
-}
-
 /** The address per-client limits are keyed by; the TCP peer unless the app is told better. */
 export type ClientAddressOf = (req: Request) => string;
 
@@ -52,16 +52,37 @@ export const peerAddress: ClientAddressOf = (req) => req.socket.remoteAddress ??
 export function authenticate(authenticator: Authenticator, clientOf: ClientAddressOf = peerAddress): RequestHandler {
   return async (req, res, next) => {
     const token = bearerToken(req.get('authorization'));
-    const ac = new AbortController();
-    const onClose = (): void => ac.abort();
-    res.once('close', onClose);
-    try {
-      const user = await authenticator.authenticate(token, ac.signal, clientOf(req));
-      if (!user) throw unauthorized('Unauthorized: the bearer token is not valid');
-      (res.locals as { user?: UserInfo }).user = user;
-    } finally {
-      res.off('close', onClose);
-    }
+    const user = await authenticator.authenticate(token, signalOf(res), clientOf(req));
+    if (!user) throw unauthorized('Unauthorized: the bearer token is not valid');
+    localsOf(res).user = user;
     next();
   };
+}
+
+/** Checks a signed DownloadRequest URL (velero/downloadrequests.ts) against the DownloadRequest it names. */
+export interface SignedUrlVerifier {
+  verify(namespace: string, name: string, query: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<SignedGrant>;
+}
+
+/**
+ * The signed-URL authenticator of the DownloadRequest route: the caller is the requester recorded on
+ * the DownloadRequest the URL was signed for, and the target is the artifact it names. The URL names
+ * who, never what is allowed: the target is authorized for the requester next, as for a token.
+ * Verifying checks the path's names too.
+ */
+export function authenticateSignedUrl(signedUrls: SignedUrlVerifier): RequestHandler {
+  return async (req, res, next) => {
+    const params = req.params as Record<string, string | undefined>;
+    const grant = await signedUrls.verify(params.namespace ?? '', params.name ?? '', req.query, signalOf(res));
+    const locals = localsOf(res);
+    locals.user = grant.requester;
+    locals.via = 'signed-url';
+    locals.target = grant.target;
+    next();
+  };
+}
+
+/** Whether a request carries a signed URL (any of its parameters: they win over a token). */
+export function hasSignedUrl(req: Request): boolean {
+  return SIGNED_QUERY.some((k) => k in req.query);
 }

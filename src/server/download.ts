@@ -1,22 +1,18 @@
 /**
- * The streaming handler. Order matters (ARCHITECTURE.md): authorize before resolving, so a caller who
- * may not read a backup cannot learn whether it exists; resolve and stat before the first header, so a
- * missing object is a clean 404; once headers are out, an upstream failure destroys the socket, so the
- * client sees a broken transfer and never a short "successful" one; a client that goes away aborts the
- * upstream read.
+ * The streaming step, last of a download route's chain (authenticate → authorize → resolve → send).
+ * Stat before the first header, so a missing object is a clean 404; once headers are out, an
+ * upstream failure destroys the socket, so the client sees a broken transfer and never a short
+ * "successful" one; a client that goes away aborts the upstream read (the request's signal).
  */
 import { pipeline } from 'node:stream/promises';
 import { create as contentDisposition } from 'content-disposition';
-import type { Request, RequestHandler, Response } from 'express';
+import type { RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import type { Authorizer, ResourceAttributes, UserInfo } from '../auth/types.ts';
 import type { StoreFactory } from '../stores/spec.ts';
 import { StoreUnavailableError } from '../stores/errors.ts';
 import type { ByteRange, ObjectInfo } from '../stores/types.ts';
 import { sendFromReader } from './send.ts';
-import type { Target } from '../velero/artifacts.ts';
-import type { Resolver } from '../velero/resolve.ts';
-import { userOf } from './authn.ts';
+import { earlier, localsOf, signalOf } from './locals.ts';
 import { decideRange, notModified } from './range.ts';
 import { HttpError } from './status.ts';
 import type { DownloadSlots } from './limits.ts';
@@ -24,51 +20,11 @@ import { timedStoreCall } from './metrics.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 export interface DownloadDeps {
-  authorizer: Authorizer;
-  resolver: Resolver;
   stores: StoreFactory;
   log: Logger;
   metrics?: GatewayMetrics;
   /** The cap on concurrent downloads (`--max-concurrent-downloads`); none when absent. */
   downloadSlots?: DownloadSlots;
-}
-
-/** The SubjectAccessReview attributes for a target (ARCHITECTURE.md, "Authorization model"). */
-export function attributesOf(target: Target): ResourceAttributes {
-  return {
-    group: 'velero.io',
-    resource: target.owner,
-    subresource: target.artifact,
-    verb: 'get',
-    namespace: target.namespace,
-    name: target.name,
-  };
-}
-
-/** The 403 message kube-apiserver would write: user, verb, resource, namespace. */
-export function forbiddenMessage(user: UserInfo, a: ResourceAttributes, reason?: string): string {
-  const resource = `${a.resource}${a.subresource ? `/${a.subresource}` : ''}`;
-  return (
-    `${a.resource}.${a.group} "${a.name}" is forbidden: User "${user.username}" cannot ${a.verb} resource ` +
-    `"${resource}" in API group "${a.group}" in the namespace "${a.namespace}"${reason ? `: ${reason}` : ''}`
-  );
-}
-
-/** Per-request bookkeeping the access log reads. */
-export interface DownloadLocals {
-  bytes?: number;
-  target?: Target;
-  /** A download route (audited). */
-  download?: boolean;
-  /** performance.now() when the request arrived, and ms until the headers of a download. */
-  startedAt?: number;
-  ttfb?: number;
-  /** How the caller was authenticated when not by a bearer token (`signed-url`). */
-  via?: 'signed-url';
-}
-
-export function localsOf(res: Response): DownloadLocals {
-  return res.locals as DownloadLocals;
 }
 
 // Header values as Express's res.type() would write them, set directly (no mime lookups per request).
@@ -93,47 +49,16 @@ function setEntityHeaders(res: Response, info: ObjectInfo): void {
 }
 
 /**
- * Streams the artifact named by `targetOf(req)`. `res.locals.user` is set by the authentication
- * middleware before this runs.
+ * The last step of a download route: streams the resolved location. The target has been authorized
+ * and resolved by the middlewares before it.
  */
-/** Authorizes or throws the 403 kube-apiserver would send. */
-export async function requireAllowed(authorizer: Authorizer, user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<void> {
-  const decision = await authorizer.authorize(user, attrs, signal);
-  if (!decision.allowed) {
-    throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason), {}, {
-      name: attrs.name,
-      group: attrs.group,
-      kind: attrs.resource,
-    });
-  }
-}
-
-/**
- * How a route finds its target. A direct route parses it from the path; the DownloadRequest route
- * first checks the caller may read the request, then reads it.
- */
-export type TargetSource = (req: Request, user: UserInfo, signal: AbortSignal) => Promise<Target>;
-
-/** Streams the target `targetOf` names, once the user may read it. */
-export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): RequestHandler {
+export function sendLocation(deps: DownloadDeps): RequestHandler {
   return async (req, res) => {
-    const user = userOf(res);
-    if (!user) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
     const locals = localsOf(res);
+    const target = locals.target;
+    const location = earlier(locals.location, 'the location');
+    const signal = signalOf(res);
 
-    // One controller for everything this request does upstream; a client that leaves aborts it.
-    const ac = new AbortController();
-    const onClose = (): void => {
-      if (!res.writableFinished) ac.abort(new Error('client closed the connection'));
-    };
-    res.once('close', onClose);
-    const { signal } = ac;
-
-    const target = await targetOf(req, user, signal);
-    locals.target = target;
-    await requireAllowed(deps.authorizer, user, attributesOf(target), signal);
-
-    const location = await deps.resolver.resolve(target, signal);
     // A slot is taken only by a caller Kubernetes has allowed, once there is something to send: a
     // stranger's requests never hold one.
     const refused = deps.downloadSlots?.claim(res);
@@ -222,8 +147,6 @@ export function downloadHandler(deps: DownloadDeps, targetOf: TargetSource): Req
         const { message, reason } = upstreamError as Error & { reason?: string };
         deps.log.warn({ err: { message, reason }, target, bytes: locals.bytes }, 'upstream failed mid-stream');
       }
-    } finally {
-      res.off('close', onClose);
     }
   };
 }

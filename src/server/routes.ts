@@ -1,12 +1,13 @@
-/** The URL layout: path → Target, with every name checked before it can become part of a key. */
-import type { Request } from 'express';
-import type { Authorizer } from '../auth/types.ts';
-import type { Resolver } from '../velero/resolve.ts';
-import { requireAllowed } from './download.ts';
-import type { TargetSource } from './download.ts';
+/**
+ * The URL layout: path → Target, with every name checked before it can become part of a key. Parsing
+ * follows authentication: a request without a valid token learns nothing, not even that its path is
+ * malformed.
+ */
+import type { Request, RequestHandler } from 'express';
 import { findArtifact, isDns1123Label, isDns1123Subdomain } from '../velero/artifacts.ts';
 import type { OwnerKind, Target } from '../velero/artifacts.ts';
 import { InvalidTargetError, NotFoundError } from '../velero/errors.ts';
+import { localsOf } from './locals.ts';
 
 export const DOWNLOAD_PATHS = {
   backups: '/v1/namespaces/:namespace/backups/:name/:artifact',
@@ -28,22 +29,20 @@ export const DOWNLOAD_REQUEST_PATH = '/v1/namespaces/:namespace/downloadrequests
 
 const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
 
-export function targetFromRequest(owner: OwnerKind): TargetSource {
-  return async (req) => parseTarget(owner, param(req, 'namespace'), param(req, 'name'), param(req, 'artifact'));
-}
-
-/**
- * The DownloadRequest route's target. The caller must be allowed to `get` the DownloadRequest before
- * the gateway reads it, so a caller with no access learns nothing about which requests exist; its
- * target artifact is then authorized like a direct download.
- */
-export function targetFromDownloadRequest(authorizer: Authorizer, resolver: Resolver): TargetSource {
-  return async (req, user, signal) => {
-    const namespace = param(req, 'namespace');
-    const name = param(req, 'name');
-    if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace "${namespace}": must be a DNS-1123 label`);
-    if (!isDns1123Subdomain(name)) throw new InvalidTargetError(`invalid downloadrequest name "${name}": must be a DNS-1123 subdomain`);
-    await requireAllowed(authorizer, user, { group: 'velero.io', resource: 'downloadrequests', verb: 'get', namespace, name }, signal);
-    return resolver.downloadRequestTarget(namespace, name, signal);
+/** The target of a backup or restore route, from its path. */
+export function parseTargetOf(owner: OwnerKind): RequestHandler {
+  return (req, res, next) => {
+    localsOf(res).target = parseTarget(owner, param(req, 'namespace'), param(req, 'name'), param(req, 'artifact'));
+    next();
   };
 }
+
+/** The DownloadRequest a DownloadRequest route names; its target is known only once it is read. */
+export const parseDownloadRequest: RequestHandler = (req, res, next) => {
+  const namespace = param(req, 'namespace');
+  const name = param(req, 'name');
+  if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace "${namespace}": must be a DNS-1123 label`);
+  if (!isDns1123Subdomain(name)) throw new InvalidTargetError(`invalid downloadrequest name "${name}": must be a DNS-1123 subdomain`);
+  localsOf(res).downloadRequest = { namespace, name };
+  next();
+};

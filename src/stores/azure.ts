@@ -23,13 +23,14 @@ import { authorityHostFor, azureAdCredential, azureAdError, CLOUDS } from './azu
 import type { Cloud } from './azure-ad.ts';
 import { checkEndpoint } from './endpoint-guard.ts';
 import { InvalidLocationError, isStoreError, StoreUnavailableError } from './errors.ts';
+import { listAzure } from './azure-list.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 import { checkRange, reconcileRange } from './range.ts';
 import { errnoOf, objectInfo, plainWord, translateFacts } from './translate.ts';
 import type { ProviderFacts } from './translate.ts';
 import { callStore, createAgents, parseEndpoint, upstreamBody } from './transport.ts';
 import type { Agents } from './transport.ts';
-import type { GetOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts';
+import type { GetOptions, ListedObject, ListOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts';
 
 /** Velero's provider names for Azure Blob storage. */
 export const AZURE_PROVIDERS: ReadonlySet<string> = new Set(['azure', 'velero.io/azure']);
@@ -313,6 +314,15 @@ export class AzureBlobStore implements ClosableStore {
       azureAdError(err, `location ${this.#name}: ${doing}`) ??
       translateFacts(err, factsOf(err), AZURE_CODES, { location: this.#name, doing, bucket: `container ${JSON.stringify(this.#containerName)}` })
     );
+  }
+
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    const container = (): ContainerClient => {
+      if (this.#closed) throw new StoreUnavailableError(`location ${this.#name}: the store client is closed`);
+      return this.#container;
+    };
+    const translate = (err: unknown, signal: AbortSignal): unknown => this.#translate(err, prefix, signal);
+    return listAzure({ location: this.#name, container, root: this.#prefix, info: objectInfo, translate }, prefix, opts);
   }
 
   /** Closes the client's sockets; calls after close fail with StoreUnavailableError. */

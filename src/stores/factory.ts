@@ -22,7 +22,7 @@ import { keySegments, normalizePrefix } from './keys.ts';
 import { providerKind } from './spec.ts';
 import type { StoreFactory, StoreSpec } from './spec.ts';
 import { trustFor } from './trust.ts';
-import type { GetOptions, ObjectBody, ObjectInfo, ObjectStore, StatOptions } from './types.ts';
+import type { GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, ObjectStore, StatOptions } from './types.ts';
 
 export const FILESYSTEM_PROVIDERS: ReadonlySet<string> = new Set([
   'filesystem',
@@ -137,6 +137,16 @@ class CountedStore implements ObjectStore {
     } catch (err) {
       release();
       throw err;
+    }
+  }
+
+  /** The client stays open until the iteration ends, however it ends (a `for await` that breaks ends it too). */
+  async *list(prefix: string, opts: ListOptions): AsyncGenerator<ListedObject> {
+    const release = this.#entry.acquire();
+    try {
+      yield* this.#entry.store.list(prefix, opts);
+    } finally {
+      release();
     }
   }
 }

@@ -11,10 +11,11 @@ import {
   ObjectNotFoundError,
   StoreUnavailableError,
 } from './errors.ts';
+import { listDirectory } from './fs-list.ts';
 import { keySegments } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
 import { fitRange } from './range.ts';
-import type { ByteRange, GetOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from './types.ts';
+import type { ByteRange, GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from './types.ts';
 
 export interface FilesystemStoreOptions {
   /** Absolute path of the directory that holds the objects; keys are relative to it. */
@@ -230,6 +231,18 @@ export class FilesystemStore implements ObjectStore {
       if (fd !== undefined) await closeFd(fd, this.#sync);
       throw translate(err, key, signal);
     }
+  }
+
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    return listDirectory(
+      {
+        realRoot: () => this.#realRoot(false),
+        info: (st) => ({ size: st.size, etag: etagOf(st.size, st.mtimeMs), lastModified: st.mtime }),
+        translate: (err, signal) => translate(err, prefix, signal),
+      },
+      prefix,
+      opts,
+    );
   }
 }
 

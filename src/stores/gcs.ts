@@ -20,13 +20,14 @@ import { authHeaders, gcsAuth } from './gcs-auth.ts';
 import type { AuthSource } from './gcs-auth.ts';
 import { checkEndpoint } from './endpoint-guard.ts';
 import { InvalidLocationError, StoreUnavailableError } from './errors.ts';
+import { listGcs } from './gcs-list.ts';
 import { joinKey, normalizePrefix } from './keys.ts';
 import { checkRange, reconcileRange } from './range.ts';
 import { errnoOf, systemCause, translateFacts } from './translate.ts';
 import type { ProviderFacts } from './translate.ts';
 import { callStore, createAgents, parseEndpoint, upstreamBody } from './transport.ts';
 import type { Agents } from './transport.ts';
-import type { GetOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts';
+import type { GetOptions, ListedObject, ListOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts';
 
 /** GCS says "slow down" also as a 403 with reason rateLimitExceeded. */
 const GCS_CODES = { throttled: new Set(['rateLimitExceeded', 'userRateLimitExceeded']) };
@@ -267,6 +268,13 @@ export class GcsStore implements ClosableStore {
       res.body.destroy();
       throw err;
     }
+  }
+
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    const send = async (url: string, signal: AbortSignal): Promise<Readable> =>
+      (await this.#send(url, prefix, signal, { accept: 'application/json' }, [200])).body;
+    const objectsUrl = `${this.#root}/storage/v1/b/${encodeURIComponent(this.#bucket)}/o`;
+    return listGcs({ location: this.#location, objectsUrl, root: this.#prefix, send, etag: etagOf, date: parseDate }, prefix, opts);
   }
 
   async close(): Promise<void> {

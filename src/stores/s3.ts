@@ -13,6 +13,7 @@ import { checkEndpoint } from './endpoint-guard.ts';
 import { InvalidLocationError, StoreUnavailableError } from './errors.ts';
 import { readLocationFile } from './file-settings.ts';
 import { joinKey } from './keys.ts';
+import { listS3 } from './s3-list.ts';
 import { abortable } from '../util/abortable.ts';
 import { checkRange, reconcileRange } from './range.ts';
 import type { StoreSpec } from './spec.ts';
@@ -21,7 +22,7 @@ import type { ProviderFacts } from './translate.ts';
 import { callStore, createAgents, upstreamBody } from './transport.ts';
 import type { Agents } from './transport.ts';
 import { tlsFailureCode } from './trust.ts';
-import type { GetOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts';
+import type { GetOptions, ListedObject, ListOptions, ObjectInfo, StatOptions, StreamBody } from './types.ts';
 
 /** Velero's provider names for this adapter. */
 export const S3_PROVIDERS: ReadonlySet<string> = new Set(['aws', 'velero.io/aws']);
@@ -166,6 +167,22 @@ export class S3Store implements ClosableStore {
       body?.destroy();
       throw this.#translate(err, key, signal);
     }
+  }
+
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    const { name: location, bucket, prefix: root } = this.#spec;
+    return listS3(
+      {
+        location,
+        bucket,
+        root,
+        client: async (signal) => (await this.#ready(signal)).client,
+        info: objectInfo,
+        translate: (err, signal) => this.#translate(err, prefix, signal),
+      },
+      prefix,
+      opts,
+    );
   }
 
   /** Destroys the client and its sockets; later calls fail with StoreUnavailableError. */

@@ -70,6 +70,22 @@ export interface GetOptions {
   range?: ByteRange;
 }
 
+export interface ListOptions {
+  signal: AbortSignal;
+  /** Start strictly after this key (a key an earlier listing returned), to resume; it must be a valid key. */
+  after?: string;
+  /**
+   * Objects asked of the store per request (1-1000; default 1000, the most S3 and GCS return). Only
+   * tests and tuning set it: the listing is the same whatever the page size.
+   */
+  pageSize?: number;
+}
+
+/** One object of a listing: `key` is relative to the location's root or prefix, as `get` takes it. */
+export interface ListedObject extends ObjectInfo {
+  key: string;
+}
+
 /**
  * Read-only access to one location's objects. Keys are relative to the location's root or prefix;
  * an implementation refuses any key that would leave it (InvalidKeyError). Every call fails fast
@@ -81,4 +97,12 @@ export interface ObjectStore {
   stat(key: string, opts: StatOptions): Promise<ObjectInfo>;
   /** Streams one object, or one byte range of it; throws ObjectNotFoundError. */
   get(key: string, opts: GetOptions): Promise<ObjectBody>;
+  /**
+   * The objects whose keys start with `prefix` (a plain string prefix: `backups/a` also matches
+   * `backups/ab/x`), in ascending Unicode code point order of their keys (which is UTF-8 byte order),
+   * fetched a page at a time as the caller iterates, so memory stays bounded whatever the count. Only
+   * keys `get` accepts are listed. A prefix that would leave the location throws InvalidKeyError; an
+   * aborted `signal` ends the iteration with its reason and leaves no request or handle open.
+   */
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject>;
 }

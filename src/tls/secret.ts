@@ -14,11 +14,10 @@ import { CertificateError, isCertificateError } from './errors.ts';
 import { DEFAULT_VALIDITY_DAYS, generateCa, generateCaSigned, normalizeHosts } from './generate.ts';
 import { loadCertificatePair } from './pair.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate } from './types.ts';
+import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
 
 /** The Secret's name unless `--tls-secret` says otherwise. */
 export const DEFAULT_TLS_SECRET = 'velero-download-server-certs';
-/** The gateway's Service unless `--service-name` says otherwise. */
-export const DEFAULT_SERVICE_NAME = 'velero-download-server';
 /** Label (value {@link MANAGED_BY}) marking a Secret the gateway generated and may renew. */
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'velero-download-server';

@@ -12,3 +12,9 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<
     promise.finally(() => signal.removeEventListener('abort', onAbort)).then(resolve, reject);
   });
 }
+
+/**
+ * A signal that never aborts: for work shared by several callers (one of them leaving must not
+ * cancel it for the others) and for callers that bring no signal of their own.
+ */
+export const NEVER_ABORTED: AbortSignal = new AbortController().signal;

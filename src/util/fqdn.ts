@@ -5,7 +5,7 @@ const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-
 
 /**
  * Parses `--fqdn`: `host`, `host:port`, `[v6]:port`, optionally with `https://` in front and a
- * trailing `/`. Paths are refused: the design serves the gateway at the root of the name.
+ * trailing `/`. Paths are refused: the gateway is served at the root of the name (its routes begin with /v1).
  */
 export function parseFqdn(value: string): { host: string; port?: number } | { error: string } {
   let v = value.trim();

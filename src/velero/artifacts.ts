@@ -96,9 +96,3 @@ export interface Target {
   name: string;
   artifact: string;
 }
-
-/** The file name offered to the client, the basename of the object key (as Velero stores it). */
-export function fileNameOf(owner: OwnerKind, name: string, artifact: string): string {
-  const key = findArtifact(owner, artifact)?.key(name) ?? `${name}-${artifact}`;
-  return key.slice(key.lastIndexOf('/') + 1);
-}

@@ -19,6 +19,7 @@ import type { KubeObject } from '../kube/objects.ts';
 import { findArtifactByKind, isDns1123Label, isDns1123Subdomain } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
 import { SignedUrlRefusedError } from './errors.ts';
+import { nonEmptyString } from '../util/strings.ts';
 
 /** Signs and checks lists of strings with the gateway's keys (implemented in auth/signed-urls.ts). */
 export interface Signer {
@@ -66,8 +67,6 @@ const RECORD = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/;
 const UID = /^[A-Za-z0-9-]{1,64}$/;
 const RECORD_PURPOSE = 'velero-download-server/requester/v1';
 const URL_PURPOSE = 'velero-download-server/url/v1';
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 // --- the record's encoding, mirrored by the chart's ValidatingAdmissionPolicy ----------------------
 
@@ -145,8 +144,8 @@ export function requesterAnnotations(dr: DrIdentity, user: Requester, nowSeconds
 /** The target a DownloadRequest names, if it is one the gateway serves. */
 export function targetOf(dr: KubeObject): { kind: string; name: string; target: Omit<Target, 'namespace'> } | undefined {
   const t = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
-  const kind = str(t?.kind);
-  const name = str(t?.name);
+  const kind = nonEmptyString(t?.kind);
+  const name = nonEmptyString(t?.name);
   const found = kind === undefined ? undefined : findArtifactByKind(kind);
   if (!found || name === undefined || !isDns1123Subdomain(name)) return undefined;
   return { kind: kind!, name, target: { owner: found.owner, name, artifact: found.def.artifact } };
@@ -161,8 +160,8 @@ function seconds(t: string | Date | undefined): number {
 export function verifyRequester(dr: KubeObject, signer: Signer): { requester: Requester } | { why: string } {
   const meta = dr.metadata ?? {};
   const ann = meta.annotations ?? {};
-  const namespace = str(meta.namespace);
-  const name = str(meta.name);
+  const namespace = nonEmptyString(meta.namespace);
+  const name = nonEmptyString(meta.name);
   const t = targetOf(dr);
   if (!namespace || !name || !t) return { why: 'it names no target the gateway serves' };
   const m = RECORD.exec(ann[REQUESTER_ANNOTATIONS.record] ?? '');
@@ -317,7 +316,7 @@ function signatureIn(raw: string | undefined, namespace: string, name: string): 
 
 /** Whether `status.downloadURL` is the URL with this signature for this DownloadRequest. */
 function carries(dr: KubeObject, namespace: string, name: string, signature: string): boolean {
-  return signatureIn(str(dr.status?.downloadURL), namespace, name) === signature;
+  return signatureIn(nonEmptyString(dr.status?.downloadURL), namespace, name) === signature;
 }
 
 // --- the admission webhook's decision -----------------------------------------------------------
@@ -352,7 +351,7 @@ export interface AdmissionDeps {
 const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
 
 function userOf(u: AdmissionRequestLike['userInfo']): Requester | undefined {
-  const username = str(u?.username);
+  const username = nonEmptyString(u?.username);
   if (!username) return undefined;
   const groups = Array.isArray(u?.groups) ? u.groups : [];
   if (!groups.every((g): g is string => typeof g === 'string')) return undefined;
@@ -365,7 +364,7 @@ function userOf(u: AdmissionRequestLike['userInfo']): Requester | undefined {
       extra[k] = v;
     }
   }
-  const uid = str(u?.uid);
+  const uid = nonEmptyString(u?.uid);
   return { username, groups, ...(uid && { uid }), ...(extra && Object.keys(extra).length > 0 && { extra }) };
 }
 
@@ -382,8 +381,8 @@ export class DownloadRequestAdmission {
 
   async decide(req: AdmissionRequestLike, signal: AbortSignal): Promise<AdmissionDecision> {
     const dr = req.object;
-    const namespace = str(req.namespace);
-    const name = str(dr?.metadata?.name);
+    const namespace = nonEmptyString(req.namespace);
+    const name = nonEmptyString(dr?.metadata?.name);
     if (!dr || dr.kind !== 'DownloadRequest') return { outcome: 'skipped', why: 'not a DownloadRequest' };
     if (!namespace || !isDns1123Label(namespace) || !this.#deps.serves(namespace)) return { outcome: 'skipped', why: 'not a namespace this gateway serves' };
     if (!name || !isDns1123Subdomain(name)) return { outcome: 'skipped', why: 'the DownloadRequest has no name yet' };
@@ -407,12 +406,12 @@ export class DownloadRequestAdmission {
   }
 
   async #mint(dr: KubeObject, namespace: string, name: string, t: NonNullable<ReturnType<typeof targetOf>>, signal: AbortSignal): Promise<AdmissionDecision> {
-    const downloadURL = str(dr.status?.downloadURL);
+    const downloadURL = nonEmptyString(dr.status?.downloadURL);
     if (!downloadURL) return { outcome: 'skipped', why: 'no status.downloadURL yet' };
     if (signatureIn(downloadURL, namespace, name) !== undefined) return { outcome: 'skipped', why: 'already a gateway URL' };
     const base = this.#deps.baseUrl();
     if (!base) return { outcome: 'skipped', why: 'the gateway does not know its URL yet' };
-    const uid = str(dr.metadata?.uid);
+    const uid = nonEmptyString(dr.metadata?.uid);
     if (!uid || !UID.test(uid)) return { outcome: 'skipped', why: 'the object has no uid' };
     // No read before this: a review for a request this gateway did not record costs nothing.
     const record = verifyRequester(dr, this.#deps.signer);
@@ -425,7 +424,7 @@ export class DownloadRequestAdmission {
     );
     if ('last' in live) return unknown;
     const nowS = (this.#deps.now ?? Date.now)() / 1000;
-    const expiration = seconds(str(dr.status?.expiration));
+    const expiration = seconds(nonEmptyString(dr.status?.expiration));
     const expires = Math.floor(Math.min(Number.isFinite(expiration) ? expiration : Infinity, nowS + MAX_SIGNED_URL_SECONDS));
     if (expires <= nowS) return { outcome: 'skipped', why: 'the DownloadRequest has expired' };
     if (!(await this.#deps.optedIn({ namespace, ...t.target }, signal))) return { outcome: 'skipped', why: 'the location does not opt in' };

@@ -11,6 +11,7 @@ import type { Target } from './artifacts.ts';
 import { CrossNamespaceError, InvalidTargetError, NotFoundError, TenancyError } from './errors.ts';
 import { artifactKey } from './resolve.ts';
 import type { Location, Resolver } from './resolve.ts';
+import { nonEmptyString } from '../util/strings.ts';
 
 interface SecretKeySelector {
   name?: string;
@@ -18,8 +19,6 @@ interface SecretKeySelector {
   key?: string;
   optional?: boolean;
 }
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
 export interface KubeResolverOptions {
   /** Namespaces served; others answer 404. */
@@ -59,7 +58,7 @@ export class KubeResolver implements Resolver {
     const backupName =
       target.owner === 'backups' ? target.name : this.#backupOfRestore(await this.#get('restores', target.namespace, target.name, signal, read));
     const backup = await this.#get('backups', target.namespace, backupName, signal, read);
-    const bslName = str(backup.spec?.storageLocation);
+    const bslName = nonEmptyString(backup.spec?.storageLocation);
     if (!bslName) throw new NotFoundError(`backup "${backupName}" names no storage location (spec.storageLocation)`, { group: 'velero.io', kind: 'backups', name: backupName });
     return this.#get('backupstoragelocations', target.namespace, bslName, signal, read);
   }
@@ -68,7 +67,7 @@ export class KubeResolver implements Resolver {
   targetOfDownloadRequest(dr: KubeObject, namespace: string): Target {
     const t = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
     const found = typeof t?.kind === 'string' ? findArtifactByKind(t.kind) : undefined;
-    const targetName = str(t?.name);
+    const targetName = nonEmptyString(t?.name);
     if (!found || !targetName) {
       throw new InvalidTargetError(`downloadrequest "${dr.metadata?.name ?? ''}" has no target this gateway can serve (spec.target.kind ${JSON.stringify(t?.kind)})`);
     }
@@ -91,7 +90,7 @@ export class KubeResolver implements Resolver {
   }
 
   #backupOfRestore(restore: KubeObject): string {
-    const b = str(restore.spec?.backupName);
+    const b = nonEmptyString(restore.spec?.backupName);
     if (!b) throw new NotFoundError(`restore "${restore.metadata?.name ?? ''}" names no backup (spec.backupName)`, { group: 'velero.io', kind: 'restores', name: restore.metadata?.name ?? '' });
     return b;
   }
@@ -110,15 +109,15 @@ export class KubeResolver implements Resolver {
     const name = bsl.metadata?.name ?? '';
     const spec = bsl.spec ?? {};
     const os = (spec.objectStorage ?? {}) as { bucket?: unknown; prefix?: unknown; caCert?: unknown; caCertRef?: SecretKeySelector };
-    const provider = str(spec.provider);
-    const bucket = str(os.bucket);
+    const provider = nonEmptyString(spec.provider);
+    const bucket = nonEmptyString(os.bucket);
     if (!provider || !bucket) throw new NotFoundError(`backupstoragelocation "${name}" has no provider or bucket`, { group: 'velero.io', kind: 'backupstoragelocations', name });
     const config: Record<string, string> = {};
     for (const [k, v] of Object.entries((spec.config ?? {}) as Record<string, unknown>)) if (typeof v === 'string') config[k] = v;
 
     const tenant = namespace !== this.#opts.ownNamespace;
     if (tenant) {
-      // Seed 004: a tenant's location never runs on the gateway's own identity or files.
+      // A tenant's location never runs on the gateway's own identity or files.
       if (!(spec.credential as SecretKeySelector | undefined)?.name) {
         throw new TenancyError(
           `backupstoragelocation "${name}" in namespace "${namespace}" needs its own credential (spec.credential): ` +
@@ -147,7 +146,7 @@ export class KubeResolver implements Resolver {
       name: `${namespace}/${name}`,
       provider,
       bucket,
-      prefix: str(os.prefix) ?? '',
+      prefix: nonEmptyString(os.prefix) ?? '',
       config,
       ...(credential && { credential }),
       ...(caBundle && { caBundle }),

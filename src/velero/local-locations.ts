@@ -47,7 +47,7 @@ export async function loadLocationsFile(file: string): Promise<StoreSpec[]> {
     const o = item as Record<string, unknown>;
     const label = typeof o.name === 'string' ? `location "${o.name}"` : where;
     for (const k of Object.keys(o)) if (!ALLOWED.has(k)) problems.push(`${label}: unknown field "${k}" (allowed: ${[...ALLOWED].join(', ')})`);
-    const str = (k: string, required: boolean): string | undefined => {
+    const stringField = (k: string, required: boolean): string | undefined => {
       const v = o[k];
       if (v === undefined || v === null) {
         if (required) problems.push(`${label}: "${k}" is required`);
@@ -59,10 +59,10 @@ export async function loadLocationsFile(file: string): Promise<StoreSpec[]> {
       }
       return v;
     };
-    const name = str('name', true);
-    const provider = str('provider', true);
-    const bucket = str('bucket', true);
-    const prefix = str('prefix', false) ?? '';
+    const name = stringField('name', true);
+    const provider = stringField('provider', true);
+    const bucket = stringField('bucket', true);
+    const prefix = stringField('prefix', false) ?? '';
     if (name !== undefined && !NAME.test(name)) problems.push(`${label}: name must be lower-case letters, digits, '-' and '.'`);
     if (name !== undefined && seen.has(name)) problems.push(`${label}: name used twice`);
     if (name !== undefined) seen.add(name);
@@ -79,8 +79,8 @@ export async function loadLocationsFile(file: string): Promise<StoreSpec[]> {
         }
       }
     }
-    const credentialFile = str('credentialFile', false);
-    const caCertFile = str('caCertFile', false);
+    const credentialFile = stringField('credentialFile', false);
+    const caCertFile = stringField('caCertFile', false);
     const read = async (field: string, path: string | undefined): Promise<Buffer | undefined> => {
       if (path === undefined) return undefined;
       try {

@@ -2,7 +2,7 @@
  * Resolving a download target into a store location and an object key. Local mode has one location
  * (the data directory); kubernetes mode follows Restore → Backup → BackupStorageLocation.
  */
-import { abortable } from '../util/abortable.ts';
+import { NEVER_ABORTED, abortable } from '../util/abortable.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
 import type { StoreSpec } from '../stores/spec.ts';
 import { findArtifact } from './artifacts.ts';
@@ -42,8 +42,6 @@ export function artifactKey(target: Target): string {
 
 /** Whether an object exists in a location; errors (store unreachable) propagate. */
 export type Probe = (location: Location, signal: AbortSignal) => Promise<boolean>;
-
-const SHARED = new AbortController().signal;
 
 /** How long the location found to hold an artifact is remembered (several locations only). */
 export const FOUND_TTL_MS = 30_000;
@@ -91,7 +89,7 @@ export class LocalResolver implements Resolver {
     // One search per artifact, shared by concurrent callers: it runs under no caller's signal, so one
     // that leaves does not fail the others; each stops waiting when its own signal aborts.
     const { index } = await abortable(
-      this.#found.get(key, () => this.#search(target, key, SHARED)),
+      this.#found.get(key, () => this.#search(target, key, NEVER_ABORTED)),
       signal,
     );
     return { spec: this.#specs[index]!, key };

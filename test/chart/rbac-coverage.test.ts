@@ -2,7 +2,7 @@
  * The chart grants every Kubernetes API call the gateway makes, and nothing it does not make. The
  * list of calls is not written down here: it is read from the API test double's call log while a
  * representative workload runs through the gateway's real wiring (in-process, the real process with
- * everything main.ts starts, and the certificate renewal, CA publication and key rotation those run
+ * everything the gateway process starts, and the certificate renewal, CA publication and key rotation those run
  * later, driven here with skewed clocks). The RBAC is what helm renders from the chart, applied to a
  * real kube-apiserver, whose own authorizer answers a SubjectAccessReview for every (verb, group,
  * resource, subresource, namespace, name) the gateway's service account used. A new API call without
@@ -237,7 +237,7 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
     }
   }
 
-  /** The same through the real process (everything main.ts starts: certificate, CA publication, keys, controllers, webhook). */
+  /** The same through the real process (everything the gateway process starts: certificate, CA publication, keys, controllers, webhook). */
   async function processWorkload(args: string[]): Promise<void> {
     const gw = await startGateway(fx.args(...args, '--tls-extra-sans', '127.0.0.1,localhost', '--webhook-configuration', WEBHOOK_CONFIGURATION));
     try {
@@ -268,18 +268,18 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
       };
       const w = await curl(['--cacert', caFile, '-X', 'POST', '-H', 'Content-Type: application/json', '--data', JSON.stringify(review), '-w', '\n%{http_code}', `${gw.url}/admission/downloadrequests`]);
       console.log(`admission webhook answered HTTP ${w.stdout.toString().split('\n').at(-1)}`);
-      // The DownloadRequest controller, when main.ts runs it, records the gateway URL on opted-in requests.
+      // The DownloadRequest controller, when the gateway process runs it, records the gateway URL on opted-in requests.
       const deadline = Date.now() + 3_000;
       const annotated = (): boolean => fx.api.get('velero.io/v1', 'DownloadRequest', 'dr-log', NS)?.metadata?.annotations?.[URL_ANNOTATION] !== undefined;
       while (!annotated() && Date.now() < deadline) await sleep(50);
-      console.log(annotated() ? 'the DownloadRequest controller annotated dr-log' : 'no DownloadRequest controller ran in the gateway process (not wired in main.ts?)');
+      console.log(annotated() ? 'the DownloadRequest controller annotated dr-log' : 'no DownloadRequest controller ran in the gateway process (not wired in src/compose/kubernetes.ts?)');
     } finally {
       assert.equal(await gw.stop(), 0);
     }
   }
 
   /**
-   * What the gateway does later in its life, with the very components main.ts runs and its service
+   * What the gateway does later in its life, with the very components the gateway process runs and its service
    * account, on skewed clocks: the certificate renewed (and the CA ConfigMap updated with it), the
    * signing key's next key announced and rotated in.
    */

@@ -1,6 +1,6 @@
 /**
  * End to end through DownloadRequests, the real gateway process and the real curl:
- * - issue 5: create a DownloadRequest, read the gateway URL from its annotation, fetch it with a
+ * - create a DownloadRequest, read the gateway URL from its annotation, fetch it with a
  *   bearer token, trusting the CA from the certificate Secret;
  * - a signed URL whose DownloadRequest is deleted mid-stream: the API server's admission calls (CREATE
  *   with the creator's identity, UPDATE when Velero's controller writes status) are played by the
@@ -67,7 +67,7 @@ describe('DownloadRequests end to end', () => {
 
   const dr = (name: string) => fx.api.get('velero.io/v1', 'DownloadRequest', name, NS);
 
-  test('issue 5: the annotation carries the gateway URL; curl fetches it with a token and the Secret CA', async () => {
+  test('the annotation carries the gateway URL; curl fetches it with a token and the Secret CA', async () => {
     const name = `${BACKUP}-${randomUUID()}`;
     fx.api.put(velero('DownloadRequest', name, { target: { kind: 'BackupLog', name: BACKUP } }));
     const url = await until('the URL annotation', () => dr(name)?.metadata?.annotations?.['download-server.velero.io/url']);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { createStoreFactory } from '../../src/compose.ts';
+import { createStoreFactory } from '../../src/compose/stores.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { startGateway } from '../support/processes.ts';

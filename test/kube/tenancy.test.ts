@@ -1,5 +1,5 @@
 /**
- * Namespace-scoped multi-tenancy (seed 004): tenants keep BSLs, Backups and Secrets in their own
+ * Namespace-scoped multi-tenancy: tenants keep BSLs, Backups and Secrets in their own
  * namespaces; the gateway gives exactly the isolation RBAC gives, never lends its own credential, and
  * audits every download.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 17 §4, connections with no time bound, replayed against the real gateway process with short
+ * Connections with no time bound, replayed against the real gateway process with short
  * limits set through its flags (so the suite stays fast), counting its descriptors in /proc:
  * - slow request bodies (a declared 3 MB POSTed a byte at a time) are cut with 408 after
  *   --request-timeout, while a download that takes longer than that timeout completes;

@@ -20,7 +20,7 @@ import type { Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { localMode } from '../../src/compose.ts';
+import { localMode } from '../../src/compose/local.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { createApp } from '../../src/server/app.ts';
 import { listenHttps, shutdown } from '../../src/server/listener.ts';
@@ -275,7 +275,7 @@ describe('a stalled store is cut by the gateway itself (same wiring in-process, 
     if (loaded.kind !== 'config') throw new Error(JSON.stringify(loaded));
     const log = createLogger('silent');
     factory = new DefaultStoreFactory({ fsRoot: loaded.config.fsRoot, timeouts: { connectMs: 2000, requestMs: 800, socketIdleMs: 800 } });
-    const parts = await localMode(loaded.config, log, factory);
+    const { parts } = await localMode(loaded.config, log, factory);
     const app = createApp({ ...parts, log, health: { ready: true }, info: () => ({}) });
     server = await listenHttps(app, { key: pki.key, cert: pki.cert, minVersion: 'TLSv1.2' }, { host: '127.0.0.1', port: 0 });
     url = `https://127.0.0.1:${(server.address() as { port: number }).port}/v1/namespaces/velero/backups`;

@@ -7,6 +7,7 @@ import request from 'supertest';
 import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator } from '../../src/auth/static-tokens.ts';
 import type { Authorizer, Decision } from '../../src/auth/types.ts';
 import { createApp, securityHeaders } from '../../src/server/app.ts';
+import type { AppDeps } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { StoreUnavailableError, ThrottledError } from '../../src/stores/errors.ts';
 import { LocalResolver } from '../../src/velero/resolve.ts';
@@ -18,7 +19,7 @@ const auth = { Authorization: `Bearer ${TOKEN}` };
 const LOG_KEY = 'backups/nightly/nightly-logs.gz';
 const BODY = Buffer.from('0123456789abcdefghij'.repeat(50));
 
-function setup(authorizer: Authorizer = new AllowAuthenticatedAuthorizer()) {
+function setup(authorizer: Authorizer = new AllowAuthenticatedAuthorizer(), signedUrls?: AppDeps['signedUrls']) {
   const store = new MemoryStore();
   store.put(LOG_KEY, BODY);
   store.put('restores/r1/r1-volumeinfo.json.gz', 'vi');
@@ -33,7 +34,9 @@ function setup(authorizer: Authorizer = new AllowAuthenticatedAuthorizer()) {
   });
   const resolver = new LocalResolver('velero', [{ name: 'local', provider: 'filesystem', bucket: '', prefix: '', config: {} }]);
   let resolves = 0;
+  let drReads = 0;
   const app = createApp({
+    ...(signedUrls && { signedUrls }),
     authenticator: StaticTokenAuthenticator.parse(`${TOKEN},alice,uid-a,"team-a"\n`),
     authorizer,
     resolver: {
@@ -41,14 +44,17 @@ function setup(authorizer: Authorizer = new AllowAuthenticatedAuthorizer()) {
         resolves++;
         return resolver.resolve(t, s);
       },
-      downloadRequestTarget: (ns, name, s) => resolver.downloadRequestTarget(ns, name, s),
+      downloadRequestTarget: (ns, name) => {
+        drReads++;
+        return Promise.resolve({ namespace: ns, owner: 'backups', name: name.replace(/^dr-/, ''), artifact: 'log' });
+      },
     },
     stores: store,
     log: createLogger('info', sink),
     health: { ready: true },
     info: () => ({ version: 'test', tlsFingerprint: 'ab' }),
   });
-  return { app, store, lines, raw, resolves: () => resolves };
+  return { app, store, lines, raw, resolves: () => resolves, drReads: () => drReads };
 }
 
 function assertStatus(body: unknown, code: number, reason: string): void {
@@ -263,6 +269,82 @@ describe('authorization comes before existence', () => {
     );
     assert.equal(s.resolves(), 0);
     assert.deepEqual(s.store.calls, []);
+  });
+});
+
+describe('each route is one chain: authenticate → parse → authorize → resolve → send', () => {
+  /** Allows what `allowed` names (`resource/subresource`), records every question. */
+  const only = (...allowed: string[]) => {
+    const asked: string[] = [];
+    const authorizer: Authorizer = {
+      authorize: (_user, a): Promise<Decision> => {
+        const what = `${a.resource}${a.subresource ? `/${a.subresource}` : ''}`;
+        asked.push(what);
+        return Promise.resolve({ allowed: allowed.includes(what) });
+      },
+    };
+    return { authorizer, asked };
+  };
+
+  test('authentication first: a malformed path without a valid token → 401, not 400', async () => {
+    const s = setup();
+    for (const path of ['/v1/namespaces/Velero_/backups/a/log', '/v1/namespaces/velero/downloadrequests/A_B']) {
+      const res = await request(s.app).get(path);
+      assert.equal(res.status, 401, path);
+      assert.equal((await request(s.app).get(path).set(auth)).status, 400, path);
+    }
+  });
+
+  test('a DownloadRequest by token: get on the DownloadRequest before it is read, then its target', async () => {
+    const none = only();
+    let s = setup(none.authorizer);
+    let res = await request(s.app).get('/v1/namespaces/velero/downloadrequests/dr-nightly').set(auth);
+    assert.equal(res.status, 403);
+    assert.match((res.body as { message: string }).message, /cannot get resource "downloadrequests"/);
+    assert.deepEqual([none.asked, s.drReads(), s.resolves()], [['downloadrequests'], 0, 0]);
+
+    const drOnly = only('downloadrequests');
+    s = setup(drOnly.authorizer);
+    res = await request(s.app).get('/v1/namespaces/velero/downloadrequests/dr-nightly').set(auth);
+    assert.equal(res.status, 403);
+    assert.match((res.body as { message: string }).message, /cannot get resource "backups\/log"/);
+    assert.deepEqual([drOnly.asked, s.drReads(), s.resolves()], [['downloadrequests', 'backups/log'], 1, 0]);
+
+    const both = only('downloadrequests', 'backups/log');
+    s = setup(both.authorizer);
+    res = await binary(request(s.app).get('/v1/namespaces/velero/downloadrequests/dr-nightly').set(auth));
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, BODY);
+  });
+
+  test('a signed URL is a route of its own: its requester, its target, authorized like a token', async () => {
+    const requester = { username: 'bob', groups: ['team-b'] };
+    const verified: string[] = [];
+    const signedUrls: NonNullable<AppDeps['signedUrls']> = {
+      verify: (namespace, name) => {
+        verified.push(`${namespace}/${name}`);
+        return Promise.resolve({ requester, target: { namespace, owner: 'backups', name: 'nightly', artifact: 'log' } } as Awaited<ReturnType<NonNullable<AppDeps['signedUrls']>['verify']>>);
+      },
+    };
+    const logOnly = only('backups/log');
+    const s = setup(logOnly.authorizer, signedUrls);
+    const url = '/v1/namespaces/velero/downloadrequests/dr-x?uid=u&kind=BackupLog&target=nightly&expires=1&signature=s';
+    const res = await binary(request(s.app).get(url));
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, BODY);
+    // No get on the DownloadRequest is asked for: the signature stands for it. No token is needed.
+    assert.deepEqual([verified, logOnly.asked, s.drReads()], [['velero/dr-x'], ['backups/log'], 0]);
+    await new Promise((r) => setImmediate(r));
+    const audit = s.lines.find((l) => l.audit === 'download');
+    assert.equal(audit?.user, 'bob');
+    assert.equal(audit?.via, 'signed-url');
+
+    // Without its parameters the same path is the token route.
+    const plain = await request(s.app).get('/v1/namespaces/velero/downloadrequests/dr-x');
+    assert.equal(plain.status, 401);
+    assert.equal(verified.length, 1);
+    // Other methods → 405 on both.
+    assert.equal((await request(s.app).post(url)).status, 405);
   });
 });
 

@@ -222,6 +222,7 @@ runStoreConformance('azure blob on Azurite over HTTPS', async () => {
     store: storeFor(spec),
     put: (key, bytes) => put(e.writer, container, `cluster-a/velero/${key}`, bytes),
     putOutside: (name, bytes) => put(e.writer, container, `cluster-a/${name}`, bytes),
+    putBeside: (suffix, bytes) => put(e.writer, container, `cluster-a/velero${suffix}`, bytes),
     wrongCredentials: () => storeFor({ ...spec, credential: keyFile(WRONG_KEY) }),
     untrustedTls: () => storeFor({ ...spec, caBundle: undefined }),
     faulty: {

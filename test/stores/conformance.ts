@@ -21,8 +21,10 @@ import { RETRIES } from '../../src/stores/retry.ts';
 import type { ByteRange, ObjectBody, ObjectInfo, ObjectStore } from '../../src/stores/types.ts';
 import type { Faults } from '../support/fault-proxy.ts';
 import { bodyOf, collect, drain, firstChunk, openFdCount, sha256, waitForFdCount } from '../support/streams.ts';
+import { registerListCases } from './conformance-list.ts';
+import type { ListFixture } from './conformance-list.ts';
 
-export interface StoreFixture {
+export interface StoreFixture extends ListFixture {
   /** The store under test; it reads what `put` writes. */
   store: ObjectStore;
   /** Seeds one object at a store-relative key (creating or replacing it). */
@@ -147,6 +149,7 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
     const fx = await fixture();
     const { store } = fx;
     after(() => fx.cleanup());
+    registerListCases(fx);
 
     const empty = Buffer.alloc(0);
     const one = Buffer.from([0x5a]);

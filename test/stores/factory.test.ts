@@ -10,7 +10,7 @@ import { InvalidKeyError, InvalidLocationError } from '../../src/stores/errors.t
 import { DefaultStoreFactory } from '../../src/stores/factory.ts';
 import type { AdapterConstructor, FactoryOptions } from '../../src/stores/factory.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
-import type { ObjectBody, ObjectInfo } from '../../src/stores/types.ts';
+import type { ListedObject, ObjectBody, ObjectInfo } from '../../src/stores/types.ts';
 import { createTestPki } from '../support/test-ca.ts';
 
 /** A fake network adapter: records how it was built and whether it was closed. */
@@ -28,6 +28,10 @@ class FakeClient implements ClosableStore {
     const body = new PassThrough();
     this.bodies.push(body);
     return { size: 3, kind: 'stream', body };
+  }
+  async *list(): AsyncGenerator<ListedObject> {
+    yield { key: 'k1', size: 3 };
+    yield { key: 'k2', size: 3 };
   }
   async close(): Promise<void> {
     this.closed = true;
@@ -89,6 +93,17 @@ describe('DefaultStoreFactory', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(built[0]!.closed, true);
     assert.equal(built[1]!.closed, false);
+  });
+
+  test('a retired client stays open while a listing on it runs, and closes when it ends', async () => {
+    const { f, built } = factory({ maxClients: 1 });
+    const listing = (await f.forSpec(spec())).list('', { signal })[Symbol.asyncIterator]();
+    assert.equal((await listing.next()).value?.key, 'k1');
+    await f.forSpec(spec({ credential: Buffer.from('[default]\naws_access_key_id=B\naws_secret_access_key=T\n') }));
+    assert.equal(built[0]!.closed, false);
+    await listing.return?.(undefined);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(built[0]!.closed, true);
   });
 
   test('the LRU bound closes idle clients at once', async () => {

@@ -54,6 +54,7 @@ for (const metadata of ['sync', 'async'] as const) {
     let truncateTo: number | undefined;
     const faulty: ObjectStore = {
       stat: (key, opts) => store.stat(key, opts),
+      list: (prefix, opts) => store.list(prefix, opts),
       async get(key, opts) {
         const got = await store.get(key, opts);
         if (truncateTo !== undefined) await truncate(join(root, ...key.split('/')), truncateTo);
@@ -66,6 +67,9 @@ for (const metadata of ['sync', 'async'] as const) {
         await writeAt(root, key, bytes);
       },
       putOutside: (name, bytes) => writeFile(join(base, name), bytes),
+      putBeside: async (suffix, bytes) => {
+        await writeAt(base, `root${suffix}`, bytes);
+      },
       cleanup: () => rm(base, { recursive: true, force: true }),
       faulty: {
         store: faulty,

@@ -31,6 +31,7 @@ import { collect, drain, openFdCount, sha256, waitForFdCount, bodyOf } from '../
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
 import { runStoreConformance } from './conformance.ts';
+import { recordListErrors } from './conformance-list.ts';
 
 const MiB = 1024 * 1024;
 
@@ -62,6 +63,7 @@ function recording(store: ObjectStore): ObjectStore {
         throw err;
       }
     },
+    list: (prefix, opts) => recordListErrors(store.list(prefix, opts), (err) => seenErrors.push(err)),
   };
 }
 
@@ -161,6 +163,7 @@ for (const tls of [false, true]) {
       store,
       put: async (key, bytes) => double.put(bucket, `${prefix}/${key}`, bytes),
       putOutside: async (name, bytes) => double.put(bucket, `velero/${name}`, bytes),
+      putBeside: async (suffix, bytes) => double.put(bucket, `${prefix}${suffix}`, bytes),
       cleanup: async () => undefined,
       wrongCredentials: () => makeStore({ ...base, credential: saForged.json }),
       ...(ca ? { untrustedTls: () => makeStore({ ...base, caBundle: undefined }) } : {}),

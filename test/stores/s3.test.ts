@@ -33,6 +33,7 @@ import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
 import { tripwire } from '../support/tripwire.ts';
 import { runStoreConformance } from './conformance.ts';
+import { recordListErrors } from './conformance-list.ts';
 
 // Distinctive credential values: the last test looks for each of them in every error seen here.
 // s3rver checks access key ids (these are registered with it) but never secrets.
@@ -67,6 +68,7 @@ function recordingStore(store: ObjectStore): ObjectStore {
         seenErrors.push(err);
         throw err;
       }),
+    list: (prefix, opts) => recordListErrors(store.list(prefix, opts), (err) => seenErrors.push(err)),
   };
 }
 
@@ -159,6 +161,7 @@ runStoreConformance('s3 on s3rver over HTTPS, prefix cluster-a/velero', async ()
     store: recordingStore(s3Store(spec)),
     put: (key, bytes) => srv.put(`${prefix}/${key}`, bytes),
     putOutside: (name, bytes) => srv.put(`cluster-a/${name}`, bytes),
+    putBeside: (suffix, bytes) => srv.put(`${prefix}${suffix}`, bytes),
     wrongCredentials: () => recordingStore(s3Store({ ...spec, credential: credentialFile(WRONG) })),
     untrustedTls: () => recordingStore(s3Store({ ...spec, caBundle: undefined })),
     cleanup: () => srv.stop(),

@@ -8,6 +8,10 @@
  * - media download, the same path with `?alt=media` (what `@google-cloud/storage` 8 calls; also
  *   under `/download/storage/v1/...`), with `Range` → 206 + `Content-Range`, unsatisfiable → 416,
  *   and the `x-goog-generation` / `x-goog-hash` / `x-goog-stored-*` headers GCS sends;
+ * - objects.list, `GET /storage/v1/b/{bucket}/o` with `prefix`, `startOffset`, `endOffset`,
+ *   `maxResults` (at most 1000) and `pageToken`, in UTF-8 byte order of names, `items` left out of an
+ *   empty page, `nextPageToken` (opaque) while more remain; `fields` and `projection` are accepted and
+ *   the whole resources are sent;
  * - errors as GCS's JSON error bodies: 404 notFound, 401 for a missing or invalid credential (what
  *   GCS answers there), 403 for an account without access to the bucket;
  * - authentication by self-signed service-account JWTs: RS256 signature checked against the public
@@ -80,7 +84,7 @@ export interface GcsRecordedRequest {
   method: string;
   /** Raw path and query, as sent. */
   url: string;
-  kind: 'metadata' | 'media' | 'other';
+  kind: 'metadata' | 'media' | 'list' | 'other';
   bucket?: string;
   name?: string;
   range?: string;
@@ -147,6 +151,13 @@ function decodeSegment(segment: string): string | undefined {
 }
 
 const OBJECT_PATH = /^\/(download\/)?storage\/v1\/b\/([^/]+)\/o\/([^/]+)$/;
+const LIST_PATH = /^\/storage\/v1\/b\/([^/]+)\/o$/;
+const MAX_LIST_RESULTS = 1000;
+
+/** UTF-8 byte order, GCS's order of names. */
+function byUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
 
 /** The double itself; start it with GcsJsonApiDouble.start(). */
 export class GcsJsonApiDouble {
@@ -288,11 +299,16 @@ export class GcsJsonApiDouble {
     if (req.headers.range !== undefined) record.range = req.headers.range;
     this.requests.push(record);
 
-    const send = (status: number, body: string, headers: Record<string, string> = {}): void => {
-      record.status = status;
-      res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(body), ...headers });
-      res.end(body);
-    };
+    const send = jsonSender(res, record);
+
+    const listed = LIST_PATH.exec(url.pathname);
+    const listedBucket = listed ? decodeSegment(listed[1]!) : undefined;
+    if (listedBucket !== undefined && req.method === 'GET') {
+      record.kind = 'list';
+      record.bucket = listedBucket;
+      this.#list(req, res, record, listedBucket, url.searchParams);
+      return;
+    }
 
     const bucketName = match ? decodeSegment(match[2]!) : undefined;
     const name = match ? decodeSegment(match[3]!) : undefined;
@@ -332,6 +348,96 @@ export class GcsJsonApiDouble {
     answer();
   }
 
+  /**
+   * The account the request authenticates as may read `bucketName`: the bucket, or undefined once
+   * the error (401, 403 or 404, as GCS answers) is sent.
+   */
+  #admit(
+    req: IncomingMessage,
+    record: GcsRecordedRequest,
+    send: ReturnType<typeof jsonSender>,
+    bucketName: string,
+    permission: string,
+  ): Bucket | undefined {
+    const auth = this.#authenticate(req.headers.authorization);
+    if ('status' in auth) {
+      send(auth.status, auth.body, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="https://accounts.google.com/"' } : {});
+      return undefined;
+    }
+    record.principal = auth.principal;
+    const bucket = this.#buckets.get(bucketName);
+    if (!bucket) {
+      send(404, errorBody(404, 'The specified bucket does not exist.', 'notFound'));
+      return undefined;
+    }
+    if (bucket.readers !== undefined && !bucket.readers.has(auth.principal)) {
+      const message = `${auth.principal} does not have ${permission} access to the Google Cloud Storage object. Permission '${permission}' denied on resource (or it may not exist).`;
+      send(403, errorBody(403, message, 'forbidden'));
+      return undefined;
+    }
+    return bucket;
+  }
+
+  /** An object's resource, as object metadata and objects.list items carry it. */
+  #resource(bucketName: string, name: string, object: StoredObject): Record<string, string> {
+    const path = `storage/v1/b/${encodeURIComponent(bucketName)}/o/${encodeURIComponent(name)}`;
+    const updated = object.created.toISOString();
+    return {
+      kind: 'storage#object',
+      id: `${bucketName}/${name}/${object.generation}`,
+      selfLink: `${this.url}/${path}`,
+      mediaLink: `${this.url}/download/${path}?generation=${object.generation}&alt=media`,
+      name,
+      bucket: bucketName,
+      generation: object.generation,
+      metageneration: object.metageneration,
+      contentType: object.contentType,
+      storageClass: 'STANDARD',
+      size: String(object.bytes.length),
+      md5Hash: object.md5,
+      crc32c: object.crc32c,
+      etag: etagOf(object),
+      timeCreated: updated,
+      updated,
+      timeStorageClassUpdated: updated,
+      timeFinalized: updated,
+    };
+  }
+
+  /** objects.list: one page of the names under `prefix`, from `startOffset` or where `pageToken` left off. */
+  #list(req: IncomingMessage, res: ServerResponse, record: GcsRecordedRequest, bucketName: string, query: URLSearchParams): void {
+    const send = jsonSender(res, record);
+    const bucket = this.#admit(req, record, send, bucketName, 'storage.objects.list');
+    if (!bucket) return;
+    const invalid = (message: string): void => send(400, errorBody(400, message, 'invalid'));
+    const maxText = query.get('maxResults');
+    const max = maxText === null ? MAX_LIST_RESULTS : Number(maxText);
+    if (!Number.isInteger(max) || max < 0) return invalid(`Invalid value for maxResults: ${maxText}`);
+    const prefix = query.get('prefix') ?? '';
+    const startOffset = query.get('startOffset');
+    const endOffset = query.get('endOffset');
+    const token = query.get('pageToken');
+    // The token names the last object sent; real tokens are opaque too.
+    const after = token === null ? undefined : Buffer.from(token, 'base64url').toString('utf8');
+    if (token !== null && (after === '' || Buffer.from(after!, 'utf8').toString('base64url') !== token)) {
+      return invalid('Invalid pageToken');
+    }
+    const names = [...bucket.objects.keys()]
+      .filter(
+        (n) =>
+          n.startsWith(prefix) &&
+          (startOffset === null || byUtf8(n, startOffset) >= 0) &&
+          (endOffset === null || byUtf8(n, endOffset) < 0) &&
+          (after === undefined || byUtf8(n, after) > 0),
+      )
+      .sort(byUtf8);
+    const page = names.slice(0, Math.min(max === 0 ? MAX_LIST_RESULTS : max, MAX_LIST_RESULTS));
+    const doc: { kind: string; nextPageToken?: string; items?: Record<string, string>[] } = { kind: 'storage#objects' };
+    if (page.length < names.length) doc.nextPageToken = Buffer.from(page.at(-1)!, 'utf8').toString('base64url');
+    if (page.length > 0) doc.items = page.map((n) => this.#resource(bucketName, n, bucket.objects.get(n)!));
+    send(200, JSON.stringify(doc));
+  }
+
   #answer(
     req: IncomingMessage,
     res: ServerResponse,
@@ -341,61 +447,19 @@ export class GcsJsonApiDouble {
     media: boolean,
     fault: GcsFault | undefined,
   ): void {
-    const send = (status: number, body: string, headers: Record<string, string> = {}): void => {
-      record.status = status;
-      res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(body), ...headers });
-      res.end(body);
-    };
+    const send = jsonSender(res, record);
 
-    const auth = this.#authenticate(req.headers.authorization);
-    if ('status' in auth) {
-      send(auth.status, auth.body, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="https://accounts.google.com/"' } : {});
-      return;
-    }
-    record.principal = auth.principal;
-    const bucket = this.#buckets.get(bucketName);
-    if (!bucket) {
-      send(404, errorBody(404, 'The specified bucket does not exist.', 'notFound'));
-      return;
-    }
-    if (bucket.readers !== undefined && !bucket.readers.has(auth.principal)) {
-      const message = `${auth.principal} does not have storage.objects.get access to the Google Cloud Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist).`;
-      send(403, errorBody(403, message, 'forbidden'));
-      return;
-    }
+    const bucket = this.#admit(req, record, send, bucketName, 'storage.objects.get');
+    if (!bucket) return;
     const object = bucket.objects.get(name);
     if (!object) {
       send(404, errorBody(404, `No such object: ${bucketName}/${name}`, 'notFound'));
       return;
     }
     const updated = object.created;
-    const etag = Buffer.from(`${object.generation}/${object.metageneration}`).toString('base64');
+    const etag = etagOf(object);
     if (!media) {
-      const self = `${this.url}/storage/v1/b/${encodeURIComponent(bucketName)}/o/${encodeURIComponent(name)}`;
-      send(
-        200,
-        JSON.stringify({
-          kind: 'storage#object',
-          id: `${bucketName}/${name}/${object.generation}`,
-          selfLink: self,
-          mediaLink: `${this.url}/download/storage/v1/b/${encodeURIComponent(bucketName)}/o/${encodeURIComponent(name)}?generation=${object.generation}&alt=media`,
-          name,
-          bucket: bucketName,
-          generation: object.generation,
-          metageneration: object.metageneration,
-          contentType: object.contentType,
-          storageClass: 'STANDARD',
-          size: String(object.bytes.length),
-          md5Hash: object.md5,
-          crc32c: object.crc32c,
-          etag,
-          timeCreated: updated.toISOString(),
-          updated: updated.toISOString(),
-          timeStorageClassUpdated: updated.toISOString(),
-          timeFinalized: updated.toISOString(),
-        }),
-        { etag },
-      );
+      send(200, JSON.stringify(this.#resource(bucketName, name, object)), { etag });
       return;
     }
 
@@ -446,6 +510,19 @@ export class GcsJsonApiDouble {
     }
     res.end(body);
   }
+}
+
+/** Sends a JSON answer (GCS's error bodies included) and records its status. */
+function jsonSender(res: ServerResponse, record: GcsRecordedRequest) {
+  return (status: number, body: string, headers: Record<string, string> = {}): void => {
+    record.status = status;
+    res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8', 'content-length': Buffer.byteLength(body), ...headers });
+    res.end(body);
+  };
+}
+
+function etagOf(object: StoredObject): string {
+  return Buffer.from(`${object.generation}/${object.metageneration}`).toString('base64');
 }
 
 /** [start, end] of a single `bytes=` range clamped to `size`, 'unsatisfiable', or undefined (serve it all). */

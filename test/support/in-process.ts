@@ -4,8 +4,9 @@
  */
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
-import { buildMode, createStoreFactory, startKubeServices } from '../../src/compose.ts';
-import type { KubeServices } from '../../src/compose.ts';
+import { createMode } from '../../src/compose/create-mode.ts';
+import type { KubeServices } from '../../src/compose/kubernetes.ts';
+import { createStoreFactory } from '../../src/compose/stores.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { Config } from '../../src/config/config.ts';
 import { createWebhookApp } from '../../src/server/admission.ts';
@@ -49,17 +50,18 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
   const log = createLogger('debug', sink);
   const metrics = new GatewayMetrics({ processMetrics: false });
   const factory = await createStoreFactory(config, log);
-  const parts = await buildMode(config, log, factory, metrics);
-  const services = opts.kubeServices && parts.kube ? await startKubeServices(config, log, parts.kube) : undefined;
+  const mode = await createMode(config, log, factory, metrics);
+  // Kubernetes mode's services, as the kubernetes mode starts them.
+  const services = opts.kubeServices && mode.name === 'kubernetes' ? ((await mode.start()) as KubeServices) : undefined;
   const audit = createAuditLogger('info', config.auditLog, sink);
   const app = createApp({
-    ...parts,
-    ...services?.appDeps,
+    ...mode.parts,
+    ...(services && { signedUrls: services.signedUrls }),
     log,
     audit,
     metrics,
     health: { ready: true },
-    info: () => ({ mode: config.mode, ...services?.info() }),
+    info: () => ({ mode: config.mode, ...mode.info() }),
   });
   return {
     app,
@@ -70,7 +72,7 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
     rawLog: () => raw,
     ...(services && { services, webhook: createWebhookApp({ log, audit, admission: services.admission, metrics }) }),
     async stop() {
-      await services?.stop();
+      await mode.stop();
       factory.close();
     },
   };

@@ -9,7 +9,8 @@ import { ObjectNotFoundError, StoreUnavailableError, ThrottledError } from '../.
 import { keySegments } from '../../src/stores/keys.ts';
 import { fitRange } from '../../src/stores/range.ts';
 import type { StoreSpec, StoreFactory } from '../../src/stores/spec.ts';
-import type { GetOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from '../../src/stores/types.ts';
+import { compareKeys, listPages } from '../../src/stores/listing.ts';
+import type { GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from '../../src/stores/types.ts';
 
 export class MemoryStore implements ObjectStore, StoreFactory {
   readonly objects = new Map<string, { bytes: Buffer; lastModified: Date }>();
@@ -44,6 +45,34 @@ export class MemoryStore implements ObjectStore, StoreFactory {
     opts.signal.throwIfAborted();
     const { bytes: _b, ...info } = this.#info(key);
     return info;
+  }
+
+  /** Pages as a cloud store does: each page is cut from the objects present when it is asked for. */
+  list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
+    this.calls.push(`list ${prefix}`);
+    return listPages(
+      {
+        location: 'memory store',
+        root: '',
+        fetchPage: async ({ namePrefix, startAfter, token, pageSize, signal }) => {
+          signal.throwIfAborted();
+          if (this.failWith) throw this.failWith;
+          const from = token ?? startAfter;
+          const names = [...this.objects.keys()]
+            .filter((name) => name.startsWith(namePrefix) && (from === undefined || compareKeys(name, from) > 0))
+            .sort(compareKeys)
+            .slice(0, pageSize + 1);
+          const page = names.slice(0, pageSize);
+          const objects = page.map((name) => {
+            const { bytes: _b, ...info } = this.#info(name);
+            return { name, info };
+          });
+          return { objects, next: names.length > pageSize ? page.at(-1) : undefined };
+        },
+      },
+      prefix,
+      opts,
+    );
   }
 
   async get(key: string, opts: GetOptions): Promise<ObjectBody> {

@@ -67,9 +67,29 @@ export interface S3rverInstance {
 
 const S3RVER_MAIN = fileURLToPath(import.meta.resolve('s3rver'));
 const S3RVER_ACCOUNT = join(dirname(S3RVER_MAIN), 'models', 'account.js');
+const S3RVER_UTILS = join(dirname(S3RVER_MAIN), 'utils.js');
 
 // Runs in the child (CommonJS). The request listener is added after s3rver's own, so it only observes.
+// s3rver lists the keys of a bucket by walking its data directory in readdir order, which puts the
+// directory "a" (keys "a/...") before the key "a-b"; S3 lists in UTF-8 byte order, where "a-b" comes
+// first, and continues a listing after the last key sent, so s3rver's order also loses keys across
+// pages. The walk is replaced (before s3rver takes it) by one that visits entries in key order.
 const CHILD = `
+const fs = require('fs');
+const path = require('path');
+const utils = require(process.env.S3RVER_UTILS);
+utils.walk = function* walk(dir, recurseFilter) {
+  const entries = fs.readdirSync(dir, { withFileTypes: true }).map((d) => ({
+    d,
+    key: Buffer.from(d.isDirectory() ? d.name + '/' : d.name.replace(/\\._S3rver_[^/]*$/, '')),
+  }));
+  entries.sort((a, b) => Buffer.compare(a.key, b.key));
+  for (const { d } of entries) {
+    const filePath = path.posix.join(dir, d.name);
+    if (!d.isDirectory()) yield filePath;
+    else if (!recurseFilter || recurseFilter(filePath)) yield* walk(filePath, recurseFilter);
+  }
+};
 const S3rver = require(process.env.S3RVER_MAIN);
 const AWSAccount = require(process.env.S3RVER_ACCOUNT);
 const opts = JSON.parse(process.env.S3RVER_OPTS);
@@ -117,11 +137,13 @@ process.stdin.on('end', () => process.exit(0));
 export async function startS3rver(opts: S3rverOptions = {}): Promise<S3rverInstance> {
   const bucket = opts.bucket ?? 'velero';
   const directory = await mkdtemp(join(tmpdir(), 'vds-s3rver-'));
-  const child: ChildProcess = spawn(process.execPath, ['--input-type=commonjs', '-e', CHILD], {
+  // s3rver's continuation tokens are DES-encrypted, a cipher OpenSSL 3 keeps in its legacy provider.
+  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', '--input-type=commonjs', '-e', CHILD], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       S3RVER_MAIN,
       S3RVER_ACCOUNT,
+      S3RVER_UTILS,
       S3RVER_OPTS: JSON.stringify({ directory, bucket, tls: opts.tls, extraKeys: opts.extraKeys ?? [] }),
     },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -77,7 +77,7 @@ interface Gateway {
   errors: Error[];
 }
 
-/** One replica: the certificate source and the publisher, as compose.ts wires them. */
+/** One replica: the certificate source and the publisher, as src/compose/certificate.ts wires them. */
 async function gateway(t: TestContext, opts: Partial<SecretCertificateOptions> = {}, pub: Partial<CaPublisherOptions> = {}): Promise<Gateway> {
   return publish(t, await certificates(t, opts), pub);
 }

@@ -1,28 +1,28 @@
 /**
- * Kubernetes mode's wiring, imported only in kubernetes mode: it pulls in @kubernetes/client-node.
+ * Kubernetes mode: TokenReview, SubjectAccessReview, Velero objects and Secrets from the API server;
+ * beside the routes, URL discovery, the DownloadRequest controller and the signing keys. Imported
+ * only in kubernetes mode: it pulls in @kubernetes/client-node.
  */
 import type { Logger } from 'pino';
-import { ClientLimiter } from './auth/client-limiter.ts';
-import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from './auth/kube-reviews.ts';
-import { keyRingSigner } from './auth/signed-urls.ts';
-import type { ModeParts } from './compose.ts';
-import type { Config } from './config/config.ts';
-import { createKubeClients } from './kube/client.ts';
-import { DownloadRequestController } from './kube/downloadrequest-controller.ts';
-import { CachedObjectReader } from './kube/objects.ts';
-import { SigningKeySource } from './auth/signing-keys.ts';
-import { UrlDiscovery } from './kube/url-discovery.ts';
-import type { AppDeps } from './server/app.ts';
-import type { GatewayMetrics } from './server/metrics.ts';
-import type { DefaultStoreFactory} from './stores/factory.ts';
-import { FILESYSTEM_PROVIDERS } from './stores/factory.ts';
-import { DownloadRequestAdmission, MAX_SIGNED_URL_SECONDS, SignedUrls, optsIn } from './velero/downloadrequests.ts';
-import type { DownloadRequestSource } from './velero/downloadrequests.ts';
-import { KubeResolver } from './velero/kube-resolver.ts';
-import { namespaceMatcher } from './velero/namespaces.ts';
+import { ClientLimiter } from '../auth/client-limiter.ts';
+import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from '../auth/kube-reviews.ts';
+import { keyRingSigner } from '../auth/signed-urls.ts';
+import type { Config } from '../config/config.ts';
+import { createKubeClients } from '../kube/client.ts';
+import { DownloadRequestController } from '../kube/downloadrequest-controller.ts';
+import { CachedObjectReader } from '../kube/objects.ts';
+import { SigningKeySource } from '../auth/signing-keys.ts';
+import { UrlDiscovery } from '../kube/url-discovery.ts';
+import type { GatewayMetrics } from '../server/metrics.ts';
+import type { DefaultStoreFactory } from '../stores/factory.ts';
+import { FILESYSTEM_PROVIDERS } from '../stores/factory.ts';
+import { DownloadRequestAdmission, MAX_SIGNED_URL_SECONDS, SignedUrls, optsIn } from '../velero/downloadrequests.ts';
+import type { DownloadRequestSource } from '../velero/downloadrequests.ts';
+import { KubeResolver } from '../velero/kube-resolver.ts';
+import { namespaceMatcher } from '../velero/namespaces.ts';
+import type { Mode, ModeParts, ModeServices } from './mode.ts';
 
-/** Kubernetes mode: TokenReview, SubjectAccessReview, Velero objects and Secrets from the API server. */
-export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): ModeParts {
+export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): Mode<KubeServices> {
   const kube = createKubeClients({
     ...(config.kubeconfig && { kubeconfig: config.kubeconfig }),
     ...(config.kubeContext && { context: config.kubeContext }),
@@ -56,30 +56,39 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
   const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);
   metrics?.watchCache('tokenreview', authenticator.cache.stats);
   metrics?.watchCache('subjectaccessreview', authorizer.cache.stats);
-  return {
+  const parts = {
     authenticator,
     authorizer,
     resolver,
     stores: factory,
     kube: { clients: kube, objects, resolver },
   };
+  let services: KubeServices | undefined;
+  return {
+    name: 'kubernetes',
+    parts,
+    async start() {
+      services = await startKubeServices(config, log, parts.kube);
+      return services;
+    },
+    stop: async () => services?.stop(),
+    info: () => services?.info() ?? {},
+  };
 }
 
 /** What kubernetes mode runs beside the routes: URL discovery, the DownloadRequest controller, signing keys. */
-export interface KubeServices {
+export interface KubeServices extends ModeServices {
   discovery: UrlDiscovery;
   controller: DownloadRequestController;
   signingKeys: SigningKeySource;
-  /** Extra dependencies for createApp: signed DownloadRequest URLs. */
-  appDeps: Pick<AppDeps, 'signedUrls'>;
-  /** The admission webhook's decision, served by the webhook listener. */
+  signedUrls: SignedUrls;
   admission: DownloadRequestAdmission;
   /** Extra fields for /v1/info. */
   info(): Record<string, unknown>;
   stop(): Promise<void>;
 }
 
-export async function startKubeServices(config: Config, log: Logger, kube: NonNullable<ModeParts['kube']>): Promise<KubeServices> {
+async function startKubeServices(config: Config, log: Logger, kube: NonNullable<ModeParts['kube']>): Promise<KubeServices> {
   const discovery = await UrlDiscovery.start(kube.clients, {
     namespace: config.namespace,
     serviceName: config.serviceName,
@@ -116,7 +125,7 @@ export async function startKubeServices(config: Config, log: Logger, kube: NonNu
     discovery,
     controller,
     signingKeys,
-    appDeps: { signedUrls: new SignedUrls({ signer, serves, downloadRequests: downloadRequests('objects') }) },
+    signedUrls: new SignedUrls({ signer, serves, downloadRequests: downloadRequests('objects') }),
     admission: new DownloadRequestAdmission({
       signer,
       serves,

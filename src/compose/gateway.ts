@@ -1,0 +1,133 @@
+/**
+ * The gateway process: builds the object graph of the configured mode from Config, starts its
+ * listeners (download, metrics, webhook), and stops them all on SIGTERM or SIGINT.
+ */
+import type { Server } from 'node:https';
+import type { Config } from '../config/config.ts';
+import { createWebhookApp } from '../server/admission.ts';
+import { createApp, createMetricsApp } from '../server/app.ts';
+import type { HealthState } from '../server/app.ts';
+import { DownloadSlots } from '../server/limits.ts';
+import { addressOf, listenHttps, shutdown } from '../server/listener.ts';
+import type { ListenerLimits } from '../server/listener.ts';
+import { createAuditLogger, createLogger } from '../server/logging.ts';
+import { GatewayMetrics } from '../server/metrics.ts';
+import { tlsServerOptions } from '../tls/options.ts';
+import { parseAddressList } from '../util/address-list.ts';
+import { DEMO_BACKUP } from '../velero/demo.ts';
+import { VERSION } from '../version.ts';
+import { certificateSource } from './certificate.ts';
+import { createMode } from './create-mode.ts';
+import { createStoreFactory } from './stores.ts';
+
+/**
+ * The metrics listener serves the kubelet's probes and Prometheus: a few connections. Its own small
+ * cap keeps its memory bounded (about 100 KiB a connection, bench/connections.ts) apart from the
+ * download listener's.
+ */
+const METRICS_MAX_CONNECTIONS = 64;
+/** The webhook listener's own cap: the API server keeps a small pool of connections to it. */
+const WEBHOOK_MAX_CONNECTIONS = 64;
+
+/** Runs the gateway until a signal stops it; the process exits then. */
+export async function runGateway(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const health: HealthState = { ready: false };
+  // Signals are handled from the first moment: one that arrives while starting ends the start cleanly.
+  let onSignal = (signal: string): void => {
+    log.info({ signal }, 'stopping before the start completed');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+
+  const metrics = new GatewayMetrics();
+  const factory = await createStoreFactory(config, log);
+  const mode = await createMode(config, log, factory, metrics);
+  const services = await mode.start();
+
+  const cert = await certificateSource(config, log, mode.parts.kube?.clients);
+  const reloader = cert.source;
+
+  const audit = createAuditLogger(config.logLevel, config.auditLog);
+  // Validated by loadConfig; parsed again here into the list itself.
+  const trustedProxies = config.trustedProxies.length > 0 ? parseAddressList(config.trustedProxies, '--trusted-proxies').list : undefined;
+  const app = createApp({
+    ...mode.parts,
+    trustedProxies,
+    downloadSlots: new DownloadSlots(config.maxConcurrentDownloads, { onRefused: () => metrics.limited.inc({ limit: 'max-concurrent-downloads' }) }),
+    log,
+    audit,
+    metrics,
+    health,
+    ...(services.signedUrls && { signedUrls: services.signedUrls }),
+    info: () => ({ version: VERSION, mode: config.mode, namespace: config.namespace, tlsFingerprint: reloader.current.fingerprint, ...(cert.caPem() && { caCert: cert.caPem() }), ...mode.info() }),
+  });
+
+  const tls = tlsServerOptions(reloader.current);
+  // Each listener has its own caps, so a flood of the download port cannot refuse the kubelet's probes.
+  const limits: ListenerLimits = {
+    requestTimeoutMs: config.requestTimeoutMs,
+    sendStallTimeoutMs: config.sendStallTimeoutMs,
+    maxConnections: config.maxConnections,
+    maxConnectionsPerClient: config.maxConnectionsPerClient,
+    ...(trustedProxies && { trustedProxies }),
+    onLimit: (limit) => metrics.limited.inc({ limit }),
+  };
+  const metricsLimits: ListenerLimits = { ...limits, maxConnections: Math.min(METRICS_MAX_CONNECTIONS, config.maxConnections) };
+  const servers: Server[] = [await listenHttps(app, tls, config.listen, limits), await listenHttps(createMetricsApp(health, metrics, log), tls, config.metricsListen, metricsLimits)];
+  if (config.webhookListen && services.admission) {
+    // The admission webhook on a listener of its own, never reachable through the download port, with
+    // caps of its own, so a flood of the download port cannot refuse the API server.
+    const webhookApp = createWebhookApp({ log, audit, admission: services.admission, metrics });
+    const webhook = await listenHttps(webhookApp, tls, config.webhookListen, { ...limits, maxConnections: Math.min(WEBHOOK_MAX_CONNECTIONS, config.maxConnections) });
+    servers.push(webhook);
+    log.info({ webhook: `https://${addressOf(webhook).host}:${addressOf(webhook).port}` }, 'admission webhook listening');
+  }
+  metrics.setCertificateExpiry(reloader.current.notAfter);
+  reloader.on('change', (pair) => {
+    for (const s of servers) s.setSecureContext(tlsServerOptions(pair));
+    metrics.setCertificateExpiry(pair.notAfter);
+    log.info({ fingerprint: pair.fingerprint }, 'serving certificate reloaded');
+  });
+  health.ready = true;
+
+  const [api, metricsAddr] = servers.map(addressOf);
+  const host = api!.host === '0.0.0.0' || api!.host === '::' ? 'localhost' : api!.host;
+  const url = `https://${host.includes(':') ? `[${host}]` : host}:${api!.port}`;
+  if (mode.name === 'local' && cert.certFile) printBanner(url, config, cert.certFile, reloader.current.fingerprint);
+  log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
+
+  let stopping = false;
+  onSignal = (signal) => {
+    if (stopping) return;
+    stopping = true;
+    health.ready = false;
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining in-flight downloads');
+    void shutdown(servers, config.shutdownGraceMs).then(async ({ forced }) => {
+      await mode.stop();
+      reloader.stop();
+      factory.close();
+      log.info({ forced }, 'stopped');
+      process.exit(0);
+    });
+  };
+}
+
+/** The first-start help for a person at a terminal, on stdout apart from the JSON log. It never prints a token. */
+function printBanner(url: string, config: Config, certFile: string, fingerprint: string): void {
+  const lines = [
+    '',
+    `velero-download-server ${VERSION} is serving ${config.dataDir}`,
+    `  URL:                  ${url}`,
+    `  certificate:          ${certFile}`,
+    `  SHA-256 fingerprint:  ${fingerprint}`,
+    `  tokens:               ${config.tokenFile}`,
+    '',
+    "Download the demo backup's log:",
+    `  curl --cacert ${certFile} -H "Authorization: Bearer $(head -n1 ${config.tokenFile} | cut -d, -f1)" \\`,
+    `    ${url}/v1/namespaces/${config.namespace}/backups/${DEMO_BACKUP}/log | gunzip`,
+    '',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}

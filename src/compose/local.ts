@@ -1,0 +1,50 @@
+/** Local mode: no cluster; the data directory (with a demo on first start), a locations file, static tokens. */
+import type { Logger } from 'pino';
+import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator, ensureTokenFile } from '../auth/static-tokens.ts';
+import type { Config } from '../config/config.ts';
+import { ObjectNotFoundError } from '../stores/errors.ts';
+import type { DefaultStoreFactory } from '../stores/factory.ts';
+import { FilesystemStore } from '../stores/fs.ts';
+import type { StoreSpec } from '../stores/spec.ts';
+import type { ObjectStore } from '../stores/types.ts';
+import { writeDemoIfEmpty } from '../velero/demo.ts';
+import { loadLocationsFile } from '../velero/local-locations.ts';
+import { LocalResolver } from '../velero/resolve.ts';
+import type { Location } from '../velero/resolve.ts';
+import type { Mode } from './mode.ts';
+
+/** Local mode: nothing runs beside the routes. */
+export async function localMode(config: Config, log: Logger, factory: DefaultStoreFactory): Promise<Mode> {
+  const demoKeys = config.demo ? await writeDemoIfEmpty(config.dataDir) : [];
+  if (demoKeys.length > 0) log.info({ dataDir: config.dataDir, files: demoKeys.length }, 'wrote the demo backup and restore');
+  if (await ensureTokenFile(config.tokenFile)) log.info({ tokenFile: config.tokenFile }, 'created a token file with one token for local-admin');
+
+  // The data directory is a filesystem location of its own, whatever --fs-root says.
+  const dataDirSpec: StoreSpec = { name: 'data-dir', provider: 'filesystem', bucket: '', prefix: '', config: {} };
+  const dataDirStore = new FilesystemStore({ root: config.dataDir });
+  const storeFor = (spec: StoreSpec): Promise<ObjectStore> => (spec === dataDirSpec ? Promise.resolve(dataDirStore) : factory.forSpec(spec));
+  const locations = [dataDirSpec, ...(config.locationsFile ? await loadLocationsFile(config.locationsFile) : [])];
+  log.info({ locations: locations.map((l) => `${l.name} (${l.provider})`) }, 'store locations');
+  const probe = async (loc: Location, signal: AbortSignal): Promise<boolean> => {
+    try {
+      await (await storeFor(loc.spec)).stat(loc.key, { signal });
+      return true;
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return false;
+      throw err;
+    }
+  };
+  const parts = {
+    authenticator: await StaticTokenAuthenticator.fromFile(config.tokenFile),
+    authorizer: new AllowAuthenticatedAuthorizer(),
+    resolver: new LocalResolver(config.namespace, locations, probe),
+    stores: { forSpec: storeFor },
+  };
+  return {
+    name: 'local',
+    parts,
+    start: async () => ({}),
+    stop: async () => undefined,
+    info: () => ({}),
+  };
+}

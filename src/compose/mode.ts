@@ -1,0 +1,42 @@
+/**
+ * What a mode is: the parts the download routes are built from, and what runs beside them. `local`
+ * and `kubernetes` are the two; the gateway (gateway.ts) starts whichever the configuration names
+ * and knows nothing else of either.
+ */
+import type { Authenticator, Authorizer } from '../auth/types.ts';
+import type { KubeClients } from '../kube/client.ts';
+import type { CachedObjectReader } from '../kube/objects.ts';
+import type { AppDeps } from '../server/app.ts';
+import type { WebhookDeps } from '../server/admission.ts';
+import type { StoreFactory } from '../stores/spec.ts';
+import type { KubeResolver } from '../velero/kube-resolver.ts';
+import type { Resolver } from '../velero/resolve.ts';
+
+export interface ModeParts {
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+  resolver: Resolver;
+  stores: StoreFactory;
+  /** Kubernetes mode only: the clients, the shared object cache and the resolver as itself. */
+  kube?: { clients: KubeClients; objects: CachedObjectReader; resolver: KubeResolver };
+}
+
+/** What a started mode adds to the routes, and the webhook's decision when the mode has one. */
+export interface ModeServices {
+  /** Signed DownloadRequest URLs, for the stock velero CLI. */
+  signedUrls?: AppDeps['signedUrls'];
+  /** The admission webhook's decision, served by the webhook listener. */
+  admission?: WebhookDeps['admission'];
+}
+
+export interface Mode<Services extends ModeServices = ModeServices> {
+  readonly name: 'local' | 'kubernetes';
+  /** What the download routes are built from; ready once the mode is created. */
+  readonly parts: ModeParts;
+  /** Starts what the mode runs beside the routes; call once, before serving. */
+  start(): Promise<Services>;
+  /** Stops what start() started. */
+  stop(): Promise<void>;
+  /** The mode's own fields of GET /v1/info, read on every call. */
+  info(): Record<string, unknown>;
+}

@@ -32,7 +32,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
-import { OwnedObject } from '../kube/owned.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, OwnedObject } from '../kube/owned.ts';
 import type { KeyRing } from './signed-urls.ts';
 
 export const SIGNING_KEY_SECRET = 'velero-download-server-signing-key';
@@ -48,9 +48,6 @@ export const DEFAULT_ROTATE_AFTER_MS = 24 * 3600_000;
 export const CLOCK_SKEW_MS = 30_000;
 /** Bytes of a generated key (HMAC-SHA256); a shorter `current` key is replaced at once (announced, then rotated in). */
 export const KEY_BYTES = 32;
-
-const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-const MANAGED_BY = 'velero-download-server';
 
 /** How long before it signs a new key is announced: every replica re-reads the Secret meanwhile. */
 export function announceLeadMs(refreshMs: number): number {

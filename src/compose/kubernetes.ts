@@ -9,15 +9,17 @@ import { SubjectAccessReviewAuthorizer, TokenReviewAuthenticator } from '../auth
 import { keyRingSigner } from '../auth/signed-urls.ts';
 import type { Config } from '../config/config.ts';
 import { createKubeClients } from '../kube/client.ts';
-import { DownloadRequestController } from '../kube/downloadrequest-controller.ts';
 import { CachedObjectReader } from '../kube/objects.ts';
 import { SigningKeySource } from '../auth/signing-keys.ts';
 import { UrlDiscovery } from '../kube/url-discovery.ts';
 import type { GatewayMetrics } from '../server/metrics.ts';
 import type { DefaultStoreFactory } from '../stores/factory.ts';
 import { FILESYSTEM_PROVIDERS } from '../stores/factory.ts';
-import { DownloadRequestAdmission, MAX_SIGNED_URL_SECONDS, SignedUrls, optsIn } from '../velero/downloadrequests.ts';
-import type { DownloadRequestSource } from '../velero/downloadrequests.ts';
+import { DownloadRequestController } from '../velero/downloadrequest-controller.ts';
+import type { DownloadRequestAdmission } from '../velero/admission.ts';
+import { MAX_SIGNED_URL_SECONDS } from '../velero/downloadrequests.ts';
+import type { SignedUrls } from '../velero/downloadrequests.ts';
+import { signedAccess } from '../velero/signed-access.ts';
 import { KubeResolver } from '../velero/kube-resolver.ts';
 import { namespaceMatcher } from '../velero/namespaces.ts';
 import type { Mode, ModeParts, ModeServices } from './mode.ts';
@@ -103,7 +105,7 @@ async function startKubeServices(config: Config, log: Logger, kube: NonNullable<
     watchNamespaces: config.watchNamespaces,
     serveAllLocations: config.serveAllLocations,
     urls: discovery,
-    reader: kube.objects,
+    locations: kube.resolver,
     log,
   });
   const signingKeys = new SigningKeySource(kube.clients, {
@@ -114,26 +116,21 @@ async function startKubeServices(config: Config, log: Logger, kube: NonNullable<
   });
   await signingKeys.start();
   const signer = keyRingSigner(() => signingKeys.keys);
-  const serves = namespaceMatcher(config.namespace, config.watchNamespaces);
-  // DownloadRequests from the controller's watch first; a live read (on the caller's budget) when
-  // the watch has not seen the one asked for, or has it in another version.
-  const downloadRequests = (budget: 'objects' | 'webhook'): DownloadRequestSource => ({
-    cached: (namespace, name) => controller.get(namespace, name),
-    live: (namespace, name, signal) => kube.objects.velero('downloadrequests', namespace, name, signal, { fresh: true, budget }),
+  const { signedUrls, admission } = signedAccess({
+    signer,
+    serves: namespaceMatcher(config.namespace, config.watchNamespaces),
+    watched: controller,
+    objects: kube.objects,
+    locations: kube.resolver,
+    serveAllLocations: config.serveAllLocations,
+    baseUrl: () => discovery.current.baseUrl,
   });
   return {
     discovery,
     controller,
     signingKeys,
-    signedUrls: new SignedUrls({ signer, serves, downloadRequests: downloadRequests('objects') }),
-    admission: new DownloadRequestAdmission({
-      signer,
-      serves,
-      downloadRequests: downloadRequests('webhook'),
-      baseUrl: () => discovery.current.baseUrl,
-      optedIn: async (target, signal) =>
-        config.serveAllLocations || optsIn(await kube.resolver.storageLocationOf(target, signal, { budget: 'webhook' }), false),
-    }),
+    signedUrls,
+    admission,
     info: () => ({ url: discovery.current.baseUrl, urlSource: discovery.current.source, urlDetail: discovery.current.detail }),
     async stop() {
       signingKeys.stop();

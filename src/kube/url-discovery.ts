@@ -3,19 +3,16 @@
  * Ingress or DNS name) wins; otherwise the gateway's Service: a LoadBalancer's ingress hostname or IP,
  * else a NodePort on a node's ExternalIP (InternalIP as fallback), else the Service's cluster DNS name.
  * The choice is recomputed whenever the Service (or, for a NodePort, the nodes) changes, through
- * list+watch reflectors that restart themselves after errors.
+ * the watch helper (watch.ts), which restarts itself after errors.
  *
  * Every replica must compute the same URL from the same objects (otherwise they would take turns
  * rewriting DownloadRequests), so every choice here is deterministic: nodes are taken in name order.
  */
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Watch } from '@kubernetes/client-node';
-import type { ConfigurationOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { KubeClients } from './client.ts';
-import { describeApiFailure, statusOf } from './client.ts';
+import { WatchedCollection, describeApiError } from './watch.ts';
 import { parseFqdn } from '../util/fqdn.ts';
 import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
 
@@ -150,203 +147,6 @@ export function urlFromService(input: ServiceUrlInput): GatewayUrl {
   return clusterIP('');
 }
 
-// --- reflectors: list, then watch, restarted after every failure ---------------------------------
-
-/** Objects a reflector keeps: anything with a name, a namespace and a resourceVersion. */
-export interface Reflectable {
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
-}
-
-export type ReflectorEvent = 'add' | 'update' | 'delete';
-
-export interface ReflectorOptions<T extends Reflectable> {
-  kube: KubeClients;
-  /** The collection's path, e.g. `/api/v1/namespaces/velero/services`. */
-  path: string;
-  /** Lists the collection (run under the client's limiter, signal and timeout). */
-  list: (options: ConfigurationOptions) => Promise<{ metadata?: { resourceVersion?: string }; items?: T[] }>;
-  /** The same field selector the list uses, for the watch. */
-  fieldSelector?: string;
-  /** Every change, also those found by a relist (after an error or a 410 Gone). Must not throw. */
-  onChange: (type: ReflectorEvent, obj: T) => void;
-  /** A failed list or watch; the reflector retries after `retryInMs`. */
-  onError?: (err: unknown, retryInMs: number) => void;
-  /** First retry delay after an error (default 1 s), doubled up to maxRetryMs (default 30 s). */
-  retryMs?: number;
-  maxRetryMs?: number;
-}
-
-const keyOf = (o: Reflectable): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
-
-/**
- * A list+watch cache of one collection, like client-go's reflector. client-node's ListWatch stops for
- * good on an error and can leak a watch when stopped mid-connect; this one owns its loop: an error is
- * reported and followed by a relist after a growing delay, a watch that ends (server timeout, client
- * inactivity timeout) resumes from the last resourceVersion, and 410 Gone relists at once.
- */
-export class Reflector<T extends Reflectable> {
-  readonly #opts: ReflectorOptions<T>;
-  readonly #items = new Map<string, T>();
-  readonly #stop = new AbortController();
-  #loop: Promise<void> | undefined;
-  #started: Promise<void> | undefined;
-  #synced = false;
-  #firstAttempt: (() => void) | undefined;
-
-  constructor(opts: ReflectorOptions<T>) {
-    this.#opts = opts;
-  }
-
-  /** True once a list has succeeded. */
-  get synced(): boolean {
-    return this.#synced;
-  }
-
-  /** Starts the loop; resolves after the first list attempt, whether it succeeded or not (see `synced`). */
-  start(): Promise<void> {
-    if (!this.#started) {
-      this.#started = new Promise<void>((resolve) => (this.#firstAttempt = resolve));
-      this.#loop = this.#run();
-    }
-    return this.#started;
-  }
-
-  /** Ends the loop and any open watch. */
-  async stop(): Promise<void> {
-    this.#stop.abort();
-    this.#firstAttempt?.();
-    await this.#loop;
-  }
-
-  get(namespace: string, name: string): T | undefined {
-    return this.#items.get(`${namespace}/${name}`);
-  }
-
-  list(): T[] {
-    return [...this.#items.values()];
-  }
-
-  async #run(): Promise<void> {
-    const signal = this.#stop.signal;
-    const base = this.#opts.retryMs ?? 1_000;
-    let delay = base;
-    let rv = '';
-    while (!signal.aborted) {
-      try {
-        if (!rv) {
-          const list = await this.#opts.kube.call(signal, (o) => this.#opts.list(o));
-          signal.throwIfAborted();
-          rv = list.metadata?.resourceVersion ?? '';
-          this.#replace(list.items ?? []);
-          this.#synced = true;
-          delay = base;
-          this.#firstAttempt?.();
-        }
-        const started = Date.now();
-        const end = await this.#watch(rv, signal);
-        rv = end.gone ? '' : end.rv;
-        // A watch the server ends at once, again and again, must not become a busy loop.
-        if (!end.gone && !end.events && Date.now() - started < 1_000) await sleep(1_000, undefined, { signal });
-      } catch (err) {
-        if (signal.aborted) break;
-        if ((err as Error).name === 'TimeoutError' && rv) continue; // client-side inactivity timeout: resume
-        this.#firstAttempt?.();
-        this.#opts.onError?.(err, delay);
-        rv = '';
-        try {
-          await sleep(delay, undefined, { signal });
-        } catch {
-          break;
-        }
-        delay = Math.min(delay * 2, this.#opts.maxRetryMs ?? 30_000);
-      }
-    }
-    this.#firstAttempt?.();
-  }
-
-  /** One watch from `rv`; resolves when it ends cleanly, with the last resourceVersion seen. */
-  #watch(rv: string, signal: AbortSignal): Promise<{ rv: string; gone: boolean; events: number }> {
-    return new Promise((resolve, reject) => {
-      let last = rv;
-      let gone = false;
-      let events = 0;
-      let failure: Error | undefined;
-      // No timeoutSeconds: the API server then ends the watch after its --min-request-timeout times a
-      // random factor of 1 to 2 (30 to 60 minutes by default), which spreads the reconnections of many
-      // replicas, and every watch of the gateway (the certificate Secret's too) lives as the cluster's
-      // operator set it. A timeout named here would override that setting; a silent, dead connection is
-      // caught by the client's inactivity timeout either way.
-      const params = {
-        resourceVersion: rv,
-        allowWatchBookmarks: true,
-        ...(this.#opts.fieldSelector ? { fieldSelector: this.#opts.fieldSelector } : {}),
-      };
-      const onEvent = (type: string, obj: unknown): void => {
-        const o = obj as T & { code?: number; message?: string };
-        if (type === 'ERROR') {
-          if (o.code === 410) gone = true;
-          else failure ??= Object.assign(new Error(`watch ${this.#opts.path}: ${o.message ?? 'error event'}`), { code: o.code });
-          return;
-        }
-        events++;
-        const objRv = o.metadata?.resourceVersion;
-        if (objRv) last = objRv;
-        if (type === 'ADDED' || type === 'MODIFIED') this.#upsert(o);
-        else if (type === 'DELETED') this.#delete(o);
-      };
-      const done = (err: unknown): void => {
-        signal.removeEventListener('abort', abort);
-        if (err) reject(err instanceof Error ? err : new Error('watch failed', { cause: err }));
-        else if (failure) reject(failure);
-        else resolve({ rv: last, gone, events });
-      };
-      let controller: AbortController | undefined;
-      const abort = (): void => controller?.abort();
-      signal.addEventListener('abort', abort, { once: true });
-      new Watch(this.#opts.kube.kc).watch(this.#opts.path, params, onEvent, done).then(
-        (c) => {
-          controller = c;
-          if (signal.aborted) c.abort();
-        },
-        (err: unknown) => done(err),
-      );
-    });
-  }
-
-  #upsert(o: T): void {
-    const k = keyOf(o);
-    const old = this.#items.get(k);
-    if (old && old.metadata?.resourceVersion === o.metadata?.resourceVersion) return;
-    this.#items.set(k, o);
-    this.#opts.onChange(old ? 'update' : 'add', o);
-  }
-
-  #delete(o: T): void {
-    const k = keyOf(o);
-    if (!this.#items.delete(k)) return;
-    this.#opts.onChange('delete', o);
-  }
-
-  /** A fresh list: what disappeared is deleted, the rest added or updated. */
-  #replace(items: T[]): void {
-    const keep = new Set(items.map(keyOf));
-    for (const [k, o] of [...this.#items]) {
-      if (!keep.has(k)) {
-        this.#items.delete(k);
-        this.#opts.onChange('delete', o);
-      }
-    }
-    for (const o of items) this.#upsert(o);
-  }
-}
-
-/** A short, token-free description of an API failure for logs and `detail`. */
-export function describeApiError(err: unknown): string {
-  // A watch that fails to start carries its status as statusCode.
-  const watchStatus = (err as { statusCode?: unknown } | null)?.statusCode;
-  return statusOf(err) === undefined && typeof watchStatus === 'number' ? `HTTP ${watchStatus}` : describeApiFailure(err);
-}
-
 // --- UrlDiscovery --------------------------------------------------------------------------------
 
 export interface UrlDiscoveryOptions {
@@ -377,8 +177,8 @@ export class UrlDiscovery extends EventEmitter<UrlEvents> {
   readonly #kube: KubeClients | undefined;
   readonly #opts: UrlDiscoveryOptions & { serviceName: string };
   #current: GatewayUrl;
-  #service: Reflector<ServiceLike> | undefined;
-  #nodes: Reflector<NodeLike> | undefined;
+  #service: WatchedCollection<ServiceLike> | undefined;
+  #nodes: WatchedCollection<NodeLike> | undefined;
   #serviceProblem: string | undefined;
   #stopped = false;
 
@@ -416,7 +216,7 @@ export class UrlDiscovery extends EventEmitter<UrlEvents> {
   async #startService(kube: KubeClients): Promise<void> {
     const { namespace, serviceName } = this.#opts;
     const fieldSelector = `metadata.name=${serviceName}`;
-    this.#service = new Reflector<ServiceLike>({
+    this.#service = new WatchedCollection<ServiceLike>({
       kube,
       path: `/api/v1/namespaces/${namespace}/services`,
       fieldSelector,
@@ -455,7 +255,7 @@ export class UrlDiscovery extends EventEmitter<UrlEvents> {
     const want = this.#theService()?.spec?.type === 'NodePort' && !this.#stopped;
     if (want && !this.#nodes && this.#kube) {
       const kube = this.#kube;
-      this.#nodes = new Reflector<NodeLike>({
+      this.#nodes = new WatchedCollection<NodeLike>({
         kube,
         path: '/api/v1/nodes',
         list: (o) => kube.core.listNode({}, o),

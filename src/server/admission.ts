@@ -1,7 +1,7 @@
 /**
  * The admission webhook's HTTP side, served only on its own listener (`--webhook-listen`, its own
  * Service), never on the download port. Any pod may reach it and post a forged review, so it decides
- * nothing on a review's say-so (src/velero/downloadrequests.ts does the deciding); this file only
+ * nothing on a review's say-so (src/velero/admission.ts does the deciding); this file only
  * bounds the request (64 KiB, a deadline under the API server's timeoutSeconds), answers in the
  * AdmissionReview shape, counts the outcome and writes the audit lines.
  *
@@ -12,7 +12,8 @@
 import express from 'express';
 import type { ErrorRequestHandler, Express, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { AdmissionDecision, AdmissionRequestLike } from '../velero/downloadrequests.ts';
+import { parseReview, reviewResponse } from '../velero/admission.ts';
+import type { AdmissionDecision, AdmissionRequestLike } from '../velero/admission.ts';
 import { HttpError, sendStatus, statusBody } from './status.ts';
 import { errorHandler, securityHeaders } from './app.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -34,24 +35,12 @@ export interface WebhookDeps {
 
 type Outcome = AdmissionDecision['outcome'] | 'failed';
 
-function review(uid: string, patch?: unknown[]): Record<string, unknown> {
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    response: { uid, allowed: true, ...(patch && { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') }) },
-  };
-}
-
 function handler(deps: WebhookDeps): RequestHandler {
   const audit = deps.audit ?? deps.log;
   return async (req, res) => {
-    const body = req.body as { apiVersion?: unknown; kind?: unknown; request?: (AdmissionRequestLike & { uid?: unknown }) | null } | undefined;
-    const request = body?.request;
-    if (body?.apiVersion !== 'admission.k8s.io/v1' || body.kind !== 'AdmissionReview' || !request || typeof request.uid !== 'string' || request.uid === '') {
-      throw new HttpError(400, 'BadRequest', 'the body is not an admission.k8s.io/v1 AdmissionReview with a request');
-    }
-    const uid = request.uid;
-    const operation = typeof request.operation === 'string' && /^[A-Z]{1,16}$/.test(request.operation) ? request.operation : 'other';
+    const parsed = parseReview(req.body);
+    if (!parsed) throw new HttpError(400, 'BadRequest', 'the body is not an admission.k8s.io/v1 AdmissionReview with a request');
+    const { uid, operation, request } = parsed;
     const count = (outcome: Outcome): void => deps.metrics?.admissionReviews.inc({ operation, outcome });
     const ac = new AbortController();
     const onClose = (): void => ac.abort(new Error('the API server closed the connection'));
@@ -63,7 +52,7 @@ function handler(deps: WebhookDeps): RequestHandler {
       count('failed');
       const { name, message } = err as Error;
       deps.log.warn({ reviewUid: uid, operation, err: { name, message } }, 'admission: could not decide; allowed without a patch');
-      if (!res.headersSent && !ac.signal.aborted) res.json(review(uid));
+      if (!res.headersSent && !ac.signal.aborted) res.json(reviewResponse(uid));
       return;
     } finally {
       res.off('close', onClose);
@@ -72,7 +61,7 @@ function handler(deps: WebhookDeps): RequestHandler {
     switch (decision.outcome) {
       case 'skipped':
         deps.log.debug({ reviewUid: uid, operation, why: decision.why }, 'admission: allowed without a patch');
-        res.json(review(uid));
+        res.json(reviewResponse(uid));
         return;
       case 'recorded':
         audit.info({ audit: 'downloadrequest-recorded', reviewUid: uid, downloadRequest: decision.downloadRequest, user: decision.requester.username, groups: decision.requester.groups }, 'audit');
@@ -92,7 +81,7 @@ function handler(deps: WebhookDeps): RequestHandler {
         );
         break;
     }
-    res.json(review(uid, decision.patch));
+    res.json(reviewResponse(uid, decision));
   };
 }
 

@@ -22,9 +22,9 @@ import type { ConfigurationOptions, V1ConfigMap, V1MutatingWebhookConfiguration 
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
 import { describeApiFailure, statusOf } from '../kube/client.ts';
-import { OwnedObject } from '../kube/owned.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, OwnedObject, isOlderVersion } from '../kube/owned.ts';
 import type { TrustAnchor, TrustSource } from './secret.ts';
-import { FINGERPRINT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SECRET_KEYS } from './secret.ts';
+import { FINGERPRINT_ANNOTATION, SECRET_KEYS } from './secret.ts';
 
 /** The ConfigMap's name unless `--ca-configmap` says otherwise. */
 export const DEFAULT_CA_CONFIGMAP = 'velero-download-server-ca';
@@ -87,13 +87,9 @@ function isCertificateBundle(pem: string): boolean {
 }
 
 function isNewer(recorded: Record<string, string> | undefined, trust: TrustAnchor): boolean {
-  // Only a version of the same Secret object is comparable (a restored or recreated Secret has a new uid);
-  // resourceVersions are opaque, but etcd's are integers, and this only guards against a stale writer.
-  const rv = recorded?.[SOURCE_VERSION_ANNOTATION];
-  const ours = trust.resourceVersion;
-  if (recorded?.[SOURCE_UID_ANNOTATION] !== trust.uid || trust.uid === undefined || rv === undefined || ours === undefined) return false;
-  if (!/^\d+$/.test(rv) || !/^\d+$/.test(ours)) return false;
-  return BigInt(rv) > BigInt(ours);
+  // Only a version of the same Secret object is comparable (a restored or recreated Secret has a new uid).
+  if (recorded?.[SOURCE_UID_ANNOTATION] !== trust.uid || trust.uid === undefined) return false;
+  return isOlderVersion(trust.resourceVersion, recorded?.[SOURCE_VERSION_ANNOTATION]);
 }
 
 function sourceAnnotations(trust: TrustAnchor): Record<string, string> {

@@ -4,23 +4,25 @@
  * two thirds of its lifetime when the gateway generated it, used as is when someone else wrote it, and
  * followed through a watch so every replica swaps in a changed certificate within seconds.
  */
-import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
-import { isIP } from 'node:net';
-import { Watch } from '@kubernetes/client-node';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { KubeClients } from '../kube/client.ts';
-import { OwnedObject } from '../kube/owned.ts';
+import { OwnedObject, isOlderVersion } from '../kube/owned.ts';
+import type { WatchedCollection } from '../kube/watch.ts';
+import { describeApiError } from '../kube/watch.ts';
 import { CertificateError, isCertificateError } from './errors.ts';
-import { DEFAULT_VALIDITY_DAYS, generateCa, generateCaSigned, normalizeHosts } from './generate.ts';
+import { DEFAULT_VALIDITY_DAYS, generateCa, generateCaSigned } from './generate.ts';
 import { loadCertificatePair } from './pair.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, generatedCertificateHosts, isManagedSecret, nextCheckMs, planRenewal, renewedCaBundle } from './policy.ts';
+import type { HostOptions, Renewal, RenewalReason } from './policy.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate } from './types.ts';
-import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
+
+// Kept importable from here: the composition root takes the webhook's names with the source.
+export { serviceDnsNames } from './policy.ts';
+export type { RenewalReason } from './policy.ts';
 
 /** The Secret's name unless `--tls-secret` says otherwise. */
 export const DEFAULT_TLS_SECRET = 'velero-download-server-certs';
-/** Label (value {@link MANAGED_BY}) marking a Secret the gateway generated and may renew. */
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const MANAGED_BY = 'velero-download-server';
 /** Annotation with the SHA-256 fingerprint (lower-case hex of the DER) of the Secret's tls.crt. */
 export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint';
 /** The Secret's keys: the kubernetes.io/tls pair, the CA bundle clients trust, and the CA's key. */
@@ -29,31 +31,14 @@ export const SECRET_KEYS = { cert: 'tls.crt', key: 'tls.key', ca: 'ca.crt', caKe
 export const DEFAULT_CHECK_INTERVAL_MS = 60 * 60 * 1000;
 
 const SECRET_TYPE = 'kubernetes.io/tls';
-const DAY_MS = 24 * 60 * 60 * 1000;
-const RENEW_FRACTION = 2 / 3;
 // Below this, the few minutes a generated certificate is back-dated would make it due at once.
 const MIN_VALIDITY_DAYS = 1 / 24;
 const DEFAULT_RECREATE_DELAY_MS = 30_000;
-const RETRY_MS = 60_000;
-const WATCH_BACKOFF_MIN_MS = 250;
-const WATCH_BACKOFF_MAX_MS = 30_000;
-// cert-manager may keep labels it finds on a Secret it takes over; its annotation says who issues now.
-const CERT_MANAGER_ANNOTATION = 'cert-manager.io/certificate-name';
 
 /** Options for {@link SecretCertificateSource.start}. */
-export interface SecretCertificateOptions {
-  /** The gateway's namespace, where the Secret lives. */
-  namespace: string;
+export interface SecretCertificateOptions extends HostOptions {
   /** Default {@link DEFAULT_TLS_SECRET}. */
   secretName?: string;
-  /** The Service whose DNS names a generated certificate covers; default {@link DEFAULT_SERVICE_NAME}. */
-  serviceName?: string;
-  /** The name users reach the gateway at (Ingress, DNS); a URL or host:port is reduced to its host. */
-  fqdn?: string;
-  /** More DNS names or IP addresses for a generated certificate. */
-  extraSans?: readonly string[];
-  /** Default `cluster.local`. */
-  clusterDomain?: string;
   /** Validity of a generated serving certificate in days; default 365, at least one hour. */
   validityDays?: number;
   /** Validity of a generated CA in days; default ten times `validityDays`. */
@@ -69,9 +54,6 @@ export interface SecretCertificateOptions {
   /** What happened to the certificate, for the log. */
   onEvent?: (event: SecretCertificateEvent) => void;
 }
-
-/** Why a gateway-generated certificate was replaced. */
-export type RenewalReason = 'expiring' | 'hosts' | 'ca' | 'unusable';
 
 /** One thing that happened to the Secret or the certificate in use; never carries key material. */
 export interface SecretCertificateEvent {
@@ -141,56 +123,6 @@ export interface TrustSource {
   off(event: 'trust', listener: (trust: TrustAnchor) => void): this;
 }
 
-/** The DNS names of a Service inside the cluster: `svc`, `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<domain>`. */
-export function serviceDnsNames(serviceName: string, namespace: string, clusterDomain = 'cluster.local'): string[] {
-  return [serviceName, `${serviceName}.${namespace}`, `${serviceName}.${namespace}.svc`, `${serviceName}.${namespace}.svc.${clusterDomain}`];
-}
-
-/** The host of an `--fqdn` given as a name, `name:port` or a URL. */
-export function fqdnHost(fqdn: string): string {
-  const raw = fqdn.trim();
-  if (isIP(raw) !== 0) return raw;
-  try {
-    return new URL(raw.includes('://') ? raw : `https://${raw}`).hostname;
-  } catch {
-    return raw; // normalizeHosts reports it
-  }
-}
-
-/** The SANs a generated certificate gets: the Service's DNS names, the FQDN, the extra SANs (normalized). */
-export function generatedCertificateHosts(opts: Pick<SecretCertificateOptions, 'namespace' | 'serviceName' | 'fqdn' | 'extraSans' | 'clusterDomain'>): [string, ...string[]] {
-  return normalizeHosts([
-    ...serviceDnsNames(opts.serviceName ?? DEFAULT_SERVICE_NAME, opts.namespace, opts.clusterDomain),
-    ...(opts.fqdn ? [fqdnHost(opts.fqdn)] : []),
-    ...(opts.extraSans ?? []),
-  ]);
-}
-
-/** True when the Secret is the gateway's own: it generated it and may renew and rewrite it. */
-export function isManagedSecret(secret: V1Secret): boolean {
-  const meta = secret.metadata;
-  return meta?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY && meta.annotations?.[CERT_MANAGER_ANNOTATION] === undefined;
-}
-
-/** When a certificate is due for renewal: two thirds of the way from notBefore to notAfter. */
-export function renewalTime(cert: X509Certificate): Date {
-  const from = cert.validFromDate.getTime();
-  const to = cert.validToDate.getTime();
-  return new Date(from + (to - from) * RENEW_FRACTION);
-}
-
-function splitPem(bundle: string | undefined): string[] {
-  return bundle?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((c) => `${c}\n`) ?? [];
-}
-
-function parseCert(pem: string): X509Certificate | undefined {
-  try {
-    return new X509Certificate(pem);
-  } catch {
-    return undefined;
-  }
-}
-
 function decode(data: Record<string, string> | undefined, key: string): string | undefined {
   const b64 = data?.[key];
   return b64 === undefined ? undefined : Buffer.from(b64, 'base64').toString('utf8');
@@ -200,71 +132,6 @@ function encode(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64');
 }
 
-/** The signing CA of a gateway-generated Secret: the first certificate of ca.crt with the ca.key it belongs to. */
-function signingCa(caPem: string | undefined, caKeyPem: string | undefined, now: Date): { pair: CertificatePair; cert: X509Certificate } | undefined {
-  const first = splitPem(caPem)[0];
-  if (first === undefined || caKeyPem === undefined) return undefined;
-  const cert = parseCert(first);
-  if (!cert?.ca || cert.validToDate.getTime() <= now.getTime()) return undefined;
-  try {
-    if (!cert.checkPrivateKey(createPrivateKey(caKeyPem))) return undefined;
-  } catch {
-    return undefined;
-  }
-  return { pair: { certPem: first, keyPem: caKeyPem }, cert };
-}
-
-function sans(cert: X509Certificate): string[] {
-  return (cert.subjectAltName ?? '')
-    .split(', ')
-    .map((s) => (s.startsWith('DNS:') ? s.slice(4) : s.startsWith('IP Address:') ? s.slice(11) : ''))
-    .filter(Boolean);
-}
-
-function covers(cert: X509Certificate, host: string): boolean {
-  return isIP(host) === 0 ? cert.checkHost(host, { subject: 'never' }) !== undefined : cert.checkIP(host) !== undefined;
-}
-
-interface Renewal {
-  reason: RenewalReason;
-  newCa: boolean;
-  hosts: [string, ...string[]];
-  /** The CA to keep, when `newCa` is false. */
-  ca?: CertificatePair;
-  /** ca.crt as it is, for carrying still-valid older CAs over. */
-  oldCaPem?: string;
-}
-
-/** Whether a gateway-generated Secret needs a new certificate now, and with which CA and hosts. */
-function planRenewal(secret: V1Secret, wanted: [string, ...string[]], now: Date, validityDays: number): Renewal | undefined {
-  const certPem = decode(secret.data, SECRET_KEYS.cert);
-  const keyPem = decode(secret.data, SECRET_KEYS.key);
-  const caPem = decode(secret.data, SECRET_KEYS.ca);
-  const ca = signingCa(caPem, decode(secret.data, SECRET_KEYS.caKey), now);
-  let leaf: X509Certificate | undefined;
-  try {
-    if (certPem !== undefined && keyPem !== undefined) leaf = new X509Certificate(loadCertificatePair({ certPem, keyPem }).certPem);
-  } catch {
-    leaf = undefined;
-  }
-  // A leaf that no longer chains to ca.crt would fail every client trusting ca.crt.
-  const caUsable = ca !== undefined && (leaf === undefined || (leaf.checkIssued(ca.cert) && leaf.verify(ca.cert.publicKey)));
-  // A kept CA must outlive the certificate it signs next.
-  const caFits = ca !== undefined && ca.cert.validToDate.getTime() >= now.getTime() + validityDays * DAY_MS;
-  const base = { newCa: !caUsable || !caFits, ...(caUsable && caFits && { ca: ca.pair }), ...(caPem !== undefined && { oldCaPem: caPem }) };
-  if (leaf === undefined) return { reason: 'unusable', hosts: wanted, ...base };
-  if (!caUsable) return { reason: 'ca', hosts: wanted, ...base };
-  if (now.getTime() >= renewalTime(leaf).getTime()) return { reason: 'expiring', hosts: wanted, ...base };
-  // Adding rather than replacing names: two versions of the gateway during a rollout must not take turns.
-  if (wanted.some((h) => !covers(leaf, h))) return { reason: 'hosts', hosts: normalizeHosts([...wanted, ...sans(leaf)]), ...base };
-  return undefined;
-}
-
-function isOlder(rv: string | undefined, than: string | undefined): boolean {
-  // resourceVersions are opaque, but etcd's are integers; comparing them only guards against a stale event.
-  if (rv === undefined || than === undefined || !/^\d+$/.test(rv) || !/^\d+$/.test(than)) return false;
-  return BigInt(rv) < BigInt(than);
-}
 
 /**
  * The serving certificate of kubernetes mode, from the Secret `secretName` in `namespace`.
@@ -289,7 +156,6 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
   readonly secretName: string;
   /** The SANs a certificate generated now gets. */
   readonly hosts: readonly string[];
-  readonly #kube: KubeClients;
   readonly #s: Settings;
   readonly #secret: OwnedObject<'Secret'>;
   #state: State | undefined;
@@ -300,13 +166,9 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
   #queue: Promise<unknown> = Promise.resolve();
   #lifetime = new AbortController();
   #checkTimer: NodeJS.Timeout | undefined;
-  #watchTimer: NodeJS.Timeout | undefined;
-  #watch: AbortController | undefined;
-  #watchRv: string | undefined;
-  #watchBackoffMs = WATCH_BACKOFF_MIN_MS;
+  #watch: WatchedCollection<V1Secret> | undefined;
 
   private constructor(kube: KubeClients, s: Settings) {
-    this.#kube = kube;
     this.#s = s;
     this.#secret = new OwnedObject(kube, { kind: 'Secret', namespace: s.namespace, name: s.secretName, signal: this.#lifetime.signal });
     this.namespace = s.namespace;
@@ -417,8 +279,7 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
     if (this.#stopped) return;
     this.#lifetime.abort();
     clearTimeout(this.#checkTimer);
-    clearTimeout(this.#watchTimer);
-    this.#watch?.abort();
+    void this.#watch?.stop();
     this.#watch = undefined;
   }
 
@@ -444,7 +305,9 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
     }
     if (!isManagedSecret(secret)) return this.#apply(secret, starting ? 'loaded' : 'changed');
 
-    const plan = planRenewal(secret, this.#s.hosts, this.#s.now(), this.#s.validityDays);
+    const d = secret.data;
+    const held = { certPem: decode(d, SECRET_KEYS.cert), keyPem: decode(d, SECRET_KEYS.key), caPem: decode(d, SECRET_KEYS.ca), caKeyPem: decode(d, SECRET_KEYS.caKey) };
+    const plan = planRenewal(held, this.#s.hosts, this.#s.now(), this.#s.validityDays);
     try {
       if (plan !== undefined) {
         const { secret: s, won } = await this.#renew(secret, plan);
@@ -474,17 +337,8 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
 
   async #issue(hosts: [string, ...string[]], ca: CertificatePair | undefined, oldCaPem: string | undefined): Promise<{ data: Record<string, string>; fingerprint: string }> {
     const now = this.#s.now();
-    let signer = ca;
-    let bundle: string[];
-    if (signer === undefined) {
-      const commonName = `${MANAGED_BY} CA ${now.toISOString().slice(0, 10)} ${randomBytes(4).toString('hex')}`;
-      signer = await generateCa({ commonName, validityDays: this.#s.caValidityDays, now });
-      // Clients that fetched ca.crt before this keep only the old CA; a new fetch gets both.
-      bundle = [signer.certPem, ...splitPem(oldCaPem).slice(0, 1)];
-    } else {
-      bundle = splitPem(oldCaPem);
-    }
-    const stillValid = bundle.filter((pem) => (parseCert(pem)?.validToDate.getTime() ?? 0) > now.getTime());
+    const commonName = `${MANAGED_BY} CA ${now.toISOString().slice(0, 10)} ${randomBytes(4).toString('hex')}`;
+    const signer = ca ?? (await generateCa({ commonName, validityDays: this.#s.caValidityDays, now }));
     const leaf = await generateCaSigned({ hosts, validityDays: this.#s.validityDays, now, ca: signer });
     const fingerprint = loadCertificatePair(leaf).fingerprint;
     return {
@@ -492,7 +346,7 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
       data: {
         [SECRET_KEYS.cert]: encode(leaf.certPem),
         [SECRET_KEYS.key]: encode(leaf.keyPem),
-        [SECRET_KEYS.ca]: encode(stillValid.join('')),
+        [SECRET_KEYS.ca]: encode(renewedCaBundle(signer.certPem, ca === undefined, oldCaPem, now)),
         [SECRET_KEYS.caKey]: encode(signer.keyPem),
       },
     };
@@ -550,7 +404,7 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
   #apply(secret: V1Secret, action: SecretCertificateEvent['action'], extra: Pick<SecretCertificateEvent, 'reason' | 'newCa'> = {}): boolean {
     const rv = secret.metadata?.resourceVersion;
     const old = this.#state;
-    if (old !== undefined && isOlder(rv, old.resourceVersion)) return false;
+    if (old !== undefined && isOlderVersion(rv, old.resourceVersion)) return false;
     const loaded = this.#load(secret);
     const state: State = { loaded, caPem: decode(secret.data, SECRET_KEYS.ca), managed: isManagedSecret(secret), resourceVersion: rv, uid: secret.metadata?.uid };
     const same = old !== undefined && old.loaded.certPem === loaded.certPem && old.loaded.keyPem === loaded.keyPem;
@@ -563,13 +417,7 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
       this.#report(new CertificateError('CertificateExpired', `the certificate in Secret ${this.secretRef} expired on ${loaded.notAfter.toISOString()}; whoever issues it must renew it`));
     }
     if (old === undefined) return true;
-    for (const listener of this.#listeners) {
-      try {
-        listener(loaded);
-      } catch (err) {
-        this.#report(new Error(`a certificate change listener failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
-      }
-    }
+    this.#notify(this.#listeners, loaded, 'a certificate change listener');
     return true;
   }
 
@@ -578,11 +426,16 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
     const was = this.#trusted;
     if (was !== undefined && was.caPem === now.caPem && was.fingerprint === now.fingerprint && was.uid === now.uid) return;
     this.#trusted = now;
-    for (const listener of this.#trustListeners) {
+    this.#notify(this.#trustListeners, now, 'a trust listener');
+  }
+
+  /** Tells every listener; one that throws is reported and the others still hear. */
+  #notify<T>(listeners: Iterable<(value: T) => void>, value: T, what: string): void {
+    for (const listener of listeners) {
       try {
-        listener(now);
+        listener(value);
       } catch (err) {
-        this.#report(new Error(`a trust listener failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+        this.#report(new Error(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
       }
     }
   }
@@ -618,50 +471,19 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
   #scheduleCheck(delayMs?: number): void {
     if (this.#stopped) return;
     clearTimeout(this.#checkTimer);
-    let delay = delayMs ?? this.#s.checkIntervalMs;
     const state = this.#state;
-    if (delayMs === undefined && state?.managed) {
-      const due = renewalTime(new X509Certificate(state.loaded.certPem)).getTime() - this.#s.now().getTime();
-      // Already due means the renewal just failed: retry, but not in a tight loop.
-      delay = Math.min(delay, due > 0 ? due + 1000 : RETRY_MS);
-    }
+    const delay = delayMs ?? nextCheckMs(state?.managed ? new X509Certificate(state.loaded.certPem) : undefined, this.#s.now(), this.#s.checkIntervalMs);
     // setTimeout takes at most 2^31-1 ms; a longer wait fires early and just reschedules.
     this.#checkTimer = setTimeout(() => void this.check(), Math.min(Math.max(0, delay), 2 ** 31 - 1));
   }
 
   // --- watch ----------------------------------------------------------------------------------
 
+  /** Follows the Secret through kube's owned-object watch; changes queue behind checks and renewals. */
   #startWatch(): void {
     if (this.#stopped) return;
-    const watch = new Watch(this.#kube.kc);
-    const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`;
-    const rv = this.#watchRv ?? this.#state?.resourceVersion;
-    const query = { fieldSelector: `metadata.name=${this.secretName}`, allowWatchBookmarks: true, ...(rv !== undefined && { resourceVersion: rv }) };
-    const startedAt = Date.now();
-    let events = 0;
-    let gone = false;
-    let ended = false;
-
-    const onEvent = (type: string, obj: unknown): void => {
-      if (this.#stopped || ended) return;
-      if (type === 'ERROR') {
-        const code = (obj as { code?: unknown } | null)?.code;
-        if (code === 410) gone = true;
-        else this.#report(new Error(`watching Secret ${this.secretRef}: the API server sent an error (HTTP ${String(code)})`));
-        return;
-      }
-      events++;
-      const secret = obj as V1Secret;
-      if (secret.metadata?.resourceVersion) this.#watchRv = secret.metadata.resourceVersion;
-      if (type === 'BOOKMARK' || secret.metadata?.name !== this.secretName) return;
-      if (type === 'DELETED') {
-        void this.#enqueue(async () => {
-          this.#event('deleted', {});
-          this.#scheduleCheck(this.#s.recreateDelayMs);
-        });
-        return;
-      }
-      if (type === 'ADDED' || type === 'MODIFIED') {
+    this.#watch = this.#secret.watch({
+      onChange: (secret) =>
         void this.#enqueue(async () => {
           if (this.#stopped) return;
           try {
@@ -669,65 +491,15 @@ export class SecretCertificateSource implements CertificateSource, TrustSource {
           } catch (err) {
             this.#report(err);
           }
-        });
-      }
-    };
-
-    const onDone = (err: unknown): void => {
-      if (ended) return;
-      ended = true;
-      this.#watch = undefined;
-      if (this.#stopped) return;
-      const timedOut = (err as { name?: unknown } | null)?.name === 'TimeoutError';
-      const statusCode = (err as { statusCode?: unknown } | null)?.statusCode;
-      if (statusCode === 410) gone = true;
-      const healthy = events > 0 || Date.now() - startedAt > 10_000;
-      if (err && !timedOut && statusCode !== 410) {
-        const detail = typeof statusCode === 'number' ? `HTTP ${statusCode}` : err instanceof Error ? err.message : 'unknown error';
-        this.#report(new Error(`watching Secret ${this.secretRef} failed (${detail}); retrying`));
-      }
-      if (healthy && (!err || timedOut || gone)) this.#watchBackoffMs = WATCH_BACKOFF_MIN_MS;
-      // A watch that ends at once again and again must not hammer the API server.
-      const delay = healthy && !err ? 0 : this.#watchBackoffMs;
-      if (!healthy || err) this.#watchBackoffMs = Math.min(this.#watchBackoffMs * 2, WATCH_BACKOFF_MAX_MS);
-      this.#watchTimer = setTimeout(() => (gone ? this.#relistThenWatch() : this.#startWatch()), delay);
-    };
-
-    this.#kube
-      .call(this.#lifetime.signal, () => watch.watch(path, query, onEvent, onDone))
-      .then(
-        (controller) => {
-          if (this.#stopped || ended) controller.abort();
-          else this.#watch = controller;
-        },
-        (err: unknown) => onDone(err),
-      );
-  }
-
-  /** The watch's resourceVersion is too old (410 Gone): read the Secret afresh and watch from there. */
-  #relistThenWatch(): void {
-    if (this.#stopped) return;
-    this.#watchRv = undefined;
-    void this.#enqueue(async () => {
-      try {
-        const secret = await this.#read();
-        if (secret === undefined) {
+        }),
+      onDelete: () =>
+        void this.#enqueue(async () => {
+          if (this.#stopped || this.#state === undefined) return;
+          this.#event('deleted', {});
           this.#scheduleCheck(this.#s.recreateDelayMs);
-        } else {
-          this.#watchRv = secret.metadata?.resourceVersion;
-          try {
-            if (this.#apply(secret, 'changed')) this.#scheduleCheck();
-          } catch (err) {
-            this.#report(err);
-          }
-        }
-        this.#startWatch();
-      } catch (err) {
-        if (this.#stopped) return;
-        this.#report(err);
-        this.#watchTimer = setTimeout(() => this.#relistThenWatch(), this.#watchBackoffMs);
-        this.#watchBackoffMs = Math.min(this.#watchBackoffMs * 2, WATCH_BACKOFF_MAX_MS);
-      }
+        }),
+      onError: (err, retryInMs) => this.#report(new Error(`watching Secret ${this.secretRef} failed (${describeApiError(err)}); retrying in ${retryInMs} ms`)),
     });
+    void this.#watch.start();
   }
 }

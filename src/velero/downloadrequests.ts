@@ -15,10 +15,10 @@
  *   DownloadRequest has that uid and target and still carries that very URL, and its record is valid;
  *   the caller is then the recorded requester, authorized like any other.
  */
-import type { KubeObject } from '../kube/objects.ts';
+import type { KubeObject, ReadOptions } from '../kube/objects.ts';
 import { findArtifactByKind, isDns1123Label, isDns1123Subdomain } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
-import { SignedUrlRefusedError } from './errors.ts';
+import { CrossNamespaceError, NotFoundError, SignedUrlRefusedError } from './errors.ts';
 import { nonEmptyString } from '../util/strings.ts';
 
 /** Signs and checks lists of strings with the gateway's keys (implemented in auth/signed-urls.ts). */
@@ -47,10 +47,31 @@ export const REQUESTER_ANNOTATIONS = {
 
 /** A BackupStorageLocation annotated `"true"` opts in to having its DownloadRequests served through the gateway. */
 export const ENABLED_ANNOTATION = 'download-server.velero.io/enabled';
+/** Where the controller records a DownloadRequest's (unsigned) gateway URL. */
+export const URL_ANNOTATION = 'download-server.velero.io/url';
 
-/** Whether a BSL opts in: its annotation, or every location when the gateway serves them all. */
-export function optsIn(bsl: KubeObject, serveAllLocations: boolean): boolean {
-  return serveAllLocations || bsl.metadata?.annotations?.[ENABLED_ANNOTATION] === 'true';
+/** Finds the BackupStorageLocation a target's data lives in (the resolver: same namespace only). */
+export interface StorageLocations {
+  /** NotFoundError when the chain is broken, CrossNamespaceError when an object points elsewhere. */
+  storageLocationOf(target: Target, signal: AbortSignal, read?: ReadOptions): Promise<KubeObject>;
+}
+
+/**
+ * Whether a target's DownloadRequests are pointed at the gateway: every target when it serves all
+ * locations, else when its location (Restore → Backup → BSL, all in the target's namespace) carries
+ * {@link ENABLED_ANNOTATION} `"true"`. A chain that does not lead to a location in that namespace
+ * opts in to nothing (Velero fails such a request too); API failures propagate.
+ */
+export async function optsIn(target: Target, locations: StorageLocations, serveAllLocations: boolean, signal: AbortSignal, read?: ReadOptions): Promise<boolean> {
+  if (serveAllLocations) return true;
+  let bsl: KubeObject;
+  try {
+    bsl = await locations.storageLocationOf(target, signal, read);
+  } catch (err) {
+    if (err instanceof NotFoundError || err instanceof CrossNamespaceError) return false;
+    throw err;
+  }
+  return bsl.metadata?.annotations?.[ENABLED_ANNOTATION] === 'true';
 }
 
 /** Velero's own DownloadRequest lifetime: a signed URL never outlives it, nor ten minutes. */
@@ -64,7 +85,8 @@ export const MAX_SIGNED_URL_SECONDS = 600;
 export const RECORD_SKEW_SECONDS = 30;
 
 const RECORD = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/;
-const UID = /^[A-Za-z0-9-]{1,64}$/;
+/** The shape of a Kubernetes uid as the gateway accepts it in URLs and reviews. */
+export const UID = /^[A-Za-z0-9-]{1,64}$/;
 const RECORD_PURPOSE = 'velero-download-server/requester/v1';
 const URL_PURPOSE = 'velero-download-server/url/v1';
 
@@ -116,7 +138,8 @@ function decodeRequester(fields: { user: string; uid: string; groups: string; ex
   };
 }
 
-interface DrIdentity {
+/** What a record or a signed URL is bound to. */
+export interface DrIdentity {
   namespace: string;
   name: string;
   kind: string;
@@ -151,7 +174,8 @@ export function targetOf(dr: KubeObject): { kind: string; name: string; target: 
   return { kind: kind!, name, target: { owner: found.owner, name, artifact: found.def.artifact } };
 }
 
-function seconds(t: string | Date | undefined): number {
+/** A timestamp in Unix seconds; NaN when absent or unreadable. */
+export function seconds(t: string | Date | undefined): number {
   const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : NaN;
   return ms / 1000;
 }
@@ -180,15 +204,26 @@ export function verifyRequester(dr: KubeObject, signer: Signer): { requester: Re
   return { requester: decodeRequester(complete) };
 }
 
-function sameRecord(a: KubeObject, b: KubeObject): boolean {
+/** Whether two versions of a DownloadRequest carry the same requester record. */
+export function sameRecord(a: KubeObject, b: KubeObject): boolean {
   return Object.values(REQUESTER_ANNOTATIONS).every((k) => a.metadata?.annotations?.[k] === b.metadata?.annotations?.[k]);
 }
 
 // --- signed URLs ------------------------------------------------------------------------------
 
-/** The path of a DownloadRequest on the download API. */
+/** The path of a DownloadRequest on the download API: the one spelling of it. */
 export function downloadRequestPath(namespace: string, name: string): string {
-  return `/v1/namespaces/${namespace}/downloadrequests/${name}`;
+  return `/v1/namespaces/${encodeURIComponent(namespace)}/downloadrequests/${encodeURIComponent(name)}`;
+}
+
+/** `pathAndQuery` under the gateway's base URL (a trailing slash of the base is dropped). */
+export function gatewayUrl(baseUrl: string, pathAndQuery: string): string {
+  return `${baseUrl.replace(/\/+$/, '')}${pathAndQuery}`;
+}
+
+/** The unsigned gateway URL of one DownloadRequest, as the controller records it. */
+export function downloadRequestUrl(baseUrl: string, namespace: string, name: string): string {
+  return gatewayUrl(baseUrl, downloadRequestPath(namespace, name));
 }
 
 interface UrlBinding extends DrIdentity {
@@ -225,7 +260,7 @@ export interface DownloadRequestSource {
 }
 
 /** The first of `cached`, then a live read, that `matches`; a miss or mismatch in the cache is never final. */
-async function findMatching<T>(
+export async function findMatching<T>(
   source: DownloadRequestSource,
   namespace: string,
   name: string,
@@ -304,7 +339,7 @@ export class SignedUrls {
 }
 
 /** The signature of a gateway URL for this DownloadRequest, or undefined when `raw` is no such URL. */
-function signatureIn(raw: string | undefined, namespace: string, name: string): string | undefined {
+export function signatureIn(raw: string | undefined, namespace: string, name: string): string | undefined {
   if (!raw) return undefined;
   try {
     const u = new URL(raw);
@@ -317,125 +352,4 @@ function signatureIn(raw: string | undefined, namespace: string, name: string): 
 /** Whether `status.downloadURL` is the URL with this signature for this DownloadRequest. */
 function carries(dr: KubeObject, namespace: string, name: string, signature: string): boolean {
   return signatureIn(nonEmptyString(dr.status?.downloadURL), namespace, name) === signature;
-}
-
-// --- the admission webhook's decision -----------------------------------------------------------
-
-/** The fields of an AdmissionReview's request the decision reads; anything may be missing or hostile. */
-export interface AdmissionRequestLike {
-  operation?: unknown;
-  namespace?: unknown;
-  object?: KubeObject | null;
-  userInfo?: { username?: unknown; uid?: unknown; groups?: unknown; extra?: unknown } | null;
-}
-
-export type JsonPatch = { op: 'add' | 'replace'; path: string; value: unknown }[];
-
-export type AdmissionDecision =
-  | { outcome: 'recorded'; patch: JsonPatch; downloadRequest: string; requester: Requester }
-  | { outcome: 'minted'; patch: JsonPatch; downloadRequest: string; requester: Requester; target: string; expires: Date }
-  | { outcome: 'skipped'; why: string };
-
-export interface AdmissionDeps {
-  signer: Signer;
-  serves: (namespace: string) => boolean;
-  /** Live reads charged to the webhook's own budget. */
-  downloadRequests: DownloadRequestSource;
-  /** Whether the target's location opts in (reads through the object cache, the webhook's budget). */
-  optedIn: (target: Target, signal: AbortSignal) => Promise<boolean>;
-  /** The base URL users reach the gateway at, or undefined while unknown. */
-  baseUrl: () => string | undefined;
-  now?: () => number;
-}
-
-const pointer = (key: string): string => key.replaceAll('~', '~0').replaceAll('/', '~1');
-
-function userOf(u: AdmissionRequestLike['userInfo']): Requester | undefined {
-  const username = nonEmptyString(u?.username);
-  if (!username) return undefined;
-  const groups = Array.isArray(u?.groups) ? u.groups : [];
-  if (!groups.every((g): g is string => typeof g === 'string')) return undefined;
-  let extra: Record<string, string[]> | undefined;
-  if (u?.extra !== undefined && u.extra !== null) {
-    if (typeof u.extra !== 'object') return undefined;
-    extra = {};
-    for (const [k, v] of Object.entries(u.extra as Record<string, unknown>)) {
-      if (!Array.isArray(v) || !v.every((x): x is string => typeof x === 'string')) return undefined;
-      extra[k] = v;
-    }
-  }
-  const uid = nonEmptyString(u?.uid);
-  return { username, groups, ...(uid && { uid }), ...(extra && Object.keys(extra).length > 0 && { extra }) };
-}
-
-/**
- * The webhook's decision for one AdmissionReview. Answers never depend on whether a backup exists
- * unless the review names a live DownloadRequest (by its uid) whose record this gateway signed.
- */
-export class DownloadRequestAdmission {
-  readonly #deps: AdmissionDeps;
-
-  constructor(deps: AdmissionDeps) {
-    this.#deps = deps;
-  }
-
-  async decide(req: AdmissionRequestLike, signal: AbortSignal): Promise<AdmissionDecision> {
-    const dr = req.object;
-    const namespace = nonEmptyString(req.namespace);
-    const name = nonEmptyString(dr?.metadata?.name);
-    if (!dr || dr.kind !== 'DownloadRequest') return { outcome: 'skipped', why: 'not a DownloadRequest' };
-    if (!namespace || !isDns1123Label(namespace) || !this.#deps.serves(namespace)) return { outcome: 'skipped', why: 'not a namespace this gateway serves' };
-    if (!name || !isDns1123Subdomain(name)) return { outcome: 'skipped', why: 'the DownloadRequest has no name yet' };
-    const t = targetOf(dr);
-    if (!t) return { outcome: 'skipped', why: 'no target this gateway serves' };
-    if (req.operation === 'CREATE') return this.#record(req, dr, { namespace, name, kind: t.kind, target: t.name });
-    if (req.operation === 'UPDATE') return this.#mint(dr, namespace, name, t, signal);
-    return { outcome: 'skipped', why: 'not a CREATE or UPDATE' };
-  }
-
-  #record(req: AdmissionRequestLike, dr: KubeObject, id: DrIdentity): AdmissionDecision {
-    const requester = userOf(req.userInfo);
-    if (!requester) return { outcome: 'skipped', why: 'the review names no user that can be recorded' };
-    const annotations = requesterAnnotations(id, requester, (this.#deps.now ?? Date.now)() / 1000, this.#deps.signer);
-    if (!annotations) return { outcome: 'skipped', why: 'the user cannot be recorded unambiguously (an empty group or extra value)' };
-    // Whatever the creator wrote into these keys is replaced; `add` replaces an existing member.
-    const patch: JsonPatch = dr.metadata?.annotations
-      ? Object.entries(annotations).map(([k, v]) => ({ op: 'add', path: `/metadata/annotations/${pointer(k)}`, value: v }))
-      : [{ op: 'add', path: '/metadata/annotations', value: annotations }];
-    return { outcome: 'recorded', patch, downloadRequest: `${id.namespace}/${id.name}`, requester };
-  }
-
-  async #mint(dr: KubeObject, namespace: string, name: string, t: NonNullable<ReturnType<typeof targetOf>>, signal: AbortSignal): Promise<AdmissionDecision> {
-    const downloadURL = nonEmptyString(dr.status?.downloadURL);
-    if (!downloadURL) return { outcome: 'skipped', why: 'no status.downloadURL yet' };
-    if (signatureIn(downloadURL, namespace, name) !== undefined) return { outcome: 'skipped', why: 'already a gateway URL' };
-    const base = this.#deps.baseUrl();
-    if (!base) return { outcome: 'skipped', why: 'the gateway does not know its URL yet' };
-    const uid = nonEmptyString(dr.metadata?.uid);
-    if (!uid || !UID.test(uid)) return { outcome: 'skipped', why: 'the object has no uid' };
-    // No read before this: a review for a request this gateway did not record costs nothing.
-    const record = verifyRequester(dr, this.#deps.signer);
-    const unknown: AdmissionDecision = { outcome: 'skipped', why: 'no DownloadRequest with a valid requester record matches the review' };
-    if ('why' in record) return unknown;
-    // The review must describe a DownloadRequest that exists, with that uid and that record: a forged
-    // review cannot guess a uid, so what follows (reading Backups and locations) is never an oracle.
-    const live = await findMatching(this.#deps.downloadRequests, namespace, name, signal, (o) =>
-      o?.metadata?.uid === uid && sameRecord(o, dr) ? o : undefined,
-    );
-    if ('last' in live) return unknown;
-    const nowS = (this.#deps.now ?? Date.now)() / 1000;
-    const expiration = seconds(nonEmptyString(dr.status?.expiration));
-    const expires = Math.floor(Math.min(Number.isFinite(expiration) ? expiration : Infinity, nowS + MAX_SIGNED_URL_SECONDS));
-    if (expires <= nowS) return { outcome: 'skipped', why: 'the DownloadRequest has expired' };
-    if (!(await this.#deps.optedIn({ namespace, ...t.target }, signal))) return { outcome: 'skipped', why: 'the location does not opt in' };
-    const url = `${base.replace(/\/+$/, '')}${signedPath({ namespace, name, uid, kind: t.kind, target: t.name, expires }, this.#deps.signer)}`;
-    return {
-      outcome: 'minted',
-      patch: [{ op: 'replace', path: '/status/downloadURL', value: url }],
-      downloadRequest: `${namespace}/${name}`,
-      requester: record.requester,
-      target: `${t.target.owner}/${t.name}/${t.target.artifact}`,
-      expires: new Date(expires * 1000),
-    };
-  }
 }

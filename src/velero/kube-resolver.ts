@@ -6,9 +6,9 @@
  */
 import type { KubeObject, ObjectReader, ReadOptions, VeleroPlural } from '../kube/objects.ts';
 import type { StoreSpec } from '../stores/spec.ts';
-import { findArtifactByKind } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
 import { CrossNamespaceError, InvalidTargetError, NotFoundError, TenancyError } from './errors.ts';
+import { targetOf } from './downloadrequests.ts';
 import { artifactKey } from './resolve.ts';
 import type { Location, Resolver } from './resolve.ts';
 import { nonEmptyString } from '../util/strings.ts';
@@ -63,24 +63,19 @@ export class KubeResolver implements Resolver {
     return this.#get('backupstoragelocations', target.namespace, bslName, signal, read);
   }
 
-  /** The target a DownloadRequest object names (already read), or InvalidTargetError. */
-  targetOfDownloadRequest(dr: KubeObject, namespace: string): Target {
-    const t = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
-    const found = typeof t?.kind === 'string' ? findArtifactByKind(t.kind) : undefined;
-    const targetName = nonEmptyString(t?.name);
-    if (!found || !targetName) {
-      throw new InvalidTargetError(`downloadrequest "${dr.metadata?.name ?? ''}" has no target this gateway can serve (spec.target.kind ${JSON.stringify(t?.kind)})`);
-    }
-    return { namespace, owner: found.owner, name: targetName, artifact: found.def.artifact };
-  }
-
   /**
    * The target of a DownloadRequest: its `spec.target.kind` mapped to an artifact. Throws NotFound when
    * the request does not exist, InvalidTarget when its kind is unknown.
    */
   async downloadRequestTarget(namespace: string, name: string, signal: AbortSignal): Promise<Target> {
     this.#checkServed(namespace);
-    return this.targetOfDownloadRequest(await this.#get('downloadrequests', namespace, name, signal), namespace);
+    const dr = await this.#get('downloadrequests', namespace, name, signal);
+    const t = targetOf(dr);
+    if (!t) {
+      const kind = (dr.spec?.target as { kind?: unknown } | undefined)?.kind;
+      throw new InvalidTargetError(`downloadrequest "${name}" has no target this gateway can serve (spec.target.kind ${JSON.stringify(kind)})`);
+    }
+    return { namespace, ...t.target };
   }
 
   #checkServed(namespace: string): void {

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { certificateFingerprint } from '../../src/tls/fingerprint.ts';
 import { generateCaSigned } from '../../src/tls/generate.ts';
-import { generatedCertificateHosts } from '../../src/tls/secret.ts';
+import { generatedCertificateHosts } from '../../src/tls/policy.ts';
 import { curl, startGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { missingTools, startRealCluster } from '../support/real-cluster.ts';

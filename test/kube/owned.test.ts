@@ -88,6 +88,33 @@ describe('OwnedObject', () => {
       api.remove('v1', kind, NAME, NS);
       await assert.rejects(a.update(object), new RegExp(`updating ${kind} ${NS}/${NAME} failed \\(HTTP 404\\)`));
     });
+
+    test(`${kind}: watch follows the one object through changes, deletion and re-creation, with get and watch only (no list)`, async () => {
+      const a = writer(kind);
+      api.put({ apiVersion: 'v1', kind, metadata: { name: 'neighbour', namespace: NS }, ...body('n') });
+      const seen: string[] = [];
+      const value = (o: { data?: Record<string, string> }): string => (kind === 'Secret' ? Buffer.from(o.data?.value ?? '', 'base64').toString() : (o.data?.value ?? ''));
+      const w = a.watch({ onChange: (o) => seen.push(`change ${value(o)}`), onDelete: (o) => seen.push(`delete ${value(o)}`) });
+      try {
+        await w.start();
+        assert.deepEqual(seen, [], 'absent at the start: nothing to tell');
+        const { object } = await a.create(body('v1'));
+        await a.update({ ...object, ...body('v2') });
+        const until = async (n: number): Promise<void> => {
+          for (let i = 0; i < 500 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+        };
+        await until(2);
+        api.remove('v1', kind, NAME, NS);
+        await until(3);
+        await a.create(body('v3'));
+        await until(4);
+        assert.deepEqual(seen, ['change v1', 'change v2', 'delete v2', 'change v3']);
+        const verbs = new Set(api.calls.list({ resource, verb: ['get', 'list', 'watch'] }).map((c) => `${c.verb} ${c.name}`));
+        assert.deepEqual([...verbs].sort(), [`get ${NAME}`, `watch ${NAME}`]);
+      } finally {
+        await w.stop();
+      }
+    });
   }
 
   test('failures name the object and the status, never the response body; a timeout says it timed out', async () => {

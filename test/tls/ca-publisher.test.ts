@@ -26,7 +26,8 @@ import type { CaPublisherEvent, CaPublisherOptions } from '../../src/tls/ca-publ
 import { certificateFingerprint } from '../../src/tls/fingerprint.ts';
 import { generateCa, generateCaSigned, generateSelfSigned } from '../../src/tls/generate.ts';
 import { tlsServerOptions } from '../../src/tls/options.ts';
-import { FINGERPRINT_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SecretCertificateSource, generatedCertificateHosts } from '../../src/tls/secret.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, generatedCertificateHosts } from '../../src/tls/policy.ts';
+import { FINGERPRINT_ANNOTATION, SecretCertificateSource } from '../../src/tls/secret.ts';
 import type { SecretCertificateOptions, TrustAnchor, TrustSource } from '../../src/tls/secret.ts';
 import type { CertificatePair } from '../../src/tls/types.ts';
 import type { KubeApiServer, KubeObject } from '../support/kube-apiserver/index.ts';

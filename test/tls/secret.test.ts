@@ -21,14 +21,8 @@ import { CertificateError } from '../../src/tls/errors.ts';
 import { certificateFingerprint } from '../../src/tls/fingerprint.ts';
 import { generateCa, generateCaSigned, generateSelfSigned } from '../../src/tls/generate.ts';
 import { tlsServerOptions } from '../../src/tls/options.ts';
-import {
-  FINGERPRINT_ANNOTATION,
-  MANAGED_BY,
-  MANAGED_BY_LABEL,
-  SecretCertificateSource,
-  fqdnHost,
-  generatedCertificateHosts,
-} from '../../src/tls/secret.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, fqdnHost, generatedCertificateHosts } from '../../src/tls/policy.ts';
+import { FINGERPRINT_ANNOTATION, SecretCertificateSource } from '../../src/tls/secret.ts';
 import type { SecretCertificateEvent, SecretCertificateOptions } from '../../src/tls/secret.ts';
 import type { CertificatePair, LoadedCertificate } from '../../src/tls/types.ts';
 import type { KubeApiServer, KubeObject } from '../support/kube-apiserver/index.ts';

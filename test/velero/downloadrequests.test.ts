@@ -12,13 +12,16 @@ import {
   REQUESTER_ANNOTATIONS,
   RECORD_SKEW_SECONDS,
   SignedUrls,
+  downloadRequestUrl,
   encodeRequester,
+  optsIn,
   requesterAnnotations,
   signedPath,
   verifyRequester,
 } from '../../src/velero/downloadrequests.ts';
 import type { DownloadRequestSource, Requester } from '../../src/velero/downloadrequests.ts';
-import { SignedUrlRefusedError } from '../../src/velero/errors.ts';
+import { CrossNamespaceError, NotFoundError, SignedUrlRefusedError } from '../../src/velero/errors.ts';
+import type { Target } from '../../src/velero/artifacts.ts';
 
 const signer = keyRingSigner(() => ({ current: Buffer.alloc(32, 1) }));
 const NOW = 1_800_000_000;
@@ -145,5 +148,43 @@ describe('signed URLs against a counting DownloadRequest source', () => {
       await assert.rejects(urls(s).verify('velero', ID.name, query, signal), (err: Error) => err instanceof SignedUrlRefusedError && (err.message.match(cases.find((c) => c[0] === what)![2]) !== null), what);
       assert.equal(calls.live, 1, `${what}: read live before refusing`);
     }
+  });
+});
+
+describe('the opt-in rule and the DownloadRequest URL', () => {
+  const target: Target = { namespace: 'team-a', owner: 'restores', name: 'r', artifact: 'log' };
+  const bsl = (enabled?: string): KubeObject => ({ metadata: { name: 'default', namespace: 'team-a', ...(enabled !== undefined && { annotations: { 'download-server.velero.io/enabled': enabled } }) } });
+  const locations = (answer: () => KubeObject) => {
+    const asked: Target[] = [];
+    return { asked, storageLocationOf: async (t: Target) => (asked.push(t), answer()) };
+  };
+  const signal = new AbortController().signal;
+
+  test('the location\'s annotation "true" opts in; anything else does not; serving all locations reads nothing', async () => {
+    assert.equal(await optsIn(target, locations(() => bsl('true')), false, signal), true);
+    for (const v of [undefined, 'false', 'TRUE', '']) assert.equal(await optsIn(target, locations(() => bsl(v)), false, signal), false, String(v));
+    const l = locations(() => bsl());
+    assert.equal(await optsIn(target, l, true, signal), true);
+    assert.equal(l.asked.length, 0);
+  });
+
+  test('a broken chain or one leaving the namespace opts in to nothing; an API failure propagates', async () => {
+    const missing = locations(() => {
+      throw new NotFoundError('backups.velero.io "b" not found', { kind: 'backups', name: 'b' });
+    });
+    assert.equal(await optsIn(target, missing, false, signal), false);
+    assert.deepEqual(missing.asked, [target]);
+    const crossed = locations(() => {
+      throw new CrossNamespaceError('elsewhere');
+    });
+    assert.equal(await optsIn(target, crossed, false, signal), false);
+    const down = locations(() => {
+      throw new Error('HTTP 503');
+    });
+    await assert.rejects(optsIn(target, down, false, signal), /503/);
+  });
+
+  test('one spelling of the URL: the base without its trailing slashes, then the path', () => {
+    assert.equal(downloadRequestUrl('https://gw.example.com//', 'team-a', 'dr-1'), 'https://gw.example.com/v1/namespaces/team-a/downloadrequests/dr-1');
   });
 });

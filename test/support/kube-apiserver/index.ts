@@ -167,6 +167,11 @@ export class KubeApiServer {
     if (!this.running) await this.#server.listen(port);
   }
 
+  /** Ends every open watch cleanly (the server's --min-request-timeout come round); the server keeps serving. */
+  endWatches(): void {
+    this.#server.endWatches();
+  }
+
   /** Simulates the API server going down: ends every watch, drops every connection, refuses new ones. */
   stop(): Promise<void> {
     return this.#server.close();

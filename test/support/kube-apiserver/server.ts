@@ -72,6 +72,13 @@ export class ApiServer {
     return this.#port;
   }
 
+  /** Ends every open watch cleanly, as kube-apiserver does when a watch's time is up (and drops requests a delay fault holds); keeps listening. */
+  endWatches(): void {
+    const ending = this.#lifetime;
+    this.#lifetime = new AbortController();
+    ending.abort();
+  }
+
   /** Ends every watch, drops every connection and stops listening. */
   async close(): Promise<void> {
     const server = this.#server;
@@ -200,13 +207,14 @@ export class ApiServer {
     call.code = 200;
     const send = (e: WatchEvent): void => void res.write(`${JSON.stringify(e)}\n`);
     const cleanups: (() => void)[] = [];
+    const lifetime = this.#lifetime.signal;
     const end = (): void => {
       cleanups.forEach((c) => c());
-      this.#lifetime.signal.removeEventListener('abort', end);
+      lifetime.removeEventListener('abort', end);
       if (!res.writableEnded) res.end();
     };
     res.on('close', end);
-    this.#lifetime.signal.addEventListener('abort', end);
+    lifetime.addEventListener('abort', end);
     try {
       cleanups.push(store.watch(rt, ns, matches, rv, send));
     } catch (err) {

@@ -16,8 +16,13 @@ import { after, before, describe, test } from 'node:test';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { createKubeClients } from '../../src/kube/client.ts';
 import type { KubeClients } from '../../src/kube/client.ts';
-import { DownloadRequestController, URL_ANNOTATION, crdCapabilities, downloadRequestUrl } from '../../src/kube/downloadrequest-controller.ts';
-import type { DownloadRequestControllerOptions } from '../../src/kube/downloadrequest-controller.ts';
+import { CachedObjectReader } from '../../src/kube/objects.ts';
+import type { ObjectReader } from '../../src/kube/objects.ts';
+import { DownloadRequestController, crdCapabilities } from '../../src/velero/downloadrequest-controller.ts';
+import type { DownloadRequestControllerOptions } from '../../src/velero/downloadrequest-controller.ts';
+import { URL_ANNOTATION, downloadRequestUrl } from '../../src/velero/downloadrequests.ts';
+import { KubeResolver } from '../../src/velero/kube-resolver.ts';
+import { namespaceMatcher } from '../../src/velero/namespaces.ts';
 import type { GatewayUrl } from '../../src/kube/url-discovery.ts';
 import { downloadRequestCrd, serviceAccount, startKubeApiServer } from '../support/kube-apiserver/index.ts';
 import type { CallRecord, KubeApiServer, KubeApiServerOptions, KubeObject } from '../support/kube-apiserver/index.ts';
@@ -79,7 +84,8 @@ interface Env {
   kube: KubeClients;
   urls: Urls;
   controllers: DownloadRequestController[];
-  start(opts?: Partial<DownloadRequestControllerOptions>): Promise<DownloadRequestController>;
+  /** A controller; `reader` (default: a CachedObjectReader on the double) feeds its resolver. */
+  start(opts?: Partial<DownloadRequestControllerOptions> & { reader?: ObjectReader }): Promise<DownloadRequestController>;
   get(ns: string, name: string): KubeObject;
   /** The gateway's patch calls against one request (main resource or /status), as the API server logged them. */
   patches(ns: string, name: string, subresource?: string): CallRecord[];
@@ -99,8 +105,15 @@ async function env(opts: KubeApiServerOptions & { grant?: (api: KubeApiServer) =
     kube,
     urls,
     controllers,
-    async start(o = {}) {
-      const c = await DownloadRequestController.start(kube, { namespace: 'velero', watchNamespaces: [], serveAllLocations: false, urls, retryMs: 20, maxRetryMs: 100, ...o });
+    async start({ reader = new CachedObjectReader(kube), ...o } = {}) {
+      const watchNamespaces = o.watchNamespaces ?? [];
+      const locations = new KubeResolver(reader, {
+        serves: namespaceMatcher('velero', watchNamespaces),
+        ownNamespace: 'velero',
+        isFilesystemProvider: () => false,
+        tenantFilesystemAllow: new Map(),
+      });
+      const c = await DownloadRequestController.start(kube, { namespace: 'velero', watchNamespaces, serveAllLocations: false, urls, locations, retryMs: 20, maxRetryMs: 100, ...o });
       controllers.push(c);
       await c.whenIdle();
       return c;
@@ -331,6 +344,33 @@ describe('serveAllLocations, globs, replicas starting together, API failures', (
       const warns = entries.filter((l) => l.level === 'warn');
       assert.equal(warns.length, 2);
       assert.ok(warns.every((w) => w.obj.downloadRequest === 'velero/flaky' && w.obj.err === 'HTTP 500'));
+    } finally {
+      await e.close();
+    }
+  });
+
+  test("the resolver's namespace check applies: a Backup read back from another namespace opts in to nothing", async () => {
+    const e = await env();
+    try {
+      seedNamespace(e.api, 'velero');
+      e.api.put(velero('Backup', 'velero', 'b-crossed', { storageLocation: 'opted' }));
+      e.api.put(dr('velero', 'crossed', 'BackupLog', 'b-crossed'));
+      e.api.put(dr('velero', 'straight', 'BackupLog', 'b-opted'));
+      // What a confused cache or proxy could hand back: a Backup that says it lives in team-a.
+      const inner = new CachedObjectReader(e.kube);
+      const reader: ObjectReader = {
+        secret: (ns, name, signal) => inner.secret(ns, name, signal),
+        async velero(plural, ns, name, signal, opts) {
+          const o = await inner.velero(plural, ns, name, signal, opts);
+          return o && name === 'b-crossed' ? { ...o, metadata: { ...o.metadata, namespace: 'team-a' } } : o;
+        },
+      };
+      const { entries, log } = recorder();
+      await e.start({ reader, log });
+      assert.equal(annotation(e.get('velero', 'straight')), urlOf('velero', 'straight'));
+      assert.equal(annotation(e.get('velero', 'crossed')), undefined);
+      assert.equal(e.patches('velero', 'crossed').length, 0);
+      assert.ok(!entries.some((l) => l.level === 'warn'), 'a refused chain is an answer, not an error to retry');
     } finally {
       await e.close();
     }

@@ -13,26 +13,18 @@
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { ConfigurationOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { findArtifactByKind } from '../velero/artifacts.ts';
-import { namespaceMatcher } from '../velero/namespaces.ts';
-import type { KubeClients } from './client.ts';
-import { statusOf } from './client.ts';
-import { CachedObjectReader } from './objects.ts';
-import type { KubeObject, ObjectReader } from './objects.ts';
-import { Reflector, describeApiError } from './url-discovery.ts';
-import type { GatewayUrl, ReflectorEvent } from './url-discovery.ts';
+import type { KubeClients } from '../kube/client.ts';
+import { statusOf } from '../kube/client.ts';
+import type { KubeObject } from '../kube/objects.ts';
+import type { GatewayUrl } from '../kube/url-discovery.ts';
+import { WatchedCollection, describeApiError } from '../kube/watch.ts';
+import type { WatchEvent } from '../kube/watch.ts';
+import { URL_ANNOTATION, downloadRequestUrl, optsIn, targetOf } from './downloadrequests.ts';
+import type { StorageLocations } from './downloadrequests.ts';
+import { namespaceMatcher } from './namespaces.ts';
 import { nonEmptyString } from '../util/strings.ts';
 
-/** Where the gateway URL of a DownloadRequest is always recorded. */
-export const URL_ANNOTATION = 'download-server.velero.io/url';
-/** A BackupStorageLocation annotated `"true"` opts in to having its DownloadRequests pointed at the gateway. */
-export const ENABLED_ANNOTATION = 'download-server.velero.io/enabled';
 export const DOWNLOADREQUEST_CRD = 'downloadrequests.velero.io';
-
-/** The gateway URL of one DownloadRequest. */
-export function downloadRequestUrl(baseUrl: string, namespace: string, name: string): string {
-  return `${baseUrl.replace(/\/+$/, '')}/v1/namespaces/${encodeURIComponent(namespace)}/downloadrequests/${encodeURIComponent(name)}`;
-}
 
 /** What the installed DownloadRequest CRD allows. */
 export interface CrdCapabilities {
@@ -70,8 +62,8 @@ export interface DownloadRequestControllerOptions {
   /** `--serve-all-locations`: every location opts in, no annotation needed. */
   serveAllLocations: boolean;
   urls: BaseUrlSource;
-  /** Reads Backups, Restores and BSLs (default: a CachedObjectReader on `kube`, 5 s TTL). */
-  reader?: ObjectReader;
+  /** Finds a target's location for the opt-in rule: the resolver, so its namespace checks apply here too. */
+  locations: StorageLocations;
   /** How often the CRD's schema is read again (default 5 min). */
   crdRecheckMs?: number;
   /** Retry delay after a failed write or read (default 1 s, doubling to maxRetryMs, default 60 s). */
@@ -100,9 +92,8 @@ export class DownloadRequestController {
   readonly #kube: KubeClients;
   readonly #opts: DownloadRequestControllerOptions;
   readonly #serves: (namespace: string) => boolean;
-  readonly #reader: ObjectReader;
   readonly #stop = new AbortController();
-  readonly #reflectors = new Map<string, Reflector<KubeObject>>();
+  readonly #watches = new Map<string, WatchedCollection<KubeObject>>();
   readonly #clusterWide: boolean;
   #caps: CrdCapabilities = NO_CAPS;
   #capsTimer: NodeJS.Timeout | undefined;
@@ -126,7 +117,6 @@ export class DownloadRequestController {
     this.#kube = kube;
     this.#opts = opts;
     this.#serves = namespaceMatcher(opts.namespace, opts.watchNamespaces);
-    this.#reader = opts.reader ?? new CachedObjectReader(kube);
     this.#clusterWide = opts.watchNamespaces.some((p) => p.includes('*'));
   }
 
@@ -141,8 +131,8 @@ export class DownloadRequestController {
     c.#capsTimer.unref();
     opts.urls.on('change', c.#onUrl);
     const namespaces = c.#clusterWide ? [''] : [...new Set([opts.namespace, ...opts.watchNamespaces])];
-    for (const ns of namespaces) c.#reflectors.set(ns, c.#reflector(ns));
-    await Promise.all([...c.#reflectors.values()].map((r) => r.start()));
+    for (const ns of namespaces) c.#watches.set(ns, c.#watchOf(ns));
+    await Promise.all([...c.#watches.values()].map((r) => r.start()));
     opts.log?.info(
       { scope: c.#clusterWide ? 'cluster' : namespaces, serveAllLocations: opts.serveAllLocations, statusField: c.#caps.veleroServerURL },
       'DownloadRequest controller started',
@@ -173,13 +163,13 @@ export class DownloadRequestController {
     for (const r of this.#retries.values()) clearTimeout(r.timer);
     this.#retries.clear();
     this.#pending.clear();
-    await Promise.all([...this.#reflectors.values()].map((r) => r.stop()));
+    await Promise.all([...this.#watches.values()].map((r) => r.stop()));
     this.#settle();
   }
 
-  #reflector(ns: string): Reflector<KubeObject> {
+  #watchOf(ns: string): WatchedCollection<KubeObject> {
     const kube = this.#kube;
-    return new Reflector<KubeObject>({
+    return new WatchedCollection<KubeObject>({
       kube,
       path: ns ? `/apis/velero.io/v1/namespaces/${ns}/downloadrequests` : '/apis/velero.io/v1/downloadrequests',
       list: (o) =>
@@ -191,7 +181,7 @@ export class DownloadRequestController {
     });
   }
 
-  #onChange(type: ReflectorEvent, obj: KubeObject): void {
+  #onChange(type: WatchEvent, obj: KubeObject): void {
     const ns = obj.metadata?.namespace ?? '';
     if (!this.#serves(ns)) return;
     const key = `${ns}/${obj.metadata?.name ?? ''}`;
@@ -211,11 +201,11 @@ export class DownloadRequestController {
 
   #cached(key: string): KubeObject | undefined {
     const [ns = '', name = ''] = key.split('/');
-    return (this.#clusterWide ? this.#reflectors.get('') : this.#reflectors.get(ns))?.get(ns, name);
+    return (this.#clusterWide ? this.#watches.get('') : this.#watches.get(ns))?.get(ns, name);
   }
 
   #enqueueAll(): void {
-    for (const r of this.#reflectors.values()) {
+    for (const r of this.#watches.values()) {
       for (const o of r.list()) if (this.#serves(o.metadata?.namespace ?? '')) this.#enqueue(`${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`);
     }
   }
@@ -280,7 +270,7 @@ export class DownloadRequestController {
     const annotationOk = meta.annotations?.[URL_ANNOTATION] === url;
     const statusOk = !caps.veleroServerURL || dr.status?.veleroServerURL === url;
     if (annotationOk && statusOk) return;
-    if (!(await this.#optedIn(dr))) return;
+    if (!(await this.#optedIn(dr, namespace))) return;
 
     const signal = this.#stop.signal;
     const statusOnMain = caps.veleroServerURL && !caps.statusSubresource && !statusOk;
@@ -326,22 +316,10 @@ export class DownloadRequestController {
     return Number.isFinite(t) && t <= (this.#opts.now ?? Date.now)();
   }
 
-  /** Whether the request's location opts in. Missing objects along the way: no (Velero fails such a request too). */
-  async #optedIn(dr: KubeObject): Promise<boolean> {
-    const ns = dr.metadata?.namespace ?? '';
-    const target = dr.spec?.target as { kind?: unknown; name?: unknown } | undefined;
-    const found = typeof target?.kind === 'string' ? findArtifactByKind(target.kind) : undefined;
-    const targetName = nonEmptyString(target?.name);
-    if (!found || !targetName) return false;
-    if (this.#opts.serveAllLocations) return true;
-    const signal = this.#stop.signal;
-    let backupName: string | undefined = targetName;
-    if (found.owner === 'restores') backupName = nonEmptyString((await this.#reader.velero('restores', ns, targetName, signal, BACKGROUND))?.spec?.backupName);
-    if (!backupName) return false;
-    const bslName = nonEmptyString((await this.#reader.velero('backups', ns, backupName, signal, BACKGROUND))?.spec?.storageLocation);
-    if (!bslName) return false;
-    const bsl = await this.#reader.velero('backupstoragelocations', ns, bslName, signal, BACKGROUND);
-    return bsl?.metadata?.annotations?.[ENABLED_ANNOTATION] === 'true';
+  /** Whether the request names a target the gateway serves and its location opts in. */
+  async #optedIn(dr: KubeObject, namespace: string): Promise<boolean> {
+    const t = targetOf(dr);
+    return t !== undefined && optsIn({ namespace, ...t.target }, this.#opts.locations, this.#opts.serveAllLocations, this.#stop.signal, BACKGROUND);
   }
 
   /** Reads the CRD; a change of what it allows re-queues every request. Unreadable (e.g. no RBAC): annotation only. */

@@ -322,7 +322,8 @@ export class AzureBlobStore implements ClosableStore {
       return this.#container;
     };
     const translate = (err: unknown, signal: AbortSignal): unknown => this.#translate(err, prefix, signal);
-    return listAzure({ location: this.#name, container, root: this.#prefix, info: objectInfo, translate }, prefix, opts);
+    const call = <T>(signal: AbortSignal, attempt: (signal: AbortSignal) => Promise<T>): Promise<T> => this.#call(signal, attempt);
+    return listAzure({ location: this.#name, container, root: this.#prefix, info: objectInfo, translate, call }, prefix, opts);
   }
 
   /** Closes the client's sockets; calls after close fail with StoreUnavailableError. */

@@ -177,6 +177,7 @@ export class S3Store implements ClosableStore {
         bucket,
         root,
         client: async (signal) => (await this.#ready(signal)).client,
+        call: (signal, attempt) => this.#call(signal, attempt),
         info: objectInfo,
         translate: (err, signal) => this.#translate(err, prefix, signal),
       },

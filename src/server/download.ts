@@ -119,7 +119,7 @@ export function sendLocation(deps: DownloadDeps): RequestHandler {
     // gone, the object errors only because we aborted it.
     let upstreamError: Error | undefined;
     try {
-      if (obj.reader) {
+      if (obj.kind === 'reader') {
         await sendFromReader(obj.reader, first, length, res, count).catch((err: unknown) => {
           if (!signal.aborted && err instanceof StoreUnavailableError) upstreamError = err;
           throw err;
@@ -132,7 +132,7 @@ export function sendLocation(deps: DownloadDeps): RequestHandler {
         await pipeline(obj.body, res);
       }
     } catch {
-      if (obj.reader && upstreamError && !res.headersSent) {
+      if (obj.kind === 'reader' && upstreamError && !res.headersSent) {
         // The reader failed before its first byte was written (the stream path cannot get here: its
         // pipeline has destroyed the response): nothing of the object went out, so the client gets
         // the store's Status instead of a torn connection, without the object's headers.

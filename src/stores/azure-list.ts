@@ -7,6 +7,8 @@ import type { ListedObject, ListOptions } from './types.ts';
 export interface AzureListing extends AdapterListing {
   /** The container's client; throws once the store is closed. */
   container(): ContainerClient;
+  /** One request under the transport's header deadline and retry policy. */
+  call<T>(signal: AbortSignal, attempt: (signal: AbortSignal) => Promise<T>): Promise<T>;
 }
 
 /**
@@ -22,11 +24,15 @@ export function listAzure(azure: AzureListing, prefix: string, opts: ListOptions
       async fetchPage({ namePrefix, token, pageSize, signal }) {
         let pages: ReturnType<ReturnType<ContainerClient['listBlobsFlat']>['byPage']> | undefined;
         try {
-          pages = azure
-            .container()
-            .listBlobsFlat({ ...(namePrefix === '' ? {} : { prefix: namePrefix }), abortSignal: signal })
-            .byPage({ ...(token === undefined ? {} : { continuationToken: token }), maxPageSize: pageSize });
-          const got = await pages.next();
+          const got = await azure.call(signal, (s) => {
+            // A new iterator per attempt: the previous one, if any, is ended first.
+            void pages?.return?.(undefined);
+            pages = azure
+              .container()
+              .listBlobsFlat({ ...(namePrefix === '' ? {} : { prefix: namePrefix }), abortSignal: s })
+              .byPage({ ...(token === undefined ? {} : { continuationToken: token }), maxPageSize: pageSize });
+            return pages.next();
+          });
           if (got.done === true) return { objects: [], next: undefined };
           const objects = got.value.segment.blobItems.map(({ name, properties }) => {
             if (properties.contentLength === undefined) {

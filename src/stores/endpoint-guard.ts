@@ -19,7 +19,7 @@ import { promises as dns } from 'node:dns';
 import type { LookupAddress } from 'node:dns';
 import type { Agent as HttpAgent, ClientRequestArgs } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { isIP, isIPv4, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import type { LookupFunction } from 'node:net';
 import { ENDPOINT_REFUSED_CODE, EndpointRefusedError } from './errors.ts';
 
@@ -82,76 +82,68 @@ function parseIp(text: string): Ip | undefined {
   return bytes === undefined ? undefined : { bytes };
 }
 
-/** Whether the first `bits` bits of `a` and `b` agree. */
-function samePrefix(a: Uint8Array, b: Uint8Array, bits: number): boolean {
-  for (let i = 0; i < bits; i += 8) {
-    const take = Math.min(8, bits - i);
-    const mask = (0xff << (8 - take)) & 0xff;
-    if (((a[i / 8] ?? 0) & mask) !== ((b[i / 8] ?? 0) & mask)) return false;
+/**
+ * CIDRs (`10.0.0.0/8`, `fc00::/7`) matched by Node's BlockList, one list per family: a BlockList also
+ * matches an IPv4 address against IPv6 rules as its mapped form, which the reserved `::/8` would hold.
+ */
+class Cidrs {
+  readonly #lists = { ipv4: new BlockList(), ipv6: new BlockList() };
+  constructor(cidrs: readonly string[] = []) {
+    for (const cidr of cidrs) {
+      const [address = '', bits = ''] = cidr.split('/');
+      this.add(address, Number(bits));
+    }
   }
-  return true;
+  add(address: string, bits: number): void {
+    const family = isIPv4(address) ? 'ipv4' : 'ipv6';
+    this.#lists[family].addSubnet(address, bits, family);
+  }
+  has(bytes: Uint8Array): boolean {
+    const family = bytes.length === 4 ? 'ipv4' : 'ipv6';
+    return this.#lists[family].check(format(bytes), family);
+  }
 }
 
-interface Range {
-  base: Uint8Array;
-  bits: number;
-}
-
-function range(cidr: string): Range {
-  const [addr = '', bits = ''] = cidr.split('/');
-  const ip = parseIp(addr);
-  if (ip === undefined) throw new Error(`not an IP range: ${cidr}`);
-  return { base: ip.bytes, bits: Number(bits) };
-}
-
-const V4_CLASSES: readonly [Range, AddressClass][] = (
+/**
+ * The classes, checked in this order: the IPv6 ranges nest (`::1` and local-use NAT64 lie inside the
+ * reserved `::/8`), so the narrower class comes first.
+ */
+const CLASSES: readonly (readonly [AddressClass, Cidrs])[] = (
   [
-    ['0.0.0.0/8', 'unspecified'],
-    ['10.0.0.0/8', 'private'],
-    ['100.64.0.0/10', 'shared'],
-    ['127.0.0.0/8', 'loopback'],
-    ['169.254.0.0/16', 'link-local'],
-    ['172.16.0.0/12', 'private'],
-    ['192.0.0.0/24', 'reserved'],
-    ['192.168.0.0/16', 'private'],
-    ['198.18.0.0/15', 'reserved'],
-    ['224.0.0.0/4', 'multicast'],
-    ['240.0.0.0/4', 'reserved'],
+    ['unspecified', ['0.0.0.0/8', '::/128']],
+    ['loopback', ['127.0.0.0/8', '::1/128']],
+    ['link-local', ['169.254.0.0/16', 'fe80::/10']],
+    // 64:ff9b:1::/48 is local-use NAT64; fec0::/10 the deprecated site-local.
+    ['private', ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '64:ff9b:1::/48', 'fc00::/7', 'fec0::/10']],
+    ['shared', ['100.64.0.0/10']],
+    ['multicast', ['224.0.0.0/4', 'ff00::/8']],
+    // ::/8 holds the IPv4-compatible and other reserved forms (the mapped forms are taken apart before); 100::/64 is discard-only.
+    ['reserved', ['192.0.0.0/24', '198.18.0.0/15', '240.0.0.0/4', '::/8', '100::/64']],
   ] as const
-).map(([cidr, c]) => [range(cidr), c]);
+).map(([c, cidrs]) => [c, new Cidrs(cidrs)] as const);
 
-const V6_CLASSES: readonly [Range, AddressClass][] = (
-  [
-    ['::/128', 'unspecified'],
-    ['::1/128', 'loopback'],
-    ['64:ff9b:1::/48', 'private'], // local-use NAT64 (inside ::/8, so before it)
-    ['::/8', 'reserved'], // IPv4-compatible and other reserved forms (mapped forms are taken apart before)
-    ['100::/64', 'reserved'], // discard-only
-    ['fc00::/7', 'private'], // unique local
-    ['fe80::/10', 'link-local'],
-    ['fec0::/10', 'private'], // deprecated site-local
-    ['ff00::/8', 'multicast'],
-  ] as const
-).map(([cidr, c]) => [range(cidr), c]);
-
-const MAPPED = range('::ffff:0:0/96');
-const TRANSLATED = range('::ffff:0:0:0/96');
-const NAT64 = range('64:ff9b::/96');
-const SIX_TO_FOUR = range('2002::/16');
+const MAPPED = new Cidrs(['::ffff:0:0/96']);
+/** IPv6 addresses whose last 32 bits are an IPv4 address reached through them: mapped, SIIT-translated, NAT64. */
+const EMBEDDED_AT_END = new Cidrs(['::ffff:0:0/96', '::ffff:0:0:0/96', '64:ff9b::/96']);
+const SIX_TO_FOUR = new Cidrs(['2002::/16']);
 
 /**
  * The IPv4 address an IPv6 address stands for, where reaching the one reaches the other: mapped
  * (`::ffff:a.b.c.d`), SIIT-translated, NAT64 well-known prefix, 6to4.
  */
 function embeddedV4(v6: Uint8Array): Uint8Array | undefined {
-  if (samePrefix(v6, MAPPED.base, 96) || samePrefix(v6, TRANSLATED.base, 96) || samePrefix(v6, NAT64.base, 96)) return v6.slice(12);
-  if (samePrefix(v6, SIX_TO_FOUR.base, 16)) return v6.slice(2, 6);
+  if (EMBEDDED_AT_END.has(v6)) return v6.slice(12);
+  if (SIX_TO_FOUR.has(v6)) return v6.slice(2, 6);
   return undefined;
+}
+
+function isMapped(bytes: Uint8Array): boolean {
+  return bytes.length === 16 && MAPPED.has(bytes);
 }
 
 /** For matching allow-list CIDRs: an IPv4-mapped IPv6 address is its IPv4 address. */
 function canonical(bytes: Uint8Array): Uint8Array {
-  return bytes.length === 16 && samePrefix(bytes, MAPPED.base, 96) ? bytes.slice(12) : bytes;
+  return isMapped(bytes) ? bytes.slice(12) : bytes;
 }
 
 function classifyBytes(bytes: Uint8Array): AddressClass | undefined {
@@ -159,8 +151,7 @@ function classifyBytes(bytes: Uint8Array): AddressClass | undefined {
     const v4 = embeddedV4(bytes);
     if (v4 !== undefined) return classifyBytes(v4);
   }
-  for (const [r, c] of bytes.length === 4 ? V4_CLASSES : V6_CLASSES) if (samePrefix(bytes, r.base, r.bits)) return c;
-  return undefined;
+  return CLASSES.find(([, cidrs]) => cidrs.has(bytes))?.[0];
 }
 
 /**
@@ -226,7 +217,7 @@ function normalizeHost(host: string): string {
  * gateway's own loopback.
  */
 export function parseEndpointAllowList(input: readonly string[]): { allow: EndpointAllowList; errors: string[] } {
-  const ranges: Range[] = [];
+  const allowed = new Cidrs();
   const hosts = new Set<string>();
   const suffixes = new Set<string>();
   const entries: string[] = [];
@@ -247,7 +238,7 @@ export function parseEndpointAllowList(input: readonly string[]): { allow: Endpo
       }
       let base = ip.bytes;
       let n = Number(bits);
-      if (base.length === 16 && samePrefix(base, MAPPED.base, 96) && n >= 96) {
+      if (isMapped(base) && n >= 96) {
         base = base.slice(12);
         n -= 96;
       }
@@ -260,14 +251,14 @@ export function parseEndpointAllowList(input: readonly string[]): { allow: Endpo
         bad(`has bits set past the prefix length; the network is ${format(network)}/${n}`);
         continue;
       }
-      ranges.push({ base: network, bits: n });
+      allowed.add(format(network), n);
       entries.push(`${format(network)}/${n}`);
       continue;
     }
     const ip = parseIp(entry);
     if (ip !== undefined) {
       const bytes = canonical(ip.bytes);
-      ranges.push({ base: bytes, bits: bytes.length * 8 });
+      allowed.add(format(bytes), bytes.length * 8);
       entries.push(`${format(bytes)}/${bytes.length * 8}`);
       continue;
     }
@@ -295,7 +286,7 @@ export function parseEndpointAllowList(input: readonly string[]): { allow: Endpo
       const ip = parseIp(address);
       if (ip === undefined) return false;
       const bytes = canonical(ip.bytes);
-      return ranges.some((r) => r.base.length === bytes.length && samePrefix(bytes, r.base, r.bits));
+      return allowed.has(bytes);
     },
     allowsHost(host) {
       const name = normalizeHost(host);

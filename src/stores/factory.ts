@@ -10,7 +10,6 @@
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_MAX_SOCKETS, DEFAULT_TIMEOUTS } from './adapter.ts';
 import type { AdapterOptions, ClosableStore, Timeouts } from './adapter.ts';
@@ -133,15 +132,11 @@ class CountedStore implements ObjectStore {
 
   async get(key: string, opts: GetOptions): Promise<ObjectBody> {
     const release = this.#entry.acquire();
-    let body: Readable | undefined;
     try {
-      const obj = await this.#entry.store.get(key, opts);
-      body = obj.body;
-      // The client stays open until the body is done with, however it ends.
-      body.once('close', release);
-      return obj;
-    } finally {
-      if (!body) release();
+      return releasedWith(await this.#entry.store.get(key, opts), release);
+    } catch (err) {
+      release();
+      throw err;
     }
   }
 
@@ -154,6 +149,24 @@ class CountedStore implements ObjectStore {
       release();
     }
   }
+}
+
+/** The body, calling `release` once it is done with (the client stays open until then), however it ends. */
+function releasedWith(obj: ObjectBody, release: () => void): ObjectBody {
+  if (obj.kind === 'stream') {
+    obj.body.once('close', release);
+    return obj;
+  }
+  const { reader, stream } = obj;
+  return {
+    ...obj,
+    reader: { read: (...args) => reader.read(...args), close: () => reader.close().finally(release) },
+    stream() {
+      const body = stream();
+      body.once('close', release);
+      return body;
+    },
+  };
 }
 
 export class DefaultStoreFactory implements StoreFactory {

@@ -7,7 +7,6 @@ import {
   AccessDeniedError,
   InvalidKeyError,
   InvalidLocationError,
-  InvalidRangeError,
   isStoreError,
   ObjectNotFoundError,
   StoreUnavailableError,
@@ -15,6 +14,7 @@ import {
 import { listDirectory } from './fs-list.ts';
 import { keySegments } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
+import { fitRange } from './range.ts';
 import type { ByteRange, GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from './types.ts';
 
 export interface FilesystemStoreOptions {
@@ -82,18 +82,6 @@ function translate(err: unknown, key: string, signal: AbortSignal): unknown {
 
 function notFound(key: string): ObjectNotFoundError {
   return new ObjectNotFoundError(`object ${JSON.stringify(key)} not found`);
-}
-
-/** Checks the asked range against the size; returns it with `end` clamped. */
-function fitRange(range: ByteRange, size: number): ByteRange {
-  const { start, end } = range;
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-    throw new InvalidRangeError(`invalid byte range ${start}-${end}`);
-  }
-  if (start >= size) {
-    throw new InvalidRangeError(`byte range starts at ${start}, past the object's ${size} bytes`);
-  }
-  return { start, end: Math.min(end, size - 1) };
 }
 
 function emptyBody(): Readable {
@@ -234,9 +222,9 @@ export class FilesystemStore implements ObjectStore {
         const f = fd;
         fd = undefined;
         await closeFd(f, this.#sync);
-        return { ...info, body: emptyBody() };
+        return { ...info, kind: 'stream', body: emptyBody() };
       }
-      const file = new FileObject(key, fd, info, delivered, signal, this.#sync);
+      const file = fileBody(key, fd, info, delivered, signal, this.#sync);
       fd = undefined;
       return file;
     } catch (err) {
@@ -259,48 +247,23 @@ export class FilesystemStore implements ObjectStore {
 }
 
 /**
- * An open file as an ObjectBody. `body` is made on first use (a read stream that owns the
- * descriptor); `reader` reads the descriptor in place. Whichever the consumer uses closes it.
+ * An open file as an ObjectBody: `reader` reads the descriptor in place; `stream()` makes a read
+ * stream that owns the descriptor. Whichever the consumer uses closes it.
  */
-class FileObject implements ObjectBody {
-  readonly size: number;
-  readonly etag: string | undefined;
-  readonly lastModified: Date | undefined;
-  readonly range: ByteRange | undefined;
-  readonly #fd: number;
-  readonly #signal: AbortSignal;
-  readonly #key: string;
-  /** The store's metadata mode: small reads and the close follow it. */
-  readonly #sync: boolean;
-  #body: Readable | undefined;
-  #reader: ObjectReader | undefined;
-
-  constructor(key: string, fd: number, info: ObjectInfo, range: ByteRange | undefined, signal: AbortSignal, sync: boolean) {
-    this.#key = key;
-    this.#sync = sync;
-    this.size = info.size;
-    this.etag = info.etag;
-    this.lastModified = info.lastModified;
-    this.range = range;
-    this.#fd = fd;
-    this.#signal = signal;
-  }
-
-  get body(): Readable {
-    if (this.#body === undefined) {
-      const start = this.range?.start ?? 0;
-      const end = this.range?.end ?? this.size - 1;
+function fileBody(key: string, fd: number, info: ObjectInfo, range: ByteRange | undefined, signal: AbortSignal, sync: boolean): ObjectBody {
+  const start = range?.start ?? 0;
+  const end = range?.end ?? info.size - 1;
+  return {
+    ...info,
+    ...(range && { range }),
+    kind: 'reader',
+    reader: fileReader(fd, key, sync),
+    stream() {
       // The read stream owns the descriptor (autoClose): it closes it on end, error or destroy.
-      const source = createReadStream('', { fd: this.#fd, start, end, highWaterMark: READ_CHUNK, autoClose: true });
-      this.#body = addAbortSignal(this.#signal, withLengthCheck(source, end - start + 1));
-    }
-    return this.#body;
-  }
-
-  get reader(): ObjectReader {
-    this.#reader ??= fileReader(this.#fd, this.#key, this.#sync);
-    return this.#reader;
-  }
+      const source = createReadStream('', { fd, start, end, highWaterMark: READ_CHUNK, autoClose: true });
+      return addAbortSignal(signal, withLengthCheck(source, end - start + 1));
+    },
+  };
 }
 
 /**

@@ -8,6 +8,8 @@ import type { ListedObject, ListOptions } from './types.ts';
 export interface S3Listing extends AdapterListing {
   bucket: string;
   client(signal: AbortSignal): Promise<S3Client>;
+  /** One request under the transport's header deadline and retry policy. */
+  call<T>(signal: AbortSignal, attempt: (signal: AbortSignal) => Promise<T>): Promise<T>;
 }
 
 /**
@@ -22,16 +24,14 @@ export function listS3(s3: S3Listing, prefix: string, opts: ListOptions): AsyncI
       async fetchPage({ namePrefix, startAfter, token, pageSize, signal }) {
         try {
           const client = await s3.client(signal);
-          const out = await client.send(
-            new ListObjectsV2Command({
-              Bucket: s3.bucket,
-              ...(namePrefix === '' ? {} : { Prefix: namePrefix }),
-              ...(startAfter === undefined ? {} : { StartAfter: startAfter }),
-              ...(token === undefined ? {} : { ContinuationToken: token }),
-              MaxKeys: pageSize,
-            }),
-            { abortSignal: signal },
-          );
+          const command = new ListObjectsV2Command({
+            Bucket: s3.bucket,
+            ...(namePrefix === '' ? {} : { Prefix: namePrefix }),
+            ...(startAfter === undefined ? {} : { StartAfter: startAfter }),
+            ...(token === undefined ? {} : { ContinuationToken: token }),
+            MaxKeys: pageSize,
+          });
+          const out = await s3.call(signal, (s) => client.send(command, { abortSignal: s }));
           const objects = (out.Contents ?? []).map(({ Key: name, Size: size, ETag, LastModified }) => {
             if (name === undefined || size === undefined) {
               throw new StoreUnavailableError(`location ${s3.location}: the store listed an object without a name or size`);

@@ -22,8 +22,18 @@ export function splitPemBundle(pem: string, source: string): string[] {
 }
 
 /**
+ * Go's strconv.ParseBool, which the Velero plugins use for their boolean keys: 1, t, T, TRUE, true,
+ * True and their false counterparts; anything else is a configuration error naming the key.
+ */
+export function parseBool(value: string, key: string, location: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  throw new InvalidLocationError(`location ${location}: config ${key} must be true or false`);
+}
+
+/**
  * The trust for one location. `insecureSkipTLSVerify: "true"` in the location's config turns
- * verification off for that location only.
+ * verification off for that location only; a value that is not a boolean is refused, for every provider.
  */
 export function trustFor(
   locationName: string,
@@ -31,8 +41,8 @@ export function trustFor(
   locationBundle: string | undefined,
   installBundle: string | undefined,
 ): TrustOptions {
-  // Read as Go's strconv.ParseBool, as the Velero plugins do: 1, t, T, TRUE, true, True.
-  const insecure = ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(config.insecureSkipTLSVerify ?? '');
+  const setting = config.insecureSkipTLSVerify?.trim();
+  const insecure = setting === undefined || setting === '' ? false : parseBool(setting, 'insecureSkipTLSVerify', locationName);
   const extra = [
     ...(installBundle ? splitPemBundle(installBundle, 'install-time CA bundle') : []),
     ...(locationBundle ? splitPemBundle(locationBundle, `location ${locationName}`) : []),

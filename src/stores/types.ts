@@ -27,19 +27,35 @@ export interface ObjectReader {
   close(): Promise<void>;
 }
 
-/** One object, or one byte range of it, ready to be streamed. */
-export interface ObjectBody extends ObjectInfo {
-  /** The bytes; it errors (never ends quietly) when the upstream delivers fewer bytes than announced. */
-  body: Readable;
+interface BodyInfo extends ObjectInfo {
   /** The range actually delivered; absent for the whole object. */
   range?: ByteRange;
-  /**
-   * Optional second way to the same bytes. A consumer uses `body` or `reader`, never both: the one it
-   * uses owns the object (`body` releases it on end, error or destroy; `reader` on `close()`), and a
-   * `reader` consumer checks the byte count itself.
-   */
-  reader?: ObjectReader;
 }
+
+/** An object's bytes as a stream: what network stores deliver. */
+export interface StreamBody extends BodyInfo {
+  kind: 'stream';
+  /**
+   * The bytes; it errors (never ends quietly) when the upstream delivers fewer bytes than announced.
+   * It owns the object: it releases it on end, error or destroy.
+   */
+  body: Readable;
+}
+
+/**
+ * An object that can be read at absolute offsets (an open file). The consumer takes one way to its
+ * bytes, never both: `reader` (it then checks the byte count itself and releases the object with
+ * `close()`), or `stream()`, a length-checked stream of the range that releases the object as a
+ * `StreamBody`'s does.
+ */
+export interface ReaderBody extends BodyInfo {
+  kind: 'reader';
+  reader: ObjectReader;
+  stream: () => Readable;
+}
+
+/** One object, or one byte range of it, ready to be sent: a stream, or positional reads. */
+export type ObjectBody = StreamBody | ReaderBody;
 
 export interface StatOptions {
   signal: AbortSignal;

@@ -78,7 +78,7 @@ describe('sendFromReader', () => {
   async function readerOf(name: string, bytes: Buffer, range?: { start: number; end: number }) {
     await writeFile(join(root, name), bytes);
     const obj = await store.get(name, { signal: signal(), ...(range && { range }) });
-    assert.ok(obj.reader, 'the filesystem store offers a reader');
+    assert.equal(obj.kind, 'reader', 'the filesystem store offers a reader');
     return { obj, reader: counting(obj.reader) };
   }
 

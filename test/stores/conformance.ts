@@ -6,17 +6,21 @@
  */
 import { randomBytes } from 'node:crypto';
 import { finished } from 'node:stream/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   AccessDeniedError,
   InvalidKeyError,
   InvalidRangeError,
   ObjectNotFoundError,
+  StoreTimeoutError,
   StoreUnavailableError,
+  ThrottledError,
 } from '../../src/stores/errors.ts';
+import { RETRIES } from '../../src/stores/retry.ts';
 import type { ByteRange, ObjectBody, ObjectInfo, ObjectStore } from '../../src/stores/types.ts';
-import { collect, firstChunk, openFdCount, sha256, waitForFdCount } from '../support/streams.ts';
+import type { Faults } from '../support/fault-proxy.ts';
+import { bodyOf, collect, drain, firstChunk, openFdCount, sha256, waitForFdCount } from '../support/streams.ts';
 import { registerListCases } from './conformance-list.ts';
 import type { ListFixture } from './conformance-list.ts';
 
@@ -36,6 +40,22 @@ export interface StoreFixture extends ListFixture {
   wrongCredentials?: () => ObjectStore | Promise<ObjectStore>;
   /** A store over the same objects whose TLS certificate it does not trust: reads → StoreUnavailableError. */
   untrustedTls?: () => ObjectStore | Promise<ObjectStore>;
+  /** A store over the same objects with faults to switch on: through the fault proxy for network stores. */
+  faulty?: FaultyStore;
+}
+
+/**
+ * The faults a store can be put through. Each case is registered only for the faults supplied; a
+ * fixture says in a comment why it lacks one.
+ */
+export interface FaultyStore {
+  store: ObjectStore;
+  faults: Partial<Omit<Faults, 'clear' | 'requests'>> & Pick<Faults, 'clear'> & { readonly requests?: number };
+  /**
+   * The store's idle timeout (socketIdleMs), for stores that have one: a body kept waiting by its
+   * reader this long several times over must still arrive whole.
+   */
+  idleMs?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -101,8 +121,26 @@ function assertInfo(info: ObjectInfo, size: number): void {
   }
 }
 
+/**
+ * Every byte of a body, the way its kind offers them: a stream read to its end, or a positional
+ * reader read over the range (the stream of a reader body is read by the abort and fault cases).
+ */
 async function readAll(result: ObjectBody): Promise<Buffer> {
-  return collect(result.body);
+  if (result.kind === 'stream') return collect(result.body);
+  const { reader } = result;
+  const start = result.range?.start ?? 0;
+  const length = result.range === undefined ? result.size : result.range.end - result.range.start + 1;
+  const out = Buffer.alloc(length);
+  try {
+    for (let got = 0; got < length; ) {
+      const n = await reader.read(out.subarray(got), Math.min(64 * 1024, length - got), start + got);
+      if (n === 0) throw new Error(`the reader ended at ${got} of ${length} bytes`);
+      got += n;
+    }
+  } finally {
+    await reader.close();
+  }
+  return out;
 }
 
 /** Registers the conformance cases for one adapter; `fixture` runs once, before the cases. */
@@ -298,41 +336,41 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
         const fdsBefore = openFdCount();
         const ac = new AbortController();
         const got = await store.get(K.large, { signal: ac.signal });
-        const chunk = await firstChunk(got.body);
+        const chunk = await firstChunk(bodyOf(got));
         assert.ok(chunk.length > 0 && chunk.length < large.length, 'stopped part-way');
         ac.abort();
-        const outcome = await finished(got.body).then(
+        const outcome = await finished(bodyOf(got)).then(
           () => 'ended',
           (err: unknown) => err,
         );
         assert.ok(outcome instanceof Error, `body did not end quietly (got ${String(outcome)})`);
         assert.ok((await waitForFdCount(fdsBefore)) <= fdsBefore, 'descriptors back to their count before the get');
         // Checked last, which also keeps `got` reachable: garbage collection must not be what closed it.
-        assert.equal(got.body.readableEnded, false);
-        assert.equal(got.body.destroyed, true);
+        assert.equal(bodyOf(got).readableEnded, false);
+        assert.equal(bodyOf(got).destroyed, true);
       });
 
       test('abort before reading releases the descriptors', { timeout: ABORT_TIMEOUT_MS }, async () => {
         const fdsBefore = openFdCount();
         const ac = new AbortController();
         const got = await store.get(K.large, { signal: ac.signal });
-        const ended = finished(got.body).then(
+        const ended = finished(bodyOf(got)).then(
           () => 'ended',
           (err: unknown) => err,
         );
         ac.abort();
         assert.ok((await ended) instanceof Error);
         assert.ok((await waitForFdCount(fdsBefore)) <= fdsBefore, 'descriptors back to their count before the get');
-        assert.equal(got.body.destroyed, true);
+        assert.equal(bodyOf(got).destroyed, true);
       });
 
       test('destroying the body without aborting releases the descriptors', { timeout: ABORT_TIMEOUT_MS }, async () => {
         const fdsBefore = openFdCount();
         const got = await store.get(K.large, { signal: signal(), range: { start: 1, end: 4 * MiB } });
-        await firstChunk(got.body);
-        got.body.destroy();
+        await firstChunk(bodyOf(got));
+        bodyOf(got).destroy();
         assert.ok((await waitForFdCount(fdsBefore)) <= fdsBefore, 'descriptors back to their count before the get');
-        assert.equal(got.body.destroyed, true);
+        assert.equal(bodyOf(got).destroyed, true);
       });
     });
 
@@ -381,6 +419,82 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
         const untrusting = await untrustedTls();
         await assert.rejects(untrusting.stat(K.one, { signal: signal() }), StoreUnavailableError);
         await assert.rejects(untrusting.get(K.one, { signal: signal() }), StoreUnavailableError);
+      });
+    }
+
+    const { faulty } = fx;
+    if (faulty !== undefined) describeFaults(faulty, (key, bytes) => fx.put(key, bytes));
+  });
+}
+
+/** The fault cases: every store fails the same way, by test (see FaultyStore). */
+function describeFaults({ store, faults, idleMs }: FaultyStore, put: StoreFixture['put']): void {
+  describe('faults', () => {
+    const key = 'conformance/faults.bin';
+    // Larger than the buffers between the store's socket and its body, so a paused reader holds the socket.
+    const bytes = randomBytes(256 * 1024);
+    const cut = 1000;
+    const expectRequests = (n: number): void => {
+      if (faults.requests !== undefined) assert.equal(faults.requests, n, 'requests that reached the store');
+    };
+
+    beforeEach(async () => {
+      faults.clear();
+      // Rewritten each time: the filesystem's truncation case really truncates it.
+      await put(key, bytes);
+    });
+    after(() => faults.clear());
+
+    if (faults.throttle !== undefined) {
+      test('a throttle → ThrottledError with its Retry-After, at once, never retried into silence', async () => {
+        faults.throttle?.(7);
+        for (const call of [() => store.stat(key, { signal: signal() }), () => store.get(key, { signal: signal() })]) {
+          await assert.rejects(call(), (err) => err instanceof ThrottledError && err.retryAfterSeconds === 7);
+        }
+        expectRequests(2);
+      });
+    }
+    if (faults.serverErrors !== undefined) {
+      test(`a 500 before the body is retried: one is absorbed, ${RETRIES + 1} in a row → StoreUnavailableError`, async () => {
+        faults.serverErrors?.(1);
+        assert.equal(sha256(await readAll(await store.get(key, { signal: signal() }))), sha256(bytes));
+        expectRequests(2);
+        faults.clear();
+        faults.serverErrors?.(RETRIES + 1);
+        await assert.rejects(store.get(key, { signal: signal() }), StoreUnavailableError);
+        expectRequests(RETRIES + 1);
+      });
+    }
+    if (faults.stallAfter !== undefined) {
+      test('a body that stalls mid-way → the body errors with StoreTimeoutError', async () => {
+        faults.stallAfter?.(cut);
+        const got = await store.get(key, { signal: signal() });
+        const { bytes: n, error } = await drain(bodyOf(got));
+        assert.ok(error instanceof StoreTimeoutError, `expected StoreTimeoutError, got ${String(error)}`);
+        assert.equal(n, cut);
+      });
+    }
+    for (const [name, fault] of [
+      ['truncated (the connection ends early)', 'truncateAfter'],
+      ['reset', 'resetAfter'],
+    ] as const) {
+      if (faults[fault] === undefined) continue;
+      test(`a body ${name} mid-way → the body errors with StoreUnavailableError, never ends quietly`, async () => {
+        faults[fault]?.(cut);
+        const got = await store.get(key, { signal: signal() });
+        assert.equal(got.size, bytes.length);
+        const { bytes: n, error } = await drain(bodyOf(got));
+        assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(error)}`);
+        assert.ok(n < bytes.length, `got ${n} bytes`);
+      });
+    }
+    if (idleMs !== undefined) {
+      test('a reader that pauses longer than the idle timeout is not the store stalling: the body arrives whole', async () => {
+        const got = await store.get(key, { signal: signal() });
+        const body = bodyOf(got);
+        const first = await firstChunk(body);
+        await new Promise((resolve) => setTimeout(resolve, 3 * idleMs));
+        assert.equal(sha256(Buffer.concat([first, await collect(body)])), sha256(bytes));
       });
     }
   });

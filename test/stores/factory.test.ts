@@ -27,7 +27,7 @@ class FakeClient implements ClosableStore {
   async get(): Promise<ObjectBody> {
     const body = new PassThrough();
     this.bodies.push(body);
-    return { size: 3, body };
+    return { size: 3, kind: 'stream', body };
   }
   async *list(): AsyncGenerator<ListedObject> {
     yield { key: 'k1', size: 3 };
@@ -86,6 +86,7 @@ describe('DefaultStoreFactory', () => {
     assert.notEqual(newStore, oldStore);
     // Evicted by the bound of one, but a body is still open on it.
     assert.equal(built[0]!.closed, false);
+    assert.equal(running.kind, 'stream');
     running.body.resume();
     (running.body as PassThrough).end('abc');
     await new Promise((r) => running.body.once('close', r));
@@ -147,6 +148,29 @@ describe('DefaultStoreFactory', () => {
     await f.forSpec(spec({ config: { insecureSkipTLSVerify: 'true' } }));
     assert.deepEqual(insecure, ['velero/default']);
     assert.equal(built[1]!.opts.trust.rejectUnauthorized, false);
+  });
+
+  test('insecureSkipTLSVerify is read as a boolean for every provider; anything else is a location error', async () => {
+    const built: FakeClient[] = [];
+    const ctor: AdapterConstructor = (o) => {
+      const c = new FakeClient(o);
+      built.push(c);
+      return c;
+    };
+    const f = new DefaultStoreFactory({ fsRoot: '/nonexistent', adapters: { aws: async () => ctor, azure: async () => ctor, gcp: async () => ctor } });
+    for (const provider of ['aws', 'azure', 'gcp']) {
+      await assert.rejects(
+        f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'maybe' } })),
+        (e: Error) => e instanceof InvalidLocationError && /config insecureSkipTLSVerify must be true or false/.test(e.message),
+        provider,
+      );
+      await f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'False' } }));
+      await f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: '1' } }));
+    }
+    assert.deepEqual(
+      built.map((c) => c.opts.trust.rejectUnauthorized),
+      [true, false, true, false, true, false],
+    );
   });
 
   test('a malformed CA bundle is a location error that does not quote it', async () => {

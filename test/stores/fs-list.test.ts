@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { FilesystemStore } from '../../src/stores/fs.ts';
 import type { ListedObject, ObjectStore } from '../../src/stores/types.ts';
-import { collect } from '../support/streams.ts';
+import { bodyOf, collect } from '../support/streams.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -68,7 +68,7 @@ describe('FilesystemStore.list', () => {
       const info = await store.stat(o.key, { signal: signal() });
       assert.equal(o.size, info.size);
       assert.equal(o.etag, info.etag);
-      assert.equal((await collect((await store.get(o.key, { signal: signal() })).body)).toString(), 'abc');
+      assert.equal((await collect(bodyOf(await store.get(o.key, { signal: signal() })))).toString(), 'abc');
     }
   });
 

@@ -16,7 +16,8 @@ import {
   StoreUnavailableError,
 } from '../../src/stores/errors.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
-import { collect, drain, firstChunk, openFdCount, sha256, waitForFdCount } from '../support/streams.ts';
+import type { ObjectStore } from '../../src/stores/types.ts';
+import { collect, drain, firstChunk, openFdCount, sha256, waitForFdCount, bodyOf } from '../support/streams.ts';
 import { NOBODY, readAsUnprivileged } from '../support/unprivileged.ts';
 import { runStoreConformance } from './conformance.ts';
 
@@ -47,8 +48,21 @@ for (const metadata of ['sync', 'async'] as const) {
     const base = await mkdtemp(join(tmpdir(), 'vds-fs-conformance-'));
     const root = join(base, 'root');
     await mkdir(root);
+    const store = new FilesystemStore({ root, metadata });
+    // A filesystem has no throttle, no server error and no connection to stall or reset: the fault it
+    // shows is a file truncated while it is read (after the get has opened it and announced its size).
+    let truncateTo: number | undefined;
+    const faulty: ObjectStore = {
+      stat: (key, opts) => store.stat(key, opts),
+      list: (prefix, opts) => store.list(prefix, opts),
+      async get(key, opts) {
+        const got = await store.get(key, opts);
+        if (truncateTo !== undefined) await truncate(join(root, ...key.split('/')), truncateTo);
+        return got;
+      },
+    };
     return {
-      store: new FilesystemStore({ root, metadata }),
+      store,
       put: async (key, bytes) => {
         await writeAt(root, key, bytes);
       },
@@ -57,6 +71,13 @@ for (const metadata of ['sync', 'async'] as const) {
         await writeAt(base, `root${suffix}`, bytes);
       },
       cleanup: () => rm(base, { recursive: true, force: true }),
+      faulty: {
+        store: faulty,
+        faults: {
+          truncateAfter: (bytes) => (truncateTo = bytes),
+          clear: () => (truncateTo = undefined),
+        },
+      },
     };
   });
 
@@ -92,7 +113,7 @@ for (const metadata of ['sync', 'async'] as const) {
         await symlink(root, join(base, 'root-link'));
         const linked = new FilesystemStore({ root: join(base, 'root-link'), metadata });
         assert.equal((await linked.stat('via-root-link', { signal: signal() })).size, 5);
-        assert.equal((await collect((await linked.get('via-root-link', { signal: signal() })).body)).toString(), 'hello');
+        assert.equal((await collect(bodyOf(await linked.get('via-root-link', { signal: signal() })))).toString(), 'hello');
       });
     });
 
@@ -108,7 +129,7 @@ for (const metadata of ['sync', 'async'] as const) {
         const got = await store.get('meta/file', { signal: signal() });
         assert.equal(got.etag, want);
         assert.equal(got.lastModified?.getTime(), mtime.getTime());
-        got.body.destroy();
+        bodyOf(got).destroy();
       });
     });
 
@@ -158,7 +179,7 @@ for (const metadata of ['sync', 'async'] as const) {
         test(`${key} (stays inside) is read`, async () => {
           assert.equal((await store.stat(key, { signal: signal() })).size, 'inside the root'.length);
           const got = await store.get(key, { signal: signal() });
-          assert.equal((await collect(got.body)).toString(), 'inside the root');
+          assert.equal((await collect(bodyOf(got))).toString(), 'inside the root');
         });
       }
 
@@ -194,7 +215,7 @@ for (const metadata of ['sync', 'async'] as const) {
           }
           // Privileged: the permission bits do not apply to us, and the store must not pretend they do.
           assert.equal((await local.stat('locked', { signal: signal() })).size, bytes.length);
-          assert.deepEqual(await collect((await local.get('locked', { signal: signal() })).body), bytes);
+          assert.deepEqual(await collect(bodyOf(await local.get('locked', { signal: signal() }))), bytes);
 
           const report = await readAsUnprivileged({ module: new URL('../../src/stores/fs.ts', import.meta.url), root: dir, key: 'locked', metadata });
           assert.deepEqual(report, { uid: NOBODY, stat: 'AccessDenied', get: 'AccessDenied' });
@@ -210,9 +231,9 @@ for (const metadata of ['sync', 'async'] as const) {
         const path = await writeAt(root, 'shrinking', randomBytes(size));
         const got = await store.get('shrinking', { signal: signal() });
         assert.equal(got.size, size);
-        const first = await firstChunk(got.body);
+        const first = await firstChunk(bodyOf(got));
         await truncate(path, 2 * MiB);
-        const { bytes, error } = await drain(got.body);
+        const { bytes, error } = await drain(bodyOf(got));
         assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(error)}`);
         assert.match(error.message, /short read: got \d+ of 8388608 bytes/);
         assert.ok(first.length + bytes < size);
@@ -222,7 +243,7 @@ for (const metadata of ['sync', 'async'] as const) {
         const path = await writeAt(root, 'shrinking-range', randomBytes(8 * MiB));
         const got = await store.get('shrinking-range', { signal: signal(), range: { start: MiB, end: 7 * MiB } });
         await truncate(path, 0);
-        const { error } = await drain(got.body);
+        const { error } = await drain(bodyOf(got));
         assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${String(error)}`);
       });
 
@@ -234,7 +255,7 @@ for (const metadata of ['sync', 'async'] as const) {
         await writeFile(next, Buffer.from('new and short'));
         await rename(next, path);
         assert.equal(got.size, old.length);
-        assert.equal(sha256(await collect(got.body)), sha256(old));
+        assert.equal(sha256(await collect(bodyOf(got))), sha256(old));
         assert.equal((await store.stat('replaced', { signal: signal() })).size, 'new and short'.length);
       });
     });
@@ -273,8 +294,8 @@ for (const metadata of ['sync', 'async'] as const) {
           } else {
             const got = outcome as Awaited<typeof pending>;
             held.push(got);
-            await finished(got.body).catch(() => undefined);
-            assert.equal(got.body.destroyed, true);
+            await finished(bodyOf(got)).catch(() => undefined);
+            assert.equal(bodyOf(got).destroyed, true);
             destroyed++;
           }
         }

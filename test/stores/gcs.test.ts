@@ -21,11 +21,13 @@ import {
 } from '../../src/stores/errors.ts';
 import { GCS_READ_SCOPE, GcsStore } from '../../src/stores/gcs.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
+import { RETRIES } from '../../src/stores/retry.ts';
 import { trustFor } from '../../src/stores/trust.ts';
 import type { ObjectStore } from '../../src/stores/types.ts';
+import { FAULT_TIMEOUTS, FaultProxy } from '../support/fault-proxy.ts';
 import { createTestServiceAccount, GcsJsonApiDouble } from '../support/gcs-server.ts';
 import type { TestServiceAccount } from '../support/gcs-server.ts';
-import { collect, drain, openFdCount, sha256, waitForFdCount } from '../support/streams.ts';
+import { collect, drain, openFdCount, sha256, waitForFdCount, bodyOf } from '../support/streams.ts';
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
 import { runStoreConformance } from './conformance.ts';
@@ -54,7 +56,7 @@ function recording(store: ObjectStore): ObjectStore {
     async get(key, opts) {
       try {
         const got = await store.get(key, opts);
-        got.body.on('error', (err) => seenErrors.push(err));
+        bodyOf(got).on('error', (err) => seenErrors.push(err));
         return got;
       } catch (err) {
         seenErrors.push(err);
@@ -154,6 +156,9 @@ for (const tls of [false, true]) {
     const base: StoreArgs = { endpoint: double.url, bucket, prefix, credential: saA.json };
     if (ca) base.caBundle = ca.caCert;
     const store = makeStore(base);
+    // The faults once, over plain HTTP: the proxy sits between the adapter and the double.
+    const proxy = tls ? undefined : await FaultProxy.start(double.url);
+    if (proxy) closers.push(() => proxy.close());
     return {
       store,
       put: async (key, bytes) => double.put(bucket, `${prefix}/${key}`, bytes),
@@ -162,6 +167,9 @@ for (const tls of [false, true]) {
       cleanup: async () => undefined,
       wrongCredentials: () => makeStore({ ...base, credential: saForged.json }),
       ...(ca ? { untrustedTls: () => makeStore({ ...base, caBundle: undefined }) } : {}),
+      ...(proxy && {
+        faulty: { store: makeStore({ ...base, endpoint: proxy.url, timeouts: FAULT_TIMEOUTS }), faults: proxy, idleMs: FAULT_TIMEOUTS.socketIdleMs },
+      }),
     };
   });
 }
@@ -174,7 +182,7 @@ describe('GCS adapter', () => {
 
     async function readsOk(store: ObjectStore): Promise<void> {
       assert.equal((await store.stat('backups/b1/b1-logs.gz', { signal: signal() })).size, bytes.length);
-      assert.equal(sha256(await collect((await store.get('backups/b1/b1-logs.gz', { signal: signal() })).body)), sha256(bytes));
+      assert.equal(sha256(await collect(bodyOf(await store.get('backups/b1/b1-logs.gz', { signal: signal() })))), sha256(bytes));
     }
 
     test('without the CA → StoreUnavailableError saying the certificate is not trusted', async () => {
@@ -258,7 +266,7 @@ describe('GCS adapter', () => {
       const reads = await Promise.all(
         [a, b, a, b, a, b].map(async (store) => {
           const got = await store.get('big', { signal: signal() });
-          return { size: got.size, bytes: (await collect(got.body)).length };
+          return { size: got.size, bytes: (await collect(bodyOf(got))).length };
         }),
       );
       assert.deepEqual(reads.map((r) => r.size), [3 * MiB, 3 * MiB + 1, 3 * MiB, 3 * MiB + 1, 3 * MiB, 3 * MiB + 1]);
@@ -315,7 +323,7 @@ describe('GCS adapter', () => {
     const invalid: { name: string; args: StoreArgs; message: RegExp }[] = [
       { name: 'an unknown config key', args: { bucket: 'config-bucket', credential: saA.json, config: { region: 'x' } }, message: /unknown GCP config key\(s\) "region"/ },
       { name: 'a bucket name GCS refuses', args: { bucket: 'Not_A_Bucket!', credential: saA.json }, message: /not a valid GCS bucket name/ },
-      { name: 'a storeEndpoint that is not a URL', args: { bucket: 'config-bucket', credential: saA.json, endpoint: 'storage here' }, message: /storeEndpoint is not a URL/ },
+      { name: 'a storeEndpoint that is not a URL', args: { bucket: 'config-bucket', credential: saA.json, endpoint: 'storage here' }, message: /config storeEndpoint must be an http:\/\/ or https:\/\/ URL/ },
       {
         name: 'a storeEndpoint with user information',
         args: { bucket: 'config-bucket', credential: saA.json, endpoint: 'https://user:hunter2secret@storage.example.com' },
@@ -351,7 +359,7 @@ describe('GCS adapter', () => {
       plain.inject({ on: 'media', name: 'big', fault: { kind: 'truncate', sendBytes: 300_000 } });
       const got = await store.get('big', { signal: signal() });
       assert.equal(got.size, big.length);
-      const { bytes, error } = await drain(got.body);
+      const { bytes, error } = await drain(bodyOf(got));
       assert.ok(error instanceof Error, `the body ended quietly after ${bytes} bytes`);
       assert.ok(bytes < big.length);
     });
@@ -361,7 +369,7 @@ describe('GCS adapter', () => {
       plain.inject({ on: 'media', name: 'big', fault: { kind: 'truncate', sendBytes: 10 } });
       const got = await store.get('big', { signal: signal(), range: { start: 100, end: 100_000 } });
       assert.deepEqual(got.range, { start: 100, end: 100_000 });
-      const { error } = await drain(got.body);
+      const { error } = await drain(bodyOf(got));
       assert.ok(error instanceof Error);
     });
 
@@ -388,14 +396,16 @@ describe('GCS adapter', () => {
       });
     }
 
-    test('HTTP 500 → StoreUnavailableError; the next call succeeds', async () => {
+    test(`HTTP 500 on every try → StoreUnavailableError after ${RETRIES} retries; the next call succeeds`, async () => {
       const store = makeStore({ endpoint: plain.url, bucket, credential: saA.json });
-      plain.inject({ fault: { kind: 'status', status: 500 } });
+      plain.inject({ fault: { kind: 'status', status: 500 }, times: RETRIES + 1 });
+      const from = plain.requests.length;
       await assert.rejects(store.stat('small', { signal: signal() }), (err: unknown) => {
         assert.ok(err instanceof StoreUnavailableError);
-        assert.match(err.message, /HTTP 500 \(backendError\)/);
+        assert.match(err.message, /HTTP 500 backendError/);
         return true;
       });
+      assert.equal(plain.requests.length - from, RETRIES + 1);
       assert.equal((await store.stat('small', { signal: signal() })).size, 5);
     });
 
@@ -417,7 +427,7 @@ describe('GCS adapter', () => {
       plain.inject({ on: 'media', name: 'big', fault: { kind: 'stall', sendBytes: 1000 } });
       const t0 = performance.now();
       const got = await store.get('big', { signal: signal() });
-      const { bytes, error } = await drain(got.body);
+      const { bytes, error } = await drain(bodyOf(got));
       assert.ok(error instanceof StoreTimeoutError, String(error));
       assert.equal(bytes, 1000);
       assert.ok(performance.now() - t0 < 3000);
@@ -452,7 +462,7 @@ describe('GCS adapter', () => {
 
     test('close() ends the pooled keep-alive connections', async () => {
       const store = new GcsStore(options({ endpoint: plain.url, bucket, credential: saA.json }));
-      await collect((await store.get('small', { signal: signal() })).body);
+      await collect(bodyOf(await store.get('small', { signal: signal() })));
       const open = openFdCount();
       await store.close();
       assert.ok((await waitForFdCount(open - 1)) <= open - 1, 'the pooled socket was closed');

@@ -1,11 +1,13 @@
 /**
  * A test double of ObjectStore held in memory, with switches to make it fail in the ways real stores
- * do (before the first byte, or after some bytes). For handler tests; real adapters are tested against
- * real files and emulators.
+ * do (before the first byte, or after some bytes). For handler tests; it passes the store conformance
+ * suite (test/stores/memory-store.test.ts), so handlers are tested against a store that keeps the contract.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { ObjectNotFoundError } from '../../src/stores/errors.ts';
+import { addAbortSignal, Readable } from 'node:stream';
+import { ObjectNotFoundError, StoreUnavailableError, ThrottledError } from '../../src/stores/errors.ts';
+import { keySegments } from '../../src/stores/keys.ts';
+import { fitRange } from '../../src/stores/range.ts';
 import type { StoreSpec, StoreFactory } from '../../src/stores/spec.ts';
 import { compareKeys, listPages } from '../../src/stores/listing.ts';
 import type { GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from '../../src/stores/types.ts';
@@ -14,13 +16,15 @@ export class MemoryStore implements ObjectStore, StoreFactory {
   readonly objects = new Map<string, { bytes: Buffer; lastModified: Date }>();
   /** Thrown by the next stat/get when set. */
   failWith: Error | undefined;
-  /** When set, get() delivers this many bytes and then errors. */
+  /** When set, get() delivers this many bytes and then errors, as a reset connection does. */
   breakAfter: number | undefined;
-  /** When set, get() also offers a reader (as the filesystem store does) whose first read rejects with this. */
+  /** When set, get() delivers this many bytes and then ends, short of the size it announced. */
+  truncateAfter: number | undefined;
+  /** When set, get() offers a reader (as the filesystem store does) whose first read rejects with this. */
   readerFailsWith: Error | undefined;
   calls: string[] = [];
 
-  put(key: string, bytes: Buffer | string, lastModified = new Date('2026-01-01T00:00:00Z')): void {
+  put(key: string, bytes: Uint8Array | string, lastModified = new Date('2026-01-01T00:00:00Z')): void {
     this.objects.set(key, { bytes: Buffer.from(bytes), lastModified });
   }
 
@@ -29,6 +33,7 @@ export class MemoryStore implements ObjectStore, StoreFactory {
   }
 
   #info(key: string): ObjectInfo & { bytes: Buffer } {
+    keySegments(key);
     if (this.failWith) throw this.failWith;
     const o = this.objects.get(key);
     if (!o) throw new ObjectNotFoundError(`object ${key} not found`);
@@ -74,22 +79,40 @@ export class MemoryStore implements ObjectStore, StoreFactory {
     this.calls.push(`get ${key}`);
     opts.signal.throwIfAborted();
     const { bytes, ...info } = this.#info(key);
-    const start = opts.range?.start ?? 0;
-    const end = Math.min(opts.range?.end ?? bytes.length - 1, bytes.length - 1);
-    const slice = bytes.subarray(start, end + 1);
-    const breakAfter = this.breakAfter;
-    const body =
-      breakAfter === undefined
-        ? Readable.from([slice])
-        : Readable.from(
-            (async function* () {
-              yield slice.subarray(0, breakAfter);
-              await new Promise((r) => setTimeout(r, 20));
-              throw new Error('upstream connection reset');
-            })(),
-          );
+    const range = opts.range === undefined ? undefined : fitRange(opts.range, bytes.length);
+    const slice = range === undefined ? bytes : bytes.subarray(range.start, range.end + 1);
+    const body = addAbortSignal(opts.signal, Readable.from(chunks(slice, this.breakAfter, this.truncateAfter), { objectMode: false }));
+    const got = { ...info, ...(range && { range }) };
     const failure = this.readerFailsWith;
-    const reader: ObjectReader | undefined = failure && { read: () => Promise.reject(failure), close: async () => undefined };
-    return { ...info, body, ...(reader && { reader }), ...(opts.range && { range: { start, end } }) };
+    if (failure === undefined) return { ...got, kind: 'stream', body };
+    const reader: ObjectReader = { read: () => Promise.reject(failure), close: async () => undefined };
+    return { ...got, kind: 'reader', reader, stream: () => body };
   }
+}
+
+/** The slice in chunks of 64 KiB, broken or cut short after `breakAfter` / `truncateAfter` bytes. */
+async function* chunks(slice: Buffer, breakAfter: number | undefined, truncateAfter: number | undefined): AsyncGenerator<Buffer> {
+  const end = Math.min(slice.length, breakAfter ?? Infinity, truncateAfter ?? Infinity);
+  for (let at = 0; at < end; at += 64 * 1024) yield slice.subarray(at, Math.min(end, at + 64 * 1024));
+  if (breakAfter !== undefined && breakAfter < slice.length) {
+    await new Promise((r) => setTimeout(r, 20));
+    throw new StoreUnavailableError('upstream connection reset');
+  }
+  if (truncateAfter !== undefined && truncateAfter < slice.length) {
+    throw new StoreUnavailableError(`short read: got ${truncateAfter} of ${slice.length} bytes`);
+  }
+}
+
+/** The store's switches as the conformance suite's faults (a memory store has no retries or idle timeout to show). */
+export function memoryFaults(store: MemoryStore): { throttle(s: number): void; truncateAfter(n: number): void; resetAfter(n: number): void; clear(): void } {
+  return {
+    throttle: (seconds) => (store.failWith = new ThrottledError('slow down', seconds)),
+    truncateAfter: (n) => (store.truncateAfter = n),
+    resetAfter: (n) => (store.breakAfter = n),
+    clear: () => {
+      store.failWith = undefined;
+      store.truncateAfter = undefined;
+      store.breakAfter = undefined;
+    },
+  };
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
+import type { ObjectBody } from '../../src/stores/types.ts';
 
 /** Reads a byte stream to the end; rejects with the stream's error. */
 export async function collect(stream: Readable): Promise<Buffer> {
@@ -62,4 +63,17 @@ export function firstChunk(stream: Readable): Promise<Buffer> {
     stream.once('data', onData);
     stream.once('error', onError);
   });
+}
+
+const streams = new WeakMap<ObjectBody, Readable>();
+
+/** An object's bytes as a stream, whichever kind of body its store gave (the same stream on every call). */
+export function bodyOf(obj: ObjectBody): Readable {
+  if (obj.kind === 'stream') return obj.body;
+  let stream = streams.get(obj);
+  if (stream === undefined) {
+    stream = obj.stream();
+    streams.set(obj, stream);
+  }
+  return stream;
 }

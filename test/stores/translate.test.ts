@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { classifyStatus, parseRetryAfter } from '../../src/stores/http-status.ts';
+import { classifyStatus, parseRetryAfter } from '../../src/stores/translate.ts';
 
 describe('classifyStatus', () => {
   const codes = { notFound: new Set(['NoSuchKey']), denied: new Set(['AccessDenied']), throttled: new Set(['SlowDown', 'rateLimitExceeded']), timeout: new Set(['OperationTimedOut']), range: new Set(['InvalidRange']) };

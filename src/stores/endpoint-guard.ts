@@ -1,5 +1,5 @@
 /**
- * No reaching inside the cluster through a tenant's endpoint (issue 6). A tenant writes its BSL's
+ * No reaching inside the cluster through a tenant's endpoint. A tenant writes its BSL's
  * endpoint (`s3Url`, `storageAccountURI`, `storeEndpoint`, or a cloud's public name by default) and
  * the gateway connects there from inside the cluster: without a guard, a tenant could point it at
  * the cloud metadata service (169.254.169.254), the API server, or any pod, and read answers back

@@ -1,5 +1,5 @@
 /**
- * The tenant endpoint guard (issue 6, "no reaching inside the cluster through a tenant's endpoint"):
+ * The tenant endpoint guard:
  * address classification, the allow list, the connect-time lookup, the guarded agents, and the three
  * real adapters (S3, Azure Blob, GCS) refusing loopback, link-local, private, rebinding, plain-HTTP
  * endpoints and never following a redirect, while an allowlisted private endpoint works.

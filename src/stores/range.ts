@@ -3,7 +3,8 @@
  * and how an upstream's answer (Content-Range, Content-Length) is reconciled with what was asked.
  * Adapters only say what their provider answered; the rule below decides what the caller gets.
  */
-import { Readable } from 'node:stream';
+import { Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { InvalidRangeError } from './errors.ts';
 import type { StoreUnavailableError } from './errors.ts';
 import { withLengthCheck } from './length-check.ts';
@@ -107,25 +108,35 @@ export function cut(source: Readable, sent: ByteRange, want: ByteRange | undefin
 }
 
 /**
- * Bytes `skip .. skip+length-1` of `source`. Ending early (or being destroyed) ends the iteration,
- * which destroys `source` and so frees its socket.
+ * Bytes `skip .. skip+length-1` of `source`, through a pipe: `source` is piped (flowing, paused only by
+ * backpressure) like an uncut body, so the idle watchdog reads its state the same way, and a 'data'
+ * listener cannot take chunks before the slice sees them. At the last byte the slice ends and destroys
+ * `source`, which frees its socket; so does the slice's consumer going away.
  */
 function slice(source: Readable, skip: number, length: number): Readable {
-  async function* bytes(): AsyncGenerator<Buffer> {
-    let toSkip = skip;
-    let left = length;
-    for await (const chunk of source) {
-      let buf = chunk as Buffer;
-      if (toSkip >= buf.length) {
-        toSkip -= buf.length;
-        continue;
+  let toSkip = skip;
+  let left = length;
+  const out = new Transform({
+    highWaterMark: source.readableHighWaterMark,
+    transform(chunk: Buffer, _encoding, done) {
+      if (left === 0 || toSkip >= chunk.length) {
+        if (left > 0) toSkip -= chunk.length;
+        done();
+        return;
       }
-      buf = buf.subarray(toSkip, toSkip + left);
+      const part = chunk.subarray(toSkip, toSkip + left);
       toSkip = 0;
-      left -= buf.length;
-      yield buf;
-      if (left === 0) return;
-    }
-  }
-  return Readable.from(bytes(), { objectMode: false });
+      left -= part.length;
+      this.push(part);
+      if (left === 0) {
+        this.push(null);
+        source.unpipe(out);
+        source.destroy();
+      }
+      done();
+    },
+  });
+  source.pipe(out);
+  out.once('close', () => source.destroy());
+  return out;
 }

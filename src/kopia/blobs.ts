@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ListedObject, ObjectBody, ObjectStore } from '../stores/types.ts';
+import type { ObjectBody, ObjectStore } from '../stores/types.ts';
 import { CorruptRepositoryError, KopiaNotFoundError } from './errors.ts';
 
 /**
@@ -54,7 +54,7 @@ export function blobStorage(store: ObjectStore, options: BlobStorageOptions = {}
       return data;
     },
     async *list(idPrefix, signal) {
-      for await (const obj of store.list(`${prefix}${idPrefix}`, { signal }) as AsyncIterable<ListedObject>) {
+      for await (const obj of store.list(`${prefix}${idPrefix}`, { signal })) {
         const rel = obj.key.slice(prefix.length);
         if (suffix !== '') {
           if (!rel.endsWith(suffix)) continue;

@@ -22,7 +22,11 @@ export class ContentDecryptor {
   decrypt(data: Buffer, iv: Buffer, what: string): Buffer {
     if (data.length < NONCE + TAG) throw new CorruptRepositoryError('truncated', `${what} is too short to be encrypted data (${data.length} bytes)`);
     const key = createHmac('sha256', this.#kds).update(iv).digest();
-    const decipher = createDecipheriv(this.#cipher, key, data.subarray(0, NONCE), { authTagLength: TAG });
+    const nonce = data.subarray(0, NONCE);
+    const decipher =
+      this.#cipher === 'aes-256-gcm'
+        ? createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG })
+        : createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG });
     decipher.setAAD(iv);
     decipher.setAuthTag(data.subarray(data.length - TAG));
     const body = decipher.update(data.subarray(NONCE, data.length - TAG));

@@ -1,0 +1,184 @@
+import { Readable } from 'node:stream';
+import { decompress } from './compression.ts';
+import { parseContentID } from './content-id.ts';
+import { CorruptRepositoryError, InvalidRequestError } from './errors.ts';
+
+/**
+ * An object id (repo/object/objectid.go): `I` once per level of indirection, then `Z` when the
+ * object's bytes are compressed at the object level (format v1 repositories), then a content id.
+ */
+export interface ObjectID {
+  indirection: number;
+  compressed: boolean;
+  contentID: string;
+}
+
+export function parseObjectID(id: string): ObjectID {
+  let i = 0;
+  while (id[i] === 'I') i++;
+  const compressed = id[i] === 'Z';
+  const contentID = id.slice(compressed ? i + 1 : i);
+  parseContentID(contentID); // throws InvalidRequestError on a malformed id
+  return { indirection: i, compressed, contentID };
+}
+
+/** What objects need of the repository: one content's plaintext, verified and decompressed. */
+export type ContentReader = (contentID: string, signal: AbortSignal) => Promise<Buffer>;
+
+/** One direct piece of an object: bytes [start, start+length) are the direct object `objectID`. */
+interface Segment {
+  start: number;
+  length: number;
+  objectID: string;
+}
+
+/** An object resolved to its direct pieces (one for a direct object), in order. */
+export interface ResolvedObject {
+  length: number;
+  segments: Segment[];
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The bytes of a direct object (no `I`): its content, decompressed when `Z`. */
+async function readDirect(oid: ObjectID, readContent: ContentReader, signal: AbortSignal): Promise<Buffer> {
+  const data = await readContent(oid.contentID, signal);
+  return oid.compressed ? decompress(data, `object Z${oid.contentID}`) : data;
+}
+
+/**
+ * Resolves an object to its direct pieces. An indirect object's list
+ * (`{"stream":"kopia:indirect","entries":[{"s","l","o"}]}`) is the object one level down; its
+ * entries may themselves be indirect. The pieces must tile the object without gap or overlap.
+ */
+export async function resolveObject(
+  id: string,
+  readContent: ContentReader,
+  signal: AbortSignal,
+  directLength: (oid: ObjectID) => number | undefined,
+): Promise<ResolvedObject> {
+  const oid = parseObjectID(id);
+  if (oid.indirection === 0) {
+    const known = directLength(oid);
+    const length = known ?? (await readDirect(oid, readContent, signal)).length;
+    return { length, segments: [{ start: 0, length, objectID: id }] };
+  }
+  const listID = id.slice(1);
+  const listObject = await resolveObject(listID, readContent, signal, directLength);
+  const listBytes = await readWhole(listObject, readContent, signal);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(listBytes.toString('utf8')) as unknown;
+  } catch (err) {
+    throw new CorruptRepositoryError('malformed', `indirect object ${id}: its list is not JSON`, { cause: err });
+  }
+  if (!isRecord(parsed) || parsed.stream !== 'kopia:indirect' || !Array.isArray(parsed.entries)) {
+    throw new CorruptRepositoryError('malformed', `indirect object ${id}: not a kopia:indirect list`);
+  }
+  const segments: Segment[] = [];
+  let pos = 0;
+  for (const e of parsed.entries as unknown[]) {
+    if (!isRecord(e) || typeof e.o !== 'string') throw new CorruptRepositoryError('malformed', `indirect object ${id}: bad entry`);
+    const start = typeof e.s === 'number' ? e.s : 0;
+    const length = typeof e.l === 'number' ? e.l : -1;
+    if (start !== pos || length < 0) throw new CorruptRepositoryError('malformed', `indirect object ${id}: entries do not tile the object at ${pos}`);
+    const inner = parseObjectID(e.o);
+    if (inner.indirection > 0) {
+      const sub = await resolveObject(e.o, readContent, signal, directLength);
+      if (sub.length !== length) throw new CorruptRepositoryError('malformed', `indirect object ${id}: entry ${e.o} is ${sub.length} bytes, the list says ${length}`);
+      for (const s of sub.segments) segments.push({ ...s, start: s.start + start });
+    } else {
+      segments.push({ start, length, objectID: e.o });
+    }
+    pos += length;
+  }
+  return { length: pos, segments };
+}
+
+/** Index of the segment that holds byte `offset` (binary search). */
+function segmentAt(segments: Segment[], offset: number): number {
+  let lo = 0;
+  let hi = segments.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if ((segments[mid]?.start ?? 0) <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+async function readSegment(seg: Segment, readContent: ContentReader, signal: AbortSignal): Promise<Buffer> {
+  const data = await readDirect(parseObjectID(seg.objectID), readContent, signal);
+  if (data.length !== seg.length) {
+    throw new CorruptRepositoryError('malformed', `object piece ${seg.objectID} is ${data.length} bytes, its list says ${seg.length}`);
+  }
+  return data;
+}
+
+/** The whole object in memory: for directories and lists, never for file data. */
+export async function readWhole(obj: ResolvedObject, readContent: ContentReader, signal: AbortSignal): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (const seg of obj.segments) parts.push(await readSegment(seg, readContent, signal));
+  return Buffer.concat(parts, obj.length);
+}
+
+/**
+ * Streams bytes [start, end] (inclusive) of an object, content by content: it seeks to the piece
+ * holding `start` without reading those before it, and fetches at most one piece ahead of the one
+ * being delivered. Memory per stream: the piece in the stream's buffer plus the one being fetched,
+ * each at most one content (kopia's splitters cut at most 8 MiB by default; 4 MiB on average with
+ * DYNAMIC-4M-BUZHASH), so about 2 contents plus their ciphertext while one decrypts.
+ * Destroying the stream aborts the fetch in flight.
+ */
+export function streamObject(
+  obj: ResolvedObject,
+  range: { start: number; end: number },
+  readContent: ContentReader,
+  signal: AbortSignal,
+): Readable {
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const inner = AbortSignal.any([signal, controller.signal]);
+  async function* pieces(): AsyncGenerator<Buffer> {
+    try {
+      if (range.end < range.start) return;
+      const first = segmentAt(obj.segments, range.start);
+      const fetch = (i: number): Promise<Buffer> | undefined => {
+        const seg = obj.segments[i];
+        if (!seg || seg.start > range.end) return undefined;
+        const p = readSegment(seg, readContent, inner);
+        p.catch(() => undefined); // observed here; the error surfaces when it is awaited
+        return p;
+      };
+      let next = fetch(first);
+      for (let i = first; next; i++) {
+        const data = await next;
+        next = fetch(i + 1);
+        const seg = obj.segments[i];
+        if (!seg) break;
+        const from = Math.max(range.start - seg.start, 0);
+        const to = Math.min(range.end - seg.start + 1, seg.length);
+        yield data.subarray(from, to);
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      controller.abort(new Error('object stream closed'));
+    }
+  }
+  // highWaterMark 1 byte: the stream asks for the next piece only once the consumer took the last.
+  return Readable.from(pieces(), { objectMode: false, highWaterMark: 1 });
+}
+
+/** Checks and clamps a byte range against an object's length, as the stores do. */
+export function fitObjectRange(length: number, range?: { start: number; end?: number }): { start: number; end: number } {
+  if (!range) return { start: 0, end: length - 1 };
+  if (!Number.isSafeInteger(range.start) || range.start < 0 || (length > 0 && range.start >= length) || (length === 0 && range.start > 0)) {
+    throw new InvalidRequestError(`range start ${range.start} is outside the object (${length} bytes)`);
+  }
+  const end = range.end === undefined ? length - 1 : Math.min(range.end, length - 1);
+  if (end < range.start - 1) throw new InvalidRequestError(`range end ${String(range.end)} is before its start ${range.start}`);
+  return { start: range.start, end };
+}

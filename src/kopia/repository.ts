@@ -1,0 +1,319 @@
+import type { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import type { ObjectStore } from '../stores/types.ts';
+import { blobStorage } from './blobs.ts';
+import type { BlobNaming, BlobStorage } from './blobs.ts';
+import { decompress } from './compression.ts';
+import { ContentDecryptor, contentIV } from './content-crypto.ts';
+import { parseContentID } from './content-id.ts';
+import { CorruptRepositoryError, InvalidRequestError, KopiaNotFoundError } from './errors.ts';
+import { readFormat } from './format.ts';
+import type { RepositoryFormat } from './format.ts';
+import type { ContentIndex } from './index.ts';
+import { loadContentIndex, selectEpochIndexBlobs, selectLegacyIndexBlobs } from './index-blobs.ts';
+import { fitObjectRange, readWhole, resolveObject, streamObject } from './objects.ts';
+import type { ObjectID, ResolvedObject } from './objects.ts';
+
+export interface OpenRepositoryOptions {
+  /** Key prefix of the repository in the store (`<bsl prefix>/kopia/<ns>/` for Velero); default ''. */
+  prefix?: string;
+  /** `object` (S3, Azure, GCS: key = prefix + blob id; default) or `filesystem` (`<id>.f` files). */
+  naming?: BlobNaming;
+  password: string;
+  signal: AbortSignal;
+}
+
+/** A snapshot manifest (snapshot/manifest.go), as much of it as a reader shows. */
+export interface Snapshot {
+  /** The manifest id, what `kopia snapshot list --json` calls `id` and Velero stores as snapshotID. */
+  id: string;
+  source: { host: string; userName: string; path: string };
+  description: string;
+  startTime: string;
+  endTime: string;
+  incomplete: string | undefined;
+  /** Labels of the manifest that start with `tag:`, and any `tags` of the data. */
+  tags: Record<string, string>;
+  pins: string[];
+  rootEntry: DirEntry;
+}
+
+/** One directory entry (snapshot/snapshotfs: DirEntry JSON). */
+export interface DirEntry {
+  name: string;
+  /** `f` file, `d` directory, `s` symlink; kopia also knows `c`, `b`, `p`, `S` (special files). */
+  type: string;
+  /** Permission bits (and setuid/setgid/sticky), from kopia's octal string. */
+  mode: number;
+  /** Modification time, RFC 3339 with nanoseconds as kopia wrote it. */
+  mtime: string;
+  /** Bytes (files, symlink targets); a directory's is the total of its tree when kopia knows it. */
+  size: number;
+  uid: number;
+  gid: number;
+  objectID: string;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function toDirEntry(e: unknown, where: string): DirEntry {
+  if (!isRecord(e) || typeof e.name !== 'string' || typeof e.type !== 'string' || typeof e.obj !== 'string') {
+    throw new CorruptRepositoryError('malformed', `${where}: an entry lacks name, type or obj`);
+  }
+  const summ = isRecord(e.summ) ? e.summ : undefined;
+  const size = typeof e.size === 'number' ? e.size : typeof summ?.size === 'number' ? summ.size : 0;
+  return {
+    name: e.name,
+    type: e.type,
+    mode: typeof e.mode === 'string' ? parseInt(e.mode, 8) : 0,
+    mtime: typeof e.mtime === 'string' ? e.mtime : '',
+    size,
+    uid: typeof e.uid === 'number' ? e.uid : 0,
+    gid: typeof e.gid === 'number' ? e.gid : 0,
+    objectID: e.obj,
+  };
+}
+
+/**
+ * The segments of a path inside a snapshot: `/`-separated, leading and trailing `/` ignored.
+ * `..`, `.`, empty segments and NUL are refused: a path never leaves the snapshot, and names are
+ * matched exactly as kopia stored them (no normalisation).
+ */
+export function snapshotPathSegments(path: string): string[] {
+  if (path.includes('\0')) throw new InvalidRequestError('a path inside a snapshot cannot contain NUL');
+  const trimmed = path.replace(/^\/+/, '').replace(/\/+$/, '');
+  if (trimmed === '') return [];
+  const segments = trimmed.split('/');
+  for (const s of segments) {
+    if (s === '' || s === '.' || s === '..') throw new InvalidRequestError(`path ${JSON.stringify(path)} has an empty, "." or ".." segment`);
+  }
+  return segments;
+}
+
+/** A file opened for streaming. */
+export interface OpenedFile {
+  entry: DirEntry;
+  /** The file's length in bytes (from its object, which is authoritative). */
+  size: number;
+  /** Bytes delivered, inclusive; end < start for an empty file. */
+  range: { start: number; end: number };
+  /** The bytes; errors (never ends early) on a damaged or missing content. */
+  stream: Readable;
+}
+
+/**
+ * A read-only kopia repository. Open it with `openRepository`; the format key is derived once and
+ * the index loaded once (call `refresh()` to reload the index after new snapshots).
+ */
+export class Repository {
+  readonly format: RepositoryFormat;
+  readonly #blobs: BlobStorage;
+  readonly #decryptor: ContentDecryptor;
+  #index: ContentIndex;
+
+  private constructor(blobs: BlobStorage, format: RepositoryFormat, index: ContentIndex) {
+    this.#blobs = blobs;
+    this.format = format;
+    this.#decryptor = new ContentDecryptor(format.encryption, format.masterKey);
+    this.#index = index;
+  }
+
+  /** @internal use openRepository */
+  static async open(blobs: BlobStorage, password: string, signal: AbortSignal): Promise<Repository> {
+    const format = await readFormat(blobs, password, signal);
+    const index = await Repository.#loadIndex(blobs, format, signal);
+    return new Repository(blobs, format, index);
+  }
+
+  static async #loadIndex(blobs: BlobStorage, format: RepositoryFormat, signal: AbortSignal): Promise<ContentIndex> {
+    const decryptor = new ContentDecryptor(format.encryption, format.masterKey);
+    const selection = format.epochsEnabled ? await selectEpochIndexBlobs(blobs, signal) : await selectLegacyIndexBlobs(blobs, signal);
+    return loadContentIndex(blobs, decryptor, selection, signal);
+  }
+
+  /** Reloads the content index (new snapshots, maintenance). */
+  async refresh(signal: AbortSignal): Promise<void> {
+    this.#index = await Repository.#loadIndex(this.#blobs, this.format, signal);
+  }
+
+  /** The merged content index. */
+  get index(): ContentIndex {
+    return this.#index;
+  }
+
+  /** One content's plaintext: read from its pack, authenticated, decrypted, decompressed. */
+  async readContent(contentID: string, signal: AbortSignal): Promise<Buffer> {
+    const info = this.#index.get(contentID);
+    const raw = await this.#blobs.read(info.packBlobID, signal, { offset: info.packOffset, length: info.packedLength });
+    const plain = this.#decryptor.decrypt(raw, contentIV(parseContentID(contentID).hash), `content ${contentID} in pack ${info.packBlobID}`);
+    if (info.compressionHeaderID !== 0) return decompress(plain, `content ${contentID}`, info.compressionHeaderID, info.originalLength);
+    if (plain.length !== info.originalLength) {
+      throw new CorruptRepositoryError('malformed', `content ${contentID} is ${plain.length} bytes, the index says ${info.originalLength}`);
+    }
+    return plain;
+  }
+
+  readonly #reader = (id: string, signal: AbortSignal): Promise<Buffer> => this.readContent(id, signal);
+  readonly #directLength = (oid: ObjectID): number | undefined => (oid.compressed ? undefined : this.#index.get(oid.contentID).originalLength);
+
+  /** Resolves an object id to its pieces (reads indirect lists, never file data). */
+  resolveObject(objectID: string, signal: AbortSignal): Promise<ResolvedObject> {
+    return resolveObject(objectID, this.#reader, signal, this.#directLength);
+  }
+
+  /** Streams an object, or the inclusive byte range of it. */
+  async openObject(objectID: string, opts: { signal: AbortSignal; range?: { start: number; end?: number } }): Promise<{ size: number; range: { start: number; end: number }; stream: Readable }> {
+    const obj = await this.resolveObject(objectID, opts.signal);
+    const range = fitObjectRange(obj.length, opts.range);
+    return { size: obj.length, range, stream: streamObject(obj, range, this.#reader, opts.signal) };
+  }
+
+  /** A whole object in memory (directories, manifests; not file data). */
+  async readObject(objectID: string, signal: AbortSignal): Promise<Buffer> {
+    return readWhole(await this.resolveObject(objectID, signal), this.#reader, signal);
+  }
+
+  /**
+   * Every live manifest (repo/manifest): the `m`-prefixed contents each hold a gzipped
+   * `{"entries":[{id, labels, modified, deleted, data}]}`; of entries with the same id the latest
+   * `modified` wins, and a winner marked deleted is gone.
+   */
+  async manifests(signal: AbortSignal): Promise<{ id: string; labels: Record<string, string>; modified: string; data: unknown }[]> {
+    const byID = new Map<string, { id: string; labels: Record<string, string>; modified: string; modifiedMs: number; deleted: boolean; data: unknown }>();
+    for (const info of [...this.#index.withPrefix('m')]) {
+      if (info.deleted) continue;
+      const raw = await this.readContent(info.contentID, signal);
+      let parsed: unknown;
+      try {
+        const json = raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw;
+        parsed = JSON.parse(json.toString('utf8')) as unknown;
+      } catch (err) {
+        throw new CorruptRepositoryError('malformed', `manifest content ${info.contentID} is not gzipped JSON`, { cause: err });
+      }
+      if (!isRecord(parsed) || !Array.isArray(parsed.entries)) throw new CorruptRepositoryError('malformed', `manifest content ${info.contentID} has no entries`);
+      for (const e of parsed.entries as unknown[]) {
+        if (!isRecord(e) || typeof e.id !== 'string') continue;
+        const modified = typeof e.modified === 'string' ? e.modified : '';
+        const modifiedMs = Date.parse(modified);
+        const prev = byID.get(e.id);
+        // RFC 3339 with nanoseconds: compare milliseconds, then the full string for the rest.
+        if (prev && (prev.modifiedMs > modifiedMs || (prev.modifiedMs === modifiedMs && prev.modified >= modified))) continue;
+        const labels: Record<string, string> = {};
+        if (isRecord(e.labels)) for (const [k, v] of Object.entries(e.labels)) if (typeof v === 'string') labels[k] = v;
+        byID.set(e.id, { id: e.id, labels, modified, modifiedMs, deleted: e.deleted === true, data: e.data });
+      }
+    }
+    return [...byID.values()].filter((m) => !m.deleted).map(({ id, labels, modified, data }) => ({ id, labels, modified, data }));
+  }
+
+  /** Snapshot manifests, oldest first (by start time, then id). */
+  async snapshots(signal: AbortSignal): Promise<Snapshot[]> {
+    const out: Snapshot[] = [];
+    for (const m of await this.manifests(signal)) {
+      if (m.labels.type !== 'snapshot') continue;
+      out.push(toSnapshot(m.id, m.labels, m.data));
+    }
+    return out.sort((a, b) => (a.startTime < b.startTime ? -1 : a.startTime > b.startTime ? 1 : a.id < b.id ? -1 : 1));
+  }
+
+  /** One snapshot by manifest id; KopiaNotFoundError('snapshot') when there is none. */
+  async snapshot(id: string, signal: AbortSignal): Promise<Snapshot> {
+    const found = (await this.snapshots(signal)).find((s) => s.id === id);
+    if (!found) throw new KopiaNotFoundError('snapshot', `snapshot ${id} does not exist`);
+    return found;
+  }
+
+  /** The entries of a directory object, in kopia's order (by name). */
+  async readDirectory(objectID: string, signal: AbortSignal): Promise<DirEntry[]> {
+    const raw = await this.readObject(objectID, signal);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw.toString('utf8')) as unknown;
+    } catch (err) {
+      throw new CorruptRepositoryError('malformed', `directory ${objectID} is not JSON`, { cause: err });
+    }
+    if (!isRecord(parsed) || parsed.stream !== 'kopia:directory' || !Array.isArray(parsed.entries)) {
+      throw new CorruptRepositoryError('malformed', `object ${objectID} is not a kopia directory`);
+    }
+    return (parsed.entries as unknown[]).map((e) => toDirEntry(e, `directory ${objectID}`));
+  }
+
+  /**
+   * The entry at `path` inside the snapshot ('' or '/' is the root). Symlinks are never followed:
+   * a symlink as the last segment is returned as such, one in the middle is KopiaNotFoundError.
+   */
+  async stat(snapshot: Snapshot, path: string, signal: AbortSignal): Promise<DirEntry> {
+    let entry = snapshot.rootEntry;
+    const segments = snapshotPathSegments(path);
+    for (const [i, name] of segments.entries()) {
+      if (entry.type !== 'd') {
+        throw new KopiaNotFoundError('path', `${segments.slice(0, i).join('/')} is not a directory (type ${entry.type}) in snapshot ${snapshot.id}`);
+      }
+      const next = (await this.readDirectory(entry.objectID, signal)).find((e) => e.name === name);
+      if (!next) throw new KopiaNotFoundError('path', `${segments.slice(0, i + 1).join('/')} does not exist in snapshot ${snapshot.id}`);
+      entry = next;
+    }
+    return entry;
+  }
+
+  /** The entries of the directory at `path`. */
+  async listDirectory(snapshot: Snapshot, path: string, signal: AbortSignal): Promise<DirEntry[]> {
+    const entry = await this.stat(snapshot, path, signal);
+    if (entry.type !== 'd') throw new InvalidRequestError(`${path} is not a directory (type ${entry.type})`);
+    return this.readDirectory(entry.objectID, signal);
+  }
+
+  /** A symlink's target, as stored (never resolved). */
+  async readLink(snapshot: Snapshot, path: string, signal: AbortSignal): Promise<string> {
+    const entry = await this.stat(snapshot, path, signal);
+    if (entry.type !== 's') throw new InvalidRequestError(`${path} is not a symlink (type ${entry.type})`);
+    return (await this.readObject(entry.objectID, signal)).toString('utf8');
+  }
+
+  /** Opens the regular file at `path` for streaming, optionally an inclusive byte range of it. */
+  async openFile(snapshot: Snapshot, path: string, opts: { signal: AbortSignal; range?: { start: number; end?: number } }): Promise<OpenedFile> {
+    const entry = await this.stat(snapshot, path, opts.signal);
+    if (entry.type !== 'f') throw new InvalidRequestError(`${path} is not a regular file (type ${entry.type})`);
+    const opened = await this.openObject(entry.objectID, opts);
+    return { entry, ...opened };
+  }
+}
+
+function toSnapshot(id: string, labels: Record<string, string>, data: unknown): Snapshot {
+  if (!isRecord(data) || !isRecord(data.source) || !isRecord(data.rootEntry)) {
+    throw new CorruptRepositoryError('malformed', `snapshot manifest ${id} lacks source or rootEntry`);
+  }
+  const src = data.source;
+  const tags: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) if (k.startsWith('tag:')) tags[k] = v;
+  if (isRecord(data.tags)) for (const [k, v] of Object.entries(data.tags)) if (typeof v === 'string') tags[k] = v;
+  return {
+    id,
+    source: {
+      host: typeof src.host === 'string' ? src.host : '',
+      userName: typeof src.userName === 'string' ? src.userName : '',
+      path: typeof src.path === 'string' ? src.path : '',
+    },
+    description: typeof data.description === 'string' ? data.description : '',
+    startTime: typeof data.startTime === 'string' ? data.startTime : '',
+    endTime: typeof data.endTime === 'string' ? data.endTime : '',
+    incomplete: typeof data.incomplete === 'string' && data.incomplete !== '' ? data.incomplete : undefined,
+    tags,
+    pins: Array.isArray(data.pins) ? data.pins.filter((p): p is string => typeof p === 'string') : [],
+    rootEntry: toDirEntry(data.rootEntry, `snapshot ${id}`),
+  };
+}
+
+/**
+ * Opens a kopia repository read-only through any ObjectStore: reads and decrypts its format with
+ * `password` (key derivation costs ~0.1-0.3 s and, for scrypt, 64 MiB), then loads its index.
+ * Throws WrongPasswordError, UnsupportedFeatureError (naming the feature), KopiaNotFoundError
+ * (no repository there) or CorruptRepositoryError.
+ */
+export function openRepository(store: ObjectStore, options: OpenRepositoryOptions): Promise<Repository> {
+  options.signal.throwIfAborted();
+  const blobs = blobStorage(store, { prefix: options.prefix ?? '', naming: options.naming ?? 'object' });
+  return Repository.open(blobs, options.password, options.signal);
+}

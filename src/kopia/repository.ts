@@ -234,10 +234,11 @@ export class Repository {
     } catch (err) {
       throw new CorruptRepositoryError('malformed', `directory ${objectID} is not JSON`, { cause: err });
     }
-    if (!isRecord(parsed) || parsed.stream !== 'kopia:directory' || !Array.isArray(parsed.entries)) {
+    // An empty directory is written with `"entries":null` (Go's nil slice).
+    if (!isRecord(parsed) || parsed.stream !== 'kopia:directory' || !(Array.isArray(parsed.entries) || parsed.entries === null)) {
       throw new CorruptRepositoryError('malformed', `object ${objectID} is not a kopia directory`);
     }
-    return (parsed.entries as unknown[]).map((e) => toDirEntry(e, `directory ${objectID}`));
+    return ((parsed.entries ?? []) as unknown[]).map((e) => toDirEntry(e, `directory ${objectID}`));
   }
 
   /**

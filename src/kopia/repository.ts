@@ -313,7 +313,7 @@ function toSnapshot(id: string, labels: Record<string, string>, data: unknown): 
  * Throws WrongPasswordError, UnsupportedFeatureError (naming the feature), KopiaNotFoundError
  * (no repository there) or CorruptRepositoryError.
  */
-export function openRepository(store: ObjectStore, options: OpenRepositoryOptions): Promise<Repository> {
+export async function openRepository(store: ObjectStore, options: OpenRepositoryOptions): Promise<Repository> {
   options.signal.throwIfAborted();
   const blobs = blobStorage(store, { prefix: options.prefix ?? '', naming: options.naming ?? 'object' });
   return Repository.open(blobs, options.password, options.signal);

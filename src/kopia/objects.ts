@@ -127,9 +127,10 @@ export async function readWhole(obj: ResolvedObject, readContent: ContentReader,
 /**
  * Streams bytes [start, end] (inclusive) of an object, content by content: it seeks to the piece
  * holding `start` without reading those before it, and fetches at most one piece ahead of the one
- * being delivered. Memory per stream: the piece in the stream's buffer plus the one being fetched,
- * each at most one content (kopia's splitters cut at most 8 MiB by default; 4 MiB on average with
- * DYNAMIC-4M-BUZHASH), so about 2 contents plus their ciphertext while one decrypts.
+ * the consumer holds. Memory per stream: the piece the consumer holds plus the one fetched into
+ * the stream's buffer, each one content (DYNAMIC-4M-BUZHASH cuts 4 MiB on average, at most 8 MiB;
+ * the fixtures hold an 8 MiB one), plus that content's ciphertext while it decrypts: about 3 contents
+ * at the worst moment, 24 MiB with kopia's default splitter.
  * Destroying the stream aborts the fetch in flight.
  */
 export function streamObject(
@@ -139,37 +140,43 @@ export function streamObject(
   signal: AbortSignal,
 ): Readable {
   const controller = new AbortController();
-  const onAbort = (): void => controller.abort(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
   const inner = AbortSignal.any([signal, controller.signal]);
-  async function* pieces(): AsyncGenerator<Buffer> {
-    try {
-      if (range.end < range.start) return;
-      const first = segmentAt(obj.segments, range.start);
-      const fetch = (i: number): Promise<Buffer> | undefined => {
-        const seg = obj.segments[i];
-        if (!seg || seg.start > range.end) return undefined;
-        const p = readSegment(seg, readContent, inner);
-        p.catch(() => undefined); // observed here; the error surfaces when it is awaited
-        return p;
-      };
-      let next = fetch(first);
-      for (let i = first; next; i++) {
-        const data = await next;
-        next = fetch(i + 1);
-        const seg = obj.segments[i];
-        if (!seg) break;
-        const from = Math.max(range.start - seg.start, 0);
-        const to = Math.min(range.end - seg.start + 1, seg.length);
-        yield data.subarray(from, to);
+  let next = segmentAt(obj.segments, range.start);
+  let busy = false;
+  // One piece at a time: read() is called when the stream's buffer (highWaterMark 1 byte) is empty,
+  // that is once the consumer took the last piece, so one content is read ahead, no more.
+  const stream = new Readable({
+    highWaterMark: 1,
+    read() {
+      if (busy) return;
+      busy = true;
+      const seg = obj.segments[next];
+      if (range.end < range.start || !seg || seg.start > range.end) {
+        this.push(null);
+        return;
       }
-    } finally {
+      readSegment(seg, readContent, inner).then(
+        (data) => {
+          next++;
+          busy = false;
+          this.push(data.subarray(Math.max(range.start - seg.start, 0), Math.min(range.end - seg.start + 1, seg.length)));
+        },
+        (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
+      );
+    },
+    destroy(err, cb) {
+      // Destroyed (consumer gone, error, end): abort the fetch in flight, if any.
       signal.removeEventListener('abort', onAbort);
       controller.abort(new Error('object stream closed'));
-    }
-  }
-  // highWaterMark 1 byte: the stream asks for the next piece only once the consumer took the last.
-  return Readable.from(pieces(), { objectMode: false, highWaterMark: 1 });
+      cb(err);
+    },
+  });
+  const onAbort = (): void => {
+    stream.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return stream;
 }
 
 /** Checks and clamps a byte range against an object's length, as the stores do. */

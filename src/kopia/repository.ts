@@ -180,32 +180,19 @@ export class Repository {
    * `{"entries":[{id, labels, modified, deleted, data}]}`; of entries with the same id the latest
    * `modified` wins, and a winner marked deleted is gone.
    */
-  async manifests(signal: AbortSignal): Promise<{ id: string; labels: Record<string, string>; modified: string; data: unknown }[]> {
-    const byID = new Map<string, { id: string; labels: Record<string, string>; modified: string; modifiedMs: number; deleted: boolean; data: unknown }>();
+  async manifests(signal: AbortSignal): Promise<Manifest[]> {
+    const parsed: { contentID: string; json: unknown }[] = [];
     for (const info of [...this.#index.withPrefix('m')]) {
       if (info.deleted) continue;
       const raw = await this.readContent(info.contentID, signal);
-      let parsed: unknown;
       try {
         const json = raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw;
-        parsed = JSON.parse(json.toString('utf8')) as unknown;
+        parsed.push({ contentID: info.contentID, json: JSON.parse(json.toString('utf8')) as unknown });
       } catch (err) {
         throw new CorruptRepositoryError('malformed', `manifest content ${info.contentID} is not gzipped JSON`, { cause: err });
       }
-      if (!isRecord(parsed) || !Array.isArray(parsed.entries)) throw new CorruptRepositoryError('malformed', `manifest content ${info.contentID} has no entries`);
-      for (const e of parsed.entries as unknown[]) {
-        if (!isRecord(e) || typeof e.id !== 'string') continue;
-        const modified = typeof e.modified === 'string' ? e.modified : '';
-        const modifiedMs = Date.parse(modified);
-        const prev = byID.get(e.id);
-        // RFC 3339 with nanoseconds: compare milliseconds, then the full string for the rest.
-        if (prev && (prev.modifiedMs > modifiedMs || (prev.modifiedMs === modifiedMs && prev.modified >= modified))) continue;
-        const labels: Record<string, string> = {};
-        if (isRecord(e.labels)) for (const [k, v] of Object.entries(e.labels)) if (typeof v === 'string') labels[k] = v;
-        byID.set(e.id, { id: e.id, labels, modified, modifiedMs, deleted: e.deleted === true, data: e.data });
-      }
     }
-    return [...byID.values()].filter((m) => !m.deleted).map(({ id, labels, modified, data }) => ({ id, labels, modified, data }));
+    return mergeManifests(parsed);
   }
 
   /** Snapshot manifests, oldest first (by start time, then id). */
@@ -280,6 +267,45 @@ export class Repository {
     const opened = await this.openObject(entry.objectID, opts);
     return { entry, ...opened };
   }
+}
+
+/** One live manifest entry (repo/manifest). */
+export interface Manifest {
+  id: string;
+  labels: Record<string, string>;
+  /** RFC 3339 with nanoseconds. */
+  modified: string;
+  data: unknown;
+}
+
+/** Orders kopia's RFC 3339 times with up to nanoseconds (Date keeps milliseconds only). */
+function compareTimes(a: string, b: string): number {
+  const ms = Date.parse(a) - Date.parse(b);
+  if (ms !== 0 || Number.isNaN(ms)) return Number.isNaN(ms) ? (a < b ? -1 : a > b ? 1 : 0) : ms;
+  const frac = (t: string): string => (/\.(\d+)/.exec(t)?.[1] ?? '').padEnd(9, '0');
+  return frac(a) < frac(b) ? -1 : frac(a) > frac(b) ? 1 : 0;
+}
+
+/**
+ * Merges the entries of manifest contents (`{"entries":[{id, labels, modified, deleted, data}]}`)
+ * as kopia's committed manifest manager does: per id the latest `modified` wins, and an id whose
+ * winner is marked deleted is gone.
+ */
+export function mergeManifests(contents: { contentID: string; json: unknown }[]): Manifest[] {
+  const byID = new Map<string, Manifest & { deleted: boolean }>();
+  for (const { contentID, json } of contents) {
+    if (!isRecord(json) || !Array.isArray(json.entries)) throw new CorruptRepositoryError('malformed', `manifest content ${contentID} has no entries`);
+    for (const e of json.entries as unknown[]) {
+      if (!isRecord(e) || typeof e.id !== 'string') continue;
+      const modified = typeof e.modified === 'string' ? e.modified : '';
+      const prev = byID.get(e.id);
+      if (prev && compareTimes(prev.modified, modified) >= 0) continue;
+      const labels: Record<string, string> = {};
+      if (isRecord(e.labels)) for (const [k, v] of Object.entries(e.labels)) if (typeof v === 'string') labels[k] = v;
+      byID.set(e.id, { id: e.id, labels, modified, deleted: e.deleted === true, data: e.data });
+    }
+  }
+  return [...byID.values()].filter((m) => !m.deleted).map(({ id, labels, modified, data }) => ({ id, labels, modified, data }));
 }
 
 function toSnapshot(id: string, labels: Record<string, string>, data: unknown): Snapshot {

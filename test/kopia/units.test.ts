@@ -12,7 +12,7 @@ import { CorruptRepositoryError } from '../../src/kopia/errors.ts';
 import { ContentIndex, PackTable, parseIndexBlob } from '../../src/kopia/index.ts';
 import { selectEpochIndexBlobs } from '../../src/kopia/index-blobs.ts';
 import { streamObject } from '../../src/kopia/objects.ts';
-import { snapshotPathSegments } from '../../src/kopia/repository.ts';
+import { mergeManifests, snapshotPathSegments } from '../../src/kopia/repository.ts';
 import { decodeS2Block, decodeS2Stream } from '../../src/kopia/s2.ts';
 
 // ------------------------------------------------------------------ a test-only index writer
@@ -319,5 +319,17 @@ describe('paths inside a snapshot', () => {
     assert.deepEqual(snapshotPathSegments('/'), []);
     assert.deepEqual(snapshotPathSegments('/a/b c/ü/'), ['a', 'b c', 'ü']);
     for (const p of ['..', 'a/..', 'a/./b', 'a//b', '../a', 'a\0b']) assert.throws(() => snapshotPathSegments(p), /segment|NUL/, p);
+  });
+});
+
+describe('manifest merging', () => {
+  const entry = (id: string, modified: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ id, labels: { type: 'snapshot' }, modified, data: { v: modified }, ...extra });
+  test('per id the latest modified wins (nanoseconds count), whatever content holds it; a deleted winner removes the id', () => {
+    const merged = mergeManifests([
+      { contentID: 'm1', json: { entries: [entry('a', '2026-01-01T00:00:00.000000002Z'), entry('b', '2026-01-01T00:00:00Z'), entry('c', '2026-01-01T00:00:00Z')] } },
+      { contentID: 'm2', json: { entries: [entry('a', '2026-01-01T00:00:00.000000001Z'), entry('b', '2026-01-02T00:00:00Z', { deleted: true }), entry('c', '2025-12-31T00:00:00Z', { deleted: true })] } },
+    ]);
+    assert.deepEqual(merged.map((m) => [m.id, m.modified]), [['a', '2026-01-01T00:00:00.000000002Z'], ['c', '2026-01-01T00:00:00Z']]);
+    assert.throws(() => mergeManifests([{ contentID: 'm3', json: { nope: 1 } }]), CorruptRepositoryError);
   });
 });

@@ -142,14 +142,12 @@ export function streamObject(
   const controller = new AbortController();
   const inner = AbortSignal.any([signal, controller.signal]);
   let next = segmentAt(obj.segments, range.start);
-  let busy = false;
-  // One piece at a time: read() is called when the stream's buffer (highWaterMark 1 byte) is empty,
-  // that is once the consumer took the last piece, so one content is read ahead, no more.
+  // One piece at a time: Readable calls read() again only after a push, and only while its buffer
+  // (highWaterMark 1 byte) is empty, that is once the consumer took the last piece: one content is
+  // read ahead, no more.
   const stream = new Readable({
     highWaterMark: 1,
     read() {
-      if (busy) return;
-      busy = true;
       const seg = obj.segments[next];
       if (range.end < range.start || !seg || seg.start > range.end) {
         this.push(null);
@@ -158,7 +156,6 @@ export function streamObject(
       readSegment(seg, readContent, inner).then(
         (data) => {
           next++;
-          busy = false;
           this.push(data.subarray(Math.max(range.start - seg.start, 0), Math.min(range.end - seg.start + 1, seg.length)));
         },
         (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),

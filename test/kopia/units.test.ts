@@ -326,8 +326,8 @@ describe('manifest merging', () => {
   const entry = (id: string, modified: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ id, labels: { type: 'snapshot' }, modified, data: { v: modified }, ...extra });
   test('per id the latest modified wins (nanoseconds count), whatever content holds it; a deleted winner removes the id', () => {
     const merged = mergeManifests([
-      { contentID: 'm1', json: { entries: [entry('a', '2026-01-01T00:00:00.000000002Z'), entry('b', '2026-01-01T00:00:00Z'), entry('c', '2026-01-01T00:00:00Z')] } },
-      { contentID: 'm2', json: { entries: [entry('a', '2026-01-01T00:00:00.000000001Z'), entry('b', '2026-01-02T00:00:00Z', { deleted: true }), entry('c', '2025-12-31T00:00:00Z', { deleted: true })] } },
+      { contentID: 'm1', json: { entries: [entry('a', '2026-01-01T00:00:00.000000001Z'), entry('b', '2026-01-01T00:00:00Z'), entry('c', '2026-01-01T00:00:00Z')] } },
+      { contentID: 'm2', json: { entries: [entry('a', '2026-01-01T00:00:00.000000002Z'), entry('b', '2026-01-02T00:00:00Z', { deleted: true }), entry('c', '2025-12-31T00:00:00Z', { deleted: true })] } },
     ]);
     assert.deepEqual(merged.map((m) => [m.id, m.modified]), [['a', '2026-01-01T00:00:00.000000002Z'], ['c', '2026-01-01T00:00:00Z']]);
     assert.throws(() => mergeManifests([{ contentID: 'm3', json: { nope: 1 } }]), CorruptRepositoryError);

@@ -1,0 +1,51 @@
+/**
+ * The same reader over the object-store layout (S3, Azure, GCS: blob `<id>` is the key
+ * `<prefix><id>`), as Velero lays repositories out (`<bsl prefix>/kopia/<namespace>/`), beside a
+ * neighbouring namespace whose prefix extends this one's name: the BlobStorage adapter is the only
+ * thing that changes.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { KopiaNotFoundError } from '../../src/kopia/errors.ts';
+import { openRepository } from '../../src/kopia/repository.ts';
+import { PASSWORD, fsStore, loadManifest, readAll, repoDir, signal } from './fixture-support.ts';
+
+let root = '';
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'vds-kopia-layout-'));
+  // kopia/ns1 holds velero-chacha20, kopia/ns10 (a prefix that starts with "ns1") velero-aes256gcm.
+  for (const [ns, fixture] of [['ns1', 'velero-chacha20'], ['ns10', 'velero-aes256gcm']] as const) {
+    const dir = join(root, 'velero', 'kopia', ns);
+    await mkdir(dir, { recursive: true });
+    for (const f of await readdir(repoDir(fixture))) {
+      if (f.endsWith('.f')) await copyFile(join(repoDir(fixture), f), join(dir, f.slice(0, -2)));
+    }
+  }
+});
+after(() => rm(root, { recursive: true, force: true }));
+
+test('a repository under a Velero-style prefix, object naming: the snapshots and files of that repository only', async () => {
+  const m = await loadManifest('velero-chacha20');
+  const repo = await openRepository(fsStore(root), { prefix: 'velero/kopia/ns1/', naming: 'object', password: PASSWORD, signal: signal() });
+  assert.deepEqual((await repo.snapshots(signal())).map((s) => s.id).sort(), m.snapshots.map((s) => s.id).sort());
+  assert.equal(repo.index.size, m.repository.contents.length);
+  for (const ms of m.snapshots) {
+    const snap = await repo.snapshot(ms.id, signal());
+    for (const e of ms.entries.filter((x) => x.type === 'f')) {
+      const f = await repo.openFile(snap, e.path, { signal: signal() });
+      assert.equal(createHash('sha256').update(await readAll(f.stream)).digest('hex'), e.sha256, e.path);
+    }
+  }
+});
+
+test('the filesystem naming does not find object-named blobs, and no prefix finds no repository', async () => {
+  await assert.rejects(
+    openRepository(fsStore(root), { prefix: 'velero/kopia/ns1/', naming: 'filesystem', password: PASSWORD, signal: signal() }),
+    (e: unknown) => e instanceof KopiaNotFoundError && e.what === 'blob',
+  );
+  await assert.rejects(openRepository(fsStore(root), { password: PASSWORD, signal: signal() }), KopiaNotFoundError);
+});

@@ -6,17 +6,15 @@
  * with features the reader refuses (ECC, an upgrade lock, unknown algorithms).
  */
 import assert from 'node:assert/strict';
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { cp, mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { CorruptRepositoryError, InvalidRequestError, KopiaNotFoundError, UnsupportedFeatureError, WrongPasswordError } from '../../src/kopia/errors.ts';
-import { deriveFormatKey } from '../../src/kopia/format.ts';
 import { openRepository } from '../../src/kopia/repository.ts';
 import type { Repository } from '../../src/kopia/repository.ts';
-import { PASSWORD, fsStore, loadManifest, repoDir, signal } from './fixture-support.ts';
+import { PASSWORD, fsStore, loadManifest, repoDir, rewriteFormat, signal } from './fixture-support.ts';
 import type { Manifest, ManifestEntry, ManifestSnapshot } from './fixture-support.ts';
 
 let base = '';
@@ -188,30 +186,6 @@ describe('paths and ranges', () => {
     await assert.rejects(repo.snapshot('0123456789abcdef0123456789abcdef', signal()), KopiaNotFoundError);
   });
 });
-
-// ------------------------------------------------------------------ a test-only format writer
-/** Re-encrypts kopia.repository's format block after `edit` changes its JSON (and `editOuter` the plaintext wrapper). */
-async function rewriteFormat(dir: string, edit: (format: Record<string, unknown>) => void, editOuter?: (outer: Record<string, unknown>) => void): Promise<void> {
-  const file = join(dir, 'kopia.repository.f');
-  const outer = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-  const uid = Buffer.from(String(outer.uniqueID), 'base64');
-  const key = await deriveFormatKey(String(outer.keyAlgo), PASSWORD, uid);
-  const aesKey = Buffer.from(hkdfSync('sha256', key, uid, 'AES', 32));
-  const aad = Buffer.from(hkdfSync('sha256', key, uid, 'CHECKSUM', 32));
-  const blob = Buffer.from(String(outer.encryptedBlockFormat), 'base64');
-  const d = createDecipheriv('aes-256-gcm', aesKey, blob.subarray(0, 12));
-  d.setAAD(aad);
-  d.setAuthTag(blob.subarray(blob.length - 16));
-  const plain = JSON.parse(Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]).toString()) as { format: Record<string, unknown> };
-  edit(plain.format);
-  const nonce = randomBytes(12);
-  const c = createCipheriv('aes-256-gcm', aesKey, nonce);
-  c.setAAD(aad);
-  const ct = Buffer.concat([c.update(JSON.stringify(plain)), c.final()]);
-  outer.encryptedBlockFormat = Buffer.concat([nonce, ct, c.getAuthTag()]).toString('base64');
-  editOuter?.(outer);
-  await writeFile(file, JSON.stringify(outer));
-}
 
 describe('refused repository features', () => {
   test('the test writer round-trips: an unchanged re-encryption still opens', async () => {

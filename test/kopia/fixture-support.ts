@@ -1,8 +1,10 @@
 /** Shared by the Kopia reader's tests: the committed real-kopia fixtures and their manifests. */
-import { readFile } from 'node:fs/promises';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
+import { deriveFormatKey } from '../../src/kopia/format.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
 import type { GetOptions, ObjectBody, ObjectStore } from '../../src/stores/types.ts';
 
@@ -98,3 +100,28 @@ export function recording(store: ObjectStore): { store: ObjectStore; gets: { key
     },
   };
 }
+
+// ------------------------------------------------------------------ a test-only format writer
+/** Re-encrypts kopia.repository's format block after `edit` changes its JSON (and `editOuter` the plaintext wrapper). */
+export async function rewriteFormat(dir: string, edit: (format: Record<string, unknown>) => void, editOuter?: (outer: Record<string, unknown>) => void): Promise<void> {
+  const file = join(dir, 'kopia.repository.f');
+  const outer = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  const uid = Buffer.from(String(outer.uniqueID), 'base64');
+  const key = await deriveFormatKey(String(outer.keyAlgo), PASSWORD, uid);
+  const aesKey = Buffer.from(hkdfSync('sha256', key, uid, 'AES', 32));
+  const aad = Buffer.from(hkdfSync('sha256', key, uid, 'CHECKSUM', 32));
+  const blob = Buffer.from(String(outer.encryptedBlockFormat), 'base64');
+  const d = createDecipheriv('aes-256-gcm', aesKey, blob.subarray(0, 12));
+  d.setAAD(aad);
+  d.setAuthTag(blob.subarray(blob.length - 16));
+  const plain = JSON.parse(Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]).toString()) as { format: Record<string, unknown> };
+  edit(plain.format);
+  const nonce = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', aesKey, nonce);
+  c.setAAD(aad);
+  const ct = Buffer.concat([c.update(JSON.stringify(plain)), c.final()]);
+  outer.encryptedBlockFormat = Buffer.concat([nonce, ct, c.getAuthTag()]).toString('base64');
+  editOuter?.(outer);
+  await writeFile(file, JSON.stringify(outer));
+}
+

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { KopiaNotFoundError } from '../../src/kopia/errors.ts';
 import { openRepository } from '../../src/kopia/repository.ts';
-import { PASSWORD, fsStore, loadManifest, readAll, repoDir, signal } from './fixture-support.ts';
+import { PASSWORD, fsStore, loadManifest, readAll, repoDir, rewriteFormat, signal } from './fixture-support.ts';
 
 let root = '';
 before(async () => {
@@ -48,4 +48,25 @@ test('the filesystem naming does not find object-named blobs, and no prefix find
     (e: unknown) => e instanceof KopiaNotFoundError && e.what === 'blob',
   );
   await assert.rejects(openRepository(fsStore(root), { password: PASSWORD, signal: signal() }), KopiaNotFoundError);
+});
+
+test('the legacy index (no epochs): `n` index blobs are read and merged', async () => {
+  // A copy of a real repository with its epoch index blobs renamed as legacy `n` blobs (the iv stays
+  // the 32 hex digits before the first '-') and its format saying epochs are off.
+  const m = await loadManifest('velero-chacha20');
+  const dir = join(root, 'legacy');
+  await mkdir(dir);
+  for (const f of await readdir(repoDir('velero-chacha20'))) {
+    const legacy = /^xn\d+_([0-9a-f]{32}-s[0-9a-f]+)-c1\.f$/.exec(f);
+    await copyFile(join(repoDir('velero-chacha20'), f), join(dir, legacy ? `n${legacy[1]}.f` : f));
+  }
+  await rewriteFormat(dir, (f) => Object.assign(f, { epochParameters: { ...(f.epochParameters as object), Enabled: false } }));
+  const repo = await openRepository(fsStore(dir), { naming: 'filesystem', password: PASSWORD, signal: signal() });
+  assert.equal(repo.format.epochsEnabled, false);
+  assert.equal(repo.index.size, m.repository.contents.length);
+  const ms = m.snapshots[0];
+  const e = ms?.entries.find((x) => x.type === 'f' && (x.size ?? 0) > 1000);
+  assert.ok(ms && e);
+  const f = await repo.openFile(await repo.snapshot(ms.id, signal()), e.path, { signal: signal() });
+  assert.equal(createHash('sha256').update(await readAll(f.stream)).digest('hex'), e.sha256);
 });

@@ -108,6 +108,12 @@ describe('damaged blobs', () => {
     assert.deepEqual(await drain(head.stream), { bytes: 1000, error: undefined });
   });
 
+  test('a flipped byte in kopia.blobcfg: opening fails with an AEAD error naming it', async () => {
+    const dir = await copyRepo('velero-chacha20');
+    await flipByte(join(dir, 'kopia.blobcfg.f'), 20);
+    await assert.rejects(open(dir), (e: unknown) => e instanceof CorruptRepositoryError && e.kind === 'aead' && /kopia\.blobcfg/.test(e.message));
+  });
+
   test('a flipped byte in an index blob: opening fails with an AEAD error', async () => {
     const dir = await copyRepo('velero-chacha20');
     const xn = (await readdir(dir)).find((f) => f.startsWith('xn'));
@@ -192,6 +198,15 @@ describe('refused repository features', () => {
     const dir = await copyRepo('velero-chacha20');
     await rewriteFormat(dir, () => undefined);
     assert.equal((await open(dir)).format.encryption, 'CHACHA20-POLY1305-HMAC-SHA256');
+  });
+
+  test('a format keyed with pbkdf2-sha256-600000 (as kopia derives it: salt = unique id, 32 bytes) opens; a wrong password still fails', async () => {
+    const dir = await copyRepo('velero-chacha20');
+    await rewriteFormat(dir, () => undefined, undefined, true);
+    const repo = await open(dir);
+    assert.equal(repo.format.keyAlgo, 'pbkdf2-sha256-600000');
+    assert.equal((await repo.snapshots(signal())).length, 2);
+    await assert.rejects(open(dir, 'wrong'), WrongPasswordError);
   });
 
   const cases: { name: string; feature: RegExp; edit: (f: Record<string, unknown>) => void; outer?: (o: Record<string, unknown>) => void }[] = [

@@ -1,5 +1,5 @@
 /** Shared by the Kopia reader's tests: the committed real-kopia fixtures and their manifests. */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,24 +103,47 @@ export function recording(store: ObjectStore): { store: ObjectStore; gets: { key
 
 // ------------------------------------------------------------------ a test-only format writer
 /** Re-encrypts kopia.repository's format block after `edit` changes its JSON (and `editOuter` the plaintext wrapper). */
-export async function rewriteFormat(dir: string, edit: (format: Record<string, unknown>) => void, editOuter?: (outer: Record<string, unknown>) => void): Promise<void> {
+export async function rewriteFormat(
+  dir: string,
+  edit: (format: Record<string, unknown>) => void,
+  editOuter?: (outer: Record<string, unknown>) => void,
+  /** Re-key the format block with kopia's pbkdf2 (HMAC-SHA256, 600,000 rounds, salt = unique id), derived here by node's pbkdf2Sync. */
+  rekeyPbkdf2?: boolean,
+): Promise<void> {
   const file = join(dir, 'kopia.repository.f');
   const outer = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
   const uid = Buffer.from(String(outer.uniqueID), 'base64');
   const key = await deriveFormatKey(String(outer.keyAlgo), PASSWORD, uid);
-  const aesKey = Buffer.from(hkdfSync('sha256', key, uid, 'AES', 32));
-  const aad = Buffer.from(hkdfSync('sha256', key, uid, 'CHECKSUM', 32));
+  let aesKey = Buffer.from(hkdfSync('sha256', key, uid, 'AES', 32));
+  let aad = Buffer.from(hkdfSync('sha256', key, uid, 'CHECKSUM', 32));
   const blob = Buffer.from(String(outer.encryptedBlockFormat), 'base64');
   const d = createDecipheriv('aes-256-gcm', aesKey, blob.subarray(0, 12));
   d.setAAD(aad);
   d.setAuthTag(blob.subarray(blob.length - 16));
   const plain = JSON.parse(Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]).toString()) as { format: Record<string, unknown> };
   edit(plain.format);
-  const nonce = randomBytes(12);
-  const c = createCipheriv('aes-256-gcm', aesKey, nonce);
-  c.setAAD(aad);
-  const ct = Buffer.concat([c.update(JSON.stringify(plain)), c.final()]);
-  outer.encryptedBlockFormat = Buffer.concat([nonce, ct, c.getAuthTag()]).toString('base64');
+  const seal = (data: Buffer): Buffer => {
+    const nonce = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', aesKey, nonce);
+    c.setAAD(aad);
+    const ct = Buffer.concat([c.update(data), c.final()]);
+    return Buffer.concat([nonce, ct, c.getAuthTag()]);
+  };
+  if (rekeyPbkdf2) {
+    // kopia.blobcfg is sealed with the same key: open it with the old one before re-keying.
+    const cfgFile = join(dir, 'kopia.blobcfg.f');
+    const cfg = await readFile(cfgFile);
+    const dc = createDecipheriv('aes-256-gcm', aesKey, cfg.subarray(0, 12));
+    dc.setAAD(aad);
+    dc.setAuthTag(cfg.subarray(cfg.length - 16));
+    const cfgPlain = Buffer.concat([dc.update(cfg.subarray(12, cfg.length - 16)), dc.final()]);
+    const newKey = pbkdf2Sync(PASSWORD, uid, 600_000, 32, 'sha256');
+    aesKey = Buffer.from(hkdfSync('sha256', newKey, uid, 'AES', 32));
+    aad = Buffer.from(hkdfSync('sha256', newKey, uid, 'CHECKSUM', 32));
+    outer.keyAlgo = 'pbkdf2-sha256-600000';
+    await writeFile(cfgFile, seal(cfgPlain));
+  }
+  outer.encryptedBlockFormat = seal(Buffer.from(JSON.stringify(plain))).toString('base64');
   editOuter?.(outer);
   await writeFile(file, JSON.stringify(outer));
 }

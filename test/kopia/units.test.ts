@@ -9,6 +9,7 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import type { BlobStorage } from '../../src/kopia/blobs.ts';
 import { CorruptRepositoryError } from '../../src/kopia/errors.ts';
+import { hkdf } from '../../src/kopia/format.ts';
 import { ContentIndex, PackTable, parseIndexBlob } from '../../src/kopia/index.ts';
 import { selectEpochIndexBlobs } from '../../src/kopia/index-blobs.ts';
 import { streamObject } from '../../src/kopia/objects.ts';
@@ -331,5 +332,12 @@ describe('manifest merging', () => {
     ]);
     assert.deepEqual(merged.map((m) => [m.id, m.modified]), [['a', '2026-01-01T00:00:00.000000002Z'], ['c', '2026-01-01T00:00:00Z']]);
     assert.throws(() => mergeManifests([{ contentID: 'm3', json: { nope: 1 } }]), CorruptRepositoryError);
+  });
+});
+
+describe("kopia's known-answer data", () => {
+  test('DeriveKeyFromMasterKey (internal/crypto/key_derivation_test.go)', () => {
+    const key = hkdf(Buffer.from('ABCDEFGHIJKLMNOP'), Buffer.from('0123456789012345'), 'the-test-purpose', 32);
+    assert.equal(key.toString('hex'), '828769ee8969bc37f11dbaa32838f8db6c19daa6e3ae5f5eed2da2d94d8faddb');
   });
 });

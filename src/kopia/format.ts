@@ -58,8 +58,8 @@ export async function deriveFormatKey(keyAlgo: string, password: string, salt: B
   throw new UnsupportedFeatureError(`keyAlgo:${keyAlgo}`, `key derivation ${keyAlgo} is not supported`);
 }
 
-/** HKDF-SHA256 as kopia's DeriveKeyFromMasterKey: salt = unique id, info = purpose. */
-function hkdf(ikm: Buffer, salt: Buffer, info: string, length: number): Buffer {
+/** HKDF-SHA256 as kopia's DeriveKeyFromMasterKey (internal/crypto/key_derivation.go): salt = unique id, info = purpose. */
+export function hkdf(ikm: Buffer, salt: Buffer, info: string, length: number): Buffer {
   return Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from(info), length));
 }
 

@@ -1,3 +1,18 @@
+/**
+ * The Kopia reader's entry point: `openRepository(store, {prefix, naming, password, signal})` gives a
+ * read-only `Repository` over any ObjectStore.
+ *
+ *   const repo = await openRepository(store, { prefix: 'velero/kopia/ns1/', password, signal });
+ *   const snap = await repo.snapshot(snapshotID, signal);      // or repo.snapshots(signal)
+ *   await repo.listDirectory(snap, 'var/lib', signal);           // DirEntry[]
+ *   const f = await repo.openFile(snap, 'var/lib/db', { signal, range: { start: 0, end: 1023 } });
+ *   f.stream.pipe(out);                                          // errors, never ends short, on damage
+ *
+ * Layers, each its own file: blobs.ts (blob ids to object keys), format.ts (kopia.repository),
+ * content-crypto.ts, compression.ts (+ s2.ts), index.ts (packed, merged index), index-blobs.ts
+ * (which index blobs count), objects.ts (object ids, ranged streams), this file (manifests,
+ * snapshots, directories, paths). Errors are the typed ones of errors.ts.
+ */
 import type { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import type { ObjectStore } from '../stores/types.ts';

@@ -108,6 +108,37 @@ describe('damaged blobs', () => {
     assert.deepEqual(await drain(head.stream), { bytes: 1000, error: undefined });
   });
 
+  test('a flipped byte in a directory object (metadata pack): listing it fails with an AEAD error', async () => {
+    const { m, snap } = await twoChunkFile();
+    const nested = snap.entries.find((e) => e.path === 'nested');
+    const info = m.repository.contents.find((c) => c.contentID === nested?.objectID);
+    assert.ok(nested && info);
+    const dir = await copyRepo('velero-aes256gcm');
+    await flipByte(join(dir, `${info.packFile}.f`), info.packOffset + 30);
+    const repo = await open(dir);
+    const s = await repo.snapshot(snap.id, signal());
+    await assert.rejects(repo.listDirectory(s, 'nested', signal()), (e: unknown) => e instanceof CorruptRepositoryError && e.kind === 'aead');
+    assert.ok((await repo.listDirectory(s, 'big', signal())).some((e) => e.name === 'volume.img'));
+  });
+
+  test('aborting the signal mid-stream ends the stream with its reason after the first chunk', async () => {
+    const { snap, file, chunks } = await twoChunkFile();
+    const repo = await open(repoDir('velero-aes256gcm'));
+    const s = await repo.snapshot(snap.id, signal());
+    const c = new AbortController();
+    const f = await repo.openFile(s, file.path, { signal: c.signal });
+    let bytes = 0;
+    const err: unknown = await (async () => {
+      for await (const chunk of f.stream) {
+        bytes += (chunk as Buffer).length;
+        c.abort(new Error('client went away'));
+      }
+    })().catch((e: unknown) => e);
+    assert.match(String(err), /client went away/);
+    assert.equal(bytes, chunks[0]?.length);
+    assert.ok(f.stream.destroyed);
+  });
+
   test('a flipped byte in kopia.blobcfg: opening fails with an AEAD error naming it', async () => {
     const dir = await copyRepo('velero-chacha20');
     await flipByte(join(dir, 'kopia.blobcfg.f'), 20);

@@ -274,6 +274,19 @@ describe('object streams', () => {
     assert.deepEqual(f.calls.map((c) => c.slice(0, 2)), ['04', '05', '06']);
   });
 
+  test('aborting the signal destroys an idle stream at once, with the signal's reason', async () => {
+    const f = fake();
+    const c = new AbortController();
+    const stream = streamObject(obj, { start: 0, end: obj.length - 1 }, f.read, c.signal);
+    const it = stream[Symbol.asyncIterator]();
+    await it.next();
+    await settle(); // the next piece is fetched and buffered; nothing is in flight
+    assert.equal(f.calls.length, 2);
+    c.abort(new Error('caller gone'));
+    assert.equal(stream.destroyed, true);
+    await assert.rejects(it.next(), /caller gone/);
+  });
+
   test('destroying the stream aborts the fetch in flight', async () => {
     const signals: AbortSignal[] = [];
     // The first piece arrives; every later fetch hangs until its signal aborts.

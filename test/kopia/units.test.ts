@@ -274,7 +274,7 @@ describe('object streams', () => {
     assert.deepEqual(f.calls.map((c) => c.slice(0, 2)), ['04', '05', '06']);
   });
 
-  test('aborting the signal destroys an idle stream at once, with the signal's reason', async () => {
+  test("aborting the signal destroys an idle stream at once, with the signal's reason", async () => {
     const f = fake();
     const c = new AbortController();
     const stream = streamObject(obj, { start: 0, end: obj.length - 1 }, f.read, c.signal);

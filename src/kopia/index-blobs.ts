@@ -1,5 +1,6 @@
 import type { BlobStorage } from './blobs.ts';
 import { blobIV } from './content-crypto.ts';
+import { CorruptRepositoryError, KopiaNotFoundError } from './errors.ts';
 import type { ContentDecryptor } from './content-crypto.ts';
 import { ContentIndex, PackTable, parseIndexBlob } from './index.ts';
 import type { IndexRun } from './index.ts';
@@ -141,13 +142,45 @@ export async function selectEpochIndexBlobs(blobs: BlobStorage, signal: AbortSig
 }
 
 /**
- * The legacy index (format version 1, no epochs): every `n` blob, merged. Kopia's v0 index manager
- * also reads `m` compaction logs to skip the inputs of finished compactions; merging them all gives
- * the same answer because a compaction's output holds the newest entry of every content it merged.
- * (Not exercised by a real-kopia fixture yet.)
+ * The legacy index (no epochs; repo/content/indexblob/index_blob_manager_v0.go): every `n` blob,
+ * less the inputs of finished compactions. A compaction log `m<…>` (encrypted like an index blob)
+ * holds `{"inputMetadata":[{id,…}],"outputMetadata":[{id,…}]}`; when all its outputs exist, its
+ * inputs are superseded. This matters: a v0 compaction may drop old deleted entries, and reading
+ * the inputs again would bring back a content whose pack is gone.
  */
-export async function selectLegacyIndexBlobs(blobs: BlobStorage, signal: AbortSignal): Promise<IndexBlobSelection> {
-  return { blobIDs: await listIDs(blobs, 'n', signal), deletionWatermark: 0 };
+export async function selectLegacyIndexBlobs(blobs: BlobStorage, decryptor: ContentDecryptor, signal: AbortSignal): Promise<IndexBlobSelection> {
+  const [indexIDs, logIDs] = await Promise.all([listIDs(blobs, 'n', signal), listIDs(blobs, 'm', signal)]);
+  const present = new Set(indexIDs);
+  const superseded = new Set<string>();
+  for (const logID of logIDs) {
+    let raw: Buffer;
+    try {
+      raw = await blobs.read(logID, signal);
+    } catch (err) {
+      if (err instanceof KopiaNotFoundError) continue; // deleted since it was listed, as kopia allows
+      throw err;
+    }
+    const plain = decryptor.decrypt(raw, blobIV(logID), `compaction log ${logID}`);
+    let log: unknown;
+    try {
+      log = JSON.parse(plain.toString('utf8')) as unknown;
+    } catch (err) {
+      throw new CorruptRepositoryError('malformed', `compaction log ${logID} is not JSON`, { cause: err });
+    }
+    const ids = (v: unknown): string[] => {
+      const out: string[] = [];
+      if (Array.isArray(v)) {
+        for (const m of v as unknown[]) {
+          const id = typeof m === 'object' && m !== null ? (m as Record<string, unknown>).id : undefined;
+          if (typeof id === 'string') out.push(id);
+        }
+      }
+      return out;
+    };
+    const rec = typeof log === 'object' && log !== null ? (log as Record<string, unknown>) : {};
+    if (ids(rec.outputMetadata).every((id) => present.has(id))) for (const id of ids(rec.inputMetadata)) superseded.add(id);
+  }
+  return { blobIDs: indexIDs.filter((id) => !superseded.has(id)), deletionWatermark: 0 };
 }
 
 /** Reads, decrypts and parses the chosen index blobs (a few at a time) and merges them. */

@@ -144,7 +144,7 @@ export class Repository {
 
   static async #loadIndex(blobs: BlobStorage, format: RepositoryFormat, signal: AbortSignal): Promise<ContentIndex> {
     const decryptor = new ContentDecryptor(format.encryption, format.masterKey);
-    const selection = format.epochsEnabled ? await selectEpochIndexBlobs(blobs, signal) : await selectLegacyIndexBlobs(blobs, signal);
+    const selection = format.epochsEnabled ? await selectEpochIndexBlobs(blobs, signal) : await selectLegacyIndexBlobs(blobs, decryptor, signal);
     return loadContentIndex(blobs, decryptor, selection, signal);
   }
 

@@ -5,8 +5,8 @@
  * thing that changes.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -69,4 +69,41 @@ test('the legacy index (no epochs): `n` index blobs are read and merged', async 
   assert.ok(ms && e);
   const f = await repo.openFile(await repo.snapshot(ms.id, signal()), e.path, { signal: signal() });
   assert.equal(createHash('sha256').update(await readAll(f.stream)).digest('hex'), e.sha256);
+});
+
+test('the legacy index: a compaction log whose outputs all exist supersedes its inputs; one with an output missing is ignored', async () => {
+  const m = await loadManifest('velero-chacha20');
+  const dir = join(root, 'legacy-compacted');
+  await mkdir(dir);
+  const legacyIDs: string[] = [];
+  for (const f of await readdir(repoDir('velero-chacha20'))) {
+    const legacy = /^xn\d+_([0-9a-f]{32}-s[0-9a-f]+)-c1\.f$/.exec(f);
+    if (legacy) legacyIDs.push(`n${legacy[1]}`);
+    await copyFile(join(repoDir('velero-chacha20'), f), join(dir, legacy ? `n${legacy[1]}.f` : f));
+  }
+  await rewriteFormat(dir, (f) => Object.assign(f, { epochParameters: { ...(f.epochParameters as object), Enabled: false } }));
+  const [input, output] = legacyIDs;
+  assert.ok(input && output);
+  const open = (): ReturnType<typeof openRepository> => openRepository(fsStore(dir), { naming: 'filesystem', password: PASSWORD, signal: signal() });
+  const { masterKey } = (await open()).format;
+
+  // A compaction log sealed as kopia seals index blobs: key HMAC-SHA256(HKDF(masterKey, "encryption"), iv), AAD iv.
+  const writeLog = async (inputs: string[], outputs: string[]): Promise<void> => {
+    const iv = randomBytes(16);
+    const key = createHmac('sha256', Buffer.from(hkdfSync('sha256', masterKey, 'encryption', Buffer.alloc(0), 32))).update(iv).digest();
+    const nonce = randomBytes(12);
+    const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+    const body = JSON.stringify({ inputMetadata: inputs.map((id) => ({ id, length: 1, timestamp: '2026-01-01T00:00:00Z' })), outputMetadata: outputs.map((id) => ({ id, length: 1, timestamp: '2026-01-01T00:00:00Z' })) });
+    c.setAAD(iv, { plaintextLength: Buffer.byteLength(body) });
+    const sealed = Buffer.concat([nonce, c.update(body), c.final(), c.getAuthTag()]);
+    await writeFile(join(dir, `m${iv.toString('hex')}.f`), sealed);
+  };
+  const session = /-(s[0-9a-f]+)$/.exec(input)?.[1];
+  const inInput = m.repository.contents.filter((c) => c.packFile.endsWith(`-${session}`)).length;
+  assert.ok(inInput > 0);
+
+  await writeLog([input], [output, 'n0123456789abcdef0123456789abcdef-smissing']);
+  assert.equal((await open()).index.size, m.repository.contents.length, 'an output is missing: the log does not count');
+  await writeLog([input], [output]);
+  assert.equal((await open()).index.size, m.repository.contents.length - inInput, 'the input is superseded');
 });

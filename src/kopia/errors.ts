@@ -13,7 +13,9 @@ export type KopiaErrorReason =
   /** Bytes in the repository are damaged: an AEAD tag fails, a blob is truncated, a structure is malformed. */
   | 'Corrupt'
   /** The caller asked for something malformed (a path with `..`, a bad object id, a range outside the file). */
-  | 'InvalidRequest';
+  | 'InvalidRequest'
+  /** Too many repository keys are being derived at once (see key-cache.ts): try again shortly. */
+  | 'Busy';
 
 export abstract class KopiaError extends Error {
   abstract readonly reason: KopiaErrorReason;
@@ -64,4 +66,12 @@ export class CorruptRepositoryError extends KopiaError {
 /** A malformed request: a path that would leave the snapshot, a bad object id, a range outside the file. */
 export class InvalidRequestError extends KopiaError {
   readonly reason = 'InvalidRequest';
+}
+
+/** Too many different repositories' keys are being derived at once: try again shortly. */
+export class KeyDerivationBusyError extends KopiaError {
+  readonly reason = 'Busy';
+  constructor() {
+    super('too many repository keys are being derived at once; try again shortly');
+  }
 }

@@ -105,7 +105,12 @@ export interface FormatKeyMaterial {
  * Reads `kopia.repository` (and `kopia.blobcfg`), derives the key from `password`, decrypts and
  * checks the format. Refuses, by name, what this reader does not implement.
  */
-export async function readFormat(blobs: BlobStorage, password: string, signal: AbortSignal): Promise<RepositoryFormat> {
+export async function readFormat(
+  blobs: BlobStorage,
+  password: string,
+  signal: AbortSignal,
+  derive: (keyAlgo: string, password: string, salt: Buffer) => Promise<Buffer> = deriveFormatKey,
+): Promise<RepositoryFormat> {
   let raw: Buffer;
   try {
     raw = await blobs.read(FORMAT_BLOB_ID, signal);
@@ -123,7 +128,7 @@ export async function readFormat(blobs: BlobStorage, password: string, signal: A
     throw new CorruptRepositoryError('malformed', 'kopia.repository lacks uniqueID, keyAlgo or encryptedBlockFormat');
   }
   const uniqueID = Buffer.from(blob.uniqueID, 'base64');
-  const formatKey = await deriveFormatKey(blob.keyAlgo, password, uniqueID);
+  const formatKey = await derive(blob.keyAlgo, password, uniqueID);
   signal.throwIfAborted();
   const plain = decryptWithFormatKey(Buffer.from(blob.encryptedBlockFormat, 'base64'), formatKey, uniqueID);
   if (!plain) throw new WrongPasswordError();

@@ -23,6 +23,7 @@ import { ContentDecryptor, contentIV } from './content-crypto.ts';
 import { parseContentID } from './content-id.ts';
 import { CorruptRepositoryError, InvalidRequestError, KopiaNotFoundError } from './errors.ts';
 import { readFormat } from './format.ts';
+import type { KeyCache } from './key-cache.ts';
 import type { RepositoryFormat } from './format.ts';
 import type { ContentIndex } from './index.ts';
 import { loadContentIndex, selectEpochIndexBlobs, selectLegacyIndexBlobs } from './index-blobs.ts';
@@ -36,6 +37,8 @@ export interface OpenRepositoryOptions {
   naming?: BlobNaming;
   password: string;
   signal: AbortSignal;
+  /** Derived keys shared across opens (key-cache.ts); without it every open derives the key again. */
+  keys?: KeyCache;
 }
 
 /** A snapshot manifest (snapshot/manifest.go), as much of it as a reader shows. */
@@ -136,8 +139,8 @@ export class Repository {
   }
 
   /** @internal use openRepository */
-  static async open(blobs: BlobStorage, password: string, signal: AbortSignal): Promise<Repository> {
-    const format = await readFormat(blobs, password, signal);
+  static async open(blobs: BlobStorage, password: string, signal: AbortSignal, keys?: KeyCache): Promise<Repository> {
+    const format = await readFormat(blobs, password, signal, keys === undefined ? undefined : (algo, pw, salt) => keys.derive(algo, pw, salt));
     const index = await Repository.#loadIndex(blobs, format, signal);
     return new Repository(blobs, format, index);
   }
@@ -357,5 +360,5 @@ function toSnapshot(id: string, labels: Record<string, string>, data: unknown): 
 export async function openRepository(store: ObjectStore, options: OpenRepositoryOptions): Promise<Repository> {
   options.signal.throwIfAborted();
   const blobs = blobStorage(store, { prefix: options.prefix ?? '', naming: options.naming ?? 'object' });
-  return Repository.open(blobs, options.password, options.signal);
+  return Repository.open(blobs, options.password, options.signal, options.keys);
 }

@@ -150,7 +150,8 @@ export async function* listDirectory(src: DirectoryListing, prefix: string, opts
     const root = await src.realRoot();
     const cut = prefix.lastIndexOf('/');
     const walk = new Walk(root, src, opts);
-    const dir = await walk.start(prefix.slice(0, cut));
+    // A prefix without '/' (`xn`) names part of a file name at the root: no directory to descend.
+    const dir = await walk.start(cut < 0 ? '' : prefix.slice(0, cut));
     if (dir !== undefined) yield* walk.walk(dir, prefix.slice(0, cut + 1), prefix.slice(cut + 1));
   } catch (err) {
     throw src.translate(err, signal);

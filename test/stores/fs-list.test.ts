@@ -54,6 +54,14 @@ describe('FilesystemStore.list', () => {
   });
   after(() => rm(base, { recursive: true, force: true }));
 
+  test('a prefix of several characters without a slash matches file names at the root', async () => {
+    assert.deepEqual(
+      (await listed(store, 'link-in')).map((o) => o.key),
+      ['link-in-dir/a.txt', 'link-in-file'],
+    );
+    assert.deepEqual((await listed(store, 'pl')).map((o) => o.key), ['plain/a.txt']);
+  });
+
   // A walk that follows a loop would not end (until keys grow past their length limit): bounded here.
   test('symlinks inside the root are listed under their own names; nothing outside, no loop, no special file', { timeout: 10_000 }, async () => {
     const all = await listed(store, '');

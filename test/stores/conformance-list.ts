@@ -137,6 +137,11 @@ export function registerListCases(fx: ListFixture): void {
       });
     }
 
+    test('a prefix without a slash matches names at the top of the location, as a repository lists its blobs (`xn`)', async () => {
+      assert.deepEqual(await keys(store, 'lst'), SORTED);
+      assert.deepEqual(await keys(store, 'ls', { pageSize: 3 }), SORTED);
+    });
+
     test('small pages give the same listing (11 objects in pages of 1, 2, 3 and 4)', async () => {
       for (const pageSize of [1, 2, 3, 4]) assert.deepEqual(await keys(store, 'lst/', { pageSize }), SORTED, `pages of ${pageSize}`);
     });

@@ -5,6 +5,7 @@
  */
 import type { Response } from 'express';
 import { AuthUnavailableError } from '../auth/types.ts';
+import { KopiaError, KopiaNotFoundError } from '../kopia/errors.ts';
 import { KubeUnavailableError } from '../kube/errors.ts';
 import { EndpointRefusedError, isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
@@ -112,6 +113,7 @@ export function mapError(err: unknown): MappedError {
     // A tenant's location pointing inside the cluster: their configuration is refused, after authorization.
     return { body: statusBody(403, 'Forbidden', err.message), headers: {}, serverSide: false };
   }
+  if (err instanceof KopiaError) return mapKopiaError(err);
   if (isStoreError(err)) {
     const { code, reason } = STORE_STATUS[err.reason];
     const headers: Record<string, string> = {};
@@ -124,6 +126,30 @@ export function mapError(err: unknown): MappedError {
     return { body: statusBody(status, status === 400 ? 'BadRequest' : 'Invalid', 'the request is malformed'), headers: {}, serverSide: false };
   }
   return { body: statusBody(500, 'InternalError', 'an internal error occurred; see the gateway log'), headers: {}, serverSide: true };
+}
+
+/**
+ * The Kopia reader's reasons → HTTP. A repository the gateway cannot read (wrong password, a feature
+ * it refuses, damaged or missing blobs) is its upstream failing: 502, with a message that names the
+ * cause and never the password. A snapshot or path that is not there is the caller's 404; a path
+ * that would leave the snapshot, 400; too many key derivations at once, 503 with Retry-After.
+ */
+function mapKopiaError(err: KopiaError): MappedError {
+  switch (err.reason) {
+    case 'NotFound':
+      if (err instanceof KopiaNotFoundError && (err.what === 'path' || err.what === 'snapshot')) {
+        return { body: statusBody(404, 'NotFound', err.message), headers: {}, serverSide: false };
+      }
+      return { body: statusBody(502, 'BadGateway', `the volume's Kopia repository is incomplete: ${err.message}`), headers: {}, serverSide: true };
+    case 'InvalidRequest':
+      return { body: statusBody(400, 'BadRequest', err.message), headers: {}, serverSide: false };
+    case 'Busy':
+      return { body: statusBody(503, 'ServiceUnavailable', err.message), headers: { 'Retry-After': '1' }, serverSide: true };
+    case 'WrongPassword':
+    case 'UnsupportedFeature':
+    case 'Corrupt':
+      return { body: statusBody(502, 'BadGateway', `the volume's Kopia repository cannot be read: ${err.message}`), headers: {}, serverSide: true };
+  }
 }
 
 /** Sends a Status; the caller has checked that no header was sent yet. */

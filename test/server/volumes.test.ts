@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import request from 'supertest';
@@ -23,7 +23,8 @@ import { deriveFormatKey } from '../../src/kopia/format.ts';
 import { KeyCache } from '../../src/kopia/key-cache.ts';
 import { RepositoryPool } from '../../src/kopia/pool.ts';
 import { createApp } from '../../src/server/app.ts';
-import { compareNames } from '../../src/server/volumes.ts';
+import { compareNames, writeTree } from '../../src/server/volumes.ts';
+import type { ArchiveSource } from '../../src/server/volumes.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
@@ -445,5 +446,40 @@ describe('name order', () => {
     const bytes = [...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     assert.deepEqual([...names].sort(compareNames), bytes);
     assert.deepEqual(bytes, ['a', 'ab', 'b', '\u00E9', '\uFF21', '\u{1F600}']);
+  });
+});
+
+describe('archives of a hostile repository', () => {
+  /** A repository whose directory holds what a tenant's forged repository could: stands in for the reader. */
+  const forged = (names: string[]): ArchiveSource => ({
+    readDirectory: () => Promise.resolve(names.map((name) => ({ name, type: 'f', mode: 0o644, mtime: '2026-01-01T00:00:00Z', size: 0, uid: 0, gid: 0, objectID: 'x' }))),
+    readObject: () => Promise.reject(new Error('not read')),
+    openObject: () => Promise.resolve({ size: 0, range: { start: 0, end: -1 }, stream: Readable.from([]) }),
+  });
+  const dirEntry = { name: 'top', type: 'd', mode: 0o755, mtime: '2026-01-01T00:00:00Z', size: 0, uid: 0, gid: 0, objectID: 'k1' };
+
+  for (const name of ['..', '.', 'a/../../etc', '/etc/passwd', 'nul\0byte', '']) {
+    test(`an entry named ${JSON.stringify(name)} fails the archive instead of escaping its directory`, async () => {
+      const pack = tar.pack();
+      await assert.rejects(writeTree(forged(['fine.txt', name]), dirEntry, 'top', pack, new AbortController().signal, 0), /no archive may hold/);
+      pack.destroy();
+    });
+  }
+
+  test('honest names are written under the top directory', async () => {
+    const pack = tar.pack();
+    const names: string[] = [];
+    const ex = tar.extract();
+    ex.on('entry', (h, stream, next) => {
+      names.push(h.name);
+      stream.resume();
+      stream.on('end', next);
+    });
+    const done = once(ex, 'finish');
+    pack.pipe(ex);
+    await writeTree(forged(['a.txt', '..hidden', 'b c']), dirEntry, 'top', pack, new AbortController().signal, 0);
+    pack.finalize();
+    await done;
+    assert.deepEqual(names, ['top/', 'top/a.txt', 'top/..hidden', 'top/b c']);
   });
 });

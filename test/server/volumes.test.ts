@@ -228,6 +228,23 @@ describe('files inside a volume', () => {
     assert.equal(cached.status, 304);
   });
 
+  test('the audit line names the user, the backup, the volume and the path read', async () => {
+    const d = setup();
+    const { url } = snapshotOf('zstd');
+    await request(d.app).get(`${url}/files/text/lorem.txt`).set(auth);
+    const audit = d
+      .log()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l.audit === 'download');
+    assert.ok(audit);
+    assert.deepEqual(
+      [audit.user, audit.namespace, audit.target, audit.artifact, audit.volume, audit.path, audit.status],
+      ['alice', 'velero', 'backups/nightly', 'volumedata', url.slice(url.lastIndexOf('/') + 1), 'text/lorem.txt', 200],
+    );
+  });
+
   test('an empty file is 200 with no bytes', async () => {
     const { url } = snapshotOf('zstd');
     const res = await binary(request(s.app).get(`${url}/files/empty.txt`).set(auth));

@@ -35,6 +35,7 @@ import { loadManifest, PASSWORD } from '../kopia/fixture-support.ts';
 import type { Manifest, ManifestEntry } from '../kopia/fixture-support.ts';
 import { binary } from '../support/http.ts';
 import { copyFixtureAsObjects } from '../support/kopia-layout.ts';
+import { untar } from '../support/tar.ts';
 
 const TOKEN = 'volume-token-for-tests-0123456789';
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -338,23 +339,6 @@ describe('files inside a volume', () => {
 });
 
 describe('archives of a directory', () => {
-  async function untar(body: Buffer): Promise<Map<string, { header: tar.Header; data: Buffer }>> {
-    const out = new Map<string, { header: tar.Header; data: Buffer }>();
-    const ex = tar.extract();
-    ex.on('entry', (header, stream, next) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-      stream.on('end', () => {
-        out.set(header.name, { header, data: Buffer.concat(chunks) });
-        next();
-      });
-    });
-    const done = once(ex, 'finish');
-    ex.end(body);
-    await done;
-    return out;
-  }
-
   for (const format of ['tar', 'tar.gz'] as const) {
     test(`the whole snapshot as ${format}: every file's bytes, modes, mtimes, symlinks as links`, async () => {
       const { snap, url } = snapshotOf('s2-default');

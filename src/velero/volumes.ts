@@ -4,6 +4,9 @@
  */
 import type { StoreSpec } from '../stores/spec.ts';
 
+/** The repository password `velero install` sets when none is given (the Secret velero-repo-credentials). */
+export const VELERO_DEFAULT_REPOSITORY_PASSWORD = 'static-passw0rd';
+
 /** One backed-up volume, as GET .../backups/{b}/volumes lists it. */
 export interface BackupVolume {
   /**

@@ -81,18 +81,22 @@ export interface CachedReaderOptions {
   /** How long "not found" is reused. */
   missingTtlMs: number;
   max: number;
+  /** The most objects a labelled list may return (default MAX_LISTED_OBJECTS). */
+  maxListed?: number;
 }
 
 export class CachedObjectReader implements ObjectReader {
   readonly #kube: KubeClients;
   readonly #cache: TtlCache<Found<unknown>>;
   readonly #lists: TtlCache<Found<unknown>>;
+  readonly #maxListed: number;
 
   constructor(kube: KubeClients, opts: CachedReaderOptions = { ttlMs: 5_000, missingTtlMs: 2_000, max: 5_000 }) {
     this.#kube = kube;
     const ttl = (f: Found<unknown>): number => (f.value === undefined ? opts.missingTtlMs : opts.ttlMs);
     this.#cache = new TtlCache<Found<unknown>>({ max: opts.max, ttl });
     this.#lists = new TtlCache<Found<unknown>>({ max: Math.min(opts.max, MAX_CACHED_LISTS), ttl });
+    this.#maxListed = opts.maxListed ?? MAX_LISTED_OBJECTS;
   }
 
   async velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
@@ -119,15 +123,16 @@ export class CachedObjectReader implements ObjectReader {
    */
   async veleroList(plural: VeleroListedPlural, namespace: string, labelSelector: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject[]> {
     const version = VELERO_LISTED[plural];
+    const max = this.#maxListed;
     const found = await this.#lists.get(
       `list/${plural}/${namespace}/${labelSelector}`,
       async (s) => {
         const page = await this.#read(`${plural}.velero.io`, namespace, `?labelSelector=${labelSelector}`, s, opts.budget ?? 'objects', (o) =>
-          this.#kube.custom.listNamespacedCustomObject({ group: 'velero.io', version, plural, namespace, labelSelector, limit: MAX_LISTED_OBJECTS + 1 }, o) as Promise<ListPage>,
+          this.#kube.custom.listNamespacedCustomObject({ group: 'velero.io', version, plural, namespace, labelSelector, limit: max + 1 }, o) as Promise<ListPage>,
         );
         const items = page.value?.items;
-        if (page.value?.metadata?.continue || (Array.isArray(items) && items.length > MAX_LISTED_OBJECTS)) {
-          throw new TooManyObjectsError(`more than ${MAX_LISTED_OBJECTS} ${plural}.velero.io in namespace "${namespace}" match ${labelSelector}`);
+        if (page.value?.metadata?.continue || (Array.isArray(items) && items.length > max)) {
+          throw new TooManyObjectsError(`more than ${max} ${plural}.velero.io in namespace "${namespace}" match ${labelSelector}`);
         }
         // An empty list is kept only as long as an absence: objects appear while a backup runs.
         return { value: Array.isArray(items) && items.length > 0 ? (items as KubeObject[]) : undefined };

@@ -10,9 +10,10 @@ import type { Target } from './artifacts.ts';
 import { CrossNamespaceError, InvalidTargetError, NotFoundError, RepositoryPasswordUnavailableError, TenancyError } from './errors.ts';
 import { BackupFileVolumes } from './volumes-files.ts';
 import type { VolumeKind } from './volumes-files.ts';
-import { BACKUP_NAME_LABEL, backupNameLabelValue, backupSelector, byId, findVolume, readableSnapshot, uniqueVolumes, volumeOfDataUpload, volumeOfPodVolumeBackup } from './volumes-parse.ts';
+import { BACKUP_NAME_LABEL, backupNameLabelValue, backupSelector, byId, uniqueVolumes, volumeOfDataUpload, volumeOfPodVolumeBackup } from './volumes-parse.ts';
 import type { EntryContext, VolumeCandidate } from './volumes-parse.ts';
-import type { BackupVolume, VolumeRepository, VolumeResolver } from './volumes.ts';
+import { BaseVolumeResolver } from './volumes-resolver.ts';
+import type { BackupVolume } from './volumes.ts';
 import { targetOf } from './downloadrequests.ts';
 import { artifactKey } from './resolve.ts';
 import type { Location, Resolver } from './resolve.ts';
@@ -201,7 +202,7 @@ export interface KubeVolumeResolverOptions {
  * with it, and it grants nothing by itself, since the store is still reached only with the location's
  * own credential.
  */
-export class KubeVolumeResolver implements VolumeResolver {
+export class KubeVolumeResolver extends BaseVolumeResolver {
   readonly #locations: KubeResolver;
   readonly #objects: ObjectReader;
   readonly #stores: StoreFactory;
@@ -210,6 +211,7 @@ export class KubeVolumeResolver implements VolumeResolver {
   readonly #files: BackupFileVolumes;
 
   constructor(locations: KubeResolver, objects: ObjectReader, stores: StoreFactory, opts: KubeVolumeResolverOptions) {
+    super();
     this.#locations = locations;
     this.#objects = objects;
     this.#stores = stores;
@@ -218,18 +220,7 @@ export class KubeVolumeResolver implements VolumeResolver {
     this.#files = opts.files ?? new BackupFileVolumes();
   }
 
-  async volumes(namespace: string, backup: string, signal: AbortSignal): Promise<BackupVolume[]> {
-    return (await this.#volumesOf(namespace, backup, signal)).volumes;
-  }
-
-  async repository(namespace: string, backup: string, volumeID: string, signal: AbortSignal): Promise<VolumeRepository> {
-    const { spec, volumes } = await this.#volumesOf(namespace, backup, signal);
-    const volume = findVolume(volumes, backup, volumeID);
-    const { prefix, snapshotID } = readableSnapshot(volume);
-    return { volume, spec, prefix, snapshotID, password: await this.#password(signal) };
-  }
-
-  async #volumesOf(namespace: string, backup: string, signal: AbortSignal): Promise<{ spec: StoreSpec; volumes: BackupVolume[] }> {
+  protected async volumesOf(namespace: string, backup: string, signal: AbortSignal): Promise<{ spec: StoreSpec; volumes: BackupVolume[] }> {
     const { bsl, spec } = await this.#locations.locationOf({ namespace, owner: 'backups', name: backup, artifact: 'volumedata' }, signal);
     const ctx: EntryContext = { backup, ...(bsl.metadata?.name !== undefined && { location: bsl.metadata.name }) };
     const [pvbs, dus] = await Promise.all([
@@ -251,7 +242,7 @@ export class KubeVolumeResolver implements VolumeResolver {
   }
 
   /** The repository password, read through the object cache (seconds); its value is never put in a message. */
-  async #password(signal: AbortSignal): Promise<string> {
+  protected async password(signal: AbortSignal): Promise<string> {
     const { name, key } = this.#secret;
     const secret = await this.#objects.secret(this.#ownNamespace, name, signal);
     const data = secret?.data?.[key];

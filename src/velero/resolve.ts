@@ -9,8 +9,8 @@ import { findArtifact } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
 import { NotFoundError } from './errors.ts';
 import { BackupFileVolumes, volumeFileKeys } from './volumes-files.ts';
-import { findVolume, readableSnapshot } from './volumes-parse.ts';
-import type { BackupVolume, VolumeRepository, VolumeResolver } from './volumes.ts';
+import { BaseVolumeResolver } from './volumes-resolver.ts';
+import type { BackupVolume } from './volumes.ts';
 
 export interface Location {
   spec: StoreSpec;
@@ -149,30 +149,25 @@ export interface LocalVolumeResolverOptions {
  * locations). Who reaches it: a caller holding a static token. What it trusts: the files' content no
  * more than Kubernetes mode does (volumes-files.ts bounds and checks it).
  */
-export class LocalVolumeResolver implements VolumeResolver {
+export class LocalVolumeResolver extends BaseVolumeResolver {
   readonly #locations: LocalResolver;
   readonly #stores: StoreFactory;
   readonly #password: string;
   readonly #files: BackupFileVolumes;
 
   constructor(locations: LocalResolver, stores: StoreFactory, opts: LocalVolumeResolverOptions) {
+    super();
     this.#locations = locations;
     this.#stores = stores;
     this.#password = opts.password;
     this.#files = opts.files ?? new BackupFileVolumes();
   }
 
-  async volumes(namespace: string, backup: string, signal: AbortSignal): Promise<BackupVolume[]> {
-    return (await this.#volumesOf(namespace, backup, signal)).volumes;
+  protected async password(): Promise<string> {
+    return this.#password;
   }
 
-  async repository(namespace: string, backup: string, volumeID: string, signal: AbortSignal): Promise<VolumeRepository> {
-    const { spec, volumes } = await this.#volumesOf(namespace, backup, signal);
-    const volume = findVolume(volumes, backup, volumeID);
-    return { volume, spec, ...readableSnapshot(volume), password: this.#password };
-  }
-
-  async #volumesOf(namespace: string, backup: string, signal: AbortSignal): Promise<{ spec: StoreSpec; volumes: BackupVolume[] }> {
+  protected async volumesOf(namespace: string, backup: string, signal: AbortSignal): Promise<{ spec: StoreSpec; volumes: BackupVolume[] }> {
     volumeFileKeys(backup); // refuses a name that cannot be part of a key, before any probe
     const key = backupMetadataKey(backup);
     const missing = { message: `backup "${backup}" not found`, details: { group: 'velero.io', kind: 'backups', name: backup } };

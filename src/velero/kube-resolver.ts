@@ -230,7 +230,9 @@ export class KubeVolumeResolver extends BaseVolumeResolver {
     const missing = new Set<VolumeKind>();
     if (pvbs.length === 0) missing.add('PodVolumeBackup');
     if (dus.length === 0) missing.add('DataUpload');
-    const fromFiles = missing.size > 0 ? await this.#files.get(spec, () => this.#stores.forSpec(spec), ctx, missing, signal) : [];
+    // The files are the location's own: the location name they recorded is the one their backup was
+    // made with, which a cluster that synced the backup may call differently, so it is not compared.
+    const fromFiles = missing.size > 0 ? await this.#files.get(spec, () => this.#stores.forSpec(spec), { backup }, missing, signal) : [];
     return { spec, volumes: [...pvbs, ...dus, ...fromFiles].sort(byId) };
   }
 

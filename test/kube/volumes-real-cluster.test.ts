@@ -116,7 +116,7 @@ describe('volumes of a backup against the real API server', { skip: missingTools
     );
     // gone's objects were deleted; its files remain in the store.
     const keys = volumeFileKeys('gone');
-    await put('main', `velero/${keys.podVolumeBackups}`, gzJson([podVolumeBackup({ backup: 'gone', podNamespace: 'app', pod: 'web-0', volume: 'data', snapshotID: S1 })]));
+    await put('main', `velero/${keys.podVolumeBackups}`, gzJson([podVolumeBackup({ backup: 'gone', podNamespace: 'app', pod: 'web-0', volume: 'data', snapshotID: S1, location: 'named-so-in-the-cluster-that-made-it' })]));
     await put('main', `velero/${keys.volumeInfo}`, gzJson([dataMoverInfo({ pvcNamespace: 'db', pvc: 'pg-data', snapshotHandle: S2 })]));
     await put('bucket-team-a', volumeFileKeys('t-gone').volumeInfo, gzJson([dataMoverInfo({ pvcNamespace: TENANT, pvc: 'files', snapshotHandle: S3 })]));
   });
@@ -155,7 +155,7 @@ describe('volumes of a backup against the real API server', { skip: missingTools
     assert.deepEqual((await volumes.volumes(OWN, LONG, signal)).map((v) => v.snapshotID), [S3]);
   });
 
-  test('when the objects are gone, the volumes come from the backup files in its location', async () => {
+  test('when the objects are gone, the volumes come from the backup files in its location (whatever location name they recorded)', async () => {
     const list = await volumes.volumes(OWN, 'gone', signal);
     assert.deepEqual(list.map((v) => [v.id, v.snapshotID]), [['app:web-0:data', S1], ['db:pg-data', S2]]);
     const repo = await volumes.repository(OWN, 'gone', 'pg-data', signal);

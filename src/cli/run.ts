@@ -24,7 +24,7 @@ import { progressFor } from './progress.ts';
 import type { TerminalLike } from './progress.ts';
 import { HttpStatusError, bodyChunks, openSource } from './transfer.ts';
 import type { FetchOptions, Source, TransferStats } from './transfer.ts';
-import { isJson, listDirectory, readJson, volumeUrl, volumesTable, wholeTarCheck } from './volumes.ts';
+import { isJson, listDirectory, readJson, safeJson, volumeUrl, volumesTable, wholeTarCheck } from './volumes.ts';
 import type * as KubeModuleNs from './kube.ts';
 import type { DownloadUrls, VeleroApi } from './kube.ts';
 import { NEVER_ABORTED } from '../util/abortable.ts';
@@ -440,7 +440,7 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
   try {
     if (v.action === 'volumes') {
       const list = await readJson(await open(src.url), 'the volume list');
-      await print(v.json ? `${JSON.stringify(list, null, 2)}\n` : volumesTable(list));
+      await print(v.json ? `${safeJson(list, 2)}\n` : volumesTable(list));
     } else if (v.action === 'ls') {
       await listDirectory((t) => open(url(t)), v.json, print);
     } else {

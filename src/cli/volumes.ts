@@ -76,6 +76,15 @@ export async function readJson(res: IncomingMessage, what: string, max = MAX_JSO
   }
 }
 
+// What JSON.stringify leaves raw that a terminal acts on or shows as something else: DEL, the C1
+// controls (0x9b is a CSI on some terminals) and the bidirectional overrides.
+const JSON_UNSAFE = /[\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** JSON.stringify, with those characters written as \uXXXX escapes: the same value, inert on a terminal. */
+export function safeJson(value: unknown, space?: number): string {
+  return JSON.stringify(value, null, space).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -119,13 +128,13 @@ export async function listDirectory(open: (continueToken: string | undefined) =>
     const body = await readJson(res, 'the directory listing');
     if (!isObject(body) || (body.kind !== 'Directory' && body.kind !== 'Symlink')) throw new CliError(EXIT.notFound, 'the download server\'s answer is not a directory listing');
     if (body.kind === 'Symlink') {
-      await write(json ? `${JSON.stringify(body)}\n` : formatTable([LISTING_HEADER, entryRow({ ...body, type: 'symlink' })]));
+      await write(json ? `${safeJson(body)}\n` : formatTable([LISTING_HEADER, entryRow({ ...body, type: 'symlink' })]));
       return;
     }
     const entries = Array.isArray(body.entries) ? body.entries.filter(isObject) : [];
     if (json) {
-      const head = page === 0 ? `{"kind":"Directory","path":${JSON.stringify(body.path ?? '')},"entries":[` : '';
-      const rows = entries.map((e) => JSON.stringify(e));
+      const head = page === 0 ? `{"kind":"Directory","path":${safeJson(body.path ?? '')},"entries":[` : '';
+      const rows = entries.map((e) => safeJson(e));
       await write(`${head}${written > 0 && rows.length ? ',' : ''}${rows.length ? '\n' : ''}${rows.join(',\n')}`);
       written += rows.length;
     } else {

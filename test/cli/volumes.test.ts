@@ -19,7 +19,7 @@ import { printable, volumePath } from '../../src/cli/args.ts';
 import type { VolumeCommand } from '../../src/cli/args.ts';
 import { CliError } from '../../src/cli/errors.ts';
 import { openSource } from '../../src/cli/transfer.ts';
-import { MAX_PAGES, listDirectory, volumeUrl } from '../../src/cli/volumes.ts';
+import { MAX_PAGES, listDirectory, readJson, volumeUrl } from '../../src/cli/volumes.ts';
 import { user } from '../support/kube-apiserver/index.ts';
 import { answerDownloadRequests, runInProcess } from '../support/cli.ts';
 import type { CliResult, DownloadRequestAnswer } from '../support/cli.ts';
@@ -33,6 +33,11 @@ const VOLUME = 'team-a:web-0:data';
 const VOLUME_URL = `/v1/namespaces/${NS}/backups/${BACKUP}/volumes/team-a%3Aweb-0%3Adata`;
 const ODD = 'a?b#c%d e ü.txt';
 const EVIL = 'evil\x1b[2J\n\u202etxt.exe';
+/** A pod name as a tenant could write it into a PodVolumeBackup: a title-setting escape, a C1 CSI, a bidi override. */
+const HOSTILE_POD = 'x\x1b]0;pwned\x07\u009b31m\u202e';
+/** Characters a terminal acts on, or shows as something else. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const TERMINAL_ACTIVE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 const file = (data: string | Buffer, mode?: number): Node => ({ type: 'file', data: Buffer.from(data), ...(mode !== undefined && { mode }) });
 const dir = (entries: Record<string, Node>): Node => ({ type: 'dir', entries });
 
@@ -83,7 +88,7 @@ describe('velero-download: volume data', () => {
       volumes: [
         { id: VOLUME, kind: 'PodVolumeBackup', namespace: 'team-a', pod: 'web-0', volume: 'data', uploader: 'kopia', snapshotID: 'k0123456789abcdef', size: 3145745, phase: 'Completed' },
         { id: 'team-a:db-pvc', kind: 'DataUpload', namespace: 'team-a', pvc: 'db-pvc', uploader: 'kopia', snapshotID: 'kfedcba', size: 1024 },
-        { id: 'team-a:x:y', kind: 'PodVolumeBackup', namespace: 'team-a', pod: 'x\x1b]0;pwned\x07', volume: 'y', uploader: 'restic', snapshotID: '' },
+        { id: 'team-a:x:y', kind: 'PodVolumeBackup', namespace: 'team-a', pod: HOSTILE_POD, volume: 'y', uploader: 'restic', snapshotID: '' },
       ],
       trees: {
         [VOLUME]: dir({
@@ -132,15 +137,16 @@ describe('velero-download: volume data', () => {
     assert.match(lines[1]!, /^team-a:web-0:data +PodVolumeBackup +team-a +web-0\/data +kopia +3145745 +k0123456789abcdef$/);
     assert.match(lines[2]!, /^team-a:db-pvc +DataUpload +team-a +db-pvc +kopia +1024 +kfedcba$/);
     // A pod name with an escape sequence (a tenant can write PodVolumeBackups) is printed inert.
-    assert.ok(lines[3]!.includes('x\\x1b]0;pwned\\x07/y'), lines[3]);
-    assert.ok(!table.stdout.includes(0x1b), 'no escape character reaches the terminal');
+    assert.ok(lines[3]!.includes('x\\x1b]0;pwned\\x07\\x9b31m\\u{202e}/y'), lines[3]);
+    assert.doesNotMatch(table.stdout.toString(), TERMINAL_ACTIVE, 'no control or bidi character reaches the terminal');
 
     const json = await cli(['backup', 'volumes', BACKUP, '-o', 'json']);
     assert.equal(json.code, 0, json.stderr);
     const doc = JSON.parse(json.stdout.toString()) as { kind: string; volumes: { id: string; pod?: string }[] };
     assert.equal(doc.kind, 'BackupVolumeList');
     assert.deepEqual(doc.volumes.map((v) => v.id), [VOLUME, 'team-a:db-pvc', 'team-a:x:y']);
-    assert.equal(doc.volumes[2]!.pod, 'x\x1b]0;pwned\x07', 'JSON keeps the value exactly (escaped by JSON itself)');
+    assert.equal(doc.volumes[2]!.pod, HOSTILE_POD, 'JSON keeps the value exactly');
+    assert.doesNotMatch(json.stdout.toString(), TERMINAL_ACTIVE, 'written as \\u escapes');
   });
 
   test('backup ls: the root, a directory with spaces, symlinks with their targets, hostile names escaped', async () => {
@@ -183,6 +189,19 @@ describe('velero-download: volume data', () => {
     assert.equal(doc.entries.length, 2500);
     assert.deepEqual(doc.entries[2499], { name: 'f2499', type: 'file', size: 4, mode: '0644', mtime: '2026-11-30T12:00:00.000Z' });
     assert.equal(doc.continue, undefined);
+
+    const root = await cli(['backup', 'ls', BACKUP, VOLUME, '-o', 'json']);
+    assert.equal(root.code, 0, root.stderr);
+    assert.ok((JSON.parse(root.stdout.toString()) as typeof doc).entries.some((e) => e.name === EVIL));
+    assert.doesNotMatch(root.stdout.toString(), TERMINAL_ACTIVE);
+  });
+
+  test('a JSON answer is read up to a bound, never parsed truncated', async () => {
+    const res = await openSource(
+      { kind: 'gateway', label: 'the double', url: new URL(`${api.url}/v1/namespaces/${NS}/backups/${BACKUP}/volumes`), headers: { Authorization: `Bearer ${fx.tokens.alice}` }, trust: { ca: [await readFile(caFile, 'utf8')], chain: true, pins: [], insecure: false } },
+      { signal: AbortSignal.timeout(10_000), timeoutMs: 5000 },
+    );
+    await assert.rejects(readJson(res, 'the volume list', 100), (err: unknown) => err instanceof CliError && /the volume list is larger than 100 bytes: not read/.test(err.message));
   });
 
   // The command's bound is MAX_PAGES (1000 connections, seconds of handshakes here): the same code
@@ -205,7 +224,7 @@ describe('velero-download: volume data', () => {
     assert.match(printed, /^TYPE +MODE +SIZE +MTIME +NAME\n(.*\n){3}$/, 'the first page printed as it came, once');
   });
 
-  test('backup files saves one file under its own name; any name round-trips through the URL', async () => {
+  test('backup files saves one file under its own name (not the server\'s Content-Disposition); any name round-trips through the URL', async () => {
     const cwd = await scratch();
     const n = api.requests.length;
     const r = await cli(['backup', 'files', BACKUP, VOLUME, `dir with space/${ODD}`], { cwd });

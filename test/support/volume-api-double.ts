@@ -179,7 +179,11 @@ export async function startVolumeApiDouble(opts: VolumeApiDoubleOptions): Promis
     if (node.type === 'file') {
       if (rawPath.endsWith('/')) return status(res, 400, 'BadRequest', `"${shown}" is a file, not a directory`);
       const etag = `"obj-${volume}-${shown.length}-${node.data.length}"`;
-      const headers = { 'Content-Type': 'application/octet-stream', ETag: etag, 'Accept-Ranges': 'bytes', 'Last-Modified': (node.mtime ?? MTIME).toUTCString() };
+      // A hostile name in Content-Disposition: the client must name the file itself.
+      const headers = {
+        'Content-Type': 'application/octet-stream', ETag: etag, 'Accept-Ranges': 'bytes', 'Last-Modified': (node.mtime ?? MTIME).toUTCString(),
+        'Content-Disposition': 'attachment; filename="../../.bashrc"',
+      };
       const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
       if (range && (req.headers['if-range'] === undefined || req.headers['if-range'] === etag)) {
         const from = Number(range[1]);

@@ -209,21 +209,19 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
   if (cmd.gateway.forced) await gateway.token();
 
   const clock = new TransferClock(cmd.timeoutMs, signal);
-  const transferSignal = clock.signal;
-  const startTransferClock = (): void => clock.start();
   let drName: string | undefined;
   try {
-    const fetchOpts: FetchOptions = { signal: transferSignal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
+    const fetchOpts: FetchOptions = { signal: clock.signal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
     const failures: string[] = [];
     let untrusted: UntrustedCertificateError | undefined;
 
     const tryOpen = async (src: Source): Promise<IncomingMessage | undefined> => {
-      startTransferClock();
+      clock.start();
       try {
         return await openSource(src, fetchOpts);
       } catch (err) {
         if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
-        if (transferSignal.aborted || !networkFailure(err)) throw err;
+        if (clock.signal.aborted || !networkFailure(err)) throw err;
         if (err instanceof UntrustedCertificateError && src.kind === 'gateway') untrusted = err;
         failures.push(`${src.label}: ${describeFailure(err)}`);
         return undefined;

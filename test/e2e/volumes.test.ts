@@ -54,7 +54,7 @@ describe('volume data end to end (local mode, demo and s3rver)', () => {
       if (file.endsWith('.f')) await s3.put(`prod/kopia/ns1/${file.slice(0, -2)}`, await readFile(join(repo, file)));
     }
     const snap = manifest.snapshots[0]!;
-    await s3.put('prod/backups/weekly/velero-backup.json', JSON.stringify({ apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'weekly', namespace: 'velero' }, spec: { storageLocation: 'minio' } }));
+    await s3.put('prod/backups/weekly/velero-backup.json', Buffer.from(JSON.stringify({ apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'weekly', namespace: 'velero' }, spec: { storageLocation: 'minio' } })));
     await s3.put('prod/backups/weekly/weekly-podvolumebackups.json.gz', gzipSync(JSON.stringify([podVolumeBackup('weekly', 'ns1', 'db-0', 'data', snap.id)])));
     await writeS3LocationsFile(dir, { name: 'minio', bucket: s3.bucket, endpoint: s3.endpoint, region: 'minio', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', caPem: pki.caCert });
     gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--locations-file', join(dir, 'locations.yaml')]);

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { KopiaNotFoundError, WrongPasswordError } from '../../src/kopia/errors.ts';
+import { CorruptRepositoryError, KopiaNotFoundError, WrongPasswordError } from '../../src/kopia/errors.ts';
 import { openRepository } from '../../src/kopia/repository.ts';
 import type { Repository } from '../../src/kopia/repository.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
@@ -121,11 +121,11 @@ function newMade(name: string, password: string, tool: 'kopia' | 'kopia-velero' 
 
 // ---------------------------------------------------------------- kopia's defaults, a sparse file
 
-/** Kopia's defaults but the flat layout; the odd tree and the sparse file; one snapshot. */
+/** Kopia's defaults (its filesystem storage shards blob files into directories); the odd tree and the sparse file. */
 async function buildDefaults(): Promise<{ made: Made; src: string; snapshotMs: number }> {
   const made = newMade('defaults', 'defaults-passw0rd');
   const src = join(base, 'defaults', 'src');
-  await made.cli.createFilesystem(made.storeRoot, ['--flat']);
+  await made.cli.createFilesystem(made.storeRoot);
   await writeOddTree(src, randomBytes(10 * MiB + 12345));
   // The sparse file: holes, with random bytes at its start, past 1 GiB and at its very end.
   const sparse = join(src, 'sparse', 'huge.img');
@@ -141,7 +141,7 @@ async function buildDefaults(): Promise<{ made: Made; src: string; snapshotMs: n
   return { made, src, snapshotMs: performance.now() - t0 };
 }
 
-describe("kopia's defaults (flat filesystem layout): the odd tree and a sparse file past 1 GiB", () => {
+describe("kopia's defaults (sharded filesystem layout): the odd tree and a sparse file past 1 GiB", () => {
   let made: Made;
   let repo: Repository;
   const src = (): string => defaults.src;
@@ -151,7 +151,8 @@ describe("kopia's defaults (flat filesystem layout): the odd tree and a sparse f
     repo = await openMade(made);
   });
 
-  test('the snapshot is the one kopia lists (id, source, root, start time)', async (t) => {
+  test('the snapshot is the one kopia lists (id, source, root, start time), read through shard directories', async (t) => {
+    assert.ok((await readdir(made.storeRoot, { recursive: true })).some((f) => /^p\/[0-9a-f]{3}\/[0-9a-f-s]+\.f$/.test(f)), 'packs in shard directories');
     await snapshotsAgree(made, repo);
     assert.equal(made.sources.size, 1);
     // For the report: kopia's time to snapshot the tree with the sparse file (dedup keeps it cheap).
@@ -185,6 +186,23 @@ describe("kopia's defaults (flat filesystem layout): the odd tree and a sparse f
     const boundaries = await chunkStarts(repo, entry.objectID);
     assert.ok(boundaries.length >= 1);
     assert.deepEqual(await compareRanges(repo, s, 'random.bin', join(src(), 'random.bin'), rangesFor(entry.size, boundaries, 10, 2 * MiB, 11), signal()), []);
+  });
+  test('bad input: a .shards file that is not kopia\'s sharding, or too big to be one, is a typed error', async () => {
+    const copy = join(base, 'defaults-bad-shards');
+    await cp(made.storeRoot, copy, { recursive: true });
+    for (const [label, content] of [
+      ['not JSON', '{"default":[1,3'],
+      ['a shard of zero', '{"default":[1,0],"maxNonShardedLength":20}'],
+      ['a string shard', '{"default":[1,"3"],"maxNonShardedLength":20}'],
+      ['100 KiB', `{"default":[1,3],"maxNonShardedLength":20}${' '.repeat(100 * 1024)}`],
+    ] as const) {
+      await writeFile(join(copy, '.shards'), content);
+      await assert.rejects(
+        openRepository(new FilesystemStore({ root: copy }), { naming: 'filesystem', password: made.password, signal: signal() }),
+        (e: unknown) => e instanceof CorruptRepositoryError && e.kind === 'malformed' && /\.shards/.test(e.message),
+        label,
+      );
+    }
   });
 });
 

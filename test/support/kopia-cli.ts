@@ -265,10 +265,10 @@ export const ODD_NAMES = ['with space.txt', 'ünïcödé 名前.txt', '100%.txt'
 /**
  * Writes a tree with the cases a reader gets wrong: files of 0 B and 1 B, `randomBytes` of random
  * bytes (more than kopia's 8 MiB maximum chunk is always several chunks), odd names, a chain of
- * DEEP_LEVELS directories, empty directories, symlinks relative, absolute, dangling, to a directory
+ * `deepLevels` directories, empty directories, symlinks relative, absolute, dangling, to a directory
  * and out of the tree, and unusual modes.
  */
-export async function writeOddTree(root: string, randomBytes: Buffer): Promise<void> {
+export async function writeOddTree(root: string, randomBytes: Buffer, deepLevels = DEEP_LEVELS): Promise<void> {
   const file = async (rel: string, data: string | Buffer, mode = 0o644): Promise<void> => {
     await mkdir(join(root, rel, '..'), { recursive: true });
     await writeFile(join(root, rel), data);
@@ -285,7 +285,7 @@ export async function writeOddTree(root: string, randomBytes: Buffer): Promise<v
   await mkdir(join(root, 'sticky'));
   await chmod(join(root, 'sticky'), 0o1777);
   for (const [i, name] of ODD_NAMES.entries()) await file(`odd names/${name}`, `odd name ${i}\n`);
-  const deep = Array.from({ length: DEEP_LEVELS }, (_, i) => `d${String(i + 1).padStart(2, '0')}`).join('/');
+  const deep = Array.from({ length: deepLevels }, (_, i) => `d${String(i + 1).padStart(2, '0')}`).join('/');
   await file(`deep/${deep}/bottom.txt`, 'at the bottom\n');
   await mkdir(join(root, 'deep', deep, 'empty-at-the-bottom'));
   await mkdir(join(root, 'empty-dir'));

@@ -96,78 +96,74 @@ test('kopia wrote the repository sharded into subdirectories, and every blob id 
   assert.ok([...blobs.keys()].some((id) => id.startsWith('xn0_')), 'an index blob');
 });
 
-describe('S3 (s3rver)', () => {
-  let srv: Awaited<ReturnType<typeof startS3rver>> | undefined;
-  let store: S3Store | undefined;
-  after(async () => {
-    await store?.close();
-    await srv?.stop();
+/**
+ * One store case: `start` runs the emulator, copies the blobs in under the BSL prefix and builds the
+ * adapter, registering what to close; everything registered is closed after, whatever failed.
+ */
+function storeCase(name: string, start: (closers: (() => Promise<void>)[]) => Promise<ObjectStore>): void {
+  describe(name, () => {
+    const closers: (() => Promise<void>)[] = [];
+    after(async () => {
+      for (const close of closers.reverse()) await close();
+    });
+    test('the repository under a BSL prefix reads back equal to the source', async () => {
+      await readsBack(await start(closers));
+    });
   });
+}
 
-  test('the repository under a BSL prefix reads back equal to the source', async () => {
-    srv = await startS3rver();
-    for (const [id, bytes] of blobs) await srv.put(`${BSL_PREFIX}/${REPO_PREFIX}${id}`, bytes);
-    const credential = Buffer.from(`[default]\naws_access_key_id=${S3RVER_ACCESS_KEY_ID}\naws_secret_access_key=${S3RVER_SECRET_ACCESS_KEY}\n`);
-    store = new S3Store(adapterOptions({
-      name: 'velero/s3-kopia',
-      provider: 'velero.io/aws',
-      bucket: srv.bucket,
-      prefix: BSL_PREFIX,
-      config: { region: 'us-east-1', s3Url: srv.endpoint, s3ForcePathStyle: 'true' },
-      credential,
-    }));
-    await readsBack(store);
-  });
+const key = (id: string): string => `${BSL_PREFIX}/${REPO_PREFIX}${id}`;
+
+storeCase('S3 (s3rver)', async (closers) => {
+  const srv = await startS3rver();
+  closers.push(() => srv.stop());
+  for (const [id, bytes] of blobs) await srv.put(key(id), bytes);
+  const store = new S3Store(adapterOptions({
+    name: 'velero/s3-kopia',
+    provider: 'velero.io/aws',
+    bucket: srv.bucket,
+    prefix: BSL_PREFIX,
+    config: { region: 'us-east-1', s3Url: srv.endpoint, s3ForcePathStyle: 'true' },
+    credential: Buffer.from(`[default]\naws_access_key_id=${S3RVER_ACCESS_KEY_ID}\naws_secret_access_key=${S3RVER_SECRET_ACCESS_KEY}\n`),
+  }));
+  closers.push(() => store.close());
+  return store;
 });
 
-describe('Azure Blob (Azurite)', () => {
-  let azurite: Awaited<ReturnType<typeof startAzurite>> | undefined;
-  let store: AzureBlobStore | undefined;
-  after(async () => {
-    await store?.close();
-    await azurite?.stop();
-  });
-
-  test('the repository under a BSL prefix reads back equal to the source', async () => {
-    azurite = await startAzurite();
-    const writer = new BlobServiceClient(azurite.accountUrl(), newPipeline(new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)));
-    const container = writer.getContainerClient('backups');
-    await container.create();
-    for (const [id, bytes] of blobs) await container.getBlockBlobClient(`${BSL_PREFIX}/${REPO_PREFIX}${id}`).uploadData(bytes);
-    store = new AzureBlobStore(adapterOptions({
-      name: 'velero/azure-kopia',
-      provider: 'velero.io/azure',
-      bucket: 'backups',
-      prefix: BSL_PREFIX,
-      config: { storageAccount: AZURITE_ACCOUNT, storageAccountURI: azurite.accountUrl(), storageAccountKeyEnvVar: 'AZURE_STORAGE_ACCOUNT_ACCESS_KEY' },
-      credential: Buffer.from(`AZURE_CLOUD_NAME=AzurePublicCloud\nAZURE_STORAGE_ACCOUNT_ACCESS_KEY=${AZURITE_KEY}\n`),
-    }));
-    await readsBack(store);
-  });
+storeCase('Azure Blob (Azurite)', async (closers) => {
+  const azurite = await startAzurite();
+  closers.push(() => azurite.stop());
+  const writer = new BlobServiceClient(azurite.accountUrl(), newPipeline(new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)));
+  const container = writer.getContainerClient('backups');
+  await container.create();
+  for (const [id, bytes] of blobs) await container.getBlockBlobClient(key(id)).uploadData(bytes);
+  const store = new AzureBlobStore(adapterOptions({
+    name: 'velero/azure-kopia',
+    provider: 'velero.io/azure',
+    bucket: 'backups',
+    prefix: BSL_PREFIX,
+    config: { storageAccount: AZURITE_ACCOUNT, storageAccountURI: azurite.accountUrl(), storageAccountKeyEnvVar: 'AZURE_STORAGE_ACCOUNT_ACCESS_KEY' },
+    credential: Buffer.from(`AZURE_CLOUD_NAME=AzurePublicCloud\nAZURE_STORAGE_ACCOUNT_ACCESS_KEY=${AZURITE_KEY}\n`),
+  }));
+  closers.push(() => store.close());
+  return store;
 });
 
-describe('GCS (JSON API double)', () => {
-  let double: GcsJsonApiDouble | undefined;
-  let store: GcsStore | undefined;
-  after(async () => {
-    await store?.close();
-    await double?.close();
-  });
-
-  test('the repository under a BSL prefix reads back equal to the source', async () => {
-    const account = createTestServiceAccount('kopia-reader@vds-test-project.iam.gserviceaccount.com');
-    double = await GcsJsonApiDouble.start();
-    double.addServiceAccount(account.email, account.publicKeyPem, account.keyId);
-    double.createBucket('velero-gcs');
-    for (const [id, bytes] of blobs) double.put('velero-gcs', `${BSL_PREFIX}/${REPO_PREFIX}${id}`, bytes);
-    store = new GcsStore(adapterOptions({
-      name: 'velero/gcs-kopia',
-      provider: 'velero.io/gcp',
-      bucket: 'velero-gcs',
-      prefix: BSL_PREFIX,
-      config: { storeEndpoint: double.url },
-      credential: account.json,
-    }));
-    await readsBack(store);
-  });
+storeCase('GCS (JSON API double)', async (closers) => {
+  const account = createTestServiceAccount('kopia-reader@vds-test-project.iam.gserviceaccount.com');
+  const double = await GcsJsonApiDouble.start();
+  closers.push(() => double.close());
+  double.addServiceAccount(account.email, account.publicKeyPem, account.keyId);
+  double.createBucket('velero-gcs');
+  for (const [id, bytes] of blobs) double.put('velero-gcs', key(id), bytes);
+  const store = new GcsStore(adapterOptions({
+    name: 'velero/gcs-kopia',
+    provider: 'velero.io/gcp',
+    bucket: 'velero-gcs',
+    prefix: BSL_PREFIX,
+    config: { storeEndpoint: double.url },
+    credential: account.json,
+  }));
+  closers.push(() => store.close());
+  return store;
 });

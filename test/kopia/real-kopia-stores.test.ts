@@ -47,6 +47,8 @@ let tree: Map<string, SourceEntry>;
 const blobs = new Map<string, Buffer>();
 let sharded = 0;
 
+// kopia's create and snapshot: a few seconds alone, much longer on a machine shared by several test
+// runs; the hook's own limit keeps the suite's 120 s from failing a slow but working kopia.
 before(async () => {
   base = await mkdtemp(join(tmpdir(), 'vds-real-kopia-stores-'));
   const cli = new KopiaCli({ work: join(base, 'client'), password: PASSWORD });
@@ -63,7 +65,7 @@ before(async () => {
     if (rel.includes('/')) sharded++;
     blobs.set(rel.replaceAll('/', '').slice(0, -'.f'.length), await readFile(join(e.parentPath, e.name)));
   }
-});
+}, { timeout: 5 * 60_000 });
 after(async () => {
   if (base) await rm(base, { recursive: true, force: true });
 });

@@ -48,11 +48,16 @@ let aes: Awaited<ReturnType<typeof buildAes>>;
 let chacha: Made;
 let velero: Made;
 // The four repositories are made side by side: kopia spends much of its time waiting on its own
-// storage and key derivation, so together they take about as long as the longest.
-before(async () => {
-  base = await mkdtemp(join(tmpdir(), 'vds-real-kopia-'));
-  [defaults, aes, chacha, velero] = await Promise.all([buildDefaults(), buildAes(), buildChacha(), buildVelero()]);
-});
+// storage and key derivation, so together they take about as long as the longest. About 60 s of CPU
+// in all; on a machine shared by several test runs that can exceed the suite's 120 s per hook, hence
+// the hook's own limit (a hung kopia still fails the run).
+before(
+  async () => {
+    base = await mkdtemp(join(tmpdir(), 'vds-real-kopia-'));
+    [defaults, aes, chacha, velero] = await Promise.all([buildDefaults(), buildAes(), buildChacha(), buildVelero()]);
+  },
+  { timeout: 8 * 60_000 },
+);
 after(async () => {
   if (base) await rm(base, { recursive: true, force: true });
 });

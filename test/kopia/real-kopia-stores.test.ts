@@ -51,7 +51,7 @@ let sharded = 0;
 // runs; the hook's own limit keeps the suite's 120 s from failing a slow but working kopia.
 before(async () => {
   base = await mkdtemp(join(tmpdir(), 'vds-real-kopia-stores-'));
-  const cli = new KopiaCli({ work: join(base, 'client'), password: PASSWORD });
+  const cli = new KopiaCli({ work: join(base, 'client'), password: PASSWORD, signal: stop.signal });
   const repoDir = join(base, 'repo');
   await cli.createFilesystem(repoDir);
   src = join(base, 'src');
@@ -66,7 +66,10 @@ before(async () => {
     blobs.set(rel.replaceAll('/', '').slice(0, -'.f'.length), await readFile(join(e.parentPath, e.name)));
   }
 }, { timeout: 5 * 60_000 });
+/** Aborted first in cleanup: a kopia still running (a hook that timed out) is killed before its files go. */
+const stop = new AbortController();
 after(async () => {
+  stop.abort(new Error('the tests are over'));
   if (base) await rm(base, { recursive: true, force: true });
 });
 

@@ -58,7 +58,10 @@ before(
   },
   { timeout: 8 * 60_000 },
 );
+/** Aborted first in cleanup: kopia still running (a hook that timed out) is killed before its files go. */
+const stop = new AbortController();
 after(async () => {
+  stop.abort(new Error('the tests are over'));
   if (base) await rm(base, { recursive: true, force: true });
 });
 
@@ -121,7 +124,7 @@ async function chunkStarts(repo: Repository, objectID: string): Promise<number[]
 }
 
 function newMade(name: string, password: string, tool: 'kopia' | 'kopia-velero' = 'kopia', storeRoot = join(base, name, 'repo'), prefix = ''): Made {
-  return { cli: new KopiaCli({ tool, work: join(base, name, 'client'), password }), storeRoot, prefix, password, sources: new Map() };
+  return { cli: new KopiaCli({ tool, work: join(base, name, 'client'), password, signal: stop.signal }), storeRoot, prefix, password, sources: new Map() };
 }
 
 // ---------------------------------------------------------------- kopia's defaults, a sparse file

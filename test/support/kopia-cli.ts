@@ -42,7 +42,15 @@ export interface KopiaCliOptions {
   /** A private directory for the config file, caches and logs. */
   work: string;
   password: string;
+  /** Kills a running kopia (SIGKILL) when aborted: a test's cleanup must not leave one behind. */
+  signal?: AbortSignal;
 }
+
+/**
+ * The longest one kopia command may take. Far above what they need (seconds); a kopia whose
+ * storage vanished retries for a long time, and must not hold the test run.
+ */
+const KOPIA_TIMEOUT_MS = 4 * 60_000;
 
 /** One kopia client (config file) connected to one repository. */
 export class KopiaCli {
@@ -50,11 +58,13 @@ export class KopiaCli {
   readonly work: string;
   readonly cacheDir: string;
   readonly #env: NodeJS.ProcessEnv;
+  readonly #signal: AbortSignal | undefined;
 
   constructor(options: KopiaCliOptions) {
     this.bin = kopiaBinary(options.tool ?? 'kopia');
     this.work = options.work;
     this.cacheDir = join(options.work, 'cache');
+    this.#signal = options.signal;
     this.#env = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: options.work,
@@ -74,7 +84,13 @@ export class KopiaCli {
   async run(...args: string[]): Promise<string> {
     const argv = [`--config-file=${join(this.work, 'repository.config')}`, `--log-dir=${join(this.work, 'logs')}`, '--no-progress', '--no-auto-maintenance', ...args];
     try {
-      const { stdout } = await execFileAsync(this.bin, argv, { env: this.#env, maxBuffer: 64 << 20 });
+      const { stdout } = await execFileAsync(this.bin, argv, {
+        env: this.#env,
+        maxBuffer: 64 << 20,
+        timeout: KOPIA_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        ...(this.#signal && { signal: this.#signal }),
+      });
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };

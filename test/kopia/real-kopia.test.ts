@@ -356,7 +356,7 @@ describe("Velero's settings with AES256-GCM: five snapshots of a changing source
       assert.ok(resolved.segments.length >= 2, `${c.policy}: several chunks`);
       for (const seg of resolved.segments) {
         const contentID = seg.objectID.replace(/^Z/, '');
-        const header = repo.index.get(contentID).compressionHeaderID;
+        const header = (await repo.contentIndex(signal())).get(contentID).compressionHeaderID;
         assert.ok(header >= c.ids[0] && header <= c.ids[1], `${c.policy}: content ${contentID} has compression header ${header.toString(16)}`);
       }
       const ranges = rangesFor(entry.size, resolved.segments.slice(1).map((g) => g.start), 6, MiB, 3);
@@ -371,7 +371,7 @@ describe("Velero's settings with AES256-GCM: five snapshots of a changing source
     const entry = await repo.stat(newest, 'random.bin', signal());
     const last = (await repo.resolveObject(entry.objectID, signal())).segments.at(-1);
     assert.ok(last);
-    const packID = repo.index.get(last.objectID.replace(/^Z/, '')).packBlobID;
+    const packID = (await repo.contentIndex(signal())).get(last.objectID.replace(/^Z/, '')).packBlobID;
     assert.ok(aes.blobsAfter.includes(`${packID}.f`) && !aes.blobsBefore.includes(`${packID}.f`), 'a pack maintenance wrote');
     const copy = join(base, 'aes-broken');
     await cp(made.storeRoot, copy, { recursive: true });

@@ -436,7 +436,7 @@ export class Repository {
     return found;
   }
 
-  /** The entries of a directory object, in kopia's order (by name); cached by object id (contents never change). */
+  /** The entries of a directory object, in the order kopia stored them (not always by name); cached by object id (contents never change). */
   async readDirectory(objectID: string, signal: AbortSignal): Promise<DirEntry[]> {
     const cached = this.#cache.get<DirEntry[]>(this.#owner, `d${objectID}`);
     if (cached) return [...cached];

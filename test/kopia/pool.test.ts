@@ -64,19 +64,24 @@ const indexLoads = (lists: string[]): number => lists.filter((l) => l === 'xn').
  * A store whose gets of `key` wait for `release()`, or reject with their signal's reason when it
  * aborts; `signals` holds the signals those gets were given (the open's own).
  */
-function gated(store: ObjectStore, key: string): { store: ObjectStore; signals: AbortSignal[]; release: () => void } {
+function gated(store: ObjectStore, key: string): { store: ObjectStore; signals: AbortSignal[]; release: () => void; reached: () => Promise<void> } {
   const signals: AbortSignal[] = [];
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
+  let arrived!: () => void;
+  const arrival = new Promise<void>((resolve) => (arrived = resolve));
   return {
     signals,
     release,
+    /** Resolves once the gated key has been asked for (however many reads come before it). */
+    reached: () => arrival,
     store: {
       stat: (k, o) => store.stat(k, o),
       list: (p, o) => store.list(p, o),
       get: async (k: string, o: GetOptions): Promise<ObjectBody> => {
         if (k === key) {
           signals.push(o.signal);
+          arrived();
           await new Promise<void>((resolve, reject) => {
             // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the reason as a store gives it
             o.signal.addEventListener('abort', () => reject(o.signal.reason), { once: true });
@@ -151,7 +156,7 @@ describe('RepositoryPool: sharing and keys', () => {
     const first = new AbortController();
     const a = open(p, g.store, { signal: first.signal });
     const b = open(p, g.store);
-    await new Promise((resolve) => setImmediate(resolve));
+    await g.reached();
     assert.equal(g.signals.length, 1, 'one open in flight');
     first.abort(new Error('client went away'));
     await assert.rejects(a, /client went away/);
@@ -167,7 +172,7 @@ describe('RepositoryPool: sharing and keys', () => {
     const p = pool();
     const only = new AbortController();
     const a = open(p, g.store, { signal: only.signal });
-    await new Promise((resolve) => setImmediate(resolve));
+    await g.reached();
     only.abort(new Error('gone'));
     await assert.rejects(a, /gone/);
     assert.equal(g.signals[0]?.aborted, true, 'the abandoned open was aborted');

@@ -48,6 +48,12 @@ export interface PoolOpenOptions {
   password: string;
   /** This caller's wait: its abort rejects this call only, never the open others share. */
   signal: AbortSignal;
+  /**
+   * The identity of the client under `store`, when several store objects share one (a factory that
+   * hands out a view per request over one cached client): repositories are shared by identity, so
+   * without it every new view would open its repository again. Default: the store itself.
+   */
+  client?: object;
 }
 
 export class RepositoryPool {
@@ -56,7 +62,7 @@ export class RepositoryPool {
   readonly #keys: KeyCache | undefined;
   readonly #repoOptions: Omit<RepositoryCacheOptions, 'cache'>;
   readonly #maxRepositories: number;
-  readonly #ids = new WeakMap<ObjectStore, number>();
+  readonly #ids = new WeakMap<object, number>();
   #nextID = 1;
   readonly #secret = randomBytes(32);
   /** Insertion order is recency order: a hit re-inserts. */
@@ -74,8 +80,9 @@ export class RepositoryPool {
   }
 
   #key(store: ObjectStore, opts: PoolOpenOptions): string {
-    let id = this.#ids.get(store);
-    if (id === undefined) this.#ids.set(store, (id = this.#nextID++));
+    const client = opts.client ?? store;
+    let id = this.#ids.get(client);
+    if (id === undefined) this.#ids.set(client, (id = this.#nextID++));
     const password = createHmac('sha256', this.#secret).update(opts.password).digest('base64');
     return JSON.stringify([id, opts.naming ?? 'object', opts.prefix, password]);
   }

@@ -27,6 +27,7 @@ import { CorruptRepositoryError } from '../kopia/errors.ts';
 import type { RepositoryPool } from '../kopia/pool.ts';
 import type { DirEntry, Repository, Snapshot } from '../kopia/repository.ts';
 import { snapshotPathSegments } from '../kopia/repository.ts';
+import { clientIdentity } from '../stores/factory.ts';
 import type { StoreFactory } from '../stores/spec.ts';
 import type { BackupVolume, VolumeRepository, VolumeResolver } from '../velero/volumes.ts';
 import { InvalidTargetError } from '../velero/errors.ts';
@@ -115,7 +116,8 @@ function sendJson(req: Request, res: Response, body: unknown): void {
 /** The opened repository and snapshot of a resolved volume. */
 async function openSnapshot(deps: VolumeDeps, vr: VolumeRepository, signal: AbortSignal): Promise<{ repo: Repository; snapshot: Snapshot }> {
   const store = await deps.stores.forSpec(vr.spec);
-  const repo = await deps.pool.open(store, { prefix: vr.prefix, password: vr.password, signal });
+  // Shared by every request on the same cached client: one open, one index, one set of listings.
+  const repo = await deps.pool.open(store, { prefix: vr.prefix, password: vr.password, signal, client: clientIdentity(store) });
   return { repo, snapshot: await repo.snapshot(vr.snapshotID, signal) };
 }
 

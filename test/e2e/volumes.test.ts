@@ -98,6 +98,14 @@ describe('volume data end to end (local mode, demo and s3rver)', () => {
       assert.equal(r.code, 0, `${e.path}: ${r.stderr}`);
       assert.equal(sha(r.stdout), e.sha256, e.path);
     }
+    // Every request ran on one cached client, so the repository was opened once: its format blob and
+    // index blobs read once for all these files, not once per request.
+    await s3.flush();
+    const reads = (blob: RegExp) => s3.requests.filter((q) => q.method === 'GET' && blob.test(q.url.split('?')[0]!)).length;
+    assert.equal(reads(/\/prod\/kopia\/ns1\/kopia\.repository$/), 1, 'the format blob read once');
+    const indexReads = s3.requests.filter((q) => q.method === 'GET' && /\/prod\/kopia\/ns1\/x[^/?]*(\?|$)/.test(q.url)).map((q) => q.url.split('?')[0]);
+    assert.ok(indexReads.length > 0);
+    assert.equal(new Set(indexReads).size, indexReads.length, 'each index blob read once');
   });
 
   test('curl sees a 400 for a path that climbs, a 404 for a path that is not there, a 401 without a token', async () => {

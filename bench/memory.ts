@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { BenchContext } from './lib/context.ts';
 import { curlArgs, tokenHeaderFile } from './lib/curl.ts';
 import { writeSparseFile } from './lib/files.ts';
-import { commandLine, rssBytes, run, tempDir } from './lib/proc.ts';
+import { commandLine, run, sampleRss, tempDir } from './lib/proc.ts';
 import { check, fmt, GiB, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { startS3Location } from './lib/s3-location.ts';
@@ -80,15 +80,8 @@ export async function memory(ctx: BenchContext): Promise<BenchResult> {
   /** 64 paced clients against `url` while the server's RSS is sampled. */
   const measure = async (label: string, size: number, server: { pid: number; url: string; headerFile?: string; metricsUrl?: string }): Promise<void> => {
     await new Promise((r) => setTimeout(r, 1000));
-    const baselineRss = await rssBytes(server.pid);
-    let peakRss = baselineRss;
-    let samples = 0;
-    const sampler = setInterval(() => {
-      rssBytes(server.pid).then((v) => {
-        samples++;
-        peakRss = Math.max(peakRss, v);
-      }, () => undefined);
-    }, 100);
+    const sampler = await sampleRss(server.pid);
+    const baselineRss = sampler.start;
     const extra = ['--limit-rate', '1M', '--max-time', String(seconds)];
     const args = curlArgs(server.url, { cacert, headerFile: server.headerFile, extra }, '%{size_download}');
     if (label === sizeLabel(GiB)) curlLine = `${commandLine('curl', args)}   # × ${clients}, concurrently`;
@@ -98,7 +91,7 @@ export async function memory(ctx: BenchContext): Promise<BenchResult> {
     const results = await downloads;
     // One more second of sampling: buffers are released as the sockets close.
     await new Promise((r) => setTimeout(r, 1000));
-    clearInterval(sampler);
+    const { peak: peakRss, samples } = sampler.stop();
     const clientBytes = results.map((r) => Number(r.stdout.trim()) || 0);
     // 28: curl's own --max-time ended the transfer, which is how every client should end.
     const clientsFailed = results.filter((r) => r.code !== 28 && r.code !== 0).length;

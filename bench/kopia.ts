@@ -37,7 +37,7 @@ import { check, fmt, GiB, median, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { startS3Location } from './lib/s3-location.ts';
 import type { S3Location } from './lib/s3-location.ts';
-import { NODE, startGateway } from './lib/servers.ts';
+import { NODE, requestDurations, startGateway } from './lib/servers.ts';
 import type { Gateway } from './lib/servers.ts';
 
 const PREFIX = 'prod';
@@ -198,11 +198,29 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
       for (const n of i % 2 ? ([PLAIN_OBJECT, KOPIA_FILE] as const) : ([KOPIA_FILE, PLAIN_OBJECT] as const)) ttfbWarm[n]!.push((await curlTimed(sides[n].small, main.o)).ttfb * 1000);
     }
 
+    // What one warm request costs in store round trips (the object: one GetObject).
+    const storeRequests: Record<string, number> = {};
+    const storeRequestLog: Record<string, string[]> = {};
+    for (const n of [KOPIA_FILE, PLAIN_OBJECT] as const) {
+      await s3.flush();
+      const before = s3.requests.length;
+      await curlTimed(sides[n].small, main.o);
+      await s3.flush();
+      storeRequestLog[n] = s3.requests.slice(before).map((r) => `${r.method} ${r.url.replace(/^\/[^/]+\//, '')}${r.headers.range ? ` (${r.headers.range})` : ''}`);
+      storeRequests[n] = storeRequestLog[n].length;
+    }
+    ctx.log(`  store requests of one warm 64 KiB request of the file:\n    ${storeRequestLog[KOPIA_FILE]!.join('\n    ')}`);
+
     const listURL = volumeURL(gw, 'flat/?limit=10000');
     const listing = JSON.parse(await curlBody(listURL, main.o)) as { entries: unknown[]; continue?: string };
     if (listing.entries.length !== flatFiles || listing.continue !== undefined) throw new Error(`the listing holds ${listing.entries.length} entries${listing.continue ? ' and a continue token' : ''}, expected ${flatFiles}`);
     const listMs: number[] = [];
     for (let i = 0; i < listingSamples; i++) listMs.push((await curlTimed(listURL, main.o)).total * 1000);
+    const inGateway = {
+      [KOPIA_FILE]: median((await requestDurations(gw.logPath, `/files/tree/${treeDirName(0)}/file.bin`)).slice(-ttfbSamples)),
+      [PLAIN_OBJECT]: median((await requestDurations(gw.logPath, `/backups/${PLAIN}/log`)).slice(-ttfbSamples)),
+    };
+    const listInGateway = median((await requestDurations(gw.logPath, '/files/flat/')).slice(-listingSamples));
     ctx.log(`  listing of ${flatFiles} entries: median ${fmt(median(listMs), 1)} ms; first byte warm: ${fmt(median(ttfbWarm[KOPIA_FILE]!), 1)} ms (file) vs ${fmt(median(ttfbWarm[PLAIN_OBJECT]!), 1)} ms (object)`);
     await stopGateway(gw);
 
@@ -229,7 +247,7 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
     const firstMs: Record<string, number[]> = { [KOPIA_FILE]: [], [PLAIN_OBJECT]: [] };
     for (let i = 0; i < kdfSamples; i++) {
       for (const n of [KOPIA_FILE, PLAIN_OBJECT] as const) {
-        const fresh = await startOne(`fresh-${i}`);
+        const fresh = await startOne(`fresh-${i}-${n.replace(' ', '-')}`);
         const url = n === KOPIA_FILE ? volumeURL(fresh.gw, `tree/${treeDirName(0)}/file.bin`) : plainURL(fresh.gw, 'log');
         firstMs[n]!.push((await curlTimed(url, fresh.o)).ttfb * 1000);
         await stopGateway(fresh.gw);
@@ -292,9 +310,12 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
           { metric: 'CPU of the gateway (or this process for the reader)', unit: 's/GiB', values: Object.fromEntries(names.map((n) => [n, median(cpu[n]!.proxy)])), digits: 2 },
           { metric: 's3rver CPU', unit: 's/GiB', values: Object.fromEntries(names.map((n) => [n, median(cpu[n]!.s3rver)])), digits: 2 },
           { metric: `first byte, 64 KiB, warm, median of ${ttfbSamples}`, unit: 'ms', values: both((n) => median(ttfbWarm[n]!)), digits: 1 },
+          { metric: '64 KiB, warm, time inside the gateway (access log)', unit: 'ms', values: inGateway, digits: 1 },
+          { metric: 's3rver requests per warm 64 KiB request', unit: '', values: storeRequests, digits: 0 },
           { metric: `first byte, index cold (${vol.contents} contents), key derived, median of ${coldSamples}`, unit: 'ms', values: { [KOPIA_FILE]: coldMedian }, digits: 1 },
           { metric: `first byte, first request of a fresh gateway (key derivation), median of ${kdfSamples}`, unit: 'ms', values: both((n) => median(firstMs[n]!)), digits: 1 },
           { metric: `directory listing, ${flatFiles} entries, warm, median of ${listingSamples}`, unit: 'ms', values: { [KOPIA_FILE]: listMedian }, digits: 1 },
+          { metric: 'directory listing, time inside the gateway (access log)', unit: 'ms', values: { [KOPIA_FILE]: listInGateway }, digits: 1 },
           { metric: `peak RSS, ${STREAMS} ranged streams of ${sizeLabel(part)} at once`, unit: 'MiB', values: both((n) => streams[n].peak / MiB), digits: 1 },
           { metric: 'idle RSS before them', unit: 'MiB', values: both((n) => streams[n].idle / MiB), digits: 1 },
           { metric: '(peak − idle) per stream', unit: 'MiB', values: both((n) => perStream(streams[n])), digits: 1 },
@@ -332,7 +353,7 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
         `index: ${index.entries} synthetic entries as kopia's v2 index blobs (10 blobs, 1,000 packs), parsed and merged by the reader's own code in a fresh process; ${fmt(index.indexBytes / index.entries, 0)} bytes per entry in one Buffer; build ${fmt(index.buildMs, 0)} ms, ${index.lookups} lookups ${fmt(index.lookupMs, 0)} ms.`,
         's3rver, the gateway, the reader and curl share the same 2 cores.',
       ],
-      raw: { bigSize, flatFiles, contents: vol.contents, largestContent: vol.largestContent, blobs, rounds, mbps, cpuPerGiB: cpu, ttfbWarmMs: ttfbWarm, coldMs, coldIndexReads, firstMs, listMs, streams, index },
+      raw: { bigSize, flatFiles, contents: vol.contents, largestContent: vol.largestContent, blobs, rounds, mbps, cpuPerGiB: cpu, ttfbWarmMs: ttfbWarm, inGatewayMs: inGateway, listInGatewayMs: listInGateway, storeRequests, storeRequestLog, coldMs, coldIndexReads, firstMs, listMs, streams, index },
     };
   } finally {
     for (const g of [...gateways]) await g.stop();

@@ -60,6 +60,14 @@ export async function logLines(path: string): Promise<Record<string, unknown>[]>
   return out;
 }
 
+/** `durationMs` of the gateway's access log lines (msg "request") whose line contains `part` (a path piece). */
+export async function requestDurations(logPath: string, part: string): Promise<number[]> {
+  return (await readFile(logPath, 'utf8'))
+    .split('\n')
+    .filter((l) => l.includes('"msg":"request"') && l.includes(part))
+    .map((l) => (JSON.parse(l) as { durationMs: number }).durationMs);
+}
+
 /**
  * Starts the gateway (`node <entry> ...args`) listening on free loopback ports; its stdout and stderr (JSON
  * logs, the banner) go to `logPath`. Resolves once it logged `listening`.

@@ -48,6 +48,7 @@ const VOLUME_ID = `${OWNER.namespace}:${OWNER.pod}:${OWNER.volume}`;
 const STREAMS = 16;
 const INDEX_MAX_AGE_MS = 1000;
 const KOPIA_FILE = 'kopia file';
+const KOPIA_ZSTD = 'kopia file, zstd';
 const PLAIN_OBJECT = 'plain object';
 const READER = 'reader in-process';
 const INDEX_MEMORY = fileURLToPath(new URL('./kopia-index-memory.ts', import.meta.url));
@@ -97,11 +98,15 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
     const s3 = location.s3;
     const t0 = Date.now();
     ctx.log(`making the repository with kopia: a ${sizeLabel(bigSize)} random file, ${flatFiles} files of 1 KiB in one directory, ${coldSamples + 1} directories of one 64 KiB file`);
-    const vol: MadeVolume = await makeVolume(join(dir, 'volume'), { bigSize, flatFiles, treeDirs: coldSamples + 1, compression: 'none' }, OWNER);
+    const vol: MadeVolume = await makeVolume(join(dir, 'volume'), { bigSize, flatFiles, treeDirs: coldSamples + 1, zstdSize: bigSize }, OWNER);
+    const zstd = vol.zstd!;
     ctx.log(`  snapshot ${vol.snapshotID}: ${vol.contents} contents, the largest ${fmt(vol.largestContent / MiB, 2)} MiB (${Math.round((Date.now() - t0) / 1000)} s)`);
     const bigFile = join(vol.source, 'big', 'volume.img');
     const blobs = await uploadRepository(s3, vol.repo, PREFIX, OWNER.namespace);
-    await uploadBackupRecords(s3, PREFIX, BACKUP, { ...OWNER, snapshotID: vol.snapshotID, size: bigSize });
+    await uploadBackupRecords(s3, PREFIX, BACKUP, [
+      { ...OWNER, snapshotID: vol.snapshotID, size: bigSize },
+      { ...OWNER, volume: zstd.volume, snapshotID: zstd.snapshotID, size: bigSize },
+    ]);
     // The reference: the same bytes as a plain backup object, and a 64 KiB one for first-byte times.
     await s3.putFile(`${PREFIX}/backups/${PLAIN}/${PLAIN}.tar.gz`, bigFile);
     await s3.putFile(`${PREFIX}/backups/${PLAIN}/${PLAIN}-logs.gz`, join(vol.source, 'tree', treeDirName(0), 'file.bin'));
@@ -114,7 +119,7 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
       const headerFile = await tokenHeaderFile(dir, (await readFile(join(state, 'tokens.csv'), 'utf8')).split(',')[0]!);
       return { gw, o: { cacert, headerFile } };
     };
-    const volumeURL = (gw: Gateway, path: string): string => `${gw.url}/v1/namespaces/velero/backups/${BACKUP}/volumes/${VOLUME_ID}/files/${path}`;
+    const volumeURL = (gw: Gateway, path: string, id = VOLUME_ID): string => `${gw.url}/v1/namespaces/velero/backups/${BACKUP}/volumes/${id}/files/${path}`;
     const plainURL = (gw: Gateway, artifact: 'contents' | 'log'): string => `${gw.url}/v1/namespaces/velero/backups/${PLAIN}/${artifact}`;
     const stopGateway = async (gw: Gateway): Promise<void> => {
       await gw.stop();
@@ -129,10 +134,13 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
       [KOPIA_FILE]: { big: volumeURL(gw, 'big/volume.img'), small: volumeURL(gw, `tree/${treeDirName(0)}/file.bin`) },
       [PLAIN_OBJECT]: { big: plainURL(gw, 'contents'), small: plainURL(gw, 'log') },
     };
-    const expected = await sha256File(bigFile);
-    const got = (await curlBody(sides[KOPIA_FILE].big, main.o, 'sha256sum')).split(' ')[0];
-    if (got !== expected) throw new Error(`the file through the gateway differs from the source (sha256 ${got} vs ${expected})`);
-    ctx.log(`  the ${sizeLabel(bigSize)} file through the gateway has the source's sha256`);
+    const bigURL = { [KOPIA_FILE]: sides[KOPIA_FILE].big, [KOPIA_ZSTD]: volumeURL(gw, 'big/volume.txt', `${OWNER.namespace}:${OWNER.pod}:${zstd.volume}`), [PLAIN_OBJECT]: sides[PLAIN_OBJECT].big };
+    for (const [url, source] of [[bigURL[KOPIA_FILE], bigFile], [bigURL[KOPIA_ZSTD], join(zstd.source, 'big', 'volume.txt')]] as const) {
+      const expected = await sha256File(source);
+      const got = (await curlBody(url, main.o, 'sha256sum')).split(' ')[0];
+      if (got !== expected) throw new Error(`${url} differs from its source (sha256 ${got} vs ${expected})`);
+    }
+    ctx.log(`  both ${sizeLabel(bigSize)} files (compression none and zstd) through the gateway have their source's sha256`);
 
     // The reader in this process, over the same s3rver: what the gateway adds is HTTP and TLS out.
     const factory = new DefaultStoreFactory({ fsRoot: dir });
@@ -168,7 +176,7 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
     }
     await readInProcess();
 
-    const names = [KOPIA_FILE, PLAIN_OBJECT, READER] as const;
+    const names = [KOPIA_FILE, KOPIA_ZSTD, PLAIN_OBJECT, READER] as const;
     const mbps: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     const cpu: Record<string, { proxy: number[]; s3rver: number[] }> = Object.fromEntries(names.map((n) => [n, { proxy: [], s3rver: [] }]));
     for (let round = 0; round < rounds; round++) {
@@ -181,7 +189,7 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
           cpu[n]!.s3rver.push(r.s3rverPerGiB);
         } else {
           const before = [await cpuSecondsOf([gw.pid]), await cpuSecondsOf([s3.pid])];
-          const r = await curlTimed(sides[n].big, main.o);
+          const r = await curlTimed(bigURL[n], main.o);
           const after = [await cpuSecondsOf([gw.pid]), await cpuSecondsOf([s3.pid])];
           if (r.size !== bigSize) throw new Error(`${n}: got ${r.size} of ${bigSize} bytes`);
           mbps[n]!.push(r.speed / 1e6);
@@ -301,10 +309,10 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
     const worstPerStream = (3 * vol.largestContent) / MiB;
     return {
       id: 'kopia',
-      title: `7. Files out of a volume backup: a ${sizeLabel(bigSize)} file of an encrypted Kopia repository (compression none, Velero's default) in s3rver (HTTPS), through the gateway vs the same bytes as a plain object, curl (reference: the reader in-process)`,
+      title: `7. Files out of a volume backup: a ${sizeLabel(bigSize)} file of an encrypted Kopia repository (compression none, Velero's default; and zstd) in s3rver (HTTPS), through the gateway vs the same bytes as a plain object, curl (reference: the reader in-process)`,
       table: {
         columns: [...names],
-        ratios: [[KOPIA_FILE, PLAIN_OBJECT], [KOPIA_FILE, READER]],
+        ratios: [[KOPIA_FILE, PLAIN_OBJECT], [KOPIA_ZSTD, PLAIN_OBJECT], [KOPIA_FILE, READER]],
         rows: [
           { metric: `throughput ${sizeLabel(bigSize)}, median of ${rounds}`, unit: 'MB/s', values: tp, digits: 0 },
           { metric: 'CPU of the gateway (or this process for the reader)', unit: 's/GiB', values: Object.fromEntries(names.map((n) => [n, median(cpu[n]!.proxy)])), digits: 2 },
@@ -339,6 +347,7 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
         mainCommand,
         `${coldCommand}   # the cold-index gateway`,
         curlCommand(sides[KOPIA_FILE].big, main.o),
+        curlCommand(bigURL[KOPIA_ZSTD], main.o),
         curlCommand(sides[PLAIN_OBJECT].big, main.o),
         curlCommand(listURL, main.o),
         streams[KOPIA_FILE].line,
@@ -346,6 +355,7 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
       ],
       notes: [
         `repository: kopia ${vol.kopiaVersion} with Velero's settings (AES256-GCM-HMAC-SHA256, BLAKE2B-256-128, DYNAMIC-4M-BUZHASH, scrypt-65536-8-1, format v3, index v2), compression none (what Velero's uploader sets); one snapshot holding the ${sizeLabel(bigSize)} file (fresh random bytes), ${flatFiles} files of 1 KiB in flat/ and ${coldSamples + 1} directories of one 64 KiB file: ${vol.contents} contents, ${blobs} blobs.`,
+        `${KOPIA_ZSTD}: a second volume (${zstd.volume}, snapshot ${zstd.snapshotID}) in the same repository, one ${sizeLabel(bigSize)} file of hex text of fresh random bytes (about 2:1 for zstd, nothing to deduplicate), kopia policy --compression=zstd; it is compared with the same plain object (the plain path does not look at the bytes).`,
         `the plain object holds the file's bytes; both come from the same s3rver through the same gateway process, interleaved; the reader column reads the same file with openRepository over the S3 store in the benchmark's own process (no HTTP, no TLS out).`,
         `index cold: a gateway with --kopia-index-max-age ${INDEX_MAX_AGE_MS}ms; after one request, each sample waits ${(INDEX_MAX_AGE_MS + 500) / 1000} s and asks for tree/dNNN/file.bin of a directory not read before; s3rver saw ${coldIndexReads.join(', ')} index blob GETs in the samples (0 would mean the index was not reloaded). The key stays derived (the key cache outlives the index).`,
         `first request of a fresh gateway: a new process per sample, the file or the 64 KiB object first; for the file this includes scrypt-65536-8-1, the index and the directory objects.`,

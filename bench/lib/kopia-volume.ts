@@ -8,13 +8,16 @@
  * backup's `<b>-podvolumebackups.json.gz` naming the snapshot.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { S3rverInstance } from '../../test/support/s3rver.ts';
 import { TOOLS_BIN } from '../../test/support/real-cluster.ts';
 import { writeRandomFile } from './files.ts';
 import { commandLine, run } from './proc.ts';
+import { MiB } from './report.ts';
 
 /** Velero's default repository password (pkg/repository/keys/keys.go). */
 export const VELERO_PASSWORD = 'static-passw0rd';
@@ -27,8 +30,11 @@ export interface VolumeTree {
   flatFiles: number;
   /** `tree/d00/file.bin` ...: one 64 KiB file per directory (first bytes of files whose directory was not read yet). */
   treeDirs: number;
-  /** kopia's compression policy for the snapshot: `none` is what Velero's uploader sets. */
-  compression: string;
+  /**
+   * Bytes of a second volume's one file, `big/volume.txt` (hex text of random bytes: about 2:1 for
+   * zstd, nothing to deduplicate), snapshotted with compression zstd as `<volume>-zstd`; 0 for none.
+   */
+  zstdSize: number;
 }
 
 export interface MadeVolume {
@@ -36,7 +42,10 @@ export interface MadeVolume {
   source: string;
   /** The repository on kopia's filesystem storage (flat: blob <id> is the file <id>.f). */
   repo: string;
+  /** The snapshot of the tree, compression none (what Velero's uploader sets). */
   snapshotID: string;
+  /** The zstd volume's snapshot and source tree, when asked for. */
+  zstd?: { volume: string; snapshotID: string; source: string };
   /** Contents in the index, as `kopia content list` counts them. */
   contents: number;
   /** The largest content's original length (the splitter's largest chunk here). */
@@ -63,6 +72,16 @@ async function writeTree(root: string, t: VolumeTree): Promise<void> {
   }
 }
 
+/** Hex text of fresh random bytes, 8 MiB at a time. */
+async function writeHexText(path: string, size: number): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const out = createWriteStream(path);
+  for (let left = size; left > 0; left -= 8 * MiB) {
+    if (!out.write(randomBytes(Math.min(left, 8 * MiB) / 2).toString('hex'))) await once(out, 'drain');
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
 /** Makes the tree and its repository in `dir` (source/, repo/, kopia/ for the config, cache and logs). */
 export async function makeVolume(dir: string, tree: VolumeTree, owner: { namespace: string; pod: string; volume: string }): Promise<MadeVolume> {
   const source = join(dir, 'source');
@@ -85,20 +104,28 @@ export async function makeVolume(dir: string, tree: VolumeTree, owner: { namespa
     '--block-hash=BLAKE2B-256-128', '--encryption=AES256-GCM-HMAC-SHA256', '--object-splitter=DYNAMIC-4M-BUZHASH', '--ecc-overhead-percent=0',
     `--cache-directory=${join(state, 'cache')}`, '--override-hostname=default', '--override-username=default',
   ]);
-  const sourceName = `default@default:snapshot-pod-volume/kopia/${owner.namespace}/${owner.pod}/${owner.volume}`;
-  await kopia(['policy', 'set', sourceName, `--compression=${tree.compression}`]);
-  const snap = JSON.parse(
-    await kopia([
-      'snapshot', 'create', source, `--override-source=${sourceName}`, '--description=Kopia Uploader', '--pin=velero-pin',
-      `--tags=snapshot-requester:snapshot-pod-volume`, '--tags=snapshot-uploader:kopia', '--json',
-    ]),
-  ) as { id: string };
+  // As Velero's uploader snapshots a pod volume: its source name, description, pin and tags.
+  const snapshot = async (path: string, volume: string, compression: string): Promise<string> => {
+    const sourceName = `default@default:snapshot-pod-volume/kopia/${owner.namespace}/${owner.pod}/${volume}`;
+    await kopia(['policy', 'set', sourceName, `--compression=${compression}`]);
+    const args = ['snapshot', 'create', path, `--override-source=${sourceName}`, '--description=Kopia Uploader', '--pin=velero-pin'];
+    return (JSON.parse(await kopia([...args, '--tags=snapshot-requester:snapshot-pod-volume', '--tags=snapshot-uploader:kopia', '--json'])) as { id: string }).id;
+  };
+  const snapshotID = await snapshot(source, owner.volume, 'none');
+  let zstd: MadeVolume['zstd'];
+  if (tree.zstdSize > 0) {
+    const zstdSource = join(dir, 'source-zstd');
+    await writeHexText(join(zstdSource, 'big', 'volume.txt'), tree.zstdSize);
+    const volume = `${owner.volume}-zstd`;
+    zstd = { volume, snapshotID: await snapshot(zstdSource, volume, 'zstd'), source: zstdSource };
+  }
   const contents = (await kopia(['content', 'list', '--json'])).trim();
   const list = JSON.parse(contents) as { originalLength?: number; length: number }[];
   return {
     source,
     repo,
-    snapshotID: snap.id,
+    snapshotID,
+    ...(zstd && { zstd }),
     contents: list.length,
     largestContent: Math.max(...list.map((c) => c.originalLength ?? c.length)),
     commands,
@@ -123,13 +150,13 @@ export async function uploadBackupRecords(
   s3: S3rverInstance,
   prefix: string,
   backup: string,
-  volume: { namespace: string; pod: string; volume: string; snapshotID: string; size: number },
+  volumes: { namespace: string; pod: string; volume: string; snapshotID: string; size: number }[],
 ): Promise<void> {
   const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-  const pvb = {
+  const pvbs = volumes.map((volume, i) => ({
     apiVersion: 'velero.io/v1',
     kind: 'PodVolumeBackup',
-    metadata: { name: `${backup}-x7k2p`, namespace: 'velero', labels: { 'velero.io/backup-name': backup } },
+    metadata: { name: `${backup}-x7k2${i}`, namespace: 'velero', labels: { 'velero.io/backup-name': backup } },
     spec: {
       backupStorageLocation: 'default',
       node: 'node-1',
@@ -147,8 +174,8 @@ export async function uploadBackupRecords(
       completionTimestamp: now,
       progress: { totalBytes: volume.size, bytesDone: volume.size },
     },
-  };
-  await s3.put(`${prefix}/backups/${backup}/${backup}-podvolumebackups.json.gz`, gzipSync(JSON.stringify([pvb])));
+  }));
+  await s3.put(`${prefix}/backups/${backup}/${backup}-podvolumebackups.json.gz`, gzipSync(JSON.stringify(pvbs)));
   await s3.put(
     `${prefix}/backups/${backup}/velero-backup.json`,
     Buffer.from(JSON.stringify({ apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: backup, namespace: 'velero' }, status: { phase: 'Completed', startTimestamp: now, completionTimestamp: now } })),

@@ -15,7 +15,9 @@ export type KopiaErrorReason =
   /** The caller asked for something malformed (a path with `..`, a bad object id, a range outside the file). */
   | 'InvalidRequest'
   /** Too many repository keys are being derived at once (see key-cache.ts): try again shortly. */
-  | 'Busy';
+  | 'Busy'
+  /** Opening a repository or loading its index, shared by several requests, ran past its time bound. */
+  | 'Timeout';
 
 export abstract class KopiaError extends Error {
   abstract readonly reason: KopiaErrorReason;
@@ -74,4 +76,9 @@ export class KeyDerivationBusyError extends KopiaError {
   constructor() {
     super('too many repository keys are being derived at once; try again shortly');
   }
+}
+
+/** Work shared by several requests (opening a repository, loading its index) ran past its time bound. */
+export class KopiaTimeoutError extends KopiaError {
+  readonly reason = 'Timeout';
 }

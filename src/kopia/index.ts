@@ -283,6 +283,11 @@ export class ContentIndex {
     return this.#run.count;
   }
 
+  /** Distinct pack blob ids the entries name. */
+  get packCount(): number {
+    return this.#packs.names.length;
+  }
+
   /** Bytes of packed entries held. */
   get byteLength(): number {
     return this.#run.data.length;

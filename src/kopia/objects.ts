@@ -138,10 +138,13 @@ export function streamObject(
   range: { start: number; end: number },
   readContent: ContentReader,
   signal: AbortSignal,
+  /** The piece holding `range.start`, already read (see readFirstPiece). */
+  first?: Buffer,
 ): Readable {
   const controller = new AbortController();
   const inner = AbortSignal.any([signal, controller.signal]);
   let next = segmentAt(obj.segments, range.start);
+  let prefetched = first;
   // One piece at a time: Readable calls read() again only after a push, and only while its buffer
   // (highWaterMark 1 byte) is empty, that is once the consumer took the last piece: one content is
   // read ahead, no more.
@@ -153,7 +156,9 @@ export function streamObject(
         this.push(null);
         return;
       }
-      readSegment(seg, readContent, inner).then(
+      const piece = prefetched ? Promise.resolve(prefetched) : readSegment(seg, readContent, inner);
+      prefetched = undefined;
+      piece.then(
         (data) => {
           next++;
           this.push(data.subarray(Math.max(range.start - seg.start, 0), Math.min(range.end - seg.start + 1, seg.length)));
@@ -174,6 +179,17 @@ export function streamObject(
   if (signal.aborted) onAbort();
   else signal.addEventListener('abort', onAbort, { once: true });
   return stream;
+}
+
+/**
+ * Reads the piece that holds byte `range.start` (undefined for an empty range): done before a
+ * stream is handed out, so that a missing or damaged first content is an error before any byte,
+ * never a broken transfer, and a pack moved by maintenance can still be looked up again.
+ */
+export async function readFirstPiece(obj: ResolvedObject, range: { start: number; end: number }, readContent: ContentReader, signal: AbortSignal): Promise<Buffer | undefined> {
+  const seg = obj.segments[segmentAt(obj.segments, range.start)];
+  if (range.end < range.start || !seg) return undefined;
+  return readSegment(seg, readContent, signal);
 }
 
 /** Checks and clamps a byte range against an object's length, as the stores do. */

@@ -78,7 +78,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
     const remote = clientAddress(req, trusted); // now: a socket that is gone by 'close' has no address
     let route: RouteLabel | undefined;
     res.once('close', () => {
-      const { bytes, target, download, ttfb, via, user, requestId } = locals;
+      const { bytes, target, download, ttfb, via, user, requestId, volumePath } = locals;
       const durationMs = performance.now() - start;
       if (metrics) {
         const r = route ?? 'other';
@@ -112,6 +112,8 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
             namespace: target?.namespace ?? (req.params as Record<string, string | undefined>).namespace,
             target: target ? `${target.owner}/${target.name}` : req.path,
             artifact: target?.artifact,
+            // Which file of which volume: what was read is the point of an audit line (JSON-escaped by pino).
+            ...(volumePath && { volume: volumePath.volume, path: volumePath.segments.join('/') }),
             ...(via && { via }),
             bytes: bytes ?? 0,
             status: res.statusCode,

@@ -364,8 +364,11 @@ export function sendVolumeArchive(deps: VolumeDeps): RequestHandler {
   };
 }
 
+/** What writing an archive reads of a repository. */
+export type ArchiveSource = Pick<Repository, 'readDirectory' | 'readObject' | 'openObject'>;
+
 /** Writes one entry (and, for a directory, everything below it, depth first in kopia's order). */
-async function writeTree(repo: Repository, entry: DirEntry, name: string, pack: Pack, signal: AbortSignal, depth: number, children?: DirEntry[]): Promise<void> {
+export async function writeTree(repo: ArchiveSource, entry: DirEntry, name: string, pack: Pack, signal: AbortSignal, depth: number, children?: DirEntry[]): Promise<void> {
   signal.throwIfAborted();
   const mtime = mtimeOf(entry) ?? new Date(0);
   const mode = entry.mode & 0o7777;

@@ -4,6 +4,9 @@
  */
 import type { StoreSpec } from '../stores/spec.ts';
 
+/** The repository password `velero install` sets when none is given (the Secret velero-repo-credentials). */
+export const VELERO_DEFAULT_REPOSITORY_PASSWORD = 'static-passw0rd';
+
 /** One backed-up volume, as GET .../backups/{b}/volumes lists it. */
 export interface BackupVolume {
   /**
@@ -17,6 +20,7 @@ export interface BackupVolume {
   pod?: string;
   /** The pod's volume name (PodVolumeBackup). */
   volume?: string;
+  /** The PVC: always for a DataUpload; for a PodVolumeBackup when the backup's volume info file names it. */
   pvc?: string;
   /** `kopia` (readable), `restic` (listed, refused when read), or what Velero wrote. */
   uploader: string;
@@ -43,11 +47,18 @@ export interface VolumeRepository {
 }
 
 export interface VolumeResolver {
-  /** The backup's volumes; NotFoundError when the backup (or its location) is unknown. */
+  /**
+   * The backup's volumes, sorted by id, one per id (of a retried upload, the completed attempt, then
+   * the newest); NotFoundError when the backup (or its location) is unknown, InvalidBackupFileError
+   * when a volume file of the backup in the store breaks a bound.
+   */
   volumes(namespace: string, backup: string, signal: AbortSignal): Promise<BackupVolume[]>;
   /**
-   * The repository and snapshot of one volume of the backup, by its id; NotFoundError for an unknown
-   * volume, an error with a stable reason for one that cannot be read (restic, not completed).
+   * The repository and snapshot of one volume of the backup. `volumeID` is a volume's id, or else a
+   * PVC name or pod volume name that exactly one volume of the backup has (InvalidTargetError when
+   * several have it). NotFoundError for an unknown volume; UnsupportedVolumeError (restic, another
+   * uploader or data mover) and VolumeNotReadyError (no snapshot: running, failed, empty) for one
+   * that cannot be read; RepositoryPasswordUnavailableError when the password cannot be had.
    */
   repository(namespace: string, backup: string, volumeID: string, signal: AbortSignal): Promise<VolumeRepository>;
 }

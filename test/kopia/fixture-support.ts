@@ -85,14 +85,19 @@ export async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** An ObjectStore that records every get (key and range) it forwards. */
-export function recording(store: ObjectStore): { store: ObjectStore; gets: { key: string; start?: number; end?: number }[] } {
+/** An ObjectStore that records every get (key and range) and every list (prefix) it forwards. */
+export function recording(store: ObjectStore): { store: ObjectStore; gets: { key: string; start?: number; end?: number }[]; lists: string[] } {
   const gets: { key: string; start?: number; end?: number }[] = [];
+  const lists: string[] = [];
   return {
     gets,
+    lists,
     store: {
       stat: (key, opts) => store.stat(key, opts),
-      list: (prefix, opts) => store.list(prefix, opts),
+      list: (prefix, opts) => {
+        lists.push(prefix);
+        return store.list(prefix, opts);
+      },
       get: (key: string, opts: GetOptions): Promise<ObjectBody> => {
         gets.push({ key, ...(opts.range ? { start: opts.range.start, end: opts.range.end } : {}) });
         return store.get(key, opts);

@@ -37,8 +37,8 @@ for (const name of NAMES) {
       assert.equal(repo.format.buildVersion, m.repository.formatBlob.buildVersion);
     });
 
-    test('the merged content index is the one kopia sees (contents, packs, offsets, lengths, compression, times)', () => {
-      const got = [...repo.index.all()]
+    test('the merged content index is the one kopia sees (contents, packs, offsets, lengths, compression, times)', async () => {
+      const got = [...(await repo.contentIndex(signal())).all()]
         .filter((c) => !c.deleted)
         .map((c) => [c.contentID, c.packBlobID, c.packOffset, c.packedLength, c.originalLength, c.compressionHeaderID, c.timestamp].join(' '))
         .sort();

@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import request from 'supertest';
@@ -23,7 +23,8 @@ import { deriveFormatKey } from '../../src/kopia/format.ts';
 import { KeyCache } from '../../src/kopia/key-cache.ts';
 import { RepositoryPool } from '../../src/kopia/pool.ts';
 import { createApp } from '../../src/server/app.ts';
-import { compareNames } from '../../src/server/volumes.ts';
+import { compareNames, writeTree } from '../../src/server/volumes.ts';
+import type { ArchiveSource } from '../../src/server/volumes.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
@@ -34,6 +35,7 @@ import { loadManifest, PASSWORD } from '../kopia/fixture-support.ts';
 import type { Manifest, ManifestEntry } from '../kopia/fixture-support.ts';
 import { binary } from '../support/http.ts';
 import { copyFixtureAsObjects } from '../support/kopia-layout.ts';
+import { untar } from '../support/tar.ts';
 
 const TOKEN = 'volume-token-for-tests-0123456789';
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -227,6 +229,23 @@ describe('files inside a volume', () => {
     assert.equal(cached.status, 304);
   });
 
+  test('the audit line names the user, the backup, the volume and the path read', async () => {
+    const d = setup();
+    const { url } = snapshotOf('zstd');
+    await request(d.app).get(`${url}/files/text/lorem.txt`).set(auth);
+    const audit = d
+      .log()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l.audit === 'download');
+    assert.ok(audit);
+    assert.deepEqual(
+      [audit.user, audit.namespace, audit.target, audit.artifact, audit.volume, audit.path, audit.status],
+      ['alice', 'velero', 'backups/nightly', 'volumedata', url.slice(url.lastIndexOf('/') + 1), 'text/lorem.txt', 200],
+    );
+  });
+
   test('an empty file is 200 with no bytes', async () => {
     const { url } = snapshotOf('zstd');
     const res = await binary(request(s.app).get(`${url}/files/empty.txt`).set(auth));
@@ -320,23 +339,6 @@ describe('files inside a volume', () => {
 });
 
 describe('archives of a directory', () => {
-  async function untar(body: Buffer): Promise<Map<string, { header: tar.Header; data: Buffer }>> {
-    const out = new Map<string, { header: tar.Header; data: Buffer }>();
-    const ex = tar.extract();
-    ex.on('entry', (header, stream, next) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-      stream.on('end', () => {
-        out.set(header.name, { header, data: Buffer.concat(chunks) });
-        next();
-      });
-    });
-    const done = once(ex, 'finish');
-    ex.end(body);
-    await done;
-    return out;
-  }
-
   for (const format of ['tar', 'tar.gz'] as const) {
     test(`the whole snapshot as ${format}: every file's bytes, modes, mtimes, symlinks as links`, async () => {
       const { snap, url } = snapshotOf('s2-default');
@@ -445,5 +447,40 @@ describe('name order', () => {
     const bytes = [...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     assert.deepEqual([...names].sort(compareNames), bytes);
     assert.deepEqual(bytes, ['a', 'ab', 'b', '\u00E9', '\uFF21', '\u{1F600}']);
+  });
+});
+
+describe('archives of a hostile repository', () => {
+  /** A repository whose directory holds what a tenant's forged repository could: stands in for the reader. */
+  const forged = (names: string[]): ArchiveSource => ({
+    readDirectory: () => Promise.resolve(names.map((name) => ({ name, type: 'f', mode: 0o644, mtime: '2026-01-01T00:00:00Z', size: 0, uid: 0, gid: 0, objectID: 'x' }))),
+    readObject: () => Promise.reject(new Error('not read')),
+    openObject: () => Promise.resolve({ size: 0, range: { start: 0, end: -1 }, stream: Readable.from([]) }),
+  });
+  const dirEntry = { name: 'top', type: 'd', mode: 0o755, mtime: '2026-01-01T00:00:00Z', size: 0, uid: 0, gid: 0, objectID: 'k1' };
+
+  for (const name of ['..', '.', 'a/../../etc', '/etc/passwd', 'nul\0byte', '']) {
+    test(`an entry named ${JSON.stringify(name)} fails the archive instead of escaping its directory`, async () => {
+      const pack = tar.pack();
+      await assert.rejects(writeTree(forged(['fine.txt', name]), dirEntry, 'top', pack, new AbortController().signal, 0), /no archive may hold/);
+      pack.destroy();
+    });
+  }
+
+  test('honest names are written under the top directory', async () => {
+    const pack = tar.pack();
+    const names: string[] = [];
+    const ex = tar.extract();
+    ex.on('entry', (h, stream, next) => {
+      names.push(h.name);
+      stream.resume();
+      stream.on('end', next);
+    });
+    const done = once(ex, 'finish');
+    pack.pipe(ex);
+    await writeTree(forged(['a.txt', '..hidden', 'b c']), dirEntry, 'top', pack, new AbortController().signal, 0);
+    pack.finalize();
+    await done;
+    assert.deepEqual(names, ['top/', 'top/a.txt', 'top/..hidden', 'top/b c']);
   });
 });

@@ -2,33 +2,16 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import tar from 'tar-stream';
 import { BACKUP_ARTIFACTS, RESTORE_ARTIFACTS } from '../../src/velero/artifacts.ts';
 import { openRepository } from '../../src/kopia/repository.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
+import { untar } from '../support/tar.ts';
 import { DEMO_BACKUP, DEMO_RESTORE, DEMO_VOLUME, demoTarball, writeDemoIfEmpty } from '../../src/velero/demo.ts';
 
 async function tarNames(gz: Buffer): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  const extract = tar.extract();
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-    stream.on('end', () => {
-      out.set(header.name, Buffer.concat(chunks));
-      next();
-    });
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    extract.on('finish', () => resolve());
-    extract.on('error', reject);
-  });
-  Readable.from([gunzipSync(gz)]).pipe(extract);
-  await done;
-  return out;
+  return new Map([...(await untar(gunzipSync(gz)))].map(([name, { data }]) => [name, data]));
 }
 
 describe('demo data', () => {

@@ -37,7 +37,7 @@ import { check, fmt, GiB, median, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { startS3Location } from './lib/s3-location.ts';
 import type { S3Location } from './lib/s3-location.ts';
-import { NODE, requestDurations, startGateway } from './lib/servers.ts';
+import { NODE, nodeMemory, requestDurations, startGateway } from './lib/servers.ts';
 import type { Gateway } from './lib/servers.ts';
 
 const PREFIX = 'prod';
@@ -224,6 +224,8 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
     if (listing.entries.length !== flatFiles || listing.continue !== undefined) throw new Error(`the listing holds ${listing.entries.length} entries${listing.continue ? ' and a continue token' : ''}, expected ${flatFiles}`);
     const listMs: number[] = [];
     for (let i = 0; i < listingSamples; i++) listMs.push((await curlTimed(listURL, main.o)).total * 1000);
+    // A warm request that reads index blobs again means the repository was not kept from the last one.
+    const warmIndexReads = storeRequestLog[KOPIA_FILE]!.filter((r) => r.includes(`/kopia/${OWNER.namespace}/x`)).length;
     const inGateway = {
       [KOPIA_FILE]: median((await requestDurations(gw.logPath, `/files/tree/${treeDirName(0)}/file.bin`)).slice(-ttfbSamples)),
       [PLAIN_OBJECT]: median((await requestDurations(gw.logPath, `/backups/${PLAIN}/log`)).slice(-ttfbSamples)),
@@ -265,7 +267,9 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
 
     // ---------------------------------------------------------------- 16 ranged streams at once
     const part = Math.floor(bigSize / STREAMS);
-    const streamPhase = async (n: typeof KOPIA_FILE | typeof PLAIN_OBJECT): Promise<{ idle: number; peak: number; samples: number; seconds: number; line: string }> => {
+    const streamPhase = async (
+      n: typeof KOPIA_FILE | typeof PLAIN_OBJECT,
+    ): Promise<{ idle: number; peak: number; samples: number; seconds: number; external: number; heapUsed: number; line: string }> => {
       const g = await startOne(`streams-${n.replace(' ', '-')}`);
       try {
         const url = n === KOPIA_FILE ? volumeURL(g.gw, 'big/volume.img') : plainURL(g.gw, 'contents');
@@ -274,15 +278,28 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
         await sleep(1000);
         const sampler = await sampleRss(g.gw.pid);
         const start = performance.now();
-        const results = await Promise.all(
+        let running = true;
+        const downloads = Promise.all(
           Array.from({ length: STREAMS }, (_, i) => curlTimed(url, { ...g.o, extra: ['-r', `${i * part}-${(i + 1) * part - 1}`] })),
-        );
+        ).finally(() => (running = false));
+        // Node's own view while they run (the largest of samples every 500 ms): Buffers outside the heap, and the heap.
+        let external = 0;
+        let heapUsed = 0;
+        const ca = await readFile(cacert, 'utf8');
+        while (running) {
+          await Promise.race([downloads.catch(() => undefined), sleep(500)]);
+          if (!running) break;
+          const m = await nodeMemory(g.gw.metricsUrl, ca).catch((): Record<string, number> => ({}));
+          external = Math.max(external, m.external ?? 0);
+          heapUsed = Math.max(heapUsed, m.heapUsed ?? 0);
+        }
+        const results = await downloads;
         const seconds = (performance.now() - start) / 1000;
         await sleep(1000);
         const { peak, samples } = sampler.stop();
         for (const r of results) if (r.httpCode !== 206 || r.size !== part) throw new Error(`${n}: a ranged stream got HTTP ${r.httpCode}, ${r.size} of ${part} bytes`);
         ctx.log(`  ${STREAMS} ranged streams, ${n}: peak RSS ${fmt(peak / MiB, 1)} MiB (idle ${fmt(sampler.start / MiB, 1)} MiB), ${samples} samples, ${fmt((part * STREAMS) / seconds / 1e6, 0)} MB/s in all`);
-        return { idle: sampler.start, peak, samples, seconds, line: `${curlCommand(url, { ...g.o, extra: ['-r', `<i×${part}>-<(i+1)×${part}−1>`] })}   # i = 0..${STREAMS - 1}, concurrently` };
+        return { idle: sampler.start, peak, samples, seconds, external, heapUsed, line: `${curlCommand(url, { ...g.o, extra: ['-r', `<i×${part}>-<(i+1)×${part}−1>`] })}   # i = 0..${STREAMS - 1}, concurrently` };
       } finally {
         await stopGateway(g.gw);
       }
@@ -327,6 +344,8 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
           { metric: `peak RSS, ${STREAMS} ranged streams of ${sizeLabel(part)} at once`, unit: 'MiB', values: both((n) => streams[n].peak / MiB), digits: 1 },
           { metric: 'idle RSS before them', unit: 'MiB', values: both((n) => streams[n].idle / MiB), digits: 1 },
           { metric: '(peak − idle) per stream', unit: 'MiB', values: both((n) => perStream(streams[n])), digits: 1 },
+          { metric: 'external (Buffers), largest while streaming', unit: 'MiB', values: both((n) => streams[n].external / MiB), digits: 1 },
+          { metric: 'V8 heap used, largest while streaming', unit: 'MiB', values: both((n) => streams[n].heapUsed / MiB), digits: 1 },
           { metric: `index: RSS per million contents, settled (${index.entries} built)`, unit: 'MiB', values: { [READER]: indexPerMillion }, digits: 1 },
           { metric: 'index: arrayBuffers per million contents', unit: 'MiB', values: { [READER]: perMillion(index.arrayBuffersDelta) }, digits: 1 },
           { metric: 'index: V8 heap per million contents', unit: 'MiB', values: { [READER]: perMillion(index.heapUsedDelta) }, digits: 1 },
@@ -361,6 +380,9 @@ export async function kopiaVolume(ctx: BenchContext): Promise<BenchResult> {
         `first request of a fresh gateway: a new process per sample, the file or the 64 KiB object first; for the file this includes scrypt-65536-8-1, the index and the directory objects.`,
         `streams: ${STREAMS} curl processes at once, each with -r over its own 1/${STREAMS} of the file (${sizeLabel(part)}), at full speed; RSS from /proc VmRSS every 100 ms, a fresh gateway per side. Per stream the reader holds the content being sent plus one read ahead (and, while one decrypts, its ciphertext): about 3 contents at the worst moment, ${fmt(worstPerStream, 0)} MiB with this repository's largest content (${fmt(vol.largestContent / MiB, 2)} MiB; DYNAMIC-4M-BUZHASH averages 4 MiB).`,
         `index: ${index.entries} synthetic entries as kopia's v2 index blobs (10 blobs, 1,000 packs), parsed and merged by the reader's own code in a fresh process; ${fmt(index.indexBytes / index.entries, 0)} bytes per entry in one Buffer; build ${fmt(index.buildMs, 0)} ms, ${index.lookups} lookups ${fmt(index.lookupMs, 0)} ms.`,
+        ...(warmIndexReads > 0
+          ? [`the gateway did NOT keep the repository between requests: a warm request made ${storeRequests[KOPIA_FILE]} store requests, ${warmIndexReads} of them index blob reads, opening the repository again (format blob, index, directories; the key stays derived); see raw.storeRequestLog.`]
+          : [`a warm request made ${storeRequests[KOPIA_FILE]} store requests (the repository, its index and directories kept from earlier requests); see raw.storeRequestLog.`]),
         's3rver, the gateway, the reader and curl share the same 2 cores.',
       ],
       raw: { bigSize, flatFiles, contents: vol.contents, largestContent: vol.largestContent, blobs, rounds, mbps, cpuPerGiB: cpu, ttfbWarmMs: ttfbWarm, inGatewayMs: inGateway, listInGatewayMs: listInGateway, storeRequests, storeRequestLog, coldMs, coldIndexReads, firstMs, listMs, streams, index },

@@ -9,7 +9,6 @@
  * copy whole). BENCH_QUICK=1: 16 clients for 5 s.
  */
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './lib/context.ts';
@@ -19,29 +18,10 @@ import { commandLine, run, sampleRss, tempDir } from './lib/proc.ts';
 import { check, fmt, GiB, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { startS3Location } from './lib/s3-location.ts';
-import { startBareProxy, startGateway } from './lib/servers.ts';
+import { nodeMemory, startBareProxy, startGateway } from './lib/servers.ts';
 
 const S3_LABEL = '1 GiB, S3';
 const S3_PROXY_LABEL = '1 GiB, S3, bare proxy';
-
-/** Node's own memory figures from the gateway's /metrics (prom-client default metrics), in bytes. */
-async function nodeMemory(metricsUrl: string, ca: string): Promise<Record<string, number>> {
-  const text = await new Promise<string>((resolve, reject) => {
-    get(`${metricsUrl}/metrics`, { ca }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve(body));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
-  const value = (name: string): number => Number(new RegExp(`^vds_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-  return {
-    heapUsed: value('nodejs_heap_size_used_bytes'),
-    heapTotal: value('nodejs_heap_size_total_bytes'),
-    external: value('nodejs_external_memory_bytes'),
-  };
-}
 
 interface Phase {
   /** Column label: the size, and the store when it is not the filesystem. */

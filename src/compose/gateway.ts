@@ -56,7 +56,7 @@ export async function runGateway(config: Config): Promise<void> {
   const { volumeResolver, ...parts } = mode.parts;
   const app = createApp({
     ...parts,
-    ...(volumeResolver && { volumes: { resolver: volumeResolver, pool: kopiaPool(config) } }),
+    volumes: { resolver: volumeResolver, pool: kopiaPool(config) },
     trustedProxies,
     downloadSlots: new DownloadSlots(config.maxConcurrentDownloads, { onRefused: () => metrics.limited.inc({ limit: 'max-concurrent-downloads' }) }),
     log,

@@ -19,7 +19,7 @@ export interface ModeParts {
   resolver: Resolver;
   stores: StoreFactory;
   /** The volumes of backups and where their Kopia repositories are. */
-  volumeResolver?: VolumeResolver;
+  volumeResolver: VolumeResolver;
   /** Kubernetes mode only: the clients, the shared object cache and the resolver as itself. */
   kube?: { clients: KubeClients; objects: CachedObjectReader; resolver: KubeResolver };
 }

@@ -78,6 +78,16 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Kopia writes a mode as Go's os.FileMode in octal, whose setuid, setgid and sticky bits are not
+ * Unix's (a setgid 2755 file is "20000755"): they are moved to Unix's 04000, 02000 and 01000.
+ */
+function unixMode(goMode: number): number {
+  if (!Number.isSafeInteger(goMode) || goMode < 0) return 0;
+  const bit = (b: number): boolean => Math.floor(goMode / 2 ** b) % 2 === 1;
+  return (goMode & 0o777) | (bit(23) ? 0o4000 : 0) | (bit(22) ? 0o2000 : 0) | (bit(20) ? 0o1000 : 0);
+}
+
 function toDirEntry(e: unknown, where: string): DirEntry {
   if (!isRecord(e) || typeof e.name !== 'string' || typeof e.type !== 'string' || typeof e.obj !== 'string') {
     throw new CorruptRepositoryError('malformed', `${where}: an entry lacks name, type or obj`);
@@ -87,7 +97,7 @@ function toDirEntry(e: unknown, where: string): DirEntry {
   return {
     name: e.name,
     type: e.type,
-    mode: typeof e.mode === 'string' ? parseInt(e.mode, 8) : 0,
+    mode: typeof e.mode === 'string' ? unixMode(parseInt(e.mode, 8)) : 0,
     mtime: typeof e.mtime === 'string' ? e.mtime : '',
     size,
     uid: typeof e.uid === 'number' ? e.uid : 0,
@@ -426,7 +436,7 @@ export class Repository {
     return found;
   }
 
-  /** The entries of a directory object, in kopia's order (by name); cached by object id (contents never change). */
+  /** The entries of a directory object, in the order kopia stored them (not always by name); cached by object id (contents never change). */
   async readDirectory(objectID: string, signal: AbortSignal): Promise<DirEntry[]> {
     const cached = this.#cache.get<DirEntry[]>(this.#owner, `d${objectID}`);
     if (cached) return [...cached];

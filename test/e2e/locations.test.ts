@@ -4,16 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { curl, startGateway } from '../support/processes.ts';
+import { curl } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { startS3rver } from '../support/s3rver.ts';
 import type { S3rverInstance } from '../support/s3rver.ts';
 import { createTestPki } from '../support/test-ca.ts';
-import { writeS3LocationsFile } from '../support/locations-file.ts';
+import { startLocalWithS3rver } from '../support/locations-file.ts';
 
 describe('local mode with a locations file', () => {
   let dir: string;
@@ -27,9 +27,7 @@ describe('local mode with a locations file', () => {
     const pki = await createTestPki();
     s3 = await startS3rver({ tls: { key: pki.key, cert: pki.cert, ca: pki.caCert } });
     await s3.put('prod/backups/weekly/weekly-logs.gz', log);
-    await writeS3LocationsFile(dir, { name: 'minio', bucket: s3.bucket, endpoint: s3.endpoint, region: 'minio', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', caPem: pki.caCert });
-    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--locations-file', join(dir, 'locations.yaml')]);
-    token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
+    ({ gw, token } = await startLocalWithS3rver(dir, s3, pki.caCert));
   });
   after(async () => {
     await gw?.stop();

@@ -20,7 +20,7 @@ import type { GatewayProcess } from '../support/processes.ts';
 import { startS3rver } from '../support/s3rver.ts';
 import type { S3rverInstance } from '../support/s3rver.ts';
 import { createTestPki } from '../support/test-ca.ts';
-import { writeS3LocationsFile } from '../support/locations-file.ts';
+import { startLocalWithS3rver } from '../support/locations-file.ts';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const DEMO = `${DEMO_VOLUME.namespace}:${DEMO_VOLUME.pod}:${DEMO_VOLUME.volume}`;
@@ -54,11 +54,9 @@ describe('volume data end to end (local mode, demo and s3rver)', () => {
       if (file.endsWith('.f')) await s3.put(`prod/kopia/ns1/${file.slice(0, -2)}`, await readFile(join(repo, file)));
     }
     const snap = manifest.snapshots[0]!;
-    await s3.put('prod/backups/weekly/velero-backup.json', JSON.stringify({ apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'weekly', namespace: 'velero' }, spec: { storageLocation: 'minio' } }));
+    await s3.put('prod/backups/weekly/velero-backup.json', Buffer.from(JSON.stringify({ apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'weekly', namespace: 'velero' }, spec: { storageLocation: 'minio' } })));
     await s3.put('prod/backups/weekly/weekly-podvolumebackups.json.gz', gzipSync(JSON.stringify([podVolumeBackup('weekly', 'ns1', 'db-0', 'data', snap.id)])));
-    await writeS3LocationsFile(dir, { name: 'minio', bucket: s3.bucket, endpoint: s3.endpoint, region: 'minio', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', caPem: pki.caCert });
-    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--locations-file', join(dir, 'locations.yaml')]);
-    token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
+    ({ gw, token } = await startLocalWithS3rver(dir, s3, pki.caCert));
   });
   after(async () => {
     await gw?.stop();

@@ -50,28 +50,13 @@ for (const name of NAMES) {
     });
 
     test('snapshots: ids, sources, descriptions, tags, pins, times and roots', () => {
-      const got = snapshots.map((s) => ({
-        id: s.id,
-        source: s.source,
-        description: s.description,
-        tags: s.tags,
-        pins: s.pins,
-        startTime: s.startTime,
-        endTime: s.endTime,
-        root: s.rootEntry.objectID,
-      }));
-      const want = m.snapshots
-        .map((s) => ({
-          id: s.id,
-          source: s.source,
-          description: s.description,
-          tags: s.tags,
-          pins: s.pins,
-          startTime: s.startTime,
-          endTime: s.endTime,
-          root: s.rootObjectID,
-        }))
-        .sort((a, b) => (a.startTime < b.startTime ? -1 : 1));
+      // What a snapshot shows, from the reader and from the manifest kopia wrote (root: its object id).
+      const shown = (s: Pick<Snapshot, 'id' | 'source' | 'description' | 'tags' | 'pins' | 'startTime' | 'endTime'>, root: string) => {
+        const { id, source, description, tags, pins, startTime, endTime } = s;
+        return { id, source, description, tags, pins, startTime, endTime, root };
+      };
+      const got = snapshots.map((s) => shown(s, s.rootEntry.objectID));
+      const want = m.snapshots.map((s) => shown(s, s.rootObjectID)).sort((a, b) => (a.startTime < b.startTime ? -1 : 1));
       assert.deepEqual(got, want);
     });
 

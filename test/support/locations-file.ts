@@ -1,6 +1,9 @@
 /** Writes a --locations-file naming one S3 location (s3rver or the S3 double) trusted through its CA. */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { startGateway } from './processes.ts';
+import type { GatewayProcess } from './processes.ts';
+import type { S3rverInstance } from './s3rver.ts';
 
 export interface S3LocationFile {
   /** The location's name in the gateway's messages. */
@@ -35,4 +38,14 @@ export async function writeS3LocationsFile(dir: string, loc: S3LocationFile): Pr
     ].join('\n'),
   );
   return file;
+}
+
+/**
+ * The real gateway in local mode (data and state under `dir`) with s3rver as the location `minio`
+ * (prefix `prod`); returns the process and its token.
+ */
+export async function startLocalWithS3rver(dir: string, s3: S3rverInstance, caPem: string, ...args: string[]): Promise<{ gw: GatewayProcess; token: string }> {
+  await writeS3LocationsFile(dir, { name: 'minio', bucket: s3.bucket, endpoint: s3.endpoint, region: 'minio', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', caPem });
+  const gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--locations-file', join(dir, 'locations.yaml'), ...args]);
+  return { gw, token: (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]! };
 }

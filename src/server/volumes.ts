@@ -34,8 +34,7 @@ import { InvalidTargetError } from '../velero/errors.ts';
 import type { DownloadSlots } from './limits.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import type { VolumePath } from './locals.ts';
-import { decideRange, notModified } from './range.ts';
-import { HttpError } from './status.ts';
+import { conditionalRange, setLengthHeaders } from './download.ts';
 
 export const VOLUMES_PATH = '/v1/namespaces/:namespace/backups/:name/volumes';
 export const VOLUME_FILES_PATH = '/v1/namespaces/:namespace/backups/:name/volumes/:volume/files{/*path}';
@@ -238,29 +237,12 @@ async function sendFile(deps: VolumeDeps, req: Request, res: Response, repo: Rep
   if (refused) throw refused;
   const object = await repo.resolveObject(entry.objectID, signal);
   const info = { size: object.length, etag: `"${entry.objectID}"`, ...(mtimeOf(entry) && { lastModified: mtimeOf(entry)! }) };
-  res.setHeader('ETag', info.etag);
-  if (info.lastModified) res.setHeader('Last-Modified', info.lastModified.toUTCString());
-  res.setHeader('Cache-Control', 'private, no-cache');
-  res.setHeader('Accept-Ranges', 'bytes');
-  if (notModified(info, req.get('if-none-match'), req.get('if-modified-since'))) {
-    res.status(304).end();
-    return;
-  }
-  const decision = decideRange(info, req.get('range'), req.get('if-range'));
-  if (decision.kind === 'unsatisfiable') {
-    throw new HttpError(416, 'RequestedRangeNotSatisfiable', `the requested range is not satisfiable: the file has ${info.size} bytes`, {
-      'Content-Range': `bytes */${info.size}`,
-    });
-  }
-  const range = decision.kind === 'partial' ? decision.range : undefined;
+  const wanted = conditionalRange(req, res, info);
+  if (wanted === 'not-modified') return;
+  const range = wanted;
   res.setHeader('Content-Type', 'application/octet-stream');
   res.setHeader('Content-Disposition', contentDisposition(entry.name));
-  if (range) {
-    res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
-    res.setHeader('Content-Length', range.end - range.start + 1);
-  } else {
-    res.status(200).setHeader('Content-Length', info.size);
-  }
+  setLengthHeaders(res, info.size, range);
   if (req.method === 'HEAD') {
     res.end();
     return;

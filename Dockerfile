@@ -42,6 +42,7 @@ ENV NODE_ENV=production \
 COPY --from=deps /app/package.json ./package.json
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+COPY demo ./demo
 COPY --from=deps --chown=65532:65532 /rootfs/var/lib/velero-download-server /var/lib/velero-download-server
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532

@@ -9,39 +9,19 @@
  * copy whole). BENCH_QUICK=1: 16 clients for 5 s.
  */
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchContext } from './lib/context.ts';
 import { curlArgs, tokenHeaderFile } from './lib/curl.ts';
 import { writeSparseFile } from './lib/files.ts';
-import { commandLine, rssBytes, run, tempDir } from './lib/proc.ts';
+import { commandLine, run, sampleRss, tempDir } from './lib/proc.ts';
 import { check, fmt, GiB, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
 import { startS3Location } from './lib/s3-location.ts';
-import { startBareProxy, startGateway } from './lib/servers.ts';
+import { nodeMemory, startBareProxy, startGateway } from './lib/servers.ts';
 
 const S3_LABEL = '1 GiB, S3';
 const S3_PROXY_LABEL = '1 GiB, S3, bare proxy';
-
-/** Node's own memory figures from the gateway's /metrics (prom-client default metrics), in bytes. */
-async function nodeMemory(metricsUrl: string, ca: string): Promise<Record<string, number>> {
-  const text = await new Promise<string>((resolve, reject) => {
-    get(`${metricsUrl}/metrics`, { ca }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve(body));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
-  const value = (name: string): number => Number(new RegExp(`^vds_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-  return {
-    heapUsed: value('nodejs_heap_size_used_bytes'),
-    heapTotal: value('nodejs_heap_size_total_bytes'),
-    external: value('nodejs_external_memory_bytes'),
-  };
-}
 
 interface Phase {
   /** Column label: the size, and the store when it is not the filesystem. */
@@ -80,15 +60,8 @@ export async function memory(ctx: BenchContext): Promise<BenchResult> {
   /** 64 paced clients against `url` while the server's RSS is sampled. */
   const measure = async (label: string, size: number, server: { pid: number; url: string; headerFile?: string; metricsUrl?: string }): Promise<void> => {
     await new Promise((r) => setTimeout(r, 1000));
-    const baselineRss = await rssBytes(server.pid);
-    let peakRss = baselineRss;
-    let samples = 0;
-    const sampler = setInterval(() => {
-      rssBytes(server.pid).then((v) => {
-        samples++;
-        peakRss = Math.max(peakRss, v);
-      }, () => undefined);
-    }, 100);
+    const sampler = await sampleRss(server.pid);
+    const baselineRss = sampler.start;
     const extra = ['--limit-rate', '1M', '--max-time', String(seconds)];
     const args = curlArgs(server.url, { cacert, headerFile: server.headerFile, extra }, '%{size_download}');
     if (label === sizeLabel(GiB)) curlLine = `${commandLine('curl', args)}   # × ${clients}, concurrently`;
@@ -98,7 +71,7 @@ export async function memory(ctx: BenchContext): Promise<BenchResult> {
     const results = await downloads;
     // One more second of sampling: buffers are released as the sockets close.
     await new Promise((r) => setTimeout(r, 1000));
-    clearInterval(sampler);
+    const { peak: peakRss, samples } = sampler.stop();
     const clientBytes = results.map((r) => Number(r.stdout.trim()) || 0);
     // 28: curl's own --max-time ended the transfer, which is how every client should end.
     const clientsFailed = results.filter((r) => r.code !== 28 && r.code !== 0).length;

@@ -7,6 +7,7 @@
  *   npm run bench -- throughput memory     # some: throughput, s3, memory, small-auth
  *   npm run bench:soak                     # = npm run bench -- soak (200,000 requests; not in the default set)
  *   npm run bench -- connections           # what a held connection and a stalled download cost (not in the default set)
+ *   npm run bench -- kopia                 # files out of a Kopia volume backup in s3rver (not in the default set; needs `npm run tools -- kopia`)
  *   BENCH_QUICK=1 npm run bench            # smaller and shorter: a smoke check, written to results/quick.json
  *   BENCH_GATEWAY_ENTRY=src npm run bench  # run src/main.ts instead of the compiled build
  *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds (throughput and small-auth)
@@ -25,6 +26,7 @@ import type { BenchResult } from './lib/report.ts';
 import { gatewayNodeFlags, useGatewayEntry } from './lib/servers.ts';
 import { buildGateway, ensureTools, environment } from './lib/tools.ts';
 import { connections } from './connections.ts';
+import { kopiaVolume } from './kopia.ts';
 import { memory } from './memory.ts';
 import { s3Overhead } from './s3.ts';
 import { smallAuth } from './small-auth.ts';
@@ -46,6 +48,8 @@ const BENCHMARKS: Record<string, Benchmark> = {
   'small-auth': { run: smallAuth, tools: ['wrk'], byDefault: true },
   soak: { run: soak, tools: [], byDefault: false },
   connections: { run: connections, tools: [], byDefault: false },
+  // Needs the kopia binary `npm run tools` builds, and 2 GiB of s3rver storage.
+  kopia: { run: kopiaVolume, tools: [], byDefault: false },
 };
 
 interface StoredResult extends BenchResult {

@@ -19,7 +19,7 @@ import type { S3Location } from './lib/s3-location.ts';
 import { cpuSecondsOf, tempDir } from './lib/proc.ts';
 import { check, fmt, GiB, median, MiB, sizeLabel } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
-import { startBareProxy, startGateway } from './lib/servers.ts';
+import { requestDurations, startBareProxy, startGateway } from './lib/servers.ts';
 import type { Gateway, Server } from './lib/servers.ts';
 
 const PREFIX = 'prod';
@@ -100,10 +100,7 @@ export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
       }
     }
     // The gateway's own share of a small download: request in → response finished, from its access log.
-    const inGateway = (await readFile(gw.logPath, 'utf8'))
-      .split('\n')
-      .filter((l) => l.includes('"msg":"request"') && l.includes('/backups/small/'))
-      .map((l) => (JSON.parse(l) as { durationMs: number }).durationMs);
+    const inGateway = await requestDurations(gw.logPath, '/backups/small/');
     const m = (xs: Record<string, number[]>): Record<string, number> => Object.fromEntries(names.map((n) => [n, median(xs[n]!)]));
     const tp = m(mbps);
     const fb = m(ttfb);

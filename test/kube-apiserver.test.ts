@@ -103,7 +103,8 @@ describe('kube-apiserver test double', () => {
     assert.equal(read.metadata?.name, 'discovered');
     assert.ok(api.calls.count({ path: '/apis/velero.io/v1' }) >= 1, 'the client fetched the velero.io/v1 resource list');
     const veleroList = (await getJson(api, '/apis/velero.io/v1')) as { resources: { name: string }[] };
-    assert.deepEqual(veleroList.resources.map((r) => r.name), ['backups', 'restores', 'downloadrequests', 'backupstoragelocations', 'backupstoragelocations/status']);
+    // DataUploads are v2alpha1, so not in the v1 list.
+    assert.deepEqual(veleroList.resources.map((r) => r.name), ['backups', 'restores', 'downloadrequests', 'backupstoragelocations', 'backupstoragelocations/status', 'podvolumebackups']);
   });
 
   test('CoreV1Api: secrets get / list with selectors / create / 409 / merge and strategic patch / stale update / delete', async () => {

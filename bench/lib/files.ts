@@ -8,13 +8,18 @@ import { pipeline } from 'node:stream/promises';
 
 const BLOCK = 8 * 1024 * 1024;
 
-/** Writes `size` bytes of incompressible data (an 8 MiB random block, repeated). */
-export async function writeRandomFile(path: string, size: number): Promise<void> {
+/**
+ * Writes `size` bytes of incompressible data: an 8 MiB random block, repeated, or with `unique`
+ * fresh random bytes throughout (for a deduplicating store such as Kopia, which would keep one copy
+ * of a repeated block).
+ */
+export async function writeRandomFile(path: string, size: number, unique = false): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const block = randomBytes(BLOCK);
   const out = createWriteStream(path);
   for (let left = size; left > 0; left -= BLOCK) {
-    if (!out.write(left >= BLOCK ? block : block.subarray(0, left))) await new Promise<void>((r) => out.once('drain', () => r()));
+    const chunk = unique ? randomBytes(Math.min(left, BLOCK)) : left >= BLOCK ? block : block.subarray(0, left);
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
 }

@@ -134,6 +134,29 @@ export async function rssBytes(pid: number): Promise<number> {
   return Number(kb) * 1024;
 }
 
+/**
+ * Samples a process's RSS every `everyMs` from now until `stop()`, which answers the peak (at least
+ * the RSS at the start) and how many samples were taken.
+ */
+export async function sampleRss(pid: number, everyMs = 100): Promise<{ start: number; stop: () => { peak: number; samples: number } }> {
+  const start = await rssBytes(pid);
+  let peak = start;
+  let samples = 0;
+  const timer = setInterval(() => {
+    rssBytes(pid).then((v) => {
+      samples++;
+      peak = Math.max(peak, v);
+    }, () => undefined);
+  }, everyMs);
+  return {
+    start,
+    stop: () => {
+      clearInterval(timer);
+      return { peak, samples };
+    },
+  };
+}
+
 /** Open file descriptors of a process (sockets, files, pipes, epoll...). */
 export async function fdCount(pid: number): Promise<number> {
   return (await readdir(`/proc/${pid}/fd`)).length;

@@ -5,6 +5,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
+import { get } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childrenOf, commandLine, logFile, running, stop, track, until } from './proc.ts';
@@ -58,6 +59,33 @@ export async function logLines(path: string): Promise<Record<string, unknown>[]>
     }
   }
   return out;
+}
+
+/** Node's own memory figures from the gateway's /metrics (prom-client default metrics), in bytes. */
+export async function nodeMemory(metricsUrl: string, ca: string): Promise<Record<string, number>> {
+  const text = await new Promise<string>((resolve, reject) => {
+    get(`${metricsUrl}/metrics`, { ca }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve(body));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+  const value = (name: string): number => Number(new RegExp(`^vds_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    heapUsed: value('nodejs_heap_size_used_bytes'),
+    heapTotal: value('nodejs_heap_size_total_bytes'),
+    external: value('nodejs_external_memory_bytes'),
+  };
+}
+
+/** `durationMs` of the gateway's access log lines (msg "request") whose line contains `part` (a path piece). */
+export async function requestDurations(logPath: string, part: string): Promise<number[]> {
+  return (await readFile(logPath, 'utf8'))
+    .split('\n')
+    .filter((l) => l.includes('"msg":"request"') && l.includes(part))
+    .map((l) => (JSON.parse(l) as { durationMs: number }).durationMs);
 }
 
 /**

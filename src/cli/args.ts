@@ -27,6 +27,23 @@ export const SUBCOMMANDS: Record<OwnerKind, Readonly<Record<string, string>>> = 
   },
 };
 
+/** The subcommands of `backup` that read volume data through the download server (no DownloadRequest target exists for it). */
+export const VOLUME_SUBCOMMANDS = ['volumes', 'ls', 'files', 'archive'] as const;
+export type VolumeAction = (typeof VOLUME_SUBCOMMANDS)[number];
+
+/** What a volume-data command reads. */
+export interface VolumeCommand {
+  action: VolumeAction;
+  /** The volume's id as `backup volumes` lists it (free of `/`); '' for `volumes`. */
+  volume: string;
+  /** The path inside the volume's snapshot, as segments (no `.`, `..` or empty ones); [] is the root. */
+  path: string[];
+  /** `-o json` for `volumes` and `ls`: the server's JSON instead of a table. */
+  json: boolean;
+  /** `--gzip` for `archive`: a tar.gz. */
+  gzip: boolean;
+}
+
 export const DEFAULT_NAMESPACE = 'velero';
 export const DEFAULT_WAIT_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
@@ -61,6 +78,8 @@ export interface Command {
   force: boolean;
   /** Gunzip before writing: everything but backup contents, as Velero's CLI does. */
   gunzip: boolean;
+  /** Set for the volume-data commands (`backup volumes|ls|files|archive`); `artifact` is then `volumedata`. */
+  volume?: VolumeCommand;
 }
 
 export type ParseResult = { help: true } | { help: false; command: Command };
@@ -78,6 +97,7 @@ const OPTIONS = {
   'connect-timeout': { type: 'string' },
   output: { type: 'string', short: 'o' },
   force: { type: 'boolean' },
+  gzip: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -94,6 +114,12 @@ Commands:
   backup resource-list NAME     the backed-up resources (JSON)
   backup volume-info NAME       volume information (JSON)
   backup item-operations NAME   async item operations (JSON)
+  backup volumes NAME           the backup's volumes (file-system backups, data-mover uploads); -o json
+  backup ls NAME VOLUME [PATH]  a directory of a volume's backup (default: its root); -o json
+  backup files NAME VOLUME PATH one file of a volume's backup, saved to its base name (or -o FILE, -o -)
+  backup archive NAME VOLUME [PATH]
+                                a tar of a directory of a volume's backup (--gzip: tar.gz), saved to
+                                VOLUME-DIR.tar[.gz] with ":" in VOLUME written "_" (or -o FILE, -o -)
   restore logs NAME             the restore log
   restore results NAME          warnings and errors (JSON)
   restore resource-list NAME    the restored resources (JSON)
@@ -117,8 +143,9 @@ Flags:
       --timeout DURATION             limit for the whole transfer, resumes included (default 0: none)
       --connect-timeout DURATION     limit for connecting and for a stalled transfer (default 15s)
   -o, --output FILE                  write to FILE (- for stdout); default stdout, NAME-data.tar.gz for
-                                     backup contents
+                                     backup contents; for volumes and ls: -o json prints JSON
       --force                        overwrite an existing output file
+      --gzip                         archive: ask for a gzip-compressed tar
   -h, --help                         show this help
 
 The download server trusts your Kubernetes identity: the bearer token your kubeconfig provides (static
@@ -126,6 +153,11 @@ token, token file, exec plugin, OIDC) is sent to it, over verified HTTPS only. I
 against --cacert, else ca.crt of ConfigMap velero-download-server-ca (get on it is all you need; for
 older download servers, of Secret velero-download-server-certs when you may read it), else the pinned
 fingerprint (--server-cert-fingerprint, or the published annotation), else the system CAs.
+
+Volume data (volumes, ls, files, archive) comes from the download server only: the one given with
+--velero-server-url=https://HOST, else the one that answers a DownloadRequest for the backup. VOLUME
+is an id from "backup volumes"; PATH is inside the volume (a leading "/" is optional; ".." is refused).
+It needs "get" on backups/volumedata, which holds every file of the backed-up volumes.
 
 Exit codes: 0 success, 1 not found (or another failure), 2 usage, 3 unauthorized or forbidden,
 4 unreachable (API server, Velero, store or download server; or an untrusted certificate).
@@ -194,7 +226,60 @@ function parseBaseUrl(raw: string): URL {
   return url;
 }
 
-function target(positionals: string[]): { owner: OwnerKind; name: string; artifact: string } {
+// Control characters and the bidirectional overrides that make a name print as another one.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** `s` with control and bidi-override characters written as `\xNN` / `\u{NNNN}`: safe on a terminal, one line. */
+export function printable(s: string): string {
+  return s.replace(UNPRINTABLE, (c) => {
+    const code = c.codePointAt(0)!;
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
+}
+
+/**
+ * A PATH inside a volume's snapshot as segments. The path is the user's, but it becomes URL segments
+ * and (for `files`) the default output file's name: `..` is refused here rather than trusted to the
+ * server, NUL cannot be in a file name, `.` and empty segments are dropped.
+ */
+export function volumePath(raw: string): string[] {
+  if (raw.includes('\0')) throw new UsageError('PATH: a NUL character cannot be in a file name');
+  const segments = raw.split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.includes('..')) {
+    throw new UsageError(`PATH "${printable(raw)}": ".." is not allowed: a path names a file inside the volume's backup, from its root`);
+  }
+  return segments;
+}
+
+/** A VOLUME id as `backup volumes` lists it: one URL segment, and part of a default file name. */
+export function volumeId(raw: string): string {
+  if (raw === '' || raw === '.' || raw === '..' || raw.includes('/') || raw.length > 1024 || printable(raw) !== raw) {
+    throw new UsageError(`"${printable(raw)}" is not a volume id: use an ID that "velero-download backup volumes NAME" lists`);
+  }
+  return raw;
+}
+
+interface ParsedTarget {
+  owner: OwnerKind;
+  name: string;
+  artifact: string;
+  volume?: { action: VolumeAction; volume: string; path: string | undefined };
+}
+
+function volumeTarget(sub: VolumeAction, args: string[]): ParsedTarget {
+  const [name, volume, path, ...extra] = args;
+  const shape = { volumes: 'NAME', ls: 'NAME VOLUME [PATH]', files: 'NAME VOLUME PATH', archive: 'NAME VOLUME [PATH]' }[sub];
+  const max = { volumes: 1, ls: 3, files: 3, archive: 3 }[sub];
+  const min = { volumes: 1, ls: 2, files: 3, archive: 2 }[sub];
+  const given = args.length;
+  if (given < min || given > max || extra.length) {
+    throw new UsageError(`backup ${sub} takes ${shape}${given > max ? `: unexpected argument "${printable(args[max]!)}"` : ''}`);
+  }
+  return { owner: 'backups', name: name!, artifact: 'volumedata', volume: { action: sub, volume: volume ?? '', path } };
+}
+
+function target(positionals: string[]): ParsedTarget {
   const [verb, ...rest] = positionals;
   if (verb === 'get') {
     if (rest.length !== 1) throw new UsageError('get takes one argument: backups/NAME/ARTIFACT or restores/NAME/ARTIFACT');
@@ -215,12 +300,47 @@ function target(positionals: string[]): { owner: OwnerKind; name: string; artifa
   }
   const [sub, name, ...extra] = rest;
   const subs = SUBCOMMANDS[owner];
+  if (owner === 'backups' && (VOLUME_SUBCOMMANDS as readonly (string | undefined)[]).includes(sub)) return volumeTarget(sub as VolumeAction, rest.slice(1));
   if (sub === undefined || !Object.hasOwn(subs, sub)) {
-    throw new UsageError(`${verb} ${sub === undefined ? 'needs a subcommand' : `has no subcommand "${sub}"`}: use one of ${Object.keys(subs).join(', ')}`);
+    const all = [...Object.keys(subs), ...(owner === 'backups' ? VOLUME_SUBCOMMANDS : [])];
+    throw new UsageError(`${verb} ${sub === undefined ? 'needs a subcommand' : `has no subcommand "${sub}"`}: use one of ${all.join(', ')}`);
   }
   if (name === undefined) throw new UsageError(`${verb} ${sub}: missing the ${verb} name`);
   if (extra.length) throw new UsageError(`${verb} ${sub}: unexpected argument "${extra[0]!}"`);
   return { owner, name, artifact: subs[sub]! };
+}
+
+/** `files` and `archive` write bytes (to a file by default); `volumes` and `ls` print to stdout. */
+const hasFileOutput = (v: VolumeCommand): boolean => v.action === 'files' || v.action === 'archive';
+
+function volumeCommand(t: NonNullable<ParsedTarget['volume']>, output: string | undefined, gzip: boolean): VolumeCommand {
+  const cmd: VolumeCommand = {
+    action: t.action,
+    volume: t.action === 'volumes' ? '' : volumeId(t.volume),
+    path: t.path === undefined ? [] : volumePath(t.path),
+    json: false,
+    gzip,
+  };
+  if (!hasFileOutput(cmd)) {
+    if (output !== undefined && output !== 'json') throw new UsageError(`backup ${t.action} prints a table, or JSON with -o json (not "${printable(output)}")`);
+    cmd.json = output === 'json';
+  }
+  if (t.action === 'files') {
+    if (cmd.path.length === 0 || t.path!.endsWith('/')) {
+      throw new UsageError(`backup files: PATH "${printable(t.path!)}" names a directory: use backup ls to list it, or backup archive to download it`);
+    }
+  }
+  return cmd;
+}
+
+/**
+ * The default output file of `files` (the file's own name) and `archive` (VOLUME-DIR.tar[.gz]): in
+ * the current directory, built from the user's arguments, never from a name the server sends.
+ */
+function defaultVolumeOutput(v: VolumeCommand): string {
+  const last = v.path.at(-1);
+  if (v.action === 'files') return last!;
+  return `${v.volume.replaceAll(':', '_')}${last ? `-${last}` : ''}.tar${v.gzip ? '.gz' : ''}`;
 }
 
 /** Parses and validates `argv` (without node and the script). Throws UsageError. */
@@ -257,10 +377,14 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
     rawGateway === undefined ? { forced: false } : rawGateway === '' ? { forced: true } : { forced: true, baseUrl: parseBaseUrl(rawGateway) };
 
   const contents = t.owner === 'backups' && t.artifact === 'contents';
+  const volume = t.volume && volumeCommand(t.volume, v.output, v.gzip ?? false);
+  if (v.gzip && volume?.action !== 'archive') throw new UsageError('--gzip is a flag of backup archive only');
   let output: OutputSpec;
   if (v.output === '') throw new UsageError('-o/--output: empty file name (use - for stdout)');
+  else if (volume && !hasFileOutput(volume)) output = { kind: 'stdout' };
   else if (v.output === '-') output = { kind: 'stdout' };
   else if (v.output !== undefined) output = { kind: 'file', path: v.output };
+  else if (volume) output = { kind: 'file', path: defaultVolumeOutput(volume) };
   else output = contents ? { kind: 'file', path: `${t.name}-data.tar.gz` } : { kind: 'stdout' };
 
   const wait = v['wait-timeout'] === undefined ? DEFAULT_WAIT_TIMEOUT_MS : parseDuration('wait-timeout', v['wait-timeout']);
@@ -271,8 +395,12 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
   return {
     help: false,
     command: {
-      ...t,
-      kind: findArtifact(t.owner, t.artifact)!.kind,
+      owner: t.owner,
+      name: t.name,
+      artifact: t.artifact,
+      // Volume data has no DownloadRequest target of its own.
+      kind: volume ? '' : findArtifact(t.owner, t.artifact)!.kind,
+      ...(volume && { volume }),
       namespace,
       ...(v.kubeconfig !== undefined && { kubeconfig: v.kubeconfig }),
       ...(v.context !== undefined && { context: v.context }),
@@ -285,7 +413,7 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
       connectTimeoutMs: connect,
       output,
       force: v.force ?? false,
-      gunzip: !contents,
+      gunzip: !contents && !volume,
     },
   };
 }

@@ -9,12 +9,12 @@ import type { IncomingMessage } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import type { Writable } from 'node:stream';
+import type { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { getCACertificates } from 'node:tls';
 import { createGunzip } from 'node:zlib';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { USAGE, parseCommandLine } from './args.ts';
+import { USAGE, parseCommandLine, printable } from './args.ts';
 import type { Command } from './args.ts';
 import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
 import type { Trust } from './http.ts';
@@ -24,6 +24,7 @@ import { progressFor } from './progress.ts';
 import type { TerminalLike } from './progress.ts';
 import { HttpStatusError, bodyChunks, openSource } from './transfer.ts';
 import type { FetchOptions, Source, TransferStats } from './transfer.ts';
+import { isJson, listDirectory, readJson, safeJson, volumeUrl, volumesTable, wholeTarCheck } from './volumes.ts';
 import type * as KubeModuleNs from './kube.ts';
 import type { DownloadUrls, VeleroApi } from './kube.ts';
 import { NEVER_ABORTED } from '../util/abortable.ts';
@@ -63,7 +64,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   }
   const signal = io.signal ?? NEVER_ABORTED;
   try {
-    await download(parsed.command, io, signal, say);
+    if (parsed.command.volume) await volumeData(parsed.command, io, signal, say);
+    else await download(parsed.command, io, signal, say);
     return EXIT.ok;
   } catch (err) {
     if (signal.aborted) {
@@ -80,6 +82,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
 }
 
 const singular = (cmd: Command): string => (cmd.owner === 'backups' ? 'backup' : 'restore');
+
+/** What to do about a download server certificate nothing vouched for. */
+const untrustedAdvice = (err: UntrustedCertificateError, cmd: Command, caConfigMap: string): string =>
+  `the download server's certificate is not trusted (SHA-256 fingerprint ${err.fingerprint}): ask for "get" on ConfigMap ${caConfigMap} in namespace "${cmd.namespace}", or pass --cacert FILE (its ca.crt: kubectl -n ${cmd.namespace} get configmap ${caConfigMap} -o jsonpath='{.data.ca\\.crt}') or, after checking the fingerprint with your cluster admin, --server-cert-fingerprint ${err.fingerprint}`;
 
 async function readCaFile(file: string): Promise<string> {
   let pem: string;
@@ -164,38 +170,58 @@ function statusToError(err: HttpStatusError, src: Source, cmd: Command): CliErro
   return new CliError(EXIT.notFound, `${src.label} answered HTTP ${err.status}${detail}`);
 }
 
-async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+/** What every command needs before it fetches: the output checked, the kubeconfig, the API, the download server's access. */
+async function prepare(cmd: Command, io: CliIo, signal: AbortSignal): Promise<{ kube: KubeModule; api: VeleroApi; gateway: GatewayAccess; cacert: string | undefined }> {
   await checkOutput(cmd.output, cmd.force, io.cwd);
   const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert)) : undefined;
   const kube: KubeModule = await import('./kube.ts');
   const kc = kube.loadKubeConfig(cmd, io.env);
   const api = new kube.VeleroApi(kc, cmd.namespace, cmd.connectTimeoutMs);
-  const gateway = new GatewayAccess(kube, kc, api, cmd, cacert, signal);
+  return { kube, api, gateway: new GatewayAccess(kube, kc, api, cmd, cacert, signal), cacert };
+}
+
+/** --timeout, which runs from the first download attempt: waiting for URLs has its own --wait-timeout. */
+class TransferClock {
+  readonly #limit = new AbortController();
+  readonly signal: AbortSignal;
+  readonly #ms: number;
+  #timer: NodeJS.Timeout | undefined;
+  constructor(ms: number, signal: AbortSignal) {
+    this.#ms = ms;
+    this.signal = AbortSignal.any([signal, this.#limit.signal]);
+  }
+  start(): void {
+    if (this.#ms && !this.#timer) this.#timer = setTimeout(() => this.#limit.abort(new TimeoutError('--timeout')), this.#ms);
+  }
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+  /** The error to report instead of `err` when the limit cut the transfer. */
+  explain(err: unknown): unknown {
+    if (!this.#limit.signal.aborted) return err;
+    return new CliError(EXIT.unreachable, `the transfer did not finish within --timeout ${this.#ms / 1000}s: raise --timeout (0 means no limit)`);
+  }
+}
+
+async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  const { kube, api, gateway, cacert } = await prepare(cmd, io, signal);
   // Fail before creating anything when the download server cannot be used at all.
   if (cmd.gateway.forced) await gateway.token();
 
-  // --timeout runs from the first download attempt: waiting for the URLs has its own --wait-timeout.
-  const transferLimit = new AbortController();
-  const transferSignal = AbortSignal.any([signal, transferLimit.signal]);
-  let transferTimer: NodeJS.Timeout | undefined;
-  const startTransferClock = (): void => {
-    if (cmd.timeoutMs && !transferTimer) {
-      transferTimer = setTimeout(() => transferLimit.abort(new TimeoutError('--timeout')), cmd.timeoutMs);
-    }
-  };
+  const clock = new TransferClock(cmd.timeoutMs, signal);
   let drName: string | undefined;
   try {
-    const fetchOpts: FetchOptions = { signal: transferSignal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
+    const fetchOpts: FetchOptions = { signal: clock.signal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
     const failures: string[] = [];
     let untrusted: UntrustedCertificateError | undefined;
 
     const tryOpen = async (src: Source): Promise<IncomingMessage | undefined> => {
-      startTransferClock();
+      clock.start();
       try {
         return await openSource(src, fetchOpts);
       } catch (err) {
         if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
-        if (transferSignal.aborted || !networkFailure(err)) throw err;
+        if (clock.signal.aborted || !networkFailure(err)) throw err;
         if (err instanceof UntrustedCertificateError && src.kind === 'gateway') untrusted = err;
         failures.push(`${src.label}: ${describeFailure(err)}`);
         return undefined;
@@ -293,25 +319,27 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
     }
 
     if (!opened) {
-      const trustAdvice = untrusted
-        ? `; the download server's certificate is not trusted (SHA-256 fingerprint ${untrusted.fingerprint}): ask for "get" on ConfigMap ${kube.CA_CONFIGMAP} in namespace "${cmd.namespace}", or pass --cacert FILE (its ca.crt: kubectl -n ${cmd.namespace} get configmap ${kube.CA_CONFIGMAP} -o jsonpath='{.data.ca\\.crt}') or, after checking the fingerprint with your cluster admin, --server-cert-fingerprint ${untrusted.fingerprint}`
-        : ': check that the download server is running and reachable from here';
+      const trustAdvice = untrusted ? `; ${untrustedAdvice(untrusted, cmd, kube.CA_CONFIGMAP)}` : ': check that the download server is running and reachable from here';
       throw new CliError(EXIT.unreachable, `cannot download the ${singular(cmd)} "${cmd.name}" ${cmd.artifact}: ${failures.join('; ')}${trustAdvice}`);
     }
-    await save(cmd, io, opened.src, opened.res, fetchOpts, say);
+    await save(cmd, io, opened.src, opened.res, fetchOpts, say, { what: `${singular(cmd)} "${cmd.name}" ${cmd.artifact}` });
   } catch (err) {
     if (signal.aborted) throw err;
-    if (transferLimit.signal.aborted) {
-      throw new CliError(EXIT.unreachable, `the transfer did not finish within --timeout ${cmd.timeoutMs / 1000}s: raise --timeout (0 means no limit)`);
-    }
-    throw err;
+    throw clock.explain(err);
   } finally {
-    clearTimeout(transferTimer);
+    clock.stop();
     if (drName) await api.deleteDownloadRequest(drName);
   }
 }
 
-async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, fetchOpts: FetchOptions, say: (msg: string) => void): Promise<void> {
+interface SaveOptions {
+  /** For the closing message: what was saved. */
+  what: string;
+  /** Checks the bytes on their way to the output; its error fails the transfer (nothing saved). */
+  verify?: Transform;
+}
+
+async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, fetchOpts: FetchOptions, say: (msg: string) => void, opts: SaveOptions): Promise<void> {
   const length = Number(res.headers['content-length']);
   const bar = progressFor(io.stderr, Number.isSafeInteger(length) ? length : undefined);
   const stats: TransferStats = { received: 0, total: undefined, resumes: 0 };
@@ -327,8 +355,7 @@ async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, 
     say(m);
   }));
   try {
-    if (cmd.gunzip) await pipeline(body, createGunzip(), output.stream, { signal: fetchOpts.signal });
-    else await pipeline(body, output.stream, { signal: fetchOpts.signal });
+    await pipeline([body, ...(cmd.gunzip ? [createGunzip()] : []), ...(opts.verify ? [opts.verify] : []), output.stream], { signal: fetchOpts.signal });
     bar?.finish();
     await output.commit();
   } catch (err) {
@@ -347,6 +374,95 @@ async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, 
     throw new CliError(EXIT.notFound, `writing ${output.name} failed: ${describeFailure(err)}`);
   }
   if (cmd.output.kind === 'file') {
-    io.stdout.write(`${singular(cmd)} "${cmd.name}" ${cmd.artifact} saved to ${resolve(io.cwd, cmd.output.path)}\n`);
+    io.stdout.write(`${opts.what} saved to ${resolve(io.cwd, cmd.output.path)}\n`);
+  }
+}
+
+/**
+ * The download server's base URL when --velero-server-url gives none: the URL it records on a
+ * DownloadRequest for the backup (its results, the smallest artifact), less the DownloadRequest's
+ * own path. That URL is trusted as the stock flow trusts it (the token then goes only to a server
+ * whose certificate the gateway's published CA, a pin or the system roots vouch for, over HTTPS).
+ */
+async function discoverGateway(cmd: Command, kube: KubeModule, api: VeleroApi, signal: AbortSignal): Promise<URL> {
+  if ((await api.ownerExists(cmd.owner, cmd.name, signal)) === false) {
+    throw new CliError(EXIT.notFound, `backup "${cmd.name}" not found in namespace "${cmd.namespace}" (pass -n NAMESPACE if it lives elsewhere)`);
+  }
+  const drName = await api.createDownloadRequest('BackupResults', cmd.name, signal);
+  try {
+    const where = `DownloadRequest "${drName}" in namespace "${cmd.namespace}"`;
+    const urls = await kube.waitForUrls(api, drName, (u) => Boolean(u.gatewayURL), Date.now() + cmd.waitTimeoutMs, signal);
+    if (!urls?.gatewayURL) {
+      throw new CliError(
+        EXIT.unreachable,
+        `no download server URL (annotation download-server.velero.io/url) appeared on ${where} within --wait-timeout ${cmd.waitTimeoutMs / 1000}s: volume data comes from the download server only; is it running and serving namespace "${cmd.namespace}"? (or pass --velero-server-url=https://HOST)`,
+      );
+    }
+    const suffix = `/v1/namespaces/${cmd.namespace}/downloadrequests/${drName}`;
+    let url: URL | undefined;
+    try {
+      url = new URL(urls.gatewayURL);
+    } catch {
+      // reported below
+    }
+    if (!url?.pathname.endsWith(suffix) || url.search || url.hash) {
+      throw new CliError(EXIT.unreachable, `the download server URL on ${where} is not that DownloadRequest's URL: pass --velero-server-url=https://HOST`);
+    }
+    if (url.protocol !== 'https:') throw new CliError(EXIT.unreachable, `refusing to send your bearer token over plain HTTP to ${url.origin}`);
+    url.pathname = url.pathname.slice(0, -suffix.length) || '/';
+    return url;
+  } finally {
+    await api.deleteDownloadRequest(drName);
+  }
+}
+
+/**
+ * `backup volumes|ls|files|archive`: volume data, from the download server only (no DownloadRequest
+ * target exists for it). The token goes only to the base URL given or discovered, over verified HTTPS.
+ */
+async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  const v = cmd.volume!;
+  const { kube, api, gateway } = await prepare(cmd, io, signal);
+  const token = await gateway.token();
+  const base = cmd.gateway.baseUrl ?? (await discoverGateway(cmd, kube, api, signal));
+  const trust = await gateway.trust();
+  const clock = new TransferClock(cmd.timeoutMs, signal);
+  clock.start();
+  const fetchOpts: FetchOptions = { signal: clock.signal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
+  const source = (url: URL): Source => ({ kind: 'gateway', label: `the download server at ${url.origin}`, url, headers: { Authorization: `Bearer ${token}` }, trust });
+  const url = (continueToken?: string): URL => volumeUrl(base, cmd.namespace, cmd.name, v, continueToken);
+  const src = source(url());
+  const open = (u: URL): Promise<IncomingMessage> => openSource(source(u), fetchOpts);
+  const print = (s: string): Promise<void> => new Promise((ok, fail) => void io.stdout.write(s, (err) => (err ? fail(err) : ok())));
+  const inVolume = `"${printable(v.volume)}:/${printable(v.path.join('/'))}"`;
+  try {
+    if (v.action === 'volumes') {
+      const list = await readJson(await open(src.url), 'the volume list');
+      await print(v.json ? `${safeJson(list, 2)}\n` : volumesTable(list));
+    } else if (v.action === 'ls') {
+      await listDirectory((t) => open(url(t)), v.json, print);
+    } else {
+      const res = await open(src.url);
+      if (isJson(res)) {
+        const kind = ((await readJson(res, 'the answer')) as { kind?: unknown } | null)?.kind;
+        const what = kind === 'Directory' ? 'a directory' : kind === 'Symlink' ? 'a symbolic link' : 'not a file';
+        throw new CliError(EXIT.notFound, `${inVolume} is ${what}: use backup ls to list it${kind === 'Directory' ? ', or backup archive to download it' : ''}`);
+      }
+      const archive = v.action === 'archive';
+      await save(cmd, io, src, res, fetchOpts, say, {
+        what: archive ? `the archive of ${inVolume}` : inVolume,
+        ...(archive && { verify: wholeTarCheck(v.gzip, `the archive of ${inVolume}`) }),
+      });
+    }
+  } catch (err) {
+    if (signal.aborted || err instanceof CliError) throw err;
+    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
+    if (clock.signal.aborted) throw clock.explain(err);
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') throw new CliError(EXIT.ok, '');
+    if (err instanceof UntrustedCertificateError) throw new CliError(EXIT.unreachable, `cannot use ${src.label}: ${untrustedAdvice(err, cmd, kube.CA_CONFIGMAP)}`);
+    if (networkFailure(err)) throw new CliError(EXIT.unreachable, `${src.label}: ${describeFailure(err)}: check that the download server is running and reachable from here`);
+    throw err;
+  } finally {
+    clock.stop();
   }
 }

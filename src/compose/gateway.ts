@@ -18,6 +18,7 @@ import { DEMO_BACKUP } from '../velero/demo.ts';
 import { VERSION } from '../version.ts';
 import { certificateSource } from './certificate.ts';
 import { createMode } from './create-mode.ts';
+import { kopiaPool } from './kopia.ts';
 import { createStoreFactory } from './stores.ts';
 
 /**
@@ -52,8 +53,10 @@ export async function runGateway(config: Config): Promise<void> {
   const audit = createAuditLogger(config.logLevel, config.auditLog);
   // Validated by loadConfig; parsed again here into the list itself.
   const trustedProxies = config.trustedProxies.length > 0 ? parseAddressList(config.trustedProxies, '--trusted-proxies').list : undefined;
+  const { volumeResolver, ...parts } = mode.parts;
   const app = createApp({
-    ...mode.parts,
+    ...parts,
+    volumes: { resolver: volumeResolver, pool: kopiaPool(config) },
     trustedProxies,
     downloadSlots: new DownloadSlots(config.maxConcurrentDownloads, { onRefused: () => metrics.limited.inc({ limit: 'max-concurrent-downloads' }) }),
     log,

@@ -20,7 +20,7 @@ import type { DownloadRequestAdmission } from '../velero/admission.ts';
 import { MAX_SIGNED_URL_SECONDS } from '../velero/downloadrequests.ts';
 import type { SignedUrls } from '../velero/downloadrequests.ts';
 import { signedAccess } from '../velero/signed-access.ts';
-import { KubeResolver } from '../velero/kube-resolver.ts';
+import { KubeResolver, KubeVolumeResolver } from '../velero/kube-resolver.ts';
 import { namespaceMatcher } from '../velero/namespaces.ts';
 import type { Mode, ModeParts, ModeServices } from './mode.ts';
 
@@ -63,6 +63,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     authorizer,
     resolver,
     stores: factory,
+    volumeResolver: new KubeVolumeResolver(resolver, objects, factory, { ownNamespace: config.namespace }),
     kube: { clients: kube, objects, resolver },
   };
   let services: KubeServices | undefined;

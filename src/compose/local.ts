@@ -9,7 +9,8 @@ import type { StoreSpec } from '../stores/spec.ts';
 import type { ObjectStore } from '../stores/types.ts';
 import { writeDemoIfEmpty } from '../velero/demo.ts';
 import { loadLocationsFile } from '../velero/local-locations.ts';
-import { LocalResolver } from '../velero/resolve.ts';
+import { LocalResolver, LocalVolumeResolver } from '../velero/resolve.ts';
+import { localRepositoryPassword } from './kopia.ts';
 import type { Location } from '../velero/resolve.ts';
 import type { Mode } from './mode.ts';
 
@@ -34,11 +35,14 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
       throw err;
     }
   };
+  const resolver = new LocalResolver(config.namespace, locations, probe);
+  const stores = { forSpec: storeFor };
   const parts = {
     authenticator: await StaticTokenAuthenticator.fromFile(config.tokenFile),
     authorizer: new AllowAuthenticatedAuthorizer(),
-    resolver: new LocalResolver(config.namespace, locations, probe),
-    stores: { forSpec: storeFor },
+    resolver,
+    stores,
+    volumeResolver: new LocalVolumeResolver(resolver, stores, { password: await localRepositoryPassword(config) }),
   };
   return {
     name: 'local',

@@ -11,12 +11,15 @@ import type { WebhookDeps } from '../server/admission.ts';
 import type { StoreFactory } from '../stores/spec.ts';
 import type { KubeResolver } from '../velero/kube-resolver.ts';
 import type { Resolver } from '../velero/resolve.ts';
+import type { VolumeResolver } from '../velero/volumes.ts';
 
 export interface ModeParts {
   authenticator: Authenticator;
   authorizer: Authorizer;
   resolver: Resolver;
   stores: StoreFactory;
+  /** The volumes of backups and where their Kopia repositories are. */
+  volumeResolver: VolumeResolver;
   /** Kubernetes mode only: the clients, the shared object cache and the resolver as itself. */
   kube?: { clients: KubeClients; objects: CachedObjectReader; resolver: KubeResolver };
 }

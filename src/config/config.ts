@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseFqdn } from '../util/fqdn.ts';
 import { parseAddressList } from '../util/address-list.ts';
-import { bool, count, duration, helpText, hostPort, list, oneOf, parseFlags, positive } from './flags.ts';
+import { bool, bytes, count, duration, helpText, hostPort, list, oneOf, parseFlags, positive } from './flags.ts';
 import { DEFAULT_SERVICE_NAME, SERVICE_ACCOUNT_DIR } from '../util/names.ts';
 import { verbatim } from '../util/strings.ts';
 import type { FlagDef, HostPort } from './flags.ts';
@@ -108,6 +108,15 @@ export interface Config {
   maxConcurrentDownloads: number;
   /** CIDRs or addresses of proxies whose X-Forwarded-For names the client (validated). */
   trustedProxies: string[];
+  /**
+   * Local mode: the file holding the Kopia repository password of volume backups (absolute); without
+   * it, Velero's default password. Kubernetes mode reads Velero's own Secret instead.
+   */
+  repositoryPasswordFile?: string;
+  /** Memory for the Kopia repositories' indexes and directory listings, shared by all of them. */
+  kopiaCacheBytes: number;
+  /** A repository's index is reloaded when it is older than this (Velero's maintenance rewrites packs). */
+  kopiaIndexMaxAgeMs: number;
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
@@ -163,6 +172,9 @@ export const FLAGS = {
   maxConcurrentDownloads: flag({ name: 'max-concurrent-downloads', kind: 'string', default: '64', help: 'downloads served at once at most; more are answered 503 with Retry-After', parse: count }),
   trustedProxies: flag({ name: 'trusted-proxies', kind: 'string', default: '', help: 'CIDRs or addresses of proxies (Ingress controller, load balancer) whose X-Forwarded-For names the client; exempt from --max-connections-per-client', parse: list }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
+  repositoryPasswordFile: flag({ name: 'repository-password-file', kind: 'string', help: "local mode: file holding the Kopia repository password of volume backups (default: Velero's default password); kubernetes mode reads Secret velero-repo-credentials", parse: verbatim }),
+  kopiaCacheSize: flag({ name: 'kopia-cache-size', kind: 'string', default: '256Mi', help: 'memory for Kopia repository indexes and directory listings, shared by every volume backup read (least recently used dropped first)', parse: bytes }),
+  kopiaIndexMaxAge: flag({ name: 'kopia-index-max-age', kind: 'string', default: '5m', help: "a Kopia repository's index is reloaded when older than this (Velero's maintenance rewrites packs)", parse: duration }),
 };
 
 const NEW_SYNTAX = '--tenant-filesystem-allow team-a=velero-nfs,team-b=shared (false or empty: none)';
@@ -293,11 +305,14 @@ export function loadConfig(
     ['--token-file', v.tokenFile],
     ['--locations-file', v.locationsFile],
     ['--default-credentials-file', v.defaultCredentialsFile],
+    ['--repository-password-file', v.repositoryPasswordFile],
     ['--ca-bundle (or AWS_CA_BUNDLE)', v.caBundle ?? (env.AWS_CA_BUNDLE || undefined)],
   ] as const) {
     if (file !== undefined && !existsSync(resolve(cwd, file))) errors.push(`${name}: ${resolve(cwd, file)} does not exist`);
   }
   errors.push(...parseAddressList(v.trustedProxies ?? [], '--trusted-proxies').errors);
+  // Kubernetes mode keys volume repositories with Velero's own Secret; a file would silently lose to it.
+  if (mode === 'kubernetes' && v.repositoryPasswordFile !== undefined) errors.push("--repository-password-file: local mode only (kubernetes mode reads Velero's Secret velero-repo-credentials)");
   // Zero would switch the bound off (Node reads a 0 request timeout as none).
   if (v.requestTimeout !== undefined && v.requestTimeout < 100) errors.push('--request-timeout: at least 100ms');
   if (v.sendStallTimeout !== undefined && v.sendStallTimeout < 100) errors.push('--send-stall-timeout: at least 100ms');
@@ -358,6 +373,9 @@ export function loadConfig(
       maxConcurrentDownloads: v.maxConcurrentDownloads!,
       trustedProxies: v.trustedProxies!,
       ...(v.locationsFile !== undefined && { locationsFile: resolve(cwd, v.locationsFile) }),
+      ...(v.repositoryPasswordFile !== undefined && { repositoryPasswordFile: resolve(cwd, v.repositoryPasswordFile) }),
+      kopiaCacheBytes: v.kopiaCacheSize!,
+      kopiaIndexMaxAgeMs: v.kopiaIndexMaxAge!,
       ...defaultCredentials(v.defaultCredentialsFile, cwd),
       ...caBundle(v.caBundle, env, cwd),
     },

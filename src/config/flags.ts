@@ -155,6 +155,17 @@ export function duration(raw: string): number {
   return Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]);
 }
 
+const BYTES = /^(\d+)(Ki|Mi|Gi)?$/;
+const UNIT_BYTES = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 } as const;
+
+/** A size as Kubernetes quantities write it: `268435456`, `256Mi`, `1Gi`. At least 1 byte. */
+export function bytes(raw: string): number {
+  const m = BYTES.exec(raw.trim());
+  const n = m ? Number(m[1]) * (m[2] ? UNIT_BYTES[m[2] as keyof typeof UNIT_BYTES] : 1) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`must be a size such as 64Mi, 1Gi or a number of bytes; got "${raw}"`);
+  return n;
+}
+
 export interface HostPort {
   host: string;
   port: number;

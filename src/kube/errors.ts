@@ -10,3 +10,15 @@ export class KubeUnavailableError extends Error {
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }
+
+/**
+ * A labelled list matched more objects than the gateway reads at once: refused rather than paged
+ * without end (the objects' authors, e.g. a tenant, decide how many there are).
+ */
+export class TooManyObjectsError extends Error {
+  readonly reason = 'TooManyObjects';
+  constructor(message: string) {
+    super(message);
+    this.name = 'TooManyObjectsError';
+  }
+}

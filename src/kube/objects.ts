@@ -9,9 +9,9 @@ import { TtlCache } from '../util/ttl-cache.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
 import type { BudgetName, KubeClients } from './client.ts';
 import { describeApiFailure, statusOf } from './client.ts';
-import { KubeUnavailableError } from './errors.ts';
+import { KubeUnavailableError, TooManyObjectsError } from './errors.ts';
 
-export { KubeUnavailableError };
+export { KubeUnavailableError, TooManyObjectsError };
 
 
 /** A Velero object as the API returns it; fields are read defensively. */
@@ -24,6 +24,8 @@ export interface KubeObject {
     uid?: string;
     creationTimestamp?: string | Date;
     annotations?: Record<string, string>;
+    labels?: Record<string, string>;
+    ownerReferences?: { apiVersion?: string; kind?: string; name?: string; uid?: string }[];
     resourceVersion?: string;
   };
   spec?: Record<string, unknown>;
@@ -31,6 +33,19 @@ export interface KubeObject {
 }
 
 export type VeleroPlural = 'backups' | 'restores' | 'downloadrequests' | 'backupstoragelocations';
+
+/** The Velero kinds listed by label, each at the API version Velero serves it in. */
+export const VELERO_LISTED = { podvolumebackups: 'v1', datauploads: 'v2alpha1' } as const;
+export type VeleroListedPlural = keyof typeof VELERO_LISTED;
+
+/**
+ * The most objects one labelled list returns. A list is one API call (`limit` one above this); a
+ * namespace with more matching objects is refused (TooManyObjectsError) rather than paged without end.
+ */
+export const MAX_LISTED_OBJECTS = 2_000;
+
+/** Lists kept at once: a list may hold MAX_LISTED_OBJECTS objects, so far fewer than single objects. */
+const MAX_CACHED_LISTS = 32;
 
 /** How one read is made. */
 export interface ReadOptions {
@@ -44,6 +59,16 @@ export interface ObjectReader {
   /** The object, or undefined when it does not exist. */
   velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts?: ReadOptions): Promise<KubeObject | undefined>;
   secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined>;
+  /**
+   * The objects of a Velero kind in `namespace` whose labels match `labelSelector` (e.g.
+   * `velero.io/backup-name=nightly`); [] when there are none or the kind is not installed (404).
+   */
+  veleroList(plural: VeleroListedPlural, namespace: string, labelSelector: string, signal: AbortSignal, opts?: ReadOptions): Promise<KubeObject[]>;
+}
+
+interface ListPage {
+  metadata?: { continue?: string };
+  items?: unknown;
 }
 
 interface Found<T> {
@@ -56,15 +81,22 @@ export interface CachedReaderOptions {
   /** How long "not found" is reused. */
   missingTtlMs: number;
   max: number;
+  /** The most objects a labelled list may return (default MAX_LISTED_OBJECTS). */
+  maxListed?: number;
 }
 
 export class CachedObjectReader implements ObjectReader {
   readonly #kube: KubeClients;
   readonly #cache: TtlCache<Found<unknown>>;
+  readonly #lists: TtlCache<Found<unknown>>;
+  readonly #maxListed: number;
 
   constructor(kube: KubeClients, opts: CachedReaderOptions = { ttlMs: 5_000, missingTtlMs: 2_000, max: 5_000 }) {
     this.#kube = kube;
-    this.#cache = new TtlCache<Found<unknown>>({ max: opts.max, ttl: (f) => (f.value === undefined ? opts.missingTtlMs : opts.ttlMs) });
+    const ttl = (f: Found<unknown>): number => (f.value === undefined ? opts.missingTtlMs : opts.ttlMs);
+    this.#cache = new TtlCache<Found<unknown>>({ max: opts.max, ttl });
+    this.#lists = new TtlCache<Found<unknown>>({ max: Math.min(opts.max, MAX_CACHED_LISTS), ttl });
+    this.#maxListed = opts.maxListed ?? MAX_LISTED_OBJECTS;
   }
 
   async velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
@@ -83,6 +115,31 @@ export class CachedObjectReader implements ObjectReader {
     }
     const found = await this.#cache.get(key, load, { signal });
     return found.value as KubeObject | undefined;
+  }
+
+  /**
+   * Cached like single objects (found for ttlMs, an empty list for missingTtlMs), keyed by kind,
+   * namespace and selector; concurrent identical lists share one API call.
+   */
+  async veleroList(plural: VeleroListedPlural, namespace: string, labelSelector: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject[]> {
+    const version = VELERO_LISTED[plural];
+    const max = this.#maxListed;
+    const found = await this.#lists.get(
+      `list/${plural}/${namespace}/${labelSelector}`,
+      async (s) => {
+        const page = await this.#read(`${plural}.velero.io`, namespace, `?labelSelector=${labelSelector}`, s, opts.budget ?? 'objects', (o) =>
+          this.#kube.custom.listNamespacedCustomObject({ group: 'velero.io', version, plural, namespace, labelSelector, limit: max + 1 }, o) as Promise<ListPage>,
+        );
+        const items = page.value?.items;
+        if (page.value?.metadata?.continue || (Array.isArray(items) && items.length > max)) {
+          throw new TooManyObjectsError(`more than ${max} ${plural}.velero.io in namespace "${namespace}" match ${labelSelector}`);
+        }
+        // An empty list is kept only as long as an absence: objects appear while a backup runs.
+        return { value: Array.isArray(items) && items.length > 0 ? (items as KubeObject[]) : undefined };
+      },
+      { signal },
+    );
+    return (found.value as KubeObject[] | undefined) ?? [];
   }
 
   async secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined> {

@@ -19,9 +19,11 @@ import type { DownloadDeps } from './download.ts';
 import { localsOf } from './locals.ts';
 import type { GatewayMetrics, RouteLabel } from './metrics.ts';
 import { resolveDownloadRequest, resolveLocation } from './resolve.ts';
-import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, parseDownloadRequest, parseTargetOf } from './routes.ts';
+import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, parseDownloadRequest, parseTargetOf, parseVolumeDataTarget } from './routes.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
+import { VOLUME_ARCHIVE_PATH, VOLUME_FILES_PATH, VOLUMES_PATH, parseVolume, resolveVolume, sendVolumeArchive, sendVolumeFile, sendVolumeList } from './volumes.ts';
+import type { VolumeDeps } from './volumes.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
@@ -42,6 +44,8 @@ export interface AppDeps extends DownloadDeps {
    * and for the per-client limit on unknown tokens.
    */
   trustedProxies?: BlockList;
+  /** Volume data (Kopia repositories): the backup's volumes, their files and archives. */
+  volumes?: Pick<VolumeDeps, 'resolver' | 'pool'>;
 }
 
 /** Readiness shared by both listeners; false while starting and while draining on shutdown. */
@@ -74,7 +78,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
     const remote = clientAddress(req, trusted); // now: a socket that is gone by 'close' has no address
     let route: RouteLabel | undefined;
     res.once('close', () => {
-      const { bytes, target, download, ttfb, via, user, requestId } = locals;
+      const { bytes, target, download, ttfb, via, user, requestId, volumePath } = locals;
       const durationMs = performance.now() - start;
       if (metrics) {
         const r = route ?? 'other';
@@ -108,6 +112,8 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
             namespace: target?.namespace ?? (req.params as Record<string, string | undefined>).namespace,
             target: target ? `${target.owner}/${target.name}` : req.path,
             artifact: target?.artifact,
+            // Which file of which volume: what was read is the point of an audit line (JSON-escaped by pino).
+            ...(volumePath && { volume: volumePath.volume, path: volumePath.segments.join('/') }),
             ...(via && { via }),
             bytes: bytes ?? 0,
             status: res.statusCode,
@@ -245,6 +251,8 @@ export function createApp(deps: AppDeps): Express {
 function downloadRoutes(app: Express, deps: AppDeps): void {
   const authenticated = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies));
   const authorizeResolveSend = [authorizeTarget(deps.authorizer), resolveLocation(deps.resolver), sendLocation(deps)];
+  // Before the artifact routes, whose `:artifact` would otherwise take `volumes`.
+  if (deps.volumes) volumeRoutes(app, deps, authenticated, { ...deps.volumes, stores: deps.stores, log: deps.log, ...(deps.downloadSlots && { downloadSlots: deps.downloadSlots }) });
   for (const owner of Object.keys(DOWNLOAD_PATHS) as OwnerKind[]) {
     const chain = [downloadRoute(owner), authenticated, parseTargetOf(owner), ...authorizeResolveSend];
     app.route(DOWNLOAD_PATHS[owner]).get(...chain).head(...chain).all(methodNotAllowed('GET, HEAD'));
@@ -263,4 +271,26 @@ function downloadRoutes(app: Express, deps: AppDeps): void {
     ...authorizeResolveSend,
   ];
   app.route(DOWNLOAD_REQUEST_PATH).get(...byToken).head(...byToken).all(methodNotAllowed('GET, HEAD'));
+}
+
+/**
+ * The volume data routes: authenticate → parse → authorize `get` on `backups/volumedata` for the
+ * backup → resolve the volume's repository → send. The list route authorizes the same artifact: which
+ * volumes a backup holds (pods, PVCs, sizes) is volume data too.
+ */
+function volumeRoutes(app: Express, deps: AppDeps, authenticated: RequestHandler, volumes: VolumeDeps): void {
+  const target: RequestHandler = (req, res, next) => {
+    localsOf(res).target = parseVolumeDataTarget(req);
+    next();
+  };
+  const head = [downloadRoute('volumes'), authenticated, target];
+  const list = [...head, authorizeTarget(deps.authorizer), sendVolumeList(volumes.resolver)];
+  app.route(VOLUMES_PATH).get(...list).head(...list).all(methodNotAllowed('GET, HEAD'));
+  const inside = [...head, parseVolume, authorizeTarget(deps.authorizer), resolveVolume(volumes.resolver)];
+  for (const [path, send] of [
+    [VOLUME_FILES_PATH, sendVolumeFile(volumes)],
+    [VOLUME_ARCHIVE_PATH, sendVolumeArchive(volumes)],
+  ] as const) {
+    app.route(path).get(...inside, send).head(...inside, send).all(methodNotAllowed('GET, HEAD'));
+  }
 }

@@ -6,7 +6,7 @@
  */
 import { pipeline } from 'node:stream/promises';
 import { create as contentDisposition } from 'content-disposition';
-import type { RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { StoreFactory } from '../stores/spec.ts';
 import { StoreUnavailableError } from '../stores/errors.ts';
@@ -40,12 +40,42 @@ function contentTypeOf(key: string): string {
 /** Every header a download sets from the object, removed again when it fails before its first byte. */
 const OBJECT_HEADERS = ['Content-Disposition', 'Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Last-Modified', 'Cache-Control', 'Accept-Ranges'];
 
-function setEntityHeaders(res: Response, info: ObjectInfo): void {
+export function setEntityHeaders(res: Response, info: ObjectInfo): void {
   if (info.etag !== undefined) res.setHeader('ETag', info.etag);
   if (info.lastModified !== undefined) res.setHeader('Last-Modified', info.lastModified.toUTCString());
   // Backups hold Secrets: no shared cache may keep them; the client may revalidate with its ETag.
   res.setHeader('Cache-Control', 'private, no-cache');
   res.setHeader('Accept-Ranges', 'bytes');
+}
+
+/**
+ * The entity headers of `info`, then what its conditional and Range headers ask for: `not-modified`
+ * (a 304 has been sent), the one range to send, or undefined for the whole; an unsatisfiable range
+ * throws the 416.
+ */
+export function conditionalRange(req: Request, res: Response, info: ObjectInfo): ByteRange | 'not-modified' | undefined {
+  setEntityHeaders(res, info);
+  if (notModified(info, req.get('if-none-match'), req.get('if-modified-since'))) {
+    res.status(304).end();
+    return 'not-modified';
+  }
+  const decision = decideRange(info, req.get('range'), req.get('if-range'));
+  if (decision.kind === 'unsatisfiable') {
+    throw new HttpError(416, 'RequestedRangeNotSatisfiable', `the requested range is not satisfiable: the object has ${info.size} bytes`, {
+      'Content-Range': `bytes */${info.size}`,
+    });
+  }
+  return decision.kind === 'partial' ? decision.range : undefined;
+}
+
+/** Status, Content-Range and Content-Length for the whole of `size` bytes or one range of them. */
+export function setLengthHeaders(res: Response, size: number, range: ByteRange | undefined): void {
+  if (range) {
+    res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+    res.setHeader('Content-Length', range.end - range.start + 1);
+  } else {
+    res.status(200).setHeader('Content-Length', size);
+  }
 }
 
 /**
@@ -73,25 +103,11 @@ export function sendLocation(deps: DownloadDeps): RequestHandler {
     const plainGet = req.method === 'GET' && req.get('range') === undefined && req.get('if-none-match') === undefined && req.get('if-modified-since') === undefined;
     if (!plainGet) {
       const info = await timedStoreCall(deps.metrics, provider, 'stat', () => store.stat(location.key, { signal }));
-      setEntityHeaders(res, info);
-      if (notModified(info, req.get('if-none-match'), req.get('if-modified-since'))) {
-        res.status(304).end();
-        return;
-      }
-      const decision = decideRange(info, req.get('range'), req.get('if-range'));
-      if (decision.kind === 'unsatisfiable') {
-        throw new HttpError(416, 'RequestedRangeNotSatisfiable', `the requested range is not satisfiable: the object has ${info.size} bytes`, {
-          'Content-Range': `bytes */${info.size}`,
-        });
-      }
-      if (decision.kind === 'partial') range = decision.range;
+      const wanted = conditionalRange(req, res, info);
+      if (wanted === 'not-modified') return;
+      range = wanted;
       if (req.method === 'HEAD') {
-        if (range) {
-          res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
-          res.setHeader('Content-Length', range.end - range.start + 1);
-        } else {
-          res.status(200).setHeader('Content-Length', info.size);
-        }
+        setLengthHeaders(res, info.size, range);
         res.end();
         return;
       }

@@ -6,7 +6,16 @@ import type { Response } from 'express';
 import type { UserInfo } from '../auth/types.ts';
 import type { Target } from '../velero/artifacts.ts';
 import type { Location } from '../velero/resolve.ts';
+import type { VolumeRepository } from '../velero/volumes.ts';
 import type { RouteLabel } from './metrics.ts';
+
+/** What a volume route's path names once parsed: the volume id and the segments inside the snapshot. */
+export interface VolumePath {
+  volume: string;
+  segments: string[];
+  /** The request path ended with `/` (a directory is expected). */
+  directory: boolean;
+}
 
 export interface RequestLocals {
   /** The request id (X-Request-Id), set first. */
@@ -28,6 +37,9 @@ export interface RequestLocals {
   target?: Target;
   /** Where the target lives, once resolved. */
   location?: Location;
+  /** A volume route's volume and path inside the snapshot, once parsed; its repository once resolved. */
+  volumePath?: VolumePath;
+  volumeRepository?: VolumeRepository;
   /** Bytes sent of the body, and ms until the headers of a download. */
   bytes?: number;
   ttfb?: number;

@@ -16,14 +16,34 @@ export const DOWNLOAD_PATHS = {
 
 /** Builds and validates a Target from already-decoded path segments. */
 export function parseTarget(owner: OwnerKind, namespace: string, name: string, artifact: string): Target {
-  if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace "${namespace}": must be a DNS-1123 label`);
-  const kind = owner === 'backups' ? 'backup' : 'restore';
-  if (!isDns1123Subdomain(name)) throw new InvalidTargetError(`invalid ${kind} name "${name}": must be a DNS-1123 subdomain`);
+  const kind = checkOwnerNames(owner, namespace, name);
   if (!findArtifact(owner, artifact)) {
     throw new NotFoundError(`${kind}s have no artifact "${artifact}"`, { group: 'velero.io', kind: owner, name });
   }
   return { namespace, owner, name, artifact };
 }
+
+/** Checks the namespace and owner name of a path; returns the owner's kind for messages. */
+function checkOwnerNames(owner: OwnerKind, namespace: string, name: string): string {
+  if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace "${namespace}": must be a DNS-1123 label`);
+  const kind = owner === 'backups' ? 'backup' : 'restore';
+  if (!isDns1123Subdomain(name)) throw new InvalidTargetError(`invalid ${kind} name "${name}": must be a DNS-1123 subdomain`);
+  return kind;
+}
+
+/**
+ * The target of a volume route: the backup, with the artifact `volumedata` that authorizes every
+ * volume route (it names no single object key, so it is not in the artifact table).
+ */
+export function parseVolumeDataTarget(req: Request): Target {
+  const namespace = param(req, 'namespace');
+  const name = param(req, 'name');
+  checkOwnerNames('backups', namespace, name);
+  return { namespace, owner: 'backups', name, artifact: VOLUME_DATA_ARTIFACT };
+}
+
+/** The SubjectAccessReview subresource every volume route needs: `get` on `backups/volumedata`. */
+export const VOLUME_DATA_ARTIFACT = 'volumedata';
 
 export const DOWNLOAD_REQUEST_PATH = '/v1/namespaces/:namespace/downloadrequests/:name';
 

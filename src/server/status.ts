@@ -5,11 +5,12 @@
  */
 import type { Response } from 'express';
 import { AuthUnavailableError } from '../auth/types.ts';
-import { KubeUnavailableError } from '../kube/errors.ts';
+import { KopiaError, KopiaNotFoundError } from '../kopia/errors.ts';
+import { KubeUnavailableError, TooManyObjectsError } from '../kube/errors.ts';
 import { EndpointRefusedError, isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
-import { ForbiddenError, InvalidTargetError, NotFoundError } from '../velero/errors.ts';
+import { ForbiddenError, InvalidBackupFileError, InvalidTargetError, NotFoundError, RepositoryPasswordUnavailableError, UnsupportedVolumeError, VolumeNotReadyError } from '../velero/errors.ts';
 
 export interface StatusDetails {
   name?: string;
@@ -112,6 +113,9 @@ export function mapError(err: unknown): MappedError {
     // A tenant's location pointing inside the cluster: their configuration is refused, after authorization.
     return { body: statusBody(403, 'Forbidden', err.message), headers: {}, serverSide: false };
   }
+  if (err instanceof KopiaError) return mapKopiaError(err);
+  const volume = mapVolumeError(err);
+  if (volume) return volume;
   if (isStoreError(err)) {
     const { code, reason } = STORE_STATUS[err.reason];
     const headers: Record<string, string> = {};
@@ -124,6 +128,53 @@ export function mapError(err: unknown): MappedError {
     return { body: statusBody(status, status === 400 ? 'BadRequest' : 'Invalid', 'the request is malformed'), headers: {}, serverSide: false };
   }
   return { body: statusBody(500, 'InternalError', 'an internal error occurred; see the gateway log'), headers: {}, serverSide: true };
+}
+
+/**
+ * The Kopia reader's reasons → HTTP. A repository the gateway cannot read (wrong password, a feature
+ * it refuses, damaged or missing blobs) is its upstream failing: 502, with a message that names the
+ * cause and never the password. A snapshot or path that is not there is the caller's 404; a path
+ * that would leave the snapshot, 400; too many key derivations at once, 503 with Retry-After.
+ */
+function mapKopiaError(err: KopiaError): MappedError {
+  switch (err.reason) {
+    case 'NotFound':
+      if (err instanceof KopiaNotFoundError && (err.what === 'path' || err.what === 'snapshot')) {
+        return { body: statusBody(404, 'NotFound', err.message), headers: {}, serverSide: false };
+      }
+      return { body: statusBody(502, 'BadGateway', `the volume's Kopia repository is incomplete: ${err.message}`), headers: {}, serverSide: true };
+    case 'InvalidRequest':
+      return { body: statusBody(400, 'BadRequest', err.message), headers: {}, serverSide: false };
+    case 'Busy':
+      return { body: statusBody(503, 'ServiceUnavailable', err.message), headers: { 'Retry-After': '1' }, serverSide: true };
+    case 'Timeout':
+      return { body: statusBody(504, 'Timeout', err.message), headers: {}, serverSide: true };
+    case 'WrongPassword':
+    case 'UnsupportedFeature':
+    case 'Corrupt':
+      return { body: statusBody(502, 'BadGateway', `the volume's Kopia repository cannot be read: ${err.message}`), headers: {}, serverSide: true };
+  }
+}
+
+/**
+ * A backup's volumes → HTTP: a volume the gateway cannot read (restic, another data mover) is 501,
+ * the request being fine; one with no snapshot yet (running, failed) 409; a missing repository
+ * password, a backup file that breaks a bound, or more labelled objects than are read at once are
+ * what sits behind the gateway failing: 502.
+ */
+const VOLUME_STATUS = new Map<new (...args: never[]) => Error, { code: number; reason: string }>([
+  [UnsupportedVolumeError, { code: 501, reason: 'NotImplemented' }],
+  [VolumeNotReadyError, { code: 409, reason: 'Conflict' }],
+  [RepositoryPasswordUnavailableError, { code: 502, reason: 'BadGateway' }],
+  [InvalidBackupFileError, { code: 502, reason: 'BadGateway' }],
+  [TooManyObjectsError, { code: 502, reason: 'BadGateway' }],
+]);
+
+function mapVolumeError(err: unknown): MappedError | undefined {
+  for (const [type, { code, reason }] of VOLUME_STATUS) {
+    if (err instanceof type) return { body: statusBody(code, reason, err.message), headers: {}, serverSide: code >= 500 };
+  }
+  return undefined;
 }
 
 /** Sends a Status; the caller has checked that no header was sent yet. */

@@ -121,6 +121,11 @@ class CountedStore implements ObjectStore {
     this.#entry = entry;
   }
 
+  /** The cached client this view runs on: the same object for every view of it, until it is replaced. */
+  get client(): object {
+    return this.#entry;
+  }
+
   async stat(key: string, opts: StatOptions): Promise<ObjectInfo> {
     const release = this.#entry.acquire();
     try {
@@ -167,6 +172,15 @@ function releasedWith(obj: ObjectBody, release: () => void): ObjectBody {
       return body;
     },
   };
+}
+
+/**
+ * The identity of the client under a store the factory handed out (the same for every view of one
+ * cached client, and a new one once a changed credential or CA builds a new client); any other
+ * store is its own identity. What is cached per location (a Kopia repository) is keyed by it.
+ */
+export function clientIdentity(store: ObjectStore): object {
+  return store instanceof CountedStore ? store.client : store;
 }
 
 export class DefaultStoreFactory implements StoreFactory {

@@ -1,9 +1,11 @@
 /**
  * A small but real demo backup and restore, written into an empty data directory on first start so a
- * new user has something to download: every artifact file Velero writes, gzip'd like Velero's, and a
- * contents tarball with resource JSON at the tarball paths Velero uses.
+ * new user has something to download: every artifact file Velero writes, gzip'd like Velero's, a
+ * contents tarball with resource JSON at the tarball paths Velero uses, and one file-system volume
+ * backup: a Kopia repository made by Velero's kopia (scripts/make-demo-volume.sh, committed under
+ * demo/volume) with the PodVolumeBackup record that names its snapshot.
  */
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
@@ -11,6 +13,40 @@ import { BACKUP_ARTIFACTS, RESTORE_ARTIFACTS } from './artifacts.ts';
 
 export const DEMO_BACKUP = 'demo-backup';
 export const DEMO_RESTORE = 'demo-restore';
+
+/** The demo volume: pod web-0's volume `html` in namespace demo-app, keyed with Velero's default password. */
+export const DEMO_VOLUME = { namespace: 'demo-app', pod: 'web-0', volume: 'html', password: 'static-passw0rd' } as const;
+const DEMO_VOLUME_DIR = new URL('../../demo/volume/', import.meta.url);
+
+/** The demo repository's blobs (object key → bytes) and its snapshot's id. */
+async function demoVolume(): Promise<{ blobs: Map<string, Buffer>; snapshotID: string; size: number }> {
+  const { snapshotID, size } = JSON.parse(await readFile(new URL('snapshot.json', DEMO_VOLUME_DIR), 'utf8')) as { snapshotID: string; size: number };
+  const blobs = new Map<string, Buffer>();
+  for (const id of await readdir(new URL('repository/', DEMO_VOLUME_DIR))) {
+    blobs.set(`kopia/${DEMO_VOLUME.namespace}/${id}`, await readFile(new URL(`repository/${id}`, DEMO_VOLUME_DIR)));
+  }
+  return { blobs, snapshotID, size };
+}
+
+/** The PodVolumeBackup Velero keeps for the demo volume, as it writes them to `<b>-podvolumebackups.json.gz`. */
+function demoPodVolumeBackup(snapshotID: string, size: number, at: Date): Record<string, unknown> {
+  const time = at.toISOString().replace(/\.\d+Z$/, 'Z');
+  return {
+    apiVersion: 'velero.io/v1',
+    kind: 'PodVolumeBackup',
+    metadata: { name: `${DEMO_BACKUP}-7kq2x`, namespace: 'velero', labels: { 'velero.io/backup-name': DEMO_BACKUP, 'velero.io/pvc-name': 'html' } },
+    spec: {
+      backupStorageLocation: 'default',
+      node: 'node-1',
+      pod: { kind: 'Pod', namespace: DEMO_VOLUME.namespace, name: DEMO_VOLUME.pod },
+      volume: DEMO_VOLUME.volume,
+      uploaderType: 'kopia',
+      repoIdentifier: '',
+      tags: { backup: DEMO_BACKUP, ns: DEMO_VOLUME.namespace, pod: DEMO_VOLUME.pod, volume: DEMO_VOLUME.volume },
+    },
+    status: { phase: 'Completed', snapshotID, path: `/host_pods/${DEMO_VOLUME.namespace}/${DEMO_VOLUME.pod}/volumes/${DEMO_VOLUME.volume}`, startTimestamp: time, completionTimestamp: time, progress: { totalBytes: size, bytesDone: size } },
+  };
+}
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v, null, 2) + '\n');
 
@@ -59,6 +95,7 @@ export async function demoFiles(now = new Date()): Promise<Map<string, Buffer>> 
   const b = DEMO_BACKUP;
   const r = DEMO_RESTORE;
   const files = new Map<string, Buffer>();
+  const volume = await demoVolume();
   const backupContent: Record<string, Buffer> = {
     log: logLines(now, [
       ['info', 'Setting up backup log', `backup=velero/${b} logSource="pkg/controller/backup_controller.go:604"`],
@@ -77,13 +114,23 @@ export async function demoFiles(now = new Date()): Promise<Map<string, Buffer>> 
     results: json({ errors: {}, warnings: {} }),
     csivolumesnapshots: json([]),
     csivolumesnapshotcontents: json([]),
-    volumeinfos: json([]),
+    volumeinfos: json([
+      {
+        pvcName: DEMO_VOLUME.volume,
+        pvcNamespace: DEMO_VOLUME.namespace,
+        backupMethod: 'PodVolumeBackup',
+        result: 'succeeded',
+        pvbInfo: { snapshotHandle: volume.snapshotID, size: volume.size, uploaderType: 'kopia', volumeName: DEMO_VOLUME.volume, podName: DEMO_VOLUME.pod, podNamespace: DEMO_VOLUME.namespace, nodeName: 'node-1', Phase: 'Completed' },
+      },
+    ]),
   };
   for (const def of BACKUP_ARTIFACTS) {
     const content = backupContent[def.artifact] ?? json([]);
     // The tarball is gzip'd already; every other artifact is gzip'd text or JSON.
     files.set(def.key(b), def.artifact === 'contents' ? content : gzipSync(content));
   }
+  files.set(`backups/${b}/${b}-podvolumebackups.json.gz`, gzipSync(json([demoPodVolumeBackup(volume.snapshotID, volume.size, now)])));
+  for (const [key, blob] of volume.blobs) files.set(key, blob);
   files.set(`backups/${b}/velero-backup.json`, json({
     apiVersion: 'velero.io/v1',
     kind: 'Backup',

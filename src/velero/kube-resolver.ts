@@ -4,10 +4,16 @@
  * and the CA from `objectStorage.caCertRef` (which wins) or `caCert`, all in the request's namespace,
  * as Velero's own DownloadRequest controller resolves them.
  */
-import type { KubeObject, ObjectReader, ReadOptions, VeleroPlural } from '../kube/objects.ts';
-import type { StoreSpec } from '../stores/spec.ts';
+import type { KubeObject, ObjectReader, ReadOptions, VeleroListedPlural, VeleroPlural } from '../kube/objects.ts';
+import type { StoreFactory, StoreSpec } from '../stores/spec.ts';
 import type { Target } from './artifacts.ts';
-import { CrossNamespaceError, InvalidTargetError, NotFoundError, TenancyError } from './errors.ts';
+import { CrossNamespaceError, InvalidTargetError, NotFoundError, RepositoryPasswordUnavailableError, TenancyError } from './errors.ts';
+import { BackupFileVolumes } from './volumes-files.ts';
+import type { VolumeKind } from './volumes-files.ts';
+import { BACKUP_NAME_LABEL, backupNameLabelValue, backupSelector, byId, uniqueVolumes, volumeOfDataUpload, volumeOfPodVolumeBackup } from './volumes-parse.ts';
+import type { EntryContext, VolumeCandidate } from './volumes-parse.ts';
+import { BaseVolumeResolver } from './volumes-resolver.ts';
+import type { BackupVolume } from './volumes.ts';
 import { targetOf } from './downloadrequests.ts';
 import { artifactKey } from './resolve.ts';
 import type { Location, Resolver } from './resolve.ts';
@@ -45,8 +51,13 @@ export class KubeResolver implements Resolver {
 
   async resolve(target: Target, signal: AbortSignal): Promise<Location> {
     const key = artifactKey(target);
+    return { spec: (await this.locationOf(target, signal)).spec, key };
+  }
+
+  /** A target's BackupStorageLocation and the store spec made of it, with the tenancy rules applied. */
+  async locationOf(target: Target, signal: AbortSignal): Promise<{ bsl: KubeObject; spec: StoreSpec }> {
     const bsl = await this.storageLocationOf(target, signal);
-    return { spec: await this.#specOf(bsl, target.namespace, signal), key };
+    return { bsl, spec: await this.#specOf(bsl, target.namespace, signal) };
   }
 
   /**
@@ -163,5 +174,85 @@ export class KubeResolver implements Resolver {
       secret ? `${what}: secret "${sel.name}" has no key "${sel.key ?? ''}"` : `${what}: secret "${sel.name}" not found in namespace "${namespace}"`,
       { kind: 'secrets', name: sel.name },
     );
+  }
+}
+
+/** Velero's repository password: one Secret in Velero's namespace keys every repository it makes. */
+export const REPOSITORY_SECRET = { name: 'velero-repo-credentials', key: 'repository-password' } as const;
+
+export interface KubeVolumeResolverOptions {
+  /** The gateway's (and Velero's) namespace, where the repository password Secret lives. */
+  ownNamespace: string;
+  /** The password's Secret and key in ownNamespace (default REPOSITORY_SECRET). */
+  repositorySecret?: { name: string; key: string };
+  /** The cache of volumes read from backups' files (default: one of its own). */
+  files?: BackupFileVolumes;
+}
+
+/**
+ * Kubernetes mode's volumes of a backup. Who reaches it: a caller the HTTP layer has authorized for
+ * `backups/volumedata` of the backup. What it reads: the backup's BSL and store spec through
+ * KubeResolver (so a tenant's backup gets the tenant's location and credential, tenancy rules and
+ * all), the backup's PodVolumeBackups (velero.io/v1) and DataUploads (velero.io/v2alpha1) in the
+ * backup's own namespace by the `velero.io/backup-name` label, and, for each kind with none in the
+ * cluster, the backup's files in that same location. What it trusts: nothing in those objects or
+ * files beyond a checked name (volumes-parse.ts); an object from another namespace, owned by another
+ * Backup or written to another location is left out. The repository password comes from Velero's
+ * Secret in the gateway's own namespace, for tenants' repositories too: Velero keys every repository
+ * with it, and it grants nothing by itself, since the store is still reached only with the location's
+ * own credential.
+ */
+export class KubeVolumeResolver extends BaseVolumeResolver {
+  readonly #locations: KubeResolver;
+  readonly #objects: ObjectReader;
+  readonly #stores: StoreFactory;
+  readonly #ownNamespace: string;
+  readonly #secret: { name: string; key: string };
+  readonly #files: BackupFileVolumes;
+
+  constructor(locations: KubeResolver, objects: ObjectReader, stores: StoreFactory, opts: KubeVolumeResolverOptions) {
+    super();
+    this.#locations = locations;
+    this.#objects = objects;
+    this.#stores = stores;
+    this.#ownNamespace = opts.ownNamespace;
+    this.#secret = opts.repositorySecret ?? REPOSITORY_SECRET;
+    this.#files = opts.files ?? new BackupFileVolumes();
+  }
+
+  protected async volumesOf(namespace: string, backup: string, signal: AbortSignal): Promise<{ spec: StoreSpec; volumes: BackupVolume[] }> {
+    const { bsl, spec } = await this.#locations.locationOf({ namespace, owner: 'backups', name: backup, artifact: 'volumedata' }, signal);
+    const ctx: EntryContext = { backup, ...(bsl.metadata?.name !== undefined && { location: bsl.metadata.name }) };
+    const [pvbs, dus] = await Promise.all([
+      this.#listed('podvolumebackups', namespace, backup, signal, (o) => volumeOfPodVolumeBackup(o, ctx)),
+      this.#listed('datauploads', namespace, backup, signal, (o) => volumeOfDataUpload(o, ctx)),
+    ]);
+    const missing = new Set<VolumeKind>();
+    if (pvbs.length === 0) missing.add('PodVolumeBackup');
+    if (dus.length === 0) missing.add('DataUpload');
+    // The files are the location's own: the location name they recorded is the one their backup was
+    // made with, which a cluster that synced the backup may call differently, so it is not compared.
+    const fromFiles = missing.size > 0 ? await this.#files.get(spec, () => this.#stores.forSpec(spec), { backup }, missing, signal) : [];
+    return { spec, volumes: [...pvbs, ...dus, ...fromFiles].sort(byId) };
+  }
+
+  /** The volumes of one listed kind; objects of another namespace or label value are left out, whatever the API said. */
+  async #listed(plural: VeleroListedPlural, namespace: string, backup: string, signal: AbortSignal, parse: (o: KubeObject) => VolumeCandidate | undefined): Promise<BackupVolume[]> {
+    const items = await this.#objects.veleroList(plural, namespace, backupSelector(backup), signal);
+    const label = backupNameLabelValue(backup);
+    return uniqueVolumes(items.filter((o) => o.metadata?.namespace === namespace && o.metadata.labels?.[BACKUP_NAME_LABEL] === label).map(parse));
+  }
+
+  /** The repository password, read through the object cache (seconds); its value is never put in a message. */
+  protected async password(signal: AbortSignal): Promise<string> {
+    const { name, key } = this.#secret;
+    const secret = await this.#objects.secret(this.#ownNamespace, name, signal);
+    const data = secret?.data?.[key];
+    if (data === undefined || data === '') {
+      throw new RepositoryPasswordUnavailableError(
+        secret ? `secret "${name}" in namespace "${this.#ownNamespace}" has no key "${key}"` : `secret "${name}" (Velero's repository password) not found in namespace "${this.#ownNamespace}"`,
+      );
+    }
+    return Buffer.from(data, 'base64').toString('utf8');
   }
 }

@@ -4,10 +4,13 @@
  */
 import { NEVER_ABORTED, abortable } from '../util/abortable.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
-import type { StoreSpec } from '../stores/spec.ts';
+import type { StoreFactory, StoreSpec } from '../stores/spec.ts';
 import { findArtifact } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
 import { NotFoundError } from './errors.ts';
+import { BackupFileVolumes, volumeFileKeys } from './volumes-files.ts';
+import { BaseVolumeResolver } from './volumes-resolver.ts';
+import type { BackupVolume } from './volumes.ts';
 
 export interface Location {
   spec: StoreSpec;
@@ -76,27 +79,40 @@ export class LocalResolver implements Resolver {
   }
 
   async resolve(target: Target, signal: AbortSignal): Promise<Location> {
+    const key = artifactKey(target);
+    const kind = target.owner === 'backups' ? 'backup' : 'restore';
+    const spec = await this.locationOf(target.namespace, key, signal, {
+      message: `${kind} "${target.name}" has no ${target.artifact}`,
+      details: { group: 'velero.io', kind: target.owner, name: target.name },
+    });
+    return { spec, key };
+  }
+
+  /**
+   * The location holding `key` in the served namespace: the only one, or the first that has it.
+   * NotFoundError (with `missing`'s message and details) when none has it.
+   */
+  async locationOf(namespace: string, key: string, signal: AbortSignal, missing: { message: string; details: NotFoundError['details'] }): Promise<StoreSpec> {
     signal.throwIfAborted();
-    if (target.namespace !== this.#namespace) {
-      throw new NotFoundError(`namespace "${target.namespace}" is not served by this gateway`, {
+    if (namespace !== this.#namespace) {
+      throw new NotFoundError(`namespace "${namespace}" is not served by this gateway`, {
         kind: 'namespaces',
-        name: target.namespace,
+        name: namespace,
       });
     }
-    const key = artifactKey(target);
     const [first] = this.#specs;
-    if (this.#specs.length === 1 || !this.#probe) return { spec: first!, key };
-    // One search per artifact, shared by concurrent callers: it runs under no caller's signal, so one
+    if (this.#specs.length === 1 || !this.#probe) return first!;
+    // One search per key, shared by concurrent callers: it runs under no caller's signal, so one
     // that leaves does not fail the others; each stops waiting when its own signal aborts.
     const { index } = await abortable(
-      this.#found.get(key, () => this.#search(target, key, NEVER_ABORTED)),
+      this.#found.get(key, () => this.#search(key, missing, NEVER_ABORTED)),
       signal,
     );
-    return { spec: this.#specs[index]!, key };
+    return this.#specs[index]!;
   }
 
   /** The index of the first location holding `key`; throws NotFoundError (or a store's error). */
-  async #search(target: Target, key: string, signal: AbortSignal): Promise<{ index: number }> {
+  async #search(key: string, missing: { message: string; details: NotFoundError['details'] }, signal: AbortSignal): Promise<{ index: number }> {
     let firstError: unknown;
     for (const [index, spec] of this.#specs.entries()) {
       try {
@@ -108,11 +124,62 @@ export class LocalResolver implements Resolver {
     }
     // Nothing found: a location that could not answer may hold it, so say that rather than 404.
     if (firstError !== undefined) throw firstError as Error;
-    const kind = target.owner === 'backups' ? 'backup' : 'restore';
-    throw new NotFoundError(`${kind} "${target.name}" has no ${target.artifact} in any location (${this.#specs.map((x) => x.name).join(', ')})`, {
-      group: 'velero.io',
-      kind: target.owner,
-      name: target.name,
-    });
+    throw new NotFoundError(`${missing.message} in any location (${this.#specs.map((x) => x.name).join(', ')})`, missing.details);
+  }
+}
+
+/** Every Velero backup has this file; the location that holds it holds the backup. */
+const backupMetadataKey = (backup: string): string => `backups/${backup}/velero-backup.json`;
+
+const ALL_KINDS = new Set(['PodVolumeBackup', 'DataUpload'] as const);
+
+export interface LocalVolumeResolverOptions {
+  /**
+   * The repository password (the compose layer reads it from a flag or a file; Velero's default is
+   * VELERO_DEFAULT_REPOSITORY_PASSWORD). Never logged, never in a message.
+   */
+  password: string;
+  /** The cache of volumes read from backups' files (default: one of its own). */
+  files?: BackupFileVolumes;
+}
+
+/**
+ * Local mode's volumes of a backup: no cluster, so only the backup's own files, in whichever of the
+ * locations holds the backup (the first with its `velero-backup.json`, as LocalResolver picks
+ * locations). Who reaches it: a caller holding a static token. What it trusts: the files' content no
+ * more than Kubernetes mode does (volumes-files.ts bounds and checks it).
+ */
+export class LocalVolumeResolver extends BaseVolumeResolver {
+  readonly #locations: LocalResolver;
+  readonly #stores: StoreFactory;
+  readonly #password: string;
+  readonly #files: BackupFileVolumes;
+
+  constructor(locations: LocalResolver, stores: StoreFactory, opts: LocalVolumeResolverOptions) {
+    super();
+    this.#locations = locations;
+    this.#stores = stores;
+    this.#password = opts.password;
+    this.#files = opts.files ?? new BackupFileVolumes();
+  }
+
+  protected async password(): Promise<string> {
+    return this.#password;
+  }
+
+  protected async volumesOf(namespace: string, backup: string, signal: AbortSignal): Promise<{ spec: StoreSpec; volumes: BackupVolume[] }> {
+    volumeFileKeys(backup); // refuses a name that cannot be part of a key, before any probe
+    const key = backupMetadataKey(backup);
+    const missing = { message: `backup "${backup}" not found`, details: { group: 'velero.io', kind: 'backups', name: backup } };
+    const spec = await this.#locations.locationOf(namespace, key, signal, missing);
+    const store = await this.#stores.forSpec(spec);
+    // With one location nothing was probed: a backup without volume files and no backup at all differ.
+    try {
+      await store.stat(key, { signal });
+    } catch (err) {
+      if ((err as { reason?: unknown }).reason === 'ObjectNotFound') throw new NotFoundError(`${missing.message} in location ${spec.name}`, missing.details);
+      throw err;
+    }
+    return { spec, volumes: await this.#files.get(spec, async () => store, { backup }, ALL_KINDS, signal) };
   }
 }

@@ -445,6 +445,35 @@ function checkRbac(docs: Manifest[]): void {
   assert.deepEqual(mwc, webhookConfiguration ? [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [webhookConfiguration], verbs: ['get', 'patch'] }] : []);
   const crd = all.filter((r) => grants(r, 'apiextensions.k8s.io', 'customresourcedefinitions'));
   assert.deepEqual(crd.map((r) => [r.resourceNames, r.verbs]), [[['downloadrequests.velero.io'], ['get']]]);
+  // Volume data: a backup's PodVolumeBackups and DataUploads listed (never watched, never read by
+  // name) wherever its Velero objects are read, and Velero's repository password read by name in the
+  // release namespace only.
+  const volumeRules = roles.filter((x) => x.rules.some((r) => grants(r, 'velero.io', 'podvolumebackups') || grants(r, 'velero.io', 'datauploads')));
+  assert.deepEqual(volumeRules.map((x) => x.namespace).sort(), watchedNamespaces(docs));
+  for (const r of all.filter((x) => grants(x, 'velero.io', 'podvolumebackups') || grants(x, 'velero.io', 'datauploads'))) {
+    assert.deepEqual(r, { apiGroups: ['velero.io'], resources: ['podvolumebackups', 'datauploads'], verbs: ['list'] });
+  }
+  const repoPassword = { apiGroups: [''], resources: ['secrets'], resourceNames: [REPOSITORY_PASSWORD_SECRET], verbs: ['get'] };
+  assert.deepEqual(rules(inRelease).filter((r) => r.resourceNames?.includes(REPOSITORY_PASSWORD_SECRET)), [repoPassword]);
+  assert.deepEqual(all.filter((r) => r.resourceNames?.includes(REPOSITORY_PASSWORD_SECRET)), [repoPassword], 'named in the release namespace only');
+}
+
+/** Velero's repository password Secret, which every Kopia repository Velero makes is keyed with. */
+const REPOSITORY_PASSWORD_SECRET = 'velero-repo-credentials';
+
+/**
+ * The users' ClusterRoles: backups/volumedata (every file of the backed-up volumes) is granted by
+ * -volumedata alone, which, like -contents, no value aggregates into a built-in role.
+ */
+function checkUserRoles(docs: Manifest[]): void {
+  const roles = docs.filter((d) => d.kind === 'ClusterRole' && /-(stock-cli|logs|artifacts|contents|volumedata)$/.test(d.metadata.name));
+  assert.deepEqual(roles.map((r) => r.metadata.name.replace(/^.*-/, '')).sort(), ['artifacts', 'cli', 'contents', 'logs', 'volumedata']);
+  const grantsVolumeData = roles.filter((r) => (r.rules as PolicyRule[]).some((x) => x.resources?.includes('backups/volumedata')));
+  assert.deepEqual(grantsVolumeData.map((r) => r.metadata.name.replace(/^.*-/, '')), ['volumedata'], 'only -volumedata grants backups/volumedata');
+  assert.deepEqual(grantsVolumeData[0]!.rules, [{ apiGroups: ['velero.io'], resources: ['backups/volumedata'], verbs: ['get'] }]);
+  for (const r of roles.filter((x) => /-(contents|volumedata)$/.test(x.metadata.name))) {
+    assert.ok(!Object.keys(r.metadata.labels ?? {}).some((l) => l.startsWith('rbac.authorization.k8s.io/aggregate-to')), `${r.metadata.name} is never aggregated`);
+  }
 }
 
 describe('the chart, rendered by helm and dry-run applied to the real API server', { skip: missingTools('helm', 'kube-apiserver', 'etcd') }, () => {
@@ -486,6 +515,7 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
       } else {
         checkRbac(docs);
       }
+      if ((variant.values.userRoles as { create?: boolean } | undefined)?.create !== false) checkUserRoles(docs);
       variant.check?.(docs);
       const rejected: string[] = [];
       for (const d of docs) await dryRunApply(k, d).catch((err: Error) => rejected.push(err.message));

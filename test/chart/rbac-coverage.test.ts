@@ -11,8 +11,9 @@
  * object.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
@@ -185,7 +186,19 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
     api.put(velero('DownloadRequest', 'team-a-dr', { target: { kind: 'BackupLog', name: TENANT_BACKUP } }, TENANT));
     tenantToken.value = api.tokens.user('tenant-user', [`${TENANT}-members`]);
     api.rbac.grant(group(`${TENANT}-members`), [{ apiGroups: ['velero.io'], resources: ['backups/log', 'restores/log', 'downloadrequests'], verbs: ['get'] }], TENANT);
-    api.rbac.grant(user('alice'), [{ apiGroups: ['velero.io'], resources: ['restores/log'], verbs: ['get'] }], NS);
+    api.rbac.grant(user('alice'), [{ apiGroups: ['velero.io'], resources: ['restores/log', 'backups/volumedata'], verbs: ['get'] }], NS);
+    // A file-system volume backup of BACKUP: the demo's Kopia repository in the admin location, its
+    // PodVolumeBackup, and Velero's repository password Secret.
+    const repo = join(fx.fsRoot, 'bsl-bucket', 'cluster-a', 'kopia', 'demo-app');
+    await mkdir(repo, { recursive: true });
+    await cp(fileURLToPath(new URL('../../demo/volume/repository/', import.meta.url)), repo, { recursive: true });
+    const { snapshotID } = JSON.parse(await readFile(fileURLToPath(new URL('../../demo/volume/snapshot.json', import.meta.url)), 'utf8')) as { snapshotID: string };
+    api.put({
+      apiVersion: 'velero.io/v1', kind: 'PodVolumeBackup', metadata: { name: `${BACKUP}-web`, namespace: NS, labels: { 'velero.io/backup-name': BACKUP } },
+      spec: { backupStorageLocation: 'default', pod: { kind: 'Pod', namespace: 'demo-app', name: 'web-0' }, volume: 'html', uploaderType: 'kopia' },
+      status: { phase: 'Completed', snapshotID },
+    });
+    api.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'velero-repo-credentials', namespace: NS }, data: { 'repository-password': b64('static-passw0rd') } });
     // URL discovery: the gateway's own Service as a NodePort, and a node to take the address from.
     api.put({
       apiVersion: 'v1', kind: 'Service', metadata: { name: 'velero-download-server', namespace: NS },
@@ -231,6 +244,11 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
       await ok(tenantToken.value, `/v1/namespaces/${TENANT}/restores/${TENANT_RESTORE}/log`, tenantFiles.restoreLog);
       await ok(tenantToken.value, `/v1/namespaces/${TENANT}/downloadrequests/team-a-dr`, tenantFiles.log);
       assert.equal((await get(fx.tokens.alice, `/v1/namespaces/${NS}/backups/missing/log`)).status, 404);
+      // Volume data: the list reads the backup's PodVolumeBackups and DataUploads, a file Velero's repository password.
+      await ok(fx.tokens.alice, `/v1/namespaces/${NS}/backups/${BACKUP}/volumes`);
+      const page = await get(fx.tokens.alice, `/v1/namespaces/${NS}/backups/${BACKUP}/volumes/demo-app:web-0:html/files/index.html`);
+      assert.equal(page.status, 200, String(page.body));
+      assert.match(String(page.body), /Hello from a Velero volume backup/);
       assert.equal((await get(fx.tokens.carol, `/v1/namespaces/${NS}/backups/${BACKUP}/log`)).status, 403);
     } finally {
       gw.factory.close();
@@ -351,7 +369,7 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
     assert.deepEqual(await ungranted(k, used), [], 'API calls the chart grants no rule for (add them to charts/velero-download-server/files/rules.yaml)');
   });
 
-  test('no rule is wider than the calls need', () => {
+  test('no rule is wider than the calls need', async () => {
     const findings = widerThanNeeded(renderedRules(), exercised);
     assert.deepEqual(findings, [], 'rules wider than the gateway\'s calls (narrow them in charts/velero-download-server/files/rules.yaml)');
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/config.ts';
-import { duration, envName, hostPort } from '../../src/config/flags.ts';
+import { bytes, duration, envName, hostPort } from '../../src/config/flags.ts';
 
 describe('loadConfig', () => {
   test('defaults', () => {
@@ -105,6 +105,23 @@ describe('loadConfig', () => {
     if (over.kind === 'errors') assert.match(over.errors.join('\n'), /--max-connections-per-client \(20\) is more than --max-connections \(10\)/);
   });
 
+  test('volume data: cache size and index age defaults, the password file local mode only and present', () => {
+    const r = loadConfig([], {}, '/srv');
+    assert.equal(r.kind, 'config');
+    if (r.kind !== 'config') return;
+    assert.deepEqual([r.config.kopiaCacheBytes, r.config.kopiaIndexMaxAgeMs, r.config.repositoryPasswordFile], [256 * 1024 ** 2, 300_000, undefined]);
+    const set = loadConfig(['--kopia-cache-size', '1Gi', '--kopia-index-max-age', '30s', '--repository-password-file', '/etc/hostname'], {}, '/srv');
+    assert.equal(set.kind, 'config');
+    if (set.kind === 'config') assert.deepEqual([set.config.kopiaCacheBytes, set.config.kopiaIndexMaxAgeMs, set.config.repositoryPasswordFile], [1024 ** 3, 30_000, '/etc/hostname']);
+    const bad = loadConfig(['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--kopia-cache-size', '0', '--kopia-index-max-age', 'soon', '--repository-password-file', '/etc/hostname'], {}, '/srv');
+    assert.equal(bad.kind, 'errors');
+    if (bad.kind !== 'errors') return;
+    const text = bad.errors.join('\n');
+    for (const expected of ['--kopia-cache-size', '--kopia-index-max-age', '--repository-password-file: local mode only']) assert.ok(text.includes(expected), `missing "${expected}" in:\n${text}`);
+    const missing = loadConfig(['--repository-password-file', '/no/such/password'], {}, '/srv');
+    assert.equal(missing.kind, 'errors');
+  });
+
   test('environment errors name the variable', () => {
     const r = loadConfig([], { VDS_METRICS_LISTEN: 'x' });
     assert.equal(r.kind, 'errors');
@@ -191,6 +208,12 @@ describe('value parsers', () => {
     assert.equal(duration('2m'), 120_000);
     assert.equal(duration('1.5h'), 5_400_000);
     assert.throws(() => duration('30'), /duration/);
+  });
+  test('sizes', () => {
+    assert.equal(bytes('4096'), 4096);
+    assert.equal(bytes('64Mi'), 64 * 1024 ** 2);
+    assert.equal(bytes('2Gi'), 2 * 1024 ** 3);
+    for (const bad of ['0', '-1Mi', '1.5Gi', '1GB', '', 'Mi', '99999999999999999999']) assert.throws(() => bytes(bad), /size/, bad);
   });
   test('host:port forms', () => {
     assert.deepEqual(hostPort(':8443'), { host: '0.0.0.0', port: 8443 });

@@ -4,15 +4,16 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { curl, startGateway } from '../support/processes.ts';
+import { curl } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { startS3rver } from '../support/s3rver.ts';
 import type { S3rverInstance } from '../support/s3rver.ts';
 import { createTestPki } from '../support/test-ca.ts';
+import { startLocalWithS3rver } from '../support/locations-file.ts';
 
 describe('local mode with a locations file', () => {
   let dir: string;
@@ -26,23 +27,7 @@ describe('local mode with a locations file', () => {
     const pki = await createTestPki();
     s3 = await startS3rver({ tls: { key: pki.key, cert: pki.cert, ca: pki.caCert } });
     await s3.put('prod/backups/weekly/weekly-logs.gz', log);
-    await writeFile(join(dir, 'ca.pem'), pki.caCert);
-    await writeFile(join(dir, 'minio-credentials'), '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n');
-    await writeFile(
-      join(dir, 'locations.yaml'),
-      [
-        'locations:',
-        '  - name: minio',
-        '    provider: aws',
-        `    bucket: ${s3.bucket}`,
-        '    prefix: prod',
-        `    config: { region: minio, s3Url: "${s3.endpoint}", s3ForcePathStyle: true }`,
-        '    credentialFile: minio-credentials',
-        '    caCertFile: ca.pem',
-      ].join('\n'),
-    );
-    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--locations-file', join(dir, 'locations.yaml')]);
-    token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
+    ({ gw, token } = await startLocalWithS3rver(dir, s3, pki.caCert));
   });
   after(async () => {
     await gw?.stop();

@@ -28,6 +28,7 @@ import type { GatewayProcess } from '../support/processes.ts';
 import { RawConnection, fdCount, sleep, waitFor } from '../support/reliability.ts';
 import { startS3rver } from '../support/s3rver.ts';
 import type { S3rverInstance } from '../support/s3rver.ts';
+import { writeS3LocationsFile } from '../support/locations-file.ts';
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
 
@@ -71,12 +72,7 @@ describe('time bounds on the real process: --request-timeout 2s, --send-stall-ti
     const pki = await createTestPki();
     s3 = await startS3rver({ tls: { key: pki.key, cert: pki.cert, ca: pki.caCert } });
     await s3.putFile('prod/backups/bigs3/bigs3.tar.gz', join(data, 'backups', 'big', 'big.tar.gz'));
-    await writeFile(join(dir, 'ca.pem'), pki.caCert);
-    await writeFile(join(dir, 's3-credentials'), '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n');
-    await writeFile(
-      join(dir, 'locations.yaml'),
-      ['locations:', '  - name: s3', '    provider: aws', `    bucket: ${s3.bucket}`, '    prefix: prod', `    config: { region: us-east-1, s3Url: "${s3.endpoint}", s3ForcePathStyle: true }`, '    credentialFile: s3-credentials', '    caCertFile: ca.pem', ''].join('\n'),
-    );
+    await writeS3LocationsFile(dir, { name: 's3', bucket: s3.bucket, endpoint: s3.endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', caPem: pki.caCert });
     gw = await startGateway(['--mode', 'local', '--data-dir', data, '--state-dir', join(dir, 'state'), '--locations-file', join(dir, 'locations.yaml'), '--request-timeout', '2s', '--send-stall-timeout', '2s']);
     ca = await readFile(join(dir, 'state', 'tls.crt'));
     token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;

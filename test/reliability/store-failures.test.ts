@@ -32,6 +32,7 @@ import type { GatewayProcess } from '../support/processes.ts';
 import { fdCount, fdTargets, waitFor } from '../support/reliability.ts';
 import { startS3Double } from '../support/s3-double.ts';
 import type { S3Double, S3FaultRule } from '../support/s3-double.ts';
+import { writeS3LocationsFile } from '../support/locations-file.ts';
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
 
@@ -99,25 +100,9 @@ interface Download {
   body: Buffer;
 }
 
-/** Writes the locations file for an S3 location at the double, trusted through its CA. */
-async function writeLocations(dir: string, s3: S3Double, pki: TestPki): Promise<string> {
-  await writeFile(join(dir, 'ca.pem'), pki.caCert);
-  await writeFile(join(dir, 'aws-credentials'), '[default]\naws_access_key_id = TESTDOUBLE\naws_secret_access_key = not-checked\n');
-  const file = join(dir, 'locations.yaml');
-  await writeFile(
-    file,
-    [
-      'locations:',
-      '  - name: double',
-      '    provider: aws',
-      `    bucket: ${s3.bucket}`,
-      '    prefix: prod',
-      `    config: { region: test-1, s3Url: "${s3.endpoint}", s3ForcePathStyle: true }`,
-      '    credentialFile: aws-credentials',
-      '    caCertFile: ca.pem',
-    ].join('\n'),
-  );
-  return file;
+/** The locations file for an S3 location at the double, trusted through its CA. */
+function writeLocations(dir: string, s3: S3Double, pki: TestPki): Promise<string> {
+  return writeS3LocationsFile(dir, { name: 'double', bucket: s3.bucket, endpoint: s3.endpoint, region: 'test-1', accessKeyId: 'TESTDOUBLE', secretAccessKey: 'not-checked', caPem: pki.caCert });
 }
 
 describe('store failures mid-object: real gateway process, S3 test double', () => {

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { rootCertificates } from 'node:tls';
 import type { AdapterOptions, ClosableStore } from '../../src/stores/adapter.ts';
 import { InvalidKeyError, InvalidLocationError } from '../../src/stores/errors.ts';
-import { DefaultStoreFactory } from '../../src/stores/factory.ts';
+import { DefaultStoreFactory, clientIdentity } from '../../src/stores/factory.ts';
 import type { AdapterConstructor, FactoryOptions } from '../../src/stores/factory.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
 import type { ListedObject, ObjectBody, ObjectInfo } from '../../src/stores/types.ts';
@@ -66,6 +66,19 @@ describe('DefaultStoreFactory', () => {
     await Promise.all([f.forSpec(spec()), f.forSpec(spec()), f.forSpec({ ...spec(), provider: 'velero.io/aws' })]);
     assert.equal(built.length, 1);
     assert.equal(f.clientCount, 1);
+  });
+
+  test('every view of one cached client has the same identity; a rotated credential, another tenant or a plain store its own', async () => {
+    const { f } = factory();
+    const [a, b] = await Promise.all([f.forSpec(spec()), f.forSpec(spec())]);
+    assert.notEqual(a, b, 'a view per request');
+    assert.equal(clientIdentity(a), clientIdentity(b));
+    const rotated = await f.forSpec(spec({ credential: Buffer.from('[default]\naws_access_key_id=B\naws_secret_access_key=T\n') }));
+    assert.notEqual(clientIdentity(rotated), clientIdentity(a));
+    const tenant = await f.forSpec(spec({ name: 'team-a/default', tenant: true, allowDefaultCredential: false }));
+    assert.notEqual(clientIdentity(tenant), clientIdentity(a));
+    const plain = new FakeClient({} as AdapterOptions);
+    assert.equal(clientIdentity(plain), plain);
   });
 
   test('config key order does not matter; a changed value does', async () => {

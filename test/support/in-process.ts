@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import { createMode } from '../../src/compose/create-mode.ts';
 import type { KubeServices } from '../../src/compose/kubernetes.ts';
+import { kopiaPool } from '../../src/compose/kopia.ts';
 import { createStoreFactory } from '../../src/compose/stores.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { Config } from '../../src/config/config.ts';
@@ -54,8 +55,10 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
   // Kubernetes mode's services, as the kubernetes mode starts them.
   const services = opts.kubeServices && mode.name === 'kubernetes' ? ((await mode.start()) as KubeServices) : undefined;
   const audit = createAuditLogger('info', config.auditLog, sink);
+  const { volumeResolver, ...parts } = mode.parts;
   const app = createApp({
-    ...mode.parts,
+    ...parts,
+    volumes: { resolver: volumeResolver, pool: kopiaPool(config) },
     ...(services && { signedUrls: services.signedUrls }),
     log,
     audit,

@@ -361,6 +361,7 @@ describe('serveAllLocations, globs, replicas starting together, API failures', (
       const inner = new CachedObjectReader(e.kube);
       const reader: ObjectReader = {
         secret: (ns, name, signal) => inner.secret(ns, name, signal),
+        veleroList: (plural, ns, selector, signal) => inner.veleroList(plural, ns, selector, signal),
         async velero(plural, ns, name, signal, opts) {
           const o = await inner.velero(plural, ns, name, signal, opts);
           return o && name === 'b-crossed' ? { ...o, metadata: { ...o.metadata, namespace: 'team-a' } } : o;

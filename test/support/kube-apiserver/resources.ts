@@ -41,6 +41,9 @@ export const RESOURCES: readonly ResourceType[] = [
   velero('restores', 'Restore'),
   velero('downloadrequests', 'DownloadRequest'),
   velero('backupstoragelocations', 'BackupStorageLocation', ['bsl']),
+  velero('podvolumebackups', 'PodVolumeBackup'),
+  // Velero serves DataUploads in v2alpha1 only (not in discovery here, which lists v1).
+  { ...velero('datauploads', 'DataUpload'), version: 'v2alpha1' },
   {
     group: 'admissionregistration.k8s.io', version: 'v1', resource: 'mutatingwebhookconfigurations', singular: 'mutatingwebhookconfiguration',
     kind: 'MutatingWebhookConfiguration', namespaced: false, custom: false, returnDeletedObject: false,
@@ -169,10 +172,18 @@ export function downloadRequestCrd(opts: DownloadRequestCrdOptions = {}): object
 }
 
 /**
- * CRDs for the four Velero kinds. Subresources as in Velero v1.18: only BackupStorageLocation has
- * `/status`. Schemas are open except the DownloadRequest status, the one pruning matters for here.
+ * CRDs for the Velero kinds the gateway reads. Subresources as in Velero v1.18: only
+ * BackupStorageLocation has `/status` of these. Schemas are open except the DownloadRequest status,
+ * the one pruning matters for here.
  */
 export function veleroCrds(dr: DownloadRequestCrdOptions = {}): object[] {
   const r = (kind: string): ResourceType => resourceForKind('velero.io/v1', kind);
-  return [crd(r('Backup'), open, false), crd(r('Restore'), open, false), crd(r('BackupStorageLocation'), open, true), downloadRequestCrd(dr)];
+  return [
+    crd(r('Backup'), open, false),
+    crd(r('Restore'), open, false),
+    crd(r('BackupStorageLocation'), open, true),
+    downloadRequestCrd(dr),
+    crd(r('PodVolumeBackup'), open, false),
+    crd(resourceForKind('velero.io/v2alpha1', 'DataUpload'), open, false),
+  ];
 }

@@ -38,7 +38,7 @@ function contentTypeOf(key: string): string {
 }
 
 /** Every header a download sets from the object, removed again when it fails before its first byte. */
-const OBJECT_HEADERS = ['Content-Disposition', 'Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Last-Modified', 'Cache-Control', 'Accept-Ranges'];
+export const OBJECT_HEADERS = ['Content-Disposition', 'Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Last-Modified', 'Cache-Control', 'Accept-Ranges'];
 
 export function setEntityHeaders(res: Response, info: ObjectInfo): void {
   if (info.etag !== undefined) res.setHeader('ETag', info.etag);

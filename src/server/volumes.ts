@@ -34,7 +34,7 @@ import { InvalidTargetError } from '../velero/errors.ts';
 import type { DownloadSlots } from './limits.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import type { VolumePath } from './locals.ts';
-import { conditionalRange, setLengthHeaders } from './download.ts';
+import { OBJECT_HEADERS, conditionalRange, setLengthHeaders } from './download.ts';
 
 export const VOLUMES_PATH = '/v1/namespaces/:namespace/backups/:name/volumes';
 export const VOLUME_FILES_PATH = '/v1/namespaces/:namespace/backups/:name/volumes/:volume/files{/*path}';
@@ -236,7 +236,8 @@ async function sendFile(deps: VolumeDeps, req: Request, res: Response, repo: Rep
   const refused = deps.downloadSlots?.claim(res);
   if (refused) throw refused;
   const object = await repo.resolveObject(entry.objectID, signal);
-  const info = { size: object.length, etag: `"${entry.objectID}"`, ...(mtimeOf(entry) && { lastModified: mtimeOf(entry)! }) };
+  const lastModified = mtimeOf(entry);
+  const info = { size: object.length, etag: `"${entry.objectID}"`, ...(lastModified && { lastModified }) };
   const wanted = conditionalRange(req, res, info);
   if (wanted === 'not-modified') return;
   const range = wanted;
@@ -254,9 +255,6 @@ async function sendFile(deps: VolumeDeps, req: Request, res: Response, repo: Rep
   }
   await streamOut(opened.stream, res, deps);
 }
-
-/** Headers a file or archive sets before its body, removed again when it fails before its first byte. */
-const BODY_HEADERS = ['Content-Disposition', 'Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Last-Modified', 'Accept-Ranges'];
 
 /** Resolves once the body has bytes (or has ended); rejects with its error if it fails first. */
 function firstBytes(body: Readable): Promise<void> {
@@ -285,7 +283,7 @@ async function streamOut(body: Readable, res: Response, deps: VolumeDeps): Promi
     await firstBytes(body);
   } catch (err) {
     body.destroy();
-    for (const name of BODY_HEADERS) res.removeHeader(name);
+    for (const name of OBJECT_HEADERS) res.removeHeader(name);
     throw err;
   }
   locals.ttfb = performance.now() - (locals.startedAt ?? performance.now());

@@ -5,6 +5,7 @@
 import { NEVER_ABORTED, abortable } from '../util/abortable.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
 import type { StoreFactory, StoreSpec } from '../stores/spec.ts';
+import type { ObjectStore } from '../stores/types.ts';
 import { findArtifact } from './artifacts.ts';
 import type { Target } from './artifacts.ts';
 import { NotFoundError } from './errors.ts';
@@ -174,12 +175,16 @@ export class LocalVolumeResolver extends BaseVolumeResolver {
     const spec = await this.#locations.locationOf(namespace, key, signal, missing);
     const store = await this.#stores.forSpec(spec);
     // With one location nothing was probed: a backup without volume files and no backup at all differ.
-    try {
-      await store.stat(key, { signal });
-    } catch (err) {
-      if ((err as { reason?: unknown }).reason === 'ObjectNotFound') throw new NotFoundError(`${missing.message} in location ${spec.name}`, missing.details);
-      throw err;
-    }
-    return { spec, volumes: await this.#files.get(spec, async () => store, { backup }, ALL_KINDS, signal) };
+    // Checked when the files are read, so a cached answer costs no store call.
+    const existing = async (): Promise<ObjectStore> => {
+      try {
+        await store.stat(key, { signal });
+      } catch (err) {
+        if ((err as { reason?: unknown }).reason === 'ObjectNotFound') throw new NotFoundError(`${missing.message} in location ${spec.name}`, missing.details);
+        throw err;
+      }
+      return store;
+    };
+    return { spec, volumes: await this.#files.get(spec, existing, { backup }, ALL_KINDS, signal) };
   }
 }

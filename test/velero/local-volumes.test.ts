@@ -95,4 +95,17 @@ describe('LocalVolumeResolver on temp data directories', () => {
     await assert.rejects(one.volumes('velero', 'missing', signal), (e: unknown) => e instanceof NotFoundError && /backup "missing" not found in location data-dir/.test(e.message));
     assert.equal((await one.volumes('velero', 'b-one', signal)).length, 1);
   });
+
+  test('a backup found once is not looked for again while its volumes are cached', async () => {
+    const base = stores.get('data-dir')!;
+    const stats: string[] = [];
+    stores.set('data-dir', { ...base, get: (k, o) => base.get(k, o), list: (p, o) => base.list(p, o), stat: (k, o) => (stats.push(k), base.stat(k, o)) });
+    try {
+      const one = resolver(PASSWORD, [specs[0]!]);
+      for (let i = 0; i < 3; i++) assert.equal((await one.volumes('velero', 'b-one', signal)).length, 1);
+      assert.deepEqual(stats.filter((k) => k.endsWith('velero-backup.json')), ['backups/b-one/velero-backup.json']);
+    } finally {
+      stores.set('data-dir', base);
+    }
+  });
 });

@@ -156,14 +156,6 @@ export function compareNames(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** A directory's entries in name order, sorted once per cached listing (the pool keeps the listing). */
-const sortedListings = new WeakMap<readonly DirEntry[], DirEntry[]>();
-function sortedByName(entries: readonly DirEntry[]): DirEntry[] {
-  let sorted = sortedListings.get(entries);
-  if (!sorted) sortedListings.set(entries, (sorted = [...entries].sort((a, b) => compareNames(a.name, b.name))));
-  return sorted;
-}
-
 function pageOf(req: Request): { limit: number; after: string | undefined } {
   const { limit: rawLimit, continue: token } = req.query as Record<string, unknown>;
   let limit = DEFAULT_PAGE;
@@ -197,7 +189,8 @@ export function sendVolumeFile(deps: VolumeDeps): RequestHandler {
 
     if (entry.type === 'd') {
       const { limit, after } = pageOf(req);
-      const all = sortedByName(await repo.readDirectory(entry.objectID, signal));
+      // readDirectory hands out a copy of the cached listing: sorting it in place is ours to do.
+      const all = (await repo.readDirectory(entry.objectID, signal)).sort((a, b) => compareNames(a.name, b.name));
       const start = after === undefined ? 0 : firstAfter(all, after);
       const page = all.slice(start, start + limit);
       const more = start + limit < all.length;

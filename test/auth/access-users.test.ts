@@ -110,6 +110,7 @@ describe('parseAccessUsers', () => {
   test('hostile and too-small costs are refused; the bounds themselves are accepted', () => {
     const refused = [
       `scrypt$262144$8$1`, // N = 2^18
+      `scrypt$262144$1$1`, // N = 2^18 even within the memory bound
       `scrypt$8192$8$1`, // N = 2^13
       `scrypt$65535$8$1`, // not a power of two
       `scrypt$65536$17$1`,
@@ -174,7 +175,7 @@ describe('AccessUserVerifier', () => {
     assert.equal(await v.verify(table, 'mallory@ci', 'alice-pw'), false);
     assert.equal(await v.verify(table, 'carol@ci', 'carol-pw'), true);
     assert.equal(await v.verify(table, 'carol@ci', 'carol-pX'), false);
-    assert.equal(await v.verify(table, 'alice@ci', 'x'.repeat(2000)), false);
+    assert.equal(await v.verify(table, 'bob@laptop', 'x'.repeat(2000)), false); // bob is pbkdf2: only the dummy is scrypt
     assert.equal(calls.length, 4);
     for (const c of calls) assert.ok(c.algorithm === 'scrypt' && c.N === 65536 && c.r === 8 && c.p === 1 && c.keyLength === 32);
   });
@@ -246,7 +247,9 @@ describe('parseBasic', () => {
       `Basic ${basic('a@h', 'p')} extra`,
       `Basic ${basic('a@h', 'x'.repeat(MAX_BASIC_HEADER))}`,
     ];
+    bad.push(`Basic${' '.repeat(MAX_BASIC_HEADER)}${basic('a@h', 'p')}`); // short credentials, oversized header
     for (const h of bad) assert.equal(parseBasic(h), undefined, JSON.stringify(h)?.slice(0, 60));
+    assert.equal(decodeBasic(basic('a@h', 'x'.repeat(MAX_BASIC_HEADER))), undefined);
     assert.ok(`Basic ${basic('a@h', 'x'.repeat(3000))}`.length <= MAX_BASIC_HEADER);
     assert.notEqual(parseBasic(`Basic ${basic('a@h', 'x'.repeat(3000))}`), undefined);
   });
@@ -335,6 +338,17 @@ describe('AccessUserAuthenticator', () => {
     });
     assert.equal(calls.length, before, 'a limited attempt derives nothing');
     assert.notEqual(await a.authenticate(basic('bob@laptop', 'bob:pw:with:colons'), signal, 'c'), null);
+  });
+
+  test('claimed names that cannot be users share one per-user budget (no bucket per sprayed name)', async () => {
+    const { table, derive } = await fixture();
+    const limiter = new FailedAttemptLimiter({ perUser: { burst: 2, qps: 0.1 }, perClient: { burst: 100, qps: 1 }, now: () => 0 });
+    const a = new AccessUserAuthenticator({ table: () => table, verifier: new AccessUserVerifier({ derive }), limiter });
+    assert.equal(await a.authenticate(basic('no-host-1', 'p'), signal, 'c'), null);
+    assert.equal(await a.authenticate(basic('no host 2', 'p'), signal, 'c'), null);
+    await assert.rejects(a.authenticate(basic('no-host-3', 'p'), signal, 'c'), RateLimitedError);
+    assert.equal(limiter.size.users, 1);
+    assert.notEqual(await a.authenticate(basic('alice@ci', 'alice-pw'), signal, 'c'), null);
   });
 
   test('an aborted signal fails fast', async () => {

@@ -296,6 +296,14 @@ export interface VerifierOptions {
   cacheTtlMs?: number;
   /** Successes remembered (default 1,000). */
   cacheMax?: number;
+  /**
+   * Derivations run at once (default 2) and waiting (default 16); one more is refused with
+   * RateLimitedError. Every stranger's guess costs a derivation (64 MiB and ~0.1 s for scrypt at
+   * Kopia's cost) on libuv's small thread pool, which file reads and DNS share: without this bound a
+   * spray from many addresses would starve the downloads themselves. Cache hits never wait here.
+   */
+  maxConcurrent?: number;
+  maxQueued?: number;
   /** Clock for the cache, injectable for tests (default performance.now). */
   now?: () => number;
 }
@@ -321,17 +329,26 @@ export class AccessUserVerifier {
   readonly #key = randomBytes(32);
   readonly #successes: LRUCache<string, { expires: number }>;
   readonly #dummy: { spec: KdfSpec; expected: Buffer };
+  readonly #maxConcurrent: number;
+  readonly #maxQueued: number;
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
 
   constructor(opts: VerifierOptions = {}) {
     this.#derive = opts.derive ?? deriveKey;
     this.#ttlMs = opts.cacheTtlMs ?? 30_000;
     this.#now = opts.now ?? (() => performance.now());
     this.#successes = new LRUCache({ max: opts.cacheMax ?? 1000 });
+    this.#maxConcurrent = opts.maxConcurrent ?? 2;
+    this.#maxQueued = opts.maxQueued ?? 16;
     // Same cost as hashPassword's default, random salt and expected value no password derives to.
     this.#dummy = { spec: { algorithm: 'scrypt', N: 65536, r: 8, p: 1, salt: randomBytes(32), keyLength: 32 }, expected: randomBytes(32) };
   }
 
-  /** True when `password` is `name`'s. Never throws for a wrong or hostile input; rejects only if the derivation itself fails. */
+  /**
+   * True when `password` is `name`'s. Never throws for a wrong or hostile input; rejects with
+   * RateLimitedError when too many checks wait already, or with the derivation's own error.
+   */
   async verify(table: AccessUserTable, name: string, password: string): Promise<boolean> {
     const entry = table.entry(name);
     const pw = Buffer.from(password, 'utf8');
@@ -342,18 +359,45 @@ export class AccessUserVerifier {
       if (hit && hit.expires > this.#now()) return true;
       if (hit) this.#successes.delete(tag);
     }
+    await this.#acquire();
     let ok: boolean;
-    if (usable && entry.kdf) {
+    try {
+      ok = await this.#check(entry, usable, pw);
+    } finally {
+      this.#release();
+    }
+    if (ok && tag !== undefined && this.#ttlMs > 0) this.#successes.set(tag, { expires: this.#now() + this.#ttlMs });
+    return ok;
+  }
+
+  async #check(entry: AccessUserEntry | undefined, usable: boolean, pw: Buffer): Promise<boolean> {
+    let ok: boolean;
+    if (usable && entry?.kdf) {
       ok = safeEqual(await this.#derive(entry.kdf.spec, pw), entry.kdf.expected);
     } else {
       // Unknown user, plaintext entry, or an out-of-bounds password: the same derivation either way.
       const probe = pw.length <= MAX_PASSWORD_BYTES ? pw : pw.subarray(0, MAX_PASSWORD_BYTES);
       // The comparison's result is dropped: it only makes this path's work the same as a real entry's.
       safeEqual(await this.#derive(this.#dummy.spec, probe), this.#dummy.expected);
-      ok = usable && entry.plain !== undefined ? safeEqual(plainDigest(pw), entry.plain) : false;
+      ok = usable && entry?.plain !== undefined ? safeEqual(plainDigest(pw), entry.plain) : false;
     }
-    if (ok && tag !== undefined && this.#ttlMs > 0) this.#successes.set(tag, { expires: this.#now() + this.#ttlMs });
     return ok;
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#running < this.#maxConcurrent) {
+      this.#running++;
+      return;
+    }
+    if (this.#waiting.length >= this.#maxQueued) throw new RateLimitedError('too many sign-ins being checked at once; retry later', 1);
+    // The slot is handed over by #release, so #running stays counted for the waiter.
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#running--;
   }
 
   #tag(name: string, pw: Buffer, encoded: string): string {
@@ -526,7 +570,14 @@ export class AccessUserAuthenticator implements Authenticator {
     if (!('release' in slot)) {
       throw new RateLimitedError('too many failed sign-ins for this user or from this client address; retry later', slot.waitMs / 1000);
     }
-    const ok = await this.#verifier.verify(this.#table(), creds.user, creds.password);
+    let ok: boolean;
+    try {
+      ok = await this.#verifier.verify(this.#table(), creds.user, creds.password);
+    } catch (err) {
+      // Nothing was checked (too busy, or the derivation failed): not a failed attempt.
+      slot.release();
+      throw err;
+    }
     if (!ok) return null;
     slot.release();
     return { username: `${ACCESS_USER_PREFIX}${creds.user}`, groups: [ACCESS_USERS_GROUP] };

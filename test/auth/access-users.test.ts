@@ -199,6 +199,42 @@ describe('AccessUserVerifier', () => {
     assert.equal(await v.verify(AccessUserTable.EMPTY, 'alice@ci', 'alice-pw'), false, 'removed users are refused at once');
   });
 
+  test('derivations are bounded: a few run, a few wait, the next is refused with RateLimitedError; cache hits pass', async () => {
+    const { table, derive } = await fixture();
+    const gates: (() => void)[] = [];
+    let started = 0;
+    const gated: Derive = async (spec, pw) => {
+      started++;
+      await new Promise<void>((resolve) => gates.push(resolve));
+      return derive(spec, pw);
+    };
+    const v = new AccessUserVerifier({ derive: gated, maxConcurrent: 2, maxQueued: 1 });
+    const running = [v.verify(table, 'alice@ci', 'alice-pw'), v.verify(table, 'x@h', 'a'), v.verify(table, 'y@h', 'b')];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(started, 2, 'two run, one waits');
+    await assert.rejects(v.verify(table, 'z@h', 'c'), RateLimitedError);
+    gates.shift()!();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(started, 3, 'the waiter takes the freed slot');
+    running.push(v.verify(table, 'q@h', 'q'));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(started, 3, 'still two running: the next one waits');
+    while (gates.length > 0) {
+      gates.shift()!();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.deepEqual(await Promise.all(running), [true, false, false, false]);
+    // alice is cached now: her next check needs no slot even when both are taken.
+    const busy = [v.verify(table, 'x@h', 'a'), v.verify(table, 'y@h', 'b'), v.verify(table, 'w@h', 'b')];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(await v.verify(table, 'alice@ci', 'alice-pw'), true);
+    while (gates.length > 0 || started < 7) {
+      gates.shift()?.();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(busy);
+  });
+
   test('the real derivations verify what hashPassword wrote', async () => {
     for (const algorithm of ['scrypt', 'pbkdf2-sha256'] as const) {
       const value = await hashPassword('pässwörd:1', { algorithm });
@@ -349,6 +385,16 @@ describe('AccessUserAuthenticator', () => {
     await assert.rejects(a.authenticate(basic('no-host-3', 'p'), signal, 'c'), RateLimitedError);
     assert.equal(limiter.size.users, 1);
     assert.notEqual(await a.authenticate(basic('alice@ci', 'alice-pw'), signal, 'c'), null);
+  });
+
+  test('a check refused for being busy does not count as a failed attempt', async () => {
+    const { table } = await fixture();
+    const limiter = new FailedAttemptLimiter({ perUser: { burst: 1, qps: 0.1 }, perClient: { burst: 1, qps: 0.1 }, now: () => 0 });
+    const busy = new AccessUserVerifier({ derive: () => new Promise<Buffer>(() => undefined), maxConcurrent: 1, maxQueued: 0 });
+    void busy.verify(table, 'x@h', 'p'); // holds the only slot for ever
+    const a = new AccessUserAuthenticator({ table: () => table, verifier: busy, limiter });
+    await assert.rejects(a.authenticate(basic('alice@ci', 'alice-pw'), signal, 'c'), (err: unknown) => err instanceof RateLimitedError && err.message.includes('at once'));
+    assert.equal(limiter.attempt('alice@ci', 'c').waitMs, 0, 'the tokens were given back');
   });
 
   test('an aborted signal fails fast', async () => {

@@ -17,7 +17,11 @@
  *                                              128·N·r ≤ 128 MiB; Kopia's own users are scrypt 65536/8/1
  *   pbkdf2-sha256$<iterations>$<salt>$<hash>  iterations in [100,000, 2,000,000]; Kopia's: 600,000
  *   plain$<password>                          only when the operator opted in to plaintext
- * Salt 16–64 bytes, hash 16–64 bytes (hashPassword writes 32 and 32, as Kopia does).
+ * Salt 16–64 bytes, hash 16–64 bytes (hashPassword writes 32 and 32, as Kopia does). In the seed's form
+ * (`<hostname>: <value>`, one user name from the caller) a value that is not a hash is a plaintext
+ * password, so it too needs the opt-in. Every check that is not a recent success costs one derivation,
+ * and at most a few run at once (AccessUserVerifier), so a stranger's guesses are bounded in CPU,
+ * memory (128·N·r each) and thread-pool time.
  */
 import { createHmac, pbkdf2, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';

@@ -78,7 +78,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
     const remote = clientAddress(req, trusted); // now: a socket that is gone by 'close' has no address
     let route: RouteLabel | undefined;
     res.once('close', () => {
-      const { bytes, target, download, ttfb, via, user, requestId, volumePath } = locals;
+      const { bytes, target, download, ttfb, via, user, requestId, volumePath, profileTarget } = locals;
       const durationMs = performance.now() - start;
       if (metrics) {
         const r = route ?? 'other';
@@ -97,6 +97,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
           durationMs,
           user: user?.username,
           ...(target && { target: `${target.namespace}/${target.owner}/${target.name}/${target.artifact}` }),
+          ...(profileTarget && { target: `${profileTarget.namespace}/profiles/${profileTarget.profile}/${profileTarget.subresource}` }),
           remote,
           completed: res.writableFinished,
         },
@@ -110,8 +111,9 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
             user: user?.username,
             groups: user?.groups,
             namespace: target?.namespace ?? (req.params as Record<string, string | undefined>).namespace,
-            target: target ? `${target.owner}/${target.name}` : req.path,
-            artifact: target?.artifact,
+            target: target ? `${target.owner}/${target.name}` : profileTarget ? `profiles/${profileTarget.profile}` : req.path,
+            artifact: target?.artifact ?? profileTarget?.subresource,
+            ...(profileTarget && { path: profileTarget.path }),
             // Which file of which volume: what was read is the point of an audit line (JSON-escaped by pino).
             ...(volumePath && { volume: volumePath.volume, path: volumePath.segments.join('/') }),
             ...(via && { via }),

@@ -6,6 +6,7 @@
 import type { RequestHandler } from 'express';
 import type { Authorizer, ResourceAttributes, UserInfo } from '../auth/types.ts';
 import type { Target } from '../velero/artifacts.ts';
+import { KANISTER_GROUP } from '../velero/kanister-profiles.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
 
@@ -60,6 +61,20 @@ export function authorizeDownloadRequest(authorizer: Authorizer): RequestHandler
     const { user, downloadRequest } = localsOf(res);
     const { namespace, name } = earlier(downloadRequest, 'the DownloadRequest');
     await requireAllowed(authorizer, earlier(user, 'the user'), { group: 'velero.io', resource: 'downloadrequests', verb: 'get', namespace, name }, signalOf(res));
+    next();
+  };
+}
+
+/**
+ * The caller must be allowed to `get` the Profile's subresource (`profiles/objects`,
+ * `profiles/snapshots`, API group cr.kanister.io) before the Profile is read, so a caller with no
+ * access learns nothing about which Profiles exist.
+ */
+export function authorizeProfile(authorizer: Authorizer): RequestHandler {
+  return async (_req, res, next) => {
+    const { user, profileTarget } = localsOf(res);
+    const { namespace, profile, subresource } = earlier(profileTarget, 'the Profile target');
+    await requireAllowed(authorizer, earlier(user, 'the user'), { group: KANISTER_GROUP, resource: 'profiles', subresource, verb: 'get', namespace, name: profile }, signalOf(res));
     next();
   };
 }

@@ -5,6 +5,7 @@
 import type { Response } from 'express';
 import type { UserInfo } from '../auth/types.ts';
 import type { Target } from '../velero/artifacts.ts';
+import type { ProfileTarget } from '../velero/kanister-profiles.ts';
 import type { Location } from '../velero/resolve.ts';
 import type { VolumeRepository } from '../velero/volumes.ts';
 import type { RouteLabel } from './metrics.ts';
@@ -35,6 +36,8 @@ export interface RequestLocals {
   downloadRequest?: { namespace: string; name: string };
   /** The artifact asked for, once known. */
   target?: Target;
+  /** A Profile route's target (Kanister), once parsed. */
+  profileTarget?: ProfileTarget;
   /** Where the target lives, once resolved. */
   location?: Location;
   /** A volume route's volume and path inside the snapshot, once parsed; its repository once resolved. */

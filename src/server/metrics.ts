@@ -9,7 +9,7 @@ import type { CacheStats } from '../util/ttl-cache.ts';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-export type RouteLabel = 'backups' | 'restores' | 'downloadrequests' | 'volumes' | 'other';
+export type RouteLabel = 'backups' | 'restores' | 'downloadrequests' | 'volumes' | 'profiles' | 'other';
 
 export class GatewayMetrics implements ReviewObserver {
   readonly registry = new Registry();

@@ -6,6 +6,21 @@
  */
 import type { StoreSpec } from '../stores/spec.ts';
 
+/** Kanister's API group: Profiles are authorized there (`profiles/objects`, `profiles/snapshots`). */
+export const KANISTER_GROUP = 'cr.kanister.io';
+
+/** What a Profile route reads: objects under its location, or a Kopia snapshot under it. */
+export type ProfileSubresource = 'objects' | 'snapshots';
+
+/** What one Profile request asks for, before anything is looked up (the audit line names it). */
+export interface ProfileTarget {
+  namespace: string;
+  profile: string;
+  subresource: ProfileSubresource;
+  /** The object key under the location's prefix, or the snapshot id and path inside it, for the audit line. */
+  path: string;
+}
+
 /** A Profile's location, ready to read. */
 export interface ProfileLocation {
   namespace: string;
@@ -36,3 +51,15 @@ export interface ProfileResolver {
   /** The Kopia repository under the Profile's location (root path and password: see the resolver). */
   repository(namespace: string, profile: string, signal: AbortSignal): Promise<ProfileRepository>;
 }
+
+/**
+ * The Profile as the resolver read it, for the repository step: only what that step may look at.
+ * Implemented by the snapshot part (kanister-repository.ts); the resolver calls it with the Profile's
+ * annotations and a reader of Secrets in the Profile's own namespace (never another).
+ */
+export type ProfileRepositoryOf = (
+  location: ProfileLocation,
+  annotations: Readonly<Record<string, string>>,
+  readSecret: (name: string, signal: AbortSignal) => Promise<{ type?: string; data: Readonly<Record<string, Uint8Array>> } | undefined>,
+  signal: AbortSignal,
+) => Promise<ProfileRepository>;

@@ -117,6 +117,9 @@ export function locationFromProfile(profile: { location?: unknown; skipSSLVerify
   );
 }
 
+/** The variable of the Azure credential file that holds the shared key. */
+const AZURE_KEY_VARIABLE = 'AZURE_STORAGE_ACCOUNT_ACCESS_KEY';
+
 /**
  * The credential file our adapters read (AWS INI, Azure dotenv, GCP service-account JSON) from a
  * Kanister credential Secret's data or a Profile keyPair's two values.
@@ -135,7 +138,7 @@ export function credentialFile(loc: KanisterLocation, data: SecretData, where: s
       const key = pick(data, 'azure_storage_key', undefined, where);
       if (!key) throw new KanisterLocationError(`${where}: the credential needs azure_storage_key`);
       const env = pick(data, 'azure_storage_environment', undefined, where);
-      const lines = [`AZURE_STORAGE_ACCOUNT_ACCESS_KEY=${oneLine(key, 'azure_storage_key', where)}`];
+      const lines = [`${AZURE_KEY_VARIABLE}=${oneLine(key, 'azure_storage_key', where)}`];
       if (env) lines.push(`AZURE_CLOUD_NAME=${oneLine(env, 'azure_storage_environment', where)}`);
       return Buffer.from(lines.join('\n') + '\n');
     }
@@ -186,6 +189,8 @@ export function kanisterStoreSpec(name: string, loc: KanisterLocation, credentia
     case 'azure':
       provider = 'azure';
       config.storageAccount = azureAccount(data, where);
+      // The shared key is what credentialFile writes; the adapter takes it from the variable named here.
+      config.storageAccountKeyEnvVar = AZURE_KEY_VARIABLE;
       if (loc.endpoint) config.storageAccountURI = endpointURL(loc.endpoint);
       break;
   }

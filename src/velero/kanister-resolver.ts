@@ -82,7 +82,7 @@ export class KubeProfileResolver implements ProfileResolver {
     const { location, annotations } = await this.#read(namespace, profile, signal);
     const repositoryOf = this.#opts.repositoryOf;
     if (!repositoryOf) throw new UnsupportedVolumeError('Kopia snapshots under Kanister Profiles are not available in this gateway');
-    return repositoryOf(location, annotations, (name, s) => this.#secret(namespace, { name }, `profile "${profile}" repository`, s), signal);
+    return repositoryOf(location, annotations, (name, s) => this.#secretIfAny(namespace, { name }, `profile "${profile}" repository`, s), signal);
   }
 
   /** The Profile, read once per request, as a location (tenant rules applied) and its annotations. */
@@ -137,6 +137,13 @@ export class KubeProfileResolver implements ProfileResolver {
    * Missing: 404 naming it, as a BackupStorageLocation's missing credential Secret is.
    */
   async #secret(namespace: string, ref: ProfileRef | undefined, what: string, signal: AbortSignal): Promise<SecretContent> {
+    const secret = await this.#secretIfAny(namespace, ref, what, signal);
+    if (!secret) throw new NotFoundError(`${what}: secret "${String(ref?.name)}" not found in namespace "${namespace}"`, { kind: 'secrets', name: String(ref?.name) });
+    return secret;
+  }
+
+  /** The same, undefined when the Secret does not exist (the repository step decides what that means). */
+  async #secretIfAny(namespace: string, ref: ProfileRef | undefined, what: string, signal: AbortSignal): Promise<SecretContent | undefined> {
     const name = nonEmptyString(ref?.name);
     if (!name) throw new KanisterLocationError(`${what} names no Secret`);
     refuseOtherNamespace(ref?.namespace, namespace, what);
@@ -146,7 +153,7 @@ export class KubeProfileResolver implements ProfileResolver {
       );
     }
     const secret = await this.#objects.secret(namespace, name, signal);
-    if (!secret) throw new NotFoundError(`${what}: secret "${name}" not found in namespace "${namespace}"`, { kind: 'secrets', name });
+    if (!secret) return undefined;
     const data: Record<string, Uint8Array> = {};
     for (const [k, v] of Object.entries(secret.data ?? {})) data[k] = Buffer.from(v, 'base64');
     return { ...(secret.type !== undefined && { type: secret.type }), data };

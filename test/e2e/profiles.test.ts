@@ -17,6 +17,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { DefaultStoreFactory } from '../../src/stores/factory.ts';
 import { credentialFile, kanisterStoreSpec, locationFromSecret } from '../../src/velero/kanister.ts';
@@ -164,10 +165,13 @@ describe('Kanister Profiles: objects under a Profile', () => {
   });
 
   test('the audit line names the Profile, the subresource and the path', async () => {
-    await get(url('s3-keypair'));
-    const line = gw.logs.findLast((l) => l.audit === 'download');
+    const res = await get(url('s3-keypair'));
+    const id = res.headers['x-request-id'];
+    // The line is written when the server's side of the response closes, which may trail the client's end.
+    for (let i = 0; i < 100 && !gw.logs.some((l) => l.audit === 'download' && l.requestId === id); i++) await sleep(10);
+    const line = gw.logs.find((l) => l.audit === 'download' && l.requestId === id);
     assert.ok(line);
-    assert.deepEqual([line.namespace, line.target, line.artifact, line.path, line.user], [NS, 'profiles/s3-keypair', 'objects', KEY, 'kanister-reader']);
+    assert.deepEqual([line.namespace, line.target, line.artifact, line.path, line.user, line.status], [NS, 'profiles/s3-keypair', 'objects', KEY, 'kanister-reader', 200]);
   });
 
   test('without get on profiles/objects: 403, and no Profile, Secret or store is read before the review', async () => {

@@ -21,6 +21,7 @@ import { MAX_SIGNED_URL_SECONDS } from '../velero/downloadrequests.ts';
 import type { SignedUrls } from '../velero/downloadrequests.ts';
 import { signedAccess } from '../velero/signed-access.ts';
 import { KubeResolver, KubeVolumeResolver } from '../velero/kube-resolver.ts';
+import { KubeProfileResolver } from '../velero/kanister-resolver.ts';
 import { namespaceMatcher } from '../velero/namespaces.ts';
 import type { Mode, ModeParts, ModeServices } from './mode.ts';
 
@@ -64,6 +65,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     resolver,
     stores: factory,
     volumeResolver: new KubeVolumeResolver(resolver, objects, factory, { ownNamespace: config.namespace }),
+    profiles: new KubeProfileResolver(objects, { serves, ownNamespace: config.namespace }),
     kube: { clients: kube, objects, resolver },
   };
   let services: KubeServices | undefined;

@@ -9,6 +9,7 @@ import type { CachedObjectReader } from '../kube/objects.ts';
 import type { AppDeps } from '../server/app.ts';
 import type { WebhookDeps } from '../server/admission.ts';
 import type { StoreFactory } from '../stores/spec.ts';
+import type { ProfileResolver } from '../velero/kanister-profiles.ts';
 import type { KubeResolver } from '../velero/kube-resolver.ts';
 import type { Resolver } from '../velero/resolve.ts';
 import type { VolumeResolver } from '../velero/volumes.ts';
@@ -20,6 +21,8 @@ export interface ModeParts {
   stores: StoreFactory;
   /** The volumes of backups and where their Kopia repositories are. */
   volumeResolver: VolumeResolver;
+  /** Kanister Profiles as sources (kubernetes mode only; local mode has no Profiles). */
+  profiles?: ProfileResolver;
   /** Kubernetes mode only: the clients, the shared object cache and the resolver as itself. */
   kube?: { clients: KubeClients; objects: CachedObjectReader; resolver: KubeResolver };
 }

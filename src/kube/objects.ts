@@ -34,6 +34,9 @@ export interface KubeObject {
 
 export type VeleroPlural = 'backups' | 'restores' | 'downloadrequests' | 'backupstoragelocations';
 
+/** Kanister's Profile (`cr.kanister.io/v1alpha1`): its settings are top-level fields, not a spec. */
+export type KanisterProfile = KubeObject & { location?: unknown; credential?: unknown; skipSSLVerify?: unknown };
+
 /** The Velero kinds listed by label, each at the API version Velero serves it in. */
 export const VELERO_LISTED = { podvolumebackups: 'v1', datauploads: 'v2alpha1' } as const;
 export type VeleroListedPlural = keyof typeof VELERO_LISTED;
@@ -66,6 +69,12 @@ export interface ObjectReader {
   veleroList(plural: VeleroListedPlural, namespace: string, labelSelector: string, signal: AbortSignal, opts?: ReadOptions): Promise<KubeObject[]>;
 }
 
+/** Reads Kanister Profiles (apart from ObjectReader: only the Profile routes need them). */
+export interface ProfileReader {
+  /** The Profile, or undefined when it (or Kanister's CRD) does not exist. */
+  profile(namespace: string, name: string, signal: AbortSignal): Promise<KanisterProfile | undefined>;
+}
+
 interface ListPage {
   metadata?: { continue?: string };
   items?: unknown;
@@ -85,7 +94,7 @@ export interface CachedReaderOptions {
   maxListed?: number;
 }
 
-export class CachedObjectReader implements ObjectReader {
+export class CachedObjectReader implements ObjectReader, ProfileReader {
   readonly #kube: KubeClients;
   readonly #cache: TtlCache<Found<unknown>>;
   readonly #lists: TtlCache<Found<unknown>>;
@@ -99,12 +108,21 @@ export class CachedObjectReader implements ObjectReader {
     this.#maxListed = opts.maxListed ?? MAX_LISTED_OBJECTS;
   }
 
-  async velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
-    const key = `velero/${plural}/${namespace}/${name}`;
+  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
+    return this.#custom({ group: 'velero.io', version: 'v1', plural }, namespace, name, signal, opts);
+  }
+
+  /** Cached like Velero's objects: a changed Profile is used within the cache's lifetime. */
+  profile(namespace: string, name: string, signal: AbortSignal): Promise<KanisterProfile | undefined> {
+    return this.#custom({ group: 'cr.kanister.io', version: 'v1alpha1', plural: 'profiles' }, namespace, name, signal);
+  }
+
+  async #custom(type: { group: string; version: string; plural: string }, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
+    const key = `${type.group}/${type.plural}/${namespace}/${name}`;
     const budget = opts.budget ?? 'objects';
     const load = (s: AbortSignal): Promise<Found<unknown>> =>
-      this.#read(`${plural}.velero.io`, namespace, name, s, budget, (o) =>
-        this.#kube.custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', plural, namespace, name }, o) as Promise<KubeObject>,
+      this.#read(`${type.plural}.${type.group}`, namespace, name, s, budget, (o) =>
+        this.#kube.custom.getNamespacedCustomObject({ ...type, namespace, name }, o) as Promise<KubeObject>,
       );
     if (opts.fresh) {
       // Not merged with a read already in flight: that one may have started before the change looked

@@ -13,7 +13,7 @@ import type { OwnerKind } from '../velero/artifacts.ts';
 import type { Resolver } from '../velero/resolve.ts';
 import { authenticate, authenticateSignedUrl, hasSignedUrl, rejectQueryTokens } from './authn.ts';
 import type { SignedUrlVerifier } from './authn.ts';
-import { authorizeDownloadRequest, authorizeTarget } from './authz.ts';
+import { authorizeDownloadRequest, authorizeProfile, authorizeTarget } from './authz.ts';
 import { sendLocation } from './download.ts';
 import type { DownloadDeps } from './download.ts';
 import { localsOf } from './locals.ts';
@@ -24,6 +24,8 @@ import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
 import { VOLUME_ARCHIVE_PATH, VOLUME_FILES_PATH, VOLUMES_PATH, parseVolume, resolveVolume, sendVolumeArchive, sendVolumeFile, sendVolumeList } from './volumes.ts';
 import type { VolumeDeps } from './volumes.ts';
+import type { ProfileResolver } from '../velero/kanister-profiles.ts';
+import { PROFILE_OBJECTS_PATH, parseProfileObject, resolveProfileObject } from './profiles.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
@@ -46,6 +48,8 @@ export interface AppDeps extends DownloadDeps {
   trustedProxies?: BlockList;
   /** Volume data (Kopia repositories): the backup's volumes, their files and archives. */
   volumes?: Pick<VolumeDeps, 'resolver' | 'pool'>;
+  /** Kanister Profiles (kubernetes mode): objects under a Profile's location. Absent: those paths answer 404. */
+  profiles?: ProfileResolver;
 }
 
 /** Readiness shared by both listeners; false while starting and while draining on shutdown. */
@@ -273,6 +277,10 @@ function downloadRoutes(app: Express, deps: AppDeps): void {
     ...authorizeResolveSend,
   ];
   app.route(DOWNLOAD_REQUEST_PATH).get(...byToken).head(...byToken).all(methodNotAllowed('GET, HEAD'));
+  if (deps.profiles) {
+    const objects = [downloadRoute('profiles'), authenticated, parseProfileObject, authorizeProfile(deps.authorizer), resolveProfileObject(deps.profiles), sendLocation(deps)];
+    app.route(PROFILE_OBJECTS_PATH).get(...objects).head(...objects).all(methodNotAllowed('GET, HEAD'));
+  }
 }
 
 /**

@@ -25,10 +25,27 @@ export function parseTarget(owner: OwnerKind, namespace: string, name: string, a
 
 /** Checks the namespace and owner name of a path; returns the owner's kind for messages. */
 function checkOwnerNames(owner: OwnerKind, namespace: string, name: string): string {
-  if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace "${namespace}": must be a DNS-1123 label`);
   const kind = owner === 'backups' ? 'backup' : 'restore';
-  if (!isDns1123Subdomain(name)) throw new InvalidTargetError(`invalid ${kind} name "${name}": must be a DNS-1123 subdomain`);
+  checkNames(namespace, kind, name);
   return kind;
+}
+
+/** A path's namespace (a DNS-1123 label) and object name (a DNS-1123 subdomain), before either is used. */
+export function checkNames(namespace: string, kind: string, name: string): void {
+  if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace "${namespace}": must be a DNS-1123 label`);
+  if (!isDns1123Subdomain(name)) throw new InvalidTargetError(`invalid ${kind} name "${name}": must be a DNS-1123 subdomain`);
+}
+
+/**
+ * A wildcard's segments as the router decoded them ([] when absent). A `%2F` inside one segment
+ * decodes to `/` and would join two names the caller sent apart: refused.
+ */
+export function wildcardSegments(req: Request, name: string, what: string): string[] {
+  const raw = (req.params as Record<string, unknown>)[name];
+  const parts = raw === undefined ? [] : Array.isArray(raw) ? (raw as unknown[]) : [raw];
+  if (!parts.every((p): p is string => typeof p === 'string')) throw new InvalidTargetError(`${what} is malformed`);
+  if (parts.some((p) => p.includes('/'))) throw new InvalidTargetError('a path segment cannot contain an encoded "/"');
+  return parts;
 }
 
 /**
@@ -47,7 +64,8 @@ export const VOLUME_DATA_ARTIFACT = 'volumedata';
 
 export const DOWNLOAD_REQUEST_PATH = '/v1/namespaces/:namespace/downloadrequests/:name';
 
-const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
+/** A named path parameter as the router decoded it ('' when absent). */
+export const param = (req: Request, name: string): string => (req.params as Record<string, string | undefined>)[name] ?? '';
 
 /** The target of a backup or restore route, from its path. */
 export function parseTargetOf(owner: OwnerKind): RequestHandler {
@@ -61,8 +79,7 @@ export function parseTargetOf(owner: OwnerKind): RequestHandler {
 export const parseDownloadRequest: RequestHandler = (req, res, next) => {
   const namespace = param(req, 'namespace');
   const name = param(req, 'name');
-  if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace "${namespace}": must be a DNS-1123 label`);
-  if (!isDns1123Subdomain(name)) throw new InvalidTargetError(`invalid downloadrequest name "${name}": must be a DNS-1123 subdomain`);
+  checkNames(namespace, 'downloadrequest', name);
   localsOf(res).downloadRequest = { namespace, name };
   next();
 };

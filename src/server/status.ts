@@ -10,6 +10,7 @@ import { KubeUnavailableError, TooManyObjectsError } from '../kube/errors.ts';
 import { EndpointRefusedError, isStoreError, ThrottledError } from '../stores/errors.ts';
 import type { StoreErrorReason } from '../stores/errors.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
+import { KanisterLocationError } from '../velero/kanister.ts';
 import { ForbiddenError, InvalidBackupFileError, InvalidTargetError, NotFoundError, RepositoryPasswordUnavailableError, UnsupportedVolumeError, VolumeNotReadyError } from '../velero/errors.ts';
 
 export interface StatusDetails {
@@ -112,6 +113,10 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof EndpointRefusedError) {
     // A tenant's location pointing inside the cluster: their configuration is refused, after authorization.
     return { body: statusBody(403, 'Forbidden', err.message), headers: {}, serverSide: false };
+  }
+  if (err instanceof KanisterLocationError) {
+    // A Profile or Secret that is no store: the namespace's configuration, as a BSL the stores refuse.
+    return { body: statusBody(502, 'BadGateway', err.message), headers: {}, serverSide: true };
   }
   if (err instanceof KopiaError) return mapKopiaError(err);
   const volume = mapVolumeError(err);

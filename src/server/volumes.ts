@@ -35,6 +35,7 @@ import type { DownloadSlots } from './limits.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import type { VolumePath } from './locals.ts';
 import { OBJECT_HEADERS, conditionalRange, setLengthHeaders } from './download.ts';
+import { wildcardSegments } from './routes.ts';
 
 export const VOLUMES_PATH = '/v1/namespaces/:namespace/backups/:name/volumes';
 export const VOLUME_FILES_PATH = '/v1/namespaces/:namespace/backups/:name/volumes/:volume/files{/*path}';
@@ -67,12 +68,7 @@ export function parseVolumePath(req: Request): VolumePath {
   if (typeof volume !== 'string' || volume.length > 400 || !VOLUME_ID.test(volume)) {
     throw new InvalidTargetError(`invalid volume ${JSON.stringify(volume)}: a volume id is <namespace>:<pod>:<volume>, <namespace>:<pvc>, or a PVC or volume name`);
   }
-  const raw = param(req, 'path');
-  // Express gives a wildcard as its decoded segments.
-  const parts = raw === undefined ? [] : Array.isArray(raw) ? (raw as unknown[]) : [raw];
-  if (!parts.every((p): p is string => typeof p === 'string')) throw new InvalidTargetError('the path inside the volume is malformed');
-  // The router decodes each segment: a `%2F` inside one would join two names that kopia keeps apart.
-  if (parts.some((p) => p.includes('/'))) throw new InvalidTargetError('a path segment cannot contain an encoded "/"');
+  const parts = wildcardSegments(req, 'path', 'the path inside the volume');
   const segments = parts.join('/') === '' ? [] : snapshotPathSegments(parts.join('/'));
   return { volume, segments, directory: req.path.endsWith('/') };
 }

@@ -26,9 +26,15 @@ export interface ProfileLocation {
   namespace: string;
   /** The Profile's name. */
   profile: string;
-  /** The store (tenant rules applied). */
+  /**
+   * The store (tenant rules applied). Its root is the Kanister location's prefix (`spec.prefix`), so
+   * the store itself keeps every key under that prefix; keys are relative to it.
+   */
   spec: StoreSpec;
-  /** The location's key prefix: '' or ending with '/'; object keys are confined under it. */
+  /**
+   * The key prefix under the store's root: '' or ending with '/'; object keys are confined under it.
+   * The Kubernetes resolver gives '' (the Kanister prefix is the store's root already).
+   */
   prefix: string;
 }
 
@@ -43,9 +49,10 @@ export interface ProfileRepository {
 
 export interface ProfileResolver {
   /**
-   * The Profile's location. NotFoundError when the Profile is not there; KanisterLocationError (a
-   * client-side mistake in the Profile or its Secrets: named, never with a secret value) when it
-   * cannot be turned into a store.
+   * The Profile's location. NotFoundError when the Profile (or a Secret it names) is not there;
+   * KanisterLocationError (the Profile or its Secrets are not a store: named, never with a secret
+   * value; answered 502) when it cannot be turned into a store; TenancyError for a Secret in
+   * another namespace or the gateway's own.
    */
   location(namespace: string, profile: string, signal: AbortSignal): Promise<ProfileLocation>;
   /** The Kopia repository under the Profile's location (root path and password: see the resolver). */

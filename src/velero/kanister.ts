@@ -13,7 +13,6 @@
  * design document's (`path`, `access-key`, `secret-acccess-key`, `project-id`) are read as aliases.
  */
 import type { StoreSpec } from '../stores/spec.ts';
-import { InvalidTargetError } from './errors.ts';
 
 /** Kanister's location types this gateway reads (`filestore` needs a PVC mount: not served). */
 export type KanisterLocationType = 's3' | 's3Compliant' | 'gcs' | 'azure';
@@ -27,8 +26,14 @@ export interface KanisterLocation {
   skipSSLVerify: boolean;
 }
 
-/** A Kanister object this gateway cannot turn into a location: 422-like, the object is at fault. */
-export class KanisterLocationError extends InvalidTargetError {
+/**
+ * A Kanister object this gateway cannot turn into a location. Answered 502, as a
+ * BackupStorageLocation whose configuration the stores refuse: the namespace's configuration behind
+ * the gateway is at fault, not the caller's request. The message names the object and the field,
+ * never a Secret's value.
+ */
+export class KanisterLocationError extends Error {
+  readonly reason = 'InvalidKanisterLocation';
   constructor(message: string) {
     super(message);
     this.name = 'KanisterLocationError';
@@ -61,7 +66,7 @@ function oneLine(value: string, what: string, where: string): string {
 }
 
 function checkLocation(loc: KanisterLocation, where: string): KanisterLocation {
-  if (!LOCATION_TYPES.has(loc.type)) throw new KanisterLocationError(`${where}: location type "${loc.type}" is not one of s3, s3Compliant, gcs, azure`);
+  if (!LOCATION_TYPES.has(loc.type)) throw new KanisterLocationError(`${where}: location type "${loc.type.slice(0, 64)}" is not one of s3, s3Compliant, gcs, azure`);
   if (loc.bucket === '') throw new KanisterLocationError(`${where}: the location has no bucket`);
   oneLine(loc.bucket, 'bucket', where);
   if (loc.type === 's3Compliant' && !loc.endpoint) throw new KanisterLocationError(`${where}: an s3Compliant location needs an endpoint`);
@@ -112,6 +117,9 @@ export function locationFromProfile(profile: { location?: unknown; skipSSLVerify
   );
 }
 
+/** The variable of the Azure credential file that holds the shared key. */
+const AZURE_KEY_VARIABLE = 'AZURE_STORAGE_ACCOUNT_ACCESS_KEY';
+
 /**
  * The credential file our adapters read (AWS INI, Azure dotenv, GCP service-account JSON) from a
  * Kanister credential Secret's data or a Profile keyPair's two values.
@@ -130,7 +138,7 @@ export function credentialFile(loc: KanisterLocation, data: SecretData, where: s
       const key = pick(data, 'azure_storage_key', undefined, where);
       if (!key) throw new KanisterLocationError(`${where}: the credential needs azure_storage_key`);
       const env = pick(data, 'azure_storage_environment', undefined, where);
-      const lines = [`AZURE_STORAGE_ACCOUNT_ACCESS_KEY=${oneLine(key, 'azure_storage_key', where)}`];
+      const lines = [`${AZURE_KEY_VARIABLE}=${oneLine(key, 'azure_storage_key', where)}`];
       if (env) lines.push(`AZURE_CLOUD_NAME=${oneLine(env, 'azure_storage_environment', where)}`);
       return Buffer.from(lines.join('\n') + '\n');
     }
@@ -175,10 +183,14 @@ export function kanisterStoreSpec(name: string, loc: KanisterLocation, credentia
       break;
     case 'gcs':
       provider = 'gcp';
+      // Kanister's GCS has no endpoint; one given is a private endpoint, through the same guard.
+      if (loc.endpoint) config.storeEndpoint = endpointURL(loc.endpoint);
       break;
     case 'azure':
       provider = 'azure';
       config.storageAccount = azureAccount(data, where);
+      // The shared key is what credentialFile writes; the adapter takes it from the variable named here.
+      config.storageAccountKeyEnvVar = AZURE_KEY_VARIABLE;
       if (loc.endpoint) config.storageAccountURI = endpointURL(loc.endpoint);
       break;
   }

@@ -40,6 +40,31 @@ export interface KubeResolverOptions {
   tenantFilesystemAllow: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
+/** A namespace the gateway does not serve answers 404, whatever exists there. */
+export function checkServed(serves: (namespace: string) => boolean, namespace: string): void {
+  if (!serves(namespace)) {
+    throw new NotFoundError(`namespace "${namespace}" is not served by this gateway`, { kind: 'namespaces', name: namespace });
+  }
+}
+
+/** Whatever an object says, everything a request resolves lives in the request's namespace. */
+export function inNamespace<T extends KubeObject>(obj: T, namespace: string, what: string): T {
+  if (obj.metadata?.namespace !== undefined && obj.metadata.namespace !== namespace) {
+    throw new CrossNamespaceError(`${what} resolved to namespace "${obj.metadata.namespace}", not "${namespace}"`);
+  }
+  return obj;
+}
+
+/**
+ * A tenant never borrows another namespace's Secret: a reference that names a namespace other than
+ * its object's own is refused (403), never followed. An absent or empty namespace means the object's own.
+ */
+export function refuseOtherNamespace(refNamespace: unknown, namespace: string, what: string): void {
+  if (refNamespace !== undefined && refNamespace !== '' && refNamespace !== namespace) {
+    throw new CrossNamespaceError(`${what} refers to namespace ${JSON.stringify(refNamespace)}; only Secrets in "${namespace}" are used`);
+  }
+}
+
 export class KubeResolver implements Resolver {
   readonly #objects: ObjectReader;
   readonly #opts: KubeResolverOptions;
@@ -90,9 +115,7 @@ export class KubeResolver implements Resolver {
   }
 
   #checkServed(namespace: string): void {
-    if (!this.#opts.serves(namespace)) {
-      throw new NotFoundError(`namespace "${namespace}" is not served by this gateway`, { kind: 'namespaces', name: namespace });
-    }
+    checkServed(this.#opts.serves, namespace);
   }
 
   #backupOfRestore(restore: KubeObject): string {
@@ -104,11 +127,7 @@ export class KubeResolver implements Resolver {
   async #get(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, read?: ReadOptions): Promise<KubeObject> {
     const obj = await this.#objects.velero(plural, namespace, name, signal, read);
     if (!obj) throw new NotFoundError(`${plural}.velero.io "${name}" not found in namespace "${namespace}"`, { group: 'velero.io', kind: plural, name });
-    // Whatever an object says, everything a request resolves lives in the request's namespace.
-    if (obj.metadata?.namespace !== undefined && obj.metadata.namespace !== namespace) {
-      throw new CrossNamespaceError(`${plural}.velero.io "${name}" resolved to namespace "${obj.metadata.namespace}", not "${namespace}"`);
-    }
-    return obj;
+    return inNamespace(obj, namespace, `${plural}.velero.io "${name}"`);
   }
 
   async #specOf(bsl: KubeObject, namespace: string, signal: AbortSignal): Promise<StoreSpec> {
@@ -164,8 +183,7 @@ export class KubeResolver implements Resolver {
   async #secretKey(namespace: string, sel: SecretKeySelector | undefined, what: string, signal: AbortSignal): Promise<Buffer | undefined> {
     if (!sel?.name) return undefined;
     // A SecretKeySelector has no namespace; one that carries one anyway is refused, not followed.
-    const selNs = (sel as { namespace?: unknown }).namespace;
-    if (selNs !== undefined && selNs !== namespace) throw new CrossNamespaceError(`${what} refers to namespace ${JSON.stringify(selNs)}; only Secrets in "${namespace}" are used`);
+    refuseOtherNamespace((sel as { namespace?: unknown }).namespace, namespace, what);
     const secret = await this.#objects.secret(namespace, sel.name, signal);
     const data = sel.key ? secret?.data?.[sel.key] : undefined;
     if (data !== undefined) return Buffer.from(data, 'base64');

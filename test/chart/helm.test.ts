@@ -453,6 +453,12 @@ function checkRbac(docs: Manifest[]): void {
   for (const r of all.filter((x) => grants(x, 'velero.io', 'podvolumebackups') || grants(x, 'velero.io', 'datauploads'))) {
     assert.deepEqual(r, { apiGroups: ['velero.io'], resources: ['podvolumebackups', 'datauploads'], verbs: ['list'] });
   }
+  // Kanister Profiles: read by name (get) wherever Velero's objects are read; never listed or watched.
+  const profileRoles = roles.filter((x) => x.rules.some((r) => grants(r, 'cr.kanister.io', 'profiles')));
+  assert.deepEqual(profileRoles.map((x) => x.namespace).sort(), watchedNamespaces(docs));
+  for (const r of all.filter((x) => (x.apiGroups ?? []).includes('cr.kanister.io'))) {
+    assert.deepEqual(r, { apiGroups: ['cr.kanister.io'], resources: ['profiles'], verbs: ['get'] });
+  }
   const repoPassword = { apiGroups: [''], resources: ['secrets'], resourceNames: [REPOSITORY_PASSWORD_SECRET], verbs: ['get'] };
   assert.deepEqual(rules(inRelease).filter((r) => r.resourceNames?.includes(REPOSITORY_PASSWORD_SECRET)), [repoPassword]);
   assert.deepEqual(all.filter((r) => r.resourceNames?.includes(REPOSITORY_PASSWORD_SECRET)), [repoPassword], 'named in the release namespace only');

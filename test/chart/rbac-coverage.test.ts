@@ -26,6 +26,7 @@ import type { Permission } from '../support/kube-apiserver/index.ts';
 import { BACKUP, NS, RESTORE, kubeFixture, velero } from '../support/kube-fixture.ts';
 import type { KubeFixture } from '../support/kube-fixture.ts';
 import { binary } from '../support/http.ts';
+import { kanisterProfile, keyPairCredential, secretOf } from '../support/kanister.ts';
 import { inProcessGateway } from '../support/in-process.ts';
 import { curl, startGateway } from '../support/processes.ts';
 import { missingTools, startRealCluster } from '../support/real-cluster.ts';
@@ -168,7 +169,7 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
       rendered.byGlob = await render(valuesFor('team-*'), { kubeVersion });
     })();
     // A CRD with status.veleroServerURL and /status, so the DownloadRequest controller's widest path runs.
-    fx = await kubeFixture({ namespaces: ['default', 'kube-system', NS, TENANT], downloadRequestCrd: { veleroServerURL: true, statusSubresource: true } });
+    fx = await kubeFixture({ namespaces: ['default', 'kube-system', NS, TENANT], downloadRequestCrd: { veleroServerURL: true, statusSubresource: true }, kanister: true });
     const api = fx.api;
     // The admin location opts in to gateway URLs for its DownloadRequests.
     const bsl = api.get('velero.io/v1', 'BackupStorageLocation', 'default', NS)!;
@@ -186,6 +187,11 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
     api.put(velero('DownloadRequest', 'team-a-dr', { target: { kind: 'BackupLog', name: TENANT_BACKUP } }, TENANT));
     tenantToken.value = api.tokens.user('tenant-user', [`${TENANT}-members`]);
     api.rbac.grant(group(`${TENANT}-members`), [{ apiGroups: ['velero.io'], resources: ['backups/log', 'restores/log', 'downloadrequests'], verbs: ['get'] }], TENANT);
+    // A Kanister Profile with its credential Secret; its endpoint, the metadata address, is refused
+    // only once both are read (the calls are the point here, not the bytes).
+    api.put(secretOf(TENANT, 'kanister-keys', { aws_access_key_id: 'T', aws_secret_access_key: 'T' }));
+    api.put(kanisterProfile(TENANT, 'objects', { location: { type: 's3Compliant', bucket: 'b', endpoint: 'https://169.254.169.254', region: 'r' }, credential: keyPairCredential('kanister-keys', 'aws_access_key_id', 'aws_secret_access_key') }));
+    api.rbac.grant(group(`${TENANT}-members`), [{ apiGroups: ['cr.kanister.io'], resources: ['profiles/objects'], verbs: ['get'] }], TENANT);
     api.rbac.grant(user('alice'), [{ apiGroups: ['velero.io'], resources: ['restores/log', 'backups/volumedata'], verbs: ['get'] }], NS);
     // A file-system volume backup of BACKUP: the demo's Kopia repository in the admin location, its
     // PodVolumeBackup, and Velero's repository password Secret.
@@ -244,6 +250,11 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
       await ok(tenantToken.value, `/v1/namespaces/${TENANT}/restores/${TENANT_RESTORE}/log`, tenantFiles.restoreLog);
       await ok(tenantToken.value, `/v1/namespaces/${TENANT}/downloadrequests/team-a-dr`, tenantFiles.log);
       assert.equal((await get(fx.tokens.alice, `/v1/namespaces/${NS}/backups/missing/log`)).status, 404);
+      const profile = await get(tenantToken.value, `/v1/namespaces/${TENANT}/profiles/objects/objects/x`);
+      assert.equal(profile.status, 403, String(profile.body));
+      assert.match(String(profile.body), /link-local|metadata/);
+      // Profiles are read by the name a request gives: any name.
+      assert.equal((await get(tenantToken.value, `/v1/namespaces/${TENANT}/profiles/missing/objects/x`)).status, 404);
       // Volume data: the list reads the backup's PodVolumeBackups and DataUploads, a file Velero's repository password.
       await ok(fx.tokens.alice, `/v1/namespaces/${NS}/backups/${BACKUP}/volumes`);
       const page = await get(fx.tokens.alice, `/v1/namespaces/${NS}/backups/${BACKUP}/volumes/demo-app:web-0:html/files/index.html`);
@@ -341,6 +352,7 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
     assert.ok(has('create', 'subjectaccessreviews'), 'SubjectAccessReviews were made');
     for (const r of ['backups', 'restores', 'downloadrequests', 'backupstoragelocations']) assert.ok(has('get', r, TENANT), `get ${r} in the tenant namespace`);
     assert.ok(has('get', 'secrets', TENANT), 'the tenant credential Secret was read');
+    assert.ok(has('get', 'profiles', TENANT), 'a Kanister Profile was read');
     for (const [what, resource, name] of [
       ['the certificate renewed', 'secrets', CERT_SECRET],
       ['the signing key rotated', 'secrets', SIGNING_KEY_SECRET],

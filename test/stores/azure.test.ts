@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Agent as HttpsAgent, createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,8 +17,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlobServiceClient, newPipeline, StorageSharedKeyCredential } from '@azure/storage-blob';
-import type { RequestPolicy, WebResource } from '@azure/storage-blob';
+import type { BlobServiceClient } from '@azure/storage-blob';
 import { generate } from 'selfsigned';
 import { DEFAULT_MAX_SOCKETS, DEFAULT_TIMEOUTS } from '../../src/stores/adapter.ts';
 import type { Timeouts } from '../../src/stores/adapter.ts';
@@ -36,7 +35,7 @@ import {
 } from '../../src/stores/errors.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
 import { trustFor } from '../../src/stores/trust.ts';
-import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../support/azurite.ts';
+import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteWriter as writerFor, startAzurite } from '../support/azurite.ts';
 import { FAULT_TIMEOUTS, FaultProxy } from '../support/fault-proxy.ts';
 import type { Azurite } from '../support/azurite.ts';
 import { collect, drain, sha256, bodyOf } from '../support/streams.ts';
@@ -132,23 +131,6 @@ function storeFor(spec: StoreSpec, options: StoreOptions = {}): AzureBlobStore {
   });
   opened.push(store);
   return store;
-}
-
-/** A writer for seeding, trusting `ca` through the same per-request agent hook the adapter uses. */
-function writerFor(accountUrl: string, account: string, key: string, ca?: string): BlobServiceClient {
-  const pipeline = newPipeline(new StorageSharedKeyCredential(account, key), { retryOptions: { maxTries: 1 } });
-  if (ca !== undefined) {
-    const agent = new HttpsAgent({ ca, keepAlive: true });
-    pipeline.factories.push({
-      create: (next: RequestPolicy): RequestPolicy => ({
-        sendRequest: (request: WebResource) => {
-          request.agent = agent;
-          return next.sendRequest(request);
-        },
-      }),
-    });
-  }
-  return new BlobServiceClient(accountUrl, pipeline);
 }
 
 async function put(writer: BlobServiceClient, container: string, name: string, bytes: Uint8Array): Promise<void> {

@@ -14,6 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { Agent as HttpsAgent } from 'node:https';
+import { BlobServiceClient, newPipeline, StorageSharedKeyCredential } from '@azure/storage-blob';
+import type { RequestPolicy, WebResource } from '@azure/storage-blob';
 
 /** The emulator's built-in account. */
 export const AZURITE_ACCOUNT = 'devstoreaccount1';
@@ -147,4 +150,21 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     await stop();
     throw err;
   }
+}
+
+/** A writer for seeding, trusting `ca` through the same per-request agent hook the adapter uses. */
+export function azuriteWriter(accountUrl: string, account: string, key: string, ca?: string): BlobServiceClient {
+  const pipeline = newPipeline(new StorageSharedKeyCredential(account, key), { retryOptions: { maxTries: 1 } });
+  if (ca !== undefined) {
+    const agent = new HttpsAgent({ ca, keepAlive: true });
+    pipeline.factories.push({
+      create: (next: RequestPolicy): RequestPolicy => ({
+        sendRequest: (request: WebResource) => {
+          request.agent = agent;
+          return next.sendRequest(request);
+        },
+      }),
+    });
+  }
+  return new BlobServiceClient(accountUrl, pipeline);
 }

@@ -97,6 +97,6 @@ describe('store specs', () => {
     const loc = locationFromSecret({ type: 'azure', bucket: 'c', skipSSLVerify: 'true' }, W);
     const data = { azure_storage_account_id: 'acct', azure_storage_key: 'k' };
     const spec = kanisterStoreSpec('velero/loc', loc, credentialFile(loc, data, W), data, false, W);
-    assert.deepEqual([spec.provider, spec.bucket, spec.config, spec.tenant], ['azure', 'c', { storageAccount: 'acct', insecureSkipTLSVerify: 'true' }, undefined]);
+    assert.deepEqual([spec.provider, spec.bucket, spec.config, spec.tenant], ['azure', 'c', { storageAccount: 'acct', storageAccountKeyEnvVar: 'AZURE_STORAGE_ACCOUNT_ACCESS_KEY', insecureSkipTLSVerify: 'true' }, undefined]);
   });
 });

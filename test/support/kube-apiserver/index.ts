@@ -3,7 +3,7 @@
  * 127.0.0.1 with a test CA that speaks the real REST wire protocol (discovery, GET/LIST/WATCH/CREATE/
  * UPDATE/PATCH/DELETE with resourceVersions, `Status` errors, TokenReview, SubjectAccessReview), so the
  * real `@kubernetes/client-node` runs unmodified through a generated kubeconfig. It serves Velero's
- * backups, restores, downloadrequests and backupstoragelocations, core secrets, configmaps, services,
+ * backups, restores, downloadrequests and backupstoragelocations, Kanister's profiles (opt-in), core secrets, configmaps, services,
  * nodes and namespaces, MutatingWebhookConfigurations and CustomResourceDefinitions. Not a Kubernetes: no admission, no defaulting beyond
  * metadata, no controllers (a deleted namespace keeps its objects), no server-side apply, no paging.
  *
@@ -27,7 +27,7 @@ import { CallLog, Faults } from './control.ts';
 import { buildKubeconfig, issueClientCertificate, kubeconfigYaml, writeKubeconfig } from './kubeconfig.ts';
 import type { Kubeconfig, KubeconfigOptions } from './kubeconfig.ts';
 import { Rbac, group } from './rbac.ts';
-import { resourceForKind, veleroCrds } from './resources.ts';
+import { kanisterCrds, resourceForKind, veleroCrds } from './resources.ts';
 import type { DownloadRequestCrdOptions } from './resources.ts';
 import { ApiServer } from './server.ts';
 import { Store } from './store.ts';
@@ -41,7 +41,7 @@ export type { DownloadRequestCrdOptions } from './resources.ts';
 export type { KubeObject, WatchEvent } from './store.ts';
 export type { TokenUser, UserInfo } from './tokens.ts';
 export { group, serviceAccount, user } from './rbac.ts';
-export { downloadRequestCrd, veleroCrds } from './resources.ts';
+export { downloadRequestCrd, kanisterCrds, veleroCrds } from './resources.ts';
 
 export interface KubeApiServerOptions {
   /** Port on 127.0.0.1 (default 0: a free one, kept across stop/start). */
@@ -56,6 +56,8 @@ export interface KubeApiServerOptions {
   namespaces?: string[];
   /** Install the Velero CRDs (default true); without them velero.io is not served. */
   velero?: boolean;
+  /** Install Kanister's Profile CRD (default false): without it cr.kanister.io is not served. */
+  kanister?: boolean;
   /** Shape of the installed DownloadRequest CRD (default: stock Velero, no veleroServerURL, no /status). */
   downloadRequestCrd?: DownloadRequestCrdOptions;
   /** Prune `status` fields a CRD's schema does not declare, as structural CRDs do (default true). */
@@ -91,6 +93,7 @@ export class KubeApiServer {
       this.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name }, status: { phase: 'Active' } });
     }
     if (opts.velero ?? true) for (const crd of veleroCrds(opts.downloadRequestCrd)) this.put(crd as KubeObject);
+    if (opts.kanister) for (const crd of kanisterCrds()) this.put(crd as KubeObject);
     this.#server = new ApiServer({
       pki, store: this.store, tokens: this.tokens, rbac: this.rbac, faults: this.faults, calls: this.calls,
       authorizeCallers: opts.authorizeCallers ?? false, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000,

@@ -44,6 +44,8 @@ export const RESOURCES: readonly ResourceType[] = [
   velero('podvolumebackups', 'PodVolumeBackup'),
   // Velero serves DataUploads in v2alpha1 only (not in discovery here, which lists v1).
   { ...velero('datauploads', 'DataUpload'), version: 'v2alpha1' },
+  // Kanister's Profile: served only while its CRD is installed (KubeApiServerOptions.kanister).
+  { group: 'cr.kanister.io', version: 'v1alpha1', resource: 'profiles', singular: 'profile', kind: 'Profile', namespaced: true, custom: true, returnDeletedObject: true },
   {
     group: 'admissionregistration.k8s.io', version: 'v1', resource: 'mutatingwebhookconfigurations', singular: 'mutatingwebhookconfiguration',
     kind: 'MutatingWebhookConfiguration', namespaced: false, custom: false, returnDeletedObject: false,
@@ -104,7 +106,9 @@ function resourceList(groupVersion: string, s: Served): object {
 function groups(s: Served): { name: string; versions: { groupVersion: string; version: string }[]; preferredVersion: { groupVersion: string; version: string } }[] {
   const names = new Set([...RESOURCES.filter((rt) => rt.group && s.served(rt)).map((rt) => rt.group), ...Object.values(REVIEWS).map((r) => r.group)]);
   return [...names].sort().map((name) => {
-    const v = { groupVersion: `${name}/v1`, version: 'v1' };
+    // Discovery lists v1 for every group but Kanister's, whose only version is v1alpha1.
+    const version = name === 'cr.kanister.io' ? 'v1alpha1' : 'v1';
+    const v = { groupVersion: `${name}/${version}`, version };
     return { name, versions: [v], preferredVersion: v };
   });
 }
@@ -121,10 +125,10 @@ export function discovery(path: string, s: Served, serverAddress: string): objec
   if (p === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress }] };
   if (p === '/api/v1') return resourceList('v1', s);
   if (p === '/apis') return { kind: 'APIGroupList', apiVersion: 'v1', groups: groups(s) };
-  const m = /^\/apis\/([^/]+)(?:\/(v1))?$/.exec(p);
+  const m = /^\/apis\/([^/]+)(?:\/(v1\w*))?$/.exec(p);
   const g = m && groups(s).find((x) => x.name === m[1]);
-  if (!m || !g) return undefined;
-  return m[2] ? resourceList(`${g.name}/v1`, s) : { kind: 'APIGroup', apiVersion: 'v1', ...g };
+  if (!m || !g || (m[2] && m[2] !== g.preferredVersion.version)) return undefined;
+  return m[2] ? resourceList(g.preferredVersion.groupVersion, s) : { kind: 'APIGroup', apiVersion: 'v1', ...g };
 }
 
 /** Shape of the DownloadRequest CRD to install. */
@@ -186,4 +190,9 @@ export function veleroCrds(dr: DownloadRequestCrdOptions = {}): object[] {
     crd(r('PodVolumeBackup'), open, false),
     crd(resourceForKind('velero.io/v2alpha1', 'DataUpload'), open, false),
   ];
+}
+
+/** Kanister's Profile CRD (`profiles.cr.kanister.io`, v1alpha1): its fields are top-level, open here. */
+export function kanisterCrds(): object[] {
+  return [crd(resourceForKind('cr.kanister.io/v1alpha1', 'Profile'), open, false)];
 }

@@ -17,7 +17,6 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { StaticTokenAuthenticator } from '../../src/auth/static-tokens.ts';
-import type { Authorizer, Decision, ResourceAttributes } from '../../src/auth/types.ts';
 import { deriveFormatKey } from '../../src/kopia/format.ts';
 import { KeyCache } from '../../src/kopia/key-cache.ts';
 import { RepositoryPool } from '../../src/kopia/pool.ts';
@@ -31,6 +30,7 @@ import { KOPIA_PASSWORD_KEY, KOPIA_PASSWORD_SECRET_TYPE, PASSWORD_SECRET_ANNOTAT
 import { LocalResolver } from '../../src/velero/resolve.ts';
 import type { VolumeResolver } from '../../src/velero/volumes.ts';
 import { binary } from '../support/http.ts';
+import { RecordingAuthorizer } from '../support/recording-authorizer.ts';
 import { KopiaCli } from '../support/kopia-cli.ts';
 import { readShardedBlobs } from '../support/kopia-layout.ts';
 import { StaticProfileResolver } from '../support/static-profiles.ts';
@@ -47,15 +47,6 @@ const ROOT_PATH = 'repo/monitoring/';
 const MiB = 1024 * 1024;
 /** kopia's header id of `s2-default` (repo/compression/compressor_s2.go). */
 const S2_DEFAULT = 0x1200;
-
-class RecordingAuthorizer implements Authorizer {
-  asked: ResourceAttributes[] = [];
-  deny = false;
-  authorize(_user: unknown, attrs: ResourceAttributes): Promise<Decision> {
-    this.asked.push(attrs);
-    return Promise.resolve(this.deny ? { allowed: false, reason: 'denied by the test' } : { allowed: true });
-  }
-}
 
 const noVolumes: VolumeResolver = {
   volumes: (_ns, backup) => Promise.reject(new NotFoundError(`backups.velero.io "${backup}" not found`, { group: 'velero.io', kind: 'backups', name: backup })),

@@ -28,15 +28,19 @@
  *     the expected type only, never the Secret's type, keys or values.
  *   - another namespace's Secret: `readSecret` reads the Profile's namespace only; a name with `/`
  *     is not a Secret name and is refused.
- * A Profile without the password annotation is not set up for snapshots: NotFoundError (404), as an
- * unknown snapshot is; the message names the annotation. It is not 400 (the request is fine) nor 409
- * (no change of state the caller could wait for would make snapshots appear).
+ * Statuses. A Profile without the password annotation is not set up for snapshots: NotFoundError
+ * (404), as an unknown snapshot is; the message names the annotation. It is not 400 (the request is
+ * fine) nor 409 (no change of state the caller could wait for would make snapshots appear). A password
+ * Secret that is missing, of another type or shape: RepositoryPasswordUnavailableError (502, as
+ * Velero's missing repository Secret: the configuration behind the gateway is at fault, not the
+ * request). A root path or Secret name that breaks the rules: KanisterLocationError, as every other
+ * mistake in a Profile.
  */
 import { KanisterLocationError } from './kanister.ts';
 import { KANISTER_GROUP } from './kanister-profiles.ts';
 import type { ProfileLocation, ProfileRepository, ProfileRepositoryOf } from './kanister-profiles.ts';
 import { isDns1123Subdomain } from './artifacts.ts';
-import { NotFoundError } from './errors.ts';
+import { NotFoundError, RepositoryPasswordUnavailableError } from './errors.ts';
 
 export const ROOT_PATH_ANNOTATION = 'velero-download-server.io/kopia-root-path';
 export const PASSWORD_SECRET_ANNOTATION = 'velero-download-server.io/kopia-password-secret';
@@ -95,17 +99,19 @@ export const profileRepositoryOf: ProfileRepositoryOf = async (location, annotat
   }
   const secret = await readSecret(secretName, signal);
   const named = `${where}: the repository password Secret "${secretName}"`;
-  if (!secret) throw new KanisterLocationError(`${named} does not exist`);
-  if (secret.type !== KOPIA_PASSWORD_SECRET_TYPE) throw new KanisterLocationError(`${named} is not of type ${KOPIA_PASSWORD_SECRET_TYPE}`);
-  const keys = Object.keys(secret.data);
+  const unavailable = (why: string): never => {
+    throw new RepositoryPasswordUnavailableError(`${named} ${why}`);
+  };
+  if (!secret) return unavailable('does not exist');
+  if (secret.type !== KOPIA_PASSWORD_SECRET_TYPE) unavailable(`is not of type ${KOPIA_PASSWORD_SECRET_TYPE}`);
   const value = secret.data[KOPIA_PASSWORD_KEY];
-  if (keys.length !== 1 || value === undefined) throw new KanisterLocationError(`${named} must hold exactly one key, ${KOPIA_PASSWORD_KEY}`);
-  if (value.length === 0 || value.length > MAX_PASSWORD_BYTES) throw new KanisterLocationError(`${named}: ${KOPIA_PASSWORD_KEY} must be 1 to ${MAX_PASSWORD_BYTES} bytes`);
-  let password: string;
+  if (Object.keys(secret.data).length !== 1 || value === undefined) return unavailable(`must hold exactly one key, ${KOPIA_PASSWORD_KEY}`);
+  if (value.length === 0 || value.length > MAX_PASSWORD_BYTES) unavailable(`must hold in ${KOPIA_PASSWORD_KEY} 1 to ${MAX_PASSWORD_BYTES} bytes`);
+  let password = '';
   try {
     password = utf8.decode(value);
   } catch {
-    throw new KanisterLocationError(`${named}: ${KOPIA_PASSWORD_KEY} is not UTF-8`);
+    unavailable(`must hold UTF-8 in ${KOPIA_PASSWORD_KEY}`);
   }
   return { location, prefix, password };
 };

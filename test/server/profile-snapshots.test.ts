@@ -23,10 +23,12 @@ import { RepositoryPool } from '../../src/kopia/pool.ts';
 import { openRepository } from '../../src/kopia/repository.ts';
 import { createApp } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logging.ts';
+import { mapError } from '../../src/server/status.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
 import type { StoreSpec } from '../../src/stores/spec.ts';
 import { NotFoundError } from '../../src/velero/errors.ts';
 import { KOPIA_PASSWORD_KEY, KOPIA_PASSWORD_SECRET_TYPE, PASSWORD_SECRET_ANNOTATION, ROOT_PATH_ANNOTATION } from '../../src/velero/kanister-repository.ts';
+import { KanisterLocationError } from '../../src/velero/kanister.ts';
 import { LocalResolver } from '../../src/velero/resolve.ts';
 import type { VolumeResolver } from '../../src/velero/volumes.ts';
 import { binary } from '../support/http.ts';
@@ -45,6 +47,8 @@ const SPEC: StoreSpec = { name: 'team-a/kanister', provider: 'filesystem', bucke
 const LOCATION_PREFIX = 'kanister/team-a/';
 const ROOT_PATH = 'repo/monitoring/';
 const MiB = 1024 * 1024;
+/** A mistake in a Profile (KanisterLocationError) is answered as every other one: that mapping is decided with the Profile resolver. */
+const PROFILE_MISTAKE = mapError(new KanisterLocationError('a mistake')).body.code;
 /** kopia's header id of `s2-default` (repo/compression/compressor_s2.go). */
 const S2_DEFAULT = 0x1200;
 
@@ -330,7 +334,7 @@ describe('refusals', () => {
     assert.equal(s.storeReads(), 0);
   });
 
-  test('a password Secret of another type, with extra keys, or missing, is 400 that shows none of its contents', async () => {
+  test('a password Secret of another type, with extra keys, or missing, is 502 that shows none of its contents', async () => {
     const s = setup();
     const secretValue = 'eyJhbGciOiJSUzI1NiJ9.service-account-token-value';
     const cases: [string, StaticSecret | undefined, RegExp][] = [
@@ -344,7 +348,7 @@ describe('refusals', () => {
       if (secret) s.profiles.secrets.set('team-a/kopia-password', secret);
       else s.profiles.secrets.delete('team-a/kopia-password');
       const res = await request(s.app).get(url(snapshotID, 'files', 'hello.txt')).set(auth);
-      assert.equal(res.status, 400, name);
+      assert.equal(res.status, 502, name);
       assert.match(json(res).message, message, name);
       assert.ok(json(res).message.includes('"kopia-password"'), name);
       for (const leak of [secretValue, PASSWORD, 'other-key', 'service-account-token', 'Opaque', '"token"']) assert.ok(!res.text.includes(leak), `${name}: ${leak}`);
@@ -352,12 +356,12 @@ describe('refusals', () => {
     assert.equal(s.storeReads(), 0);
   });
 
-  test('a root path with ".." (or absolute) is 400 before any Secret or store is read', async () => {
+  test('a root path with ".." (or absolute) is refused as a Profile mistake before any Secret or store is read', async () => {
     const s = setup();
     for (const rootPath of ['../team-b/repo/', 'repo/../../x', '/repo/monitoring/']) {
       s.profiles.profiles.set('team-a/kanister', { location: { spec: SPEC, prefix: LOCATION_PREFIX }, annotations: { [ROOT_PATH_ANNOTATION]: rootPath, [PASSWORD_SECRET_ANNOTATION]: 'kopia-password' } });
       const res = await request(s.app).get(url(snapshotID, 'files', 'hello.txt')).set(auth);
-      assert.equal(res.status, 400, rootPath);
+      assert.equal(res.status, PROFILE_MISTAKE, rootPath);
       assert.ok(json(res).message.includes(ROOT_PATH_ANNOTATION), rootPath);
     }
     assert.ok(!s.profiles.reads.some((r) => r.startsWith('secret')));
@@ -369,7 +373,7 @@ describe('refusals', () => {
     s.profiles.secrets.set('team-b/kopia-password', passwordSecret(PASSWORD));
     s.profiles.profiles.set('team-a/kanister', { location: { spec: SPEC, prefix: LOCATION_PREFIX }, annotations: { [ROOT_PATH_ANNOTATION]: ROOT_PATH, [PASSWORD_SECRET_ANNOTATION]: 'team-b/kopia-password' } });
     const res = await request(s.app).get(url(snapshotID, 'files', 'hello.txt')).set(auth);
-    assert.equal(res.status, 400);
+    assert.equal(res.status, PROFILE_MISTAKE);
     assert.ok(!s.profiles.reads.some((r) => r.startsWith('secret')));
   });
 

@@ -17,7 +17,7 @@ import {
   repositoryPrefix,
 } from '../../src/velero/kanister-repository.ts';
 import { KanisterLocationError } from '../../src/velero/kanister.ts';
-import { NotFoundError } from '../../src/velero/errors.ts';
+import { NotFoundError, RepositoryPasswordUnavailableError } from '../../src/velero/errors.ts';
 
 const signal = new AbortController().signal;
 const location = (prefix: string): ProfileLocation => ({ namespace: 'team-a', profile: 'p', prefix, spec: { name: 'team-a/p', provider: 'aws', bucket: 'b', prefix: '', config: {} } });
@@ -77,7 +77,7 @@ describe('the password Secret', () => {
     assert.equal(reads, 0);
   });
 
-  test('refusals name the Secret and the rule, never its type, keys or values', async () => {
+  test('refusals (the password cannot be had) name the Secret and the rule, never its type, keys or values', async () => {
     const value = 'the-secret-value-0123';
     const cases: [string, ReturnType<typeof secret> | undefined, RegExp][] = [
       ['missing', undefined, /"pw" does not exist/],
@@ -86,13 +86,13 @@ describe('the password Secret', () => {
       ['a token Secret', secret({ token: Buffer.from(value) }, 'kubernetes.io/service-account-token'), /is not of type/],
       ['an extra key', secret({ [KOPIA_PASSWORD_KEY]: Buffer.from(value), 'leaky-key-name': Buffer.from(value) }), /exactly one key, repo-password/],
       ['another key', secret({ 'leaky-key-name': Buffer.from(value) }), /exactly one key, repo-password/],
-      ['empty', secret({ [KOPIA_PASSWORD_KEY]: Buffer.alloc(0) }), /must be 1 to 4096 bytes/],
-      ['too long', secret({ [KOPIA_PASSWORD_KEY]: Buffer.alloc(MAX_PASSWORD_BYTES + 1, 0x61) }), /must be 1 to 4096 bytes/],
-      ['not UTF-8', secret({ [KOPIA_PASSWORD_KEY]: Buffer.from([0x61, 0xff, 0xfe]) }), /is not UTF-8/],
+      ['empty', secret({ [KOPIA_PASSWORD_KEY]: Buffer.alloc(0) }), /must hold in repo-password 1 to 4096 bytes/],
+      ['too long', secret({ [KOPIA_PASSWORD_KEY]: Buffer.alloc(MAX_PASSWORD_BYTES + 1, 0x61) }), /must hold in repo-password 1 to 4096 bytes/],
+      ['not UTF-8', secret({ [KOPIA_PASSWORD_KEY]: Buffer.from([0x61, 0xff, 0xfe]) }), /must hold UTF-8/],
     ];
     for (const [name, given, message] of cases) {
       await assert.rejects(profileRepositoryOf(location(''), annotations, () => Promise.resolve(given), signal), (err: Error) => {
-        assert.ok(err instanceof KanisterLocationError, name);
+        assert.ok(err instanceof RepositoryPasswordUnavailableError, name);
         assert.match(err.message, message, name);
         for (const leak of [value, 'leaky-key-name', 'Opaque', 'service-account-token']) assert.ok(!err.message.includes(leak), `${name}: ${leak}`);
         return true;

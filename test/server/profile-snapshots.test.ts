@@ -25,16 +25,20 @@ import { createApp } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { mapError } from '../../src/server/status.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
-import type { StoreSpec } from '../../src/stores/spec.ts';
+import { S3Store } from '../../src/stores/s3.ts';
+import type { StoreFactory, StoreSpec } from '../../src/stores/spec.ts';
+import { DEFAULT_MAX_SOCKETS, DEFAULT_TIMEOUTS } from '../../src/stores/adapter.ts';
+import { trustFor } from '../../src/stores/trust.ts';
 import { NotFoundError } from '../../src/velero/errors.ts';
 import { KOPIA_PASSWORD_KEY, KOPIA_PASSWORD_SECRET_TYPE, PASSWORD_SECRET_ANNOTATION, ROOT_PATH_ANNOTATION } from '../../src/velero/kanister-repository.ts';
-import { KanisterLocationError } from '../../src/velero/kanister.ts';
+import { KanisterLocationError, credentialFile, kanisterStoreSpec, locationFromProfile } from '../../src/velero/kanister.ts';
 import { LocalResolver } from '../../src/velero/resolve.ts';
 import type { VolumeResolver } from '../../src/velero/volumes.ts';
 import { binary } from '../support/http.ts';
 import { RecordingAuthorizer } from '../support/recording-authorizer.ts';
 import { KopiaCli } from '../support/kopia-cli.ts';
 import { readShardedBlobs } from '../support/kopia-layout.ts';
+import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../support/s3rver.ts';
 import { StaticProfileResolver } from '../support/static-profiles.ts';
 import type { StaticSecret } from '../support/static-profiles.ts';
 import { untar } from '../support/tar.ts';
@@ -81,6 +85,8 @@ let base = '';
 let src = '';
 let snapshotID = '';
 let storeRoot = '';
+/** The repository's blobs, id → bytes, as kopia wrote them. */
+let blobs = new Map<string, Buffer>();
 /** The compressible file bigger than kopia's largest chunk (8 MiB): several s2-compressed contents. */
 const BIG = 'logs/big.log';
 const FILES: Record<string, Buffer> = {};
@@ -113,7 +119,7 @@ before(async () => {
 
   // As in a bucket: blob <id> at <location prefix><root path><id>.
   storeRoot = join(base, 'bucket');
-  const { blobs } = await readShardedBlobs(repoDir);
+  ({ blobs } = await readShardedBlobs(repoDir));
   const at = join(storeRoot, ...`${LOCATION_PREFIX}${ROOT_PATH}`.split('/').filter(Boolean));
   await mkdir(at, { recursive: true });
   for (const [id, bytes] of blobs) await writeFile(join(at, id), bytes);
@@ -124,7 +130,7 @@ after(async () => {
   if (base) await rm(base, { recursive: true, force: true });
 });
 
-function setup() {
+function setup(stores?: StoreFactory) {
   const profiles = new StaticProfileResolver(
     {
       'team-a/kanister': { location: { spec: SPEC, prefix: LOCATION_PREFIX }, annotations: { [ROOT_PATH_ANNOTATION]: ROOT_PATH, [PASSWORD_SECRET_ANNOTATION]: 'kopia-password' } },
@@ -146,9 +152,9 @@ function setup() {
     authorizer,
     resolver: new LocalResolver('velero', [SPEC]),
     stores: {
-      forSpec: () => {
+      forSpec: (spec) => {
         storeReads++;
-        return Promise.resolve(store);
+        return stores ? stores.forSpec(spec) : Promise.resolve(store);
       },
     },
     volumes: { resolver: noVolumes, pool: new RepositoryPool({ keys: new KeyCache(deriveFormatKey) }) },
@@ -235,6 +241,10 @@ describe('files of a Kopia snapshot under a Profile', () => {
       token = json(res).continue;
     } while (token);
     assert.deepEqual(names, ['big.log', 'latest', 'random.bin']);
+    // A huge directory is paged with the volume routes' bounds.
+    for (const q of [{ limit: '0' }, { limit: '10001' }, { continue: 'not/a token' }]) {
+      assert.equal((await request(s.app).get(url(snapshotID, 'files', 'logs/')).set(auth).query(q)).status, 400, JSON.stringify(q));
+    }
   });
 
   test('a symlink answers its target as JSON, never what it points at', async () => {
@@ -380,5 +390,47 @@ describe('refusals', () => {
   test('the source tree is what the client sees (control: the big file is several MiB)', async () => {
     assert.equal((await readFile(join(src, BIG))).length, FILES[BIG]!.length);
     assert.ok(FILES[BIG]!.length > 8 * MiB);
+  });
+});
+
+describe('an s3Compliant Profile over S3 (s3rver)', () => {
+  const closers: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const close of closers.reverse()) await close();
+  });
+
+  test('the Kanister prefix is the store\'s root, the root path below it: every read stays in the repository', async () => {
+    const srv = await startS3rver({ bucket: 'kanister-backups' });
+    closers.push(() => srv.stop());
+    const kanisterPrefix = 'clusters/one/team-a';
+    for (const [id, bytes] of blobs) await srv.put(`${kanisterPrefix}/${ROOT_PATH}${id}`, bytes);
+    // Something next to the repository that no read may touch.
+    await srv.put(`${kanisterPrefix}/other/kopia.repository`, Buffer.from('not this one'));
+    const where = 'profile team-a/s3';
+    const loc = locationFromProfile({ location: { type: 's3Compliant', bucket: 'kanister-backups', endpoint: srv.endpoint, region: 'us-east-1', prefix: kanisterPrefix } }, where);
+    const data = { aws_access_key_id: S3RVER_ACCESS_KEY_ID, aws_secret_access_key: S3RVER_SECRET_ACCESS_KEY };
+    const spec = kanisterStoreSpec('team-a/profile/s3', loc, credentialFile(loc, data, where), data, false, where);
+    const store = new S3Store({ spec, trust: trustFor(spec.name, spec.config, spec.caBundle, undefined), ambientCredentials: false, timeouts: DEFAULT_TIMEOUTS, maxSockets: DEFAULT_MAX_SOCKETS });
+    closers.push(() => store.close());
+
+    const s = setup({ forSpec: () => Promise.resolve(store) });
+    s.profiles.profiles.set('team-a/s3', { location: { spec, prefix: '' }, annotations: { [ROOT_PATH_ANNOTATION]: ROOT_PATH, [PASSWORD_SECRET_ANNOTATION]: 'kopia-password' } });
+    const base = `/v1/namespaces/team-a/profiles/s3/snapshots/${snapshotID}/files/`;
+    const big = await binary(request(s.app).get(`${base}${encodePath(BIG)}`).set(auth));
+    assert.equal(big.status, 200);
+    assert.equal(sha(big.body as Buffer), sha(FILES[BIG]!));
+    const listing = await request(s.app).get(base).set(auth);
+    assert.equal(listing.status, 200);
+    assert.equal(json(listing).entries.length, 5);
+
+    await srv.flush();
+    const inside = `/kanister-backups/${kanisterPrefix}/${ROOT_PATH}`;
+    const paths = srv.requests.filter((r) => r.method === 'GET').map((r) => decodeURIComponent(r.url));
+    assert.ok(paths.length > 0);
+    for (const path of paths) {
+      // A listing names its prefix in the query; a read, in the path.
+      const prefix = /[?&]prefix=([^&]*)/.exec(path)?.[1];
+      assert.ok(path.startsWith(inside) || (path.startsWith('/kanister-backups?') || path.startsWith('/kanister-backups/?')) && prefix?.startsWith(`${kanisterPrefix}/${ROOT_PATH}`), path);
+    }
   });
 });

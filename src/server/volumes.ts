@@ -12,6 +12,9 @@
  * than one directory page in memory beyond what the repository's caches bound. What the repository
  * controls (a tenant's own store): entry names, sizes and modes; names that would escape a tar's
  * directory (`/`, `..`, NUL) fail the archive instead of being written.
+ *
+ * The file and archive senders take what they read from a `SnapshotReadOf`, so the Kopia snapshots
+ * under a Kanister Profile (profile-snapshots.ts) are served by the same code.
  */
 import { Buffer } from 'node:buffer';
 import { once } from 'node:events';

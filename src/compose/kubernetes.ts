@@ -22,6 +22,7 @@ import type { SignedUrls } from '../velero/downloadrequests.ts';
 import { signedAccess } from '../velero/signed-access.ts';
 import { KubeResolver, KubeVolumeResolver } from '../velero/kube-resolver.ts';
 import { KubeProfileResolver } from '../velero/kanister-resolver.ts';
+import { profileRepositoryOf } from '../velero/kanister-repository.ts';
 import { namespaceMatcher } from '../velero/namespaces.ts';
 import type { Mode, ModeParts, ModeServices } from './mode.ts';
 
@@ -65,7 +66,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     resolver,
     stores: factory,
     volumeResolver: new KubeVolumeResolver(resolver, objects, factory, { ownNamespace: config.namespace }),
-    profiles: new KubeProfileResolver(objects, { serves, ownNamespace: config.namespace }),
+    profiles: new KubeProfileResolver(objects, { serves, ownNamespace: config.namespace, repositoryOf: profileRepositoryOf }),
     kube: { clients: kube, objects, resolver },
   };
   let services: KubeServices | undefined;

@@ -10,6 +10,7 @@ import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Authenticator, Authorizer } from '../auth/types.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
+import type { ProfileResolver } from '../velero/kanister-profiles.ts';
 import type { Resolver } from '../velero/resolve.ts';
 import { authenticate, authenticateSignedUrl, hasSignedUrl, rejectQueryTokens } from './authn.ts';
 import type { SignedUrlVerifier } from './authn.ts';
@@ -18,13 +19,13 @@ import { sendLocation } from './download.ts';
 import type { DownloadDeps } from './download.ts';
 import { localsOf } from './locals.ts';
 import type { GatewayMetrics, RouteLabel } from './metrics.ts';
+import { PROFILE_SNAPSHOT_ARCHIVE_PATH, PROFILE_SNAPSHOT_FILES_PATH, parseProfileSnapshot, profileSnapshotRead, resolveProfileRepository } from './profile-snapshots.ts';
 import { resolveDownloadRequest, resolveLocation } from './resolve.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, parseDownloadRequest, parseTargetOf, parseVolumeDataTarget } from './routes.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
 import { VOLUME_ARCHIVE_PATH, VOLUME_FILES_PATH, VOLUMES_PATH, parseVolume, resolveVolume, sendVolumeArchive, sendVolumeFile, sendVolumeList } from './volumes.ts';
-import type { VolumeDeps } from './volumes.ts';
-import type { ProfileResolver } from '../velero/kanister-profiles.ts';
+import type { SnapshotDeps, VolumeDeps } from './volumes.ts';
 import { PROFILE_OBJECTS_PATH, parseProfileObject, resolveProfileObject } from './profiles.ts';
 
 export interface AppDeps extends DownloadDeps {
@@ -48,7 +49,10 @@ export interface AppDeps extends DownloadDeps {
   trustedProxies?: BlockList;
   /** Volume data (Kopia repositories): the backup's volumes, their files and archives. */
   volumes?: Pick<VolumeDeps, 'resolver' | 'pool'>;
-  /** Kanister Profiles (kubernetes mode): objects under a Profile's location. Absent: those paths answer 404. */
+  /**
+   * Kanister Profiles (cr.kanister.io, kubernetes mode) as sources: objects and Kopia snapshots under
+   * their locations. Absent: those paths answer 404.
+   */
   profiles?: ProfileResolver;
 }
 
@@ -259,6 +263,10 @@ function downloadRoutes(app: Express, deps: AppDeps): void {
   const authorizeResolveSend = [authorizeTarget(deps.authorizer), resolveLocation(deps.resolver), sendLocation(deps)];
   // Before the artifact routes, whose `:artifact` would otherwise take `volumes`.
   if (deps.volumes) volumeRoutes(app, deps, authenticated, { ...deps.volumes, stores: deps.stores, log: deps.log, ...(deps.downloadSlots && { downloadSlots: deps.downloadSlots }) });
+  // Snapshots share the volume routes' repository pool: one memory budget for every open repository.
+  if (deps.profiles && deps.volumes) {
+    profileSnapshotRoutes(app, deps, deps.profiles, authenticated, { pool: deps.volumes.pool, stores: deps.stores, log: deps.log, ...(deps.downloadSlots && { downloadSlots: deps.downloadSlots }) });
+  }
   for (const owner of Object.keys(DOWNLOAD_PATHS) as OwnerKind[]) {
     const chain = [downloadRoute(owner), authenticated, parseTargetOf(owner), ...authorizeResolveSend];
     app.route(DOWNLOAD_PATHS[owner]).get(...chain).head(...chain).all(methodNotAllowed('GET, HEAD'));
@@ -302,5 +310,20 @@ function volumeRoutes(app: Express, deps: AppDeps, authenticated: RequestHandler
     [VOLUME_ARCHIVE_PATH, sendVolumeArchive(volumes)],
   ] as const) {
     app.route(path).get(...inside, send).head(...inside, send).all(methodNotAllowed('GET, HEAD'));
+  }
+}
+
+/**
+ * The Profile snapshot routes: authenticate → parse → authorize `get` on `profiles/snapshots` (API
+ * group cr.kanister.io) for the Profile, before the Profile is read → resolve its repository → send
+ * with the volume routes' senders.
+ */
+function profileSnapshotRoutes(app: Express, deps: AppDeps, profiles: ProfileResolver, authenticated: RequestHandler, snapshots: SnapshotDeps): void {
+  const chain = [downloadRoute('profiles'), authenticated, parseProfileSnapshot, authorizeProfile(deps.authorizer), resolveProfileRepository(profiles)];
+  for (const [path, send] of [
+    [PROFILE_SNAPSHOT_FILES_PATH, sendVolumeFile(snapshots, profileSnapshotRead)],
+    [PROFILE_SNAPSHOT_ARCHIVE_PATH, sendVolumeArchive(snapshots, profileSnapshotRead)],
+  ] as const) {
+    app.route(path).get(...chain, send).head(...chain, send).all(methodNotAllowed('GET, HEAD'));
   }
 }

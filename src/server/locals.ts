@@ -5,17 +5,21 @@
 import type { Response } from 'express';
 import type { UserInfo } from '../auth/types.ts';
 import type { Target } from '../velero/artifacts.ts';
-import type { ProfileTarget } from '../velero/kanister-profiles.ts';
+import type { ProfileRepository, ProfileTarget } from '../velero/kanister-profiles.ts';
 import type { Location } from '../velero/resolve.ts';
 import type { VolumeRepository } from '../velero/volumes.ts';
 import type { RouteLabel } from './metrics.ts';
 
-/** What a volume route's path names once parsed: the volume id and the segments inside the snapshot. */
-export interface VolumePath {
-  volume: string;
+/** A path inside a Kopia snapshot, once parsed. */
+export interface SnapshotPath {
   segments: string[];
   /** The request path ended with `/` (a directory is expected). */
   directory: boolean;
+}
+
+/** What a volume route's path names once parsed: the volume id and the segments inside the snapshot. */
+export interface VolumePath extends SnapshotPath {
+  volume: string;
 }
 
 export interface RequestLocals {
@@ -43,6 +47,9 @@ export interface RequestLocals {
   /** A volume route's volume and path inside the snapshot, once parsed; its repository once resolved. */
   volumePath?: VolumePath;
   volumeRepository?: VolumeRepository;
+  /** A Profile snapshot route's snapshot id and path inside it, once parsed; its repository once resolved. */
+  profileSnapshot?: SnapshotPath & { id: string };
+  profileRepository?: ProfileRepository;
   /** Bytes sent of the body, and ms until the headers of a download. */
   bytes?: number;
   ttfb?: number;

@@ -147,7 +147,7 @@ function mapKopiaError(err: KopiaError): MappedError {
       if (err instanceof KopiaNotFoundError && (err.what === 'path' || err.what === 'snapshot')) {
         return { body: statusBody(404, 'NotFound', err.message), headers: {}, serverSide: false };
       }
-      return { body: statusBody(502, 'BadGateway', `the volume's Kopia repository is incomplete: ${err.message}`), headers: {}, serverSide: true };
+      return { body: statusBody(502, 'BadGateway', `the Kopia repository is incomplete: ${err.message}`), headers: {}, serverSide: true };
     case 'InvalidRequest':
       return { body: statusBody(400, 'BadRequest', err.message), headers: {}, serverSide: false };
     case 'Busy':
@@ -157,7 +157,7 @@ function mapKopiaError(err: KopiaError): MappedError {
     case 'WrongPassword':
     case 'UnsupportedFeature':
     case 'Corrupt':
-      return { body: statusBody(502, 'BadGateway', `the volume's Kopia repository cannot be read: ${err.message}`), headers: {}, serverSide: true };
+      return { body: statusBody(502, 'BadGateway', `the Kopia repository cannot be read: ${err.message}`), headers: {}, serverSide: true };
   }
 }
 

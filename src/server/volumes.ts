@@ -12,6 +12,9 @@
  * than one directory page in memory beyond what the repository's caches bound. What the repository
  * controls (a tenant's own store): entry names, sizes and modes; names that would escape a tar's
  * directory (`/`, `..`, NUL) fail the archive instead of being written.
+ *
+ * The file and archive senders take what they read from a `SnapshotReadOf`, so the Kopia snapshots
+ * under a Kanister Profile (profile-snapshots.ts) are served by the same code.
  */
 import { Buffer } from 'node:buffer';
 import { once } from 'node:events';
@@ -28,12 +31,12 @@ import type { RepositoryPool } from '../kopia/pool.ts';
 import type { DirEntry, Repository, Snapshot } from '../kopia/repository.ts';
 import { snapshotPathSegments } from '../kopia/repository.ts';
 import { clientIdentity } from '../stores/factory.ts';
-import type { StoreFactory } from '../stores/spec.ts';
-import type { BackupVolume, VolumeRepository, VolumeResolver } from '../velero/volumes.ts';
+import type { StoreFactory, StoreSpec } from '../stores/spec.ts';
+import type { BackupVolume, VolumeResolver } from '../velero/volumes.ts';
 import { InvalidTargetError } from '../velero/errors.ts';
 import type { DownloadSlots } from './limits.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
-import type { VolumePath } from './locals.ts';
+import type { SnapshotPath, VolumePath } from './locals.ts';
 import { OBJECT_HEADERS, conditionalRange, setLengthHeaders } from './download.ts';
 import { wildcardSegments } from './routes.ts';
 
@@ -48,6 +51,34 @@ export interface VolumeDeps {
   stores: StoreFactory;
   downloadSlots?: DownloadSlots;
 }
+
+/** What the file and archive senders need: everything of VolumeDeps but the volume resolver. */
+export type SnapshotDeps = Omit<VolumeDeps, 'resolver'>;
+
+/** Where a snapshot is read: a backup's volume, or a Kopia repository under a Kanister Profile. */
+export interface SnapshotSource {
+  /** The location; `prefix` is the repository's key prefix in the store built from it. */
+  spec: StoreSpec;
+  prefix: string;
+  /** Never logged, never in an error. */
+  password: string;
+  snapshotID: string;
+  /** The archive's file name without extension (the volume id, the Profile and snapshot id). */
+  name: string;
+}
+
+/** What a files or archive request reads, taken from the request's locals by its route. */
+export type SnapshotReadOf = (res: Response) => { path: SnapshotPath; source: SnapshotSource };
+
+/** A volume route's read: the parsed volume path and the resolved volume repository. */
+export const volumeRead: SnapshotReadOf = (res) => {
+  const locals = localsOf(res);
+  const vr = earlier(locals.volumeRepository, 'the volume repository');
+  return {
+    path: earlier(locals.volumePath, 'the volume path'),
+    source: { spec: vr.spec, prefix: vr.prefix, password: vr.password, snapshotID: vr.snapshotID, name: vr.volume.id.replaceAll(':', '-') },
+  };
+};
 
 /** A directory page: at most this many entries unless the caller asks for fewer. */
 export const DEFAULT_PAGE = 1000;
@@ -68,9 +99,17 @@ export function parseVolumePath(req: Request): VolumePath {
   if (typeof volume !== 'string' || volume.length > 400 || !VOLUME_ID.test(volume)) {
     throw new InvalidTargetError(`invalid volume ${JSON.stringify(volume)}: a volume id is <namespace>:<pod>:<volume>, <namespace>:<pvc>, or a PVC or volume name`);
   }
-  const parts = wildcardSegments(req, 'path', 'the path inside the volume');
+  return { volume, ...parseSnapshotPath(req) };
+}
+
+/**
+ * The `{/*path}` part of a files or archive route as segments inside a snapshot; refuses what could
+ * leave the snapshot (`..`, `.`, empty segments, NUL, an encoded `/`) before anything is read.
+ */
+export function parseSnapshotPath(req: Request): SnapshotPath {
+  const parts = wildcardSegments(req, 'path', 'the path inside the snapshot');
   const segments = parts.join('/') === '' ? [] : snapshotPathSegments(parts.join('/'));
-  return { volume, segments, directory: req.path.endsWith('/') };
+  return { segments, directory: req.path.endsWith('/') };
 }
 
 /** The volume part of a files or archive route, parsed after authentication (like every target). */
@@ -108,12 +147,12 @@ function sendJson(req: Request, res: Response, body: unknown): void {
   res.end(req.method === 'HEAD' ? undefined : text);
 }
 
-/** The opened repository and snapshot of a resolved volume. */
-async function openSnapshot(deps: VolumeDeps, vr: VolumeRepository, signal: AbortSignal): Promise<{ repo: Repository; snapshot: Snapshot }> {
-  const store = await deps.stores.forSpec(vr.spec);
+/** The opened repository and snapshot of a resolved source. */
+async function openSnapshot(deps: SnapshotDeps, source: SnapshotSource, signal: AbortSignal): Promise<{ repo: Repository; snapshot: Snapshot }> {
+  const store = await deps.stores.forSpec(source.spec);
   // Shared by every request on the same cached client: one open, one index, one set of listings.
-  const repo = await deps.pool.open(store, { prefix: vr.prefix, password: vr.password, signal, client: clientIdentity(store) });
-  return { repo, snapshot: await repo.snapshot(vr.snapshotID, signal) };
+  const repo = await deps.pool.open(store, { prefix: source.prefix, password: source.password, signal, client: clientIdentity(store) });
+  return { repo, snapshot: await repo.snapshot(source.snapshotID, signal) };
 }
 
 const TYPE_NAMES: Record<string, string> = { f: 'file', d: 'dir', s: 'symlink' };
@@ -174,12 +213,11 @@ function directoryPath(segments: string[]): string {
  * GET .../files/{path}: a regular file's bytes (Range, HEAD, ETag from its object id, Last-Modified
  * from its mtime), a directory's entries as JSON pages, or a symlink's target as JSON.
  */
-export function sendVolumeFile(deps: VolumeDeps): RequestHandler {
+export function sendVolumeFile(deps: SnapshotDeps, read: SnapshotReadOf = volumeRead): RequestHandler {
   return async (req, res) => {
-    const locals = localsOf(res);
-    const path = earlier(locals.volumePath, 'the volume path');
+    const { path, source } = read(res);
     const signal = signalOf(res);
-    const { repo, snapshot } = await openSnapshot(deps, earlier(locals.volumeRepository, 'the volume repository'), signal);
+    const { repo, snapshot } = await openSnapshot(deps, source, signal);
     const entry = await repo.stat(snapshot, path.segments.join('/'), signal);
     const where = path.segments.join('/');
 
@@ -221,7 +259,7 @@ function firstAfter(entries: readonly DirEntry[], name: string): number {
   return lo;
 }
 
-async function sendFile(deps: VolumeDeps, req: Request, res: Response, repo: Repository, entry: DirEntry, signal: AbortSignal): Promise<void> {
+async function sendFile(deps: SnapshotDeps, req: Request, res: Response, repo: Repository, entry: DirEntry, signal: AbortSignal): Promise<void> {
   const refused = deps.downloadSlots?.claim(res);
   if (refused) throw refused;
   const object = await repo.resolveObject(entry.objectID, signal);
@@ -266,7 +304,7 @@ function firstBytes(body: Readable): Promise<void> {
  * gone, a tag that fails) is answered with a Status; once bytes are out, a failure destroys the socket,
  * so the client sees a broken transfer, never a short one. Counted for the access log.
  */
-async function streamOut(body: Readable, res: Response, deps: VolumeDeps): Promise<void> {
+async function streamOut(body: Readable, res: Response, deps: SnapshotDeps): Promise<void> {
   const locals = localsOf(res);
   try {
     await firstBytes(body);
@@ -297,15 +335,13 @@ function unsafeName(name: string): boolean {
 }
 
 /** GET .../archive/{path}: a tar (or tar.gz) of a directory, or of one file, streamed. */
-export function sendVolumeArchive(deps: VolumeDeps): RequestHandler {
+export function sendVolumeArchive(deps: SnapshotDeps, read: SnapshotReadOf = volumeRead): RequestHandler {
   return async (req, res) => {
-    const locals = localsOf(res);
-    const path = earlier(locals.volumePath, 'the volume path');
-    const vr = earlier(locals.volumeRepository, 'the volume repository');
+    const { path, source } = read(res);
     const format = (req.query as Record<string, unknown>).format ?? 'tar';
     if (format !== 'tar' && format !== 'tar.gz') throw new InvalidTargetError('format must be tar or tar.gz');
     const signal = signalOf(res);
-    const { repo, snapshot } = await openSnapshot(deps, vr, signal);
+    const { repo, snapshot } = await openSnapshot(deps, source, signal);
     const entry = await repo.stat(snapshot, path.segments.join('/'), signal);
     if (entry.type !== 'd' && entry.type !== 'f') throw new InvalidTargetError(`${path.segments.join('/')} is a ${entryType(entry)}: an archive is made of a directory or a file`);
     // The top directory is read before anything is promised: a damaged one is a Status, not a torn tar.
@@ -313,8 +349,8 @@ export function sendVolumeArchive(deps: VolumeDeps): RequestHandler {
     const refused = deps.downloadSlots?.claim(res);
     if (refused) throw refused;
 
-    const top = path.segments.at(-1) ?? vr.volume.id.replaceAll(':', '-');
-    const fileName = `${vr.volume.id.replaceAll(':', '-')}${path.segments.length ? `-${top}` : ''}.${format}`;
+    const top = path.segments.at(-1) ?? source.name;
+    const fileName = `${source.name}${path.segments.length ? `-${top}` : ''}.${format}`;
     res.status(200).setHeader('Content-Type', format === 'tar' ? 'application/x-tar' : 'application/gzip');
     res.setHeader('Content-Disposition', contentDisposition(fileName));
     res.setHeader('Cache-Control', 'private, no-cache');

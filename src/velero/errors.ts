@@ -83,7 +83,8 @@ export class VolumeNotReadyError extends VolumeError {
 }
 
 /**
- * The repository password could not be obtained (Velero's repository Secret or its key is missing).
+ * The repository password could not be obtained (Velero's repository Secret or its key is missing, or
+ * a Kanister Profile's password Secret is missing or not Kanister's password Secret).
  * Proposed status 502, like a wrong password: what sits behind the gateway is not as it should be,
  * and the caller can do nothing about it. The message names the Secret and key, never a value.
  */

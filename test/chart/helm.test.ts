@@ -469,15 +469,19 @@ const REPOSITORY_PASSWORD_SECRET = 'velero-repo-credentials';
 
 /**
  * The users' ClusterRoles: backups/volumedata (every file of the backed-up volumes) is granted by
- * -volumedata alone, which, like -contents, no value aggregates into a built-in role.
+ * -volumedata alone, profiles/snapshots (files of Kanister's Kopia snapshots) by -profile-snapshots
+ * alone; like -contents, no value aggregates them into a built-in role.
  */
 function checkUserRoles(docs: Manifest[]): void {
-  const roles = docs.filter((d) => d.kind === 'ClusterRole' && /-(stock-cli|logs|artifacts|contents|volumedata)$/.test(d.metadata.name));
-  assert.deepEqual(roles.map((r) => r.metadata.name.replace(/^.*-/, '')).sort(), ['artifacts', 'cli', 'contents', 'logs', 'volumedata']);
+  const roles = docs.filter((d) => d.kind === 'ClusterRole' && /-(stock-cli|logs|artifacts|contents|volumedata|profile-snapshots)$/.test(d.metadata.name));
+  assert.deepEqual(roles.map((r) => r.metadata.name.replace(/^.*-/, '')).sort(), ['artifacts', 'cli', 'contents', 'logs', 'snapshots', 'volumedata']);
+  const grantsSnapshots = roles.filter((r) => (r.rules as PolicyRule[]).some((x) => x.resources?.includes('profiles/snapshots')));
+  assert.deepEqual(grantsSnapshots.map((r) => r.metadata.name.replace(/^.*-/, '')), ['snapshots'], 'only -profile-snapshots grants profiles/snapshots');
+  assert.deepEqual(grantsSnapshots[0]!.rules, [{ apiGroups: ['cr.kanister.io'], resources: ['profiles/snapshots'], verbs: ['get'] }]);
   const grantsVolumeData = roles.filter((r) => (r.rules as PolicyRule[]).some((x) => x.resources?.includes('backups/volumedata')));
   assert.deepEqual(grantsVolumeData.map((r) => r.metadata.name.replace(/^.*-/, '')), ['volumedata'], 'only -volumedata grants backups/volumedata');
   assert.deepEqual(grantsVolumeData[0]!.rules, [{ apiGroups: ['velero.io'], resources: ['backups/volumedata'], verbs: ['get'] }]);
-  for (const r of roles.filter((x) => /-(contents|volumedata)$/.test(x.metadata.name))) {
+  for (const r of roles.filter((x) => /-(contents|volumedata|profile-snapshots)$/.test(x.metadata.name))) {
     assert.ok(!Object.keys(r.metadata.labels ?? {}).some((l) => l.startsWith('rbac.authorization.k8s.io/aggregate-to')), `${r.metadata.name} is never aggregated`);
   }
 }

@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -30,6 +30,7 @@ import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../support/azurite.t
 import { GcsJsonApiDouble, createTestServiceAccount } from '../support/gcs-server.ts';
 import { KopiaCli, compareRanges, compareSnapshot, describeTree, rangesFor, writeOddTree } from '../support/kopia-cli.ts';
 import type { SourceEntry } from '../support/kopia-cli.ts';
+import { readShardedBlobs } from '../support/kopia-layout.ts';
 import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../support/s3rver.ts';
 
 const MiB = 1024 * 1024;
@@ -44,7 +45,7 @@ let src = '';
 let snapshotID = '';
 let tree: Map<string, SourceEntry>;
 /** Every blob of the repository: id → bytes. */
-const blobs = new Map<string, Buffer>();
+let blobs = new Map<string, Buffer>();
 let sharded = 0;
 
 // kopia's create and snapshot: a few seconds alone, much longer on a machine shared by several test
@@ -59,12 +60,7 @@ before(async () => {
   await writeOddTree(src, randomBytes(9 * MiB + 777), 12);
   snapshotID = await cli.snapshot(src);
   tree = await describeTree(src);
-  for (const e of await readdir(repoDir, { recursive: true, withFileTypes: true })) {
-    if (!e.isFile() || !e.name.endsWith('.f')) continue; // .shards is the layout, not a blob
-    const rel = join(e.parentPath, e.name).slice(repoDir.length + 1);
-    if (rel.includes('/')) sharded++;
-    blobs.set(rel.replaceAll('/', '').slice(0, -'.f'.length), await readFile(join(e.parentPath, e.name)));
-  }
+  ({ blobs, sharded } = await readShardedBlobs(repoDir));
 }, { timeout: 5 * 60_000 });
 /** Aborted first in cleanup: a kopia still running (a hook that timed out) is killed before its files go. */
 const stop = new AbortController();

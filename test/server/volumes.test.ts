@@ -18,7 +18,6 @@ import { gunzipSync } from 'node:zlib';
 import request from 'supertest';
 import tar from 'tar-stream';
 import { StaticTokenAuthenticator } from '../../src/auth/static-tokens.ts';
-import type { Authorizer, Decision, ResourceAttributes } from '../../src/auth/types.ts';
 import { deriveFormatKey } from '../../src/kopia/format.ts';
 import { KeyCache } from '../../src/kopia/key-cache.ts';
 import { RepositoryPool } from '../../src/kopia/pool.ts';
@@ -34,6 +33,7 @@ import type { BackupVolume, VolumeRepository, VolumeResolver } from '../../src/v
 import { loadManifest, PASSWORD } from '../kopia/fixture-support.ts';
 import type { Manifest, ManifestEntry } from '../kopia/fixture-support.ts';
 import { binary } from '../support/http.ts';
+import { RecordingAuthorizer } from '../support/recording-authorizer.ts';
 import { copyFixtureAsObjects } from '../support/kopia-layout.ts';
 import { untar } from '../support/tar.ts';
 
@@ -60,16 +60,6 @@ class FixtureVolumes implements VolumeResolver {
     const volume = (await this.volumes(namespace, backup)).find((v) => v.id === volumeID);
     if (!volume) throw new NotFoundError(`volume "${volumeID}" not found in backup "${backup}"`, { kind: 'volumes', name: volumeID });
     return { volume, spec: SPEC, prefix: 'kopia/ns1/', snapshotID: volume.snapshotID, password: this.password };
-  }
-}
-
-/** Allows everything but records what was asked; `deny` refuses every review. */
-class RecordingAuthorizer implements Authorizer {
-  asked: ResourceAttributes[] = [];
-  deny = false;
-  authorize(_user: unknown, attrs: ResourceAttributes): Promise<Decision> {
-    this.asked.push(attrs);
-    return Promise.resolve(this.deny ? { allowed: false, reason: 'denied by the test' } : { allowed: true });
   }
 }
 

@@ -11,3 +11,6 @@ export const URL_ANNOTATION = 'download-server.velero.io/url';
 
 /** Annotation on the CA ConfigMap and the certificate Secret, which clients pin: SHA-256 fingerprint of the serving certificate. */
 export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint';
+
+/** The ConfigMap where the gateway publishes the CA clients trust (key ca.crt), by default; the client reads it, and names it in advice. */
+export const CA_CONFIGMAP_NAME = 'velero-download-server-ca';

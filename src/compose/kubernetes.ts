@@ -23,6 +23,8 @@ import { signedAccess } from '../velero/signed-access.ts';
 import { KubeResolver, KubeVolumeResolver } from '../velero/kube-resolver.ts';
 import { namespaceMatcher } from '../velero/namespaces.ts';
 import type { Mode, ModeParts, ModeServices } from './mode.ts';
+import { watchAccessUserSecret } from '../auth/access-user-source.ts';
+import { accessUserAuthenticator, accessUserOptions } from './access-users.ts';
 
 export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): Mode<KubeServices> {
   const kube = createKubeClients({
@@ -58,8 +60,10 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
   const authorizer = new SubjectAccessReviewAuthorizer(kube, cache, metrics);
   metrics?.watchCache('tokenreview', authenticator.cache.stats);
   metrics?.watchCache('subjectaccessreview', authorizer.cache.stats);
+  const accessUsers = config.accessUsersSecret ? watchAccessUserSecret(kube, config.namespace, config.accessUsersSecret, accessUserOptions(config, log)) : undefined;
   const parts = {
     authenticator,
+    ...(accessUsers && { accessUsers: accessUserAuthenticator(accessUsers) }),
     authorizer,
     resolver,
     stores: factory,
@@ -71,10 +75,14 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     name: 'kubernetes',
     parts,
     async start() {
+      // Watched before serving, so the first requests see the Secret as it is (a failed first read is retried in the background).
+      await accessUsers?.start();
       services = await startKubeServices(config, log, parts.kube);
       return services;
     },
-    stop: async () => services?.stop(),
+    stop: async () => {
+      await Promise.all([services?.stop(), accessUsers?.stop()]);
+    },
     info: () => services?.info() ?? {},
   };
 }

@@ -13,6 +13,8 @@ import { LocalResolver, LocalVolumeResolver } from '../velero/resolve.ts';
 import { localRepositoryPassword } from './kopia.ts';
 import type { Location } from '../velero/resolve.ts';
 import type { Mode } from './mode.ts';
+import { followAccessUserFile } from '../auth/access-user-source.ts';
+import { accessUserAuthenticator, accessUserOptions } from './access-users.ts';
 
 /** Local mode: nothing runs beside the routes. */
 export async function localMode(config: Config, log: Logger, factory: DefaultStoreFactory): Promise<Mode> {
@@ -37,7 +39,10 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
   };
   const resolver = new LocalResolver(config.namespace, locations, probe);
   const stores = { forSpec: storeFor };
+  // Only with the flag: local mode has no access users otherwise. The first read must succeed.
+  const accessUsers = config.accessUsersFile ? await followAccessUserFile(config.accessUsersFile, '--access-users-file', accessUserOptions(config, log)) : undefined;
   const parts = {
+    ...(accessUsers && { accessUsers: accessUserAuthenticator(accessUsers) }),
     authenticator: await StaticTokenAuthenticator.fromFile(config.tokenFile),
     authorizer: new AllowAuthenticatedAuthorizer(),
     resolver,
@@ -48,7 +53,7 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
     name: 'local',
     parts,
     start: async () => ({}),
-    stop: async () => undefined,
+    stop: async () => accessUsers?.stop(),
     info: () => ({}),
   };
 }

@@ -15,6 +15,8 @@ import type { VolumeResolver } from '../velero/volumes.ts';
 
 export interface ModeParts {
   authenticator: Authenticator;
+  /** HTTP Basic for access users, when the mode has a table of them (AppDeps.accessUsers). */
+  accessUsers?: Authenticator;
   authorizer: Authorizer;
   resolver: Resolver;
   stores: StoreFactory;

@@ -7,9 +7,9 @@ import { resolve } from 'node:path';
 import { parseFqdn } from '../util/fqdn.ts';
 import { parseAddressList } from '../util/address-list.ts';
 import { bool, bytes, count, duration, helpText, hostPort, list, oneOf, parseFlags, positive } from './flags.ts';
-import { DEFAULT_SERVICE_NAME, SERVICE_ACCOUNT_DIR } from '../util/names.ts';
+import { DEFAULT_SERVICE_NAME, SERVICE_ACCOUNT_DIR, isAccessUserPart } from '../util/names.ts';
 import { verbatim } from '../util/strings.ts';
-import type { FlagDef, HostPort } from './flags.ts';
+import type { FlagDef, HostPort, ParsedFlags } from './flags.ts';
 
 export type { HostPort } from './flags.ts';
 
@@ -117,6 +117,17 @@ export interface Config {
   kopiaCacheBytes: number;
   /** A repository's index is reloaded when it is older than this (Velero's maintenance rewrites packs). */
   kopiaIndexMaxAgeMs: number;
+  /**
+   * Kubernetes mode: the Secret in the gateway's namespace holding access users (`user@host`, HTTP
+   * Basic), watched; a missing Secret is no users. Undefined (flag set empty): access users off.
+   */
+  accessUsersSecret?: string;
+  /** Local mode: the file of access users (absolute), reloaded on change; undefined: access users off. */
+  accessUsersFile?: string;
+  /** Plaintext passwords (`plain$…`, the seed form's bare values) accepted in the table. */
+  accessUsersAllowPlaintext: boolean;
+  /** The seed form: the one user name of host-name keys (`<hostname>: <password>`). */
+  accessUsersSeedUsername?: string;
 }
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
@@ -174,6 +185,10 @@ export const FLAGS = {
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
   repositoryPasswordFile: flag({ name: 'repository-password-file', kind: 'string', help: "local mode: file holding the Kopia repository password of volume backups (default: Velero's default password); kubernetes mode reads Secret velero-repo-credentials", parse: verbatim }),
   kopiaCacheSize: flag({ name: 'kopia-cache-size', kind: 'string', default: '256Mi', help: 'memory for Kopia repository indexes and directory listings, shared by every volume backup read (least recently used dropped first)', parse: bytes }),
+  accessUsersSecret: flag({ name: 'access-users-secret', kind: 'string', default: 'velero-download-server-users', help: 'kubernetes mode: Secret in the gateway\'s namespace with access users for HTTP Basic (key users: lines <user>@<host>: <hash>), watched; missing: no users; empty: access users off', parse: verbatim }),
+  accessUsersFile: flag({ name: 'access-users-file', kind: 'string', help: 'local mode: file of access users for HTTP Basic (lines <user>@<host>: <hash>), reloaded within 2s of a change; not given: access users off', parse: verbatim }),
+  accessUsersAllowPlaintext: flag({ name: 'access-users-allow-plaintext', kind: 'boolean', default: 'false', help: 'accept plaintext passwords in the access-user table (plain$<password>, and the seed form\'s bare values)', parse: bool }),
+  accessUsersSeedUsername: flag({ name: 'access-users-seed-username', kind: 'string', help: 'kubernetes mode: read the access-user Secret\'s other keys as host names (<hostname>: <password or hash>) of this one user name', parse: verbatim }),
   kopiaIndexMaxAge: flag({ name: 'kopia-index-max-age', kind: 'string', default: '5m', help: "a Kopia repository's index is reloaded when older than this (Velero's maintenance rewrites packs)", parse: duration }),
 };
 
@@ -249,6 +264,24 @@ function caBundle(flag: string | undefined, env: Readonly<Record<string, string 
   return file === undefined ? {} : { caBundleFile: resolve(cwd, file) };
 }
 
+/**
+ * The access-user flags. Kubernetes mode reads a Secret (on by default: a missing Secret is no
+ * users, so nothing is open until an operator writes one), local mode a file (only when given). The
+ * seed user name is checked as a user name is, since it becomes part of every seed entry's name.
+ */
+function accessUserErrors(v: ParsedFlags<typeof FLAGS>, mode: Mode): string[] {
+  const errors: string[] = [];
+  if (v.accessUsersSecret && !DNS1123_SUBDOMAIN.test(v.accessUsersSecret)) errors.push(`--access-users-secret: "${v.accessUsersSecret}" is not a valid Secret name`);
+  if (v.accessUsersFile !== undefined && mode !== 'local') errors.push('--access-users-file: local mode only (kubernetes mode reads the Secret --access-users-secret)');
+  if (v.accessUsersSeedUsername !== undefined) {
+    if (mode !== 'kubernetes') errors.push('--access-users-seed-username: kubernetes mode only (it reads the Secret\'s host-name keys; the file holds <user>@<host> lines)');
+    // Not echoed: it may hold control characters.
+    else if (!isAccessUserPart(v.accessUsersSeedUsername)) errors.push('--access-users-seed-username: not a valid user name (1-64 printable ASCII characters without space, ":" and "@")');
+    else if (!v.accessUsersSecret) errors.push('--access-users-seed-username: needs --access-users-secret');
+  }
+  return errors;
+}
+
 export const USAGE = 'Usage: velero-download-server [flags]';
 
 export type ConfigResult =
@@ -306,6 +339,7 @@ export function loadConfig(
     ['--locations-file', v.locationsFile],
     ['--default-credentials-file', v.defaultCredentialsFile],
     ['--repository-password-file', v.repositoryPasswordFile],
+    ['--access-users-file', v.accessUsersFile],
     ['--ca-bundle (or AWS_CA_BUNDLE)', v.caBundle ?? (env.AWS_CA_BUNDLE || undefined)],
   ] as const) {
     if (file !== undefined && !existsSync(resolve(cwd, file))) errors.push(`${name}: ${resolve(cwd, file)} does not exist`);
@@ -313,6 +347,7 @@ export function loadConfig(
   errors.push(...parseAddressList(v.trustedProxies ?? [], '--trusted-proxies').errors);
   // Kubernetes mode keys volume repositories with Velero's own Secret; a file would silently lose to it.
   if (mode === 'kubernetes' && v.repositoryPasswordFile !== undefined) errors.push("--repository-password-file: local mode only (kubernetes mode reads Velero's Secret velero-repo-credentials)");
+  errors.push(...accessUserErrors(v, mode));
   // Zero would switch the bound off (Node reads a 0 request timeout as none).
   if (v.requestTimeout !== undefined && v.requestTimeout < 100) errors.push('--request-timeout: at least 100ms');
   if (v.sendStallTimeout !== undefined && v.sendStallTimeout < 100) errors.push('--send-stall-timeout: at least 100ms');
@@ -376,6 +411,10 @@ export function loadConfig(
       ...(v.repositoryPasswordFile !== undefined && { repositoryPasswordFile: resolve(cwd, v.repositoryPasswordFile) }),
       kopiaCacheBytes: v.kopiaCacheSize!,
       kopiaIndexMaxAgeMs: v.kopiaIndexMaxAge!,
+      ...(mode === 'kubernetes' && v.accessUsersSecret && { accessUsersSecret: v.accessUsersSecret }),
+      ...(v.accessUsersFile !== undefined && { accessUsersFile: resolve(cwd, v.accessUsersFile) }),
+      accessUsersAllowPlaintext: v.accessUsersAllowPlaintext!,
+      ...(v.accessUsersSeedUsername !== undefined && { accessUsersSeedUsername: v.accessUsersSeedUsername }),
       ...defaultCredentials(v.defaultCredentialsFile, cwd),
       ...caBundle(v.caBundle, env, cwd),
     },

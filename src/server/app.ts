@@ -27,6 +27,11 @@ import type { VolumeDeps } from './volumes.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
+  /**
+   * Access users (`user@host`, HTTP Basic) on the download routes, besides bearer tokens; undefined:
+   * Basic is answered 401 saying access users are not enabled. Never on the signed-URL route.
+   */
+  accessUsers?: Authenticator;
   authorizer: Authorizer;
   resolver: Resolver;
   /** What GET /v1/info answers (version, fingerprint, ...); read on every call so it stays current. */
@@ -251,7 +256,7 @@ export function createApp(deps: AppDeps): Express {
  * target it was signed for, which is then authorized for that requester exactly as for a token.
  */
 function downloadRoutes(app: Express, deps: AppDeps): void {
-  const authenticated = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies));
+  const authenticated = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies), deps.accessUsers);
   const authorizeResolveSend = [authorizeTarget(deps.authorizer), resolveLocation(deps.resolver), sendLocation(deps)];
   // Before the artifact routes, whose `:artifact` would otherwise take `volumes`.
   if (deps.volumes) volumeRoutes(app, deps, authenticated, { ...deps.volumes, stores: deps.stores, log: deps.log, ...(deps.downloadSlots && { downloadSlots: deps.downloadSlots }) });

@@ -1,33 +1,33 @@
 /**
- * Authentication as Express middleware, the first step of a download route's chain. A bearer token
- * from the Authorization header (and nowhere else) goes to the Authenticator; no user → 401 with
- * `WWW-Authenticate: Bearer`. The token lives only in this function's scope: it is never put on
- * `req`, `res.locals` or a log line. A signed DownloadRequest URL is the other way in: its signature
- * names the requester recorded on the DownloadRequest, and the artifact it was signed for.
+ * Authentication as Express middleware, the first step of a download route's chain. The scheme of
+ * the Authorization header (and nowhere else) picks the authenticator: `Bearer` → the token chain
+ * (TokenReview, or static tokens locally); `Basic` → access users (`user@host` and a password), when
+ * the gateway has them. No user → 401 with a `WWW-Authenticate` challenge for each scheme offered.
+ * The credentials live only in this function's scope: they are never put on `req`, `res.locals` or a
+ * log line. A signed DownloadRequest URL is the other way in: its signature names the requester
+ * recorded on the DownloadRequest, and the artifact it was signed for; it never takes a header.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { MAX_BASIC_HEADER } from '../auth/access-users.ts';
 import type { Authenticator } from '../auth/types.ts';
 import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
 import type { SignedGrant } from '../velero/downloadrequests.ts';
 import { localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
 
-const CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="velero-download-server"' };
+const REALM = 'realm="velero-download-server"';
+const BEARER_ONLY = { 'WWW-Authenticate': `Bearer ${REALM}` };
+/** Both schemes in one header: a comma-separated list of challenges (RFC 9110, 11.6.1). */
+const BEARER_OR_BASIC = { 'WWW-Authenticate': `Bearer ${REALM}, Basic ${REALM}, charset="UTF-8"` };
+
+/** The credentials after each scheme: a bearer token's characters, a Basic header's base64. */
+const CREDENTIALS = {
+  Bearer: /^Bearer[ \t]+([!-~]+)[ \t]*$/i,
+  Basic: /^Basic[ \t]+([A-Za-z0-9+/]+={0,2})[ \t]*$/i,
+} as const;
 
 /** Query parameters a client might try to pass a token in; refused outright so they never reach a log. */
 const TOKEN_QUERY_PARAMS = ['access_token', 'token', 'bearer', 'authorization'];
-
-export function unauthorized(message: string): HttpError {
-  return new HttpError(401, 'Unauthorized', message, CHALLENGE);
-}
-
-/** Extracts the token of `Authorization: Bearer <token>`; throws 401 for a missing or malformed header. */
-export function bearerToken(header: string | undefined): string {
-  if (header === undefined || header === '') throw unauthorized('Unauthorized: a bearer token is required (Authorization: Bearer <token>)');
-  const m = /^Bearer[ \t]+([!-~]+)[ \t]*$/i.exec(header);
-  if (!m?.[1]) throw unauthorized('Unauthorized: the Authorization header must be "Bearer <token>"');
-  return m[1];
-}
 
 export function rejectQueryTokens(req: Request, _res: Response, next: NextFunction): void {
   const url = req.originalUrl;
@@ -49,11 +49,30 @@ export type ClientAddressOf = (req: Request) => string;
 
 export const peerAddress: ClientAddressOf = (req) => req.socket.remoteAddress ?? '';
 
-export function authenticate(authenticator: Authenticator, clientOf: ClientAddressOf = peerAddress): RequestHandler {
+/**
+ * The authenticate step. `bearer` checks `Authorization: Bearer <token>`; `basic`, when given, checks
+ * `Authorization: Basic <credentials>` (the part after the scheme), with the client's address for its
+ * failed-attempt limits. Without `basic`, a Basic header is answered 401 saying access users are not
+ * enabled, and every challenge offers Bearer only; with it, every 401 offers both schemes.
+ *
+ * Who reaches it: anyone who can reach the download port. It trusts nothing of the header until an
+ * authenticator says so; a Basic header longer than MAX_BASIC_HEADER is refused before it is decoded,
+ * and a hostile one (bad base64, bytes that are not UTF-8, control characters in the user) is a 401
+ * like a wrong password. Node itself answers 431 to a header section over its 16 KiB limit.
+ */
+export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = peerAddress, basic?: Authenticator): RequestHandler {
+  const refuse = (message: string): HttpError => new HttpError(401, 'Unauthorized', `Unauthorized: ${message}`, basic ? BEARER_OR_BASIC : BEARER_ONLY);
+  const schemes = basic ? '"Bearer <token>" or "Basic <base64(user@host:password)>"' : '"Bearer <token>"';
   return async (req, res, next) => {
-    const token = bearerToken(req.get('authorization'));
-    const user = await authenticator.authenticate(token, signalOf(res), clientOf(req));
-    if (!user) throw unauthorized('Unauthorized: the bearer token is not valid');
+    const header = req.get('authorization');
+    if (header === undefined || header === '') throw refuse(`credentials are required (Authorization: ${schemes})`);
+    const scheme = /^Basic(?:[ \t]|$)/i.test(header) ? 'Basic' : 'Bearer';
+    const [authenticator, what] = scheme === 'Basic' ? [basic, 'user name or password'] : [bearer, 'bearer token'];
+    if (!authenticator) throw refuse('access users (HTTP Basic) are not enabled on this server; use a bearer token');
+    const m = header.length > MAX_BASIC_HEADER && scheme === 'Basic' ? null : CREDENTIALS[scheme].exec(header);
+    if (!m?.[1]) throw refuse(`the Authorization header must be ${schemes}`);
+    const user = await authenticator.authenticate(m[1], signalOf(res), clientOf(req));
+    if (!user) throw refuse(`the ${what} is not valid`);
     localsOf(res).user = user;
     next();
   };

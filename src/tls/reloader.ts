@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_POLL_INTERVAL_MS, FilePoller } from '../util/file-poll.ts';
 import { CertificateError, isCertificateError } from './errors.ts';
 import { loadCertificatePair } from './pair.ts';
 import type { LoadedCertificate } from './types.ts';
 
 /** Poll interval for the certificate files unless told otherwise. */
-export const DEFAULT_RELOAD_INTERVAL_MS = 2000;
+export const DEFAULT_RELOAD_INTERVAL_MS = DEFAULT_POLL_INTERVAL_MS;
 
 /** Options for {@link CertificateReloader.start}. */
 export interface CertificateReloaderOptions {
@@ -46,8 +46,8 @@ function toError(err: unknown, files: readonly string[]): CertificateError {
 
 /**
  * Serves a certificate/key pair from two files and follows changes to them without a restart
- * (kube-rbac-proxy's reloader). The first load must succeed. Afterwards both files are polled with
- * `fs.watchFile`, which also notices atomic renames and Kubernetes' `..data` symlink swaps; when their
+ * (kube-rbac-proxy's reloader). The first load must succeed. Afterwards both files are polled
+ * (util/file-poll.ts), which also notices atomic renames and Kubernetes' `..data` symlink swaps; when their
  * bytes change and the new pair is valid (certificate parses, key matches, a secure context can be
  * built) it becomes {@link current} and the `change` listeners are called, typically with
  * `server.setSecureContext(tlsServerOptions(cert))`. A broken or half-written pair is reported to
@@ -59,20 +59,16 @@ export class CertificateReloader {
   #snapshot: Snapshot;
   #listeners = new Set<CertificateChangeListener>();
   #onError: (err: CertificateError) => void;
-  #stopped = false;
-  // Checks run one after another, so two watchers firing together cannot interleave a swap.
-  #queue: Promise<unknown> = Promise.resolve();
+  readonly #poller: FilePoller<boolean>;
   // The last refused bytes (or read failure), so one bad state is reported once, not on every poll.
   #lastRefused: string | undefined;
-  #watcher = (): void => {
-    void this.reload();
-  };
 
   private constructor(certFile: string, keyFile: string, opts: CertificateReloaderOptions, first: Snapshot) {
     this.certFile = certFile;
     this.keyFile = keyFile;
     this.#snapshot = first;
     this.#onError = opts.onError ?? ((err) => console.warn(err.message));
+    this.#poller = new FilePoller([certFile, keyFile], () => this.#check(), opts.intervalMs ?? DEFAULT_RELOAD_INTERVAL_MS);
   }
 
   /**
@@ -82,10 +78,7 @@ export class CertificateReloader {
   static async start(certFile: string, keyFile: string, opts: CertificateReloaderOptions = {}): Promise<CertificateReloader> {
     const { cert, key } = await readBoth(certFile, keyFile);
     const loaded = loadCertificatePair({ certPem: cert.toString('utf8'), keyPem: key.toString('utf8') }, { certFile, keyFile });
-    const reloader = new CertificateReloader(certFile, keyFile, opts, { cert, key, loaded });
-    const interval = opts.intervalMs ?? DEFAULT_RELOAD_INTERVAL_MS;
-    for (const file of new Set([certFile, keyFile])) watchFile(file, { interval, persistent: true }, reloader.#watcher);
-    return reloader;
+    return new CertificateReloader(certFile, keyFile, opts, { cert, key, loaded });
   }
 
   /** The pair in use: PEMs, fingerprint and notAfter. */
@@ -110,21 +103,16 @@ export class CertificateReloader {
    * form a valid pair. Resolves true when it swapped; never rejects (refusals go to `onError`).
    */
   reload(): Promise<boolean> {
-    const run = this.#queue.then(() => this.#check());
-    this.#queue = run;
-    return run;
+    return this.#poller.poll();
   }
 
   /** Stops watching; later changes are ignored and the process is free to exit. */
   stop(): void {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    unwatchFile(this.certFile, this.#watcher);
-    unwatchFile(this.keyFile, this.#watcher);
+    this.#poller.stop();
   }
 
   async #check(): Promise<boolean> {
-    if (this.#stopped) return false;
+    if (this.#poller.stopped) return false;
     const { certFile, keyFile } = this;
     const files = [certFile, keyFile];
     let cert: Buffer;
@@ -147,7 +135,7 @@ export class CertificateReloader {
       this.#refuse(toError(err, files), createHash('sha256').update(cert).update('\0').update(key).digest('hex'));
       return false;
     }
-    if (this.#stopped) return false;
+    if (this.#poller.stopped) return false;
     this.#snapshot = { cert, key, loaded };
     this.#lastRefused = undefined;
     for (const listener of this.#listeners) {
@@ -162,7 +150,7 @@ export class CertificateReloader {
   }
 
   #refuse(err: CertificateError, state: string): void {
-    if (this.#stopped || state === this.#lastRefused) return;
+    if (this.#poller.stopped || state === this.#lastRefused) return;
     this.#lastRefused = state;
     const fp = this.#snapshot.loaded.fingerprint;
     this.#report(

@@ -14,3 +14,17 @@ export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint
 
 /** The ConfigMap where the gateway publishes the CA clients trust (key ca.crt), by default; the client reads it, and names it in advice. */
 export const CA_CONFIGMAP_NAME = 'velero-download-server-ca';
+
+/**
+ * The characters of each part of an access user's name (`user@host`): printable ASCII without space,
+ * `:` and `@`, so a name is safe in a log line, a SubjectAccessReview's username and a Basic user-id.
+ */
+export const ACCESS_USER_NAME_PART = /^[!-9;-?A-~]+$/;
+
+/** Longest user part of an access user's name. */
+export const MAX_ACCESS_USER_LENGTH = 64;
+
+/** Whether `user` can be the user part of an access user's name (also the seed form's one user name). */
+export function isAccessUserPart(user: string): boolean {
+  return user.length <= MAX_ACCESS_USER_LENGTH && ACCESS_USER_NAME_PART.test(user);
+}

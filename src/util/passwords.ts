@@ -5,15 +5,13 @@
  * with the very code the gateway verifies with.
  */
 import { pbkdf2, randomBytes, scrypt } from 'node:crypto';
+import { ACCESS_USER_NAME_PART, MAX_ACCESS_USER_LENGTH, isAccessUserPart } from './names.ts';
 
 /** Longest user part and host part of a name (a DNS name is at most 253). */
-export const MAX_USER_LENGTH = 64;
+export const MAX_USER_LENGTH = MAX_ACCESS_USER_LENGTH;
 export const MAX_HOST_LENGTH = 253;
 /** Longest password accepted anywhere (Basic header, plaintext entry, hashPassword). */
 export const MAX_PASSWORD_BYTES = 1024;
-
-/** Printable ASCII without space, `:` and `@`: safe in a log line, a SAR username and a Basic user-id. */
-const NAME_PART = /^[!-9;-?A-~]+$/;
 
 /**
  * Whether `name` is `user@host` with both parts bounded and printable. Names come from the operator's
@@ -25,7 +23,7 @@ export function isAccessUserName(name: string): boolean {
   if (at <= 0 || at !== name.lastIndexOf('@')) return false;
   const user = name.slice(0, at);
   const host = name.slice(at + 1);
-  return user.length <= MAX_USER_LENGTH && host.length >= 1 && host.length <= MAX_HOST_LENGTH && NAME_PART.test(user) && NAME_PART.test(host);
+  return isAccessUserPart(user) && host.length >= 1 && host.length <= MAX_HOST_LENGTH && ACCESS_USER_NAME_PART.test(host);
 }
 
 export type KdfSpec =

@@ -9,7 +9,7 @@ import { openSync, closeSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
-import { ReadStream as TtyReadStream } from 'node:tty';
+import { ReadStream as TtyReadStream, isatty } from 'node:tty';
 import { MAX_PASSWORD_BYTES } from '../util/passwords.ts';
 import { CliError, EXIT, UsageError } from './errors.ts';
 
@@ -74,6 +74,8 @@ export async function readPasswordFile(file: string, label: string, warn: (msg: 
   try {
     const st = await handle.stat();
     if (st.isDirectory()) throw new UsageError(`${label}: ${file} is a directory`);
+    // /dev/tty or /dev/stdin on a terminal: reading it in its normal mode would show the password.
+    if (isatty(handle.fd)) throw new UsageError(`${label}: ${file} is a terminal, where the password would show as you type; leave out ${label} to be asked without echo`);
     if (st.isFile() && (st.mode & 0o044) !== 0) {
       warn(`warning: ${file} (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}) can be read by other users: chmod 600 ${file}`);
     }

@@ -418,16 +418,18 @@ describe('the prompt on a real pseudo-terminal, and without one (real processes)
    * controlling terminal, types `keys` once the prompt shows, and returns what the terminal showed,
    * then `exit=<code>` and `stty -a` as the terminal is left afterwards.
    */
-  async function onTerminal(keys: string): Promise<string> {
-    const line = `'${process.execPath}' '${MAIN}' backup logs nightly --velero-server-url ${gw.url} --user ${USER} --cacert '${caFile}'; echo "exit=$?"; stty -a`;
+  async function onTerminal(keys: string | undefined, ...extra: string[]): Promise<string> {
+    const line = `'${process.execPath}' '${MAIN}' backup logs nightly --velero-server-url ${gw.url} --user ${USER} --cacert '${caFile}' ${extra.join(' ')}; echo "exit=$?"; stty -a`;
     const proc = spawn('script', ['-q', '-e', '-c', line, '/dev/null'], { cwd: dir, env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
     let shown = '';
     const closed = once(proc, 'close');
     proc.stdout.on('data', (c: Buffer) => (shown += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (shown += c.toString()));
-    for (let i = 0; i < 600 && !shown.includes('Password for'); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.match(shown, new RegExp(`Password for ${USER}: `));
-    proc.stdin.write(keys);
+    if (keys !== undefined) {
+      for (let i = 0; i < 600 && !shown.includes('Password for'); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(shown, new RegExp(`Password for ${USER}: `));
+      proc.stdin.write(keys);
+    }
     for (let i = 0; i < 600 && !/exit=\d+[\s\S]*speed/.test(shown); i++) await new Promise((r) => setTimeout(r, 50));
     proc.stdin.end();
     await closed;
@@ -454,6 +456,12 @@ describe('the prompt on a real pseudo-terminal, and without one (real processes)
     assert.match(shown.slice(shown.indexOf('exit=')), /(^|\s)echo(\s|$)/m);
     assert.ok(!shown.includes('half-typed'));
     assert.equal(gw.requests.length, 0);
+  });
+
+  test('--password-file naming the terminal is refused: it would echo', async () => {
+    const shown = await onTerminal(undefined, '--password-file', '/dev/tty');
+    assert.match(shown, /--password-file: \/dev\/tty is a terminal, where the password would show as you type/);
+    assert.match(shown, /exit=2/);
   });
 
   test('no controlling terminal and no file: exit 2 with what to do', async () => {

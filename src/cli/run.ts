@@ -192,6 +192,7 @@ class AccessUserAccess implements GatewayAccess {
 
   constructor(user: AccessUserOptions, cmd: Command, cacert: string | undefined, io: CliIo, signal: AbortSignal, say: (msg: string) => void) {
     this.#user = user;
+    // The user name the gateway's SubjectAccessReviews carry for an access user.
     this.subject = `velero-download-server:${user.name}`;
     this.#cmd = cmd;
     this.#cacert = cacert;

@@ -17,12 +17,10 @@
  * (hashes, passwords) ever reach a log line: problems name the entry or its position, and the key.
  * Size: a Secret holds at most 1 MiB (the API server's limit), a file is read through the bounded
  * setting-file reader (1 MiB); parsing is linear in it.
+ *
+ * The Secret's watch is access-user-secret.ts, apart, so that local mode never loads the Kubernetes
+ * client.
  */
-import type { V1Secret } from '@kubernetes/client-node';
-import type { KubeClients } from '../kube/client.ts';
-import { OwnedObject } from '../kube/owned.ts';
-import { describeApiError } from '../kube/watch.ts';
-import type { WatchedCollection } from '../kube/watch.ts';
 import { FilePoller } from '../util/file-poll.ts';
 import { readSettingFile } from '../util/setting-file.ts';
 import { AccessUserTable, parseAccessUsers } from './access-users.ts';
@@ -65,7 +63,8 @@ export function parseAccessUserSecret(data: Readonly<Record<string, string>> | u
   const hosts: Record<string, Buffer> = {};
   for (const [key, value] of Object.entries(data ?? {})) {
     if (key === USERS_KEY) {
-      const r = parseAccessUsers({ text: bytes(value).toString('utf8') }, opts);
+      // Its lines name their users themselves: the seed user name is for host keys only.
+      const r = parseAccessUsers({ text: bytes(value).toString('utf8') }, { ...(opts.allowPlaintext !== undefined && { allowPlaintext: opts.allowPlaintext }) });
       // A line number alone would not say which key it is in.
       parts.push({ table: r.table, problems: r.problems.map((p) => (p.entry.startsWith('line ') ? { ...p, entry: `${USERS_KEY} ${p.entry}` } : p)) });
     } else if (opts.seedUsername !== undefined) {
@@ -97,41 +96,6 @@ function mergeTables(parts: ParseResult[]): ParseResult {
     problems.push({ entry: name, problem: `given both in key "${USERS_KEY}" and as a seed host key; every entry for it is skipped` });
   }
   return { table: new AccessUserTable(entries), problems };
-}
-
-/**
- * Follows Secret `namespace/name` through the one watch helper (a watch selecting that name, started
- * from a read of it: RBAC `get` and `watch` on that one Secret). A missing Secret is no users, and
- * its creation is seen when it happens; a deleted one is no users at once. A change takes effect as
- * soon as the watch event arrives (the API server sends it when the write is committed: milliseconds).
- */
-export function watchAccessUserSecret(kube: KubeClients, namespace: string, name: string, opts: AccessUserFollowerOptions): AccessUserFollower & { start(): Promise<void>; synced(): boolean } {
-  const secret = new OwnedObject(kube, { kind: 'Secret', namespace, name });
-  const source = `Secret ${namespace}/${name}`;
-  let table = AccessUserTable.EMPTY;
-  let seen = false;
-  const swap = (next: AccessUserTable, e: Omit<AccessUsersLoaded, 'source' | 'users'>): void => {
-    table = next;
-    opts.onLoaded({ source, users: next.size, ...e });
-  };
-  const watch: WatchedCollection<V1Secret> = secret.watch({
-    onChange: (s) => {
-      seen = true;
-      const r = parseAccessUserSecret(s.data, opts.parse);
-      swap(r.table, { event: 'loaded', problems: r.problems });
-    },
-    onDelete: () => swap(AccessUserTable.EMPTY, { event: 'deleted', problems: [] }),
-    onError: (err, retryInMs) => opts.onError?.(describeApiError(err), retryInMs),
-  });
-  return {
-    table: () => table,
-    synced: () => watch.synced,
-    async start() {
-      await watch.start();
-      if (watch.synced && !seen) opts.onLoaded({ source, event: 'missing', users: 0, problems: [] });
-    },
-    stop: () => watch.stop(),
-  };
 }
 
 /**

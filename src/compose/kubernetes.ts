@@ -23,7 +23,7 @@ import { signedAccess } from '../velero/signed-access.ts';
 import { KubeResolver, KubeVolumeResolver } from '../velero/kube-resolver.ts';
 import { namespaceMatcher } from '../velero/namespaces.ts';
 import type { Mode, ModeParts, ModeServices } from './mode.ts';
-import { watchAccessUserSecret } from '../auth/access-user-source.ts';
+import { watchAccessUserSecret } from '../auth/access-user-secret.ts';
 import { accessUserAuthenticator, accessUserOptions } from './access-users.ts';
 
 export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): Mode<KubeServices> {

@@ -80,6 +80,13 @@ function checkWebhook(docs: Manifest[], selector: Record<string, unknown>): void
   assert.deepEqual(binding.spec.matchResources.namespaceSelector, selector, 'the policy guards the namespaces the webhook serves');
 }
 
+/** The rules of the gateway's roles that name Secret `name`, with the namespaces of their roles. */
+function secretRules(docs: Manifest[], name: string): { namespace: string | undefined; verbs: string[]; resourceNames: string[] | undefined }[] {
+  return boundRoles(docs, saOf(docs)).flatMap((r) =>
+    r.rules.filter((x) => x.resources?.includes('secrets') && x.resourceNames?.includes(name)).map((x) => ({ namespace: r.namespace, verbs: x.verbs, resourceNames: x.resourceNames })),
+  );
+}
+
 const byName = (...names: string[]): Record<string, unknown> => ({ matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: names }] });
 
 const VARIANTS: Record<string, Variant> = {
@@ -93,6 +100,29 @@ const VARIANTS: Record<string, Variant> = {
       for (const f of ['webhook-listen', 'webhook-service-name', 'webhook-configuration', 'fqdn', 'watch-namespaces', 'tenant-filesystem-allow']) assert.ok(!args.has(f), `--${f} not passed`);
       assert.equal(args.get('tls-validity'), '8760h');
       assert.equal(deploymentOf(docs).spec.replicas, 2);
+      // Access users: the Secret by its default name, read and watched by that name only, in the release namespace.
+      assert.equal(args.get('access-users-secret'), 'velero-download-server-users');
+      for (const f of ['access-users-allow-plaintext', 'access-users-seed-username']) assert.ok(!args.has(f), `--${f} not passed`);
+      assert.deepEqual(secretRules(docs, 'velero-download-server-users'), [{ namespace: NAMESPACE, verbs: ['get', 'watch'], resourceNames: ['velero-download-server-users'] }]);
+    },
+  },
+  accessUsersSeed: {
+    values: { accessUsers: { secretName: 'ci-users', allowPlaintext: true, seedUsername: 'robot' } },
+    kinds: BASE_KINDS,
+    check(docs) {
+      const args = argsOf(docs);
+      assert.deepEqual([args.get('access-users-secret'), args.get('access-users-allow-plaintext'), args.get('access-users-seed-username')], ['ci-users', '', 'robot']);
+      assert.deepEqual(secretRules(docs, 'ci-users'), [{ namespace: NAMESPACE, verbs: ['get', 'watch'], resourceNames: ['ci-users'] }]);
+      assert.deepEqual(secretRules(docs, 'velero-download-server-users'), []);
+    },
+  },
+  accessUsersOff: {
+    values: { accessUsers: { secretName: '' } },
+    kinds: BASE_KINDS,
+    check(docs) {
+      assert.equal(argsOf(docs).get('access-users-secret'), '', 'access users off');
+      assert.deepEqual(secretRules(docs, ''), [], 'no rule naming an empty Secret');
+      assert.deepEqual(secretRules(docs, 'velero-download-server-users'), []);
     },
   },
   nodePort: {
@@ -331,7 +361,7 @@ const VARIANTS: Record<string, Variant> = {
         'serve-all-locations': '', 'tenant-endpoint-allow': '10.0.0.0/8,*.minio.svc.cluster.local',
         'tenant-filesystem-allow': 'team-a=velero-nfs,team-b=velero-nfs,team-b=scratch/team-b',
         'token-audiences': 'velero-download-server', 'audit-log': '/var/lib/velero-download-server/audit.log',
-        'ca-bundle': '/etc/velero-download-server/ca-bundle/ca.crt', 'authz-allowed-ttl': '1m',
+        'access-users-secret': 'velero-download-server-users', 'ca-bundle': '/etc/velero-download-server/ca-bundle/ca.crt', 'authz-allowed-ttl': '1m',
       });
       const pod = deploymentOf(docs).spec.template.spec;
       assert.ok(pod.containers[0]!.env.some((e) => e.name === 'NODE_OPTIONS' && e.value === '--max-old-space-size=384'));
@@ -407,6 +437,7 @@ function checkRbac(docs: Manifest[]): void {
   const roles = boundRoles(docs, saOf(docs));
   const args = argsOf(docs);
   const certificate = args.get('tls-secret')!;
+  const accessUsers = args.get('access-users-secret');
   const caConfigMap = args.get('ca-configmap')!;
   const service = args.get('service-name')!;
   const webhookConfiguration = args.get('webhook-configuration');
@@ -424,7 +455,9 @@ function checkRbac(docs: Manifest[]): void {
   const secretRules = all.filter((r) => grants(r, '', 'secrets'));
   assert.ok(!secretRules.some((r) => r.verbs.includes('list') || r.verbs.includes('patch')), 'no list or patch on Secrets');
   for (const r of secretRules.filter((x) => x.verbs.includes('update'))) assert.deepEqual(r.resourceNames, [certificate, SIGNING_KEY_SECRET]);
-  for (const r of secretRules.filter((x) => x.verbs.includes('watch'))) assert.deepEqual(r.resourceNames, [certificate]);
+  // Watched: the certificate Secret and, when access users are on, their Secret; each by its name only.
+  const watched = secretRules.filter((x) => x.verbs.includes('watch'));
+  assert.deepEqual(watched.map((r) => r.resourceNames), [[certificate], ...(accessUsers ? [[accessUsers]] : [])]);
   for (const role of roles.filter((x) => !inRelease(x))) {
     for (const r of role.rules.filter((x) => grants(x, '', 'secrets'))) assert.deepEqual(r.verbs, ['get'], `${role.kind} ${role.name}: Secrets read by name only`);
   }

@@ -40,6 +40,10 @@ const TENANT = 'team-a';
 const TENANT_BACKUP = 'team-a-nightly';
 const TENANT_RESTORE = 'team-a-restore';
 const CERT_SECRET = 'velero-download-server-certs';
+/** The access users' Secret (--access-users-secret's default): read and watched by name. */
+const ACCESS_USERS_SECRET = 'velero-download-server-users';
+/** The Secrets of the release namespace the gateway names itself. */
+const OWN_SECRETS = new Set([CERT_SECRET, SIGNING_KEY_SECRET, ACCESS_USERS_SECRET, 'velero-repo-credentials']);
 /** The chart's MutatingWebhookConfiguration: <release namespace>-<fullname>. */
 const WEBHOOK_CONFIGURATION = `${NS}-velero-download-server`;
 const URL_ANNOTATION = 'download-server.velero.io/url';
@@ -122,7 +126,7 @@ async function ungranted(k: RealCluster, used: Permission[]): Promise<string[]> 
  * and a verb granted for every name although every call of it was on one and the same object (in one
  * namespace): such an object has a fixed name the rule can carry (create excepted: RBAC cannot limit
  * it by name). The workload reads Velero objects of several names in two namespaces, so their rules
- * are rightly unnamed.
+ * are rightly unnamed; a verb used only on the gateway's own Secrets, however many, is not.
  */
 function widerThanNeeded(rules: PolicyRule[], used: Permission[]): string[] {
   const out: string[] = [];
@@ -135,8 +139,12 @@ function widerThanNeeded(rules: PolicyRule[], used: Permission[]): string[] {
           if (!calls.some((p) => name === undefined || p.name === name)) out.push(`${verb} ${res}${name ? ` "${name}"` : ''}: granted, never used`);
         }
         const objects = new Set(calls.map((p) => `${p.namespace}/${p.name}`));
-        if (!r.resourceNames?.length && verb !== 'create' && calls.length > 0 && objects.size === 1 && calls.every((p) => p.name !== '')) {
-          out.push(`${verb} ${res}: granted for every name, used only on "${calls[0]!.name}" (add resourceNames)`);
+        const oneObject = objects.size === 1 && calls.every((p) => p.name !== '');
+        // The gateway's own objects, however many: their names are fixed, so a rule can carry them.
+        const ownObjects = calls.every((p) => p.namespace === NS && OWN_SECRETS.has(p.name));
+        if (!r.resourceNames?.length && verb !== 'create' && calls.length > 0 && (oneObject || ownObjects)) {
+          const names = [...new Set(calls.map((p) => p.name))].sort();
+          out.push(`${verb} ${res}: granted for every name, used only on ${names.map((n) => `"${n}"`).join(', ')} (add resourceNames)`);
         }
       }
     }
@@ -349,6 +357,9 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
       assert.ok(used.some((p) => p.verb === 'update' && p.resource === resource && p.name === name), what);
     }
     assert.ok(used.some((p) => p.verb === 'patch' && p.resource === 'mutatingwebhookconfigurations' && p.name === WEBHOOK_CONFIGURATION), 'the webhook\'s caBundle patched');
+    for (const verb of ['get', 'watch']) {
+      assert.ok(used.some((p) => p.verb === verb && p.resource === 'secrets' && p.namespace === NS && p.name === ACCESS_USERS_SECRET), `${verb} on the access users' Secret`);
+    }
     const caBundle = (fx.api.get('admissionregistration.k8s.io/v1', 'MutatingWebhookConfiguration', WEBHOOK_CONFIGURATION)?.webhooks as { clientConfig: { caBundle?: string } }[])[0]?.clientConfig.caBundle;
     const secretCa = (fx.api.get('v1', 'Secret', CERT_SECRET, NS)?.data as Record<string, string>)['ca.crt'];
     assert.equal(caBundle, secretCa, 'the webhook\'s caBundle is the Secret\'s ca.crt');
@@ -386,7 +397,7 @@ describe('the chart RBAC covers every API call the gateway makes', { skip: missi
     const findings = widerThanNeeded(wide, exercised);
     for (const expected of [
       'list secrets: granted, never used',
-      `watch secrets: granted for every name, used only on "${CERT_SECRET}" (add resourceNames)`,
+      `watch secrets: granted for every name, used only on "${CERT_SECRET}", "${ACCESS_USERS_SECRET}" (add resourceNames)`,
       `patch secrets "${CERT_SECRET}": granted, never used`,
       'list services: granted for every name, used only on "velero-download-server" (add resourceNames)',
     ]) {

@@ -122,6 +122,40 @@ describe('loadConfig', () => {
     assert.equal(missing.kind, 'errors');
   });
 
+  test('access users: the Secret by default in kubernetes mode (empty: off), the file local mode only, flags checked at start', () => {
+    const kube = loadConfig(['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname'], {}, '/srv');
+    assert.equal(kube.kind, 'config');
+    if (kube.kind === 'config') assert.deepEqual([kube.config.accessUsersSecret, kube.config.accessUsersAllowPlaintext, kube.config.accessUsersSeedUsername], ['velero-download-server-users', false, undefined]);
+    const off = loadConfig(['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-secret', ''], {}, '/srv');
+    assert.equal(off.kind === 'config' && off.config.accessUsersSecret, undefined);
+    const local = loadConfig([], {}, '/srv');
+    assert.equal(local.kind === 'config' && (local.config.accessUsersSecret ?? local.config.accessUsersFile), undefined, 'local mode: off without the flag');
+    const file = loadConfig(['--access-users-file', '/etc/hostname', '--access-users-allow-plaintext'], {}, '/srv');
+    assert.equal(file.kind, 'config');
+    if (file.kind === 'config') assert.deepEqual([file.config.accessUsersFile, file.config.accessUsersAllowPlaintext], ['/etc/hostname', true]);
+    const seed = loadConfig(['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-seed-username', 'robot'], {}, '/srv');
+    assert.equal(seed.kind === 'config' && seed.config.accessUsersSeedUsername, 'robot');
+    const cases: [string[], string][] = [
+      [['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-secret', 'Not_A_Name'], '--access-users-secret: "Not_A_Name" is not a valid Secret name'],
+      [['--access-users-file', '/no/such/users'], '--access-users-file: /no/such/users does not exist'],
+      [['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-file', '/etc/hostname'], '--access-users-file: local mode only'],
+      [['--access-users-seed-username', 'robot'], '--access-users-seed-username: kubernetes mode only'],
+      [['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-seed-username', 'ro:bot\nx'], '--access-users-seed-username: not a valid user name'],
+      [['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-seed-username', 'robot', '--access-users-secret', ''], '--access-users-seed-username: needs --access-users-secret'],
+      [['--access-users-allow-plaintext=maybe'], "Option '--access-users-allow-plaintext' does not take an argument"],
+    ];
+    for (const [args, expected] of cases) {
+      const r = loadConfig(args, {}, '/srv');
+      assert.equal(r.kind, 'errors', args.join(' '));
+      if (r.kind === 'errors') assert.ok(r.errors.some((e) => e.startsWith(expected)), `missing "${expected}" in:\n${r.errors.join('\n')}`);
+    }
+    // The hostile seed user name is not echoed.
+    const hostile = loadConfig(['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-seed-username', 'evil\u001b[2J'], {}, '/srv');
+    assert.ok(hostile.kind === 'errors' && !hostile.errors.join('').includes('evil'));
+    const help = loadConfig(['--help'], {});
+    assert.ok(help.kind === 'help' && ['--access-users-secret', '--access-users-file', '--[no-]access-users-allow-plaintext', '--access-users-seed-username', 'VDS_ACCESS_USERS_FILE', 'default: velero-download-server-users'].every((f) => help.text.includes(f)));
+  });
+
   test('environment errors name the variable', () => {
     const r = loadConfig([], { VDS_METRICS_LISTEN: 'x' });
     assert.equal(r.kind, 'errors');

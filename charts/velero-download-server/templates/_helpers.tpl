@@ -111,14 +111,14 @@ velero-download-server-signing-key
 
 {{/*
 The RBAC rules of files/rules.yaml with the object names filled in, as YAML: cluster, watched, own,
-and the optional caConfigMap and webhookCaBundle lists that templates/rbac.yaml adds when in use.
+and the optional caConfigMap, accessUsers and webhookCaBundle lists that templates/rbac.yaml adds when in use.
 */}}
 {{- define "velero-download-server.rules" -}}
 {{- $certificate := include "velero-download-server.tlsSecretName" . -}}
 {{- $signingKey := include "velero-download-server.signingKeySecretName" . -}}
 {{- $webhook := include "velero-download-server.webhookConfigurationName" . -}}
 {{- $service := include "velero-download-server.fullname" . -}}
-{{- .Files.Get "files/rules.yaml" | replace "__CERTIFICATE_SECRET__" $certificate | replace "__SIGNING_KEY_SECRET__" $signingKey | replace "__CA_CONFIGMAP__" (.Values.tls.caConfigMap | default "") | replace "__SERVICE__" $service | replace "__WEBHOOK_CONFIGURATION__" $webhook -}}
+{{- .Files.Get "files/rules.yaml" | replace "__CERTIFICATE_SECRET__" $certificate | replace "__SIGNING_KEY_SECRET__" $signingKey | replace "__CA_CONFIGMAP__" (.Values.tls.caConfigMap | default "") | replace "__SERVICE__" $service | replace "__WEBHOOK_CONFIGURATION__" $webhook | replace "__ACCESS_USERS_SECRET__" (.Values.accessUsers.secretName | default "") -}}
 {{- end -}}
 
 {{/* The admission webhook's own Service (--webhook-service-name); its DNS names are in the certificate. */}}

@@ -281,14 +281,15 @@ function storeTrust(cmd: Command, cacert: string | undefined): Trust {
 }
 
 function statusToError(err: HttpStatusError, src: Source, cmd: Command, access: GatewayAccess): CliError {
-  const detail = err.detail ? ` (${err.detail})` : '';
+  // The server's words, with control characters escaped: a hostile answer must not drive the terminal.
+  const detail = err.detail ? ` (${printable(err.detail)})` : '';
   const what = `${singular(cmd)} "${cmd.name}" ${cmd.artifact}`;
   if (err.status === 404) return new CliError(EXIT.notFound, `${what} not found${detail}`);
   if (src.kind === 'gateway') {
     if (err.status === 401) return new CliError(EXIT.denied, access.refused(detail));
     if (err.status === 403) {
       const needs = `"get" on ${cmd.owner}/${cmd.artifact} named "${cmd.name}"${src.url.pathname.includes('/downloadrequests/') ? ' and on downloadrequests' : ''} (API group velero.io) in namespace "${cmd.namespace}"`;
-      return new CliError(EXIT.denied, `${err.detail || 'forbidden'}: ask your cluster admin for ${needs}${access.subject ? ` for user "${access.subject}"` : ''}`);
+      return new CliError(EXIT.denied, `${printable(err.detail) || 'forbidden'}: ask your cluster admin for ${needs}${access.subject ? ` for user "${access.subject}"` : ''}`);
     }
     if (err.status === 429) {
       // A spent budget (failed sign-ins, or the server's request limits): retrying sooner does not help.

@@ -347,12 +347,14 @@ describe('--user against an HTTPS gateway', () => {
     noPassword(r);
   });
 
-  test('403 names the user RBAC must grant', async () => {
+  test('403 names the user RBAC must grant; the server\'s words cannot drive the terminal', async () => {
     reset();
-    gw.answer = (_p, res) => void res.writeHead(403, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', message: 'forbidden', code: 403 }));
+    gw.answer = (_p, res) => void res.writeHead(403, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', message: 'forbidden\u001b]0;owned\u0007\u001b[2J', code: 403 }));
     const r = await cli(logs('--password-file', pwFile, '--cacert', caFile));
     assert.equal(r.code, 3);
     assert.match(r.stderr, new RegExp(`"get" on backups/log named "nightly" .* for user "velero-download-server:${USER}"`));
+    assert.ok(r.stderr.startsWith('velero-download: forbidden\\x1b]0;owned\\x07\\x1b[2J: ask'), r.stderr);
+    assert.ok(!r.stderr.includes('\u001b'), 'no escape character reaches the terminal');
   });
 
   test('429: the server\'s Retry-After is said and respected (no retry sooner), exit 4', async () => {

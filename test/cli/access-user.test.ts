@@ -25,7 +25,7 @@ import type { Command } from '../../src/cli/args.ts';
 import { CliError, UsageError } from '../../src/cli/errors.ts';
 import { firstLine, promptPassword, readPasswordFile } from '../../src/cli/password.ts';
 import type { PromptTerminal } from '../../src/cli/password.ts';
-import { parseAccessUsers, parseBasic, verify } from '../../src/auth/access-users.ts';
+import { MAX_BASIC_HEADER, parseAccessUsers, parseBasic, verify } from '../../src/auth/access-users.ts';
 import { runInProcess } from '../support/cli.ts';
 import type { CliResult, InProcessOptions } from '../support/cli.ts';
 import { createTestPki } from '../support/test-ca.ts';
@@ -279,6 +279,17 @@ describe('--user against an HTTPS gateway', () => {
     assert.equal(gw.requests[0]!.path, '/v1/namespaces/velero/backups/nightly/log');
     assert.deepEqual(basic(gw.requests[0]!.headers), { user: USER, password: PASSWORD });
     noPassword(r);
+  });
+
+  test('the longest name and password the client accepts fit the gateway\'s bound on a Basic header', async () => {
+    reset();
+    const name = `${'u'.repeat(64)}@${'h'.repeat(253)}`;
+    const longest = 'é'.repeat(512);
+    await writeFile(join(dir, 'long'), `${longest}\n`, { mode: 0o600 });
+    const r = await cli(['backup', 'logs', 'nightly', '--velero-server-url', gw.url, '--user', name, '--password-file', 'long', '--cacert', caFile]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(gw.requests[0]!.headers.authorization!.length <= MAX_BASIC_HEADER);
+    assert.deepEqual(basic(gw.requests[0]!.headers), { user: name, password: longest });
   });
 
   test('--cacert vouches as well; the password from $VELERO_DOWNLOAD_PASSWORD_FILE or from stdin (--password-file -)', async () => {

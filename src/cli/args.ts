@@ -407,15 +407,17 @@ function accessUserName(raw: string): string {
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
 
+function passwordFile(v: Values): string | undefined {
+  if (v['password-file'] === '') throw new UsageError('--password-file: empty file name');
+  return v['password-file'];
+}
+
 function hashPasswordCommand(positionals: string[], v: Values): ParseResult {
   if (positionals.length > 1) throw new UsageError(`hash-password: unexpected argument "${printable(positionals[1]!)}"`);
   const other = Object.keys(v).find((k) => k !== 'user' && k !== 'password-file');
   if (other) throw new UsageError(`hash-password takes only --user and --password-file, not --${other}`);
-  if (v['password-file'] === '') throw new UsageError('--password-file: empty file name');
-  return {
-    help: false,
-    hashPassword: { ...(v.user !== undefined && { user: accessUserName(v.user) }), ...(v['password-file'] !== undefined && { passwordFile: v['password-file'] }) },
-  };
+  const file = passwordFile(v);
+  return { help: false, hashPassword: { ...(v.user !== undefined && { user: accessUserName(v.user) }), ...(file !== undefined && { passwordFile: file }) } };
 }
 
 /**
@@ -424,8 +426,7 @@ function hashPasswordCommand(positionals: string[], v: Values): ParseResult {
  * its CA; --insecure-skip-tls-verify would hand the password to whoever answers, so it is refused.
  */
 function accessUserOptions(v: Values, gateway: Command['gateway']): AccessUserOptions | undefined {
-  const file = v['password-file'];
-  if (file === '') throw new UsageError('--password-file: empty file name');
+  const file = passwordFile(v);
   if (v.user === undefined) {
     if (file !== undefined) throw new UsageError('--password-file goes with --user USER@HOST (an access user\'s password)');
     return undefined;

@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hashPassword } from '../../src/auth/access-users.ts';
 import { stringify } from 'yaml';
-import { curl, curlLive, freePort, startGateway } from '../support/processes.ts';
+import { curl, curlLive, freePort, putBackupContents, startGateway, startLocalGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { missingTools, startRealCluster } from '../support/real-cluster.ts';
 import type { RealCluster } from '../support/real-cluster.ts';
@@ -73,6 +73,7 @@ describe('access users in local mode, end to end', () => {
   let usersFile: string;
   let ciHash: string;
   let opsHash: string;
+  let bigPath: string;
   const log = (): string => `${gw.url}/v1/namespaces/velero/backups/demo-backup/log`;
   const get = (n: number, url: string, ...args: string[]): Promise<Answer> => fetchAs(cacert, n, url, ...args);
   const users = async (text: string): Promise<void> => {
@@ -88,10 +89,8 @@ describe('access users in local mode, end to end', () => {
     ciHash = await hashPassword(PASSWORD);
     opsHash = await hashPassword(OTHER_PASSWORD, { algorithm: 'pbkdf2-sha256' });
     await writeFile(usersFile, `# CI\nci@jenkins: ${ciHash}\nbroken@jenkins: scrypt$1024$8$1$c2FsdA==$aGFzaA==\nops@laptop: ${opsHash}\n`);
-    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--access-users-file', usersFile]);
-    cacert = join(dir, 'state', 'tls.crt');
-    await mkdir(join(dir, 'data', 'backups', BIG), { recursive: true });
-    await writeFile(join(dir, 'data', 'backups', BIG, `${BIG}.tar.gz`), randomBytes(BIG_SIZE));
+    ({ gw, cacert } = await startLocalGateway(dir, '--access-users-file', usersFile));
+    bigPath = await putBackupContents(join(dir, 'data'), BIG, randomBytes(BIG_SIZE));
   });
 
   after(async () => {
@@ -156,7 +155,6 @@ describe('access users in local mode, end to end', () => {
   });
 
   test('the table file changed under a running download: it finishes with all its bytes; a removed user 401, an added user 200', async () => {
-    const path = join(dir, 'data', 'backups', BIG, `${BIG}.tar.gz`);
     const out = join(dir, 'big.bin');
     const live = curlLive(['--cacert', cacert, '--interface', '127.0.0.30', '-u', `ci@jenkins:${PASSWORD}`, '--fail', '--limit-rate', '4M', '-o', out, `${gw.url}/v1/namespaces/velero/backups/${BIG}/contents`]);
     await eventually('the download to be under way', async () => (await stat(out).catch(() => undefined))?.size);
@@ -166,7 +164,7 @@ describe('access users in local mode, end to end', () => {
     assert.equal(live.proc.exitCode, null, 'the running download is still running');
     const r = await live.done;
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(await sha256(out), await sha256(path));
+    assert.equal(await sha256(out), await sha256(bigPath));
     // A file that disappears is no users at once; back, they are accepted again.
     await rm(usersFile);
     await eventually('the removed file to refuse everyone', async () => (await get(31, log(), '-u', `new@jenkins:${OTHER_PASSWORD}`)).code === '401', 15_000, 250);

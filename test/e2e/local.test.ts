@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { curl, curlLive, startGateway } from '../support/processes.ts';
+import { curl, curlLive, putBackupContents, startGateway, startLocalGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 
 const BIG = 'big-backup';
@@ -25,12 +25,10 @@ describe('local mode end to end', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vds-e2e-'));
-    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--shutdown-grace', '10s']);
+    ({ gw, cacert } = await startLocalGateway(dir, '--shutdown-grace', '10s'));
     token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
-    cacert = join(dir, 'state', 'tls.crt');
     // A large object next to the demo, for range and cut-off tests.
-    await mkdir(join(dir, 'data', 'backups', BIG), { recursive: true });
-    await writeFile(join(dir, 'data', 'backups', BIG, `${BIG}.tar.gz`), randomBytes(BIG_SIZE));
+    await putBackupContents(join(dir, 'data'), BIG, randomBytes(BIG_SIZE));
   });
 
   after(async () => {

@@ -6,8 +6,10 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -111,6 +113,20 @@ export function curlLive(args: string[]): { proc: ChildProcess; done: Promise<Cu
   proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const done = once(proc, 'close').then(([code]) => ({ code: code as number | null, stdout: Buffer.concat(out), stderr: err }));
   return { proc, done };
+}
+
+/** The gateway in local mode with its data and state directories under `dir`; and the certificate to trust. */
+export async function startLocalGateway(dir: string, ...args: string[]): Promise<{ gw: GatewayProcess; cacert: string }> {
+  const gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), ...args]);
+  return { gw, cacert: join(dir, 'state', 'tls.crt') };
+}
+
+/** Writes `bytes` as the contents (`<name>.tar.gz`) of backup `name` in a local data directory. */
+export async function putBackupContents(dataDir: string, name: string, bytes: Buffer): Promise<string> {
+  const path = join(dataDir, 'backups', name, `${name}.tar.gz`);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, bytes);
+  return path;
 }
 
 /** A loopback port free right now (for a listener a test passes to the gateway as a flag). */

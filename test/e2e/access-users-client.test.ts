@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { runCli } from '../support/cli.ts';
 import type { CliResult } from '../support/cli.ts';
-import { curl, startGateway } from '../support/processes.ts';
+import { curl, startLocalGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 
 const USER = 'ci@build.example';
@@ -41,8 +41,7 @@ describe('velero-download --user against the real gateway (local mode, --access-
     assert.equal(hashed.code, 0, hashed.stderr);
     entry = hashed.stdout.toString();
     await writeFile(join(dir, 'users'), `# written by velero-download hash-password\n${entry}`, { mode: 0o600 });
-    gw = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--access-users-file', join(dir, 'users')]);
-    cacert = join(dir, 'state', 'tls.crt');
+    ({ gw, cacert } = await startLocalGateway(dir, '--access-users-file', join(dir, 'users')));
     // The fingerprint as a client gets it over a channel it already trusts.
     const info = await curl(['--cacert', cacert, '--fail', `${gw.url}/v1/info`]);
     assert.equal(info.code, 0, info.stderr);

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { artifactNames, findArtifact, isDns1123Label, isDns1123Subdomain } from '../velero/artifacts.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
+import { isAccessUserName } from '../util/passwords.ts';
 import { UsageError } from './errors.ts';
 
 /** Subcommands of `backup` and `restore`, mapped to the artifact they fetch. */
@@ -80,9 +81,27 @@ export interface Command {
   gunzip: boolean;
   /** Set for the volume-data commands (`backup volumes|ls|files|archive`); `artifact` is then `volumedata`. */
   volume?: VolumeCommand;
+  /**
+   * `--user USER@HOST`: an access user of the download server, sending HTTP Basic instead of a
+   * kubeconfig's token; `gateway.baseUrl` is then set and no kubeconfig is read.
+   */
+  accessUser?: AccessUserOptions;
 }
 
-export type ParseResult = { help: true } | { help: false; command: Command };
+/** An access user's name and where its password comes from (no file: $VELERO_DOWNLOAD_PASSWORD_FILE, else a prompt). */
+export interface AccessUserOptions {
+  name: string;
+  /** `--password-file`: a file name, or `-` for stdin. */
+  passwordFile?: string;
+}
+
+/** `hash-password`: prints a table entry's hash (`USER@HOST: hash` with --user). */
+export interface HashPasswordCommand {
+  user?: string;
+  passwordFile?: string;
+}
+
+export type ParseResult = { help: true } | { help: false; command: Command } | { help: false; hashPassword: HashPasswordCommand };
 
 const OPTIONS = {
   kubeconfig: { type: 'string' },
@@ -92,6 +111,8 @@ const OPTIONS = {
   cacert: { type: 'string' },
   'insecure-skip-tls-verify': { type: 'boolean' },
   'server-cert-fingerprint': { type: 'string' },
+  user: { type: 'string' },
+  'password-file': { type: 'string' },
   'wait-timeout': { type: 'string' },
   timeout: { type: 'string' },
   'connect-timeout': { type: 'string' },
@@ -127,6 +148,10 @@ Commands:
   restore volume-info NAME      volume information (JSON)
   get backups/NAME/ARTIFACT     any artifact: ${artifactNames('backups').join(', ')}
   get restores/NAME/ARTIFACT    any artifact: ${artifactNames('restores').join(', ')}
+  hash-password [--user USER@HOST] [--password-file FILE]
+                                print the hash of a password for the download server's access-user
+                                table (asked twice on a terminal, else read from stdin's first line);
+                                with --user, the whole entry "USER@HOST: scrypt$..."
 
 Flags:
       --kubeconfig FILE              kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, in-cluster)
@@ -139,6 +164,11 @@ Flags:
                                      fingerprint (64 hex digits of the DER certificate, as Kopia pins)
       --insecure-skip-tls-verify     do not verify TLS certificates (insecure: anyone in the path can
                                      read the data and your token)
+      --user USER@HOST               sign in to the download server as this access user (HTTP Basic)
+                                     instead of with a kubeconfig's token; needs --velero-server-url=URL
+      --password-file FILE           the access user's password: the first line of FILE (- for stdin);
+                                     default: the file $VELERO_DOWNLOAD_PASSWORD_FILE names, else a
+                                     prompt on the terminal (no echo); never a command-line value
       --wait-timeout DURATION        how long to wait for the download URL (default 1m)
       --timeout DURATION             limit for the whole transfer, resumes included (default 0: none)
       --connect-timeout DURATION     limit for connecting and for a stalled transfer (default 15s)
@@ -153,6 +183,13 @@ token, token file, exec plugin, OIDC) is sent to it, over verified HTTPS only. I
 against --cacert, else ca.crt of ConfigMap velero-download-server-ca (get on it is all you need; for
 older download servers, of Secret velero-download-server-certs when you may read it), else the pinned
 fingerprint (--server-cert-fingerprint, or the published annotation), else the system CAs.
+
+Access users (--user) need no kubeconfig: the download server checks the password and reviews the user
+as "velero-download-server:USER@HOST" with Kubernetes RBAC. No CA ConfigMap is read then: trust the
+server with --cacert, or pin its certificate with --server-cert-fingerprint (its SHA-256, as GET
+/v1/info shows it, the server's start-up output, or annotation download-server.velero.io/tls-fingerprint
+on ConfigMap velero-download-server-ca: get it over a channel you already trust), else the system CAs.
+--insecure-skip-tls-verify is refused with --user: the password would go to whoever answers.
 
 Volume data (volumes, ls, files, archive) comes from the download server only: the one given with
 --velero-server-url=https://HOST, else the one that answers a DownloadRequest for the backup. VOLUME
@@ -217,7 +254,7 @@ function parseBaseUrl(raw: string): URL {
     throw new UsageError(`--velero-server-url: "${raw}" is not a URL; use https://HOST[:PORT]`);
   }
   if (url.protocol === 'http:') {
-    throw new UsageError(`--velero-server-url: refusing ${url.origin}: your bearer token is never sent over plain HTTP; use https://`);
+    throw new UsageError(`--velero-server-url: refusing ${url.origin}: your token or password is never sent over plain HTTP; use https://`);
   }
   if (url.protocol !== 'https:') throw new UsageError(`--velero-server-url: "${raw}" must be an https:// URL`);
   if (url.username || url.password || url.search || url.hash) {
@@ -296,7 +333,7 @@ function target(positionals: string[]): ParsedTarget {
   }
   const owner = verb === 'backup' ? 'backups' : verb === 'restore' ? 'restores' : undefined;
   if (!owner) {
-    throw new UsageError(verb === undefined ? 'missing command: try "velero-download backup logs NAME" or --help' : `unknown command "${verb}": use backup, restore or get (see --help)`);
+    throw new UsageError(verb === undefined ? 'missing command: try "velero-download backup logs NAME" or --help' : `unknown command "${verb}": use backup, restore, get or hash-password (see --help)`);
   }
   const [sub, name, ...extra] = rest;
   const subs = SUBCOMMANDS[owner];
@@ -343,8 +380,69 @@ function defaultVolumeOutput(v: VolumeCommand): string {
   return `${v.volume.replaceAll(':', '_')}${last ? `-${last}` : ''}.tar${v.gzip ? '.gz' : ''}`;
 }
 
+/**
+ * A password given as a flag's value is refused before anything else reads the command line (and so
+ * before any message could repeat it): other users see it in `ps`, shells keep it in their history,
+ * CI systems print command lines.
+ */
+function refusePasswordValue(argv: readonly string[]): void {
+  for (const a of argv) {
+    if (a === '--') return;
+    if (a === '--password' || a.startsWith('--password=')) {
+      throw new UsageError(
+        '--password is not accepted: a password on the command line is visible to other users (ps) and kept in shell history; put it on the first line of a file readable only by you and pass --password-file FILE (or - for stdin), or leave both out to be asked on the terminal',
+      );
+    }
+  }
+}
+
+const USER_RULE =
+  'expected USER@HOST: printable ASCII without spaces, ":" (HTTP Basic cannot carry one in a user name) or a second "@", the user at most 64 characters, the host 1 to 253';
+
+/** `--user`: the gateway's own name rule. The value is not repeated in the error: it may hold a password typed by mistake. */
+function accessUserName(raw: string): string {
+  if (!isAccessUserName(raw)) throw new UsageError(`--user: ${USER_RULE}`);
+  return raw;
+}
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+
+function passwordFile(v: Values): string | undefined {
+  if (v['password-file'] === '') throw new UsageError('--password-file: empty file name');
+  return v['password-file'];
+}
+
+function hashPasswordCommand(positionals: string[], v: Values): ParseResult {
+  if (positionals.length > 1) throw new UsageError(`hash-password: unexpected argument "${printable(positionals[1]!)}"`);
+  const other = Object.keys(v).find((k) => k !== 'user' && k !== 'password-file');
+  if (other) throw new UsageError(`hash-password takes only --user and --password-file, not --${other}`);
+  const file = passwordFile(v);
+  return { help: false, hashPassword: { ...(v.user !== undefined && { user: accessUserName(v.user) }), ...(file !== undefined && { passwordFile: file }) } };
+}
+
+/**
+ * `--user` and `--password-file` against the other flags. An access user has no kubeconfig, so
+ * nothing but --velero-server-url=URL says where the download server is, and no ConfigMap publishes
+ * its CA; --insecure-skip-tls-verify would hand the password to whoever answers, so it is refused.
+ */
+function accessUserOptions(v: Values, gateway: Command['gateway']): AccessUserOptions | undefined {
+  const file = passwordFile(v);
+  if (v.user === undefined) {
+    if (file !== undefined) throw new UsageError('--password-file goes with --user USER@HOST (an access user\'s password)');
+    return undefined;
+  }
+  const name = accessUserName(v.user);
+  if (v.kubeconfig !== undefined || v.context !== undefined) throw new UsageError('--user signs in without a kubeconfig: leave out --kubeconfig and --context');
+  if (v['insecure-skip-tls-verify']) {
+    throw new UsageError('--insecure-skip-tls-verify cannot be used with --user: the password would go to whoever answers; pass --cacert FILE or pin the certificate with --server-cert-fingerprint');
+  }
+  if (!gateway.baseUrl) throw new UsageError('--user needs --velero-server-url=https://HOST[:PORT]: without a kubeconfig nothing else says where the download server is');
+  return { name, ...(file !== undefined && { passwordFile: file }) };
+}
+
 /** Parses and validates `argv` (without node and the script). Throws UsageError. */
 export function parseCommandLine(argv: readonly string[]): ParseResult {
+  refusePasswordValue(argv);
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
   try {
     parsed = parseArgs({ args: foldOptionalValue(argv), options: OPTIONS, allowPositionals: true, strict: true });
@@ -353,6 +451,7 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
   }
   const v = parsed.values;
   if (v.help) return { help: true };
+  if (parsed.positionals[0] === 'hash-password') return hashPasswordCommand(parsed.positionals, v);
 
   const t = target(parsed.positionals);
   const kind = t.owner === 'backups' ? 'backup' : 'restore';
@@ -375,6 +474,8 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
   const rawGateway = v['velero-server-url'];
   const gateway: Command['gateway'] =
     rawGateway === undefined ? { forced: false } : rawGateway === '' ? { forced: true } : { forced: true, baseUrl: parseBaseUrl(rawGateway) };
+
+  const accessUser = accessUserOptions(v, gateway);
 
   const contents = t.owner === 'backups' && t.artifact === 'contents';
   const volume = t.volume && volumeCommand(t.volume, v.output, v.gzip ?? false);
@@ -414,6 +515,7 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
       output,
       force: v.force ?? false,
       gunzip: !contents && !volume,
+      ...(accessUser && { accessUser }),
     },
   };
 }

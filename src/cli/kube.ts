@@ -15,11 +15,11 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import { signalOptions, statusOf } from '../kube/client.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
 import { CliError, EXIT, UsageError, describeFailure, networkFailure } from './errors.ts';
-import { DEFAULT_SERVICE_NAME, FINGERPRINT_ANNOTATION, SERVICE_ACCOUNT_DIR, URL_ANNOTATION } from '../util/names.ts';
+import { CA_CONFIGMAP_NAME, DEFAULT_SERVICE_NAME, FINGERPRINT_ANNOTATION, SERVICE_ACCOUNT_DIR, URL_ANNOTATION } from '../util/names.ts';
 import { nonEmptyString } from '../util/strings.ts';
 
 /** The ConfigMap where the download server publishes the CA clients trust (key ca.crt, like kube-root-ca.crt). */
-export const CA_CONFIGMAP = 'velero-download-server-ca';
+export const CA_CONFIGMAP = CA_CONFIGMAP_NAME;
 /** The Secret holding the download server's certificate (tls.crt, tls.key, ca.crt): read only for gateways older than the ConfigMap. */
 export const CERT_SECRET = 'velero-download-server-certs';
 /** The download server's default port, when its Service cannot be read. */

@@ -2,6 +2,7 @@
 /**
  * The `velero-download` command: wires the process (argv, streams, environment, signals) to `run`.
  */
+import { openTerminal } from './password.ts';
 import { run } from './run.ts';
 
 const interrupt = new AbortController();
@@ -20,6 +21,8 @@ const code = await run(process.argv.slice(2), {
   env: process.env,
   cwd: process.cwd(),
   signal: interrupt.signal,
+  stdin: () => process.stdin,
+  openTerminal: () => openTerminal(() => process.stdin, process.stderr),
 });
 // Idle keep-alive connections of the Kubernetes client must not hold the process open; exit once
 // stdout has taken everything (writes to pipes are asynchronous on some platforms).

@@ -15,11 +15,13 @@ import { getCACertificates } from 'node:tls';
 import { createGunzip } from 'node:zlib';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { USAGE, parseCommandLine, printable } from './args.ts';
-import type { Command } from './args.ts';
+import type { AccessUserOptions, Command, HashPasswordCommand } from './args.ts';
 import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
 import type { Trust } from './http.ts';
 import { checkOutput, openOutput } from './output.ts';
 import type { Output } from './output.ts';
+import { PASSWORD_FILE_ENV, firstLine, promptPassword, readPasswordFile } from './password.ts';
+import type { PromptTerminal } from './password.ts';
 import { progressFor } from './progress.ts';
 import type { TerminalLike } from './progress.ts';
 import { HttpStatusError, bodyChunks, openSource } from './transfer.ts';
@@ -28,7 +30,8 @@ import { isJson, listDirectory, readJson, safeJson, volumeUrl, volumesTable, who
 import type * as KubeModuleNs from './kube.ts';
 import type { DownloadUrls, VeleroApi } from './kube.ts';
 import { NEVER_ABORTED } from '../util/abortable.ts';
-import { DEFAULT_SERVICE_NAME } from '../util/names.ts';
+import { CA_CONFIGMAP_NAME, DEFAULT_SERVICE_NAME, FINGERPRINT_ANNOTATION } from '../util/names.ts';
+import { hashPassword } from '../util/passwords.ts';
 
 type KubeModule = typeof KubeModuleNs;
 
@@ -43,6 +46,10 @@ export interface CliIo {
   signal?: AbortSignal;
   /** Name resolution for downloads (tests resolve cluster-local names with it). */
   lookup?: LookupFunction;
+  /** Standard input, for `--password-file -` and hash-password; opened only when asked for. */
+  stdin?: () => Readable & { isTTY?: boolean };
+  /** The terminal to prompt for a password on; undefined (or absent) when there is none. */
+  openTerminal?: () => PromptTerminal | undefined;
 }
 
 /** How long a download server URL alone waits for Velero's pre-signed URL, which is tried first. */
@@ -64,7 +71,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   }
   const signal = io.signal ?? NEVER_ABORTED;
   try {
-    if (parsed.command.volume) await volumeData(parsed.command, io, signal, say);
+    if ('hashPassword' in parsed) await printHash(parsed.hashPassword, io, signal, say);
+    else if (parsed.command.volume) await volumeData(parsed.command, io, signal, say);
     else await download(parsed.command, io, signal, say);
     return EXIT.ok;
   } catch (err) {
@@ -83,9 +91,21 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
 
 const singular = (cmd: Command): string => (cmd.owner === 'backups' ? 'backup' : 'restore');
 
-/** What to do about a download server certificate nothing vouched for. */
-const untrustedAdvice = (err: UntrustedCertificateError, cmd: Command, caConfigMap: string): string =>
-  `the download server's certificate is not trusted (SHA-256 fingerprint ${err.fingerprint}): ask for "get" on ConfigMap ${caConfigMap} in namespace "${cmd.namespace}", or pass --cacert FILE (its ca.crt: kubectl -n ${cmd.namespace} get configmap ${caConfigMap} -o jsonpath='{.data.ca\\.crt}') or, after checking the fingerprint with your cluster admin, --server-cert-fingerprint ${err.fingerprint}`;
+/** How the command signs in to the download server, and how it judges the server's certificate. */
+interface GatewayAccess {
+  /** The Authorization header's value, worked out once, when first needed. */
+  authorization(): Promise<string>;
+  trust(): Promise<Trust>;
+  /** What to do about a certificate nothing vouched for. */
+  untrustedAdvice(err: UntrustedCertificateError): string;
+  /** The message for a 401 (`detail`: the server's own words, in parentheses, or ''). */
+  refused(detail: string): string;
+  /** Whom RBAC must grant access, for a 403's advice ('' for the kubeconfig's user). */
+  readonly subject: string;
+}
+
+/** A pin alone means "this certificate only", not "this one or anything a public CA signed". */
+const gatewayTrust = (ca: string[] | undefined, pins: string[]): Trust => ({ ...(ca && { ca }), chain: ca !== undefined || pins.length === 0, pins, insecure: false });
 
 async function readCaFile(file: string): Promise<string> {
   let pem: string;
@@ -98,15 +118,16 @@ async function readCaFile(file: string): Promise<string> {
   return pem;
 }
 
-/** The download server's token and TLS trust, each worked out once and only when first needed. */
-class GatewayAccess {
+/** The kubeconfig user's token and the trust the cluster publishes, each worked out once and only when first needed. */
+class KubeGatewayAccess implements GatewayAccess {
+  readonly subject = '';
   readonly #kube: KubeModule;
   readonly #kc: KubeConfig;
   readonly #api: VeleroApi;
   readonly #cmd: Command;
   readonly #cacert: string | undefined;
   readonly #signal: AbortSignal;
-  #token: Promise<string> | undefined;
+  #header: Promise<string> | undefined;
   #trust: Promise<Trust> | undefined;
 
   constructor(kube: KubeModule, kc: KubeConfig, api: VeleroApi, cmd: Command, cacert: string | undefined, signal: AbortSignal) {
@@ -118,8 +139,8 @@ class GatewayAccess {
     this.#signal = signal;
   }
 
-  token(): Promise<string> {
-    return (this.#token ??= this.#kube.bearerToken(this.#kc));
+  authorization(): Promise<string> {
+    return (this.#header ??= this.#kube.bearerToken(this.#kc).then((token) => `Bearer ${token}`));
   }
 
   /**
@@ -139,10 +160,118 @@ class GatewayAccess {
         const pinned = published.fingerprint?.replaceAll(':', '').toLowerCase();
         if (pinned && /^[0-9a-f]{64}$/.test(pinned)) pins.push(pinned);
       }
-      // A pin alone means "this certificate only", not "this one or anything a public CA signed".
-      return { ...(ca && { ca }), chain: ca !== undefined || pins.length === 0, pins, insecure: false };
+      return gatewayTrust(ca, pins);
     })());
   }
+
+  untrustedAdvice(err: UntrustedCertificateError): string {
+    const ns = this.#cmd.namespace;
+    return `the download server's certificate is not trusted (SHA-256 fingerprint ${err.fingerprint}): ask for "get" on ConfigMap ${CA_CONFIGMAP_NAME} in namespace "${ns}", or pass --cacert FILE (its ca.crt: kubectl -n ${ns} get configmap ${CA_CONFIGMAP_NAME} -o jsonpath='{.data.ca\\.crt}') or, after checking the fingerprint with your cluster admin, --server-cert-fingerprint ${err.fingerprint}`;
+  }
+
+  refused(detail: string): string {
+    return `the download server did not accept your token${detail}: log in again (your kubeconfig's token may have expired)`;
+  }
+}
+
+/**
+ * An access user (`--user`): HTTP Basic with a password from a file, stdin or a prompt, read once and
+ * only when the first request is about to be made; trust from --cacert or --server-cert-fingerprint
+ * only (no cluster to publish a CA), else the system roots. The credentials reach httpGet, which
+ * verifies the certificate before it writes a byte of the request, and never follows a redirect.
+ */
+class AccessUserAccess implements GatewayAccess {
+  readonly subject: string;
+  readonly #user: AccessUserOptions;
+  readonly #cmd: Command;
+  readonly #cacert: string | undefined;
+  readonly #io: CliIo;
+  readonly #signal: AbortSignal;
+  readonly #say: (msg: string) => void;
+  #header: Promise<string> | undefined;
+
+  constructor(user: AccessUserOptions, cmd: Command, cacert: string | undefined, io: CliIo, signal: AbortSignal, say: (msg: string) => void) {
+    this.#user = user;
+    // The user name the gateway's SubjectAccessReviews carry for an access user.
+    this.subject = `velero-download-server:${user.name}`;
+    this.#cmd = cmd;
+    this.#cacert = cacert;
+    this.#io = io;
+    this.#signal = signal;
+    this.#say = say;
+  }
+
+  authorization(): Promise<string> {
+    // RFC 7617 with charset UTF-8: the name is ASCII without ":" (checked), the password any UTF-8 text.
+    return (this.#header ??= this.#password().then((pw) => `Basic ${Buffer.from(`${this.#user.name}:${pw}`, 'utf8').toString('base64')}`));
+  }
+
+  async #password(): Promise<string> {
+    const io = this.#io;
+    if (this.#user.passwordFile !== undefined) return passwordFrom(this.#user.passwordFile, '--password-file', io, this.#say);
+    const fromEnv = io.env[PASSWORD_FILE_ENV];
+    if (fromEnv) return passwordFrom(fromEnv, `$${PASSWORD_FILE_ENV}`, io, this.#say);
+    const term = io.openTerminal?.();
+    if (!term) {
+      throw new UsageError(
+        `--user ${this.#user.name}: no password: pass --password-file FILE (its first line; - for stdin) or set ${PASSWORD_FILE_ENV}=FILE; there is no terminal to ask on`,
+      );
+    }
+    return promptPassword(term, `Password for ${this.#user.name}: `, this.#signal);
+  }
+
+  trust(): Promise<Trust> {
+    const pins = this.#cmd.serverCertFingerprint ? [this.#cmd.serverCertFingerprint] : [];
+    return Promise.resolve(gatewayTrust(this.#cacert ? [this.#cacert] : undefined, pins));
+  }
+
+  untrustedAdvice(err: UntrustedCertificateError): string {
+    const fp = err.fingerprint;
+    const pinned = this.#cmd.serverCertFingerprint;
+    const why = pinned
+      ? `its SHA-256 fingerprint ${fp} is not the pinned ${pinned}: the certificate was renewed, or someone else answers; nothing was sent`
+      : `nothing vouches for it (SHA-256 fingerprint ${fp}); nothing was sent`;
+    return `the download server's certificate is not trusted: ${why}. Pass --cacert FILE with the CA that signed it, or --server-cert-fingerprint with the fingerprint the operator publishes, read over a channel you already trust (GET /v1/info field tlsFingerprint, the server's start-up output, or annotation ${FINGERPRINT_ANNOTATION} on ConfigMap ${CA_CONFIGMAP_NAME}); never copy it from this message without checking`;
+  }
+
+  refused(detail: string): string {
+    return `the download server did not accept user or password for ${this.#user.name}${detail}: check the password, and that the user is in the server's access-user table`;
+  }
+}
+
+/** A password from a file, or stdin for `-` (not when stdin is a terminal: that would echo it). */
+async function passwordFrom(file: string, label: string, io: CliIo, warn: (msg: string) => void): Promise<string> {
+  if (file !== '-') return readPasswordFile(resolve(io.cwd, file), label, warn);
+  const stdin = io.stdin?.();
+  if (!stdin) throw new UsageError(`${label} -: there is no stdin to read`);
+  if (stdin.isTTY) throw new UsageError(`${label} -: stdin is a terminal, where the password would show as you type; leave out ${label} to be asked without echo`);
+  return firstLine(stdin, `${label} - (stdin)`);
+}
+
+/**
+ * `hash-password`: a new password, asked twice on a terminal (or read from --password-file, or from
+ * stdin's first line when stdin is not a terminal), hashed with the gateway's own hashPassword (scrypt
+ * at Kopia's cost); stdout gets the hash, or the table entry with --user. The password is never printed.
+ */
+async function printHash(h: HashPasswordCommand, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  let password: string;
+  if (h.passwordFile !== undefined) {
+    password = await passwordFrom(h.passwordFile, '--password-file', io, say);
+  } else if (io.stdin?.().isTTY) {
+    const ask = (prompt: string): Promise<string> => {
+      const term = io.openTerminal?.();
+      if (!term) throw new UsageError('hash-password: cannot open the terminal to ask for the password: pass --password-file FILE');
+      return promptPassword(term, prompt, signal);
+    };
+    password = await ask(`New password${h.user ? ` for ${h.user}` : ''}: `);
+    if ((await ask('Again: ')) !== password) throw new UsageError('the two passwords differ: nothing was printed');
+  } else if (io.stdin) {
+    password = await firstLine(io.stdin(), 'stdin');
+  } else {
+    throw new UsageError('hash-password: no password: pass --password-file FILE');
+  }
+  const hash = await hashPassword(password);
+  io.stdout.write(`${h.user ? `${h.user}: ` : ''}${hash}\n`);
 }
 
 function storeTrust(cmd: Command, cacert: string | undefined): Trust {
@@ -151,17 +280,21 @@ function storeTrust(cmd: Command, cacert: string | undefined): Trust {
   return { ...(cacert && { ca: [...getCACertificates('default'), cacert] }), chain: true, pins: [], insecure: false };
 }
 
-function statusToError(err: HttpStatusError, src: Source, cmd: Command): CliError {
-  const detail = err.detail ? ` (${err.detail})` : '';
+function statusToError(err: HttpStatusError, src: Source, cmd: Command, access: GatewayAccess): CliError {
+  // The server's words, with control characters escaped: a hostile answer must not drive the terminal.
+  const detail = err.detail ? ` (${printable(err.detail)})` : '';
   const what = `${singular(cmd)} "${cmd.name}" ${cmd.artifact}`;
   if (err.status === 404) return new CliError(EXIT.notFound, `${what} not found${detail}`);
   if (src.kind === 'gateway') {
-    if (err.status === 401) {
-      return new CliError(EXIT.denied, `the download server did not accept your token${detail}: log in again (your kubeconfig's token may have expired)`);
-    }
+    if (err.status === 401) return new CliError(EXIT.denied, access.refused(detail));
     if (err.status === 403) {
       const needs = `"get" on ${cmd.owner}/${cmd.artifact} named "${cmd.name}"${src.url.pathname.includes('/downloadrequests/') ? ' and on downloadrequests' : ''} (API group velero.io) in namespace "${cmd.namespace}"`;
-      return new CliError(EXIT.denied, `${err.detail || 'forbidden'}: ask your cluster admin for ${needs}`);
+      return new CliError(EXIT.denied, `${printable(err.detail) || 'forbidden'}: ask your cluster admin for ${needs}${access.subject ? ` for user "${access.subject}"` : ''}`);
+    }
+    if (err.status === 429) {
+      // A spent budget (failed sign-ins, or the server's request limits): retrying sooner does not help.
+      const wait = err.retryAfterSeconds === undefined ? 'later' : `in ${err.retryAfterSeconds} s`;
+      return new CliError(EXIT.unreachable, `the download server refused the request for now${detail}: try again ${wait}`);
     }
   } else if (err.status === 401 || err.status === 403) {
     return new CliError(EXIT.denied, `the store refused the pre-signed download URL (HTTP ${err.status}${detail}): it may have expired or the clocks differ; run the command again, or pass --velero-server-url to use the download server`);
@@ -170,14 +303,36 @@ function statusToError(err: HttpStatusError, src: Source, cmd: Command): CliErro
   return new CliError(EXIT.notFound, `${src.label} answered HTTP ${err.status}${detail}`);
 }
 
-/** What every command needs before it fetches: the output checked, the kubeconfig, the API, the download server's access. */
-async function prepare(cmd: Command, io: CliIo, signal: AbortSignal): Promise<{ kube: KubeModule; api: VeleroApi; gateway: GatewayAccess; cacert: string | undefined }> {
+/** The kubeconfig's side: absent for an access user. */
+interface Cluster {
+  kube: KubeModule;
+  api: VeleroApi;
+}
+
+interface Prepared {
+  cluster?: Cluster;
+  gateway: GatewayAccess;
+  cacert: string | undefined;
+}
+
+/** The cluster, for the flows that create DownloadRequests: --user always comes with a base URL, and so never gets here. */
+function clusterOf(p: Prepared): Cluster {
+  if (!p.cluster) throw new Error('no kubeconfig was loaded');
+  return p.cluster;
+}
+
+/**
+ * What every command needs before it fetches: the output checked, and either the kubeconfig, the API
+ * and the token, or (--user) the access user; no Kubernetes client is loaded for an access user.
+ */
+async function prepare(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<Prepared> {
   await checkOutput(cmd.output, cmd.force, io.cwd);
   const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert)) : undefined;
+  if (cmd.accessUser) return { gateway: new AccessUserAccess(cmd.accessUser, cmd, cacert, io, signal, say), cacert };
   const kube: KubeModule = await import('./kube.ts');
   const kc = kube.loadKubeConfig(cmd, io.env);
   const api = new kube.VeleroApi(kc, cmd.namespace, cmd.connectTimeoutMs);
-  return { kube, api, gateway: new GatewayAccess(kube, kc, api, cmd, cacert, signal), cacert };
+  return { cluster: { kube, api }, gateway: new KubeGatewayAccess(kube, kc, api, cmd, cacert, signal), cacert };
 }
 
 /** --timeout, which runs from the first download attempt: waiting for URLs has its own --wait-timeout. */
@@ -204,9 +359,10 @@ class TransferClock {
 }
 
 async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
-  const { kube, api, gateway, cacert } = await prepare(cmd, io, signal);
+  const prepared = await prepare(cmd, io, signal, say);
+  const { gateway, cacert } = prepared;
   // Fail before creating anything when the download server cannot be used at all.
-  if (cmd.gateway.forced) await gateway.token();
+  if (cmd.gateway.forced) await gateway.authorization();
 
   const clock = new TransferClock(cmd.timeoutMs, signal);
   let drName: string | undefined;
@@ -220,7 +376,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
       try {
         return await openSource(src, fetchOpts);
       } catch (err) {
-        if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
+        if (err instanceof HttpStatusError) throw statusToError(err, src, cmd, gateway);
         if (clock.signal.aborted || !networkFailure(err)) throw err;
         if (err instanceof UntrustedCertificateError && src.kind === 'gateway') untrusted = err;
         failures.push(`${src.label}: ${describeFailure(err)}`);
@@ -231,7 +387,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
       kind: 'gateway',
       label,
       url,
-      headers: { Authorization: `Bearer ${await gateway.token()}` },
+      headers: { Authorization: await gateway.authorization() },
       trust: await gateway.trust(),
     });
 
@@ -241,6 +397,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
       const base = cmd.gateway.baseUrl;
       gatewayUrls.push(new URL(`${base.pathname.replace(/\/+$/, '')}/v1/namespaces/${cmd.namespace}/${cmd.owner}/${cmd.name}/${cmd.artifact}`, base));
     } else {
+      const { kube, api } = clusterOf(prepared);
       if ((await api.ownerExists(cmd.owner, cmd.name, signal)) === false) {
         throw new CliError(EXIT.notFound, `${singular(cmd)} "${cmd.name}" not found in namespace "${cmd.namespace}" (pass -n NAMESPACE if it lives elsewhere)`);
       }
@@ -309,6 +466,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
       // Inside the cluster (e.g. `kubectl exec deploy/velero -- velero-download ...`) the public name
       // may not resolve or route: the Service's cluster-local name does.
       if (i === 0 && io.env.KUBERNETES_SERVICE_HOST && !cmd.gateway.baseUrl) {
+        const { kube, api } = clusterOf(prepared);
         const port = (await api.servicePort(signal)) ?? kube.DEFAULT_GATEWAY_PORT;
         const local = new URL(`https://${DEFAULT_SERVICE_NAME}.${cmd.namespace}.svc:${port}${url.pathname}`);
         if (local.origin !== url.origin) {
@@ -319,16 +477,16 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
     }
 
     if (!opened) {
-      const trustAdvice = untrusted ? `; ${untrustedAdvice(untrusted, cmd, kube.CA_CONFIGMAP)}` : ': check that the download server is running and reachable from here';
+      const trustAdvice = untrusted ? `; ${gateway.untrustedAdvice(untrusted)}` : ': check that the download server is running and reachable from here';
       throw new CliError(EXIT.unreachable, `cannot download the ${singular(cmd)} "${cmd.name}" ${cmd.artifact}: ${failures.join('; ')}${trustAdvice}`);
     }
-    await save(cmd, io, opened.src, opened.res, fetchOpts, say, { what: `${singular(cmd)} "${cmd.name}" ${cmd.artifact}` });
+    await save(cmd, io, opened.src, opened.res, fetchOpts, say, { what: `${singular(cmd)} "${cmd.name}" ${cmd.artifact}`, access: gateway });
   } catch (err) {
     if (signal.aborted) throw err;
     throw clock.explain(err);
   } finally {
     clock.stop();
-    if (drName) await api.deleteDownloadRequest(drName);
+    if (drName) await clusterOf(prepared).api.deleteDownloadRequest(drName);
   }
 }
 
@@ -337,6 +495,8 @@ interface SaveOptions {
   what: string;
   /** Checks the bytes on their way to the output; its error fails the transfer (nothing saved). */
   verify?: Transform;
+  /** How the download server was signed in to, for the words of a refusal. */
+  access: GatewayAccess;
 }
 
 async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, fetchOpts: FetchOptions, say: (msg: string) => void, opts: SaveOptions): Promise<void> {
@@ -362,7 +522,7 @@ async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, 
     bar?.finish();
     await output.discard();
     if (err instanceof CliError || fetchOpts.signal.aborted) throw err;
-    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
+    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd, opts.access);
     const code = (err as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && code.startsWith('Z_')) {
       throw new CliError(EXIT.notFound, `the ${cmd.artifact} of ${singular(cmd)} "${cmd.name}" is not valid gzip (${(err as Error).message}): the stored file may be damaged`);
@@ -384,7 +544,7 @@ async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, 
  * own path. That URL is trusted as the stock flow trusts it (the token then goes only to a server
  * whose certificate the gateway's published CA, a pin or the system roots vouch for, over HTTPS).
  */
-async function discoverGateway(cmd: Command, kube: KubeModule, api: VeleroApi, signal: AbortSignal): Promise<URL> {
+async function discoverGateway(cmd: Command, { kube, api }: Cluster, signal: AbortSignal): Promise<URL> {
   if ((await api.ownerExists(cmd.owner, cmd.name, signal)) === false) {
     throw new CliError(EXIT.notFound, `backup "${cmd.name}" not found in namespace "${cmd.namespace}" (pass -n NAMESPACE if it lives elsewhere)`);
   }
@@ -422,14 +582,15 @@ async function discoverGateway(cmd: Command, kube: KubeModule, api: VeleroApi, s
  */
 async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
   const v = cmd.volume!;
-  const { kube, api, gateway } = await prepare(cmd, io, signal);
-  const token = await gateway.token();
-  const base = cmd.gateway.baseUrl ?? (await discoverGateway(cmd, kube, api, signal));
+  const prepared = await prepare(cmd, io, signal, say);
+  const { gateway } = prepared;
+  const authorization = await gateway.authorization();
+  const base = cmd.gateway.baseUrl ?? (await discoverGateway(cmd, clusterOf(prepared), signal));
   const trust = await gateway.trust();
   const clock = new TransferClock(cmd.timeoutMs, signal);
   clock.start();
   const fetchOpts: FetchOptions = { signal: clock.signal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
-  const source = (url: URL): Source => ({ kind: 'gateway', label: `the download server at ${url.origin}`, url, headers: { Authorization: `Bearer ${token}` }, trust });
+  const source = (url: URL): Source => ({ kind: 'gateway', label: `the download server at ${url.origin}`, url, headers: { Authorization: authorization }, trust });
   const url = (continueToken?: string): URL => volumeUrl(base, cmd.namespace, cmd.name, v, continueToken);
   const src = source(url());
   const open = (u: URL): Promise<IncomingMessage> => openSource(source(u), fetchOpts);
@@ -452,14 +613,15 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
       await save(cmd, io, src, res, fetchOpts, say, {
         what: archive ? `the archive of ${inVolume}` : inVolume,
         ...(archive && { verify: wholeTarCheck(v.gzip, `the archive of ${inVolume}`) }),
+        access: gateway,
       });
     }
   } catch (err) {
     if (signal.aborted || err instanceof CliError) throw err;
-    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd);
+    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd, gateway);
     if (clock.signal.aborted) throw clock.explain(err);
     if ((err as NodeJS.ErrnoException).code === 'EPIPE') throw new CliError(EXIT.ok, '');
-    if (err instanceof UntrustedCertificateError) throw new CliError(EXIT.unreachable, `cannot use ${src.label}: ${untrustedAdvice(err, cmd, kube.CA_CONFIGMAP)}`);
+    if (err instanceof UntrustedCertificateError) throw new CliError(EXIT.unreachable, `cannot use ${src.label}: ${gateway.untrustedAdvice(err)}`);
     if (networkFailure(err)) throw new CliError(EXIT.unreachable, `${src.label}: ${describeFailure(err)}: check that the download server is running and reachable from here`);
     throw err;
   } finally {

@@ -36,13 +36,14 @@ export interface FetchOptions {
 export class HttpStatusError extends Error {
   readonly status: number;
   readonly detail: string;
-  readonly retryAfterMs: number | undefined;
-  constructor(status: number, detail: string, retryAfterMs?: number) {
+  /** Retry-After in whole seconds, as the server sent it (delta-seconds only). */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(status: number, detail: string, retryAfterSeconds?: number) {
     super(`HTTP ${status}${detail ? `: ${detail}` : ''}`);
     this.name = 'HttpStatusError';
     this.status = status;
     this.detail = detail;
-    this.retryAfterMs = retryAfterMs;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
@@ -59,13 +60,16 @@ function detailOf(body: string): string {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
-function retryAfterMs(res: IncomingMessage): number | undefined {
-  const s = Number(res.headers['retry-after']);
-  return Number.isFinite(s) && s >= 0 ? Math.min(s, 5) * 1000 : undefined;
+/** The longest Retry-After waited for in place; a server asking for longer gets the error reported instead. */
+const MAX_RETRY_AFTER_SECONDS = 5;
+
+function retryAfterSeconds(res: IncomingMessage): number | undefined {
+  const raw = res.headers['retry-after'];
+  return raw !== undefined && /^\d{1,9}$/.test(raw.trim()) ? Number(raw) : undefined;
 }
 
 async function statusError(res: IncomingMessage): Promise<HttpStatusError> {
-  return new HttpStatusError(res.statusCode ?? 0, detailOf(await readSmallBody(res)), retryAfterMs(res));
+  return new HttpStatusError(res.statusCode ?? 0, detailOf(await readSmallBody(res)), retryAfterSeconds(res));
 }
 
 const backoff = (opts: FetchOptions, attempt: number): number => Math.min((opts.backoffMs ?? 100) * 2 ** attempt, 2000);
@@ -81,7 +85,9 @@ export async function openSource(src: Source, opts: FetchOptions): Promise<Incom
     if (res.statusCode === 200) return res;
     const err = await statusError(res);
     if (!RETRYABLE_STATUS.has(err.status) || attempt >= (opts.maxRetries ?? 4) - 1) throw err;
-    await sleep(err.retryAfterMs ?? backoff(opts, attempt), undefined, { signal: opts.signal });
+    // Asking again before the server's time (spent failed sign-ins, say) would only be refused again.
+    if ((err.retryAfterSeconds ?? 0) > MAX_RETRY_AFTER_SECONDS) throw err;
+    await sleep(err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : backoff(opts, attempt), undefined, { signal: opts.signal });
   }
 }
 

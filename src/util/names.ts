@@ -12,6 +12,9 @@ export const URL_ANNOTATION = 'download-server.velero.io/url';
 /** Annotation on the CA ConfigMap and the certificate Secret, which clients pin: SHA-256 fingerprint of the serving certificate. */
 export const FINGERPRINT_ANNOTATION = 'download-server.velero.io/tls-fingerprint';
 
+/** The ConfigMap where the gateway publishes the CA clients trust (key ca.crt), by default; the client reads it, and names it in advice. */
+export const CA_CONFIGMAP_NAME = 'velero-download-server-ca';
+
 /**
  * The characters of each part of an access user's name (`user@host`): printable ASCII without space,
  * `:` and `@`, so a name is safe in a log line, a SubjectAccessReview's username and a Basic user-id.

@@ -93,7 +93,7 @@ describe('command line', () => {
 
   test('usage errors say what to do', () => {
     usage([], /missing command/);
-    usage(['frobnicate'], /unknown command "frobnicate": use backup, restore or get/);
+    usage(['frobnicate'], /unknown command "frobnicate": use backup, restore, get or hash-password/);
     usage(['backup'], /backup needs a subcommand: use one of logs, download/);
     usage(['backup', 'describe', 'b'], /has no subcommand "describe"/);
     usage(['backup', 'logs'], /missing the backup name/);

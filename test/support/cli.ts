@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/cli/run.ts';
+import type { CliIo } from '../../src/cli/run.ts';
 import { gzipSync } from 'node:zlib';
 import { serviceAccount, user } from './kube-apiserver/index.ts';
 import type { KubeApiServer, KubeObject } from './kube-apiserver/index.ts';
@@ -53,6 +54,8 @@ function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   delete env.KUBECONFIG;
   delete env.KUBERNETES_SERVICE_HOST;
   delete env.KUBERNETES_SERVICE_PORT;
+  // Nor the developer's own access-user password.
+  delete env.VELERO_DOWNLOAD_PASSWORD_FILE;
   return { ...env, ...extra };
 }
 
@@ -83,6 +86,9 @@ export interface InProcessOptions extends CliRunOptions {
   signal?: AbortSignal;
   /** Make stderr look like an 80-column terminal. */
   tty?: boolean;
+  /** Standard input and the terminal a password prompt uses (none unless given). */
+  stdin?: CliIo['stdin'];
+  openTerminal?: CliIo['openTerminal'];
 }
 
 /**
@@ -103,6 +109,8 @@ export async function runInProcess(args: string[], opts: InProcessOptions = {}):
     cwd: opts.cwd ?? process.cwd(),
     ...(opts.lookup && { lookup: opts.lookup }),
     ...(opts.signal && { signal: opts.signal }),
+    ...(opts.stdin && { stdin: opts.stdin }),
+    ...(opts.openTerminal && { openTerminal: opts.openTerminal }),
   });
   await new Promise((r) => setImmediate(r));
   return { code, signal: null, stdout: Buffer.concat(out), stderr: err };

@@ -80,7 +80,10 @@ describe('followAccessUserFile', () => {
       await new Promise((r) => setTimeout(r, 100));
       assert.equal(events.filter((e) => e.event === 'unreadable').length, 1);
       assert.match(events.find((e) => e.event === 'unreadable')?.detail ?? '', /--access-users-file names a file that does not exist/);
-      await writeFile(file, `d@h: ${HASH}\n`);
+      // Atomically, as above (and as the kubelet swaps a mounted Secret): a write in place can be read
+      // half done, as an empty table for a moment, which is what the file says at that moment.
+      await writeFile(`${file}.tmp`, `d@h: ${HASH}\n`);
+      await rename(`${file}.tmp`, file);
       await until(() => follower!.table().has('d@h'));
       assert.deepEqual(events.map((e) => [e.event, e.users]), [['loaded', 1], ['loaded', 2], ['unreadable', 0], ['loaded', 1]]);
     } finally {

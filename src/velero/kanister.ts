@@ -10,7 +10,8 @@
  * file the adapters parse (a `role_arn`, an `AZURE_CLIENT_CERTIFICATE_PATH` naming a file on the
  * gateway): refused; an unknown location type, a missing bucket, a key spelled two ways with two
  * values: refused by name, never echoing a value. Kanister's code spellings are the keys; the
- * design document's (`path`, `access-key`, `secret-acccess-key`, `project-id`) are read as aliases.
+ * design document's `path`, `access-key` and `secret-acccess-key` are read as aliases; its `project-id`
+ * (like Kanister's `gcp_project_id`) is not read: the service account's JSON names its project.
  */
 import type { StoreSpec } from '../stores/spec.ts';
 

@@ -18,10 +18,10 @@
  * deeper than MAX_ARCHIVE_DEPTH, names that would leave a tar refused).
  */
 import type { RequestHandler } from 'express';
-import { isDns1123Label, isDns1123Subdomain } from '../velero/artifacts.ts';
 import { InvalidTargetError } from '../velero/errors.ts';
 import type { ProfileResolver } from '../velero/kanister-profiles.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
+import { checkNames, param } from './routes.ts';
 import { parseSnapshotPath } from './volumes.ts';
 import type { SnapshotReadOf } from './volumes.ts';
 
@@ -32,18 +32,12 @@ export const PROFILE_SNAPSHOT_ARCHIVE_PATH = `${BASE}/archive{/*path}`;
 /** Kopia manifest ids: lowercase hex (16 random bytes, 32 digits, today); bounded so no id is long. */
 const SNAPSHOT_ID = /^[0-9a-f]{1,64}$/;
 
-const param = (params: unknown, name: string): string => {
-  const v = (params as Record<string, unknown>)[name];
-  return typeof v === 'string' ? v : '';
-};
-
 /** The Profile, snapshot and path a snapshot route names; refused before anything is read. */
 export const parseProfileSnapshot: RequestHandler = (req, res, next) => {
-  const namespace = param(req.params, 'namespace');
-  const profile = param(req.params, 'profile');
-  const id = param(req.params, 'snapshot');
-  if (!isDns1123Label(namespace)) throw new InvalidTargetError(`invalid namespace ${JSON.stringify(namespace)}: must be a DNS-1123 label`);
-  if (!isDns1123Subdomain(profile)) throw new InvalidTargetError(`invalid profile name ${JSON.stringify(profile)}: must be a DNS-1123 subdomain`);
+  const namespace = param(req, 'namespace');
+  const profile = param(req, 'profile');
+  const id = param(req, 'snapshot');
+  checkNames(namespace, 'profile', profile);
   if (!SNAPSHOT_ID.test(id)) throw new InvalidTargetError('invalid snapshot id: a Kopia snapshot (manifest) id is lowercase hex, at most 64 digits');
   const path = parseSnapshotPath(req);
   const locals = localsOf(res);

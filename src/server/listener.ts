@@ -3,6 +3,7 @@
  * period, then cut what is left. Every connection has a bound: a handshake, a request head and a whole
  * request must arrive in time; a response whose client stops reading is cut after a stall deadline;
  * connections over the listener's cap, or over one client's cap, are closed before their handshake.
+ * Plain HTTP sent to an HTTPS port gets a plain-text 400 saying so, not an empty reply.
  */
 import { once } from 'node:events';
 import { createServer } from 'node:https';
@@ -80,6 +81,8 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
   const server = createServer({ ...tls, ...TIMEOUTS, headersTimeout: Math.min(TIMEOUTS.headersTimeout, requestTimeout), requestTimeout }, app);
   const t: Tracked = { sockets: new Set(), active: new Set() };
   tracked.set(server, t);
+  // Taken over before the caps' listener is prepended: that one must still run first, on accept.
+  const deadlines = plainHttpAnswered(server);
 
   // The TCP connection under each TLS one, by peer address and port: a stalled one is reset through it.
   const raw = new Map<string, Socket>();
@@ -112,6 +115,9 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
     });
   });
   server.on('secureConnection', (socket: TLSSocket) => {
+    // The handshake completed within its deadline, which counted from the accept.
+    const tcp = raw.get(peerKey(socket));
+    if (tcp) clearTimeout(deadlines.get(tcp));
     t.sockets.add(socket);
     socket.once('close', () => t.sockets.delete(socket));
   });
@@ -159,6 +165,53 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
   server.listen(at.port, at.host);
   await once(server, 'listening');
   return server;
+}
+
+/** What a client that speaks plain HTTP to an HTTPS port reads instead of an empty reply (nginx answers so too). */
+const PLAIN_HTTP_BODY = 'This is an HTTPS port: use https:// instead of http://.\n';
+const PLAIN_HTTP_REPLY = Buffer.from(
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(PLAIN_HTTP_BODY)}\r\nConnection: close\r\n\r\n${PLAIN_HTTP_BODY}`,
+);
+/** The first byte of every TLS connection: a handshake record (ClientHello). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/**
+ * Puts a look at each connection's first bytes in front of the TLS server: a TLS record goes on to
+ * the handshake (Node's TLS socket takes the bytes already read with it), anything else gets the
+ * fixed plain-text 400 above and is closed. Reachable by anyone who can connect; nothing of what the
+ * client sent is read beyond its first byte or echoed, and nothing is logged. The connection caps
+ * (per listener on accept, per client in the listener before this one) still come first, and the
+ * handshake deadline counts from the accept: a client that sends nothing, or sends plain text and
+ * never closes, is destroyed when it passes, and a TLS client must have finished its handshake by
+ * then (the 'secureConnection' listener clears it through the map returned).
+ */
+function plainHttpAnswered(server: Server): WeakMap<Socket, NodeJS.Timeout> {
+  const deadlines = new WeakMap<Socket, NodeJS.Timeout>();
+  const tlsListeners = server.listeners('connection') as ((socket: Socket) => void)[];
+  for (const l of tlsListeners) server.removeListener('connection', l);
+  server.on('connection', (socket: Socket) => {
+    if (socket.destroyed) return; // refused by a cap
+    const deadline = setTimeout(() => socket.destroy(), TIMEOUTS.handshakeTimeout).unref();
+    deadlines.set(socket, deadline);
+    socket.once('close', () => clearTimeout(deadline));
+    // Until the TLS socket owns it, a reset by the peer must not become an uncaught error.
+    const onError = (): void => void socket.destroy();
+    socket.on('error', onError);
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      if (first[0] === TLS_HANDSHAKE_RECORD) {
+        socket.removeListener('error', onError);
+        socket.unshift(first);
+        for (const l of tlsListeners) l.call(server, socket);
+        return;
+      }
+      socket.end(PLAIN_HTTP_REPLY);
+      // The rest of the request is read and dropped: closing with unread bytes would send a reset,
+      // which can discard the reply before the client reads it.
+      socket.resume();
+    });
+  });
+  return deadlines;
 }
 
 export function addressOf(server: Server): HostPort {

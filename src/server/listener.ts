@@ -10,11 +10,13 @@ import { createServer } from 'node:https';
 import type { Server, ServerOptions } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { RequestListener, ServerResponse } from 'node:http';
 import type { HostPort } from '../config/config.ts';
 import { isTrustedProxy } from './client-address.ts';
 import { ConnectionCounter, connectionKey } from './limits.ts';
+import { statusBody } from './status.ts';
 
 /** Timeouts that keep slow or idle clients from holding sockets forever; downloads themselves are not capped. */
 const TIMEOUTS = {
@@ -121,6 +123,7 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
     t.sockets.add(socket);
     socket.once('close', () => t.sockets.delete(socket));
   });
+  server.on('clientError', answerClientError);
   server.on('request', (_req, res: ServerResponse) => {
     t.active.add(res);
     res.once('close', () => t.active.delete(res));
@@ -165,6 +168,47 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
   server.listen(at.port, at.host);
   await once(server, 'listening');
   return server;
+}
+
+/** Statuses for requests Node's parser refuses (as Node's own answers); anything else is a 400. */
+const CLIENT_ERROR_STATUS: Record<string, [code: number, text: string, reason: string, message: string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'RequestEntityTooLarge', 'the request head is too large'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Payload Too Large', 'RequestEntityTooLarge', 'a chunk extension is too large'],
+};
+/** A request too slow to arrive is cut at once, with Node's own answer: the client is not reading fast anyway. */
+const TIMED_OUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+const MALFORMED: [number, string, string, string] = [400, 'Bad Request', 'BadRequest', 'the request is malformed'];
+/** How long a refused request's remaining bytes are read and dropped after the answer, at most. */
+const CLIENT_ERROR_LINGER_MS = 2_000;
+const answered = new WeakSet<Duplex>();
+
+/**
+ * A request Node's HTTP parser refuses (malformed, a head over the limit) gets its answer with a
+ * Status body, then the connection ends gracefully: what the client still sends is read and
+ * dropped for a short while. Node's default writes the answer and destroys the socket at once, and a
+ * close with unread bytes is a reset that can discard the answer before the client reads it (seen
+ * with large heads on fresh connections). Called again for each later chunk: answered once.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (answered.has(socket)) return;
+  answered.add(socket);
+  // A reset by the peer, or a response already under way, cannot take an answer.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    socket.write(TIMED_OUT);
+    socket.destroy();
+    return;
+  }
+  const [code, text, reason, message] = CLIENT_ERROR_STATUS[err.code ?? ''] ?? MALFORMED;
+  const body = JSON.stringify(statusBody(code, reason, message));
+  socket.end(`HTTP/1.1 ${code} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.on('error', () => socket.destroy());
+  socket.resume();
+  setTimeout(() => socket.destroy(), CLIENT_ERROR_LINGER_MS).unref();
 }
 
 /** What a client that speaks plain HTTP to an HTTPS port reads instead of an empty reply (nginx answers so too). */

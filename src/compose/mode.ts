@@ -48,3 +48,16 @@ export interface Mode<Services extends ModeServices = ModeServices> {
   /** The mode's own fields of GET /v1/info, read on every call. */
   info(): Record<string, unknown>;
 }
+
+/**
+ * A configuration problem found only when a mode starts (a file's contents): reported as loadConfig's
+ * problems are, every one at once, with exit 2.
+ */
+export class ConfigurationError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(problems.join('; '));
+    this.name = 'ConfigurationError';
+    this.problems = problems;
+  }
+}

@@ -1,10 +1,8 @@
 /**
  * A small declarative flag table: each flag has a name, a parser, a default and help text; the same
- * table drives command-line parsing (node:util parseArgs), the `VDS_` environment variables and
+ * table drives command-line parsing, the `VDS_` environment variables and
  * `--help`. Precedence: flag, then environment, then default. Every problem is collected, none thrown.
  */
-import { parseArgs } from 'node:util';
-
 export interface FlagDef<T> {
   name: string;
   /** `string` flags take a value; `boolean` flags are switches that also accept `--no-<name>`. */
@@ -43,29 +41,16 @@ export function parseFlags<D extends Record<string, FlagDef<unknown>>>(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): FlagParseResult<D> {
-  const errors: string[] = [];
-  const options: Record<string, { type: 'string' | 'boolean' }> = {
-    help: { type: 'boolean' },
-    version: { type: 'boolean' },
-  };
-  for (const def of Object.values(defs)) options[def.name] = { type: def.kind };
-
-  let given: Record<string, string | boolean | undefined> = {};
-  try {
-    const parsed = parseArgs({ args: formerSwitches(defs, argv), options, strict: true, allowPositionals: false, allowNegative: true });
-    given = parsed.values;
-  } catch (err) {
-    errors.push((err as Error).message);
-  }
+  const { given, errors, help, version } = readArgv(defs, argv);
 
   const values: Record<string, unknown> = {};
   for (const [key, def] of Object.entries(defs)) {
-    const fromFlag = given[def.name];
+    const fromFlag = given.get(def.name);
     const fromEnv = env[envName(def.name)];
     let raw: string | undefined;
     let source: string;
     if (fromFlag !== undefined) {
-      raw = String(fromFlag);
+      raw = fromFlag;
       source = `--${def.name}`;
     } else if (fromEnv !== undefined && fromEnv !== '') {
       raw = fromEnv;
@@ -81,20 +66,64 @@ export function parseFlags<D extends Record<string, FlagDef<unknown>>>(
       errors.push(`${source}: ${(err as Error).message}`);
     }
   }
-  return { values: values as ParsedFlags<D>, errors, help: given.help === true, version: given.version === true };
+  return { values: values as ParsedFlags<D>, errors, help, version };
 }
 
-/** `argv` with the old switch forms of `formerSwitch` flags written as values (see FlagDef.formerSwitch). */
-function formerSwitches(defs: Record<string, FlagDef<unknown>>, argv: readonly string[]): string[] {
-  const names = new Set(Object.values(defs).filter((d) => d.formerSwitch === true).map((d) => d.name));
-  return argv.map((arg, i) => {
-    if (!arg.startsWith('--') || arg.includes('=')) return arg;
-    const name = arg.slice(2);
-    const next = argv[i + 1];
-    if (names.has(name) && (next === undefined || next.startsWith('-'))) return `--${name}=true`;
-    if (name.startsWith('no-') && names.has(name.slice(3))) return `--${name.slice(3)}=false`;
-    return arg;
-  });
+interface ArgvReading {
+  /** The raw text of each flag given, by name (switches as 'true' / 'false'). */
+  given: Map<string, string>;
+  errors: string[];
+  help: boolean;
+  version: boolean;
+}
+
+/**
+ * The command line, read to the end with one message per problem: a mistake never hides the others.
+ * As the velero CLI (pflag) does, a flag that takes a value takes the next argument even when it
+ * starts with '-', so `--kube-api-qps -3` reads as `--kube-api-qps=-3` and its parser says what is
+ * wrong with -3; only a next argument starting with '--' is another flag, and the value is then
+ * missing. The last of a repeated flag wins. Arguments are echoed JSON-quoted, so that control
+ * characters in them stay inert on a terminal.
+ */
+function readArgv(defs: Record<string, FlagDef<unknown>>, argv: readonly string[]): ArgvReading {
+  const byName = new Map(Object.values(defs).map((d) => [d.name, d]));
+  const out: ArgvReading = { given: new Map(), errors: [], help: false, version: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-h' || arg === '--help') out.help = true;
+    else if (arg === '--version') out.version = true;
+    else if (!arg.startsWith('--') || arg === '--') {
+      out.errors.push(/^-[^-]/.test(arg) ? `${JSON.stringify(arg)}: unknown flag` : `unexpected argument ${JSON.stringify(arg)}: every flag is --name value or --name=value`);
+    } else {
+      const eq = arg.indexOf('=');
+      const name = arg.slice(2, eq < 0 ? undefined : eq);
+      const next = argv[i + 1];
+      const took = readFlag(byName, name, eq < 0 ? undefined : arg.slice(eq + 1), next !== undefined && !next.startsWith('--') ? next : undefined, out);
+      if (took) i++;
+    }
+  }
+  return out;
+}
+
+/** One `--name[=inline]` of the command line into `out`; true when it took `next` as its value. */
+function readFlag(byName: ReadonlyMap<string, FlagDef<unknown>>, name: string, inline: string | undefined, next: string | undefined, out: ArgvReading): boolean {
+  const negated = name.startsWith('no-') ? byName.get(name.slice(3)) : undefined;
+  const def = byName.get(name) ?? (negated && (negated.kind === 'boolean' || negated.formerSwitch === true) ? negated : undefined);
+  if (def === undefined) {
+    out.errors.push(`${JSON.stringify(`--${name}`)}: unknown flag`);
+    return false;
+  }
+  if (def === negated || def.kind === 'boolean') {
+    if (inline !== undefined) out.errors.push(`--${name}: a switch takes no value (--${def.name} or --no-${def.name})`);
+    else out.given.set(def.name, String(def !== negated));
+    return false;
+  }
+  if (inline !== undefined) out.given.set(def.name, inline);
+  else if (next !== undefined) out.given.set(def.name, next);
+  // A flag that used to be a switch reads its old bare form as true, for its parser to answer.
+  else if (def.formerSwitch === true) out.given.set(def.name, 'true');
+  else out.errors.push(`--${name}: needs a value (--${name} <value>, or --${name}=<value> for a value starting with "--")`);
+  return inline === undefined && next !== undefined;
 }
 
 /** The --help text: one line per flag with its environment variable and default. */
@@ -105,7 +134,7 @@ export function helpText(usage: string, defs: Record<string, FlagDef<unknown>>):
     const dflt = def.default === undefined ? '' : ` (default: ${def.default})`;
     lines.push(`  ${flag.padEnd(34)} ${def.help}${dflt}`, `  ${''.padEnd(34)} env ${envName(def.name)}`);
   }
-  lines.push('  --help                             show this help', '  --version                          print the version');
+  lines.push('  -h, --help                         show this help', '  --version                          print the version');
   return lines.join('\n');
 }
 

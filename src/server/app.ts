@@ -6,7 +6,6 @@ import { randomUUID } from 'node:crypto';
 import type { BlockList } from 'node:net';
 import express from 'express';
 import type { ErrorRequestHandler, Express, NextFunction, Request, RequestHandler, Response } from 'express';
-import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Authenticator, Authorizer } from '../auth/types.ts';
 import type { OwnerKind } from '../velero/artifacts.ts';
@@ -24,6 +23,9 @@ import { resolveDownloadRequest, resolveLocation } from './resolve.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, parseDownloadRequest, parseTargetOf, parseVolumeDataTarget } from './routes.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
+import { pageHeaders, securityHeaders } from './security-headers.ts';
+
+export { securityHeaders };
 import { VOLUME_ARCHIVE_PATH, VOLUME_FILES_PATH, VOLUMES_PATH, parseVolume, resolveVolume, sendVolumeArchive, sendVolumeFile, sendVolumeList } from './volumes.ts';
 import type { SnapshotDeps, VolumeDeps } from './volumes.ts';
 import { PROFILE_OBJECTS_PATH, parseProfileObject, resolveProfileObject } from './profiles.ts';
@@ -200,32 +202,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     } else if (mapped.serverSide) {
       log.warn({ reason: mapped.body.reason, message: mapped.body.message, requestId: localsOf(res).requestId }, 'request failed');
     }
+    // A download that failed before its first byte had dropped the page headers: a Status is a page.
+    pageHeaders(res);
     sendStatus(res, mapped);
-  };
-}
-
-/**
- * helmet's headers, decided once. With helmet's defaults every value is a constant, so helmet runs
- * once against a recorder and each response gets the recorded headers: the same result as
- * `app.use(helmet())` (test/server/app.test.ts compares them) without thirteen middleware calls per
- * request. It is one of the changes (with cheaper cache keys, access lines without redaction and
- * batched log writes) that took 4 KiB downloads from 0.22× to 0.80× of bare Node's requests per
- * second (README, Benchmarks; bench/results/latest.md section 4: 5,795 vs 7,215 req/s).
- */
-export function securityHeaders(): RequestHandler {
-  const headers: [name: string, value: string][] = [];
-  const recorder = {
-    setHeader: (name: string, value: string): void => void headers.push([name, value]),
-    removeHeader: (): void => undefined, // X-Powered-By: Express's is disabled, nothing else sets it
-  };
-  let completed = false;
-  helmet()({} as Request, recorder as unknown as Response, () => {
-    completed = true;
-  });
-  if (!completed) throw new Error('helmet did not complete synchronously; its headers cannot be recorded');
-  return (_req, res, next) => {
-    for (const [name, value] of headers) res.setHeader(name, value);
-    next();
   };
 }
 

@@ -3,17 +3,20 @@
  * period, then cut what is left. Every connection has a bound: a handshake, a request head and a whole
  * request must arrive in time; a response whose client stops reading is cut after a stall deadline;
  * connections over the listener's cap, or over one client's cap, are closed before their handshake.
+ * Plain HTTP sent to an HTTPS port gets a plain-text 400 saying so, not an empty reply.
  */
 import { once } from 'node:events';
 import { createServer } from 'node:https';
 import type { Server, ServerOptions } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { RequestListener, ServerResponse } from 'node:http';
 import type { HostPort } from '../config/config.ts';
 import { isTrustedProxy } from './client-address.ts';
 import { ConnectionCounter, connectionKey } from './limits.ts';
+import { statusBody } from './status.ts';
 
 /** Timeouts that keep slow or idle clients from holding sockets forever; downloads themselves are not capped. */
 const TIMEOUTS = {
@@ -80,6 +83,8 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
   const server = createServer({ ...tls, ...TIMEOUTS, headersTimeout: Math.min(TIMEOUTS.headersTimeout, requestTimeout), requestTimeout }, app);
   const t: Tracked = { sockets: new Set(), active: new Set() };
   tracked.set(server, t);
+  // Taken over before the caps' listener is prepended: that one must still run first, on accept.
+  const deadlines = plainHttpAnswered(server);
 
   // The TCP connection under each TLS one, by peer address and port: a stalled one is reset through it.
   const raw = new Map<string, Socket>();
@@ -112,9 +117,13 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
     });
   });
   server.on('secureConnection', (socket: TLSSocket) => {
+    // The handshake completed within its deadline, which counted from the accept.
+    const tcp = raw.get(peerKey(socket));
+    if (tcp) clearTimeout(deadlines.get(tcp));
     t.sockets.add(socket);
     socket.once('close', () => t.sockets.delete(socket));
   });
+  server.on('clientError', answerClientError);
   server.on('request', (_req, res: ServerResponse) => {
     t.active.add(res);
     res.once('close', () => t.active.delete(res));
@@ -159,6 +168,94 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
   server.listen(at.port, at.host);
   await once(server, 'listening');
   return server;
+}
+
+/** Statuses for requests Node's parser refuses (as Node's own answers); anything else is a 400. */
+const CLIENT_ERROR_STATUS: Record<string, [code: number, text: string, reason: string, message: string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'RequestEntityTooLarge', 'the request head is too large'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Payload Too Large', 'RequestEntityTooLarge', 'a chunk extension is too large'],
+};
+/** A request too slow to arrive is cut at once, with Node's own answer: the client is not reading fast anyway. */
+const TIMED_OUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+const MALFORMED: [number, string, string, string] = [400, 'Bad Request', 'BadRequest', 'the request is malformed'];
+/** How long a refused request's remaining bytes are read and dropped after the answer, at most. */
+const CLIENT_ERROR_LINGER_MS = 2_000;
+const answered = new WeakSet<Duplex>();
+
+/**
+ * A request Node's HTTP parser refuses (malformed, a head over the limit) gets its answer with a
+ * Status body, then the connection ends gracefully: what the client still sends is read and
+ * dropped for a short while. Node's default writes the answer and destroys the socket at once, and a
+ * close with unread bytes is a reset that can discard the answer before the client reads it (seen
+ * with large heads on fresh connections). Called again for each later chunk: answered once.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (answered.has(socket)) return;
+  answered.add(socket);
+  // A reset by the peer, or a response already under way, cannot take an answer.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    socket.write(TIMED_OUT);
+    socket.destroy();
+    return;
+  }
+  const [code, text, reason, message] = CLIENT_ERROR_STATUS[err.code ?? ''] ?? MALFORMED;
+  const body = JSON.stringify(statusBody(code, reason, message));
+  socket.end(`HTTP/1.1 ${code} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.on('error', () => socket.destroy());
+  socket.resume();
+  setTimeout(() => socket.destroy(), CLIENT_ERROR_LINGER_MS).unref();
+}
+
+/** What a client that speaks plain HTTP to an HTTPS port reads instead of an empty reply (nginx answers so too). */
+const PLAIN_HTTP_BODY = 'This is an HTTPS port: use https:// instead of http://.\n';
+const PLAIN_HTTP_REPLY = Buffer.from(
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(PLAIN_HTTP_BODY)}\r\nConnection: close\r\n\r\n${PLAIN_HTTP_BODY}`,
+);
+/** The first byte of every TLS connection: a handshake record (ClientHello). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/**
+ * Puts a look at each connection's first bytes in front of the TLS server: a TLS record goes on to
+ * the handshake (Node's TLS socket takes the bytes already read with it), anything else gets the
+ * fixed plain-text 400 above and is closed. Reachable by anyone who can connect; nothing of what the
+ * client sent is read beyond its first byte or echoed, and nothing is logged. The connection caps
+ * (per listener on accept, per client in the listener before this one) still come first, and the
+ * handshake deadline counts from the accept: a client that sends nothing, or sends plain text and
+ * never closes, is destroyed when it passes, and a TLS client must have finished its handshake by
+ * then (the 'secureConnection' listener clears it through the map returned).
+ */
+function plainHttpAnswered(server: Server): WeakMap<Socket, NodeJS.Timeout> {
+  const deadlines = new WeakMap<Socket, NodeJS.Timeout>();
+  const tlsListeners = server.listeners('connection') as ((socket: Socket) => void)[];
+  for (const l of tlsListeners) server.removeListener('connection', l);
+  server.on('connection', (socket: Socket) => {
+    if (socket.destroyed) return; // refused by a cap
+    const deadline = setTimeout(() => socket.destroy(), TIMEOUTS.handshakeTimeout).unref();
+    deadlines.set(socket, deadline);
+    socket.once('close', () => clearTimeout(deadline));
+    // Until the TLS socket owns it, a reset by the peer must not become an uncaught error.
+    const onError = (): void => void socket.destroy();
+    socket.on('error', onError);
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      if (first[0] === TLS_HANDSHAKE_RECORD) {
+        socket.removeListener('error', onError);
+        socket.unshift(first);
+        for (const l of tlsListeners) l.call(server, socket);
+        return;
+      }
+      socket.end(PLAIN_HTTP_REPLY);
+      // The rest of the request is read and dropped: closing with unread bytes would send a reset,
+      // which can discard the reply before the client reads it.
+      socket.resume();
+    });
+  });
+  return deadlines;
 }
 
 export function addressOf(server: Server): HostPort {

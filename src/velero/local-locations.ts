@@ -22,8 +22,17 @@ export class LocationsFileError extends Error {
   }
 }
 
-/** Reads and validates the file; credential and CA files are read relative to it. */
-export async function loadLocationsFile(file: string): Promise<StoreSpec[]> {
+/**
+ * Checks one well-formed location the way a request would use it (provider known, config and URLs
+ * valid, credential parsable); answers the problem's message, or undefined when there is none.
+ */
+export type LocationCheck = (spec: StoreSpec) => Promise<string | undefined>;
+
+/**
+ * Reads and validates the file; credential and CA files are read relative to it. With `check`, each
+ * location that parsed is checked too, and its problems are reported with the file's own, all at once.
+ */
+export async function loadLocationsFile(file: string, check?: LocationCheck): Promise<StoreSpec[]> {
   let doc: unknown;
   try {
     doc = parseYaml(await readFile(file, 'utf8')); // YAML is a superset of JSON
@@ -95,7 +104,7 @@ export async function loadLocationsFile(file: string): Promise<StoreSpec[]> {
     const credential = await read('credentialFile', credentialFile);
     const ca = await read('caCertFile', caCertFile);
     if (name && provider && bucket !== undefined) {
-      specs.push({
+      const spec: StoreSpec = {
         name,
         provider,
         bucket,
@@ -103,7 +112,10 @@ export async function loadLocationsFile(file: string): Promise<StoreSpec[]> {
         config,
         ...(credential && { credential }),
         ...(ca && { caBundle: ca.toString('utf8') }),
-      });
+      };
+      const problem = await check?.(spec);
+      if (problem !== undefined) problems.push(`${label}: ${problem}`);
+      specs.push(spec);
     }
   }
   if (problems.length > 0) throw new LocationsFileError(file, problems);

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/config.ts';
 import { bytes, duration, envName, hostPort } from '../../src/config/flags.ts';
@@ -142,7 +145,7 @@ describe('loadConfig', () => {
       [['--access-users-seed-username', 'robot'], '--access-users-seed-username: kubernetes mode only'],
       [['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-seed-username', 'ro:bot\nx'], '--access-users-seed-username: not a valid user name'],
       [['--mode', 'kubernetes', '--kubeconfig', '/etc/hostname', '--access-users-seed-username', 'robot', '--access-users-secret', ''], '--access-users-seed-username: needs --access-users-secret'],
-      [['--access-users-allow-plaintext=maybe'], "Option '--access-users-allow-plaintext' does not take an argument"],
+      [['--access-users-allow-plaintext=maybe'], '--access-users-allow-plaintext: a switch takes no value (--access-users-allow-plaintext or --no-access-users-allow-plaintext)'],
     ];
     for (const [args, expected] of cases) {
       const r = loadConfig(args, {}, '/srv');
@@ -165,6 +168,50 @@ describe('loadConfig', () => {
   test('unknown flags are errors', () => {
     const r = loadConfig(['--lisen', ':1'], {});
     assert.equal(r.kind, 'errors');
+  });
+
+  test('a value starting with "-" is read in both forms, and every other problem is still reported', () => {
+    for (const qps of [['--kube-api-qps', '-3'], ['--kube-api-qps=-3']]) {
+      const r = loadConfig([...qps, '--listen', 'nope', '--bogus', 'x', '-q', '--no-listen', '--demo=maybe', '--log-level', 'loud', '--data-dir'], {}, '/srv');
+      assert.equal(r.kind, 'errors', qps.join(' '));
+      if (r.kind !== 'errors') continue;
+      assert.deepEqual(r.errors, [
+        '"--bogus": unknown flag',
+        'unexpected argument "x": every flag is --name value or --name=value',
+        '"-q": unknown flag',
+        '"--no-listen": unknown flag',
+        '--demo: a switch takes no value (--demo or --no-demo)',
+        '--data-dir: needs a value (--data-dir <value>, or --data-dir=<value> for a value starting with "--")',
+        '--listen: must be host:port (e.g. 0.0.0.0:8443, [::]:8443 or :8443); got "nope"',
+        '--log-level: must be one of trace, debug, info, warn, error, fatal, silent; got "loud"',
+        '--kube-api-qps: must be a positive number; got "-3"',
+      ]);
+    }
+    // A negative number is a value, a "--" argument is the next flag.
+    const missing = loadConfig(['--listen', '--log-level', 'loud'], {}, '/srv');
+    assert.ok(missing.kind === 'errors' && missing.errors.length === 2 && missing.errors[0]!.startsWith('--listen: needs a value'), JSON.stringify(missing));
+    const dashValue = loadConfig(['--data-dir', '-odd-name', '--state-dir=--odd'], {}, '/srv');
+    assert.ok(dashValue.kind === 'config' && dashValue.config.dataDir === '/srv/-odd-name' && dashValue.config.stateDir === '/srv/--odd', JSON.stringify(dashValue));
+  });
+
+  test('a hostile argument is echoed inert: control characters are escaped', () => {
+    const r = loadConfig(['--\u001b[2Jevil', '\u001b]0;title\u0007'], {}, '/srv');
+    assert.equal(r.kind, 'errors');
+    if (r.kind !== 'errors') return;
+    assert.equal(r.errors.length, 2);
+    assert.ok(![...r.errors.join('')].some((c) => c.charCodeAt(0) < 0x20), JSON.stringify(r.errors));
+    assert.ok(r.errors[0]!.includes('\\u001b[2Jevil'), r.errors[0]);
+  });
+
+  test('-h is --help, in the real process too', async () => {
+    for (const h of ['-h', '--help']) {
+      const r = loadConfig(['--listen', 'nope', h], {});
+      assert.equal(r.kind, 'help', h);
+      if (r.kind === 'help') assert.ok(r.text.includes('-h, --help'));
+    }
+    const { stdout } = await promisify(execFile)(process.execPath, [fileURLToPath(new URL('../../src/main.ts', import.meta.url)), '-h']);
+    assert.match(stdout, /^Usage: velero-download-server \[flags\]/);
+    assert.match(stdout, /--kube-api-qps <value>/);
   });
 
   test('--help lists every flag with its default and variable', () => {

@@ -94,6 +94,22 @@ describe('local mode end to end', () => {
     assert.notEqual(r.code, 0);
   });
 
+  test('plain HTTP to an HTTPS port: a plain-text 400 saying so, then the connection closes; HTTPS unaffected', async () => {
+    for (const port of [gw.port, gw.metricsPort]) {
+      // The path and header are the client's; nothing of them comes back.
+      const r = await curl(['-i', '-H', 'X-Probe: <script>', `http://127.0.0.1:${port}/v1/namespaces/velero/backups/demo-backup/log?<script>`]);
+      assert.equal(r.code, 0, r.stderr);
+      const reply = r.stdout.toString();
+      assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.match(reply, /\r\nContent-Type: text\/plain; charset=utf-8\r\n/);
+      assert.match(reply, /\r\nConnection: close\r\n/);
+      assert.ok(reply.endsWith('\r\n\r\nThis is an HTTPS port: use https:// instead of http://.\n'), reply);
+      assert.ok(!reply.includes('<script>'));
+    }
+    const ok = await curl(['--cacert', cacert, '--fail', `${gw.url}/healthz`]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
   test('health and readiness on the metrics listener, over HTTPS', async () => {
     const r = await curl(['--cacert', cacert, '--fail', `https://127.0.0.1:${gw.metricsPort}/readyz`]);
     assert.equal(r.code, 0, r.stderr);

@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { curl } from '../support/processes.ts';
+import { curl, startGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { startS3rver } from '../support/s3rver.ts';
 import type { S3rverInstance } from '../support/s3rver.ts';
@@ -59,5 +60,59 @@ describe('local mode with a locations file', () => {
   test('no credential value reaches the log', () => {
     assert.ok(!gw.output().includes('aws_secret_access_key'));
     assert.ok(gw.logs.some((l) => l.msg === 'store locations'));
+  });
+});
+
+describe('a locations file with mistakes', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vds-loc-bad-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('every problem is reported at start with exit 2, and neither demo data nor a token is written', async () => {
+    const secret = 'Sup3rSecretValueNeverPrinted';
+    await writeFile(join(dir, 'creds'), `[default]\naws_access_key_id = AKIA1\naws_secret_access_key = ${secret}\n`);
+    const file = join(dir, 'locations.yaml');
+    await writeFile(
+      file,
+      [
+        'locations:',
+        '  - { name: typo, provider: velero.io/nosuch, bucket: b }',
+        '  - { name: badurl, provider: aws, bucket: b, config: { region: r, s3Url: "not a url" }, credentialFile: creds }',
+        // A password in the URL must be refused without being echoed.
+        `  - { name: userinfo, provider: aws, bucket: b, config: { region: r, s3Url: "https://admin:${secret}@minio.example:9000" }, credentialFile: creds }`,
+        '  - { name: noaccount, provider: azure, bucket: velero-container }',
+        '  - { name: climb, provider: replicated.com/nfs, bucket: "../../etc" }',
+        '  - { name: field, provider: aws, bukket: b }',
+        '',
+      ].join('\n'),
+    );
+    const err = await startGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state'), '--locations-file', file]).then(
+      async (gw) => {
+        await gw.stop();
+        return assert.fail('the gateway started with a broken locations file');
+      },
+      (e: unknown) => e as Error,
+    );
+    assert.match(err.message, /exited with 2 before listening/);
+    assert.match(err.message, /invalid configuration:/);
+    for (const expected of [
+      /--locations-file \S+locations\.yaml: location "typo": provider "velero\.io\/nosuch" is not supported/,
+      /location "badurl": config s3Url must be an http:\/\/ or https:\/\/ URL/,
+      /location "userinfo": config s3Url must not contain user information/,
+      /location "noaccount": config storageAccount is required/,
+      /location "climb": .*\.\./,
+      /location "field": unknown field "bukket"/,
+      /location "field": "bucket" is required/,
+    ]) {
+      assert.match(err.message, expected);
+    }
+    assert.ok(!err.message.includes(secret), 'no credential or URL password in the output');
+    assert.ok(!existsSync(join(dir, 'data')), 'no demo data written');
+    assert.ok(!existsSync(join(dir, 'state', 'tokens.csv')), 'no token file written');
+    assert.ok(!existsSync(join(dir, 'state', 'tls.crt')), 'no certificate written');
   });
 });

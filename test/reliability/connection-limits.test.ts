@@ -331,7 +331,7 @@ describe('caps on the real process: --max-connections 24, --max-connections-per-
   });
 });
 
-describe('the listener in-process: a body that never completes gets 408 from the request timeout', () => {
+describe('the listener in-process: a body that never completes gets 408; a refused request gets its Status', () => {
   let pki: TestPki;
   let server: Server;
 
@@ -377,5 +377,28 @@ describe('the listener in-process: a body that never completes gets 408 from the
     assert.ok(socket.destroyed, 'the trickled body was still being received 5 s after a 1 s request timeout');
     assert.equal(got, 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
     assert.ok(ms >= 950 && ms < 3000, `cut after ${ms.toFixed(0)} ms`);
+  });
+  test('a head over the limit and a malformed request get their answer with a Status body on every fresh connection, never a reset in its place', async () => {
+    const port = (server.address() as { port: number }).port;
+    // A fresh full handshake, then a head four times Node's 16 KiB limit in one write: the answer must
+    // outrun the close (a close with unread bytes is a reset, which can discard it).
+    const big = `GET /echo HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 64 }, (_, i) => `X-Pad-${i}: ${'p'.repeat(1000)}\r\n`).join('')}\r\n`;
+    const statuses = await Promise.all(
+      Array.from({ length: 24 }, async (_, i) => {
+        const c = await RawConnection.open(port, { ca: pki.caCert });
+        try {
+          const r = await c.exchange(i % 2 ? big : 'GET /echo HTTP/9.9 x\r\nHost: x\r\n\r\n', { timeoutMs: 5000 });
+          return r && { status: r.status, body: JSON.parse(r.body.toString()) as { kind: string; code: number } };
+        } finally {
+          c.destroy();
+        }
+      }),
+    );
+    for (const [i, r] of statuses.entries()) {
+      assert.ok(r, `connection ${i}: closed without an answer`);
+      assert.equal(r.status, i % 2 ? 431 : 400);
+      assert.equal(r.body.kind, 'Status');
+      assert.equal(r.body.code, r.status);
+    }
   });
 });

@@ -9,7 +9,9 @@
  * the header and handshake timeouts are not flags, so (the request-receipt timeout, the stall deadline
  * and the connection caps are flags: test/reliability/connection-limits.test.ts sets them short):
  * - the real process is tested for the handshake timeout (10 s, in parallel with the rest) and for
- *   1,000 concurrent idle TLS connections not delaying a new request (< 1 s);
+ *   1,000 concurrent idle TLS connections not delaying a new request (< 1 s); the same 10 s
+ *   from the accept bound a client that sends one byte of a handshake and stops, and one that speaks
+ *   plain HTTP (answered with a 400) and never closes;
  * - the server listenHttps builds is checked in-process for its configured timeouts, and the header
  *   timeout is shown effective on that same server with shorter values set through the server's own
  *   properties (headersTimeout, connectionsCheckingInterval) and a re-listen, which is how Node applies
@@ -71,6 +73,19 @@ describe('slow and idle clients against the real process', () => {
     const noHello = netConnect(gw.port, '127.0.0.1');
     noHello.on('error', () => undefined);
     const noHelloClosed = closedWithin(noHello);
+    // A handshake record's first byte, then silence: the handshake deadline still counts from the accept.
+    const oneByte = netConnect(gw.port, '127.0.0.1', () => oneByte.write(Buffer.from([0x16])));
+    oneByte.on('error', () => undefined);
+    const oneByteClosed = closedWithin(oneByte);
+    // Plain HTTP that is answered but never closes its side, and keeps sending: the server drops what
+    // it sends until the deadline destroys the connection, and the next write then fails.
+    const plain = netConnect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true }, () => plain.write('GET / HTTP/1.1\r\nHost: x\r\n'));
+    plain.on('error', () => undefined);
+    let plainReply = '';
+    plain.on('data', (c: Buffer) => (plainReply += c.toString()));
+    const trickle = setInterval(() => plain.write('X-More: still sending\r\n'), 200);
+    plain.once('close', () => clearInterval(trickle));
+    const plainClosed = closedWithin(plain);
 
     const limit = await openFilesLimit();
     assert.ok(limit >= IDLE + 500, `this test needs more than ${IDLE + 500} open files (ulimit -n is ${limit})`);
@@ -113,6 +128,12 @@ describe('slow and idle clients against the real process', () => {
     const ms = await noHelloClosed;
     t.diagnostic(`a connection without a TLS handshake was closed after ${ms} ms`);
     assert.ok(ms >= 9000 && ms < 13_000, `a connection without a TLS handshake was closed after ${ms} ms (handshakeTimeout is 10 s)`);
+    const oneByteMs = await oneByteClosed;
+    assert.ok(oneByteMs >= 9000 && oneByteMs < 13_000, `a connection that sent one byte of a handshake was closed after ${oneByteMs} ms`);
+    const plainMs = await plainClosed;
+    t.diagnostic(`plain HTTP that never closed: answered, then closed after ${plainMs} ms`);
+    assert.match(plainReply, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*This is an HTTPS port/);
+    assert.ok(plainMs >= 9000 && plainMs < 13_000, `plain HTTP that never closed was closed after ${plainMs} ms`);
   });
 });
 

@@ -348,6 +348,16 @@ describe('each route is one chain: authenticate → parse → authorize → reso
   });
 });
 
+/**
+ * Of helmet's headers (`helmet`), a download carries only X-Content-Type-Options: nosniff; the policy
+ * headers of a page (CSP, HSTS, frame and opener policies...) are not there.
+ */
+function assertDownloadHeaders(headers: Record<string, string>, helmetHeaders: Record<string, string>): void {
+  assert.equal(headers['x-content-type-options'], 'nosniff');
+  const left = Object.keys(helmetHeaders).filter((name) => name !== 'x-content-type-options' && name in headers);
+  assert.deepEqual(left, [], `page headers on a download: ${left.join(', ')}`);
+}
+
 describe('security headers', () => {
   test('the recorded helmet headers are exactly what helmet() sets on a live response, on every response', async () => {
     const live = express();
@@ -364,10 +374,29 @@ describe('security headers', () => {
     assert.ok('strict-transport-security' in want && 'content-security-policy' in want);
     assert.deepEqual(pick((await request(replayed).get('/x')).headers as Record<string, string>), want);
 
-    // And the gateway's own responses, a download and an error, carry them.
+    // The gateway's pages carry them all: info, health, an error, and a download that fails before its
+    // first byte (its Status is a page).
     const s = setup();
-    for (const res of [await request(s.app).get(URL).set(auth), await request(s.app).get(URL)]) {
+    const pages = [
+      await request(s.app).get('/v1/info'),
+      await request(s.app).get('/healthz'),
+      await request(s.app).get(URL),
+      await request(s.app).get('/v1/namespaces/velero/backups/missing/log').set(auth),
+      await request(s.app).get(URL).set(auth).set('Range', 'bytes=99999-'),
+    ];
+    assert.deepEqual(pages.map((r) => r.status), [200, 200, 401, 404, 416]);
+    for (const res of pages) {
       for (const [name, value] of Object.entries(want)) assert.equal(res.headers[name], value, `${res.status}: ${name}`);
     }
+    // A file download carries only nosniff of them, in every form it takes (whole, range, HEAD, 304).
+    const whole = await request(s.app).get(URL).set(auth);
+    const downloads = [
+      whole,
+      await request(s.app).get(URL).set(auth).set('Range', 'bytes=0-9'),
+      await request(s.app).head(URL).set(auth),
+      await request(s.app).get(URL).set(auth).set('If-None-Match', String(whole.headers.etag)),
+    ];
+    assert.deepEqual(downloads.map((r) => r.status), [200, 206, 200, 304]);
+    for (const res of downloads) assertDownloadHeaders(res.headers, want);
   });
 });

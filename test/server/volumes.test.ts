@@ -352,6 +352,20 @@ describe('archives of a directory', () => {
     });
   }
 
+  test("a volume file and an archive carry only nosniff of helmet's headers; the volume list, a page, all of them", async () => {
+    const { url } = snapshotOf('zstd');
+    const pageOnly = ['content-security-policy', 'strict-transport-security', 'x-frame-options', 'cross-origin-opener-policy', 'referrer-policy'];
+    for (const path of ['files', 'archive']) {
+      const res = await binary(request(s.app).get(`${url}/${path}/hello.txt`).set(auth));
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+      assert.deepEqual(pageOnly.filter((h) => h in res.headers), [], path);
+    }
+    const list = await request(s.app).get(url.slice(0, url.lastIndexOf('/'))).set(auth);
+    assert.equal(list.status, 200);
+    assert.deepEqual(pageOnly.filter((h) => !(h in list.headers)), [], 'the list is a page');
+  });
+
   test('a subdirectory is archived under its own name; one file archives alone; bad formats are 400', async () => {
     const { url, entry } = snapshotOf('zstd');
     const sub = await untar((await binary(request(s.app).get(`${url}/archive/nested/a`).set(auth))).body as Buffer);

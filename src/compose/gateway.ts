@@ -101,12 +101,18 @@ export async function runGateway(config: Config): Promise<void> {
   if (mode.name === 'local' && cert.certFile) printBanner(url, config, cert.certFile, reloader.current.fingerprint);
   log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
 
-  let stopping = false;
-  onSignal = (signal) => {
-    if (stopping) return;
-    stopping = true;
-    health.ready = false;
-    log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining in-flight downloads');
+  // The rollout pattern: readiness fails at once, but the listeners keep accepting and serving for
+  // --shutdown-delay, the time the endpoints controller and every kube-proxy / ingress need to stop
+  // sending new connections here; only then do they close and running downloads drain. Closing at
+  // once would refuse the clients still routed here. A second signal (a person pressing Ctrl-C
+  // again) skips the rest of the delay. Only whoever may signal the process controls this.
+  let stopping: 'no' | 'delay' | 'drain' = 'no';
+  let delayTimer: NodeJS.Timeout | undefined;
+  const drain = (): void => {
+    if (stopping === 'drain') return;
+    stopping = 'drain';
+    clearTimeout(delayTimer);
+    log.info({ graceMs: config.shutdownGraceMs }, 'shutting down: no longer accepting, draining in-flight downloads');
     void shutdown(servers, config.shutdownGraceMs).then(async ({ forced }) => {
       await mode.stop();
       reloader.stop();
@@ -114,6 +120,13 @@ export async function runGateway(config: Config): Promise<void> {
       log.info({ forced }, 'stopped');
       process.exit(0);
     });
+  };
+  onSignal = (signal) => {
+    if (stopping !== 'no') return drain();
+    stopping = 'delay';
+    health.ready = false;
+    log.info({ signal, delayMs: config.shutdownDelayMs }, 'shutting down: not ready, still accepting until the delay ends');
+    delayTimer = setTimeout(drain, config.shutdownDelayMs);
   };
 }
 

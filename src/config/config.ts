@@ -41,6 +41,8 @@ export interface Config {
   logLevel: LogLevel;
   /** How long in-flight downloads may run after SIGTERM before connections are cut. */
   shutdownGraceMs: number;
+  /** After SIGTERM, how long the listeners keep accepting (with /readyz failing) before the drain. */
+  shutdownDelayMs: number;
   /** Write the demo backup and restore into an empty data directory. */
   demo: boolean;
   /** Local mode: more named locations (YAML or JSON), tried after the data directory. */
@@ -132,6 +134,17 @@ export interface Config {
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
 
+/**
+ * The rollout pause: endpoints propagate in seconds, so minutes are already generous; the bound also
+ * keeps a hostile or mistyped value (1000h) from overflowing the timer, which Node would fire at once.
+ */
+const MAX_SHUTDOWN_DELAY = '10m';
+function shutdownDelay(raw: string): number {
+  const ms = duration(raw);
+  if (ms > duration(MAX_SHUTDOWN_DELAY)) throw new Error(`must be at most ${MAX_SHUTDOWN_DELAY}; got "${raw}"`);
+  return ms;
+}
+
 /** The flag table; keys are Config fields (or inputs to them). */
 export const FLAGS = {
   mode: flag({ name: 'mode', kind: 'string', help: 'local (static tokens, files) or kubernetes (TokenReview, SubjectAccessReview, BSLs); default kubernetes in a cluster or with a kubeconfig, else local', parse: oneOf('local', 'kubernetes') }),
@@ -147,6 +160,7 @@ export const FLAGS = {
   tlsKeyFile: flag({ name: 'tls-key-file', kind: 'string', help: 'private key (PEM) of --tls-cert-file', parse: verbatim }),
   logLevel: flag({ name: 'log-level', kind: 'string', default: 'info', help: LOG_LEVELS.join('|'), parse: oneOf(...LOG_LEVELS) }),
   shutdownGrace: flag({ name: 'shutdown-grace', kind: 'string', default: '25s', help: 'time in-flight downloads get after SIGTERM', parse: duration }),
+  shutdownDelay: flag({ name: 'shutdown-delay', kind: 'string', default: '5s', help: 'after SIGTERM, /readyz fails but new connections are still served this long (while endpoints are updated), then the drain begins; a second signal skips it', parse: shutdownDelay }),
   locationsFile: flag({ name: 'locations-file', kind: 'string', help: 'local mode: YAML/JSON list of named store locations (S3, Azure, GCS, filesystem)', parse: verbatim }),
   fsRoot: flag({ name: 'fs-root', kind: 'string', default: '/mnt/velero', help: 'mount root of filesystem locations (replicated.com/nfs|hostpath|pvc, filesystem): <fs-root>/<bucket>/<prefix>', parse: verbatim }),
   defaultCredentialsFile: flag({ name: 'default-credentials-file', kind: 'string', help: 'credential for locations without their own (default: /credentials/cloud when it exists, then the SDK chains)', parse: verbatim }),
@@ -374,6 +388,7 @@ export function loadConfig(
       ...(v.tlsKeyFile !== undefined && { tlsKeyFile: resolve(cwd, v.tlsKeyFile) }),
       logLevel: v.logLevel!,
       shutdownGraceMs: v.shutdownGrace!,
+      shutdownDelayMs: v.shutdownDelay!,
       demo: v.demo!,
       fsRoot: resolve(cwd, v.fsRoot!),
       ...(mode === 'kubernetes' && kubeconfig !== undefined && { kubeconfig: resolve(cwd, kubeconfig) }),

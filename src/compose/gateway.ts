@@ -12,6 +12,7 @@ import { addressOf, listenHttps, shutdown } from '../server/listener.ts';
 import type { ListenerLimits } from '../server/listener.ts';
 import { createAuditLogger, createLogger } from '../server/logging.ts';
 import { GatewayMetrics } from '../server/metrics.ts';
+import { closePlainMetrics, listenPlainMetrics } from '../server/plain-metrics.ts';
 import { tlsServerOptions } from '../tls/options.ts';
 import { parseAddressList } from '../util/address-list.ts';
 import { DEMO_BACKUP } from '../velero/demo.ts';
@@ -87,6 +88,7 @@ export async function runGateway(config: Config): Promise<void> {
     servers.push(webhook);
     log.info({ webhook: `https://${addressOf(webhook).host}:${addressOf(webhook).port}` }, 'admission webhook listening');
   }
+  const plainMetrics = config.metricsPlainHttpPort === undefined ? undefined : await listenPlainMetrics(metrics, { host: config.metricsListen.host, port: config.metricsPlainHttpPort });
   metrics.setCertificateExpiry(reloader.current.notAfter);
   reloader.on('change', (pair) => {
     for (const s of servers) s.setSecureContext(tlsServerOptions(pair));
@@ -99,7 +101,7 @@ export async function runGateway(config: Config): Promise<void> {
   const host = api!.host === '0.0.0.0' || api!.host === '::' ? 'localhost' : api!.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${api!.port}`;
   if (mode.name === 'local' && cert.certFile) printBanner(url, config, cert.certFile, reloader.current.fingerprint);
-  log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
+  log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, ...(plainMetrics && { metricsPlainHttp: `http://${metricsAddr!.host.includes(':') ? `[${metricsAddr!.host}]` : metricsAddr!.host}:${config.metricsPlainHttpPort}/metrics` }), fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
 
   // The rollout pattern: readiness fails at once, but the listeners keep accepting and serving for
   // --shutdown-delay, the time the endpoints controller and every kube-proxy / ingress need to stop
@@ -113,6 +115,7 @@ export async function runGateway(config: Config): Promise<void> {
     stopping = 'drain';
     clearTimeout(delayTimer);
     log.info({ graceMs: config.shutdownGraceMs }, 'shutting down: no longer accepting, draining in-flight downloads');
+    if (plainMetrics) closePlainMetrics(plainMetrics);
     void shutdown(servers, config.shutdownGraceMs).then(async ({ forced }) => {
       await mode.stop();
       reloader.stop();

@@ -41,6 +41,8 @@ export interface Config {
   logLevel: LogLevel;
   /** How long in-flight downloads may run after SIGTERM before connections are cut. */
   shutdownGraceMs: number;
+  /** A port (on --metrics-listen's address) where /metrics is also served over plain HTTP; off when absent. */
+  metricsPlainHttpPort?: number;
   /** After SIGTERM, how long the listeners keep accepting (with /readyz failing) before the drain. */
   shutdownDelayMs: number;
   /** Write the demo backup and restore into an empty data directory. */
@@ -134,6 +136,13 @@ export interface Config {
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
 
+/** A TCP port number, 1-65535. */
+function port(raw: string): number {
+  const n = /^\d{1,5}$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  if (!(n >= 1 && n <= 65535)) throw new Error(`must be a port number from 1 to 65535; got "${raw}"`);
+  return n;
+}
+
 /**
  * The rollout pause: endpoints propagate in seconds, so minutes are already generous; the bound also
  * keeps a hostile or mistyped value (1000h) from overflowing the timer, which Node would fire at once.
@@ -150,6 +159,7 @@ export const FLAGS = {
   mode: flag({ name: 'mode', kind: 'string', help: 'local (static tokens, files) or kubernetes (TokenReview, SubjectAccessReview, BSLs); default kubernetes in a cluster or with a kubeconfig, else local', parse: oneOf('local', 'kubernetes') }),
   listen: flag({ name: 'listen', kind: 'string', default: '0.0.0.0:8443', help: 'HTTPS address of the download API', parse: hostPort }),
   metricsListen: flag({ name: 'metrics-listen', kind: 'string', default: '0.0.0.0:8085', help: 'HTTPS address of /healthz, /readyz and /metrics', parse: hostPort }),
+  metricsPlainHttpPort: flag({ name: 'metrics-plain-http-port', kind: 'string', help: 'also serve /metrics (only) over plain HTTP on this port of the --metrics-listen address, for prometheus.io/* annotation scrapers; off when not given', parse: port }),
   webhookListen: flag({ name: 'webhook-listen', kind: 'string', help: 'kubernetes mode: HTTPS address of the DownloadRequest admission webhook, a listener of its own (never the download port); off when not given', parse: hostPort }),
   webhookServiceName: flag({ name: 'webhook-service-name', kind: 'string', help: 'kubernetes mode: the Service in front of --webhook-listen, whose DNS names a generated certificate covers (default: <service-name>-webhook)', parse: verbatim }),
   dataDir: flag({ name: 'data-dir', kind: 'string', default: './data', help: 'local mode: directory laid out like a BackupStorageLocation', parse: verbatim }),
@@ -333,6 +343,12 @@ export function loadConfig(
   if (v.webhookListen !== undefined && v.listen !== undefined && v.webhookListen.port !== 0 && v.webhookListen.port === v.listen.port) {
     errors.push('--webhook-listen: must not share the download listener\'s port (--listen); the webhook has a port of its own');
   }
+  // Plain HTTP only ever on a port of its own: never where clients send tokens (the download and
+  // webhook ports) nor beside the HTTPS probes.
+  const taken = [v.listen?.port, v.metricsListen?.port, v.webhookListen?.port];
+  if (v.metricsPlainHttpPort !== undefined && taken.includes(v.metricsPlainHttpPort)) {
+    errors.push(`--metrics-plain-http-port: ${v.metricsPlainHttpPort} is already the port of --listen, --metrics-listen or --webhook-listen; plain HTTP needs a port of its own`);
+  }
   if (v.caConfigMap && !DNS1123_SUBDOMAIN.test(v.caConfigMap)) errors.push(`--ca-configmap: "${v.caConfigMap}" is not a valid ConfigMap name`);
   if (v.webhookConfiguration !== undefined && !DNS1123_SUBDOMAIN.test(v.webhookConfiguration)) {
     errors.push(`--webhook-configuration: "${v.webhookConfiguration}" is not a valid MutatingWebhookConfiguration name`);
@@ -389,6 +405,7 @@ export function loadConfig(
       logLevel: v.logLevel!,
       shutdownGraceMs: v.shutdownGrace!,
       shutdownDelayMs: v.shutdownDelay!,
+      ...(v.metricsPlainHttpPort !== undefined && { metricsPlainHttpPort: v.metricsPlainHttpPort }),
       demo: v.demo!,
       fsRoot: resolve(cwd, v.fsRoot!),
       ...(mode === 'kubernetes' && kubeconfig !== undefined && { kubeconfig: resolve(cwd, kubeconfig) }),

@@ -281,6 +281,18 @@ const VARIANTS: Record<string, Variant> = {
       assert.equal(argsOf(docs).get('shutdown-delay'), '1.5m');
     },
   },
+  metricsPlainHttp: {
+    values: { metrics: { plainHttp: { enabled: true, port: 9100 } }, networkPolicy: { enabled: true, metricsFrom: [{ podSelector: { matchLabels: { app: 'prometheus' } } }] }, podAnnotations: { team: 'backup' } },
+    kinds: [...BASE_KINDS, 'NetworkPolicy'],
+    check(docs) {
+      assert.equal(argsOf(docs).get('metrics-plain-http-port'), '9100');
+      const template = deploymentOf(docs).spec.template as unknown as { metadata: { annotations: Record<string, string> }; spec: { containers: { ports: { name: string; containerPort: number }[] }[] } };
+      assert.deepEqual(template.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9100', 'prometheus.io/path': '/metrics', team: 'backup' });
+      assert.ok(template.spec.containers[0]!.ports.some((p) => p.name === 'metrics-http' && p.containerPort === 9100));
+      const ingress = find<{ ingress: { ports: { port: string }[]; from?: unknown[] }[] }>(docs, 'NetworkPolicy').spec.ingress;
+      assert.deepEqual(ingress.find((r) => r.from)?.ports.map((p) => p.port), ['metrics', 'metrics-http'], 'the scrapers admitted to the plain port, no one else');
+    },
+  },
   serviceMonitor: {
     values: { metrics: { serviceMonitor: { enabled: true, additionalLabels: { release: 'prometheus' } } } },
     kinds: [...BASE_KINDS, 'ServiceMonitor'],
@@ -581,6 +593,14 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
     assert.deepEqual([...rendered.keys()].sort(), Object.keys(VARIANTS).sort());
   });
 
+  test('metrics over plain HTTP are off by default: no flag, no port, no annotations', async () => {
+    const docs = await render({}, { kubeVersion });
+    assert.ok(!argsOf(docs).has('metrics-plain-http-port'));
+    const template = deploymentOf(docs).spec.template as unknown as { metadata: { annotations?: unknown }; spec: { containers: { ports: { name: string }[] }[] } };
+    assert.equal(template.metadata.annotations, undefined);
+    assert.ok(!template.spec.containers[0]!.ports.some((p) => p.name === 'metrics-http'));
+  });
+
   test('rollouts by default: a 5 s pause, no preStop hook, a termination grace of pause + drain + 5 s; a set one is kept', async () => {
     const docs = await render({}, { kubeVersion });
     const pod = deploymentOf(docs).spec.template.spec as unknown as { terminationGracePeriodSeconds: number; containers: { lifecycle?: unknown }[] };
@@ -610,6 +630,7 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
       [{ configuration: { shutdownDelay: '11m' } }, /at most 10m/],
       [{ configuration: { shutdownDelay: 5 } }, /shutdownDelay/],
       [{ preStopSleepSeconds: -1 }, /preStopSleepSeconds/],
+      [{ metrics: { plainHttp: { enabled: true, port: 8085 } } }, /metrics\.plainHttp\.port must be a port of its own/],
       [{ filesystem: { volumes: [{ name: 'a', pvc: {} }] } }, /filesystem\/volumes\/0': additional properties 'pvc'/],
       [{ filesystem: { volumes: [{ name: 'a', persistentVolumeClaim: { claimName: 'a' } }, { name: 'b', bucket: 'b', persistentVolumeClaim: { claimName: 'b' } }] } }, /has no bucket/],
     ] as const) {

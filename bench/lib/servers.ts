@@ -72,7 +72,7 @@ export async function nodeMemory(metricsUrl: string, ca: string): Promise<Record
       res.on('error', reject);
     }).on('error', reject);
   });
-  const value = (name: string): number => Number(new RegExp(`^vds_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const value = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   return {
     heapUsed: value('nodejs_heap_size_used_bytes'),
     heapTotal: value('nodejs_heap_size_total_bytes'),

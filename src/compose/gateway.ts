@@ -12,6 +12,7 @@ import { addressOf, listenHttps, shutdown } from '../server/listener.ts';
 import type { ListenerLimits } from '../server/listener.ts';
 import { createAuditLogger, createLogger } from '../server/logging.ts';
 import { GatewayMetrics } from '../server/metrics.ts';
+import { closePlainMetrics, listenPlainMetrics } from '../server/plain-metrics.ts';
 import { tlsServerOptions } from '../tls/options.ts';
 import { parseAddressList } from '../util/address-list.ts';
 import { DEMO_BACKUP } from '../velero/demo.ts';
@@ -87,6 +88,7 @@ export async function runGateway(config: Config): Promise<void> {
     servers.push(webhook);
     log.info({ webhook: `https://${addressOf(webhook).host}:${addressOf(webhook).port}` }, 'admission webhook listening');
   }
+  const plainMetrics = config.metricsPlainHttpPort === undefined ? undefined : await listenPlainMetrics(metrics, { host: config.metricsListen.host, port: config.metricsPlainHttpPort });
   metrics.setCertificateExpiry(reloader.current.notAfter);
   reloader.on('change', (pair) => {
     for (const s of servers) s.setSecureContext(tlsServerOptions(pair));
@@ -99,14 +101,21 @@ export async function runGateway(config: Config): Promise<void> {
   const host = api!.host === '0.0.0.0' || api!.host === '::' ? 'localhost' : api!.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${api!.port}`;
   if (mode.name === 'local' && cert.certFile) printBanner(url, config, cert.certFile, reloader.current.fingerprint);
-  log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
+  log.info({ url, metrics: `https://${metricsAddr!.host}:${metricsAddr!.port}`, ...(plainMetrics && { metricsPlainHttp: `http://${metricsAddr!.host.includes(':') ? `[${metricsAddr!.host}]` : metricsAddr!.host}:${config.metricsPlainHttpPort}/metrics` }), fingerprint: reloader.current.fingerprint, version: VERSION, mode: config.mode }, 'listening');
 
-  let stopping = false;
-  onSignal = (signal) => {
-    if (stopping) return;
-    stopping = true;
-    health.ready = false;
-    log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: draining in-flight downloads');
+  // The rollout pattern: readiness fails at once, but the listeners keep accepting and serving for
+  // --shutdown-delay, the time the endpoints controller and every kube-proxy / ingress need to stop
+  // sending new connections here; only then do they close and running downloads drain. Closing at
+  // once would refuse the clients still routed here. A second signal (a person pressing Ctrl-C
+  // again) skips the rest of the delay. Only whoever may signal the process controls this.
+  let stopping: 'no' | 'delay' | 'drain' = 'no';
+  let delayTimer: NodeJS.Timeout | undefined;
+  const drain = (): void => {
+    if (stopping === 'drain') return;
+    stopping = 'drain';
+    clearTimeout(delayTimer);
+    log.info({ graceMs: config.shutdownGraceMs }, 'shutting down: no longer accepting, draining in-flight downloads');
+    if (plainMetrics) closePlainMetrics(plainMetrics);
     void shutdown(servers, config.shutdownGraceMs).then(async ({ forced }) => {
       await mode.stop();
       reloader.stop();
@@ -114,6 +123,13 @@ export async function runGateway(config: Config): Promise<void> {
       log.info({ forced }, 'stopped');
       process.exit(0);
     });
+  };
+  onSignal = (signal) => {
+    if (stopping !== 'no') return drain();
+    stopping = 'delay';
+    health.ready = false;
+    log.info({ signal, delayMs: config.shutdownDelayMs }, 'shutting down: not ready, still accepting until the delay ends');
+    delayTimer = setTimeout(drain, config.shutdownDelayMs);
   };
 }
 

@@ -41,6 +41,10 @@ export interface Config {
   logLevel: LogLevel;
   /** How long in-flight downloads may run after SIGTERM before connections are cut. */
   shutdownGraceMs: number;
+  /** A port (on --metrics-listen's address) where /metrics is also served over plain HTTP; off when absent. */
+  metricsPlainHttpPort?: number;
+  /** After SIGTERM, how long the listeners keep accepting (with /readyz failing) before the drain. */
+  shutdownDelayMs: number;
   /** Write the demo backup and restore into an empty data directory. */
   demo: boolean;
   /** Local mode: more named locations (YAML or JSON), tried after the data directory. */
@@ -132,11 +136,30 @@ export interface Config {
 
 const flag = <T>(d: FlagDef<T>): FlagDef<T> => d;
 
+/** A TCP port number, 1-65535. */
+function port(raw: string): number {
+  const n = /^\d{1,5}$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  if (!(n >= 1 && n <= 65535)) throw new Error(`must be a port number from 1 to 65535; got "${raw}"`);
+  return n;
+}
+
+/**
+ * The rollout pause: endpoints propagate in seconds, so minutes are already generous; the bound also
+ * keeps a hostile or mistyped value (1000h) from overflowing the timer, which Node would fire at once.
+ */
+const MAX_SHUTDOWN_DELAY = '10m';
+function shutdownDelay(raw: string): number {
+  const ms = duration(raw);
+  if (ms > duration(MAX_SHUTDOWN_DELAY)) throw new Error(`must be at most ${MAX_SHUTDOWN_DELAY}; got "${raw}"`);
+  return ms;
+}
+
 /** The flag table; keys are Config fields (or inputs to them). */
 export const FLAGS = {
   mode: flag({ name: 'mode', kind: 'string', help: 'local (static tokens, files) or kubernetes (TokenReview, SubjectAccessReview, BSLs); default kubernetes in a cluster or with a kubeconfig, else local', parse: oneOf('local', 'kubernetes') }),
   listen: flag({ name: 'listen', kind: 'string', default: '0.0.0.0:8443', help: 'HTTPS address of the download API', parse: hostPort }),
   metricsListen: flag({ name: 'metrics-listen', kind: 'string', default: '0.0.0.0:8085', help: 'HTTPS address of /healthz, /readyz and /metrics', parse: hostPort }),
+  metricsPlainHttpPort: flag({ name: 'metrics-plain-http-port', kind: 'string', help: 'also serve /metrics (only) over plain HTTP on this port of the --metrics-listen address, for prometheus.io/* annotation scrapers; off when not given', parse: port }),
   webhookListen: flag({ name: 'webhook-listen', kind: 'string', help: 'kubernetes mode: HTTPS address of the DownloadRequest admission webhook, a listener of its own (never the download port); off when not given', parse: hostPort }),
   webhookServiceName: flag({ name: 'webhook-service-name', kind: 'string', help: 'kubernetes mode: the Service in front of --webhook-listen, whose DNS names a generated certificate covers (default: <service-name>-webhook)', parse: verbatim }),
   dataDir: flag({ name: 'data-dir', kind: 'string', default: './data', help: 'local mode: directory laid out like a BackupStorageLocation', parse: verbatim }),
@@ -147,6 +170,7 @@ export const FLAGS = {
   tlsKeyFile: flag({ name: 'tls-key-file', kind: 'string', help: 'private key (PEM) of --tls-cert-file', parse: verbatim }),
   logLevel: flag({ name: 'log-level', kind: 'string', default: 'info', help: LOG_LEVELS.join('|'), parse: oneOf(...LOG_LEVELS) }),
   shutdownGrace: flag({ name: 'shutdown-grace', kind: 'string', default: '25s', help: 'time in-flight downloads get after SIGTERM', parse: duration }),
+  shutdownDelay: flag({ name: 'shutdown-delay', kind: 'string', default: '5s', help: 'after SIGTERM, /readyz fails but new connections are still served this long (while endpoints are updated), then the drain begins; a second signal skips it', parse: shutdownDelay }),
   locationsFile: flag({ name: 'locations-file', kind: 'string', help: 'local mode: YAML/JSON list of named store locations (S3, Azure, GCS, filesystem)', parse: verbatim }),
   fsRoot: flag({ name: 'fs-root', kind: 'string', default: '/mnt/velero', help: 'mount root of filesystem locations (replicated.com/nfs|hostpath|pvc, filesystem): <fs-root>/<bucket>/<prefix>', parse: verbatim }),
   defaultCredentialsFile: flag({ name: 'default-credentials-file', kind: 'string', help: 'credential for locations without their own (default: /credentials/cloud when it exists, then the SDK chains)', parse: verbatim }),
@@ -319,6 +343,12 @@ export function loadConfig(
   if (v.webhookListen !== undefined && v.listen !== undefined && v.webhookListen.port !== 0 && v.webhookListen.port === v.listen.port) {
     errors.push('--webhook-listen: must not share the download listener\'s port (--listen); the webhook has a port of its own');
   }
+  // Plain HTTP only ever on a port of its own: never where clients send tokens (the download and
+  // webhook ports) nor beside the HTTPS probes.
+  const taken = [v.listen?.port, v.metricsListen?.port, v.webhookListen?.port];
+  if (v.metricsPlainHttpPort !== undefined && taken.includes(v.metricsPlainHttpPort)) {
+    errors.push(`--metrics-plain-http-port: ${v.metricsPlainHttpPort} is already the port of --listen, --metrics-listen or --webhook-listen; plain HTTP needs a port of its own`);
+  }
   if (v.caConfigMap && !DNS1123_SUBDOMAIN.test(v.caConfigMap)) errors.push(`--ca-configmap: "${v.caConfigMap}" is not a valid ConfigMap name`);
   if (v.webhookConfiguration !== undefined && !DNS1123_SUBDOMAIN.test(v.webhookConfiguration)) {
     errors.push(`--webhook-configuration: "${v.webhookConfiguration}" is not a valid MutatingWebhookConfiguration name`);
@@ -374,6 +404,8 @@ export function loadConfig(
       ...(v.tlsKeyFile !== undefined && { tlsKeyFile: resolve(cwd, v.tlsKeyFile) }),
       logLevel: v.logLevel!,
       shutdownGraceMs: v.shutdownGrace!,
+      shutdownDelayMs: v.shutdownDelay!,
+      ...(v.metricsPlainHttpPort !== undefined && { metricsPlainHttpPort: v.metricsPlainHttpPort }),
       demo: v.demo!,
       fsRoot: resolve(cwd, v.fsRoot!),
       ...(mode === 'kubernetes' && kubeconfig !== undefined && { kubeconfig: resolve(cwd, kubeconfig) }),

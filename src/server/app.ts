@@ -17,6 +17,7 @@ import { authorizeDownloadRequest, authorizeProfile, authorizeTarget } from './a
 import { sendLocation } from './download.ts';
 import type { DownloadDeps } from './download.ts';
 import { localsOf } from './locals.ts';
+import { codeClass } from './metrics.ts';
 import type { GatewayMetrics, RouteLabel } from './metrics.ts';
 import { PROFILE_SNAPSHOT_ARCHIVE_PATH, PROFILE_SNAPSHOT_FILES_PATH, parseProfileSnapshot, profileSnapshotRead, resolveProfileRepository } from './profile-snapshots.ts';
 import { resolveDownloadRequest, resolveLocation } from './resolve.ts';
@@ -100,7 +101,10 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
         metrics.requests.inc({ route: r, method: req.method, code: String(res.statusCode) });
         if (bytes) metrics.bytesSent.inc({ route: r }, bytes);
         if (ttfb !== undefined) metrics.timeToFirstByte.observe({ route: r }, ttfb / 1000);
-        if (route) metrics.inflight.dec({ route });
+        if (route) {
+          metrics.inflight.dec({ route });
+          metrics.transferDuration.observe({ route, code: codeClass(res.statusCode) }, durationMs / 1000);
+        }
       }
       log.info(
         {

@@ -270,6 +270,29 @@ const VARIANTS: Record<string, Variant> = {
       assert.equal(argsOf(docs).get('fs-root'), '/data/velero');
     },
   },
+  // The kubelet's budget covers the preStop sleep, the gateway's own pause and the drain.
+  rolloutPreStopSleep: {
+    values: { preStopSleepSeconds: 10, configuration: { shutdownDelay: '1.5m', shutdownGrace: '500ms' } },
+    kinds: BASE_KINDS,
+    check(docs) {
+      const pod = deploymentOf(docs).spec.template.spec as unknown as { terminationGracePeriodSeconds: number; containers: { lifecycle?: unknown }[] };
+      assert.deepEqual(pod.containers[0]!.lifecycle, { preStop: { sleep: { seconds: 10 } } });
+      assert.equal(pod.terminationGracePeriodSeconds, 10 + 90 + 1 + 5, 'sleep + delay + grace (rounded up) + 5 s to exit');
+      assert.equal(argsOf(docs).get('shutdown-delay'), '1.5m');
+    },
+  },
+  metricsPlainHttp: {
+    values: { metrics: { plainHttp: { enabled: true, port: 9100 } }, networkPolicy: { enabled: true, metricsFrom: [{ podSelector: { matchLabels: { app: 'prometheus' } } }] }, podAnnotations: { team: 'backup' } },
+    kinds: [...BASE_KINDS, 'NetworkPolicy'],
+    check(docs) {
+      assert.equal(argsOf(docs).get('metrics-plain-http-port'), '9100');
+      const template = deploymentOf(docs).spec.template as unknown as { metadata: { annotations: Record<string, string> }; spec: { containers: { ports: { name: string; containerPort: number }[] }[] } };
+      assert.deepEqual(template.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9100', 'prometheus.io/path': '/metrics', team: 'backup' });
+      assert.ok(template.spec.containers[0]!.ports.some((p) => p.name === 'metrics-http' && p.containerPort === 9100));
+      const ingress = find<{ ingress: { ports: { port: string }[]; from?: unknown[] }[] }>(docs, 'NetworkPolicy').spec.ingress;
+      assert.deepEqual(ingress.find((r) => r.from)?.ports.map((p) => p.port), ['metrics', 'metrics-http'], 'the scrapers admitted to the plain port, no one else');
+    },
+  },
   serviceMonitor: {
     values: { metrics: { serviceMonitor: { enabled: true, additionalLabels: { release: 'prometheus' } } } },
     kinds: [...BASE_KINDS, 'ServiceMonitor'],
@@ -355,7 +378,7 @@ const VARIANTS: Record<string, Variant> = {
     check(docs) {
       const args = argsOf(docs);
       assert.deepEqual(Object.fromEntries([...args].filter(([k]) => k !== 'mode' && k !== 'state-dir' && k !== 'fs-root' && k !== 'service-name' && k !== 'tls-secret' && k !== 'ca-configmap')), {
-        listen: '[::]:8443', 'metrics-listen': '[::]:8085', 'log-level': 'debug', 'shutdown-grace': '40s',
+        listen: '[::]:8443', 'metrics-listen': '[::]:8085', 'log-level': 'debug', 'shutdown-delay': '5s', 'shutdown-grace': '40s',
         'request-timeout': '10s', 'send-stall-timeout': '2m', 'max-connections': '2048', 'max-connections-per-client': '16', 'max-concurrent-downloads': '128',
         'trusted-proxies': '10.42.0.0/16,192.0.2.1', 'tls-validity': '2160h', 'tls-extra-sans': '203.0.113.10', 'watch-namespaces': 'team-a,team-b',
         'serve-all-locations': '', 'tenant-endpoint-allow': '10.0.0.0/8,*.minio.svc.cluster.local',
@@ -570,6 +593,24 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
     assert.deepEqual([...rendered.keys()].sort(), Object.keys(VARIANTS).sort());
   });
 
+  test('metrics over plain HTTP are off by default: no flag, no port, no annotations', async () => {
+    const docs = await render({}, { kubeVersion });
+    assert.ok(!argsOf(docs).has('metrics-plain-http-port'));
+    const template = deploymentOf(docs).spec.template as unknown as { metadata: { annotations?: unknown }; spec: { containers: { ports: { name: string }[] }[] } };
+    assert.equal(template.metadata.annotations, undefined);
+    assert.ok(!template.spec.containers[0]!.ports.some((p) => p.name === 'metrics-http'));
+  });
+
+  test('rollouts by default: a 5 s pause, no preStop hook, a termination grace of pause + drain + 5 s; a set one is kept', async () => {
+    const docs = await render({}, { kubeVersion });
+    const pod = deploymentOf(docs).spec.template.spec as unknown as { terminationGracePeriodSeconds: number; containers: { lifecycle?: unknown }[] };
+    assert.equal(argsOf(docs).get('shutdown-delay'), '5s');
+    assert.equal(pod.containers[0]!.lifecycle, undefined, 'distroless has no shell; the sleep action is opt-in');
+    assert.equal(pod.terminationGracePeriodSeconds, 5 + 25 + 5);
+    const set = deploymentOf(await render({ terminationGracePeriodSeconds: 30 }, { kubeVersion })).spec.template.spec as unknown as { terminationGracePeriodSeconds: number };
+    assert.equal(set.terminationGracePeriodSeconds, 30, 'exactly the pause + drain is enough');
+  });
+
   test('tenantFilesystemAllow false and {} pass no flag', async () => {
     for (const value of [false, {}]) {
       const args = argsOf(await render({ configuration: { tenantFilesystemAllow: value } }, { kubeVersion }));
@@ -585,6 +626,11 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
       [{ tls: { mode: 'certManager' } }, /needs tls\.certManager\.issuerRef\.name/],
       [{ ingress: { enabled: true, tlsMode: 'reencrypt' }, configuration: { fqdn: 'a.example.com' } }, /reencrypt needs ingress\.tlsSecretName/],
       [{ configuration: { tenantFilesystemAllow: true } }, /tenantFilesystemAllow/],
+      [{ terminationGracePeriodSeconds: 29 }, /less than preStopSleepSeconds \+ configuration\.shutdownDelay \+ configuration\.shutdownGrace = 30 s/],
+      [{ configuration: { shutdownDelay: '11m' } }, /at most 10m/],
+      [{ configuration: { shutdownDelay: 5 } }, /shutdownDelay/],
+      [{ preStopSleepSeconds: -1 }, /preStopSleepSeconds/],
+      [{ metrics: { plainHttp: { enabled: true, port: 8085 } } }, /metrics\.plainHttp\.port must be a port of its own/],
       [{ filesystem: { volumes: [{ name: 'a', pvc: {} }] } }, /filesystem\/volumes\/0': additional properties 'pvc'/],
       [{ filesystem: { volumes: [{ name: 'a', persistentVolumeClaim: { claimName: 'a' } }, { name: 'b', bucket: 'b', persistentVolumeClaim: { claimName: 'b' } }] } }, /has no bucket/],
     ] as const) {

@@ -45,6 +45,29 @@ describe('loadConfig', () => {
     assert.ok(r.errors.length >= 6, text);
   });
 
+  test('--shutdown-delay: 5s by default, a duration, at most 10m (a larger timer would overflow and fire at once)', () => {
+    const ok = loadConfig([], {}, '/srv');
+    assert.equal(ok.kind === 'config' && ok.config.shutdownDelayMs, 5_000);
+    const zero = loadConfig(['--shutdown-delay=0s'], {}, '/srv');
+    assert.equal(zero.kind === 'config' && zero.config.shutdownDelayMs, 0);
+    for (const bad of ['1000h', '601s', 'soon', '-1s', '']) {
+      const r = loadConfig([`--shutdown-delay=${bad}`], {}, '/srv');
+      assert.equal(r.kind, 'errors', bad);
+      assert.ok(r.kind === 'errors' && r.errors.some((e) => e.includes('--shutdown-delay')), JSON.stringify(r));
+    }
+  });
+
+  test('--metrics-plain-http-port: off by default, a port of its own', () => {
+    const off = loadConfig([], {}, '/srv');
+    assert.equal(off.kind === 'config' && off.config.metricsPlainHttpPort, undefined);
+    const on = loadConfig(['--metrics-plain-http-port', '8086'], {}, '/srv');
+    assert.equal(on.kind === 'config' && on.config.metricsPlainHttpPort, 8086);
+    for (const args of [['--metrics-plain-http-port=0'], ['--metrics-plain-http-port=65536'], ['--metrics-plain-http-port=80a'], ['--metrics-plain-http-port=8085'], ['--metrics-plain-http-port=8443'], ['--listen=:9000', '--metrics-plain-http-port=9000']]) {
+      const r = loadConfig(args, {}, '/srv');
+      assert.ok(r.kind === 'errors' && r.errors.some((e) => e.includes('--metrics-plain-http-port')), `${args.join(' ')}: ${JSON.stringify(r)}`);
+    }
+  });
+
   test('store flags: --fs-root default, AWS_CA_BUNDLE as the install bundle, files must exist', () => {
     const r = loadConfig([], { AWS_CA_BUNDLE: '/etc/hostname' }, '/srv');
     assert.equal(r.kind, 'config');

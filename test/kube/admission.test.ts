@@ -157,8 +157,8 @@ describe('the admission webhook under attack', () => {
     } finally {
       fault.remove();
     }
-    const metrics = await gw.metrics.registry.getSingleMetricAsString('vds_admission_reviews_total');
-    assert.match(metrics, /vds_admission_reviews_total\{operation="UPDATE",outcome="failed"\} [1-9]/);
-    assert.match(metrics, /vds_admission_reviews_total\{operation="CREATE",outcome="recorded"\} [1-9]/);
+    const metrics = await gw.metrics.registry.getSingleMetricAsString('velero_download_server_admission_reviews_total');
+    assert.match(metrics, /velero_download_server_admission_reviews_total\{operation="UPDATE",outcome="failed"\} [1-9]/);
+    assert.match(metrics, /velero_download_server_admission_reviews_total\{operation="CREATE",outcome="recorded"\} [1-9]/);
   });
 });

@@ -235,7 +235,7 @@ describe('caps on the real process: --max-connections 24, --max-connections-per-
 
   const metric = async (limit: string): Promise<number> => {
     const r = await curl(['--cacert', join(dir, 'state', 'tls.crt'), `https://127.0.0.1:${gw.metricsPort}/metrics`]);
-    return Number(new RegExp(`^vds_limited_total\\{limit="${limit}"\\} (\\d+)$`, 'm').exec(r.stdout.toString())?.[1] ?? 0);
+    return Number(new RegExp(`^velero_download_server_limited_total\\{limit="${limit}"\\} (\\d+)$`, 'm').exec(r.stdout.toString())?.[1] ?? 0);
   };
 
   test('connections over the per-client cap are closed before the handshake while other clients are served; a trusted proxy is exempt; the global cap holds for everyone; descriptors back at the baseline', async () => {

@@ -107,7 +107,7 @@ describe('a flood of unknown tokens against the real process', () => {
     );
     assert.ok(reviews <= 20 + 5 * Math.ceil(floodMs / 1000 + 1), `${reviews} TokenReviews in ${floodMs.toFixed(0)} ms`);
     const metrics = await fetchMetrics(gw, ca);
-    assert.match(metrics, /vds_limited_total\{limit="unknown-token-qps-per-client"\} [1-9]/);
+    assert.match(metrics, /velero_download_server_limited_total\{limit="unknown-token-qps-per-client"\} [1-9]/);
   });
 });
 
@@ -168,8 +168,8 @@ describe('a flood on the download port against the webhook, real process', () =>
       assert.ok(took < 1_000, `answered in ${took.toFixed(0)} ms`);
       t.diagnostic(`review answered with a gateway URL in ${took.toFixed(0)} ms while ${statuses.filter((x) => x === 429).length} of ${statuses.length} flood requests got 429`);
       const metrics = await fetchMetrics(gw, ca);
-      assert.match(metrics, /vds_limited_total\{limit="kube-api-objects"\} [1-9]/);
-      assert.doesNotMatch(metrics, /vds_limited_total\{limit="kube-api-webhook"\}/);
+      assert.match(metrics, /velero_download_server_limited_total\{limit="kube-api-objects"\} [1-9]/);
+      assert.doesNotMatch(metrics, /velero_download_server_limited_total\{limit="kube-api-webhook"\}/);
     } finally {
       await gw.stop();
       await fx.close();

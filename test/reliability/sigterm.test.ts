@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { curl, curlLive, startGateway } from '../support/processes.ts';
+import { curl, curlLive, putBackupContents, startGateway, startLocalGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { waitFor } from '../support/reliability.ts';
 
@@ -50,7 +50,7 @@ describe('SIGTERM during 20 running downloads', () => {
     const signalledAt = Date.now();
     const exit = gw.stop('SIGTERM');
     // The drain starts (listeners closed) in the same tick as this line is logged.
-    assert.ok(await waitFor(() => gw.logs.some((l) => String(l.msg).startsWith('shutting down')), 5000, 20), 'SIGTERM was not handled');
+    assert.ok(await waitFor(() => gw.logs.some((l) => String(l.msg).startsWith('shutting down: no longer accepting')), 5000, 20), 'SIGTERM was not handled');
     const refused = await curl(['--cacert', cacert, '--max-time', '3', `${gw.url}/healthz`]);
     assert.equal(refused.code, 7, `a new connection after SIGTERM must be refused (curl exit 7): exit ${String(refused.code)} ${refused.stderr}`);
 
@@ -66,6 +66,59 @@ describe('SIGTERM during 20 running downloads', () => {
     assert.ok(tookMs < GRACE_S * 1000, `exited ${tookMs} ms after SIGTERM, past the ${GRACE_S} s grace`);
     const stopped = gw.logs.find((l) => l.msg === 'stopped');
     assert.equal(stopped?.forced, false, 'the drain finished inside the grace period, nothing was cut');
+  });
+});
+
+describe('SIGTERM during a rollout: the pause before the drain', () => {
+  // Long enough that the checks below finish inside it even on a loaded machine; nothing waits it out
+  // but the exit at the end.
+  const DELAY_S = 8;
+
+  test('during --shutdown-delay /readyz answers 503 while a new client is still served in full; then the drain, exit 0', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vds-rel-delay-'));
+    const { gw, cacert } = await startLocalGateway(dir, '--shutdown-delay', `${DELAY_S}s`);
+    try {
+      const token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split(',')[0]!;
+      const bytes = randomBytes(1024 * 1024);
+      await putBackupContents(join(dir, 'data'), 'late', bytes);
+      const readyz = ['--cacert', cacert, '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${gw.metricsPort}/readyz`];
+      assert.equal((await curl(readyz)).stdout.toString(), '200');
+
+      const exit = gw.stop('SIGTERM');
+      assert.ok(await waitFor(() => gw.logs.some((l) => String(l.msg).startsWith('shutting down: not ready')), 5000, 20), 'SIGTERM was not handled');
+      const probe = await curl(readyz);
+      assert.equal(probe.stdout.toString(), '503', `readiness must fail during the delay: ${probe.stderr}`);
+
+      // A client the Service still routes here: a new connection, a whole download.
+      const out = join(dir, 'late.bin');
+      const late = await curl(['--cacert', cacert, '-H', `Authorization: Bearer ${token}`, '--fail', '-o', out, '-w', '%{http_code}', `${gw.url}/v1/namespaces/velero/backups/late/contents`]);
+      assert.equal(late.code, 0, `a client connecting during the delay must be served: curl exit ${String(late.code)} ${late.stderr}`);
+      assert.equal(late.stdout.toString(), '200');
+      assert.ok((await readFile(out)).equals(bytes), 'the download during the delay is not byte for byte');
+      assert.ok(!gw.logs.some((l) => String(l.msg).startsWith('shutting down: no longer accepting')), 'the download above must have happened inside the delay');
+
+      assert.equal(await exit, 0, gw.output());
+      const drainAt = gw.logs.findIndex((l) => String(l.msg).startsWith('shutting down: no longer accepting'));
+      assert.ok(drainAt > 0, 'the drain followed the delay');
+      assert.equal(gw.logs.find((l) => l.msg === 'stopped')?.forced, false);
+    } finally {
+      await gw.stop('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a second signal during the delay skips the rest of it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vds-rel-delay2-'));
+    const { gw } = await startLocalGateway(dir, '--shutdown-delay', '10m');
+    try {
+      gw.proc.kill('SIGTERM');
+      assert.ok(await waitFor(() => gw.logs.some((l) => String(l.msg).startsWith('shutting down: not ready')), 5000, 20), 'SIGTERM was not handled');
+      const code = await Promise.race([gw.stop('SIGINT'), new Promise<string>((resolve) => setTimeout(() => resolve('still waiting out the 10 min delay after 20 s'), 20_000))]);
+      assert.equal(code, 0, gw.output());
+    } finally {
+      await gw.stop('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

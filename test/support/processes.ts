@@ -38,7 +38,9 @@ export interface StartOptions {
 export async function startGateway(args: string[], env: NodeJS.ProcessEnv = {}, opts: StartOptions = {}): Promise<GatewayProcess> {
   const [cmd, ...pre] = opts.wrapper ?? [process.execPath];
   const node = opts.wrapper ? [process.execPath] : [];
-  const proc = spawn(cmd!, [...pre, ...node, MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args], {
+  // No rollout pause by default: a test stopping its gateway has no endpoints to wait for (a test of the
+  // pause passes its own --shutdown-delay, and the last one given wins).
+  const proc = spawn(cmd!, [...pre, ...node, MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--shutdown-delay', '0s', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -155,3 +155,37 @@ Kubernetes 1.30): on older clusters the chart refuses rather than install a weak
 {{- end -}}
 {{- toYaml ($selector | default dict) -}}
 {{- end -}}
+
+{{/*
+Whole seconds (rounded up) of a duration as the gateway's flags write it: 500ms, 25s, 2m, 1.5h. The
+schema has already checked the form.
+*/}}
+{{- define "velero-download-server.seconds" -}}
+{{- $n := regexReplaceAll "^([0-9.]+)(ms|s|m|h)$" . "${1}" | float64 -}}
+{{- $unit := regexReplaceAll "^[0-9.]+" . "" -}}
+{{- $factor := get (dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0) $unit -}}
+{{- mulf $n $factor | ceil | int -}}
+{{- end -}}
+
+{{/*
+The pod's terminationGracePeriodSeconds: the kubelet kills the container this long after it began
+stopping the pod, and the time counts from the preStop sleep on. It must cover the sleep, the
+gateway's own pause (--shutdown-delay) and the drain (--shutdown-grace); unset, it is their sum plus
+5 s for the exit itself; set, a value that would cut the drain is refused.
+*/}}
+{{- define "velero-download-server.terminationGracePeriodSeconds" -}}
+{{- $cfg := .Values.configuration -}}
+{{- $delay := include "velero-download-server.seconds" $cfg.shutdownDelay | int -}}
+{{- if gt $delay 600 -}}
+{{- fail (printf "configuration.shutdownDelay is %s; the gateway accepts at most 10m" $cfg.shutdownDelay) -}}
+{{- end -}}
+{{- $need := add (int .Values.preStopSleepSeconds) $delay (include "velero-download-server.seconds" $cfg.shutdownGrace | int) -}}
+{{- $set := .Values.terminationGracePeriodSeconds -}}
+{{- if kindIs "invalid" $set -}}
+{{- add $need 5 -}}
+{{- else if lt (int $set) $need -}}
+{{- fail (printf "terminationGracePeriodSeconds is %v, less than preStopSleepSeconds + configuration.shutdownDelay + configuration.shutdownGrace = %d s: the kubelet would kill running downloads; raise it or leave it unset (computed)" $set $need) -}}
+{{- else -}}
+{{- int $set -}}
+{{- end -}}
+{{- end -}}

@@ -86,7 +86,18 @@ export interface Command {
    * kubeconfig's token; `gateway.baseUrl` is then set and no kubeconfig is read.
    */
   accessUser?: AccessUserOptions;
+  /**
+   * A bearer token for the download server instead of a kubeconfig's (`--token`, `--token-file`, or
+   * $VELERO_DOWNLOAD_TOKEN); `gateway.baseUrl` is then set and no kubeconfig is read.
+   */
+  token?: TokenOptions;
 }
+
+/** Where the bearer token comes from. The value is never put into a message. */
+export type TokenOptions = { from: '--token'; value: string } | { from: `$${typeof TOKEN_ENV}`; value: string } | { from: '--token-file'; file: string };
+
+/** The variable that may hold a bearer token (as kubectl users keep one in CI secrets). */
+export const TOKEN_ENV = 'VELERO_DOWNLOAD_TOKEN';
 
 /** An access user's name and where its password comes from (no file: $VELERO_DOWNLOAD_PASSWORD_FILE, else a prompt). */
 export interface AccessUserOptions {
@@ -113,6 +124,8 @@ const OPTIONS = {
   'server-cert-fingerprint': { type: 'string' },
   user: { type: 'string' },
   'password-file': { type: 'string' },
+  token: { type: 'string' },
+  'token-file': { type: 'string' },
   'wait-timeout': { type: 'string' },
   timeout: { type: 'string' },
   'connect-timeout': { type: 'string' },
@@ -169,6 +182,10 @@ Flags:
       --password-file FILE           the access user's password: the first line of FILE (- for stdin);
                                      default: the file $VELERO_DOWNLOAD_PASSWORD_FILE names, else a
                                      prompt on the terminal (no echo); never a command-line value
+      --token-file FILE              a bearer token for the download server (a service account's:
+                                     kubectl create token NAME > FILE) instead of a kubeconfig's;
+                                     needs --velero-server-url=URL; default: $${TOKEN_ENV}
+      --token TOKEN                  the same as a value (warned about: other users see it in ps)
       --wait-timeout DURATION        how long to wait for the download URL (default 1m)
       --timeout DURATION             limit for the whole transfer, resumes included (default 0: none)
       --connect-timeout DURATION     limit for connecting and for a stalled transfer (default 15s)
@@ -440,8 +457,56 @@ function accessUserOptions(v: Values, gateway: Command['gateway']): AccessUserOp
   return { name, ...(file !== undefined && { passwordFile: file }) };
 }
 
-/** Parses and validates `argv` (without node and the script). Throws UsageError. */
-export function parseCommandLine(argv: readonly string[]): ParseResult {
+/** The longest token accepted: a service account's JWT is about 1 KiB, an OIDC one a few. */
+export const MAX_TOKEN_CHARS = 8192;
+
+/**
+ * A bearer token as it goes into the Authorization header: visible ASCII only, so a CR, LF or space
+ * cannot add a header or split the value. The message names where it came from, never the value.
+ */
+export function checkToken(value: string, from: string): string {
+  const token = value.trim();
+  if (token === '') throw new UsageError(`${from}: the token is empty`);
+  if (token.length > MAX_TOKEN_CHARS) throw new UsageError(`${from}: the token is longer than ${MAX_TOKEN_CHARS} characters`);
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError(`${from}: the token holds spaces, control or non-ASCII characters; a bearer token has none`);
+  return token;
+}
+
+/**
+ * `--token`, `--token-file`, `$VELERO_DOWNLOAD_TOKEN`: a bearer token instead of a kubeconfig's, as
+ * kubectl and the velero CLI take one; flags win over the variable. Like --user it means "no
+ * kubeconfig", so only --velero-server-url=URL says where the download server is, and
+ * --insecure-skip-tls-verify is refused: the token would go to whoever answers. The variable counts
+ * only where it can be meant (a base URL, no --user, --kubeconfig or --context): a shell that exports
+ * it keeps its kubeconfig commands working.
+ */
+function tokenOptions(v: Values, gateway: Command['gateway'], env: Readonly<Record<string, string | undefined>>): TokenOptions | undefined {
+  if (v.token !== undefined && v['token-file'] !== undefined) throw new UsageError('--token and --token-file: give one of them');
+  let token: TokenOptions | undefined;
+  if (v.token !== undefined) token = { from: '--token', value: checkToken(v.token, '--token') };
+  else if (v['token-file'] !== undefined) {
+    if (v['token-file'] === '') throw new UsageError('--token-file: empty file name');
+    token = { from: '--token-file', file: v['token-file'] };
+  } else {
+    const fromEnv = env[TOKEN_ENV];
+    const meant = fromEnv && gateway.baseUrl && v.user === undefined && v.kubeconfig === undefined && v.context === undefined;
+    if (!meant) return undefined;
+    token = { from: `$${TOKEN_ENV}`, value: checkToken(fromEnv, `$${TOKEN_ENV}`) };
+  }
+  if (v.user !== undefined) throw new UsageError(`${token.from} and --user: sign in with one of them`);
+  if (v.kubeconfig !== undefined || v.context !== undefined) throw new UsageError(`${token.from} replaces the kubeconfig: leave out --kubeconfig and --context`);
+  if (v['insecure-skip-tls-verify']) {
+    throw new UsageError(`--insecure-skip-tls-verify cannot be used with ${token.from}: the token would go to whoever answers; pass --cacert FILE or pin the certificate with --server-cert-fingerprint`);
+  }
+  if (!gateway.baseUrl) throw new UsageError(`${token.from} needs --velero-server-url=https://HOST[:PORT]: without a kubeconfig nothing else says where the download server is`);
+  return token;
+}
+
+/**
+ * Parses and validates `argv` (without node and the script); `env` is read, never changed. Throws
+ * UsageError.
+ */
+export function parseCommandLine(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): ParseResult {
   refusePasswordValue(argv);
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
   try {
@@ -476,6 +541,7 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
     rawGateway === undefined ? { forced: false } : rawGateway === '' ? { forced: true } : { forced: true, baseUrl: parseBaseUrl(rawGateway) };
 
   const accessUser = accessUserOptions(v, gateway);
+  const token = tokenOptions(v, gateway, env);
 
   const contents = t.owner === 'backups' && t.artifact === 'contents';
   const volume = t.volume && volumeCommand(t.volume, v.output, v.gzip ?? false);
@@ -516,6 +582,7 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
       force: v.force ?? false,
       gunzip: !contents && !volume,
       ...(accessUser && { accessUser }),
+      ...(token && { token }),
     },
   };
 }

@@ -4,7 +4,7 @@
  * cluster, its Service's cluster-local name); stream the bytes (gunzipped unless they are backup
  * contents) into stdout or a file that appears only when complete; delete the DownloadRequest.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import { resolve } from 'node:path';
@@ -14,8 +14,8 @@ import { pipeline } from 'node:stream/promises';
 import { getCACertificates } from 'node:tls';
 import { createGunzip } from 'node:zlib';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { USAGE, parseCommandLine, printable } from './args.ts';
-import type { AccessUserOptions, Command, HashPasswordCommand } from './args.ts';
+import { MAX_TOKEN_CHARS, TOKEN_ENV, USAGE, checkToken, parseCommandLine, printable } from './args.ts';
+import type { AccessUserOptions, Command, HashPasswordCommand, TokenOptions } from './args.ts';
 import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
 import type { Trust } from './http.ts';
 import { checkOutput, openOutput } from './output.ts';
@@ -60,7 +60,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const say = (msg: string): void => void io.stderr.write(`velero-download: ${msg}\n`);
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
-    parsed = parseCommandLine(argv);
+    parsed = parseCommandLine(argv, io.env);
   } catch (err) {
     say(`${(err as Error).message}\nRun "velero-download --help" for usage.`);
     return EXIT.usage;
@@ -68,6 +68,9 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   if (parsed.help) {
     io.stdout.write(USAGE);
     return EXIT.ok;
+  }
+  if ('command' in parsed && parsed.command.token?.from === '--token') {
+    say(`warning: the value of --token can be seen by other users in process listings (ps) and stays in shell history: prefer --token-file FILE or $${TOKEN_ENV}`);
   }
   const signal = io.signal ?? NEVER_ABORTED;
   try {
@@ -175,35 +178,66 @@ class KubeGatewayAccess implements GatewayAccess {
 }
 
 /**
- * An access user (`--user`): HTTP Basic with a password from a file, stdin or a prompt, read once and
- * only when the first request is about to be made; trust from --cacert or --server-cert-fingerprint
- * only (no cluster to publish a CA), else the system roots. The credentials reach httpGet, which
- * verifies the certificate before it writes a byte of the request, and never follows a redirect.
+ * Signing in without a kubeconfig (an access user, or a token given directly): no cluster publishes a
+ * CA, so trust comes from --cacert or --server-cert-fingerprint only, else the system roots. The
+ * credentials reach httpGet, which verifies the certificate before it writes a byte of the request,
+ * and never follows a redirect.
  */
-class AccessUserAccess implements GatewayAccess {
-  readonly subject: string;
-  readonly #user: AccessUserOptions;
+abstract class DirectAccess implements GatewayAccess {
+  abstract readonly subject: string;
   readonly #cmd: Command;
   readonly #cacert: string | undefined;
+  #header: Promise<string> | undefined;
+
+  constructor(cmd: Command, cacert: string | undefined) {
+    this.#cmd = cmd;
+    this.#cacert = cacert;
+  }
+
+  /** The Authorization header, worked out on the first request only. */
+  protected abstract header(): Promise<string>;
+  abstract refused(detail: string): string;
+
+  authorization(): Promise<string> {
+    return (this.#header ??= this.header());
+  }
+
+  trust(): Promise<Trust> {
+    const pins = this.#cmd.serverCertFingerprint ? [this.#cmd.serverCertFingerprint] : [];
+    return Promise.resolve(gatewayTrust(this.#cacert ? [this.#cacert] : undefined, pins));
+  }
+
+  untrustedAdvice(err: UntrustedCertificateError): string {
+    const fp = err.fingerprint;
+    const pinned = this.#cmd.serverCertFingerprint;
+    const why = pinned
+      ? `its SHA-256 fingerprint ${fp} is not the pinned ${pinned}: the certificate was renewed, or someone else answers; nothing was sent`
+      : `nothing vouches for it (SHA-256 fingerprint ${fp}); nothing was sent`;
+    return `the download server's certificate is not trusted: ${why}. Pass --cacert FILE with the CA that signed it, or --server-cert-fingerprint with the fingerprint the operator publishes, read over a channel you already trust (GET /v1/info field tlsFingerprint, the server's start-up output, or annotation ${FINGERPRINT_ANNOTATION} on ConfigMap ${CA_CONFIGMAP_NAME}); never copy it from this message without checking`;
+  }
+}
+
+/** An access user (`--user`): HTTP Basic with a password from a file, stdin or a prompt. */
+class AccessUserAccess extends DirectAccess {
+  readonly subject: string;
+  readonly #user: AccessUserOptions;
   readonly #io: CliIo;
   readonly #signal: AbortSignal;
   readonly #say: (msg: string) => void;
-  #header: Promise<string> | undefined;
 
   constructor(user: AccessUserOptions, cmd: Command, cacert: string | undefined, io: CliIo, signal: AbortSignal, say: (msg: string) => void) {
+    super(cmd, cacert);
     this.#user = user;
     // The user name the gateway's SubjectAccessReviews carry for an access user.
     this.subject = `velero-download-server:${user.name}`;
-    this.#cmd = cmd;
-    this.#cacert = cacert;
     this.#io = io;
     this.#signal = signal;
     this.#say = say;
   }
 
-  authorization(): Promise<string> {
+  protected header(): Promise<string> {
     // RFC 7617 with charset UTF-8: the name is ASCII without ":" (checked), the password any UTF-8 text.
-    return (this.#header ??= this.#password().then((pw) => `Basic ${Buffer.from(`${this.#user.name}:${pw}`, 'utf8').toString('base64')}`));
+    return this.#password().then((pw) => `Basic ${Buffer.from(`${this.#user.name}:${pw}`, 'utf8').toString('base64')}`);
   }
 
   async #password(): Promise<string> {
@@ -220,22 +254,62 @@ class AccessUserAccess implements GatewayAccess {
     return promptPassword(term, `Password for ${this.#user.name}: `, this.#signal);
   }
 
-  trust(): Promise<Trust> {
-    const pins = this.#cmd.serverCertFingerprint ? [this.#cmd.serverCertFingerprint] : [];
-    return Promise.resolve(gatewayTrust(this.#cacert ? [this.#cacert] : undefined, pins));
+  refused(detail: string): string {
+    return `the download server did not accept user or password for ${this.#user.name}${detail}: check the password, and that the user is in the server's access-user table`;
+  }
+}
+
+/**
+ * A bearer token given directly (`--token`, `--token-file`, $VELERO_DOWNLOAD_TOKEN): the gateway
+ * reviews it with TokenReview as it does a kubeconfig's. The token is read (from its file) on the
+ * first request only and is never put into a message.
+ */
+class TokenAccess extends DirectAccess {
+  // The gateway knows whose token it is; the client does not.
+  readonly subject = '';
+  readonly #token: TokenOptions;
+  readonly #cwd: string;
+
+  constructor(token: TokenOptions, cmd: Command, cacert: string | undefined, cwd: string) {
+    super(cmd, cacert);
+    this.#token = token;
+    this.#cwd = cwd;
   }
 
-  untrustedAdvice(err: UntrustedCertificateError): string {
-    const fp = err.fingerprint;
-    const pinned = this.#cmd.serverCertFingerprint;
-    const why = pinned
-      ? `its SHA-256 fingerprint ${fp} is not the pinned ${pinned}: the certificate was renewed, or someone else answers; nothing was sent`
-      : `nothing vouches for it (SHA-256 fingerprint ${fp}); nothing was sent`;
-    return `the download server's certificate is not trusted: ${why}. Pass --cacert FILE with the CA that signed it, or --server-cert-fingerprint with the fingerprint the operator publishes, read over a channel you already trust (GET /v1/info field tlsFingerprint, the server's start-up output, or annotation ${FINGERPRINT_ANNOTATION} on ConfigMap ${CA_CONFIGMAP_NAME}); never copy it from this message without checking`;
+  protected async header(): Promise<string> {
+    const t = this.#token;
+    return `Bearer ${'value' in t ? t.value : await readTokenFile(resolve(this.#cwd, t.file))}`;
   }
 
   refused(detail: string): string {
-    return `the download server did not accept user or password for ${this.#user.name}${detail}: check the password, and that the user is in the server's access-user table`;
+    return `the download server did not accept the token from ${this.#token.from}${detail}: it may have expired; make a new one (for a service account: kubectl create token NAME)`;
+  }
+}
+
+/**
+ * `--token-file`: the whole file, trimmed (as kubectl reads --token-file), at most a few KiB. The
+ * file is the user's own, read with the user's own rights; its contents never reach a message.
+ */
+async function readTokenFile(file: string): Promise<string> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw new UsageError(`--token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    if ((await handle.stat()).isDirectory()) throw new UsageError(`--token-file: ${file} is a directory`);
+    // One byte more than the longest token with a newline around it tells "too long" from "fits".
+    const limit = MAX_TOKEN_CHARS + 8;
+    const buf = Buffer.alloc(limit);
+    let size = 0;
+    for (let n = -1; n !== 0 && size < limit; size += n) n = (await handle.read(buf, size, limit - size, null)).bytesRead;
+    return checkToken(buf.subarray(0, size).toString('latin1'), `--token-file ${file}`);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new UsageError(`--token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  } finally {
+    await handle.close();
   }
 }
 
@@ -315,7 +389,7 @@ interface Prepared {
   cacert: string | undefined;
 }
 
-/** The cluster, for the flows that create DownloadRequests: --user always comes with a base URL, and so never gets here. */
+/** The cluster, for the flows that create DownloadRequests: --user and a token always come with a base URL, and so never get here. */
 function clusterOf(p: Prepared): Cluster {
   if (!p.cluster) throw new Error('no kubeconfig was loaded');
   return p.cluster;
@@ -329,6 +403,7 @@ async function prepare(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: 
   await checkOutput(cmd.output, cmd.force, io.cwd);
   const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert)) : undefined;
   if (cmd.accessUser) return { gateway: new AccessUserAccess(cmd.accessUser, cmd, cacert, io, signal, say), cacert };
+  if (cmd.token) return { gateway: new TokenAccess(cmd.token, cmd, cacert, io.cwd), cacert };
   const kube: KubeModule = await import('./kube.ts');
   const kc = kube.loadKubeConfig(cmd, io.env);
   const api = new kube.VeleroApi(kc, cmd.namespace, cmd.connectTimeoutMs);

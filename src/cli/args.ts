@@ -67,6 +67,8 @@ export interface Command {
   /** `--velero-server-url`: use only the download server; `baseUrl` skips the DownloadRequest. */
   gateway: { forced: boolean; baseUrl?: URL };
   cacert?: string;
+  /** Where `cacert` was named, for messages: `--cacert`, or the velero client config. */
+  cacertFrom?: string;
   insecureSkipTlsVerify: boolean;
   /** Normalized: 64 lower-case hex digits. */
   serverCertFingerprint?: string;
@@ -91,6 +93,13 @@ export interface Command {
    * $VELERO_DOWNLOAD_TOKEN); `gateway.baseUrl` is then set and no kubeconfig is read.
    */
   token?: TokenOptions;
+}
+
+/** What the velero CLI's client config file sets (see client-config.ts); `file` names it in messages. */
+export interface ClientConfig {
+  file?: string;
+  namespace?: string;
+  cacert?: string;
 }
 
 /** Where the bearer token comes from. The value is never put into a message. */
@@ -169,10 +178,12 @@ Commands:
 Flags:
       --kubeconfig FILE              kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, in-cluster)
       --context NAME                 kubeconfig context to use
-  -n, --namespace NS                 Velero's namespace (default "${DEFAULT_NAMESPACE}")
+  -n, --namespace NS                 Velero's namespace (default: "namespace" of the velero client config
+                                     ~/.config/velero/config.json, else $VELERO_NAMESPACE, else "${DEFAULT_NAMESPACE}")
       --velero-server-url[=URL]      only use the download server; with a base URL (https://host:port),
                                      fetch from it directly without creating a DownloadRequest
       --cacert FILE                  CA bundle trusted for the store's and the download server's TLS
+                                     (default: "cacert" of the velero client config)
       --server-cert-fingerprint HEX  trust the download server's certificate with this SHA-256
                                      fingerprint (64 hex digits of the DER certificate, as Kopia pins)
       --insecure-skip-tls-verify     do not verify TLS certificates (insecure: anyone in the path can
@@ -506,7 +517,7 @@ function tokenOptions(v: Values, gateway: Command['gateway'], env: Readonly<Reco
  * Parses and validates `argv` (without node and the script); `env` is read, never changed. Throws
  * UsageError.
  */
-export function parseCommandLine(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): ParseResult {
+export function parseCommandLine(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}, config: ClientConfig = {}): ParseResult {
   refusePasswordValue(argv);
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
   try {
@@ -521,8 +532,16 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   const t = target(parsed.positionals);
   const kind = t.owner === 'backups' ? 'backup' : 'restore';
   if (!isDns1123Subdomain(t.name)) throw new UsageError(`"${t.name}" is not a valid ${kind} name (a DNS-1123 subdomain: lower case, digits, "-" and ".")`);
-  const namespace = v.namespace ?? DEFAULT_NAMESPACE;
-  if (!isDns1123Label(namespace)) throw new UsageError(`-n/--namespace: "${namespace}" is not a valid namespace name`);
+  // The velero CLI's order: the flag, then its client config, then $VELERO_NAMESPACE, then "velero".
+  const [namespace, namespaceFrom] =
+    v.namespace !== undefined
+      ? [v.namespace, '-n/--namespace']
+      : config.namespace !== undefined
+        ? [config.namespace, `"namespace" in the velero client config ${config.file ?? ''}`]
+        : env.VELERO_NAMESPACE
+          ? [env.VELERO_NAMESPACE, '$VELERO_NAMESPACE']
+          : [DEFAULT_NAMESPACE, ''];
+  if (!isDns1123Label(namespace)) throw new UsageError(`${namespaceFrom}: "${printable(namespace)}" is not a valid namespace name`);
 
   let fingerprint: string | undefined;
   if (v['server-cert-fingerprint'] !== undefined) {
@@ -534,6 +553,9 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     throw new UsageError('--insecure-skip-tls-verify cannot be combined with --cacert or --server-cert-fingerprint: choose one way to trust the server');
   }
   if (v.cacert === '') throw new UsageError('--cacert: empty file name');
+  // The flags win: --insecure-skip-tls-verify sets aside a cacert the client config names.
+  const cacert: [string, string] | undefined =
+    v.cacert !== undefined ? [v.cacert, '--cacert'] : config.cacert !== undefined && !insecure ? [config.cacert, `"cacert" in the velero client config ${config.file ?? ''}`] : undefined;
   if (v.kubeconfig === '') throw new UsageError('--kubeconfig: empty file name');
 
   const rawGateway = v['velero-server-url'];
@@ -572,7 +594,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
       ...(v.kubeconfig !== undefined && { kubeconfig: v.kubeconfig }),
       ...(v.context !== undefined && { context: v.context }),
       gateway,
-      ...(v.cacert !== undefined && { cacert: v.cacert }),
+      ...(cacert && { cacert: cacert[0], cacertFrom: cacert[1] }),
       insecureSkipTlsVerify: insecure,
       ...(fingerprint && { serverCertFingerprint: fingerprint }),
       waitTimeoutMs: wait,

@@ -18,6 +18,7 @@ import { MAX_TOKEN_CHARS, TOKEN_ENV, USAGE, checkToken, parseCommandLine, printa
 import type { AccessUserOptions, Command, HashPasswordCommand, TokenOptions } from './args.ts';
 import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
 import type { Trust } from './http.ts';
+import { loadClientConfig } from './client-config.ts';
 import { checkOutput, openOutput } from './output.ts';
 import type { Output } from './output.ts';
 import { PASSWORD_FILE_ENV, firstLine, promptPassword, readPasswordFile } from './password.ts';
@@ -60,7 +61,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const say = (msg: string): void => void io.stderr.write(`velero-download: ${msg}\n`);
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
-    parsed = parseCommandLine(argv, io.env);
+    parsed = parseCommandLine(argv, io.env, await loadClientConfig(io.env, say));
   } catch (err) {
     say(`${(err as Error).message}\nRun "velero-download --help" for usage.`);
     return EXIT.usage;
@@ -110,14 +111,14 @@ interface GatewayAccess {
 /** A pin alone means "this certificate only", not "this one or anything a public CA signed". */
 const gatewayTrust = (ca: string[] | undefined, pins: string[]): Trust => ({ ...(ca && { ca }), chain: ca !== undefined || pins.length === 0, pins, insecure: false });
 
-async function readCaFile(file: string): Promise<string> {
+async function readCaFile(file: string, from: string): Promise<string> {
   let pem: string;
   try {
     pem = await readFile(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`--cacert: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(`${from}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--cacert: ${file} holds no PEM certificate`);
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${from}: ${file} holds no PEM certificate`);
   return pem;
 }
 
@@ -401,7 +402,7 @@ function clusterOf(p: Prepared): Cluster {
  */
 async function prepare(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<Prepared> {
   await checkOutput(cmd.output, cmd.force, io.cwd);
-  const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert)) : undefined;
+  const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert), cmd.cacertFrom ?? '--cacert') : undefined;
   if (cmd.accessUser) return { gateway: new AccessUserAccess(cmd.accessUser, cmd, cacert, io, signal, say), cacert };
   if (cmd.token) return { gateway: new TokenAccess(cmd.token, cmd, cacert, io.cwd), cacert };
   const kube: KubeModule = await import('./kube.ts');

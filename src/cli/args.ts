@@ -81,6 +81,8 @@ export interface Command {
   force: boolean;
   /** Gunzip before writing: everything but backup contents, as Velero's CLI does. */
   gunzip: boolean;
+  /** `backup describe`: the artifacts and their sizes (`json`: -o json); `artifact` and `kind` are then ''. */
+  describe?: { json: boolean };
   /** Set for the volume-data commands (`backup volumes|ls|files|archive`); `artifact` is then `volumedata`. */
   volume?: VolumeCommand;
   /**
@@ -121,7 +123,7 @@ export interface HashPasswordCommand {
   passwordFile?: string;
 }
 
-export type ParseResult = { help: true } | { help: false; command: Command } | { help: false; hashPassword: HashPasswordCommand };
+export type ParseResult = { help: true } | { help: false; version: true } | { help: false; command: Command } | { help: false; hashPassword: HashPasswordCommand };
 
 const OPTIONS = {
   kubeconfig: { type: 'string' },
@@ -142,6 +144,7 @@ const OPTIONS = {
   force: { type: 'boolean' },
   gzip: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const;
 
 export const USAGE = `Usage: velero-download COMMAND NAME [flags]
@@ -157,6 +160,8 @@ Commands:
   backup resource-list NAME     the backed-up resources (JSON)
   backup volume-info NAME       volume information (JSON)
   backup item-operations NAME   async item operations (JSON)
+  backup describe NAME          the backup's artifacts and their stored sizes, from the download
+                                server (HEAD requests); -o json
   backup volumes NAME           the backup's volumes (file-system backups, data-mover uploads); -o json
   backup ls NAME VOLUME [PATH]  a directory of a volume's backup (default: its root); -o json
   backup files NAME VOLUME PATH one file of a volume's backup, saved to its base name (or -o FILE, -o -)
@@ -201,10 +206,13 @@ Flags:
       --timeout DURATION             limit for the whole transfer, resumes included (default 0: none)
       --connect-timeout DURATION     limit for connecting and for a stalled transfer (default 15s)
   -o, --output FILE                  write to FILE (- for stdout); default stdout, NAME-data.tar.gz for
-                                     backup contents; for volumes and ls: -o json prints JSON
+                                     backup contents; for describe, volumes and ls: -o json prints JSON
+                                     (a table otherwise); for the JSON artifacts (results, resource-list,
+                                     ...) -o json prints them to stdout (a file named json: -o ./json)
       --force                        overwrite an existing output file
       --gzip                         archive: ask for a gzip-compressed tar
   -h, --help                         show this help
+      --version                      print the client's version
 
 The download server trusts your Kubernetes identity: the bearer token your kubeconfig provides (static
 token, token file, exec plugin, OIDC) is sent to it, over verified HTTPS only. Its certificate is checked
@@ -330,6 +338,7 @@ interface ParsedTarget {
   name: string;
   artifact: string;
   volume?: { action: VolumeAction; volume: string; path: string | undefined };
+  describe?: true;
 }
 
 function volumeTarget(sub: VolumeAction, args: string[]): ParsedTarget {
@@ -366,8 +375,12 @@ function target(positionals: string[]): ParsedTarget {
   const [sub, name, ...extra] = rest;
   const subs = SUBCOMMANDS[owner];
   if (owner === 'backups' && (VOLUME_SUBCOMMANDS as readonly (string | undefined)[]).includes(sub)) return volumeTarget(sub as VolumeAction, rest.slice(1));
+  if (owner === 'backups' && sub === 'describe') {
+    if (name === undefined || extra.length) throw new UsageError(`backup describe takes NAME${extra.length ? `: unexpected argument "${printable(extra[0]!)}"` : ''}`);
+    return { owner, name, artifact: '', describe: true };
+  }
   if (sub === undefined || !Object.hasOwn(subs, sub)) {
-    const all = [...Object.keys(subs), ...(owner === 'backups' ? VOLUME_SUBCOMMANDS : [])];
+    const all = [...Object.keys(subs), ...(owner === 'backups' ? ['describe', ...VOLUME_SUBCOMMANDS] : [])];
     throw new UsageError(`${verb} ${sub === undefined ? 'needs a subcommand' : `has no subcommand "${sub}"`}: use one of ${all.join(', ')}`);
   }
   if (name === undefined) throw new UsageError(`${verb} ${sub}: missing the ${verb} name`);
@@ -527,6 +540,10 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   }
   const v = parsed.values;
   if (v.help) return { help: true };
+  if (v.version) {
+    if (Object.keys(v).length > 1 || parsed.positionals.length) throw new UsageError('--version takes no command or other flag');
+    return { help: false, version: true };
+  }
   if (parsed.positionals[0] === 'hash-password') return hashPasswordCommand(parsed.positionals, v);
 
   const t = target(parsed.positionals);
@@ -570,7 +587,17 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
   if (v.gzip && volume?.action !== 'archive') throw new UsageError('--gzip is a flag of backup archive only');
   let output: OutputSpec;
   if (v.output === '') throw new UsageError('-o/--output: empty file name (use - for stdout)');
-  else if (volume && !hasFileOutput(volume)) output = { kind: 'stdout' };
+  else if (t.describe) {
+    if (v.output !== undefined && v.output !== 'json') throw new UsageError(`backup describe prints a table, or JSON with -o json (not "${printable(v.output)}")`);
+    output = { kind: 'stdout' };
+  } else if (volume && !hasFileOutput(volume)) output = { kind: 'stdout' };
+  else if (v.output === 'json') {
+    // A word, not a file name, as for the listings: the JSON artifacts go to stdout as they are.
+    if (t.artifact === 'log' || contents) {
+      throw new UsageError(`-o json: the ${contents ? 'backup contents are a tarball' : `${kind} log is text`}, not JSON; to write a file named json, pass -o ./json`);
+    }
+    output = { kind: 'stdout' };
+  }
   else if (v.output === '-') output = { kind: 'stdout' };
   else if (v.output !== undefined) output = { kind: 'file', path: v.output };
   else if (volume) output = { kind: 'file', path: defaultVolumeOutput(volume) };
@@ -587,9 +614,10 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
       owner: t.owner,
       name: t.name,
       artifact: t.artifact,
-      // Volume data has no DownloadRequest target of its own.
-      kind: volume ? '' : findArtifact(t.owner, t.artifact)!.kind,
+      // Volume data and describe have no DownloadRequest target of their own.
+      kind: volume || t.describe ? '' : findArtifact(t.owner, t.artifact)!.kind,
       ...(volume && { volume }),
+      ...(t.describe && { describe: { json: v.output === 'json' } }),
       namespace,
       ...(v.kubeconfig !== undefined && { kubeconfig: v.kubeconfig }),
       ...(v.context !== undefined && { context: v.context }),
@@ -602,7 +630,7 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
       connectTimeoutMs: connect,
       output,
       force: v.force ?? false,
-      gunzip: !contents && !volume,
+      gunzip: !contents && !volume && !t.describe,
       ...(accessUser && { accessUser }),
       ...(token && { token }),
     },

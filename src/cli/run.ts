@@ -19,6 +19,8 @@ import type { AccessUserOptions, Command, HashPasswordCommand, TokenOptions } fr
 import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
 import type { Trust } from './http.ts';
 import { loadClientConfig } from './client-config.ts';
+import { DESCRIBED_ARTIFACTS, describeJson, describeTable, downloadCommand, sizeOf } from './describe.ts';
+import type { ArtifactState } from './describe.ts';
 import { checkOutput, openOutput } from './output.ts';
 import type { Output } from './output.ts';
 import { PASSWORD_FILE_ENV, firstLine, promptPassword, readPasswordFile } from './password.ts';
@@ -33,6 +35,7 @@ import type { DownloadUrls, VeleroApi } from './kube.ts';
 import { NEVER_ABORTED } from '../util/abortable.ts';
 import { CA_CONFIGMAP_NAME, DEFAULT_SERVICE_NAME, FINGERPRINT_ANNOTATION } from '../util/names.ts';
 import { hashPassword } from '../util/passwords.ts';
+import { VERSION } from '../version.ts';
 
 type KubeModule = typeof KubeModuleNs;
 
@@ -70,6 +73,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     io.stdout.write(USAGE);
     return EXIT.ok;
   }
+  if ('version' in parsed) {
+    io.stdout.write(`velero-download ${VERSION}\n`);
+    return EXIT.ok;
+  }
   if ('command' in parsed && parsed.command.token?.from === '--token') {
     say(`warning: the value of --token can be seen by other users in process listings (ps) and stays in shell history: prefer --token-file FILE or $${TOKEN_ENV}`);
   }
@@ -77,6 +84,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   try {
     if ('hashPassword' in parsed) await printHash(parsed.hashPassword, io, signal, say);
     else if (parsed.command.volume) await volumeData(parsed.command, io, signal, say);
+    else if (parsed.command.describe) await describe(parsed.command, io, signal, say);
     else await download(parsed.command, io, signal, say);
     return EXIT.ok;
   } catch (err) {
@@ -652,12 +660,17 @@ async function discoverGateway(cmd: Command, { kube, api }: Cluster, signal: Abo
   }
 }
 
-/**
- * `backup volumes|ls|files|archive`: volume data, from the download server only (no DownloadRequest
- * target exists for it). The token goes only to the base URL given or discovered, over verified HTTPS.
- */
-async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
-  const v = cmd.volume!;
+/** The download server alone, signed in to and trusted, for the commands that only it can answer. */
+interface GatewaySession {
+  gateway: GatewayAccess;
+  base: URL;
+  clock: TransferClock;
+  fetchOpts: FetchOptions;
+  source: (url: URL, method?: 'HEAD') => Source;
+}
+
+/** The credentials first (nothing is created when they cannot be had), then the base URL given or discovered, then trust. */
+async function gatewaySession(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<GatewaySession> {
   const prepared = await prepare(cmd, io, signal, say);
   const { gateway } = prepared;
   const authorization = await gateway.authorization();
@@ -666,7 +679,73 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
   const clock = new TransferClock(cmd.timeoutMs, signal);
   clock.start();
   const fetchOpts: FetchOptions = { signal: clock.signal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
-  const source = (url: URL): Source => ({ kind: 'gateway', label: `the download server at ${url.origin}`, url, headers: { Authorization: authorization }, trust });
+  const source = (url: URL, method?: 'HEAD'): Source => ({
+    kind: 'gateway',
+    label: `the download server at ${url.origin}`,
+    url,
+    headers: { Authorization: authorization },
+    trust,
+    ...(method && { method }),
+  });
+  return { gateway, base, clock, fetchOpts, source };
+}
+
+/** A failure talking to the download server alone, as the command's error. */
+function gatewayFailure(err: unknown, s: GatewaySession, src: Source, cmd: Command, signal: AbortSignal): unknown {
+  if (signal.aborted || err instanceof CliError) return err;
+  if (err instanceof HttpStatusError) return statusToError(err, src, cmd, s.gateway);
+  if (s.clock.signal.aborted) return s.clock.explain(err);
+  if ((err as NodeJS.ErrnoException).code === 'EPIPE') return new CliError(EXIT.ok, '');
+  if (err instanceof UntrustedCertificateError) return new CliError(EXIT.unreachable, `cannot use ${src.label}: ${s.gateway.untrustedAdvice(err)}`);
+  if (networkFailure(err)) return new CliError(EXIT.unreachable, `${src.label}: ${describeFailure(err)}: check that the download server is running and reachable from here`);
+  return err;
+}
+
+/**
+ * `backup describe`: a HEAD request per artifact (at once: each is one small answer), through the
+ * download server given or discovered, so the user sees what can be downloaded and how large it is.
+ * A 401 is the command's error; a 403, 404 or other refusal is that artifact's line.
+ */
+async function describe(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  const s = await gatewaySession(cmd, io, signal, say);
+  const url = (artifact: string): URL => new URL(`${s.base.pathname.replace(/\/+$/, '')}/v1/namespaces/${cmd.namespace}/backups/${cmd.name}/${artifact}`, s.base);
+  const first = s.source(url(DESCRIBED_ARTIFACTS[0]!), 'HEAD');
+  try {
+    const states = await Promise.all(
+      DESCRIBED_ARTIFACTS.map(async (artifact): Promise<ArtifactState> => {
+        const command = downloadCommand(cmd.name, artifact);
+        try {
+          const res = await openSource(s.source(url(artifact), 'HEAD'), s.fetchOpts);
+          res.destroy();
+          const size = sizeOf(res);
+          return { artifact, status: 'stored', ...(size !== undefined && { size }), command };
+        } catch (err) {
+          if (!(err instanceof HttpStatusError) || err.status === 401) throw err;
+          const status = err.status === 404 ? 'absent' : err.status === 403 ? 'forbidden' : 'error';
+          return { artifact, status, ...(status === 'error' && { httpStatus: err.status }), command };
+        }
+      }),
+    );
+    const out = cmd.describe!.json ? describeJson(cmd.namespace, cmd.name, states) : describeTable(cmd.namespace, cmd.name, states);
+    await new Promise<void>((ok, fail) => void io.stdout.write(out, (err) => (err ? fail(err) : ok())));
+    if (states.every((st) => st.status === 'absent')) {
+      throw new CliError(EXIT.notFound, `no artifact of backup "${cmd.name}" is stored: does it exist in namespace "${cmd.namespace}"? (pass -n NAMESPACE if it lives elsewhere)`);
+    }
+  } catch (err) {
+    throw gatewayFailure(err, s, first, cmd, signal);
+  } finally {
+    s.clock.stop();
+  }
+}
+
+/**
+ * `backup volumes|ls|files|archive`: volume data, from the download server only (no DownloadRequest
+ * target exists for it). The token goes only to the base URL given or discovered, over verified HTTPS.
+ */
+async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  const v = cmd.volume!;
+  const session = await gatewaySession(cmd, io, signal, say);
+  const { gateway, base, clock, fetchOpts, source } = session;
   const url = (continueToken?: string): URL => volumeUrl(base, cmd.namespace, cmd.name, v, continueToken);
   const src = source(url());
   const open = (u: URL): Promise<IncomingMessage> => openSource(source(u), fetchOpts);
@@ -693,13 +772,7 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
       });
     }
   } catch (err) {
-    if (signal.aborted || err instanceof CliError) throw err;
-    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd, gateway);
-    if (clock.signal.aborted) throw clock.explain(err);
-    if ((err as NodeJS.ErrnoException).code === 'EPIPE') throw new CliError(EXIT.ok, '');
-    if (err instanceof UntrustedCertificateError) throw new CliError(EXIT.unreachable, `cannot use ${src.label}: ${gateway.untrustedAdvice(err)}`);
-    if (networkFailure(err)) throw new CliError(EXIT.unreachable, `${src.label}: ${describeFailure(err)}: check that the download server is running and reachable from here`);
-    throw err;
+    throw gatewayFailure(err, session, src, cmd, signal);
   } finally {
     clock.stop();
   }

@@ -123,9 +123,9 @@ export interface HashPasswordCommand {
   passwordFile?: string;
 }
 
-export type ParseResult = { help: true } | { help: false; version: true } | { help: false; command: Command } | { help: false; hashPassword: HashPasswordCommand };
+export type ParseResult = { help: true } | { help: false; version: true } | { help: false; completion: 'bash' | 'zsh' } | { help: false; command: Command } | { help: false; hashPassword: HashPasswordCommand };
 
-const OPTIONS = {
+export const OPTIONS = {
   kubeconfig: { type: 'string' },
   context: { type: 'string' },
   namespace: { type: 'string', short: 'n' },
@@ -175,6 +175,7 @@ Commands:
   restore volume-info NAME      volume information (JSON)
   get backups/NAME/ARTIFACT     any artifact: ${artifactNames('backups').join(', ')}
   get restores/NAME/ARTIFACT    any artifact: ${artifactNames('restores').join(', ')}
+  completion bash|zsh           print a shell completion script: source <(velero-download completion bash)
   hash-password [--user USER@HOST] [--password-file FILE]
                                 print the hash of a password for the download server's access-user
                                 table (asked twice on a terminal, else read from stdin's first line);
@@ -370,7 +371,7 @@ function target(positionals: string[]): ParsedTarget {
   }
   const owner = verb === 'backup' ? 'backups' : verb === 'restore' ? 'restores' : undefined;
   if (!owner) {
-    throw new UsageError(verb === undefined ? 'missing command: try "velero-download backup logs NAME" or --help' : `unknown command "${verb}": use backup, restore, get or hash-password (see --help)`);
+    throw new UsageError(verb === undefined ? 'missing command: try "velero-download backup logs NAME" or --help' : `unknown command "${verb}": use backup, restore, get, hash-password or completion (see --help)`);
   }
   const [sub, name, ...extra] = rest;
   const subs = SUBCOMMANDS[owner];
@@ -545,6 +546,13 @@ export function parseCommandLine(argv: readonly string[], env: Readonly<Record<s
     return { help: false, version: true };
   }
   if (parsed.positionals[0] === 'hash-password') return hashPasswordCommand(parsed.positionals, v);
+  if (parsed.positionals[0] === 'completion') {
+    const shell = parsed.positionals[1];
+    if ((shell !== 'bash' && shell !== 'zsh') || parsed.positionals.length > 2 || Object.keys(v).length) {
+      throw new UsageError('completion takes one argument, bash or zsh: source <(velero-download completion bash)');
+    }
+    return { help: false, completion: shell };
+  }
 
   const t = target(parsed.positionals);
   const kind = t.owner === 'backups' ? 'backup' : 'restore';

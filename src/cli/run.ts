@@ -19,6 +19,7 @@ import type { AccessUserOptions, Command, HashPasswordCommand, TokenOptions } fr
 import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
 import type { Trust } from './http.ts';
 import { loadClientConfig } from './client-config.ts';
+import { completionScript } from './completion.ts';
 import { DESCRIBED_ARTIFACTS, describeJson, describeTable, downloadCommand, sizeOf } from './describe.ts';
 import type { ArtifactState } from './describe.ts';
 import { checkOutput, openOutput } from './output.ts';
@@ -71,6 +72,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   }
   if (parsed.help) {
     io.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  if ('completion' in parsed) {
+    io.stdout.write(completionScript(parsed.completion));
     return EXIT.ok;
   }
   if ('version' in parsed) {

@@ -67,6 +67,8 @@ export interface Command {
   /** `--velero-server-url`: use only the download server; `baseUrl` skips the DownloadRequest. */
   gateway: { forced: boolean; baseUrl?: URL };
   cacert?: string;
+  /** Where `cacert` was named, for messages: `--cacert`, or the velero client config. */
+  cacertFrom?: string;
   insecureSkipTlsVerify: boolean;
   /** Normalized: 64 lower-case hex digits. */
   serverCertFingerprint?: string;
@@ -79,6 +81,8 @@ export interface Command {
   force: boolean;
   /** Gunzip before writing: everything but backup contents, as Velero's CLI does. */
   gunzip: boolean;
+  /** `backup describe`: the artifacts and their sizes (`json`: -o json); `artifact` and `kind` are then ''. */
+  describe?: { json: boolean };
   /** Set for the volume-data commands (`backup volumes|ls|files|archive`); `artifact` is then `volumedata`. */
   volume?: VolumeCommand;
   /**
@@ -86,7 +90,25 @@ export interface Command {
    * kubeconfig's token; `gateway.baseUrl` is then set and no kubeconfig is read.
    */
   accessUser?: AccessUserOptions;
+  /**
+   * A bearer token for the download server instead of a kubeconfig's (`--token`, `--token-file`, or
+   * $VELERO_DOWNLOAD_TOKEN); `gateway.baseUrl` is then set and no kubeconfig is read.
+   */
+  token?: TokenOptions;
 }
+
+/** What the velero CLI's client config file sets (see client-config.ts); `file` names it in messages. */
+export interface ClientConfig {
+  file?: string;
+  namespace?: string;
+  cacert?: string;
+}
+
+/** Where the bearer token comes from. The value is never put into a message. */
+export type TokenOptions = { from: '--token'; value: string } | { from: `$${typeof TOKEN_ENV}`; value: string } | { from: '--token-file'; file: string };
+
+/** The variable that may hold a bearer token (as kubectl users keep one in CI secrets). */
+export const TOKEN_ENV = 'VELERO_DOWNLOAD_TOKEN';
 
 /** An access user's name and where its password comes from (no file: $VELERO_DOWNLOAD_PASSWORD_FILE, else a prompt). */
 export interface AccessUserOptions {
@@ -101,9 +123,9 @@ export interface HashPasswordCommand {
   passwordFile?: string;
 }
 
-export type ParseResult = { help: true } | { help: false; command: Command } | { help: false; hashPassword: HashPasswordCommand };
+export type ParseResult = { help: true } | { help: false; version: true } | { help: false; completion: 'bash' | 'zsh' } | { help: false; command: Command } | { help: false; hashPassword: HashPasswordCommand };
 
-const OPTIONS = {
+export const OPTIONS = {
   kubeconfig: { type: 'string' },
   context: { type: 'string' },
   namespace: { type: 'string', short: 'n' },
@@ -113,6 +135,8 @@ const OPTIONS = {
   'server-cert-fingerprint': { type: 'string' },
   user: { type: 'string' },
   'password-file': { type: 'string' },
+  token: { type: 'string' },
+  'token-file': { type: 'string' },
   'wait-timeout': { type: 'string' },
   timeout: { type: 'string' },
   'connect-timeout': { type: 'string' },
@@ -120,6 +144,7 @@ const OPTIONS = {
   force: { type: 'boolean' },
   gzip: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const;
 
 export const USAGE = `Usage: velero-download COMMAND NAME [flags]
@@ -135,6 +160,8 @@ Commands:
   backup resource-list NAME     the backed-up resources (JSON)
   backup volume-info NAME       volume information (JSON)
   backup item-operations NAME   async item operations (JSON)
+  backup describe NAME          the backup's artifacts and their stored sizes, from the download
+                                server (HEAD requests); -o json
   backup volumes NAME           the backup's volumes (file-system backups, data-mover uploads); -o json
   backup ls NAME VOLUME [PATH]  a directory of a volume's backup (default: its root); -o json
   backup files NAME VOLUME PATH one file of a volume's backup, saved to its base name (or -o FILE, -o -)
@@ -148,6 +175,7 @@ Commands:
   restore volume-info NAME      volume information (JSON)
   get backups/NAME/ARTIFACT     any artifact: ${artifactNames('backups').join(', ')}
   get restores/NAME/ARTIFACT    any artifact: ${artifactNames('restores').join(', ')}
+  completion bash|zsh           print a shell completion script: source <(velero-download completion bash)
   hash-password [--user USER@HOST] [--password-file FILE]
                                 print the hash of a password for the download server's access-user
                                 table (asked twice on a terminal, else read from stdin's first line);
@@ -156,10 +184,12 @@ Commands:
 Flags:
       --kubeconfig FILE              kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, in-cluster)
       --context NAME                 kubeconfig context to use
-  -n, --namespace NS                 Velero's namespace (default "${DEFAULT_NAMESPACE}")
+  -n, --namespace NS                 Velero's namespace (default: "namespace" of the velero client config
+                                     ~/.config/velero/config.json, else $VELERO_NAMESPACE, else "${DEFAULT_NAMESPACE}")
       --velero-server-url[=URL]      only use the download server; with a base URL (https://host:port),
                                      fetch from it directly without creating a DownloadRequest
       --cacert FILE                  CA bundle trusted for the store's and the download server's TLS
+                                     (default: "cacert" of the velero client config)
       --server-cert-fingerprint HEX  trust the download server's certificate with this SHA-256
                                      fingerprint (64 hex digits of the DER certificate, as Kopia pins)
       --insecure-skip-tls-verify     do not verify TLS certificates (insecure: anyone in the path can
@@ -169,14 +199,21 @@ Flags:
       --password-file FILE           the access user's password: the first line of FILE (- for stdin);
                                      default: the file $VELERO_DOWNLOAD_PASSWORD_FILE names, else a
                                      prompt on the terminal (no echo); never a command-line value
+      --token-file FILE              a bearer token for the download server (a service account's:
+                                     kubectl create token NAME > FILE) instead of a kubeconfig's;
+                                     needs --velero-server-url=URL; default: $${TOKEN_ENV}
+      --token TOKEN                  the same as a value (warned about: other users see it in ps)
       --wait-timeout DURATION        how long to wait for the download URL (default 1m)
       --timeout DURATION             limit for the whole transfer, resumes included (default 0: none)
       --connect-timeout DURATION     limit for connecting and for a stalled transfer (default 15s)
   -o, --output FILE                  write to FILE (- for stdout); default stdout, NAME-data.tar.gz for
-                                     backup contents; for volumes and ls: -o json prints JSON
+                                     backup contents; for describe, volumes and ls: -o json prints JSON
+                                     (a table otherwise); for the JSON artifacts (results, resource-list,
+                                     ...) -o json prints them to stdout (a file named json: -o ./json)
       --force                        overwrite an existing output file
       --gzip                         archive: ask for a gzip-compressed tar
   -h, --help                         show this help
+      --version                      print the client's version
 
 The download server trusts your Kubernetes identity: the bearer token your kubeconfig provides (static
 token, token file, exec plugin, OIDC) is sent to it, over verified HTTPS only. Its certificate is checked
@@ -302,6 +339,7 @@ interface ParsedTarget {
   name: string;
   artifact: string;
   volume?: { action: VolumeAction; volume: string; path: string | undefined };
+  describe?: true;
 }
 
 function volumeTarget(sub: VolumeAction, args: string[]): ParsedTarget {
@@ -333,13 +371,17 @@ function target(positionals: string[]): ParsedTarget {
   }
   const owner = verb === 'backup' ? 'backups' : verb === 'restore' ? 'restores' : undefined;
   if (!owner) {
-    throw new UsageError(verb === undefined ? 'missing command: try "velero-download backup logs NAME" or --help' : `unknown command "${verb}": use backup, restore, get or hash-password (see --help)`);
+    throw new UsageError(verb === undefined ? 'missing command: try "velero-download backup logs NAME" or --help' : `unknown command "${verb}": use backup, restore, get, hash-password or completion (see --help)`);
   }
   const [sub, name, ...extra] = rest;
   const subs = SUBCOMMANDS[owner];
   if (owner === 'backups' && (VOLUME_SUBCOMMANDS as readonly (string | undefined)[]).includes(sub)) return volumeTarget(sub as VolumeAction, rest.slice(1));
+  if (owner === 'backups' && sub === 'describe') {
+    if (name === undefined || extra.length) throw new UsageError(`backup describe takes NAME${extra.length ? `: unexpected argument "${printable(extra[0]!)}"` : ''}`);
+    return { owner, name, artifact: '', describe: true };
+  }
   if (sub === undefined || !Object.hasOwn(subs, sub)) {
-    const all = [...Object.keys(subs), ...(owner === 'backups' ? VOLUME_SUBCOMMANDS : [])];
+    const all = [...Object.keys(subs), ...(owner === 'backups' ? ['describe', ...VOLUME_SUBCOMMANDS] : [])];
     throw new UsageError(`${verb} ${sub === undefined ? 'needs a subcommand' : `has no subcommand "${sub}"`}: use one of ${all.join(', ')}`);
   }
   if (name === undefined) throw new UsageError(`${verb} ${sub}: missing the ${verb} name`);
@@ -440,8 +482,56 @@ function accessUserOptions(v: Values, gateway: Command['gateway']): AccessUserOp
   return { name, ...(file !== undefined && { passwordFile: file }) };
 }
 
-/** Parses and validates `argv` (without node and the script). Throws UsageError. */
-export function parseCommandLine(argv: readonly string[]): ParseResult {
+/** The longest token accepted: a service account's JWT is about 1 KiB, an OIDC one a few. */
+export const MAX_TOKEN_CHARS = 8192;
+
+/**
+ * A bearer token as it goes into the Authorization header: visible ASCII only, so a CR, LF or space
+ * cannot add a header or split the value. The message names where it came from, never the value.
+ */
+export function checkToken(value: string, from: string): string {
+  const token = value.trim();
+  if (token === '') throw new UsageError(`${from}: the token is empty`);
+  if (token.length > MAX_TOKEN_CHARS) throw new UsageError(`${from}: the token is longer than ${MAX_TOKEN_CHARS} characters`);
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError(`${from}: the token holds spaces, control or non-ASCII characters; a bearer token has none`);
+  return token;
+}
+
+/**
+ * `--token`, `--token-file`, `$VELERO_DOWNLOAD_TOKEN`: a bearer token instead of a kubeconfig's, as
+ * kubectl and the velero CLI take one; flags win over the variable. Like --user it means "no
+ * kubeconfig", so only --velero-server-url=URL says where the download server is, and
+ * --insecure-skip-tls-verify is refused: the token would go to whoever answers. The variable counts
+ * only where it can be meant (a base URL, no --user, --kubeconfig or --context): a shell that exports
+ * it keeps its kubeconfig commands working.
+ */
+function tokenOptions(v: Values, gateway: Command['gateway'], env: Readonly<Record<string, string | undefined>>): TokenOptions | undefined {
+  if (v.token !== undefined && v['token-file'] !== undefined) throw new UsageError('--token and --token-file: give one of them');
+  let token: TokenOptions | undefined;
+  if (v.token !== undefined) token = { from: '--token', value: checkToken(v.token, '--token') };
+  else if (v['token-file'] !== undefined) {
+    if (v['token-file'] === '') throw new UsageError('--token-file: empty file name');
+    token = { from: '--token-file', file: v['token-file'] };
+  } else {
+    const fromEnv = env[TOKEN_ENV];
+    const meant = fromEnv && gateway.baseUrl && v.user === undefined && v.kubeconfig === undefined && v.context === undefined;
+    if (!meant) return undefined;
+    token = { from: `$${TOKEN_ENV}`, value: checkToken(fromEnv, `$${TOKEN_ENV}`) };
+  }
+  if (v.user !== undefined) throw new UsageError(`${token.from} and --user: sign in with one of them`);
+  if (v.kubeconfig !== undefined || v.context !== undefined) throw new UsageError(`${token.from} replaces the kubeconfig: leave out --kubeconfig and --context`);
+  if (v['insecure-skip-tls-verify']) {
+    throw new UsageError(`--insecure-skip-tls-verify cannot be used with ${token.from}: the token would go to whoever answers; pass --cacert FILE or pin the certificate with --server-cert-fingerprint`);
+  }
+  if (!gateway.baseUrl) throw new UsageError(`${token.from} needs --velero-server-url=https://HOST[:PORT]: without a kubeconfig nothing else says where the download server is`);
+  return token;
+}
+
+/**
+ * Parses and validates `argv` (without node and the script); `env` is read, never changed. Throws
+ * UsageError.
+ */
+export function parseCommandLine(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}, config: ClientConfig = {}): ParseResult {
   refusePasswordValue(argv);
   let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
   try {
@@ -451,13 +541,32 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
   }
   const v = parsed.values;
   if (v.help) return { help: true };
+  if (v.version) {
+    if (Object.keys(v).length > 1 || parsed.positionals.length) throw new UsageError('--version takes no command or other flag');
+    return { help: false, version: true };
+  }
   if (parsed.positionals[0] === 'hash-password') return hashPasswordCommand(parsed.positionals, v);
+  if (parsed.positionals[0] === 'completion') {
+    const shell = parsed.positionals[1];
+    if ((shell !== 'bash' && shell !== 'zsh') || parsed.positionals.length > 2 || Object.keys(v).length) {
+      throw new UsageError('completion takes one argument, bash or zsh: source <(velero-download completion bash)');
+    }
+    return { help: false, completion: shell };
+  }
 
   const t = target(parsed.positionals);
   const kind = t.owner === 'backups' ? 'backup' : 'restore';
   if (!isDns1123Subdomain(t.name)) throw new UsageError(`"${t.name}" is not a valid ${kind} name (a DNS-1123 subdomain: lower case, digits, "-" and ".")`);
-  const namespace = v.namespace ?? DEFAULT_NAMESPACE;
-  if (!isDns1123Label(namespace)) throw new UsageError(`-n/--namespace: "${namespace}" is not a valid namespace name`);
+  // The velero CLI's order: the flag, then its client config, then $VELERO_NAMESPACE, then "velero".
+  const [namespace, namespaceFrom] =
+    v.namespace !== undefined
+      ? [v.namespace, '-n/--namespace']
+      : config.namespace !== undefined
+        ? [config.namespace, `"namespace" in the velero client config ${config.file ?? ''}`]
+        : env.VELERO_NAMESPACE
+          ? [env.VELERO_NAMESPACE, '$VELERO_NAMESPACE']
+          : [DEFAULT_NAMESPACE, ''];
+  if (!isDns1123Label(namespace)) throw new UsageError(`${namespaceFrom}: "${printable(namespace)}" is not a valid namespace name`);
 
   let fingerprint: string | undefined;
   if (v['server-cert-fingerprint'] !== undefined) {
@@ -469,6 +578,9 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
     throw new UsageError('--insecure-skip-tls-verify cannot be combined with --cacert or --server-cert-fingerprint: choose one way to trust the server');
   }
   if (v.cacert === '') throw new UsageError('--cacert: empty file name');
+  // The flags win: --insecure-skip-tls-verify sets aside a cacert the client config names.
+  const cacert: [string, string] | undefined =
+    v.cacert !== undefined ? [v.cacert, '--cacert'] : config.cacert !== undefined && !insecure ? [config.cacert, `"cacert" in the velero client config ${config.file ?? ''}`] : undefined;
   if (v.kubeconfig === '') throw new UsageError('--kubeconfig: empty file name');
 
   const rawGateway = v['velero-server-url'];
@@ -476,13 +588,24 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
     rawGateway === undefined ? { forced: false } : rawGateway === '' ? { forced: true } : { forced: true, baseUrl: parseBaseUrl(rawGateway) };
 
   const accessUser = accessUserOptions(v, gateway);
+  const token = tokenOptions(v, gateway, env);
 
   const contents = t.owner === 'backups' && t.artifact === 'contents';
   const volume = t.volume && volumeCommand(t.volume, v.output, v.gzip ?? false);
   if (v.gzip && volume?.action !== 'archive') throw new UsageError('--gzip is a flag of backup archive only');
   let output: OutputSpec;
   if (v.output === '') throw new UsageError('-o/--output: empty file name (use - for stdout)');
-  else if (volume && !hasFileOutput(volume)) output = { kind: 'stdout' };
+  else if (t.describe) {
+    if (v.output !== undefined && v.output !== 'json') throw new UsageError(`backup describe prints a table, or JSON with -o json (not "${printable(v.output)}")`);
+    output = { kind: 'stdout' };
+  } else if (volume && !hasFileOutput(volume)) output = { kind: 'stdout' };
+  else if (v.output === 'json') {
+    // A word, not a file name, as for the listings: the JSON artifacts go to stdout as they are.
+    if (t.artifact === 'log' || contents) {
+      throw new UsageError(`-o json: the ${contents ? 'backup contents are a tarball' : `${kind} log is text`}, not JSON; to write a file named json, pass -o ./json`);
+    }
+    output = { kind: 'stdout' };
+  }
   else if (v.output === '-') output = { kind: 'stdout' };
   else if (v.output !== undefined) output = { kind: 'file', path: v.output };
   else if (volume) output = { kind: 'file', path: defaultVolumeOutput(volume) };
@@ -499,14 +622,15 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
       owner: t.owner,
       name: t.name,
       artifact: t.artifact,
-      // Volume data has no DownloadRequest target of its own.
-      kind: volume ? '' : findArtifact(t.owner, t.artifact)!.kind,
+      // Volume data and describe have no DownloadRequest target of their own.
+      kind: volume || t.describe ? '' : findArtifact(t.owner, t.artifact)!.kind,
       ...(volume && { volume }),
+      ...(t.describe && { describe: { json: v.output === 'json' } }),
       namespace,
       ...(v.kubeconfig !== undefined && { kubeconfig: v.kubeconfig }),
       ...(v.context !== undefined && { context: v.context }),
       gateway,
-      ...(v.cacert !== undefined && { cacert: v.cacert }),
+      ...(cacert && { cacert: cacert[0], cacertFrom: cacert[1] }),
       insecureSkipTlsVerify: insecure,
       ...(fingerprint && { serverCertFingerprint: fingerprint }),
       waitTimeoutMs: wait,
@@ -514,8 +638,9 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
       connectTimeoutMs: connect,
       output,
       force: v.force ?? false,
-      gunzip: !contents && !volume,
+      gunzip: !contents && !volume && !t.describe,
       ...(accessUser && { accessUser }),
+      ...(token && { token }),
     },
   };
 }

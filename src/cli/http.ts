@@ -26,6 +26,8 @@ export interface Trust {
 }
 
 export interface GetOptions {
+  /** GET unless said: HEAD asks for the headers (the size) alone. */
+  method?: 'GET' | 'HEAD';
   headers?: Record<string, string>;
   /** Required for https: URLs. */
   trust?: Trust;
@@ -95,7 +97,7 @@ export async function httpGet(url: URL, opts: GetOptions): Promise<IncomingMessa
     const req = request({
       host,
       port,
-      method: 'GET',
+      method: opts.method ?? 'GET',
       path: `${url.pathname}${url.search}`,
       // Host exactly as in the URL (no default port): pre-signed URLs sign it.
       headers: { ...opts.headers, Host: url.host },

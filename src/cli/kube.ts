@@ -90,7 +90,7 @@ export async function bearerToken(kc: KubeConfig): Promise<string> {
   const how = opts.cert || opts.pfx ? 'a client certificate' : opts.auth ? 'a user name and password' : 'no credentials';
   throw new CliError(
     EXIT.denied,
-    `kubeconfig user "${user?.name ?? ''}" authenticates with ${how}, but the download server needs a bearer token: use a kubeconfig user with a token, a token file, an exec plugin or OIDC (for a service account: kubectl create token NAME)`,
+    `kubeconfig user "${user?.name ?? ''}" authenticates with ${how}, but the download server needs a bearer token: use a kubeconfig user with a token, a token file, an exec plugin or OIDC, or pass --velero-server-url=https://HOST[:PORT] with --token-file FILE (for a service account: kubectl create token NAME > FILE)`,
   );
 }
 

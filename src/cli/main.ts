@@ -1,32 +1,13 @@
 #!/usr/bin/env node
 /**
- * The `velero-download` command: wires the process (argv, streams, environment, signals) to `run`.
+ * The `velero-download` command's entry. It only checks the Node version, in syntax every Node since
+ * 14 parses, before anything else is loaded: the rest uses what only Node 24 has (built-ins such as
+ * tls.getCACertificates among them), and an older Node would otherwise stop with a SyntaxError or a
+ * missing export while linking, before a line of it ran.
  */
-import { openTerminal } from './password.ts';
-import { run } from './run.ts';
-
-const interrupt = new AbortController();
-let signals = 0;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    // A second signal means "now": skip the cleanup the first one started.
-    if (signals++) process.exit(sig === 'SIGINT' ? 130 : 143);
-    interrupt.abort(new Error(`interrupted by ${sig}`));
-  });
+const major = Number(process.versions.node.split('.')[0]);
+if (!(major >= 24)) {
+  process.stderr.write(`velero-download: needs Node 24 or later; this is Node ${process.versions.node} (${process.execPath})\n`);
+  process.exit(1);
 }
-
-const code = await run(process.argv.slice(2), {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-  cwd: process.cwd(),
-  signal: interrupt.signal,
-  stdin: () => process.stdin,
-  openTerminal: () => openTerminal(() => process.stdin, process.stderr),
-});
-// Idle keep-alive connections of the Kubernetes client must not hold the process open; exit once
-// stdout has taken everything (writes to pipes are asynchronous on some platforms).
-const out = process.stdout;
-if (!out.writableEnded && out.writableLength > 0) await new Promise<void>((r) => out.write('', () => r()));
-else if (out.writableEnded && !out.writableFinished) await new Promise<void>((r) => out.once('finish', () => r()).once('error', () => r()));
-process.exit(code);
+await import('./process.ts');

@@ -4,7 +4,7 @@
  * cluster, its Service's cluster-local name); stream the bytes (gunzipped unless they are backup
  * contents) into stdout or a file that appears only when complete; delete the DownloadRequest.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import { resolve } from 'node:path';
@@ -14,10 +14,14 @@ import { pipeline } from 'node:stream/promises';
 import { getCACertificates } from 'node:tls';
 import { createGunzip } from 'node:zlib';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { USAGE, parseCommandLine, printable } from './args.ts';
-import type { AccessUserOptions, Command, HashPasswordCommand } from './args.ts';
+import { MAX_TOKEN_CHARS, TOKEN_ENV, USAGE, checkToken, parseCommandLine, printable } from './args.ts';
+import type { AccessUserOptions, Command, HashPasswordCommand, TokenOptions } from './args.ts';
 import { CliError, EXIT, TimeoutError, UntrustedCertificateError, UsageError, describeFailure, networkFailure } from './errors.ts';
 import type { Trust } from './http.ts';
+import { loadClientConfig } from './client-config.ts';
+import { completionScript } from './completion.ts';
+import { DESCRIBED_ARTIFACTS, describeJson, describeTable, downloadCommand, sizeOf } from './describe.ts';
+import type { ArtifactState } from './describe.ts';
 import { checkOutput, openOutput } from './output.ts';
 import type { Output } from './output.ts';
 import { PASSWORD_FILE_ENV, firstLine, promptPassword, readPasswordFile } from './password.ts';
@@ -32,6 +36,7 @@ import type { DownloadUrls, VeleroApi } from './kube.ts';
 import { NEVER_ABORTED } from '../util/abortable.ts';
 import { CA_CONFIGMAP_NAME, DEFAULT_SERVICE_NAME, FINGERPRINT_ANNOTATION } from '../util/names.ts';
 import { hashPassword } from '../util/passwords.ts';
+import { VERSION } from '../version.ts';
 
 type KubeModule = typeof KubeModuleNs;
 
@@ -60,7 +65,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const say = (msg: string): void => void io.stderr.write(`velero-download: ${msg}\n`);
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
-    parsed = parseCommandLine(argv);
+    parsed = parseCommandLine(argv, io.env, await loadClientConfig(io.env, say));
   } catch (err) {
     say(`${(err as Error).message}\nRun "velero-download --help" for usage.`);
     return EXIT.usage;
@@ -69,10 +74,22 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     io.stdout.write(USAGE);
     return EXIT.ok;
   }
+  if ('completion' in parsed) {
+    io.stdout.write(completionScript(parsed.completion));
+    return EXIT.ok;
+  }
+  if ('version' in parsed) {
+    io.stdout.write(`velero-download ${VERSION}\n`);
+    return EXIT.ok;
+  }
+  if ('command' in parsed && parsed.command.token?.from === '--token') {
+    say(`warning: the value of --token can be seen by other users in process listings (ps) and stays in shell history: prefer --token-file FILE or $${TOKEN_ENV}`);
+  }
   const signal = io.signal ?? NEVER_ABORTED;
   try {
     if ('hashPassword' in parsed) await printHash(parsed.hashPassword, io, signal, say);
     else if (parsed.command.volume) await volumeData(parsed.command, io, signal, say);
+    else if (parsed.command.describe) await describe(parsed.command, io, signal, say);
     else await download(parsed.command, io, signal, say);
     return EXIT.ok;
   } catch (err) {
@@ -107,14 +124,14 @@ interface GatewayAccess {
 /** A pin alone means "this certificate only", not "this one or anything a public CA signed". */
 const gatewayTrust = (ca: string[] | undefined, pins: string[]): Trust => ({ ...(ca && { ca }), chain: ca !== undefined || pins.length === 0, pins, insecure: false });
 
-async function readCaFile(file: string): Promise<string> {
+async function readCaFile(file: string, from: string): Promise<string> {
   let pem: string;
   try {
     pem = await readFile(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`--cacert: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(`${from}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--cacert: ${file} holds no PEM certificate`);
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${from}: ${file} holds no PEM certificate`);
   return pem;
 }
 
@@ -175,35 +192,66 @@ class KubeGatewayAccess implements GatewayAccess {
 }
 
 /**
- * An access user (`--user`): HTTP Basic with a password from a file, stdin or a prompt, read once and
- * only when the first request is about to be made; trust from --cacert or --server-cert-fingerprint
- * only (no cluster to publish a CA), else the system roots. The credentials reach httpGet, which
- * verifies the certificate before it writes a byte of the request, and never follows a redirect.
+ * Signing in without a kubeconfig (an access user, or a token given directly): no cluster publishes a
+ * CA, so trust comes from --cacert or --server-cert-fingerprint only, else the system roots. The
+ * credentials reach httpGet, which verifies the certificate before it writes a byte of the request,
+ * and never follows a redirect.
  */
-class AccessUserAccess implements GatewayAccess {
-  readonly subject: string;
-  readonly #user: AccessUserOptions;
+abstract class DirectAccess implements GatewayAccess {
+  abstract readonly subject: string;
   readonly #cmd: Command;
   readonly #cacert: string | undefined;
+  #header: Promise<string> | undefined;
+
+  constructor(cmd: Command, cacert: string | undefined) {
+    this.#cmd = cmd;
+    this.#cacert = cacert;
+  }
+
+  /** The Authorization header, worked out on the first request only. */
+  protected abstract header(): Promise<string>;
+  abstract refused(detail: string): string;
+
+  authorization(): Promise<string> {
+    return (this.#header ??= this.header());
+  }
+
+  trust(): Promise<Trust> {
+    const pins = this.#cmd.serverCertFingerprint ? [this.#cmd.serverCertFingerprint] : [];
+    return Promise.resolve(gatewayTrust(this.#cacert ? [this.#cacert] : undefined, pins));
+  }
+
+  untrustedAdvice(err: UntrustedCertificateError): string {
+    const fp = err.fingerprint;
+    const pinned = this.#cmd.serverCertFingerprint;
+    const why = pinned
+      ? `its SHA-256 fingerprint ${fp} is not the pinned ${pinned}: the certificate was renewed, or someone else answers; nothing was sent`
+      : `nothing vouches for it (SHA-256 fingerprint ${fp}); nothing was sent`;
+    return `the download server's certificate is not trusted: ${why}. Pass --cacert FILE with the CA that signed it, or --server-cert-fingerprint with the fingerprint the operator publishes, read over a channel you already trust (GET /v1/info field tlsFingerprint, the server's start-up output, or annotation ${FINGERPRINT_ANNOTATION} on ConfigMap ${CA_CONFIGMAP_NAME}); never copy it from this message without checking`;
+  }
+}
+
+/** An access user (`--user`): HTTP Basic with a password from a file, stdin or a prompt. */
+class AccessUserAccess extends DirectAccess {
+  readonly subject: string;
+  readonly #user: AccessUserOptions;
   readonly #io: CliIo;
   readonly #signal: AbortSignal;
   readonly #say: (msg: string) => void;
-  #header: Promise<string> | undefined;
 
   constructor(user: AccessUserOptions, cmd: Command, cacert: string | undefined, io: CliIo, signal: AbortSignal, say: (msg: string) => void) {
+    super(cmd, cacert);
     this.#user = user;
     // The user name the gateway's SubjectAccessReviews carry for an access user.
     this.subject = `velero-download-server:${user.name}`;
-    this.#cmd = cmd;
-    this.#cacert = cacert;
     this.#io = io;
     this.#signal = signal;
     this.#say = say;
   }
 
-  authorization(): Promise<string> {
+  protected header(): Promise<string> {
     // RFC 7617 with charset UTF-8: the name is ASCII without ":" (checked), the password any UTF-8 text.
-    return (this.#header ??= this.#password().then((pw) => `Basic ${Buffer.from(`${this.#user.name}:${pw}`, 'utf8').toString('base64')}`));
+    return this.#password().then((pw) => `Basic ${Buffer.from(`${this.#user.name}:${pw}`, 'utf8').toString('base64')}`);
   }
 
   async #password(): Promise<string> {
@@ -220,22 +268,62 @@ class AccessUserAccess implements GatewayAccess {
     return promptPassword(term, `Password for ${this.#user.name}: `, this.#signal);
   }
 
-  trust(): Promise<Trust> {
-    const pins = this.#cmd.serverCertFingerprint ? [this.#cmd.serverCertFingerprint] : [];
-    return Promise.resolve(gatewayTrust(this.#cacert ? [this.#cacert] : undefined, pins));
+  refused(detail: string): string {
+    return `the download server did not accept user or password for ${this.#user.name}${detail}: check the password, and that the user is in the server's access-user table`;
+  }
+}
+
+/**
+ * A bearer token given directly (`--token`, `--token-file`, $VELERO_DOWNLOAD_TOKEN): the gateway
+ * reviews it with TokenReview as it does a kubeconfig's. The token is read (from its file) on the
+ * first request only and is never put into a message.
+ */
+class TokenAccess extends DirectAccess {
+  // The gateway knows whose token it is; the client does not.
+  readonly subject = '';
+  readonly #token: TokenOptions;
+  readonly #cwd: string;
+
+  constructor(token: TokenOptions, cmd: Command, cacert: string | undefined, cwd: string) {
+    super(cmd, cacert);
+    this.#token = token;
+    this.#cwd = cwd;
   }
 
-  untrustedAdvice(err: UntrustedCertificateError): string {
-    const fp = err.fingerprint;
-    const pinned = this.#cmd.serverCertFingerprint;
-    const why = pinned
-      ? `its SHA-256 fingerprint ${fp} is not the pinned ${pinned}: the certificate was renewed, or someone else answers; nothing was sent`
-      : `nothing vouches for it (SHA-256 fingerprint ${fp}); nothing was sent`;
-    return `the download server's certificate is not trusted: ${why}. Pass --cacert FILE with the CA that signed it, or --server-cert-fingerprint with the fingerprint the operator publishes, read over a channel you already trust (GET /v1/info field tlsFingerprint, the server's start-up output, or annotation ${FINGERPRINT_ANNOTATION} on ConfigMap ${CA_CONFIGMAP_NAME}); never copy it from this message without checking`;
+  protected async header(): Promise<string> {
+    const t = this.#token;
+    return `Bearer ${'value' in t ? t.value : await readTokenFile(resolve(this.#cwd, t.file))}`;
   }
 
   refused(detail: string): string {
-    return `the download server did not accept user or password for ${this.#user.name}${detail}: check the password, and that the user is in the server's access-user table`;
+    return `the download server did not accept the token from ${this.#token.from}${detail}: it may have expired; make a new one (for a service account: kubectl create token NAME)`;
+  }
+}
+
+/**
+ * `--token-file`: the whole file, trimmed (as kubectl reads --token-file), at most a few KiB. The
+ * file is the user's own, read with the user's own rights; its contents never reach a message.
+ */
+async function readTokenFile(file: string): Promise<string> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw new UsageError(`--token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    if ((await handle.stat()).isDirectory()) throw new UsageError(`--token-file: ${file} is a directory`);
+    // One byte more than the longest token with a newline around it tells "too long" from "fits".
+    const limit = MAX_TOKEN_CHARS + 8;
+    const buf = Buffer.alloc(limit);
+    let size = 0;
+    for (let n = -1; n !== 0 && size < limit; size += n) n = (await handle.read(buf, size, limit - size, null)).bytesRead;
+    return checkToken(buf.subarray(0, size).toString('latin1'), `--token-file ${file}`);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new UsageError(`--token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  } finally {
+    await handle.close();
   }
 }
 
@@ -315,7 +403,7 @@ interface Prepared {
   cacert: string | undefined;
 }
 
-/** The cluster, for the flows that create DownloadRequests: --user always comes with a base URL, and so never gets here. */
+/** The cluster, for the flows that create DownloadRequests: --user and a token always come with a base URL, and so never get here. */
 function clusterOf(p: Prepared): Cluster {
   if (!p.cluster) throw new Error('no kubeconfig was loaded');
   return p.cluster;
@@ -327,8 +415,9 @@ function clusterOf(p: Prepared): Cluster {
  */
 async function prepare(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<Prepared> {
   await checkOutput(cmd.output, cmd.force, io.cwd);
-  const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert)) : undefined;
+  const cacert = cmd.cacert ? await readCaFile(resolve(io.cwd, cmd.cacert), cmd.cacertFrom ?? '--cacert') : undefined;
   if (cmd.accessUser) return { gateway: new AccessUserAccess(cmd.accessUser, cmd, cacert, io, signal, say), cacert };
+  if (cmd.token) return { gateway: new TokenAccess(cmd.token, cmd, cacert, io.cwd), cacert };
   const kube: KubeModule = await import('./kube.ts');
   const kc = kube.loadKubeConfig(cmd, io.env);
   const api = new kube.VeleroApi(kc, cmd.namespace, cmd.connectTimeoutMs);
@@ -576,12 +665,17 @@ async function discoverGateway(cmd: Command, { kube, api }: Cluster, signal: Abo
   }
 }
 
-/**
- * `backup volumes|ls|files|archive`: volume data, from the download server only (no DownloadRequest
- * target exists for it). The token goes only to the base URL given or discovered, over verified HTTPS.
- */
-async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
-  const v = cmd.volume!;
+/** The download server alone, signed in to and trusted, for the commands that only it can answer. */
+interface GatewaySession {
+  gateway: GatewayAccess;
+  base: URL;
+  clock: TransferClock;
+  fetchOpts: FetchOptions;
+  source: (url: URL, method?: 'HEAD') => Source;
+}
+
+/** The credentials first (nothing is created when they cannot be had), then the base URL given or discovered, then trust. */
+async function gatewaySession(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<GatewaySession> {
   const prepared = await prepare(cmd, io, signal, say);
   const { gateway } = prepared;
   const authorization = await gateway.authorization();
@@ -590,7 +684,73 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
   const clock = new TransferClock(cmd.timeoutMs, signal);
   clock.start();
   const fetchOpts: FetchOptions = { signal: clock.signal, timeoutMs: cmd.connectTimeoutMs, ...(io.lookup && { lookup: io.lookup }) };
-  const source = (url: URL): Source => ({ kind: 'gateway', label: `the download server at ${url.origin}`, url, headers: { Authorization: authorization }, trust });
+  const source = (url: URL, method?: 'HEAD'): Source => ({
+    kind: 'gateway',
+    label: `the download server at ${url.origin}`,
+    url,
+    headers: { Authorization: authorization },
+    trust,
+    ...(method && { method }),
+  });
+  return { gateway, base, clock, fetchOpts, source };
+}
+
+/** A failure talking to the download server alone, as the command's error. */
+function gatewayFailure(err: unknown, s: GatewaySession, src: Source, cmd: Command, signal: AbortSignal): unknown {
+  if (signal.aborted || err instanceof CliError) return err;
+  if (err instanceof HttpStatusError) return statusToError(err, src, cmd, s.gateway);
+  if (s.clock.signal.aborted) return s.clock.explain(err);
+  if ((err as NodeJS.ErrnoException).code === 'EPIPE') return new CliError(EXIT.ok, '');
+  if (err instanceof UntrustedCertificateError) return new CliError(EXIT.unreachable, `cannot use ${src.label}: ${s.gateway.untrustedAdvice(err)}`);
+  if (networkFailure(err)) return new CliError(EXIT.unreachable, `${src.label}: ${describeFailure(err)}: check that the download server is running and reachable from here`);
+  return err;
+}
+
+/**
+ * `backup describe`: a HEAD request per artifact (at once: each is one small answer), through the
+ * download server given or discovered, so the user sees what can be downloaded and how large it is.
+ * A 401 is the command's error; a 403, 404 or other refusal is that artifact's line.
+ */
+async function describe(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  const s = await gatewaySession(cmd, io, signal, say);
+  const url = (artifact: string): URL => new URL(`${s.base.pathname.replace(/\/+$/, '')}/v1/namespaces/${cmd.namespace}/backups/${cmd.name}/${artifact}`, s.base);
+  const first = s.source(url(DESCRIBED_ARTIFACTS[0]!), 'HEAD');
+  try {
+    const states = await Promise.all(
+      DESCRIBED_ARTIFACTS.map(async (artifact): Promise<ArtifactState> => {
+        const command = downloadCommand(cmd.name, artifact);
+        try {
+          const res = await openSource(s.source(url(artifact), 'HEAD'), s.fetchOpts);
+          res.destroy();
+          const size = sizeOf(res);
+          return { artifact, status: 'stored', ...(size !== undefined && { size }), command };
+        } catch (err) {
+          if (!(err instanceof HttpStatusError) || err.status === 401) throw err;
+          const status = err.status === 404 ? 'absent' : err.status === 403 ? 'forbidden' : 'error';
+          return { artifact, status, ...(status === 'error' && { httpStatus: err.status }), command };
+        }
+      }),
+    );
+    const out = cmd.describe!.json ? describeJson(cmd.namespace, cmd.name, states) : describeTable(cmd.namespace, cmd.name, states);
+    await new Promise<void>((ok, fail) => void io.stdout.write(out, (err) => (err ? fail(err) : ok())));
+    if (states.every((st) => st.status === 'absent')) {
+      throw new CliError(EXIT.notFound, `no artifact of backup "${cmd.name}" is stored: does it exist in namespace "${cmd.namespace}"? (pass -n NAMESPACE if it lives elsewhere)`);
+    }
+  } catch (err) {
+    throw gatewayFailure(err, s, first, cmd, signal);
+  } finally {
+    s.clock.stop();
+  }
+}
+
+/**
+ * `backup volumes|ls|files|archive`: volume data, from the download server only (no DownloadRequest
+ * target exists for it). The token goes only to the base URL given or discovered, over verified HTTPS.
+ */
+async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: string) => void): Promise<void> {
+  const v = cmd.volume!;
+  const session = await gatewaySession(cmd, io, signal, say);
+  const { gateway, base, clock, fetchOpts, source } = session;
   const url = (continueToken?: string): URL => volumeUrl(base, cmd.namespace, cmd.name, v, continueToken);
   const src = source(url());
   const open = (u: URL): Promise<IncomingMessage> => openSource(source(u), fetchOpts);
@@ -617,13 +777,7 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
       });
     }
   } catch (err) {
-    if (signal.aborted || err instanceof CliError) throw err;
-    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd, gateway);
-    if (clock.signal.aborted) throw clock.explain(err);
-    if ((err as NodeJS.ErrnoException).code === 'EPIPE') throw new CliError(EXIT.ok, '');
-    if (err instanceof UntrustedCertificateError) throw new CliError(EXIT.unreachable, `cannot use ${src.label}: ${gateway.untrustedAdvice(err)}`);
-    if (networkFailure(err)) throw new CliError(EXIT.unreachable, `${src.label}: ${describeFailure(err)}: check that the download server is running and reachable from here`);
-    throw err;
+    throw gatewayFailure(err, session, src, cmd, signal);
   } finally {
     clock.stop();
   }

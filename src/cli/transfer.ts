@@ -19,6 +19,8 @@ export interface Source {
   /** Sent with every request to this source (the gateway's Authorization). */
   headers: Record<string, string>;
   trust?: Trust;
+  /** HEAD: the answer's headers only (`backup describe`); default GET. */
+  method?: 'HEAD';
 }
 
 export interface FetchOptions {
@@ -81,7 +83,7 @@ const backoff = (opts: FetchOptions, attempt: number): number => Math.min((opts.
  */
 export async function openSource(src: Source, opts: FetchOptions): Promise<IncomingMessage> {
   for (let attempt = 0; ; attempt++) {
-    const res = await httpGet(src.url, { headers: src.headers, ...(src.trust && { trust: src.trust }), timeoutMs: opts.timeoutMs, signal: opts.signal, ...(opts.lookup && { lookup: opts.lookup }) });
+    const res = await httpGet(src.url, { ...(src.method && { method: src.method }), headers: src.headers, ...(src.trust && { trust: src.trust }), timeoutMs: opts.timeoutMs, signal: opts.signal, ...(opts.lookup && { lookup: opts.lookup }) });
     if (res.statusCode === 200) return res;
     const err = await statusError(res);
     if (!RETRYABLE_STATUS.has(err.status) || attempt >= (opts.maxRetries ?? 4) - 1) throw err;

@@ -10,10 +10,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { X509Certificate } from 'node:crypto';
 import { chmod, mkdtemp, rm, symlink, writeFile, mkdir } from 'node:fs/promises';
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import { createServer } from 'node:https';
-import type { Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -26,8 +23,8 @@ import { CliError, UsageError } from '../../src/cli/errors.ts';
 import { firstLine, promptPassword, readPasswordFile } from '../../src/cli/password.ts';
 import type { PromptTerminal } from '../../src/cli/password.ts';
 import { MAX_BASIC_HEADER, parseAccessUsers, parseBasic, verify } from '../../src/auth/access-users.ts';
-import { runInProcess } from '../support/cli.ts';
-import type { CliResult, InProcessOptions } from '../support/cli.ts';
+import { runInProcess, startRecorder } from '../support/cli.ts';
+import type { CliResult, InProcessOptions, Recorder } from '../support/cli.ts';
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
 
@@ -210,29 +207,7 @@ describe('the password prompt', () => {
   });
 });
 
-/** The gateway stand-in: HTTPS with the test CA's certificate, recording every request's headers. */
-interface Recorder {
-  server: Server;
-  url: string;
-  requests: { path: string; headers: IncomingHttpHeaders }[];
-  answer: (path: string, res: ServerResponse) => void;
-}
-
-async function recorder(pki: TestPki): Promise<Recorder> {
-  const r: Recorder = {
-    server: createServer({ cert: pki.cert, key: pki.key }),
-    url: '',
-    requests: [],
-    answer: (_p, res) => void res.writeHead(200, { 'Content-Length': LOG_GZ.length }).end(LOG_GZ),
-  };
-  r.server.on('request', (req, res) => {
-    r.requests.push({ path: req.url ?? '', headers: req.headers });
-    r.answer(req.url ?? '', res);
-  });
-  await new Promise<void>((ok) => r.server.listen(0, '127.0.0.1', ok));
-  r.url = `https://127.0.0.1:${(r.server.address() as AddressInfo).port}`;
-  return r;
-}
+const recorder = (pki: TestPki): Promise<Recorder> => startRecorder(pki, LOG_GZ);
 
 describe('--user against an HTTPS gateway', () => {
   let pki: TestPki;

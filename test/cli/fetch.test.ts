@@ -127,6 +127,7 @@ describe('velero-download: sources, credentials and trust', () => {
     for (const r of [forced, fallback]) {
       assert.equal(r.code, 3, r.stderr);
       assert.match(r.stderr, /authenticates with a client certificate, but the download server needs a bearer token/);
+      assert.match(r.stderr, /--velero-server-url=https:\/\/HOST\[:PORT\] with --token-file FILE \(for a service account: kubectl create token NAME > FILE\)/);
       assert.equal(r.stdout.length, 0);
     }
     // Forced: refused before anything was created; the other run created (and deleted) its request.

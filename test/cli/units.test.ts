@@ -93,9 +93,9 @@ describe('command line', () => {
 
   test('usage errors say what to do', () => {
     usage([], /missing command/);
-    usage(['frobnicate'], /unknown command "frobnicate": use backup, restore, get or hash-password/);
+    usage(['frobnicate'], /unknown command "frobnicate": use backup, restore, get, hash-password or completion/);
     usage(['backup'], /backup needs a subcommand: use one of logs, download/);
-    usage(['backup', 'describe', 'b'], /has no subcommand "describe"/);
+    usage(['backup', 'frob', 'b'], /has no subcommand "frob": use one of .*, describe, volumes/);
     usage(['backup', 'logs'], /missing the backup name/);
     usage(['backup', 'logs', 'a', 'b'], /unexpected argument "b"/);
     usage(['backup', 'logs', 'Not_Valid'], /not a valid backup name/);

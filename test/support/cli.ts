@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
-import type { IncomingHttpHeaders, Server as HttpServer } from 'node:http';
+import type { IncomingHttpHeaders, Server as HttpServer, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo, LookupFunction } from 'node:net';
@@ -56,7 +56,34 @@ function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   delete env.KUBERNETES_SERVICE_PORT;
   // Nor the developer's own access-user password.
   delete env.VELERO_DOWNLOAD_PASSWORD_FILE;
+  delete env.VELERO_DOWNLOAD_TOKEN;
+  delete env.VELERO_NAMESPACE;
   return { ...env, ...extra };
+}
+
+/** A gateway stand-in: HTTPS with the test PKI's certificate, recording every request's headers. */
+export interface Recorder {
+  server: HttpsServer;
+  url: string;
+  requests: { method: string; path: string; headers: IncomingHttpHeaders }[];
+  /** How each request is answered; default: 200 with `body`. */
+  answer: (path: string, res: ServerResponse) => void;
+}
+
+export async function startRecorder(pki: TestPki, body: Buffer): Promise<Recorder> {
+  const r: Recorder = {
+    server: createHttpsServer({ cert: pki.cert, key: pki.key }),
+    url: '',
+    requests: [],
+    answer: (_p, res) => void res.writeHead(200, { 'Content-Length': body.length }).end(body),
+  };
+  r.server.on('request', (req, res) => {
+    r.requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
+    r.answer(req.url ?? '', res);
+  });
+  await new Promise<void>((ok) => r.server.listen(0, '127.0.0.1', ok));
+  r.url = `https://127.0.0.1:${(r.server.address() as AddressInfo).port}`;
+  return r;
 }
 
 /** Starts `velero-download args...` (src/cli/main.ts on this Node) and returns the live process. */

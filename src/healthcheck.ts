@@ -65,7 +65,7 @@ if (typeof options === 'string') {
   process.exitCode = 1;
 } else {
   try {
-    console.log(`healthy: ${await probe(options)}`);
+    process.stdout.write(`healthy: ${await probe(options)}\n`);
   } catch (err) {
     console.error(`unhealthy: ${(err as Error).message}`);
     process.exitCode = 1;

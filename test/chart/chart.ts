@@ -128,9 +128,12 @@ export async function serverVersion(k: RealCluster): Promise<string> {
 export type Deployment = Manifest & {
   spec: {
     replicas: number;
+    selector: { matchLabels: Record<string, string> };
     template: {
+      metadata: { labels?: Record<string, string> };
       spec: {
         serviceAccountName: string;
+        affinity?: Record<string, unknown>;
         securityContext: Record<string, unknown>;
         containers: {
           args: string[];

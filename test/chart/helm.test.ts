@@ -94,7 +94,7 @@ type TestPod = Spec<{
   containers: { image: string; command: string[]; volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[]; securityContext: Record<string, unknown> }[];
   volumes: ({ name: string } & Record<string, unknown>)[];
 }>;
-const testPodOf = (docs: Manifest[]): TestPod => find(docs, 'Pod') as TestPod;
+const testPodOf = (docs: Manifest[]): TestPod => find<TestPod['spec']>(docs, 'Pod');
 const selects = (selector: Record<string, string>, labels: Record<string, string> | undefined): boolean =>
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 

@@ -4,11 +4,16 @@
 #   docker build -t velero-download-server:0.1.0 .
 #   docker run --rm --read-only --tmpfs /tmp -v vds-state:/var/lib/velero-download-server \
 #     -p 8443:8443 velero-download-server:0.1.0                       # local mode, demo data
-#   docker run --rm --entrypoint /nodejs/bin/node velero-download-server:0.1.0 dist/cli/main.js --help
+#   docker run --rm --entrypoint velero-download velero-download-server:0.1.0 --help      # the client
 #
-# Pin the base images by digest (image@sha256:...) in a release pipeline.
+# Base images: each FROM names a tag; pin it by digest (name:tag@sha256:...) with the command written
+# above it, which prints the digest the registry serves for that tag now. The digests are not written
+# here because none could be verified where this file was last edited (no registry reachable); a
+# digest copied from elsewhere could name any image. Re-run the commands when the base images are
+# refreshed (Node security releases, Debian updates).
 
 # ---- build: compile TypeScript with the dev dependencies ------------------------------------------
+# refresh: docker buildx imagetools inspect node:24-slim --format '{{json .Manifest.Digest}}'
 FROM node:24-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
@@ -22,6 +27,7 @@ COPY src ./src
 RUN rm -f node_modules/.bin/node && npm run build
 
 # ---- deps: production dependencies only -----------------------------------------------------------
+# refresh: docker buildx imagetools inspect node:24-slim --format '{{json .Manifest.Digest}}'
 FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -32,11 +38,31 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 RUN mkdir -p /rootfs/var/lib/velero-download-server \
  && chown -R 65532:65532 /rootfs/var/lib/velero-download-server \
  && chmod 0700 /rootfs/var/lib/velero-download-server
+# The client as a command on PATH (docker run --entrypoint velero-download ...): the runtime image has
+# neither a shell nor /usr/bin/env for dist/cli/main.js's own "#!/usr/bin/env node", so this launcher
+# names the runtime's node itself and loads the client by its absolute path.
+RUN mkdir -p /rootfs/usr/local/bin \
+ && printf '#!/nodejs/bin/node\nimport("/app/dist/cli/main.js");\n' > /rootfs/usr/local/bin/velero-download \
+ && chmod 0755 /rootfs/usr/local/bin/velero-download
 
 # ---- runtime: distroless Node 24, no shell, no package manager ---------------------------------------
+# refresh: docker buildx imagetools inspect gcr.io/distroless/nodejs24-debian12:nonroot --format '{{json .Manifest.Digest}}'
 FROM gcr.io/distroless/nodejs24-debian12:nonroot
+# OCI annotations; a release build passes the real ones:
+#   docker build --build-arg VERSION=$(node -p 'require("./package.json").version') \
+#     --build-arg REVISION=$(git rev-parse HEAD) -t velero-download-server:0.1.0 .
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/velero-download-server/velero-download-server
+LABEL org.opencontainers.image.title="velero-download-server" \
+      org.opencontainers.image.description="HTTPS gateway that streams Velero backup artifacts to callers Kubernetes has authorized, and the velero-download client" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 WORKDIR /app
 ENV NODE_ENV=production \
+    PATH=/usr/local/bin:/nodejs/bin:/usr/bin:/bin \
     VDS_STATE_DIR=/var/lib/velero-download-server \
     VDS_DATA_DIR=/var/lib/velero-download-server/data
 COPY --from=deps /app/package.json ./package.json
@@ -44,10 +70,17 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY demo ./demo
 COPY --from=deps --chown=65532:65532 /rootfs/var/lib/velero-download-server /var/lib/velero-download-server
+COPY --from=deps /rootfs/usr/local/bin/velero-download /usr/local/bin/velero-download
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532
 # 8443: download API (HTTPS). 8085: /healthz, /readyz, /metrics (HTTPS).
 EXPOSE 8443 8085
+# For plain `docker run` (Kubernetes ignores this and uses the chart's probes): exec form, no shell.
+# dist/healthcheck.js fetches https://127.0.0.1:8085/healthz trusting only local mode's own
+# certificate ($VDS_STATE_DIR/tls.crt) and exits 0 or 1; `docker inspect --format
+# '{{.State.Health.Status}}' <container>` shows the result.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["/nodejs/bin/node", "dist/healthcheck.js"]
 # Exec form: node is PID 1 and receives SIGTERM itself; the gateway stops accepting, lets running
 # downloads finish (--shutdown-grace) and exits. It starts no child processes, so nothing needs reaping.
 ENTRYPOINT ["/nodejs/bin/node", "dist/main.js"]

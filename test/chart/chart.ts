@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { SIGNING_KEY_SECRET } from '../../src/auth/signing-keys.ts';
@@ -24,11 +24,12 @@ export async function readYaml<T = unknown>(rel: string): Promise<T> {
   return parse(await readChartFile(rel)) as T;
 }
 
-/** Every template file (name → text), NOTES.txt and _helpers.tpl included. */
+/** Every template file (path under templates/ → text), NOTES.txt, _helpers.tpl and tests/ included. */
 export async function templates(): Promise<Map<string, string>> {
   const dir = join(CHART_DIR, 'templates');
   const out = new Map<string, string>();
-  for (const name of (await readdir(dir)).sort()) out.set(name, await readFile(join(dir, name), 'utf8'));
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  for (const name of entries.filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name))).sort()) out.set(name, await readFile(join(dir, name), 'utf8'));
   return out;
 }
 
@@ -128,9 +129,12 @@ export async function serverVersion(k: RealCluster): Promise<string> {
 export type Deployment = Manifest & {
   spec: {
     replicas: number;
+    selector: { matchLabels: Record<string, string> };
     template: {
+      metadata: { labels?: Record<string, string> };
       spec: {
         serviceAccountName: string;
+        affinity?: Record<string, unknown>;
         securityContext: Record<string, unknown>;
         containers: {
           args: string[];

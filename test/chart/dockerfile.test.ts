@@ -1,7 +1,9 @@
 /**
  * The container image, read (no Docker engine runs here): multi-stage on Node 24, production
  * dependencies only at run time, a numeric non-root user, exec-form entrypoint, no tests or local
- * state copied in, and a .dockerignore that keeps them out of the build context.
+ * state copied in, and a .dockerignore that keeps them out of the build context; every base image
+ * pinned by digest or carrying the command that prints its digest, the OCI labels, a shell-free
+ * HEALTHCHECK, and the client on PATH.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -17,6 +19,8 @@ interface Instruction {
 interface Stage {
   from: string;
   name?: string;
+  /** The comment lines right above the FROM. */
+  comments: string[];
   instructions: Instruction[];
 }
 
@@ -25,19 +29,28 @@ function parseDockerfile(text: string): Stage[] {
   const stages: Stage[] = [];
   let pending = '';
   let start = 0;
+  let comments: string[] = [];
   text.split('\n').forEach((raw, i) => {
     const line = raw.trim();
-    if (!pending && (line === '' || line.startsWith('#'))) return;
+    if (!pending && line.startsWith('#')) {
+      comments.push(line);
+      return;
+    }
+    if (!pending && line === '') {
+      comments = [];
+      return;
+    }
     if (line.startsWith('#')) return;
     if (!pending) start = i + 1;
     pending += (pending ? ' ' : '') + line.replace(/\\$/, '').trim();
     if (line.endsWith('\\')) return;
     const [, op = '', args = ''] = /^(\S+)\s*(.*)$/.exec(pending) ?? [];
+    if (op.toUpperCase() !== 'FROM') comments = [];
     pending = '';
     const ins = { op: op.toUpperCase(), args, line: start };
     if (ins.op === 'FROM') {
       const [from = '', as, name] = args.split(/\s+/);
-      stages.push({ from, ...(as?.toUpperCase() === 'AS' && name ? { name } : {}), instructions: [] });
+      stages.push({ from, ...(as?.toUpperCase() === 'AS' && name ? { name } : {}), comments, instructions: [] });
     } else {
       assert.ok(stages.length > 0, `${ins.op} before the first FROM (line ${start})`);
       stages.at(-1)!.instructions.push(ins);
@@ -61,8 +74,70 @@ describe('container image', () => {
     assert.ok(stages.length >= 2, 'a build stage and a runtime stage');
     for (const s of stages) {
       if (stages.some((other) => other.name === s.from)) continue;
-      assert.match(s.from, /^(docker\.io\/(library\/)?)?node:24[-.\w]*$|^gcr\.io\/distroless\/nodejs24-debian\d+(:[\w.-]+)?$/, `FROM ${s.from}`);
+      assert.match(s.from, /^(docker\.io\/(library\/)?)?node:24[-.\w]*(@sha256:[0-9a-f]{64})?$|^gcr\.io\/distroless\/nodejs24-debian\d+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$/, `FROM ${s.from}`);
     }
+  });
+
+  test('every base image is pinned by digest, or the comment above it holds the command that prints the digest of its tag', () => {
+    for (const s of stages) {
+      if (stages.some((other) => other.name === s.from)) continue;
+      if (/@sha256:[0-9a-f]{64}$/.test(s.from)) continue;
+      const image = s.from.replace(/@.*$/, '');
+      const refresh = s.comments.find((c) => /^#\s*refresh:\s*docker buildx imagetools inspect\s/.test(c));
+      assert.ok(refresh, `FROM ${s.from}: neither a digest nor a "# refresh: docker buildx imagetools inspect ..." comment above it`);
+      assert.ok(refresh.split(/\s+/).includes(image), `the refresh command above FROM ${s.from} inspects that same image (${refresh})`);
+    }
+  });
+
+  test('OCI labels: source, version, revision, licenses (the package\'s), from build arguments with defaults', async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string; license: string };
+    const labels = new Map<string, string>();
+    for (const i of runtime.instructions.filter((x) => x.op === 'LABEL')) {
+      for (const m of i.args.matchAll(/([\w.-]+)="([^"]*)"/g)) labels.set(m[1]!, m[2]!);
+    }
+    const args = new Map<string, string>();
+    for (const i of runtime.instructions.filter((x) => x.op === 'ARG')) {
+      const [name = '', value = ''] = i.args.split('=');
+      args.set(name, value);
+    }
+    const resolve = (v: string | undefined): string | undefined => v?.replace(/\$\{(\w+)\}/g, (_, n: string) => args.get(n) ?? `<undefined ${n}>`);
+    assert.equal(resolve(labels.get('org.opencontainers.image.licenses')), pkg.license);
+    assert.equal(resolve(labels.get('org.opencontainers.image.version')), pkg.version, 'the default version is the package\'s');
+    assert.equal(labels.get('org.opencontainers.image.version'), '${VERSION}', 'a build argument overrides it');
+    assert.equal(labels.get('org.opencontainers.image.revision'), '${REVISION}');
+    assert.ok(args.has('REVISION'), 'REVISION has a default');
+    assert.match(resolve(labels.get('org.opencontainers.image.source')) ?? '', /^https:\/\/\S+$/);
+  });
+
+  test('a HEALTHCHECK in exec form (the runtime has no shell) that runs the probe the build produces', async () => {
+    const checks = runtime.instructions.filter((i) => i.op === 'HEALTHCHECK');
+    assert.equal(checks.length, 1);
+    const m = /^(.*?)\bCMD\s+(\[.*\])$/.exec(checks[0]!.args);
+    assert.ok(m, `HEALTHCHECK ... CMD [...]: ${checks[0]!.args}`);
+    const argv = JSON.parse(m[2]!) as string[];
+    const node = (JSON.parse(runtime.instructions.filter((i) => i.op === 'ENTRYPOINT').at(-1)!.args) as string[])[0];
+    assert.equal(argv[0], node, 'the runtime\'s own node');
+    assert.equal(argv[1], 'dist/healthcheck.js');
+    await readFile(join(ROOT, 'src', 'healthcheck.ts'), 'utf8');
+    assert.match(m[1]!, /--timeout=\d+s/);
+  });
+
+  test('the client runs from the same image: --entrypoint velero-download', async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    const node = (JSON.parse(runtime.instructions.filter((i) => i.op === 'ENTRYPOINT').at(-1)!.args) as string[])[0]!;
+    const workdir = runtime.instructions.filter((i) => i.op === 'WORKDIR').at(-1)!.args;
+    // The launcher is written with printf in a stage that has a shell; its text, unescaped:
+    const maker = stages.flatMap((s) => s.instructions).find((i) => i.op === 'RUN' && /\/usr\/local\/bin\/velero-download/.test(i.args));
+    assert.ok(maker, 'a RUN writes /usr/local/bin/velero-download');
+    const printf = /printf '([^']*)'/.exec(maker.args)?.[1]?.replace(/\\n/g, '\n');
+    assert.ok(printf, 'the launcher is written with printf');
+    const [shebang, body] = printf.split('\n');
+    assert.equal(shebang, `#!${node}`, 'names the runtime\'s node: the image has no /usr/bin/env for the client\'s own shebang');
+    assert.equal(body, `import("${workdir}/${pkg.bin['velero-download']}");`, 'loads the client the package names');
+    assert.match(maker.args, /chmod 0755 \S*\/usr\/local\/bin\/velero-download/);
+    assert.ok(runtime.instructions.some((i) => i.op === 'COPY' && /\/usr\/local\/bin\/velero-download\s+\/usr\/local\/bin\/velero-download$/.test(i.args)), 'copied into the runtime');
+    const env = runtime.instructions.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
+    assert.match(env, /\bPATH=(\S*:)?\/usr\/local\/bin(:|\s|$)/, '/usr/local/bin is on PATH, so --entrypoint velero-download resolves');
   });
 
   test('the build stage installs dev dependencies and builds dist/', () => {

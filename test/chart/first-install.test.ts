@@ -84,11 +84,22 @@ describe('a first helm install works in one step: the gateway, as the chart\'s s
     const local: Record<string, string> = { 'state-dir': join(dir, 'state'), 'fs-root': join(dir, 'fs') };
     for (const flag of ['listen', 'metrics-listen', 'webhook-listen']) local[flag] = `127.0.0.1:${await freePort()}`;
     await mkdir(local['fs-root']!);
+    // The mounted Velero credential Secret (credentials.useSecret, on by default), as the kubelet would write it.
+    local['default-credentials-file'] = join(dir, 'cloud');
+    await writeFile(local['default-credentials-file'], '[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = not-a-real-secret\n');
     const args = container.args.map((a) => {
       const flag = /^--([a-z-]+)=/.exec(a)?.[1];
       return flag && flag in local ? `--${flag}=${local[flag]}` : a;
     });
     assert.equal(args.filter((a, i) => a !== container.args[i]).length, Object.keys(local).length, 'every listener and path of the Deployment replaced');
+    // Without Velero's credential Secret (the volume is optional, so the pod starts with /credentials
+    // empty) the gateway stops at start (exit 2, as for every configuration error) and says what is missing, rather than leaving each store SDK
+    // to find some other identity.
+    const withoutSecret = args.map((a) => (a.startsWith('--default-credentials-file=') ? `--default-credentials-file=${join(dir, 'credentials-not-mounted', 'cloud')}` : a));
+    await assert.rejects(
+      startGateway([...withoutSecret, `--kubeconfig=${kubeconfig}`], { POD_NAMESPACE: NAMESPACE, KUBECONFIG: '' }),
+      (err: Error) => /exited with 2 before listening/.test(err.message) && /--default-credentials-file: \S*credentials-not-mounted\/cloud does not exist/.test(err.message),
+    );
     // What the Deployment's env gives the container: its namespace (fieldRef metadata.namespace).
     assert.deepEqual(container.env.map((e) => e.name), ['POD_NAMESPACE']);
     gw = await startGateway([...args, `--kubeconfig=${kubeconfig}`], { POD_NAMESPACE: NAMESPACE, KUBECONFIG: '' });

@@ -41,7 +41,8 @@ interface Variant {
   check?: (docs: Manifest[]) => void;
 }
 
-const BASE_KINDS = ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'];
+/** Pod: the `helm test` hook (helm template renders test hooks). */
+const BASE_KINDS = ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Pod', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'];
 const WEBHOOK_KINDS = ['MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
 
 /** The namespaces where the rendered RBAC lets the gateway read Velero's objects; undefined: every namespace. */
@@ -87,6 +88,48 @@ function secretRules(docs: Manifest[], name: string): { namespace: string | unde
   );
 }
 
+type TestPod = Spec<{
+  restartPolicy: string;
+  automountServiceAccountToken: boolean;
+  containers: { image: string; command: string[]; volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[]; securityContext: Record<string, unknown> }[];
+  volumes: ({ name: string } & Record<string, unknown>)[];
+}>;
+const testPodOf = (docs: Manifest[]): TestPod => find<TestPod['spec']>(docs, 'Pod');
+const selects = (selector: Record<string, string>, labels: Record<string, string> | undefined): boolean =>
+  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+
+/**
+ * The `helm test` Pod: the gateway's own image running its probe (no shell) against /readyz of the
+ * metrics Service, trusting only the CA in `caVolume` for the main Service's name; and never selected by
+ * anything that selects the gateway's pods (a ready test Pod behind a Service would get downloads).
+ */
+function checkTestPod(docs: Manifest[], caVolume: Record<string, unknown>): void {
+  const pod = testPodOf(docs);
+  assert.equal(pod.metadata.annotations?.['helm.sh/hook'], 'test');
+  assert.match(pod.metadata.annotations?.['helm.sh/hook-delete-policy'] ?? '', /before-hook-creation/);
+  assert.equal(pod.spec.restartPolicy, 'Never');
+  assert.equal(pod.spec.automountServiceAccountToken, false, 'it calls no Kubernetes API: no token in the Pod');
+  const c = pod.spec.containers[0]!;
+  const gateway = deploymentOf(docs).spec.template.spec.containers[0]!;
+  assert.equal(c.image, gateway.image, 'the gateway\'s own image');
+  const metricsSvc = find<ServiceSpec>(docs, 'Service', `${FULLNAME}-metrics`);
+  const port = metricsSvc.spec.ports[0]!.port;
+  assert.deepEqual(c.command, [
+    '/nodejs/bin/node', 'dist/healthcheck.js', `https://${FULLNAME}-metrics.${NAMESPACE}.svc:${port}/readyz`,
+    '--ca=/etc/velero-download-server/ca/ca.crt', `--servername=${FULLNAME}.${NAMESPACE}.svc`,
+  ]);
+  assert.deepEqual(c.volumeMounts, [{ name: 'ca', mountPath: '/etc/velero-download-server/ca', readOnly: true }]);
+  const { name: _, ...source } = pod.spec.volumes.find((v) => v.name === 'ca')!;
+  assert.deepEqual(source, caVolume, 'ca.crt only: never tls.key');
+  assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+  assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+  for (const d of docs.filter((x) => x.kind === 'Service' || x.kind === 'PodDisruptionBudget')) {
+    const selector = (d as Spec<{ selector: Record<string, string> & { matchLabels?: Record<string, string> } }>).spec.selector;
+    assert.ok(!selects(selector.matchLabels ?? selector, pod.metadata.labels), `${d.kind} ${d.metadata.name} does not select the test Pod`);
+  }
+  assert.ok(!selects(deploymentOf(docs).spec.selector.matchLabels, pod.metadata.labels), 'the Deployment does not select it');
+}
+
 const byName = (...names: string[]): Record<string, unknown> => ({ matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: names }] });
 
 const VARIANTS: Record<string, Variant> = {
@@ -100,6 +143,21 @@ const VARIANTS: Record<string, Variant> = {
       for (const f of ['webhook-listen', 'webhook-service-name', 'webhook-configuration', 'fqdn', 'watch-namespaces', 'tenant-filesystem-allow']) assert.ok(!args.has(f), `--${f} not passed`);
       assert.equal(args.get('tls-validity'), '8760h');
       assert.equal(deploymentOf(docs).spec.replicas, 2);
+      // The two replicas preferably on two nodes; one node still runs both.
+      assert.deepEqual(deploymentOf(docs).spec.template.spec.affinity, {
+        podAntiAffinity: {
+          preferredDuringSchedulingIgnoredDuringExecution: [{
+            weight: 100,
+            podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: deploymentOf(docs).spec.selector.matchLabels } },
+          }],
+        },
+      });
+      // Velero's default credential Secret (as `velero install` names it), and a missing one reported at start.
+      assert.equal(args.get('default-credentials-file'), '/credentials/cloud');
+      const creds = deploymentOf(docs).spec.template.spec.volumes.find((v) => v.name === 'cloud-credentials');
+      assert.deepEqual(creds?.secret, { secretName: 'cloud-credentials', optional: true, items: [{ key: 'cloud', path: 'cloud' }] });
+      assert.ok(deploymentOf(docs).spec.template.spec.containers[0]!.volumeMounts.some((m) => m.name === 'cloud-credentials' && m.mountPath === '/credentials'));
+      checkTestPod(docs, { configMap: { name: args.get('ca-configmap'), items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
       // Access users: the Secret by its default name, read and watched by that name only, in the release namespace.
       assert.equal(args.get('access-users-secret'), 'velero-download-server-users');
       for (const f of ['access-users-allow-plaintext', 'access-users-seed-username']) assert.ok(!args.has(f), `--${f} not passed`);
@@ -290,7 +348,10 @@ const VARIANTS: Record<string, Variant> = {
       assert.deepEqual(template.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9100', 'prometheus.io/path': '/metrics', team: 'backup' });
       assert.ok(template.spec.containers[0]!.ports.some((p) => p.name === 'metrics-http' && p.containerPort === 9100));
       const ingress = find<{ ingress: { ports: { port: string }[]; from?: unknown[] }[] }>(docs, 'NetworkPolicy').spec.ingress;
-      assert.deepEqual(ingress.find((r) => r.from)?.ports.map((p) => p.port), ['metrics', 'metrics-http'], 'the scrapers admitted to the plain port, no one else');
+      // The scrapers' rule (the helm test Pod has a rule of its own, to the HTTPS metrics port only).
+      const scrapers = ingress.filter((r) => JSON.stringify(r.from).includes('prometheus'));
+      assert.deepEqual(scrapers.map((r) => r.ports.map((p) => p.port)), [['metrics', 'metrics-http']], 'the scrapers admitted to the plain port, no one else');
+      assert.ok(!ingress.some((r) => !JSON.stringify(r.from).includes('prometheus') && r.ports.some((p) => p.port === 'metrics-http')), 'only the scrapers reach the plain port');
     },
   },
   serviceMonitor: {
@@ -323,6 +384,7 @@ const VARIANTS: Record<string, Variant> = {
       assert.equal(sm.metadata.namespace, 'monitoring');
       assert.deepEqual(sm.spec.endpoints[0]!.tlsConfig, { insecureSkipVerify: false, ca: { configMap: { name: 'gateway-ca', key: 'ca.crt' } }, serverName: 'velero-download-server.velero.svc' });
       assert.equal(argsOf(docs).get('ca-configmap'), '', 'no CA ConfigMap published');
+      checkTestPod(docs, { secret: { secretName: argsOf(docs).get('tls-secret'), items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
       assert.ok(!boundRoles(docs, saOf(docs)).some((r) => r.rules.some((x) => x.resources?.includes('configmaps'))), 'no ConfigMap rules when none is published');
     },
   },
@@ -345,15 +407,23 @@ const VARIANTS: Record<string, Variant> = {
         { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'team-a' } }, podSelector: { matchLabels: { app: 'backup-client' } } },
         { ipBlock: { cidr: '192.0.2.0/24' } },
       ]);
-      assert.deepEqual(byPort.metrics, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+      const metricsRules = np.spec.ingress.filter((r) => r.ports.some((p) => p.port === 'metrics'));
+      assert.deepEqual(metricsRules.map((r) => r.ports.map((p) => p.port)), [['metrics'], ['metrics']], 'the test Pod gets the metrics port, and nothing else');
+      const [testRule, monitoring] = metricsRules as unknown as [{ from: { podSelector: { matchLabels: Record<string, string> } }[] }, { from: unknown[] }];
+      assert.deepEqual(monitoring.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+      assert.equal(testRule.from.length, 1);
+      const testSelector = testRule.from[0]!.podSelector.matchLabels;
+      assert.ok(selects(testSelector, testPodOf(docs).metadata.labels), 'the rule admits this release\'s test Pod');
+      assert.equal(testSelector['app.kubernetes.io/component'], 'test');
+      assert.ok(!selects(testSelector, deploymentOf(docs).spec.template.metadata.labels), 'and not the gateway\'s own pods');
       // Only the webhook port is open to every peer: the API server's address cannot be named portably.
       assert.ok('webhook' in byPort && byPort.webhook === undefined);
-      assert.equal(np.spec.ingress.length, 3);
+      assert.equal(np.spec.ingress.length, 4);
     },
   },
   networkPolicyClosed: {
-    values: { networkPolicy: { enabled: true } },
-    kinds: [...BASE_KINDS, 'NetworkPolicy'],
+    values: { networkPolicy: { enabled: true }, tests: { enabled: false } },
+    kinds: [...BASE_KINDS.filter((k) => k !== 'Pod'), 'NetworkPolicy'],
     check(docs) {
       assert.deepEqual(find<{ ingress: unknown[] }>(docs, 'NetworkPolicy').spec.ingress, [], 'no peers: nothing may connect');
     },
@@ -385,6 +455,7 @@ const VARIANTS: Record<string, Variant> = {
         'tenant-filesystem-allow': 'team-a=velero-nfs,team-b=velero-nfs,team-b=scratch/team-b',
         'token-audiences': 'velero-download-server', 'audit-log': '/var/lib/velero-download-server/audit.log',
         'access-users-secret': 'velero-download-server-users', 'ca-bundle': '/etc/velero-download-server/ca-bundle/ca.crt', 'authz-allowed-ttl': '1m',
+        'default-credentials-file': '/credentials/cloud',
       });
       const pod = deploymentOf(docs).spec.template.spec;
       assert.ok(pod.containers[0]!.env.some((e) => e.name === 'NODE_OPTIONS' && e.value === '--max-old-space-size=384'));
@@ -421,6 +492,27 @@ const VARIANTS: Record<string, Variant> = {
       assert.equal(deploymentOf(docs).spec.template.spec.serviceAccountName, 'existing-sa');
       assert.equal(docs.filter((d) => d.kind === 'Service').length, 1, 'no metrics Service');
       assert.ok(!deploymentOf(docs).spec.template.spec.volumes.some((v) => v.name === 'cloud-credentials'));
+      assert.ok(!argsOf(docs).has('default-credentials-file'), 'no Secret mounted: no default credential expected');
+    },
+  },
+  placement: {
+    values: { podAntiAffinity: 'hard', credentials: { existingSecret: 'velero', key: 'aws' }, tests: { enabled: false } },
+    kinds: BASE_KINDS.filter((k) => k !== 'Pod'),
+    check(docs) {
+      assert.deepEqual(deploymentOf(docs).spec.template.spec.affinity, {
+        podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: deploymentOf(docs).spec.selector.matchLabels } }] },
+      });
+      // The Velero chart's naming: its Secret is named after its release.
+      const creds = deploymentOf(docs).spec.template.spec.volumes.find((v) => v.name === 'cloud-credentials');
+      assert.deepEqual(creds?.secret, { secretName: 'velero', optional: true, items: [{ key: 'aws', path: 'cloud' }] });
+      assert.equal(argsOf(docs).get('default-credentials-file'), '/credentials/cloud');
+    },
+  },
+  ownAffinity: {
+    values: { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'backup', operator: 'Exists' }] }] } } }, podAntiAffinity: 'hard' },
+    kinds: BASE_KINDS,
+    check(docs) {
+      assert.deepEqual(deploymentOf(docs).spec.template.spec.affinity, VARIANTS.ownAffinity!.values.affinity, 'a given affinity replaces the default entirely');
     },
   },
 };
@@ -552,6 +644,10 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
     kubeVersion = await serverVersion(k);
     await installChartCrds(k);
     for (const ns of OTHER_NAMESPACES) await k.namespace(ns);
+    // Every namespace of a real cluster has the service account `default` (the controller manager
+    // creates it; this API server runs without one): the test Pod runs as it, and admission looks it up.
+    const sa = await k.rest('POST', `/api/v1/namespaces/${NAMESPACE}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } });
+    assert.ok(sa.status === 201 || sa.status === 409, `ServiceAccount default: HTTP ${sa.status}`);
   });
   after(() => k?.close());
 
@@ -574,7 +670,12 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
       rendered.set(name, docs);
       // The users' ClusterRoles are the same in every variant: only their presence is checked here.
       assert.deepEqual([...new Set(docs.map((d) => d.kind))].sort(), [...variant.kinds].sort(), 'the kinds rendered');
-      for (const d of docs) assert.equal(d.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', `${d.kind} ${d.metadata.name} labelled`);
+      for (const d of docs) {
+        assert.equal(d.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', `${d.kind} ${d.metadata.name} labelled`);
+        // part-of names the application this belongs to; which piece an object is, is its component.
+        assert.equal(d.metadata.labels?.['app.kubernetes.io/part-of'], 'velero', `${d.kind} ${d.metadata.name}: part-of velero`);
+        assert.match(d.metadata.labels?.['app.kubernetes.io/component'] ?? '', /^(gateway|metrics|admission-webhook|test)$/, `${d.kind} ${d.metadata.name}: component`);
+      }
       checkDeployment(docs);
       if ((variant.values.rbac as { create?: boolean } | undefined)?.create === false) {
         assert.ok(!docs.some((d) => RBAC_KINDS.has(d.kind)));
@@ -631,6 +732,8 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
       [{ configuration: { shutdownDelay: 5 } }, /shutdownDelay/],
       [{ preStopSleepSeconds: -1 }, /preStopSleepSeconds/],
       [{ metrics: { plainHttp: { enabled: true, port: 8085 } } }, /metrics\.plainHttp\.port must be a port of its own/],
+      [{ podAntiAffinity: 'always' }, /podAntiAffinity/],
+      [{ tests: { image: 'busybox' } }, /tests': additional properties 'image'/],
       [{ filesystem: { volumes: [{ name: 'a', pvc: {} }] } }, /filesystem\/volumes\/0': additional properties 'pvc'/],
       [{ filesystem: { volumes: [{ name: 'a', persistentVolumeClaim: { claimName: 'a' } }, { name: 'b', bucket: 'b', persistentVolumeClaim: { claimName: 'b' } }] } }, /has no bucket/],
     ] as const) {

@@ -38,13 +38,64 @@ app.kubernetes.io/name: {{ include "velero-download-server.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* Labels of every object. */}}
-{{- define "velero-download-server.labels" -}}
-{{ include "velero-download-server.selectorLabels" . }}
+{{/*
+Labels every object of the release carries besides name and component. part-of names the application
+this one belongs to (Velero), as the recommended labels intend; component says which piece an object is.
+*/}}
+{{- define "velero-download-server.releaseLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: gateway
+app.kubernetes.io/part-of: velero
 helm.sh/chart: {{ include "velero-download-server.chart" . }}
+{{- end -}}
+
+{{/* Labels of every object of the gateway: its name, the release's labels, and a component (default gateway). */}}
+{{- define "velero-download-server.componentLabels" -}}
+app.kubernetes.io/name: {{ include "velero-download-server.name" .root }}
+{{ include "velero-download-server.releaseLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of every object of the gateway. */}}
+{{- define "velero-download-server.labels" -}}
+{{ include "velero-download-server.componentLabels" (dict "root" . "component" "gateway") }}
+{{- end -}}
+
+{{/*
+The gateway pods' default placement: spread the replicas over nodes (preferred, or required with
+"hard"), so one node's drain or failure does not take every replica. A given `affinity` replaces it.
+*/}}
+{{- define "velero-download-server.affinity" -}}
+{{- if .Values.affinity -}}
+{{- toYaml .Values.affinity -}}
+{{- else if .Values.podAntiAffinity -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "velero-download-server.selectorLabels" . | fromYaml)) -}}
+{{- if eq .Values.podAntiAffinity "soft" -}}
+{{- toYaml (dict "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term)))) -}}
+{{- else if eq .Values.podAntiAffinity "hard" -}}
+{{- toYaml (dict "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term))) -}}
+{{- else -}}
+{{- fail (printf "podAntiAffinity must be soft, hard or empty, not %q" (toString .Values.podAntiAffinity)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the CA of the gateway's certificate is read from (ca.crt): the published ConfigMap, else the certificate Secret, that key only. */}}
+{{- define "velero-download-server.caVolume" -}}
+{{- if .Values.tls.caConfigMap -}}
+configMap:
+  name: {{ .Values.tls.caConfigMap }}
+  items:
+    - key: ca.crt
+      path: ca.crt
+{{- else -}}
+secret:
+  secretName: {{ include "velero-download-server.tlsSecretName" . }}
+  items:
+    - key: ca.crt
+      path: ca.crt
+{{- end -}}
 {{- end -}}
 
 {{/* The service account the gateway runs as. */}}
@@ -188,4 +239,10 @@ gateway's own pause (--shutdown-delay) and the drain (--shutdown-grace); unset, 
 {{- else -}}
 {{- int $set -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Labels of the `helm test` Pod: the release's, without the gateway's name, so nothing that selects the gateway selects it. */}}
+{{- define "velero-download-server.testLabels" -}}
+{{ include "velero-download-server.releaseLabels" . }}
+app.kubernetes.io/component: test
 {{- end -}}

@@ -289,8 +289,10 @@ export async function shutdown(servers: Server[], graceMs: number): Promise<{ fo
       res.once('finish', () => res.socket?.end());
     }
     for (const socket of t.sockets) if (!busy.has(socket)) socket.end();
-    // A request that still arrives on a kept-alive connection is served, then its connection ends.
-    s.on('request', (_req, res: ServerResponse) => {
+    // A request that still arrives on a kept-alive connection (or was pipelined behind one in
+    // progress) is served, then its connection ends. Put before the app: a route that answers at once
+    // has sent its headers by the time a later listener runs, and setting one then throws.
+    s.prependListener('request', (_req, res: ServerResponse) => {
       res.setHeader('Connection', 'close');
     });
   }

@@ -6,13 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import express from 'express';
+import { addressOf, listenHttps, shutdown } from '../../src/server/listener.ts';
 import { curl, curlLive, putBackupContents, startGateway, startLocalGateway } from '../support/processes.ts';
 import type { GatewayProcess } from '../support/processes.ts';
 import { waitFor } from '../support/reliability.ts';
+import { createTestPki } from '../support/test-ca.ts';
 
 const DOWNLOADS = 20;
 const SIZE = 4 * 1024 * 1024;
@@ -140,5 +145,36 @@ describe('SIGTERM after the log reader went away', () => {
       await gw.stop('SIGKILL');
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the drain in-process: a request pipelined behind a running download', () => {
+  test('is answered with Connection: close after it, even when its route answers at once; nothing throws', async () => {
+    const pki = await createTestPki();
+    const app = express();
+    app.get('/slow', (_req, res) => {
+      res.setHeader('Content-Length', 4);
+      res.write('sl');
+      setTimeout(() => res.end('ow'), 300);
+    });
+    // Answers in the same turn as the request event: its headers are sent before later listeners run.
+    app.get('/now', (_req, res) => void res.end('now'));
+    const server = await listenHttps(app, { key: pki.key, cert: pki.cert, minVersion: 'TLSv1.2' }, { host: '127.0.0.1', port: 0 });
+    const socket = tlsConnect({ port: addressOf(server).port, host: '127.0.0.1', ca: pki.caCert, servername: 'localhost' });
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    const ended = once(socket, 'end');
+    await once(socket, 'secureConnect');
+    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.ok(await waitFor(() => got.includes('sl'), 5000, 10), 'the slow response did not begin');
+    const drained = shutdown([server], 5000);
+    socket.write('GET /now HTTP/1.1\r\nHost: x\r\n\r\n');
+    await ended;
+    socket.destroy();
+    assert.deepEqual(await drained, { forced: false });
+    const responses = got.split(/(?=HTTP\/1\.1 )/);
+    assert.equal(responses.length, 2, got);
+    assert.match(responses[0]!, /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nslow$/);
+    assert.match(responses[1]!, /^HTTP\/1\.1 200 [\s\S]*Connection: close\r\n[\s\S]*\r\n\r\nnow$/i);
   });
 });

@@ -44,6 +44,16 @@ RUN mkdir -p /rootfs/var/lib/velero-download-server \
 RUN mkdir -p /rootfs/usr/local/bin \
  && printf '#!/nodejs/bin/node\nimport("/app/dist/cli/main.js");\n' > /rootfs/usr/local/bin/velero-download \
  && chmod 0755 /rootfs/usr/local/bin/velero-download
+# The source commit, for velero_download_server_build_info: the gateway reads a REVISION file beside
+# package.json (an image has no .git). Written here because the runtime has no shell, and last, so a
+# new commit rebuilds only this layer. Anything but a full commit id fails the build rather than
+# leaving build_info at "unknown" while the label says otherwise; the default, unknown, stays unknown.
+ARG REVISION=unknown
+RUN if [ "$REVISION" != unknown ]; then \
+      case ${#REVISION} in 40|64) ;; *) echo "REVISION must be a full commit id (git rev-parse HEAD), got ${#REVISION} characters" >&2; exit 1 ;; esac; \
+      case "$REVISION" in *[!0-9a-f]*) echo 'REVISION must be a full commit id (git rev-parse HEAD): lowercase hex only' >&2; exit 1 ;; esac; \
+    fi \
+ && printf '%s\n' "$REVISION" > REVISION
 
 # ---- runtime: distroless Node 24, no shell, no package manager ---------------------------------------
 # refresh: docker buildx imagetools inspect gcr.io/distroless/nodejs24-debian12:nonroot --format '{{json .Manifest.Digest}}'
@@ -66,6 +76,7 @@ ENV NODE_ENV=production \
     VDS_STATE_DIR=/var/lib/velero-download-server \
     VDS_DATA_DIR=/var/lib/velero-download-server/data
 COPY --from=deps /app/package.json ./package.json
+COPY --from=deps /app/REVISION ./REVISION
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY demo ./demo

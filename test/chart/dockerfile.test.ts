@@ -2,7 +2,7 @@
  * The container image, read (no Docker engine runs here): multi-stage on Node 24, production
  * dependencies only at run time, a numeric non-root user, exec-form entrypoint, no tests or local
  * state copied in, and a .dockerignore that keeps them out of the build context; every base image
- * pinned by digest or carrying the command that prints its digest, the OCI labels, a shell-free
+ * pinned by digest under the command that prints its current digest, the OCI labels, a shell-free
  * HEALTHCHECK, the client on PATH, and the REVISION file build_info reads (its RUN run by the real
  * /bin/sh as Docker would run it).
  */
@@ -82,15 +82,21 @@ describe('container image', () => {
     }
   });
 
-  test('every base image is pinned by digest, or the comment above it holds the command that prints the digest of its tag', () => {
+  test('every base image is pinned by digest, with the command that prints the current digest of its tag above it', () => {
+    const digests = new Map<string, Set<string>>();
     for (const s of stages) {
       if (stages.some((other) => other.name === s.from)) continue;
-      if (/@sha256:[0-9a-f]{64}$/.test(s.from)) continue;
-      const image = s.from.replace(/@.*$/, '');
+      const m = /^([^@\s]+:[\w.-]+)@(sha256:[0-9a-f]{64})$/.exec(s.from);
+      assert.ok(m, `FROM ${s.from}: name:tag@sha256:<64 hex> (the tag says what to refresh, the digest what is built)`);
+      const [, image, digest] = m as unknown as [string, string, string];
+      digests.set(image, (digests.get(image) ?? new Set()).add(digest));
       const refresh = s.comments.find((c) => /^#\s*refresh:\s*docker buildx imagetools inspect\s/.test(c));
-      assert.ok(refresh, `FROM ${s.from}: neither a digest nor a "# refresh: docker buildx imagetools inspect ..." comment above it`);
+      assert.ok(refresh, `FROM ${s.from}: a "# refresh: docker buildx imagetools inspect ..." comment above it`);
       assert.ok(refresh.split(/\s+/).includes(image), `the refresh command above FROM ${s.from} inspects that same image (${refresh})`);
+      // The index digest: an arch-specific manifest's digest would build on one platform only.
+      assert.match(refresh, /\.Manifest\.Digest/, 'the command prints the index digest');
     }
+    for (const [image, set] of digests) assert.equal(set.size, 1, `every stage on ${image} has the same digest`);
   });
 
   test('OCI labels: source, version, revision, licenses (the package\'s), from build arguments with defaults', async () => {

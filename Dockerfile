@@ -6,15 +6,18 @@
 #     -p 8443:8443 velero-download-server:0.1.0                       # local mode, demo data
 #   docker run --rm --entrypoint velero-download velero-download-server:0.1.0 --help      # the client
 #
-# Base images: each FROM names a tag; pin it by digest (name:tag@sha256:...) with the command written
-# above it, which prints the digest the registry serves for that tag now. The digests are not written
-# here because none could be verified where this file was last edited (no registry reachable); a
-# digest copied from elsewhere could name any image. Re-run the commands when the base images are
-# refreshed (Node security releases, Debian updates).
+# Base images are pinned by digest (name:tag@sha256:...): the build gets exactly the image reviewed,
+# whatever the tag points to later. Each digest is the multi-arch index digest, so every platform
+# resolves. The command above each FROM prints the digest the registry serves for the tag now: run it
+# and replace the digest (in every stage that names the image) to take Node security releases and
+# Debian updates. No registry was reachable where these were last written; each digest was taken
+# from two independent, bot-maintained Dockerfiles that agree on it, named beside it.
 
 # ---- build: compile TypeScript with the dev dependencies ------------------------------------------
 # refresh: docker buildx imagetools inspect node:24-slim --format '{{json .Manifest.Digest}}'
-FROM node:24-slim AS build
+# pinned 2026-12-05 to the digest Renovate wrote for node:24-slim in CodesWhat/careerrat (Dockerfile
+# at c7ad90aa) and davralin/actual-firi-sync (Containerfile at 03396b55), from late August 2026.
+FROM node:24-slim@sha256:a9f5f7c91a432850b2a8a7797adf5eadb6c733ceed61167806cee7ea7fbc29df AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the only install script in the tree belongs to the dev dependency "node", which
@@ -28,7 +31,8 @@ RUN rm -f node_modules/.bin/node && npm run build
 
 # ---- deps: production dependencies only -----------------------------------------------------------
 # refresh: docker buildx imagetools inspect node:24-slim --format '{{json .Manifest.Digest}}'
-FROM node:24-slim AS deps
+# pinned as the build stage (same image, same digest).
+FROM node:24-slim@sha256:a9f5f7c91a432850b2a8a7797adf5eadb6c733ceed61167806cee7ea7fbc29df AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
@@ -44,10 +48,22 @@ RUN mkdir -p /rootfs/var/lib/velero-download-server \
 RUN mkdir -p /rootfs/usr/local/bin \
  && printf '#!/nodejs/bin/node\nimport("/app/dist/cli/main.js");\n' > /rootfs/usr/local/bin/velero-download \
  && chmod 0755 /rootfs/usr/local/bin/velero-download
+# The source commit, for velero_download_server_build_info: the gateway reads a REVISION file beside
+# package.json (an image has no .git). Written here because the runtime has no shell, and last, so a
+# new commit rebuilds only this layer. Anything but a full commit id fails the build rather than
+# leaving build_info at "unknown" while the label says otherwise; the default, unknown, stays unknown.
+ARG REVISION=unknown
+RUN if [ "$REVISION" != unknown ]; then \
+      case ${#REVISION} in 40|64) ;; *) echo "REVISION must be a full commit id (git rev-parse HEAD), got ${#REVISION} characters" >&2; exit 1 ;; esac; \
+      case "$REVISION" in *[!0-9a-f]*) echo 'REVISION must be a full commit id (git rev-parse HEAD): lowercase hex only' >&2; exit 1 ;; esac; \
+    fi \
+ && printf '%s\n' "$REVISION" > REVISION
 
 # ---- runtime: distroless Node 24, no shell, no package manager ---------------------------------------
 # refresh: docker buildx imagetools inspect gcr.io/distroless/nodejs24-debian12:nonroot --format '{{json .Manifest.Digest}}'
-FROM gcr.io/distroless/nodejs24-debian12:nonroot
+# pinned 2026-12-05 to the index digest no42-org/twiki (Dockerfile, Dependabot-maintained, since
+# 2026-06-20) and uinaf/gatewai-console (Dockerfile at 09b82204) both use for this tag.
+FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
 # OCI annotations; a release build passes the real ones:
 #   docker build --build-arg VERSION=$(node -p 'require("./package.json").version') \
 #     --build-arg REVISION=$(git rev-parse HEAD) -t velero-download-server:0.1.0 .
@@ -66,6 +82,7 @@ ENV NODE_ENV=production \
     VDS_STATE_DIR=/var/lib/velero-download-server \
     VDS_DATA_DIR=/var/lib/velero-download-server/data
 COPY --from=deps /app/package.json ./package.json
+COPY --from=deps /app/REVISION ./REVISION
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY demo ./demo

@@ -14,6 +14,7 @@ import type { ValidateFunction } from 'ajv';
 import { LineCounter, isMap, parseDocument } from 'yaml';
 import type { YAMLMap } from 'yaml';
 import { FLAGS } from '../../src/config/config.ts';
+import { GatewayMetrics } from '../../src/server/metrics.ts';
 import { ROOT, readChartFile, readYaml, templates } from './chart.ts';
 
 const Ajv = AjvModule.default;
@@ -115,6 +116,16 @@ describe('chart files', () => {
     ['podDisruptionBudget.maxUnavailable', 'half', 'neither a number nor a percentage'],
     ['ingress.tlsMode', 'edge', 'TLS termination without re-encryption'],
     ['resources', 'small', 'a string instead of an object'],
+    ['metrics.prometheusRule.selector', 'namespace="velero"} or vector(1) > 0 or x{a="b"', 'a selector that ends the braces and adds an expression'],
+    ['metrics.prometheusRule.selector', 'namespace="velero" # rest', 'a selector that comments out the rest of the expression'],
+    ['metrics.prometheusRule.selector', 'namespace="velero"\n', 'a selector with a line break'],
+    ['metrics.prometheusRule.alertLabels', { severity: 'none' }, 'an alert label that would replace the severity of every alert'],
+    ['metrics.prometheusRule.errorRatio.threshold', 0, 'a threshold of zero (fires on the first error)'],
+    ['metrics.prometheusRule.errorRatio.threshold', 5, 'a percentage instead of a ratio'],
+    ['metrics.prometheusRule.kubeReviewErrors.window', '5 minutes', 'not a Prometheus duration'],
+    ['metrics.prometheusRule.kubeReviewErrors.for', '1.5h', 'a fraction, which Prometheus durations have not'],
+    ['metrics.prometheusRule.certificateExpiry.days', 0.5, 'a fraction of a day'],
+    ['metrics.prometheusRule.certificateExpiry.severity', 'page me', 'a severity with a space'],
   ];
   for (const [path, value, why] of wrong) {
     test(`the schema rejects ${path}: ${why}`, () => {
@@ -208,9 +219,19 @@ describe('chart files', () => {
   test('the templates a chart must have are there', async () => {
     const names = [...(await templates()).keys()];
     for (const t of ['_helpers.tpl', 'NOTES.txt', 'deployment.yaml', 'service.yaml', 'serviceaccount.yaml', 'rbac.yaml', 'pdb.yaml', 'ingress.yaml',
-      'networkpolicy.yaml', 'servicemonitor.yaml', 'mutatingwebhookconfiguration.yaml', 'certificate.yaml']) {
+      'networkpolicy.yaml', 'servicemonitor.yaml', 'prometheusrule.yaml', 'mutatingwebhookconfiguration.yaml', 'certificate.yaml']) {
       assert.ok(names.includes(t), `templates/${t}`);
     }
+  });
+
+  test('the PrometheusRule queries only metrics the gateway exports, by their exported names', async () => {
+    const rule = (await templates()).get('prometheusrule.yaml')!;
+    const used = new Set([...rule.matchAll(/\bvelero_download_server_[a-z_]+/g)].map((m) => m[0]));
+    assert.ok(used.size >= 4, `only ${[...used].join(', ')} found: is the scan broken?`);
+    // A histogram is exported as _bucket, _sum and _count series beside its name.
+    const exported = new Set((await new GatewayMetrics({ processMetrics: false }).registry.getMetricsAsJSON())
+      .flatMap((m) => (String(m.type) === 'histogram' ? ['_bucket', '_sum', '_count'].map((x) => m.name + x) : [m.name])));
+    assert.deepEqual([...used].filter((n) => !exported.has(n)), []);
   });
 
   test('the Deployment passes only flags the gateway has', async () => {

@@ -199,7 +199,7 @@ export function boundRoles(docs: Manifest[], serviceAccount: { namespace: string
 /** The RBAC kinds. */
 export const RBAC_KINDS = new Set(['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding']);
 
-/** Installs the CRDs of test/fixtures/chart-crds (ServiceMonitor, Certificate) and waits until they are served. */
+/** Installs the CRDs of test/fixtures/chart-crds (ServiceMonitor, PrometheusRule, Certificate) and waits until they are served. */
 export async function installChartCrds(k: RealCluster): Promise<void> {
   const crds: Manifest[] = [];
   for (const file of (await readdir(CRD_DIR)).filter((f) => f.endsWith('.yaml')).sort()) crds.push(parse(await readFile(join(CRD_DIR, file), 'utf8')) as Manifest);

@@ -2,13 +2,17 @@
  * The container image, read (no Docker engine runs here): multi-stage on Node 24, production
  * dependencies only at run time, a numeric non-root user, exec-form entrypoint, no tests or local
  * state copied in, and a .dockerignore that keeps them out of the build context; every base image
- * pinned by digest or carrying the command that prints its digest, the OCI labels, a shell-free
- * HEALTHCHECK, and the client on PATH.
+ * pinned by digest under the command that prints its current digest, the OCI labels, a shell-free
+ * HEALTHCHECK, the client on PATH, and the REVISION file build_info reads (its RUN run by the real
+ * /bin/sh as Docker would run it).
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { before, describe, test } from 'node:test';
+import { revisionOf } from '../../src/version.ts';
 import { ROOT } from './chart.ts';
 
 interface Instruction {
@@ -78,15 +82,21 @@ describe('container image', () => {
     }
   });
 
-  test('every base image is pinned by digest, or the comment above it holds the command that prints the digest of its tag', () => {
+  test('every base image is pinned by digest, with the command that prints the current digest of its tag above it', () => {
+    const digests = new Map<string, Set<string>>();
     for (const s of stages) {
       if (stages.some((other) => other.name === s.from)) continue;
-      if (/@sha256:[0-9a-f]{64}$/.test(s.from)) continue;
-      const image = s.from.replace(/@.*$/, '');
+      const m = /^([^@\s]+:[\w.-]+)@(sha256:[0-9a-f]{64})$/.exec(s.from);
+      assert.ok(m, `FROM ${s.from}: name:tag@sha256:<64 hex> (the tag says what to refresh, the digest what is built)`);
+      const [, image, digest] = m as unknown as [string, string, string];
+      digests.set(image, (digests.get(image) ?? new Set()).add(digest));
       const refresh = s.comments.find((c) => /^#\s*refresh:\s*docker buildx imagetools inspect\s/.test(c));
-      assert.ok(refresh, `FROM ${s.from}: neither a digest nor a "# refresh: docker buildx imagetools inspect ..." comment above it`);
+      assert.ok(refresh, `FROM ${s.from}: a "# refresh: docker buildx imagetools inspect ..." comment above it`);
       assert.ok(refresh.split(/\s+/).includes(image), `the refresh command above FROM ${s.from} inspects that same image (${refresh})`);
+      // The index digest: an arch-specific manifest's digest would build on one platform only.
+      assert.match(refresh, /\.Manifest\.Digest/, 'the command prints the index digest');
     }
+    for (const [image, set] of digests) assert.equal(set.size, 1, `every stage on ${image} has the same digest`);
   });
 
   test('OCI labels: source, version, revision, licenses (the package\'s), from build arguments with defaults', async () => {
@@ -138,6 +148,82 @@ describe('container image', () => {
     assert.ok(runtime.instructions.some((i) => i.op === 'COPY' && /\/usr\/local\/bin\/velero-download\s+\/usr\/local\/bin\/velero-download$/.test(i.args)), 'copied into the runtime');
     const env = runtime.instructions.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
     assert.match(env, /\bPATH=(\S*:)?\/usr\/local\/bin(:|\s|$)/, '/usr/local/bin is on PATH, so --entrypoint velero-download resolves');
+  });
+
+  /** The RUN that writes the REVISION file, its stage, and where the runtime puts the file. */
+  function revisionWriter(): { stage: Stage; run: Instruction; copy: Instruction } {
+    const stage = stages.find((s) => s.instructions.some((i) => i.op === 'RUN' && />\s*REVISION\b/.test(i.args)));
+    assert.ok(stage, 'a RUN writes REVISION');
+    const run = stage.instructions.find((i) => i.op === 'RUN' && />\s*REVISION\b/.test(i.args))!;
+    const copy = runtime.instructions.find((i) => i.op === 'COPY' && /\/REVISION\s+\S*REVISION$/.test(i.args));
+    assert.ok(copy, 'the runtime copies REVISION in');
+    return { stage, run, copy };
+  }
+
+  /** Runs `script` as Docker runs a RUN (`/bin/sh -c`, build arguments in the environment) in a fresh directory. */
+  async function runAsDocker(script: string, env: Record<string, string>): Promise<{ code: number; stderr: string; dir: string }> {
+    const dir = await mkdtemp(join(tmpdir(), 'vds-dockerfile-'));
+    return new Promise((done) => {
+      execFile('/bin/sh', ['-c', script], { cwd: dir, env: { PATH: '/usr/bin:/bin', ...env } }, (err, _stdout, stderr) => {
+        done({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr, dir });
+      });
+    });
+  }
+
+  test('the image carries a REVISION file beside package.json, written from the REVISION build argument in a stage with a shell', () => {
+    const { stage, run, copy } = revisionWriter();
+    assert.notEqual(stage, runtime, 'the runtime has no shell to run it');
+    assert.doesNotMatch(stage.from, /distroless/);
+    // A build argument reaches only the stages that declare it, and a RUN only after the declaration.
+    const arg = stage.instructions.find((i) => i.op === 'ARG' && /^REVISION(=|$)/.test(i.args));
+    assert.ok(arg && arg.line < run.line, `ARG REVISION declared in stage ${stage.name} before the RUN`);
+    const stageDir = stage.instructions.filter((i) => i.op === 'WORKDIR' && i.line < run.line).at(-1)?.args;
+    const [source, dest] = copy.args.split(/\s+/).filter((a) => !a.startsWith('--'));
+    assert.equal(/--from=(\S+)/.exec(copy.args)?.[1], stage.name);
+    assert.equal(source, `${stageDir}/REVISION`, 'the file the RUN wrote (relative to its WORKDIR)');
+    // Beside package.json, where src/version.ts looks for it.
+    const pkgCopy = runtime.instructions.find((i) => i.op === 'COPY' && /package\.json$/.test(i.args))!;
+    assert.equal(dirname(dest!), dirname(pkgCopy.args.split(/\s+/).at(-1)!));
+  });
+
+  test('the REVISION the RUN writes is what the gateway reports; the default reports unknown', async () => {
+    const { run, stage } = revisionWriter();
+    const byDefault = stage.instructions.find((i) => i.op === 'ARG' && i.args.startsWith('REVISION'))!.args.split('=')[1] ?? '';
+    for (const [revision, expected] of [
+      ['0123456789abcdef0123456789abcdef01234567', '0123456789abcdef0123456789abcdef01234567'],
+      ['a'.repeat(64), 'a'.repeat(64)],
+      [byDefault, 'unknown'],
+    ] as const) {
+      const r = await runAsDocker(run.args, { REVISION: revision });
+      try {
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(revisionOf(r.dir), expected, `REVISION=${revision}`);
+      } finally {
+        await rm(r.dir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  test('a REVISION that is not a full commit id fails the build, and the shell never runs it', async () => {
+    const { run } = revisionWriter();
+    for (const revision of [
+      'abc1234', // a short hash: build_info would say unknown while the label says abc1234
+      '0123456789ABCDEF0123456789ABCDEF01234567',
+      `${'a'.repeat(39)}\n`,
+      `${'a'.repeat(40)}\nmain`,
+      '$(touch pwned)', '`touch pwned`; touch pwned',
+      `../../../../etc/${'a'.repeat(24)}`,
+      '',
+    ]) {
+      const r = await runAsDocker(run.args, { REVISION: revision });
+      try {
+        assert.notEqual(r.code, 0, `REVISION=${JSON.stringify(revision)} accepted`);
+        assert.match(r.stderr, /REVISION must be a full commit id \(git rev-parse HEAD\)/);
+        assert.deepEqual(await readdir(r.dir), [], 'nothing written, nothing run');
+      } finally {
+        await rm(r.dir, { recursive: true, force: true });
+      }
+    }
   });
 
   test('the build stage installs dev dependencies and builds dist/', () => {

@@ -3,8 +3,8 @@
  * `helm lint --strict`, `helm template --kube-version <the API server's>`, what each rendering must
  * contain, the RBAC it grants (read from the rendered Roles and bindings), and every rendered object
  * applied with server-side dry run to a real kube-apiserver, which checks it against its own schemas
- * and those of the ServiceMonitor and Certificate CRDs (test/fixtures/chart-crds). One API server
- * serves the whole file.
+ * and those of the ServiceMonitor, PrometheusRule and Certificate CRDs (test/fixtures/chart-crds).
+ * One API server serves the whole file.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -39,6 +39,18 @@ interface Variant {
   /** Exactly the kinds rendered. */
   kinds: string[];
   check?: (docs: Manifest[]) => void;
+}
+
+type AlertRule = { alert: string; expr: string; for: string; labels: Record<string, string>; annotations: { summary: string; description: string } };
+/** The alerts of the rendered PrometheusRule, each with a severity, a summary and a description. */
+function alertsOf(docs: Manifest[]): AlertRule[] {
+  const groups = find<{ groups: { name: string; rules: AlertRule[] }[] }>(docs, 'PrometheusRule').spec.groups;
+  assert.equal(groups.length, 1);
+  for (const r of groups[0]!.rules) {
+    assert.match(r.labels.severity ?? '', /^\w+$/, `${r.alert}: severity`);
+    assert.ok(r.annotations.summary && r.annotations.description, `${r.alert}: summary and description`);
+  }
+  return groups[0]!.rules;
 }
 
 /** Pod: the `helm test` hook (helm template renders test hooks). */
@@ -388,6 +400,53 @@ const VARIANTS: Record<string, Variant> = {
       assert.ok(!boundRoles(docs, saOf(docs)).some((r) => r.rules.some((x) => x.resources?.includes('configmaps'))), 'no ConfigMap rules when none is published');
     },
   },
+  prometheusRule: {
+    values: {
+      metrics: {
+        prometheusRule: {
+          enabled: true, additionalLabels: { release: 'prometheus' }, alertLabels: { team: 'backup' },
+          errorRatio: { threshold: 0.07, window: '10m', for: '15m', severity: 'critical' },
+          certificateExpiry: { days: 21 },
+        },
+      },
+    },
+    kinds: [...BASE_KINDS, 'PrometheusRule'],
+    check(docs) {
+      const rules = alertsOf(docs);
+      assert.equal(find(docs, 'PrometheusRule').metadata.labels?.release, 'prometheus');
+      assert.deepEqual(rules.map((r) => r.alert), ['VeleroDownloadServerErrors', 'VeleroDownloadServerCertificateExpiry', 'VeleroDownloadServerKubeReviewErrors']);
+      const [errors, expiry, reviews] = rules as [AlertRule, AlertRule, AlertRule];
+      // The tuned values land in the expression, the duration and the labels; the others keep their defaults.
+      assert.match(errors.expr, /http_requests_total\{code=~"5\.\.",namespace="velero"\}\[10m\]\)\)\s+\/\s+sum by \(namespace, job\) \(rate\(velero_download_server_http_requests_total\{namespace="velero"\}\[10m\]\)\)\s+> 0\.07\s*$/);
+      assert.deepEqual([errors.for, errors.labels], ['15m', { severity: 'critical', team: 'backup' }]);
+      assert.match(errors.annotations.summary, /More than 7% of/, 'the threshold as a percentage, without float noise');
+      assert.equal(expiry.expr.trim(), 'velero_download_server_tls_certificate_expiry_timestamp_seconds{namespace="velero"} - time() < 21 * 86400');
+      assert.match(expiry.annotations.summary, /within 21 days/);
+      assert.match(reviews.expr, /review_duration_seconds_count\{outcome="error",namespace="velero"\}\[5m\]/);
+      assert.deepEqual([reviews.for, reviews.labels], ['10m', { severity: 'warning', team: 'backup' }]);
+      // Prometheus' own template syntax reaches the rule as written (helm must not have eaten it).
+      for (const r of rules) assert.match(r.annotations.description, /\{\{ \$(value|labels)[^}]*\}\}/, `${r.alert}: description`);
+    },
+  },
+  prometheusRuleElsewhere: {
+    values: {
+      metrics: {
+        prometheusRule: {
+          enabled: true, namespace: 'monitoring', annotations: { owner: 'platform' }, selector: 'job="vds-metrics",namespace=~"velero|backup"',
+          errorRatio: { enabled: false }, kubeReviewErrors: { enabled: false },
+        },
+      },
+    },
+    kinds: [...BASE_KINDS, 'PrometheusRule'],
+    check(docs) {
+      const pr = find(docs, 'PrometheusRule');
+      assert.equal(pr.metadata.namespace, 'monitoring');
+      assert.equal(pr.metadata.annotations?.owner, 'platform');
+      const rules = alertsOf(docs);
+      assert.deepEqual(rules.map((r) => r.alert), ['VeleroDownloadServerCertificateExpiry'], 'only the alerts left on');
+      assert.match(rules[0]!.expr, /_seconds\{job="vds-metrics",namespace=~"velero\|backup"\} - time\(\) < 14 \* 86400/);
+    },
+  },
   networkPolicy: {
     values: {
       networkPolicy: {
@@ -734,6 +793,10 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
       [{ metrics: { plainHttp: { enabled: true, port: 8085 } } }, /metrics\.plainHttp\.port must be a port of its own/],
       [{ podAntiAffinity: 'always' }, /podAntiAffinity/],
       [{ tests: { image: 'busybox' } }, /tests': additional properties 'image'/],
+      [{ metrics: { prometheusRule: { enabled: true, selector: 'a="b"} or vector(1) > 0 or x{a="b"' } } }, /prometheusRule\/selector/],
+      [{ metrics: { prometheusRule: { enabled: true, alertLabels: { severity: 'none' } } } }, /invalid propertyName 'severity'/],
+      [{ metrics: { prometheusRule: { enabled: true, errorRatio: { threshold: 5 } } } }, /errorRatio\/threshold/],
+      [{ metrics: { prometheusRule: { enabled: true, errorRatio: { enabled: false }, certificateExpiry: { enabled: false }, kubeReviewErrors: { enabled: false } } } }, /with every alert disabled/],
       [{ filesystem: { volumes: [{ name: 'a', pvc: {} }] } }, /filesystem\/volumes\/0': additional properties 'pvc'/],
       [{ filesystem: { volumes: [{ name: 'a', persistentVolumeClaim: { claimName: 'a' } }, { name: 'b', bucket: 'b', persistentVolumeClaim: { claimName: 'b' } }] } }, /has no bucket/],
     ] as const) {
@@ -745,6 +808,12 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
     const skipped = await helmTemplate({ configuration: { tenantFilesystemAllow: true } }, { kubeVersion, args: ['--skip-schema-validation'] });
     assert.notEqual(skipped.code, 0);
     assert.match(skipped.stderr, /true no longer/);
+    // Without the schema the template still refuses a selector that could reshape an expression.
+    for (const selector of ['a="b"} or vector(1) > 0 or x{a="b"', 'a="b" # the rest', 'a="b"\n']) {
+      const r = await helmTemplate({ metrics: { prometheusRule: { enabled: true, selector } } }, { kubeVersion, args: ['--skip-schema-validation'] });
+      assert.notEqual(r.code, 0, `${JSON.stringify(selector)} rendered`);
+      assert.match(r.stderr, /selector holds label matchers only/);
+    }
     // The webhook without the API server's own guard (ValidatingAdmissionPolicy, 1.30+) is refused.
     const old = await helmTemplate({ admissionWebhook: { enabled: true } }, { kubeVersion: 'v1.29.0' });
     assert.notEqual(old.code, 0);
@@ -760,6 +829,9 @@ describe('the chart, rendered by helm and dry-run applied to the real API server
     await assert.rejects(dryRunApply(k, { ...deployment, spec: { ...deployment.spec, replica: 2 } }), /\.spec\.replica: field not declared in schema/);
     const sm = find<{ endpoints: Record<string, unknown>[] }>(docs, 'ServiceMonitor');
     await assert.rejects(dryRunApply(k, { ...sm, spec: { ...sm.spec, endpoints: [{ ...sm.spec.endpoints[0], scheme: 'gopher' }] } }), /ServiceMonitor .*scheme/);
+    const pr = find<{ groups: { name: string; rules: Record<string, unknown>[] }[] }>(await render(VARIANTS.prometheusRule!.values, { kubeVersion }), 'PrometheusRule');
+    const group = pr.spec.groups[0]!;
+    await assert.rejects(dryRunApply(k, { ...pr, spec: { groups: [{ ...group, rules: [{ ...group.rules[0], for: 'ten minutes' }] }] } }), /PrometheusRule .*for/);
     // And nothing was persisted by the dry runs.
     assert.equal((await k.rest('GET', `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${FULLNAME}`)).status, 404);
   });

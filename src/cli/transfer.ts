@@ -154,6 +154,8 @@ export async function* bodyChunks(src: Source, first: IncomingMessage, opts: Fet
   const { total, validator, ranges } = resumed && first.statusCode === 206 ? { ...resumed, ranges: true } : describeBody(first);
   stats.received = resumed && first.statusCode === 206 ? resumed.offset : 0;
   stats.total = total;
+  // A resumed transfer's bar starts where the earlier run stopped, and counts its rate from there.
+  if (stats.received) progress?.update(stats.received, total);
   let res: IncomingMessage | undefined = first;
   let stalls = 0;
   let lastError: unknown;

@@ -146,6 +146,22 @@ describe('velero-download: output, resume and exit codes', () => {
     assert.deepEqual((await readdir(cwd)).sort(), [PARTIAL, RECORD]);
   });
 
+  test('on a terminal, a stalled transfer shows its rate falling and "stalled" instead of a frozen line', async () => {
+    viaProxy();
+    const cwd = await scratch();
+    proxy.set({ stallAfter: 1024 * 1024 });
+    const r = await f.run('alice', ['backup', 'download', 'nightly', '--cacert', proxyCaFile, '--timeout', '5s'], { cwd, tty: true });
+    proxy.set({});
+    assert.equal(r.code, 4, r.stderr);
+    const lines = r.stderr.split('\r').filter((l) => l.includes('1.0 MiB / 3.0 MiB'));
+    assert.ok(lines.length >= 10, `redrawn while nothing arrives: ${lines.length} lines`);
+    const kib = lines.map((l) => Number(/ ([\d.]+) (K|M)iB\/s/.exec(l)?.[1]) * (/ MiB\/s/.test(l) ? 1024 : 1));
+    for (let i = 1; i < kib.length; i++) assert.ok(kib[i]! <= kib[i - 1]!, `the rate falls while nothing arrives: ${lines[i - 1]!} -> ${lines[i]!}`);
+    assert.ok(kib.at(-1)! < kib[0]! / 2, `${lines[0]!} -> ${lines.at(-1)!}`);
+    assert.match(lines.at(-1)!, /stalled [345]s/);
+    assert.ok(!lines.at(-1)!.includes('ETA'));
+  });
+
   /** Starts the real command under a stalling proxy, waits for `stall` bytes in its partial file, and interrupts it. */
   async function interrupted(cwd: string, args: string[], stall: number, partial: string): Promise<{ code: number | null; stderr: string; kept: number }> {
     proxy.set({ stallAfter: stall });

@@ -2,11 +2,15 @@ import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 
-/** The package root: src/ and dist/ both sit one level below package.json. */
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** Set by the single-executable bundle (esbuild --define), which has no package.json beside it. */
+declare const VELERO_DOWNLOAD_VERSION: string | undefined;
+const BUNDLED_VERSION = typeof VELERO_DOWNLOAD_VERSION === 'string' ? VELERO_DOWNLOAD_VERSION : undefined;
+
+/** The package root: src/ and dist/ both sit one level below package.json; none in the bundle. */
+const ROOT = BUNDLED_VERSION === undefined ? fileURLToPath(new URL('..', import.meta.url)) : undefined;
 
 /** The package version. */
-export const VERSION: string = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+export const VERSION: string = BUNDLED_VERSION ?? (JSON.parse(readFileSync(join(ROOT!, 'package.json'), 'utf8')) as { version: string }).version;
 
 const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
@@ -16,7 +20,7 @@ const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
  * Only files of the installation are read, never a command run; anything but a commit id is ignored,
  * so a label never carries arbitrary text.
  */
-export const REVISION: string = revisionOf(ROOT);
+export const REVISION: string = ROOT === undefined ? 'unknown' : revisionOf(ROOT);
 
 /** The revision of the installation at `root` (see REVISION). */
 export function revisionOf(root: string): string {

@@ -233,8 +233,15 @@ Volume data (volumes, ls, files, archive) comes from the download server only: t
 is an id from "backup volumes"; PATH is inside the volume (a leading "/" is optional; ".." is refused).
 It needs "get" on backups/volumedata, which holds every file of the backed-up volumes.
 
+A download to a file collects in FILE.partial and takes its name only when complete. When it is
+interrupted (Ctrl-C, SIGTERM, --timeout, a connection that keeps breaking), FILE.partial stays, with
+FILE.partial.json recording the source and the object's ETag (no token, no URL query); running the same
+command again continues it with a Range request, or starts over when the object changed. A download to
+stdout cannot be resumed.
+
 Exit codes: 0 success, 1 not found (or another failure), 2 usage, 3 unauthorized or forbidden,
-4 unreachable (API server, Velero, store or download server; or an untrusted certificate).
+4 unreachable (API server, Velero, store or download server; or an untrusted certificate),
+130 interrupted.
 `;
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

@@ -10,4 +10,5 @@ if (!(major >= 24)) {
   process.stderr.write(`velero-download: needs Node 24 or later; this is Node ${process.versions.node} (${process.execPath})\n`);
   process.exit(1);
 }
-await import('./process.ts');
+const { main } = await import('./process.ts');
+await main();

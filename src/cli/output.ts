@@ -1,8 +1,8 @@
 /**
- * Where the downloaded bytes go. A file is written to a temporary file in the same directory and
- * moved to its name only when complete, so the name holds the whole artifact or nothing: a failed or
- * interrupted download removes the temporary file. Files are created readable by their owner only:
- * a backup holds every backed-up Secret.
+ * Where the finished bytes go. A file is written to a temporary file in the same directory and moved
+ * to its name only when complete, so the name holds the whole artifact or nothing (a download's raw
+ * bytes collect first in a partial file that outlives an interruption: see partial.ts). Files are
+ * created readable by their owner only: a backup holds every backed-up Secret.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -60,24 +60,7 @@ export async function openOutput(spec: OutputSpec, force: boolean, cwd: string, 
     name: spec.path,
     stream,
     async commit() {
-      if (force) {
-        await rename(tmp, path);
-      } else {
-        // link() refuses an existing name atomically, where "check, then rename" would race.
-        try {
-          await link(tmp, path);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'EEXIST') throw new UsageError(`${spec.path} appeared while downloading: pass --force to overwrite it, or -o another file`);
-          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
-          // A file system without hard links: the small race is the price.
-          if (await exists(path)) throw new UsageError(`${spec.path} appeared while downloading: pass --force to overwrite it, or -o another file`);
-          await rename(tmp, path);
-          committed = true;
-          return;
-        }
-        await unlink(tmp);
-      }
+      await placeFile(tmp, path, force, spec.path);
       committed = true;
     },
     async discard() {
@@ -86,4 +69,25 @@ export async function openOutput(spec: OutputSpec, force: boolean, cwd: string, 
       await unlink(tmp).catch(() => {});
     },
   };
+}
+
+/**
+ * Gives the complete file `tmp` its name `path` (`shown` in messages): replacing what is there only
+ * with `force`, otherwise refusing a name that appeared meanwhile.
+ */
+export async function placeFile(tmp: string, path: string, force: boolean, shown: string): Promise<void> {
+  if (force) return rename(tmp, path);
+  const appeared = (): UsageError => new UsageError(`${shown} appeared while downloading: pass --force to overwrite it, or -o another file`);
+  // link() refuses an existing name atomically, where "check, then rename" would race.
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw appeared();
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+    // A file system without hard links: the small race is the price.
+    if (await exists(path)) throw appeared();
+    return rename(tmp, path);
+  }
+  await unlink(tmp);
 }

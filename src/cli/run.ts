@@ -22,13 +22,15 @@ import { loadClientConfig } from './client-config.ts';
 import { completionScript } from './completion.ts';
 import { DESCRIBED_ARTIFACTS, describeJson, describeTable, downloadCommand, sizeOf } from './describe.ts';
 import type { ArtifactState } from './describe.ts';
-import { checkOutput, openOutput } from './output.ts';
+import { checkOutput, openOutput, placeFile } from './output.ts';
+import { PartialDownload, serverIdentity } from './partial.ts';
+import type { SourceIdentity } from './partial.ts';
 import type { Output } from './output.ts';
 import { PASSWORD_FILE_ENV, firstLine, promptPassword, readPasswordFile } from './password.ts';
 import type { PromptTerminal } from './password.ts';
 import { progressFor } from './progress.ts';
 import type { TerminalLike } from './progress.ts';
-import { HttpStatusError, bodyChunks, openSource } from './transfer.ts';
+import { HttpStatusError, bodyChunks, describeBody, openSource } from './transfer.ts';
 import type { FetchOptions, Source, TransferStats } from './transfer.ts';
 import { isJson, listDirectory, readJson, safeJson, volumeUrl, volumesTable, wholeTarCheck } from './volumes.ts';
 import type * as KubeModuleNs from './kube.ts';
@@ -94,7 +96,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     return EXIT.ok;
   } catch (err) {
     if (signal.aborted) {
-      say('interrupted: nothing was saved');
+      // save() says what became of the bytes; an interruption before any arrived saved nothing.
+      say(err instanceof CliError && err.exitCode === EXIT.interrupted ? err.message : 'interrupted: nothing was saved');
       return EXIT.interrupted;
     }
     if (err instanceof CliError) {
@@ -395,6 +398,8 @@ function statusToError(err: HttpStatusError, src: Source, cmd: Command, access: 
 interface Cluster {
   kube: KubeModule;
   api: VeleroApi;
+  /** The API server's URL, for a partial download's source identity. */
+  server: string;
 }
 
 interface Prepared {
@@ -421,8 +426,11 @@ async function prepare(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg: 
   const kube: KubeModule = await import('./kube.ts');
   const kc = kube.loadKubeConfig(cmd, io.env);
   const api = new kube.VeleroApi(kc, cmd.namespace, cmd.connectTimeoutMs);
-  return { cluster: { kube, api }, gateway: new KubeGatewayAccess(kube, kc, api, cmd, cacert, signal), cacert };
+  return { cluster: { kube, api, server: kube.serverOf(kc) }, gateway: new KubeGatewayAccess(kube, kc, api, cmd, cacert, signal), cacert };
 }
+
+/** The --timeout failure: explained once, with whatever save() added to it. */
+class TimeoutExceeded extends CliError {}
 
 /** --timeout, which runs from the first download attempt: waiting for URLs has its own --wait-timeout. */
 class TransferClock {
@@ -442,8 +450,8 @@ class TransferClock {
   }
   /** The error to report instead of `err` when the limit cut the transfer. */
   explain(err: unknown): unknown {
-    if (!this.#limit.signal.aborted) return err;
-    return new CliError(EXIT.unreachable, `the transfer did not finish within --timeout ${this.#ms / 1000}s: raise --timeout (0 means no limit)`);
+    if (!this.#limit.signal.aborted || err instanceof TimeoutExceeded) return err;
+    return new TimeoutExceeded(EXIT.unreachable, `the transfer did not finish within --timeout ${this.#ms / 1000}s: raise --timeout (0 means no limit)`);
   }
 }
 
@@ -453,6 +461,9 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
   // Fail before creating anything when the download server cannot be used at all.
   if (cmd.gateway.forced) await gateway.authorization();
 
+  // Where the command was pointed, and the artifact's route: the same on every run, whatever URLs the DownloadRequest brings.
+  const base = cmd.gateway.baseUrl;
+  const partial = await partialFor(cmd, io, { server: base ? serverIdentity(base) : serverIdentity(new URL(clusterOf(prepared).server)), route: `/v1/namespaces/${cmd.namespace}/${cmd.owner}/${cmd.name}/${cmd.artifact}` }, say);
   const clock = new TransferClock(cmd.timeoutMs, signal);
   let drName: string | undefined;
   try {
@@ -463,7 +474,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
     const tryOpen = async (src: Source): Promise<IncomingMessage | undefined> => {
       clock.start();
       try {
-        return await openSource(src, fetchOpts);
+        return await openSource(src, fetchOpts, partial?.resume);
       } catch (err) {
         if (err instanceof HttpStatusError) throw statusToError(err, src, cmd, gateway);
         if (clock.signal.aborted || !networkFailure(err)) throw err;
@@ -569,7 +580,7 @@ async function download(cmd: Command, io: CliIo, signal: AbortSignal, say: (msg:
       const trustAdvice = untrusted ? `; ${gateway.untrustedAdvice(untrusted)}` : ': check that the download server is running and reachable from here';
       throw new CliError(EXIT.unreachable, `cannot download the ${singular(cmd)} "${cmd.name}" ${cmd.artifact}: ${failures.join('; ')}${trustAdvice}`);
     }
-    await save(cmd, io, opened.src, opened.res, fetchOpts, say, { what: `${singular(cmd)} "${cmd.name}" ${cmd.artifact}`, access: gateway });
+    await save(cmd, io, opened.src, opened.res, fetchOpts, say, { what: `${singular(cmd)} "${cmd.name}" ${cmd.artifact}`, access: gateway, clock, ...(partial && { partial }) });
   } catch (err) {
     if (signal.aborted) throw err;
     throw clock.explain(err);
@@ -586,15 +597,38 @@ interface SaveOptions {
   verify?: Transform;
   /** How the download server was signed in to, for the words of a refusal. */
   access: GatewayAccess;
+  /** The --timeout clock, whose failure message the kept partial file's note joins. */
+  clock: TransferClock;
+  /** For a file output: where the bytes collect until complete, and what an earlier run left there. */
+  partial?: PartialDownload;
 }
 
+/** What an earlier run of the same command left for a file output (stdout cannot be continued). */
+async function partialFor(cmd: Command, io: CliIo, source: SourceIdentity, say: (msg: string) => void): Promise<PartialDownload | undefined> {
+  if (cmd.output.kind !== 'file') return undefined;
+  return PartialDownload.find(resolve(io.cwd, cmd.output.path), source, say);
+}
+
+/**
+ * Streams the body into the output. A file output gets the raw bytes in its partial file first,
+ * continuing an earlier run's when `res` is the 206 that asked for the rest; a break or an
+ * interruption keeps them for the next run; once complete, they are gunzipped or checked as the
+ * artifact needs and the file takes its name.
+ */
 async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, fetchOpts: FetchOptions, say: (msg: string) => void, opts: SaveOptions): Promise<void> {
-  const length = Number(res.headers['content-length']);
-  const bar = progressFor(io.stderr, Number.isSafeInteger(length) ? length : undefined);
+  const { partial } = opts;
+  const resumed = partial?.resume && res.statusCode === 206 ? partial.resume : undefined;
+  if (partial?.resume && !resumed) say(`${src.label} sent the whole ${opts.what} again instead of the rest: it changed since ${partial.path} was written; starting over`);
+  if (resumed) say(`resuming ${partial!.path} at byte ${resumed.offset} of ${resumed.total}`);
+  const info = resumed ? { ...resumed, ranges: true } : describeBody(res);
+  const bar = progressFor(io.stderr, info.total);
   const stats: TransferStats = { received: 0, total: undefined, resumes: 0 };
-  let output: Output;
+  const transforms = (): Transform[] => [...(cmd.gunzip ? [createGunzip()] : []), ...(opts.verify ? [opts.verify] : [])];
+  let sink: Writable;
+  let output: Output | undefined;
   try {
-    output = await openOutput(cmd.output, cmd.force, io.cwd, io.stdout);
+    if (partial) sink = (await partial.begin(resumed?.offset ?? 0, info.ranges ? info.validator : undefined, info.total)).stream;
+    else sink = (output = await openOutput(cmd.output, cmd.force, io.cwd, io.stdout)).stream;
   } catch (err) {
     res.destroy();
     throw err;
@@ -602,29 +636,64 @@ async function save(cmd: Command, io: CliIo, src: Source, res: IncomingMessage, 
   const body = Readable.from(bodyChunks(src, res, fetchOpts, stats, bar, (m) => {
     if (bar) io.stderr.write('\n');
     say(m);
-  }));
+  }, resumed));
   try {
-    await pipeline([body, ...(cmd.gunzip ? [createGunzip()] : []), ...(opts.verify ? [opts.verify] : []), output.stream], { signal: fetchOpts.signal });
+    await pipeline([body, ...(partial ? [] : transforms()), sink], { signal: fetchOpts.signal });
     bar?.finish();
-    await output.commit();
+    if (partial) await finishPartial(partial, cmd, io, transforms(), fetchOpts.signal);
+    else await output!.commit();
   } catch (err) {
     bar?.finish();
-    await output.discard();
-    if (err instanceof CliError || fetchOpts.signal.aborted) throw err;
-    if (err instanceof HttpStatusError) throw statusToError(err, src, cmd, opts.access);
-    const code = (err as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && code.startsWith('Z_')) {
-      throw new CliError(EXIT.notFound, `the ${cmd.artifact} of ${singular(cmd)} "${cmd.name}" is not valid gzip (${(err as Error).message}): the stored file may be damaged`);
+    await output?.discard();
+    // Bytes that are a true prefix of the object are worth keeping; those of a changed or missing one are not.
+    const worthKeeping = !(err instanceof CliError && err.exitCode === EXIT.notFound) && !(err instanceof HttpStatusError && err.status === 404);
+    const kept = partial && worthKeeping ? await partial.keep() : 0;
+    if (partial && !kept) await partial.remove();
+    const note = `the partial download is kept in ${partial?.path ?? ''} (${kept} of ${info.total ?? 0} bytes): run the same command again to resume it`;
+    if (io.signal?.aborted) {
+      const stdout = 'a download to stdout cannot be resumed: run the command again (with -o FILE, an interrupted download is kept and resumes)';
+      throw new CliError(EXIT.interrupted, `interrupted: ${kept ? note : cmd.output.kind === 'stdout' ? stdout : 'nothing was saved'}`);
     }
-    if (code === 'EPIPE' && cmd.output.kind === 'stdout') throw new CliError(EXIT.ok, '');
-    if (networkFailure(err)) {
-      throw new CliError(EXIT.unreachable, `the transfer from ${src.label} failed after ${stats.received} bytes: ${describeFailure(err)}`);
-    }
-    throw new CliError(EXIT.notFound, `writing ${output.name} failed: ${describeFailure(err)}`);
+    const failure = opts.clock.explain(transferError(err, cmd, src, stats, opts));
+    if (kept && failure instanceof CliError) failure.message += `; ${note}`;
+    throw failure;
   }
   if (cmd.output.kind === 'file') {
     io.stdout.write(`${opts.what} saved to ${resolve(io.cwd, cmd.output.path)}\n`);
   }
+}
+
+/** The partial file, complete: gunzipped or checked into the output, or renamed to it; then gone. */
+async function finishPartial(partial: PartialDownload, cmd: Command, io: CliIo, transforms: Transform[], signal: AbortSignal): Promise<void> {
+  const shown = cmd.output.kind === 'file' ? cmd.output.path : '';
+  try {
+    if (!transforms.length) return await placeFile(partial.path, resolve(io.cwd, shown), cmd.force, shown);
+    const output = await openOutput(cmd.output, cmd.force, io.cwd, io.stdout);
+    try {
+      await pipeline([await partial.read(), ...transforms, output.stream], { signal });
+      await output.commit();
+    } catch (err) {
+      await output.discard();
+      throw err;
+    }
+  } finally {
+    await partial.remove();
+  }
+}
+
+/** A failed transfer as the command's error. */
+function transferError(err: unknown, cmd: Command, src: Source, stats: TransferStats, opts: SaveOptions): unknown {
+  if (err instanceof CliError || opts.clock.signal.aborted) return err;
+  if (err instanceof HttpStatusError) return statusToError(err, src, cmd, opts.access);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return new CliError(EXIT.notFound, `the ${cmd.artifact} of ${singular(cmd)} "${cmd.name}" is not valid gzip (${(err as Error).message}): the stored file may be damaged`);
+  }
+  if (code === 'EPIPE' && cmd.output.kind === 'stdout') return new CliError(EXIT.ok, '');
+  if (networkFailure(err)) {
+    return new CliError(EXIT.unreachable, `the transfer from ${src.label} failed after ${stats.received} bytes: ${describeFailure(err)}`);
+  }
+  return new CliError(EXIT.notFound, `writing ${cmd.output.kind === 'file' ? cmd.output.path : 'stdout'} failed: ${describeFailure(err)}`);
 }
 
 /**
@@ -753,7 +822,7 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
   const { gateway, base, clock, fetchOpts, source } = session;
   const url = (continueToken?: string): URL => volumeUrl(base, cmd.namespace, cmd.name, v, continueToken);
   const src = source(url());
-  const open = (u: URL): Promise<IncomingMessage> => openSource(source(u), fetchOpts);
+  const open = (u: URL, resume?: PartialDownload['resume']): Promise<IncomingMessage> => openSource(source(u), fetchOpts, resume);
   const print = (s: string): Promise<void> => new Promise((ok, fail) => void io.stdout.write(s, (err) => (err ? fail(err) : ok())));
   const inVolume = `"${printable(v.volume)}:/${printable(v.path.join('/'))}"`;
   try {
@@ -763,7 +832,8 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
     } else if (v.action === 'ls') {
       await listDirectory((t) => open(url(t)), v.json, print);
     } else {
-      const res = await open(src.url);
+      const partial = await partialFor(cmd, io, { server: serverIdentity(base), route: `${src.url.pathname.slice(base.pathname.replace(/\/+$/, '').length)}${src.url.search}` }, say);
+      const res = await open(src.url, partial?.resume);
       if (isJson(res)) {
         const kind = ((await readJson(res, 'the answer')) as { kind?: unknown } | null)?.kind;
         const what = kind === 'Directory' ? 'a directory' : kind === 'Symlink' ? 'a symbolic link' : 'not a file';
@@ -774,6 +844,8 @@ async function volumeData(cmd: Command, io: CliIo, signal: AbortSignal, say: (ms
         what: archive ? `the archive of ${inVolume}` : inVolume,
         ...(archive && { verify: wholeTarCheck(v.gzip, `the archive of ${inVolume}`) }),
         access: gateway,
+        clock,
+        ...(partial && { partial }),
       });
     }
   } catch (err) {

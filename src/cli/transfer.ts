@@ -77,20 +77,38 @@ async function statusError(res: IncomingMessage): Promise<HttpStatusError> {
 const backoff = (opts: FetchOptions, attempt: number): number => Math.min((opts.backoffMs ?? 100) * 2 ** attempt, 2000);
 
 /**
- * GETs the whole artifact and resolves with the 200 response. Throws HttpStatusError for other
- * statuses (after retrying 429/502/503/504 a few times) and network errors as they come (the caller
- * decides whether another source is worth trying).
+ * GETs the whole artifact and resolves with the 200 response; with `resume`, asks for the rest
+ * (`Range: bytes=offset-`, `If-Range: validator`) and resolves with the 206 that continues those
+ * bytes, or the 200 of an object that changed since. Throws HttpStatusError for other statuses
+ * (after retrying 429/502/503/504 a few times) and network errors as they come (the caller decides
+ * whether another source is worth trying).
  */
-export async function openSource(src: Source, opts: FetchOptions): Promise<IncomingMessage> {
+export async function openSource(src: Source, opts: FetchOptions, resume?: Resume): Promise<IncomingMessage> {
+  let rest = resume;
   for (let attempt = 0; ; attempt++) {
-    const res = await httpGet(src.url, { ...(src.method && { method: src.method }), headers: src.headers, ...(src.trust && { trust: src.trust }), timeoutMs: opts.timeoutMs, signal: opts.signal, ...(opts.lookup && { lookup: opts.lookup }) });
+    const headers = rest ? { ...src.headers, Range: `bytes=${rest.offset}-`, 'If-Range': rest.validator } : src.headers;
+    const res = await httpGet(src.url, { ...(src.method && { method: src.method }), headers, ...(src.trust && { trust: src.trust }), timeoutMs: opts.timeoutMs, signal: opts.signal, ...(opts.lookup && { lookup: opts.lookup }) });
     if (res.statusCode === 200) return res;
+    if (rest && (res.statusCode === 206 || res.statusCode === 416)) {
+      if (res.statusCode === 206 && continues(res, rest.offset, rest.total)) return res;
+      // Not the rest of those bytes (the object shrank, or a server that ranges oddly): the whole object instead.
+      res.destroy();
+      rest = undefined;
+      attempt--;
+      continue;
+    }
     const err = await statusError(res);
     if (!RETRYABLE_STATUS.has(err.status) || attempt >= (opts.maxRetries ?? 4) - 1) throw err;
     // Asking again before the server's time (spent failed sign-ins, say) would only be refused again.
     if ((err.retryAfterSeconds ?? 0) > MAX_RETRY_AFTER_SECONDS) throw err;
     await sleep(err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : backoff(opts, attempt), undefined, { signal: opts.signal });
   }
+}
+
+/** Does this 206 carry the bytes from `offset` to the end of an object of `total` bytes? */
+function continues(res: IncomingMessage, offset: number, total: number | undefined): boolean {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+  return m !== null && Number(m[1]) === offset && (m[3] === '*' || total === undefined || Number(m[3]) === total) && (total === undefined || Number(m[2]) === total - 1);
 }
 
 /** The response ended before Content-Length bytes arrived without a socket error: still a broken transfer. */
@@ -101,6 +119,24 @@ class ShortReadError extends Error {
 export interface Progress {
   /** Bytes received so far, and the total when known. */
   update(received: number, total: number | undefined): void;
+}
+
+/** Where a transfer can continue from, after a break in this run or an earlier one. */
+export interface Resume {
+  offset: number;
+  /** The ETag (or Last-Modified) of the object the first bytes came from, for If-Range. */
+  validator: string;
+  total: number;
+}
+
+/** What a 200 response says about its body: its size, its validator, whether it can be resumed. */
+export function describeBody(res: IncomingMessage): { total: number | undefined; validator: string | undefined; ranges: boolean } {
+  const length = Number(res.headers['content-length']);
+  return {
+    total: res.headers['content-length'] !== undefined && Number.isSafeInteger(length) ? length : undefined,
+    validator: res.headers.etag ?? res.headers['last-modified'],
+    ranges: /\bbytes\b/i.test(String(res.headers['accept-ranges'] ?? '')),
+  };
 }
 
 /** What happened, for the caller to report. */
@@ -114,12 +150,12 @@ export interface TransferStats {
  * The body of `first` (a 200 response from `src`), then, after each break, the rest from resumed
  * range requests: the caller sees one unbroken byte stream or an error, never a silent short one.
  */
-export async function* bodyChunks(src: Source, first: IncomingMessage, opts: FetchOptions, stats: TransferStats, progress?: Progress, note?: (msg: string) => void): AsyncGenerator<Buffer> {
-  const length = Number(first.headers['content-length']);
-  const total = first.headers['content-length'] !== undefined && Number.isSafeInteger(length) ? length : undefined;
-  const validator = first.headers.etag ?? first.headers['last-modified'];
-  const ranges = /\bbytes\b/i.test(String(first.headers['accept-ranges'] ?? ''));
+export async function* bodyChunks(src: Source, first: IncomingMessage, opts: FetchOptions, stats: TransferStats, progress?: Progress, note?: (msg: string) => void, resumed?: Resume): AsyncGenerator<Buffer> {
+  const { total, validator, ranges } = resumed && first.statusCode === 206 ? { ...resumed, ranges: true } : describeBody(first);
+  stats.received = resumed && first.statusCode === 206 ? resumed.offset : 0;
   stats.total = total;
+  // A resumed transfer's bar starts where the earlier run stopped, and counts its rate from there.
+  if (stats.received) progress?.update(stats.received, total);
   let res: IncomingMessage | undefined = first;
   let stalls = 0;
   let lastError: unknown;
@@ -173,8 +209,7 @@ export async function* bodyChunks(src: Source, first: IncomingMessage, opts: Fet
     if (stats.received === 0 && next.statusCode === 200) {
       res = next;
     } else if (next.statusCode === 206) {
-      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(next.headers['content-range'] ?? ''));
-      if (!m || Number(m[1]) !== stats.received || (m[3] !== '*' && Number(m[3]) !== total)) {
+      if (!continues(next, stats.received, total)) {
         next.destroy();
         throw new CliError(EXIT.notFound, `${src.label} answered the resume request with a different range (${String(next.headers['content-range'])}); run the command again`);
       }

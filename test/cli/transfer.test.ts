@@ -107,7 +107,11 @@ describe('velero-download: output, resume and exit codes', () => {
     proxy.set({});
   });
 
-  test('gives up on a transfer that keeps breaking and leaves no file, whole or partial', async () => {
+  const PARTIAL = 'nightly-data.tar.gz.partial';
+  const RECORD = `${PARTIAL}.json`;
+  const keptNote = (total: number): RegExp => new RegExp(`the partial download is kept in \\S*${PARTIAL.replaceAll('.', '\\.')} \\((\\d+) of ${total} bytes\\): run the same command again to resume it`);
+
+  test('a transfer that keeps breaking keeps its partial file, never under the final name, and the next run resumes it', async () => {
     viaProxy();
     const cwd = await scratch();
     proxy.set({ cuts: [512 * 1024, 0, 0, 0, 0, 0, 0] });
@@ -115,41 +119,165 @@ describe('velero-download: output, resume and exit codes', () => {
     proxy.set({});
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, /broke after \d+ of 3145728 bytes and could not be resumed \(aborted\); run the command again/);
-    assert.deepEqual(await readdir(cwd), []);
+    const kept = Number(keptNote(contents.length).exec(r.stderr)?.[1]);
+    assert.ok(kept > 0 && kept <= 512 * 1024, r.stderr);
+    assert.deepEqual((await readdir(cwd)).sort(), [PARTIAL, RECORD]);
+    assert.deepEqual(await readFile(join(cwd, PARTIAL)), contents.subarray(0, kept));
     assert.deepEqual(f.leftoverDownloadRequests(), []);
+
+    const seen = proxy.requests.length;
+    const again = await f.run('alice', ['backup', 'download', 'nightly', '--cacert', proxyCaFile], { cwd });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, new RegExp(`resuming \\S*${PARTIAL.replaceAll('.', '\\.')} at byte ${kept} of ${contents.length}`));
+    assert.equal(proxy.requests.length - seen, 1, 'one request: the rest only');
+    assert.equal(proxy.requests.at(-1)!.headers.range, `bytes=${kept}-`);
+    assert.deepEqual(await readFile(join(cwd, 'nightly-data.tar.gz')), contents);
+    assert.deepEqual(await readdir(cwd), ['nightly-data.tar.gz']);
   });
 
-  test('--timeout bounds the whole transfer', async () => {
+  test('--timeout bounds the whole transfer; what arrived is kept for the next run', async () => {
     viaProxy();
     const cwd = await scratch();
     proxy.set({ stallAfter: 100 * 1024 });
     const r = await f.run('alice', ['backup', 'download', 'nightly', '--cacert', proxyCaFile, '--timeout', '1500ms'], { cwd });
     proxy.set({});
     assert.equal(r.code, 4, r.stderr);
-    assert.match(r.stderr, /did not finish within --timeout 1\.5s/);
-    assert.deepEqual(await readdir(cwd), []);
+    assert.match(r.stderr, /did not finish within --timeout 1\.5s: raise --timeout \(0 means no limit\); the partial download is kept in/);
+    assert.deepEqual((await readdir(cwd)).sort(), [PARTIAL, RECORD]);
   });
 
-  test('SIGINT mid-transfer removes the partial file and the DownloadRequest', async () => {
+  test('on a terminal, a stalled transfer shows its rate falling and "stalled" instead of a frozen line', async () => {
     viaProxy();
     const cwd = await scratch();
-    proxy.set({ stallAfter: 256 * 1024 });
-    const sentBefore = proxy.sent;
-    const live = startCli(['--kubeconfig', f.kubeconfigs.alice, 'backup', 'download', 'nightly', '--cacert', proxyCaFile], { cwd });
-    let files: string[] = [];
-    for (let i = 0; i < 300 && !(proxy.sent - sentBefore >= 256 * 1024 && files.some((n) => n.endsWith('.part'))); i++) {
+    proxy.set({ stallAfter: 1024 * 1024 });
+    const r = await f.run('alice', ['backup', 'download', 'nightly', '--cacert', proxyCaFile, '--timeout', '5s'], { cwd, tty: true });
+    proxy.set({});
+    assert.equal(r.code, 4, r.stderr);
+    const lines = r.stderr.split('\r').filter((l) => l.includes('1.0 MiB / 3.0 MiB'));
+    assert.ok(lines.length >= 10, `redrawn while nothing arrives: ${lines.length} lines`);
+    const kib = lines.map((l) => Number(/ ([\d.]+) (K|M)iB\/s/.exec(l)?.[1]) * (/ MiB\/s/.test(l) ? 1024 : 1));
+    for (let i = 1; i < kib.length; i++) assert.ok(kib[i]! <= kib[i - 1]!, `the rate falls while nothing arrives: ${lines[i - 1]!} -> ${lines[i]!}`);
+    assert.ok(kib.at(-1)! < kib[0]! / 2, `${lines[0]!} -> ${lines.at(-1)!}`);
+    assert.match(lines.at(-1)!, /stalled [345]s/);
+    assert.ok(!lines.at(-1)!.includes('ETA'));
+  });
+
+  /** Starts the real command under a stalling proxy, waits for `stall` bytes in its partial file, and interrupts it. */
+  async function interrupted(cwd: string, args: string[], stall: number, partial: string): Promise<{ code: number | null; stderr: string; kept: number }> {
+    proxy.set({ stallAfter: stall });
+    const live = startCli(['--kubeconfig', f.kubeconfigs.alice, ...args, '--cacert', proxyCaFile], { cwd });
+    let size = 0;
+    for (let i = 0; i < 300 && size < stall; i++) {
       await sleep(50);
-      files = await readdir(cwd);
+      size = (await stat(join(cwd, partial)).catch(() => undefined))?.size ?? 0;
     }
-    assert.ok(files.some((n) => n.startsWith('.nightly-data.tar.gz.') && n.endsWith('.part')), `a temporary file while downloading: ${files.join(',')}`);
-    assert.ok(!files.includes('nightly-data.tar.gz'), 'never under its final name while incomplete');
+    assert.equal(size, stall, 'the partial file fills while downloading');
+    assert.ok(!(await readdir(cwd)).includes(partial.replace(/\.partial$/, '')), 'never under its final name while incomplete');
+    live.proc.kill('SIGINT');
+    const r = await live.done;
+    proxy.set({});
+    f.outputs.push(r.stderr);
+    return { code: r.code, stderr: r.stderr, kept: Number(/\((\d+) of \d+ bytes\)/.exec(r.stderr)?.[1]) };
+  }
+
+  test('SIGINT keeps the partial file and a record without secrets; the next run resumes; a changed object starts over', async () => {
+    viaProxy();
+    const cwd = await scratch();
+    const stall = 256 * 1024;
+    const r = await interrupted(cwd, ['backup', 'download', 'nightly'], stall, PARTIAL);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, new RegExp(`interrupted: ${keptNote(contents.length).source}`));
+    assert.equal(r.kept, stall);
+    assert.deepEqual((await readdir(cwd)).sort(), [PARTIAL, RECORD]);
+    assert.deepEqual(f.leftoverDownloadRequests(), []);
+    for (const name of [PARTIAL, RECORD]) assert.equal((await stat(join(cwd, name))).mode & 0o777, 0o600, `${name} is readable by its owner only`);
+    const recordText = await readFile(join(cwd, RECORD), 'utf8');
+    const record = JSON.parse(recordText) as Record<string, unknown>;
+    assert.deepEqual(record.source, { server: f.api.url, route: '/v1/namespaces/velero/backups/nightly/contents' });
+    assert.equal(record.total, contents.length);
+    assert.equal(record.bytes, stall);
+    assert.match(String(record.validator), /^"/);
+    for (const t of f.secrets()) assert.ok(!recordText.includes(t), 'a token in the record');
+    assert.ok(!/downloadrequests|\?|X-Amz|signature/i.test(recordText), `no DownloadRequest or signed URL in the record: ${recordText}`);
+
+    const seen = proxy.requests.length;
+    const again = await f.cli('alice', ['backup', 'download', 'nightly', '--cacert', proxyCaFile], { cwd });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, new RegExp(`resuming \\S*${PARTIAL.replaceAll('.', '\\.')} at byte ${stall} of ${contents.length}`));
+    const resumed = proxy.requests.slice(seen);
+    assert.equal(resumed.length, 1);
+    assert.equal(resumed[0]!.headers.range, `bytes=${stall}-`);
+    assert.equal(resumed[0]!.headers['if-range'], record.validator);
+    assert.deepEqual(await readFile(join(cwd, 'nightly-data.tar.gz')), contents);
+    assert.deepEqual(await readdir(cwd), ['nightly-data.tar.gz']);
+
+    // The object changes between the runs: the gateway answers the If-Range with all of the new one.
+    const out = 'changed.tgz';
+    const second = await interrupted(cwd, ['backup', 'download', 'nightly', '-o', out], stall, `${out}.partial`);
+    assert.equal(second.code, 130, second.stderr);
+    const stored = join(f.fx.fsRoot, 'bsl-bucket', 'cluster-a', 'backups', 'nightly', 'nightly.tar.gz');
+    const changed = Buffer.from(contents).reverse();
+    await writeFile(stored, changed);
+    try {
+      const fresh = await f.run('alice', ['backup', 'download', 'nightly', '-o', out, '--cacert', proxyCaFile], { cwd });
+      assert.equal(fresh.code, 0, fresh.stderr);
+      assert.match(fresh.stderr, /sent the whole backup "nightly" contents again instead of the rest: it changed since \S*changed\.tgz\.partial was written; starting over/);
+      assert.deepEqual(await readFile(join(cwd, out)), changed);
+      assert.deepEqual((await readdir(cwd)).sort(), [out, 'nightly-data.tar.gz']);
+    } finally {
+      await writeFile(stored, contents);
+    }
+  });
+
+  test('an interrupted gzip artifact resumes in its stored form and is gunzipped once complete', async () => {
+    viaProxy();
+    const cwd = await scratch();
+    const r = await interrupted(cwd, ['backup', 'logs', 'nightly', '-o', 'nightly.log'], 2000, 'nightly.log.partial');
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(r.kept, 2000);
+    const again = await f.run('alice', ['backup', 'logs', 'nightly', '-o', 'nightly.log', '--cacert', proxyCaFile], { cwd });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /resuming \S*nightly\.log\.partial at byte 2000 of/);
+    assert.equal(await readFile(join(cwd, 'nightly.log'), 'utf8'), f.logText);
+    assert.deepEqual(await readdir(cwd), ['nightly.log']);
+  });
+
+  test('a forged or damaged record next to the output never puts foreign bytes into it: the download starts over', async () => {
+    direct();
+    const cwd = await scratch();
+    const source = { server: f.api.url, route: '/v1/namespaces/velero/backups/nightly/contents' };
+    const garbage = Buffer.alloc(4096, 0x41);
+    // The right source, a validator the server never issued: the gateway sends the whole object.
+    await writeFile(join(cwd, PARTIAL), garbage);
+    await writeFile(join(cwd, RECORD), JSON.stringify({ version: 1, source, validator: '"forged"', total: contents.length, bytes: garbage.length }));
+    const forged = await f.run('alice', ['backup', 'download', 'nightly'], { cwd });
+    assert.equal(forged.code, 0, forged.stderr);
+    assert.match(forged.stderr, /sent the whole backup "nightly" contents again instead of the rest: it changed since .* starting over/);
+    assert.deepEqual(await readFile(join(cwd, 'nightly-data.tar.gz')), contents);
+    assert.deepEqual(await readdir(cwd), ['nightly-data.tar.gz']);
+
+    // A record claiming more bytes than the file holds: not even asked for.
+    const out = 'claims.tgz';
+    await writeFile(join(cwd, `${out}.partial`), garbage);
+    await writeFile(join(cwd, `${out}.partial.json`), JSON.stringify({ version: 1, source, validator: '"x"', total: contents.length, bytes: garbage.length + 1 }));
+    const claims = await f.run('alice', ['backup', 'download', 'nightly', '-o', out], { cwd });
+    assert.equal(claims.code, 0, claims.stderr);
+    assert.match(claims.stderr, /ignoring \S*claims\.tgz\.partial \(its record counts more bytes than it holds\): starting over/);
+    assert.deepEqual(await readFile(join(cwd, out)), contents);
+    assert.deepEqual((await readdir(cwd)).sort(), [out, 'nightly-data.tar.gz']);
+  });
+
+  test('an interrupted download to stdout says it cannot be resumed', async () => {
+    viaProxy();
+    proxy.set({ stallAfter: 64 * 1024 });
+    const sentBefore = proxy.sent;
+    const live = startCli(['--kubeconfig', f.kubeconfigs.alice, 'backup', 'download', 'nightly', '-o', '-', '--cacert', proxyCaFile]);
+    for (let i = 0; i < 300 && proxy.sent - sentBefore < 64 * 1024; i++) await sleep(20);
     live.proc.kill('SIGINT');
     const r = await live.done;
     proxy.set({});
     assert.equal(r.code, 130, r.stderr);
-    assert.match(r.stderr, /interrupted: nothing was saved/);
-    assert.deepEqual(await readdir(cwd), []);
-    assert.deepEqual(f.leftoverDownloadRequests(), []);
+    assert.match(r.stderr, /interrupted: a download to stdout cannot be resumed: run the command again \(with -o FILE, an interrupted download is kept and resumes\)/);
   });
 
   test('a damaged gzip artifact is reported and not saved', async () => {

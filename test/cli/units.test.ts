@@ -15,7 +15,8 @@ import type { Command } from '../../src/cli/args.ts';
 import { TimeoutError, UntrustedCertificateError, UsageError, networkFailure } from '../../src/cli/errors.ts';
 import { httpGet } from '../../src/cli/http.ts';
 import { openOutput } from '../../src/cli/output.ts';
-import { ProgressBar, formatBytes, formatProgress, formatSeconds, progressFor } from '../../src/cli/progress.ts';
+import { ProgressBar, RATE_WINDOW_MS, RateWindow, STALL_MS, formatBytes, formatProgress, formatSeconds, progressFor } from '../../src/cli/progress.ts';
+import type { BarClock } from '../../src/cli/progress.ts';
 import { BACKUP_ARTIFACTS, RESTORE_ARTIFACTS } from '../../src/velero/artifacts.ts';
 import { createTestPki } from '../support/test-ca.ts';
 import type { TestPki } from '../support/test-ca.ts';
@@ -151,11 +152,80 @@ describe('progress bar', () => {
     assert.equal(formatSeconds(75), '1m15s');
     assert.equal(formatSeconds(3 * 3600 + 120), '3h02m');
     assert.equal(formatSeconds(Infinity), '--');
-    const line = formatProgress(25 * 1024 * 1024, 100 * 1024 * 1024, 5000, 80);
+    const line = formatProgress(25 * 1024 * 1024, 100 * 1024 * 1024, 5 * 1024 * 1024, 80);
     assert.equal(line, '[========>                     ]  25%  25.0 MiB / 100.0 MiB  5.0 MiB/s  ETA 15s');
     assert.ok(line.length <= 80);
-    assert.equal(formatProgress(2048, undefined, 1000), '2.0 KiB  2.0 KiB/s');
-    assert.ok(formatProgress(1, 10, 1000, 30).length <= 30);
+    assert.equal(formatProgress(2048, undefined, 2048), '2.0 KiB  2.0 KiB/s');
+    assert.ok(formatProgress(1, 10, 1, 30).length <= 30);
+    assert.equal(formatProgress(25 * 1024 * 1024, 100 * 1024 * 1024, 0, 80, STALL_MS - 1), '[========>                     ]  25%  25.0 MiB / 100.0 MiB  0 B/s  ETA --');
+    assert.equal(formatProgress(25 * 1024 * 1024, 100 * 1024 * 1024, 0, 80, 7000), '[========>                     ]  25%  25.0 MiB / 100.0 MiB  0 B/s  stalled 7s');
+    assert.equal(formatProgress(2048, undefined, 0, 80, 4000), '2.0 KiB  0 B/s  stalled 4s');
+  });
+
+  /** A clock the test moves by hand, and the bar's timer as a function the test calls. */
+  const fakeClock = (): BarClock & { t: number; tick: () => void; stopped: boolean } => {
+    const c = {
+      t: 0,
+      stopped: false,
+      tick: () => {},
+      now: () => c.t,
+      every(_ms: number, tick: () => void) {
+        c.tick = tick;
+        return () => void (c.stopped = true);
+      },
+    };
+    return c;
+  };
+
+  test('the rate is a moving window: steady while bytes come, falling to 0 within the window once they stop', () => {
+    const w = new RateWindow();
+    const MiB = 1024 * 1024;
+    for (let t = 0; t <= 10_000; t += 100) w.add(t, (t / 1000) * MiB);
+    assert.equal(w.rate(10_000), MiB);
+    assert.equal(w.idle(10_000), 0);
+    const later = [10_500, 11_000, 12_500, 14_000, 15_000, 20_000].map((t) => w.rate(t));
+    assert.deepEqual(later, [0.9 * MiB, 0.8 * MiB, 0.5 * MiB, 0.2 * MiB, 0, 0]);
+    assert.equal(w.idle(12_500), 2500);
+    // A burst after a long silence counts over the window, not since the start.
+    w.add(21_000, 10 * MiB + 512 * 1024);
+    assert.equal(w.rate(21_000), (512 * 1024) / (RATE_WINDOW_MS / 1000));
+    assert.equal(new RateWindow().rate(5), 0);
+  });
+
+  test('a stalled transfer is redrawn by the timer: the rate falls and the line says "stalled"', () => {
+    const clock = fakeClock();
+    let out = '';
+    const bar = new ProgressBar({ isTTY: true, columns: 100, write: (s) => ((out += s), true) }, 200, clock);
+    const MiB = 1024 * 1024;
+    for (clock.t = 0; clock.t <= 2000; clock.t += 100) bar.update(clock.t * 1024, 100 * MiB);
+    const lines = (): string[] => out.split('\r').filter(Boolean);
+    assert.match(lines().at(-1)!, /1000\.0 KiB\/s {2}ETA/);
+    // No more bytes: only the timer draws.
+    const drawn = lines().length;
+    const seen: string[] = [];
+    for (let t = 2100; t <= 9000; t += 100) {
+      clock.t = t;
+      clock.tick();
+      seen.push(lines().at(-1)!);
+    }
+    assert.equal(lines().length, drawn + seen.length, 'a line per tick while nothing arrives');
+    const rates = seen.map((l) => Number(/ ([\d.]+) (K|M)?i?B\/s/.exec(l)![1]) * (/ KiB\/s/.test(l) ? 1024 : / MiB\/s/.test(l) ? MiB : 1));
+    for (let i = 1; i < rates.length; i++) assert.ok(rates[i]! <= rates[i - 1]!, `the rate never rises without bytes: ${seen[i - 1]!} -> ${seen[i]!}`);
+    assert.ok(rates[0]! > 0);
+    assert.equal(rates.at(-1), 0);
+    const stalledFrom = seen.findIndex((l) => /stalled/.test(l));
+    assert.equal(2100 + stalledFrom * 100, 2000 + STALL_MS, 'says "stalled" once STALL_MS pass without a byte');
+    assert.match(seen.at(-1)!, /0 B\/s {2}stalled 7s/);
+    assert.ok(!seen.at(-1)!.includes('ETA'));
+    // Bytes again: the stall is over.
+    clock.t = 9100;
+    bar.update(3 * MiB, 100 * MiB);
+    clock.t = 9300;
+    clock.tick();
+    assert.ok(!lines().at(-1)!.includes('stalled'));
+    bar.finish();
+    assert.ok(clock.stopped, 'finish stops the timer');
+    assert.ok(out.endsWith('\n'));
   });
 
   test('only on a terminal, only for large or unknown sizes', () => {

@@ -268,6 +268,21 @@ describe('velero-download: volume data', () => {
     assert.deepEqual(await readdir(cwd), ['big.bin']);
   });
 
+  test('backup files continues the partial file an earlier run left, asking for the rest of that route', async () => {
+    const cwd = await scratch();
+    const route = `/v1/namespaces/${NS}/backups/${BACKUP}/volumes/${encodeURIComponent(VOLUME)}/files/big.bin`;
+    await writeFile(join(cwd, 'big.bin.partial'), big.subarray(0, 1000));
+    await writeFile(join(cwd, 'big.bin.partial.json'), JSON.stringify({ version: 1, source: { server: api.url, route }, validator: `"obj-${VOLUME}-7-${big.length}"`, total: big.length, bytes: 1000 }));
+    const n = api.requests.length;
+    const r = await cli(['backup', 'files', BACKUP, VOLUME, 'big.bin'], { cwd });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`resuming \\S*big\\.bin\\.partial at byte 1000 of ${big.length}`));
+    assert.deepEqual(since(n), [route]);
+    assert.equal(api.requests.at(-1)!.headers.range, 'bytes=1000-');
+    assert.deepEqual(await readFile(join(cwd, 'big.bin')), big);
+    assert.deepEqual(await readdir(cwd), ['big.bin']);
+  });
+
   test('backup files on a directory or a symlink says to use ls or archive, and saves nothing', async () => {
     const cwd = await scratch();
     const [directory, link] = [await cli(['backup', 'files', BACKUP, VOLUME, 'conf'], { cwd }), await cli(['backup', 'files', BACKUP, VOLUME, 'escape'], { cwd })];

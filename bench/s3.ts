@@ -26,7 +26,7 @@ const PREFIX = 'prod';
 
 export async function s3Overhead(ctx: BenchContext): Promise<BenchResult> {
   const size = ctx.quick ? 64 * MiB : 256 * MiB;
-  const rounds = ctx.quick ? 1 : 3;
+  const rounds = Number(process.env.BENCH_ROUNDS ?? (ctx.quick ? 1 : 3));
   const ttfbSamples = ctx.quick ? 10 : 50;
   const tls = process.env.BENCH_S3_TLS !== '0';
   const dir = tempDir(await mkdtemp(join(tmpdir(), 'vds-bench-s3-')));

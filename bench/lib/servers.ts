@@ -12,7 +12,7 @@ import { childrenOf, commandLine, logFile, running, stop, track, until } from '.
 
 let main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('../bare-server.ts', import.meta.url));
-const BARE_PROXY = fileURLToPath(new URL('../bare-proxy.ts', import.meta.url));
+const BARE_PROXY = fileURLToPath(new URL(process.env.BENCH_BARE_FILE ?? '../bare-proxy.ts', import.meta.url));
 /** node_modules/.bin/node (Node 24), as the npm scripts run it. */
 export const NODE = process.execPath;
 
@@ -117,8 +117,21 @@ export async function startGateway(args: string[], logPath: string, env: NodeJS.
     logPath,
     pids: async () => [pid],
     command: `${commandLine(NODE, fullArgs)} >${logPath} 2>&1`,
-    stop: () => stop(proc),
+    stop: () => stopGateway(proc),
   };
+}
+
+/**
+ * SIGTERM, then SIGTERM again once the first was taken: the gateway keeps serving for its
+ * --shutdown-delay after the first (for rollouts), and a second signal skips that pause, as it does for
+ * a person at a terminal. Then the drain, and exit (which writes a --cpu-prof profile).
+ */
+async function stopGateway(proc: ChildProcess): Promise<void> {
+  if (!running(proc)) return;
+  proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 200));
+  if (running(proc)) proc.kill('SIGTERM');
+  await stop(proc, 30_000);
 }
 
 export interface NginxOptions {
@@ -205,7 +218,7 @@ export function startBare(cert: string, key: string, file: string): Promise<Serv
 
 /** The bare Node proxy (bench/bare-proxy.ts): each path of `routesFile` piped from its upstream URL. */
 export function startBareProxy(cert: string, key: string, routesFile: string, upstreamCa: string | undefined): Promise<Server> {
-  return startReference('bare proxy', [BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
+  return startReference('bare proxy', [...(process.env.BENCH_BARE_NODE_FLAGS ?? '').split(' ').filter(Boolean), BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
 }
 
 /** Starts `node ...args`, a reference server that prints `{"port":N}` once listening. */

@@ -20,9 +20,13 @@ const COMMIT = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
  * Only files of the installation are read, never a command run; anything but a commit id is ignored,
  * so a label never carries arbitrary text.
  */
-export const REVISION: string = ROOT === undefined ? 'unknown' : revisionOf(ROOT);
+export function buildRevision(): string {
+  // Read on first use: only the gateway's build_info needs it, not every start of the client.
+  return (revision ??= ROOT === undefined ? 'unknown' : revisionOf(ROOT));
+}
+let revision: string | undefined;
 
-/** The revision of the installation at `root` (see REVISION). */
+/** The revision of the installation at `root` (see buildRevision). */
 export function revisionOf(root: string): string {
   return commit(read(join(root, 'REVISION'))) ?? readGitHead(root) ?? 'unknown';
 }

@@ -7,9 +7,9 @@
  * they are used as flags' values are (the namespace is a DNS-1123 label, cacert must hold a PEM
  * certificate), so a hostile file can do no more than the same flags could.
  */
-import { open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { readSettingFile, SettingFileError } from '../util/setting-file.ts';
 import type { ClientConfig } from './args.ts';
 
 /** A config file is a few lines; reading more would only let a wrong path (/dev/zero) stall the command. */
@@ -27,20 +27,12 @@ export async function loadClientConfig(env: NodeJS.ProcessEnv, warn: (msg: strin
   };
   let text: string;
   try {
-    const handle = await open(file, 'r');
-    try {
-      if (!(await handle.stat()).isFile()) return problem('not a regular file');
-      const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
-      const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-      if (bytesRead > MAX_CONFIG_BYTES) return problem(`larger than ${MAX_CONFIG_BYTES} bytes`);
-      text = buf.subarray(0, bytesRead).toString('utf8');
-    } finally {
-      await handle.close();
-    }
+    // The gateway's bounded read: only a regular file (a FIFO would block the command, /dev/zero fill it).
+    text = (await readSettingFile(file, 'the path', { maxBytes: MAX_CONFIG_BYTES })).toString('utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return { file };
-    return problem(code ?? (err as Error).message);
+    if (!(err instanceof SettingFileError)) throw err;
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return { file };
+    return problem(err.message);
   }
   let doc: unknown;
   try {

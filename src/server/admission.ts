@@ -15,7 +15,8 @@ import type { Logger } from 'pino';
 import { parseReview, reviewResponse } from '../velero/admission.ts';
 import type { AdmissionDecision, AdmissionRequestLike } from '../velero/admission.ts';
 import { HttpError, sendStatus, statusBody } from './status.ts';
-import { errorHandler, securityHeaders } from './app.ts';
+import { errorHandler } from './app.ts';
+import { securityHeaders } from './security-headers.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 export const ADMISSION_PATH = '/admission/downloadrequests';

@@ -9,7 +9,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReviewObserver } from '../auth/types.ts';
 import type { CacheStats } from '../util/ttl-cache.ts';
-import { REVISION, VERSION } from '../version.ts';
+import { buildRevision, VERSION } from '../version.ts';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Whole transfers run from milliseconds (a log, a refusal) to hours (a volume's tarball). */
@@ -54,7 +54,7 @@ export class GatewayMetrics implements ReviewObserver {
       registers,
     });
     new Gauge({ name: 'velero_download_server_build_info', help: 'Always 1; the labels say which build runs', labelNames: ['version', 'revision', 'node_version'], registers }).set(
-      { version: VERSION, revision: REVISION, node_version: process.version },
+      { version: VERSION, revision: buildRevision(), node_version: process.version },
       1,
     );
     this.storeLatency = new Histogram({ name: 'velero_download_server_store_request_duration_seconds', help: 'Store stat/get latency (to the first byte for get)', labelNames: ['provider', 'operation'], buckets: LATENCY_BUCKETS, registers });

@@ -5,6 +5,7 @@
  * paths it is asked for (the namespace is in them) and trusted only through the config's cacert.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +88,19 @@ describe('the velero client config and $VELERO_NAMESPACE', () => {
       const { config, warnings } = await load(bad);
       assert.equal(config.namespace, undefined);
       assert.equal(config.cacert, undefined);
+      assert.match(warnings.join('\n'), why);
+    }
+  });
+
+  test('a config path that is a FIFO or a directory is a warning, read without blocking', { timeout: 10_000 }, async () => {
+    const fifoHome = await home();
+    execFileSync('mkfifo', [join(fifoHome, '.config', 'velero', 'config.json')]);
+    const dirHome = await home();
+    await mkdir(join(dirHome, '.config', 'velero', 'config.json'));
+    for (const [HOME, why] of [[fifoHome, /FIFO/], [dirHome, /directory/]] as const) {
+      const warnings: string[] = [];
+      const config = await loadClientConfig({ HOME }, (m) => warnings.push(m));
+      assert.equal(config.namespace, undefined);
       assert.match(warnings.join('\n'), why);
     }
   });

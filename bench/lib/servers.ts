@@ -9,6 +9,7 @@ import { get } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childrenOf, commandLine, logFile, running, stop, track, until } from './proc.ts';
+import { GATEWAY_NODE_FLAGS } from '../../src/node-flags.ts';
 
 let main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('../bare-server.ts', import.meta.url));
@@ -93,7 +94,7 @@ export async function requestDurations(logPath: string, part: string): Promise<n
  * logs, the banner) go to `logPath`. Resolves once it logged `listening`.
  */
 export async function startGateway(args: string[], logPath: string, env: NodeJS.ProcessEnv = {}): Promise<Gateway> {
-  const fullArgs = [...gatewayNodeFlags, main, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args];
+  const fullArgs = [...GATEWAY_NODE_FLAGS, ...gatewayNodeFlags, main, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args];
   const log = await logFile(logPath);
   const proc = track(NODE, fullArgs, { env: { ...process.env, ...env }, stdio: ['ignore', log.fd, log.fd] });
   await log.close();

@@ -1,4 +1,4 @@
-import { close as fsClose, closeSync, constants, readlinkSync, readSync, createReadStream, fstat as fsFstat, fstatSync, open as fsOpen, openSync, read as fsRead, realpathSync } from 'node:fs';
+import { close as fsClose, closeSync, constants, lstatSync, readSync, createReadStream, fstat as fsFstat, fstatSync, open as fsOpen, openSync, read as fsRead, realpathSync } from 'node:fs';
 import { realpath, statfs } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { isAbsolute, join, sep } from 'node:path';
@@ -163,35 +163,23 @@ export class FilesystemStore implements ObjectStore {
   }
 
   /**
-   * Sync mode's shortcut to the descriptor: open the path below the root's real path (the last segment
-   * with O_NOFOLLOW), then ask the kernel what was opened (`/proc/self/fd/N`) and refuse it when that lies
-   * outside the root. One open and one readlink where walking the directories took an lstat each
-   * (a tenth of a small download's CPU), and the check is of the file actually open: a directory swapped for a symlink between a check and the
-   * open can no longer lead outside. A symlink as the last segment (ELOOP) or no /proc sends the key
-   * through realpath.
+   * Sync mode's shortcut to the descriptor: from the root's real path, lstat each directory of the key
+   * and open the last segment with O_NOFOLLOW. That is a few calls where realpath(3) makes one per
+   * component of the whole path; a symlink on the way (undefined) sends the key through realpath.
    */
-  #openDirect(key: string, segments: string[], realRoot: string): number | undefined {
-    const base = realRoot.endsWith(sep) ? realRoot.slice(0, -1) : realRoot;
-    const path = base + sep + segments.join(sep);
-    let fd: number;
+  async #openDirect(segments: string[]): Promise<number | undefined> {
+    const realRoot = await this.#realRoot(true);
+    let path = realRoot.endsWith(sep) ? realRoot.slice(0, -1) : realRoot;
+    for (let i = 0; i < segments.length - 1; i++) {
+      path += sep + segments[i]!;
+      if (lstatSync(path).isSymbolicLink()) return undefined;
+    }
     try {
-      fd = openSync(path, OPEN_FLAGS);
+      return openSync(path + sep + segments[segments.length - 1]!, OPEN_FLAGS);
     } catch (err) {
       if (errnoOf(err) === 'ELOOP') return undefined;
       throw err;
     }
-    let opened: string;
-    try {
-      opened = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      closeSync(fd);
-      return undefined;
-    }
-    if (!opened.startsWith(base + sep)) {
-      closeSync(fd);
-      throw new InvalidKeyError(`object key ${JSON.stringify(key)} resolves outside the store root`);
-    }
-    return fd;
   }
 
   /**
@@ -202,7 +190,7 @@ export class FilesystemStore implements ObjectStore {
   async #open(key: string, signal: AbortSignal): Promise<{ fd: number; info: ObjectInfo }> {
     const segments = keySegments(key);
     const sync = await this.metadataIsSync();
-    let fd = sync ? this.#openDirect(key, segments, await this.#realRoot(true)) : undefined;
+    let fd = sync ? await this.#openDirect(segments) : undefined;
     if (fd === undefined) {
       const real = await this.#resolve(key, segments, sync);
       signal.throwIfAborted();

@@ -100,4 +100,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["/nodejs/bin/node", "dist/healthcheck.js"]
 # Exec form: node is PID 1 and receives SIGTERM itself; the gateway stops accepting, lets running
 # downloads finish (--shutdown-grace) and exits. It starts no child processes, so nothing needs reaping.
-ENTRYPOINT ["/nodejs/bin/node", "dist/main.js"]
+# --max-semi-space-size=4: V8's young generation capped at 4 MiB, as `npm start` runs it (why:
+# src/node-flags.ts; the same flags in all three places, tested).
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=4", "dist/main.js"]

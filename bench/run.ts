@@ -3,14 +3,14 @@
  * gateway's figures next to the reference's, the ratio, and whether each target is MET. A missed
  * target does not fail the run; a benchmark that could not run does (exit 1).
  *
- *   npm run bench                          # all four (about 7 minutes on 2 cores)
+ *   npm run bench                          # all four (about 8 minutes on 2 cores)
  *   npm run bench -- throughput memory     # some: throughput, s3, memory, small-auth
  *   npm run bench:soak                     # = npm run bench -- soak (200,000 requests; not in the default set)
  *   npm run bench -- connections           # what a held connection and a stalled download cost (not in the default set)
  *   npm run bench -- kopia                 # files out of a Kopia volume backup in s3rver (not in the default set; needs `npm run tools -- kopia`)
  *   BENCH_QUICK=1 npm run bench            # smaller and shorter: a smoke check, written to results/quick.json
  *   BENCH_GATEWAY_ENTRY=src npm run bench  # run src/main.ts instead of the compiled build
- *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds (throughput and small-auth)
+ *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds (throughput, s3 and small-auth)
  *   BENCH_GATEWAY_NODE_FLAGS="--max-semi-space-size=8" npm run bench -- s3   # an experiment: Node flags for the gateway
  *
  * Full runs of the gateway as it ships are merged into bench/results/latest.json (by benchmark), which

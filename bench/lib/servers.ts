@@ -9,10 +9,11 @@ import { get } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childrenOf, commandLine, logFile, running, stop, track, until } from './proc.ts';
+import { GATEWAY_NODE_FLAGS } from '../../src/node-flags.ts';
 
 let main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('../bare-server.ts', import.meta.url));
-const BARE_PROXY = fileURLToPath(new URL('../bare-proxy.ts', import.meta.url));
+const BARE_PROXY = fileURLToPath(new URL(process.env.BENCH_BARE_FILE ?? '../bare-proxy.ts', import.meta.url));
 /** node_modules/.bin/node (Node 24), as the npm scripts run it. */
 export const NODE = process.execPath;
 
@@ -93,7 +94,7 @@ export async function requestDurations(logPath: string, part: string): Promise<n
  * logs, the banner) go to `logPath`. Resolves once it logged `listening`.
  */
 export async function startGateway(args: string[], logPath: string, env: NodeJS.ProcessEnv = {}): Promise<Gateway> {
-  const fullArgs = [...gatewayNodeFlags, main, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args];
+  const fullArgs = [...GATEWAY_NODE_FLAGS, ...gatewayNodeFlags, main, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', ...args];
   const log = await logFile(logPath);
   const proc = track(NODE, fullArgs, { env: { ...process.env, ...env }, stdio: ['ignore', log.fd, log.fd] });
   await log.close();
@@ -117,8 +118,21 @@ export async function startGateway(args: string[], logPath: string, env: NodeJS.
     logPath,
     pids: async () => [pid],
     command: `${commandLine(NODE, fullArgs)} >${logPath} 2>&1`,
-    stop: () => stop(proc),
+    stop: () => stopGateway(proc),
   };
+}
+
+/**
+ * SIGTERM, then SIGTERM again once the first was taken: the gateway keeps serving for its
+ * --shutdown-delay after the first (for rollouts), and a second signal skips that pause, as it does for
+ * a person at a terminal. Then the drain, and exit (which writes a --cpu-prof profile).
+ */
+async function stopGateway(proc: ChildProcess): Promise<void> {
+  if (!running(proc)) return;
+  proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 200));
+  if (running(proc)) proc.kill('SIGTERM');
+  await stop(proc, 30_000);
 }
 
 export interface NginxOptions {
@@ -205,7 +219,7 @@ export function startBare(cert: string, key: string, file: string): Promise<Serv
 
 /** The bare Node proxy (bench/bare-proxy.ts): each path of `routesFile` piped from its upstream URL. */
 export function startBareProxy(cert: string, key: string, routesFile: string, upstreamCa: string | undefined): Promise<Server> {
-  return startReference('bare proxy', [BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
+  return startReference('bare proxy', [...(process.env.BENCH_BARE_NODE_FLAGS ?? '').split(' ').filter(Boolean), BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
 }
 
 /** Starts `node ...args`, a reference server that prints `{"port":N}` once listening. */

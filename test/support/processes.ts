@@ -11,6 +11,7 @@ import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GATEWAY_NODE_FLAGS } from '../../src/node-flags.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
@@ -32,6 +33,8 @@ export interface StartOptions {
   /** A command the gateway runs under, e.g. `['strace', '-f', '-o', FILE]`. */
   wrapper?: string[];
   startTimeoutMs?: number;
+  /** Node flags before the script (default: the ones the gateway ships with, src/node-flags.ts). */
+  nodeFlags?: readonly string[];
 }
 
 /** Starts the gateway with `args` (listening on free loopback ports unless args say otherwise). */
@@ -40,7 +43,7 @@ export async function startGateway(args: string[], env: NodeJS.ProcessEnv = {}, 
   const node = opts.wrapper ? [process.execPath] : [];
   // No rollout pause by default: a test stopping its gateway has no endpoints to wait for (a test of the
   // pause passes its own --shutdown-delay, and the last one given wins).
-  const proc = spawn(cmd!, [...pre, ...node, MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--shutdown-delay', '0s', ...args], {
+  const proc = spawn(cmd!, [...pre, ...node, ...(opts.nodeFlags ?? GATEWAY_NODE_FLAGS), MAIN, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--shutdown-delay', '0s', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -195,7 +195,9 @@ export async function startS3rver(opts: S3rverOptions = {}): Promise<S3rverInsta
     httpAgent: new HttpAgent({ keepAlive: true }),
     httpsAgent: new HttpsAgent({ keepAlive: true, ...(opts.tls?.ca ? { ca: opts.tls.ca } : { rejectUnauthorized: false }) }),
     connectionTimeout: 5_000,
-    requestTimeout: 30_000,
+    // Socket idle time: s3rver answers a PUT only after writing and hashing the whole body, which for
+    // the 4 GiB object of the memory benchmark takes more than 30 s.
+    requestTimeout: 180_000,
     throwOnRequestTimeout: true,
   });
   // With the SDK's default (WHEN_SUPPORTED), a Buffer body gets a CRC32 header that s3rver ignores,

@@ -186,7 +186,7 @@ export class FilesystemStore implements ObjectStore {
    * The check of what was actually opened. The walk before the open (lstat of each directory, or
    * realpath) and the open are separate calls: whoever writes the store's volume can swap a directory
    * for a symlink between them, and then the open leads outside the root (test/stores/fs-race.test.ts
-   * wins that race hundreds of times in 20,000 reads). So the kernel is asked what the descriptor is
+   * won that race over a thousand times in 20,000 reads before this check). So the kernel is asked what the descriptor is
    * (`/proc/self/fd/N`), and anything outside the root's real path is refused before a byte is read;
    * the root is resolved again once first, in case it was itself repointed. Without procfs (not
    * Linux) there is nothing to ask, and the walk alone stands.
@@ -335,7 +335,6 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
   };
 }
 
-/** Closes a descriptor, ignoring errors (it was only read); `sync` as the store's metadata calls. */
 let procFd: boolean | undefined;
 
 /** Whether this system has procfs's per-descriptor links (Linux). */
@@ -350,6 +349,7 @@ function procFdAvailable(): boolean {
   return procFd;
 }
 
+/** Closes a descriptor, ignoring errors (it was only read); `sync` as the store's metadata calls. */
 async function closeFd(fd: number, sync: boolean): Promise<void> {
   if (sync) {
     try {

@@ -37,6 +37,39 @@ describe('filesystem store: a directory swapped for a symlink while reading', ()
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
+  test(`a listing during the swaps never names what lies outside`, { timeout: 60_000 }, async (t) => {
+    const base = await realpath(await mkdtemp(join(tmpdir(), 'vds-fs-race-list-')));
+    dirs.push(base);
+    const root = join(base, 'root');
+    const outside = join(base, 'outside');
+    await mkdir(join(root, 'real-dir'), { recursive: true });
+    await mkdir(outside);
+    await writeFile(join(root, 'real-dir', 'f'), 'inside');
+    await writeFile(join(outside, 'secret-name'), 'OUTSIDE');
+    await symlink(outside, join(root, 'link'));
+    const store = new FilesystemStore({ root });
+    const swapper = spawn(process.execPath, ['-e', SWAPPER, root], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = once(swapper, 'exit');
+    const seen = { listings: 0, inside: 0, outside: 0 };
+    const never = new AbortController().signal;
+    try {
+      await once(swapper.stdout, 'data');
+      for (let i = 0; i < 5_000; i++) {
+        seen.listings++;
+        for await (const o of store.list('d/', { signal: never })) {
+          if (o.key === 'd/f') seen.inside++;
+          else seen.outside++;
+        }
+      }
+    } finally {
+      swapper.kill('SIGKILL');
+      await exited;
+    }
+    t.diagnostic(JSON.stringify(seen));
+    assert.equal(seen.outside, 0, `names from outside listed: ${JSON.stringify(seen)}`);
+    assert.ok(seen.inside > 0, JSON.stringify(seen));
+  });
+
   for (const metadata of ['sync', 'async'] as const) {
     test(`metadata ${metadata}: ${ATTEMPTS} reads during the swaps never return the outside bytes`, { timeout: 60_000 }, async (t) => {
       const base = await realpath(await mkdtemp(join(tmpdir(), 'vds-fs-race-')));

@@ -1,5 +1,7 @@
+import { constants, lstatSync } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, realpath, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { checkListOptions, compareKeys, isValidKey } from './listing.ts';
 import { keySegments } from './keys.ts';
@@ -19,9 +21,25 @@ interface Entry {
   name: string;
   /** Real path: a symlink's target once it is known to stay inside the root. */
   path: string;
+  /** What to lstat: through the opened directory's link, or the symlink's target. */
+  statPath: string;
   dir: boolean;
   /** What the entry sorts by among its siblings: a directory's keys all start with `name/`. */
   sortKey: string;
+}
+
+let procFd: boolean | undefined;
+
+/** Whether this system has procfs's per-descriptor links (Linux); the filesystem store's checks use them. */
+export function procFdAvailable(): boolean {
+  if (procFd === undefined) {
+    try {
+      procFd = lstatSync('/proc/self/fd').isDirectory();
+    } catch {
+      procFd = false;
+    }
+  }
+  return procFd;
 }
 
 function errnoOf(err: unknown): string | undefined {
@@ -61,9 +79,31 @@ class Walk {
     return real !== undefined && (real === this.#root || real.startsWith(this.#inside)) ? real : undefined;
   }
 
-  /** The entries of one directory that are objects or directories to descend, in key order. */
-  async #entries(dir: string, keyBase: string, fragment: string): Promise<Entry[]> {
-    const dirents = await readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
+  /**
+   * `dir` opened, and the path its entries are read through: the directory's check (`#realInside`)
+   * and its reading are separate calls, so whoever writes the volume could swap it for a symlink in
+   * between and have the listing name what lies outside (test/stores/fs-race.test.ts). On Linux the
+   * directory is opened, the kernel says what was opened (`/proc/self/fd/N`), and the entries are read
+   * and lstat'ed through that link, which stays on the directory checked. Undefined when what was
+   * opened is not inside the root (or is gone). Without procfs: `dir` itself, as before.
+   */
+  async #openDir(dir: string): Promise<{ via: string; handle?: FileHandle } | undefined> {
+    if (!procFdAvailable()) return { via: dir };
+    const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NONBLOCK).catch((err: unknown) => {
+      if (vanished(err)) return undefined;
+      throw err;
+    });
+    if (handle === undefined) return undefined;
+    const via = `/proc/self/fd/${handle.fd}`;
+    const opened = await readlink(via).catch(() => undefined);
+    if (opened !== undefined && (opened === this.#root || opened.startsWith(this.#inside))) return { via, handle };
+    await handle.close();
+    return undefined;
+  }
+
+  /** The entries of one directory (read through `via`) that are objects or directories to descend, in key order. */
+  async #entries(dir: string, via: string, keyBase: string, fragment: string): Promise<Entry[]> {
+    const dirents = await readdir(via, { withFileTypes: true }).catch((err: unknown) => {
       if (vanished(err)) return [];
       throw err;
     });
@@ -72,6 +112,7 @@ class Walk {
       // Names get would refuse (a backslash, a control character) are not objects of this store.
       if (!d.name.startsWith(fragment) || !isValidKey(keyBase + d.name)) continue;
       let path = join(dir, d.name);
+      let statPath = join(via, d.name);
       let isDir = d.isDirectory();
       if (d.isSymbolicLink()) {
         // Followed like get follows it: only when its real path stays inside the root.
@@ -80,12 +121,13 @@ class Walk {
         const st = await stat(real).catch(() => undefined);
         if (st === undefined || (!st.isFile() && !st.isDirectory())) continue;
         path = real;
+        statPath = real;
         isDir = st.isDirectory();
       } else if (!isDir && !d.isFile()) {
         continue;
       }
       if (isDir && this.#open.has(path)) continue;
-      entries.push({ name: d.name, path, dir: isDir, sortKey: isDir ? `${d.name}/` : d.name });
+      entries.push({ name: d.name, path, statPath, dir: isDir, sortKey: isDir ? `${d.name}/` : d.name });
     }
     this.#signal.throwIfAborted();
     return entries.sort((a, b) => compareKeys(a.sortKey, b.sortKey));
@@ -96,9 +138,19 @@ class Walk {
    * directories on the way down are held; nothing stays open between two objects.
    */
   async *walk(dir: string, keyBase: string, fragment: string): AsyncGenerator<ListedObject> {
+    const opened = await this.#openDir(dir);
+    if (opened === undefined) return;
+    try {
+      yield* this.#walkOpened(dir, opened.via, keyBase, fragment);
+    } finally {
+      await opened.handle?.close();
+    }
+  }
+
+  async *#walkOpened(dir: string, via: string, keyBase: string, fragment: string): AsyncGenerator<ListedObject> {
     this.#open.add(dir);
     const after = this.#after;
-    for (const entry of await this.#entries(dir, keyBase, fragment)) {
+    for (const entry of await this.#entries(dir, via, keyBase, fragment)) {
       const key = keyBase + entry.name;
       if (entry.dir) {
         const under = `${key}/`;
@@ -111,7 +163,7 @@ class Walk {
       }
       if (after !== undefined && compareKeys(key, after) <= 0) continue;
       // lstat: `path` is a real path, so a symlink there now was put in since; it is not listed.
-      const st = await lstat(entry.path).catch((err: unknown) => {
+      const st = await lstat(entry.statPath).catch((err: unknown) => {
         if (vanished(err)) return undefined;
         throw err;
       });

@@ -11,7 +11,7 @@ import {
   ObjectNotFoundError,
   StoreUnavailableError,
 } from './errors.ts';
-import { listDirectory } from './fs-list.ts';
+import { listDirectory, procFdAvailable } from './fs-list.ts';
 import { keySegments } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
 import { fitRange } from './range.ts';
@@ -333,20 +333,6 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
       return closed;
     },
   };
-}
-
-let procFd: boolean | undefined;
-
-/** Whether this system has procfs's per-descriptor links (Linux). */
-function procFdAvailable(): boolean {
-  if (procFd === undefined) {
-    try {
-      procFd = lstatSync('/proc/self/fd').isDirectory();
-    } catch {
-      procFd = false;
-    }
-  }
-  return procFd;
 }
 
 /** Closes a descriptor, ignoring errors (it was only read); `sync` as the store's metadata calls. */

@@ -12,9 +12,11 @@
  *   BENCH_GATEWAY_ENTRY=src npm run bench  # run src/main.ts instead of the compiled build
  *   BENCH_ROUNDS=6 npm run bench -- small-auth   # more interleaved rounds (throughput, s3 and small-auth)
  *   BENCH_GATEWAY_NODE_FLAGS="--max-semi-space-size=8" npm run bench -- s3   # an experiment: Node flags for the gateway
+ *   BENCH_BARE_NODE_FLAGS="--expose-gc" BENCH_BARE_FILE=../tmp/proxy.ts npm run bench -- s3   # an experiment: another reference proxy (path relative to bench/lib/)
  *
  * Full runs of the gateway as it ships are merged into bench/results/latest.json (by benchmark), which
- * the README quotes. Runs of anything else (gateway Node flags, BENCH_GATEWAY_ENTRY=src) go to
+ * the README quotes. Runs of anything else (gateway Node flags, BENCH_GATEWAY_ENTRY=src, a changed
+ * reference proxy) go to
  * results/experiment.json, so that an experiment never stands in for the shipped figures.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -23,7 +25,7 @@ import type { BenchContext } from './lib/context.ts';
 import { installSignalCleanup, stopAll } from './lib/proc.ts';
 import { renderResult } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
-import { gatewayNodeFlags, useGatewayEntry } from './lib/servers.ts';
+import { bareProxyChanged, gatewayNodeFlags, useGatewayEntry } from './lib/servers.ts';
 import { buildGateway, ensureTools, environment } from './lib/tools.ts';
 import { connections } from './connections.ts';
 import { kopiaVolume } from './kopia.ts';
@@ -87,7 +89,8 @@ async function main(): Promise<number> {
     useGatewayEntry(entry.main);
     gatewayDescription = entry.description;
     if (gatewayNodeFlags.length) gatewayDescription += `, with Node flags ${gatewayNodeFlags.join(' ')} (BENCH_GATEWAY_NODE_FLAGS)`;
-    if (!entry.asShipped || gatewayNodeFlags.length) experiment = true;
+    if (bareProxyChanged) gatewayDescription += '; the reference proxy changed (BENCH_BARE_FILE / BENCH_BARE_NODE_FLAGS)';
+    if (!entry.asShipped || gatewayNodeFlags.length || bareProxyChanged) experiment = true;
   } catch (err) {
     setupErrors.push((err as Error).message);
   }

@@ -14,6 +14,10 @@ import { GATEWAY_NODE_FLAGS } from '../../src/node-flags.ts';
 let main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('../bare-server.ts', import.meta.url));
 const BARE_PROXY = fileURLToPath(new URL(process.env.BENCH_BARE_FILE ?? '../bare-proxy.ts', import.meta.url));
+/** Node flags for the bare proxy (an experiment, like BENCH_BARE_FILE: another reference proxy). */
+const bareProxyNodeFlags = (process.env.BENCH_BARE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+/** The reference proxy is not the stock one: bench/run.ts then writes to results/experiment.*. */
+export const bareProxyChanged = process.env.BENCH_BARE_FILE !== undefined || bareProxyNodeFlags.length > 0;
 /** node_modules/.bin/node (Node 24), as the npm scripts run it. */
 export const NODE = process.execPath;
 
@@ -219,7 +223,7 @@ export function startBare(cert: string, key: string, file: string): Promise<Serv
 
 /** The bare Node proxy (bench/bare-proxy.ts): each path of `routesFile` piped from its upstream URL. */
 export function startBareProxy(cert: string, key: string, routesFile: string, upstreamCa: string | undefined): Promise<Server> {
-  return startReference('bare proxy', [...(process.env.BENCH_BARE_NODE_FLAGS ?? '').split(' ').filter(Boolean), BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
+  return startReference('bare proxy', [...bareProxyNodeFlags, BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
 }
 
 /** Starts `node ...args`, a reference server that prints `{"port":N}` once listening. */

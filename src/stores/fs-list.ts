@@ -135,7 +135,8 @@ class Walk {
 
   /**
    * Lists one directory, then each subdirectory where it falls in key order. Only the entries of the
-   * directories on the way down are held; nothing stays open between two objects.
+   * directories on the way down are held, and (on Linux) one open descriptor per directory on the way
+   * down, closed when its walk ends or the listing is abandoned.
    */
   async *walk(dir: string, keyBase: string, fragment: string): AsyncGenerator<ListedObject> {
     const opened = await this.#openDir(dir);
@@ -162,7 +163,8 @@ class Walk {
         continue;
       }
       if (after !== undefined && compareKeys(key, after) <= 0) continue;
-      // lstat: `path` is a real path, so a symlink there now was put in since; it is not listed.
+      // lstat, through the opened directory (or at a symlink's checked target): a symlink there now was
+      // put in since; it is not listed.
       const st = await lstat(entry.statPath).catch((err: unknown) => {
         if (vanished(err)) return undefined;
         throw err;

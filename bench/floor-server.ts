@@ -30,13 +30,13 @@ import { hash, randomUUID } from 'node:crypto';
 import { closeSync, constants, createReadStream, fstatSync, lstatSync, openSync, readFileSync, readSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { sep } from 'node:path';
 import { pipeline } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { TurnBatchedDestination, createLogger } from '../src/server/logging.ts';
 import { GatewayMetrics } from '../src/server/metrics.ts';
+import { serveReference } from './lib/reference-server.ts';
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +55,6 @@ if (!values.cert || !values.key || !values.root || !values.pairs || !values.log)
 }
 const skip = new Set(values.skip.split(',').filter(Boolean));
 const root = realpathSync(values.root);
-const [host, port] = values.listen.split(':') as [string, string];
 
 const FILES: Record<string, string> = { log: 'logs.gz', results: 'results.gz', resourcelist: 'resource-list.json.gz', volumesnapshots: 'volumesnapshots.json.gz' };
 const PATH = /^\/v1\/namespaces\/([a-z0-9-]{1,63})\/backups\/([a-z0-9.-]{1,253})\/([a-z]{1,32})$/;
@@ -170,11 +169,4 @@ const server = createServer({ cert: readFileSync(values.cert), key: readFileSync
     closeSync(opened.fd);
   }
 });
-server.listen(Number(port), host, () => {
-  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
-});
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-});
+serveReference(server, values.listen);

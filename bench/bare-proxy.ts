@@ -10,9 +10,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { Agent, createServer, get } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { serveReference } from './lib/reference-server.ts';
 
 const { values } = parseArgs({
   options: {
@@ -29,7 +29,6 @@ if (!values.cert || !values.key || !values.routes) {
 }
 const routes = new Map(Object.entries(JSON.parse(readFileSync(values.routes, 'utf8')) as Record<string, string>));
 const agent = new Agent({ keepAlive: true, ...(values['upstream-ca'] && { ca: readFileSync(values['upstream-ca'], 'utf8') }) });
-const [host, port] = values.listen.split(':') as [string, string];
 
 const server = createServer({ cert: readFileSync(values.cert), key: readFileSync(values.key) }, (req, res) => {
   const url = routes.get(req.url ?? '');
@@ -45,12 +44,4 @@ const server = createServer({ cert: readFileSync(values.cert), key: readFileSync
     pipeline(up, res, () => undefined);
   }).on('error', () => res.destroy());
 });
-server.listen(Number(port), host, () => {
-  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
-});
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  agent.destroy();
-  process.exit(0);
-});
+serveReference(server, values.listen, () => agent.destroy());

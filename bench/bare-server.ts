@@ -9,9 +9,9 @@
  */
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { serveReference } from './lib/reference-server.ts';
 
 const { values } = parseArgs({
   options: {
@@ -26,7 +26,6 @@ if (!values.cert || !values.key || !values.file) {
   process.exit(2);
 }
 const file = values.file;
-const [host, port] = values.listen.split(':') as [string, string];
 
 const server = createServer({ cert: readFileSync(values.cert), key: readFileSync(values.key) }, (req, res) => {
   // Sized per request, as a file server must (the file may change between requests).
@@ -43,11 +42,4 @@ const server = createServer({ cert: readFileSync(values.cert), key: readFileSync
   // `end` bounds the buffer too: without it every read allocates the full 1 MiB, even for 4 KiB.
   pipeline(createReadStream(file, { start: 0, end: size - 1, highWaterMark: 1024 * 1024 }), res, () => undefined);
 });
-server.listen(Number(port), host, () => {
-  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
-});
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-});
+serveReference(server, values.listen);

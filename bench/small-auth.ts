@@ -18,11 +18,14 @@ import type { BenchContext } from './lib/context.ts';
 import { commandLine, cpuSecondsOf, onCleanup, run } from './lib/proc.ts';
 import { check, fmt, median } from './lib/report.ts';
 import type { BenchResult } from './lib/report.ts';
-import { startBare, startGateway } from './lib/servers.ts';
+import { startBare, startFloor, startGateway } from './lib/servers.ts';
 import type { Server } from './lib/servers.ts';
 
 const SCRIPT = fileURLToPath(new URL('./wrk-auth.lua', import.meta.url));
 const USERS = 4;
+/** The gateway's default cache periods (--authn-cache-ttl 2m, --authz-allowed-ttl 5m), in seconds. */
+const TOKEN_TTL_S = 120;
+const ALLOWED_TTL_S = 300;
 /** Artifact name → file name of backup BACKUP, each 4 KiB. */
 const ARTIFACTS: [string, string][] = [
   ['log', `${BACKUP}-logs.gz`],
@@ -79,6 +82,9 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
     await writeFile(join(fx.dir, 'bare.key'), pki.key, { mode: 0o600 });
     const bare = await startBare(join(fx.dir, 'bare.crt'), join(fx.dir, 'bare.key'), join(backupDir, ARTIFACTS[0]![1]));
     servers.push(bare);
+    // The location's root as the gateway's filesystem store opens it (bucket/prefix of BSL default).
+    const floor = await startFloor({ cert: join(fx.dir, 'bare.crt'), key: join(fx.dir, 'bare.key'), root: join(fx.fsRoot, 'bsl-bucket', 'cluster-a'), pairs: pairsFile, logPath: join(fx.dir, 'floor.log') });
+    servers.push(floor);
 
     const wrkArgs = (url: string, d: number): string[] => ['-t2', '-c64', `-d${d}s`, '--latency', '-s', SCRIPT, url];
     const wrk = async (server: Server, d: number): Promise<WrkRun> => {
@@ -92,28 +98,33 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
       return { ...f, server: server.name, rps: f.requests / (f.duration_us / 1e6), cpuUsPerRequest: (cpu * 1e6) / f.requests };
     };
 
-    // The decision caches are warmed by the first requests; the call log counts from here, and the
-    // gateway's share of the run stays well inside the shortest cache period (2 min for tokens).
+    // The decision caches are warmed by the first requests; the call log counts from here (the run
+    // may span more than one cache period: the check allows one review per pair in each).
     fx.api.calls.clear();
     const started = Date.now();
     const warm = await wrk(gw, warmup);
     if (warm.errors.status > 0) throw new Error(`the gateway answered ${warm.errors.status} non-2xx responses during warm-up: check ${gw.logPath}`);
     await wrk(bare, warmup);
+    const floorWarm = await wrk(floor, warmup);
+    if (floorWarm.errors.status > 0) throw new Error(`the floor server answered ${floorWarm.errors.status} non-2xx responses during warm-up`);
     const runs: WrkRun[] = [];
     for (let round = 0; round < rounds; round++) {
-      for (const s of round % 2 ? [bare, gw] : [gw, bare]) {
+      for (const s of round % 2 ? [bare, floor, gw] : [gw, floor, bare]) {
         const r = await wrk(s, seconds);
         runs.push(r);
         ctx.log(`  ${s.name.padEnd(9)} round ${round + 1}: ${fmt(r.rps, 0)} req/s, p99 ${fmt(r.p99_us / 1000)} ms, ${fmt(r.cpuUsPerRequest, 0)} µs CPU/request${r.errors.status ? `, ${r.errors.status} non-2xx` : ''}`);
       }
     }
     const elapsedS = (Date.now() - started) / 1000;
+    // At most one review per token, and per (user, target) pair, in each cache period the run spans.
+    const tokenPeriods = Math.ceil(elapsedS / TOKEN_TTL_S);
+    const sarPeriods = Math.ceil(elapsedS / ALLOWED_TTL_S);
     const tokenReviews = fx.api.calls.count({ resource: 'tokenreviews', verb: 'create' });
     const sars = fx.api.calls.count({ resource: 'subjectaccessreviews', verb: 'create' });
     const apiCalls: Record<string, number> = {};
     for (const c of fx.api.calls.list()) apiCalls[`${c.verb} ${c.resource}`] = (apiCalls[`${c.verb} ${c.resource}`] ?? 0) + 1;
 
-    const names = ['gateway', 'bare node'];
+    const names = ['gateway', 'floor', 'bare node'];
     const med = (n: string, f: (r: WrkRun) => number): number => median(runs.filter((r) => r.server === n).map(f));
     const rps = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.rps)]));
     const p50 = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.p50_us / 1000)]));
@@ -121,13 +132,18 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
     const cpuPerRequest = Object.fromEntries(names.map((n) => [n, med(n, (r) => r.cpuUsPerRequest)]));
     const non2xx = runs.filter((r) => r.server === 'gateway').reduce((a, r) => a + r.errors.status + r.errors.read + r.errors.connect + r.errors.timeout, 0);
     const ratio = rps.gateway! / rps['bare node']!;
+    const floorRatio = rps.floor! / rps['bare node']!;
+    const floorP99 = p99.floor! / p99['bare node']!;
+    /** Where the floor itself misses a target, no gateway can meet it here: said next to NOT MET. */
+    const reach = (floorValue: number, met: boolean, floorMeets: boolean): string =>
+      met ? '' : `; the floor ${floorMeets ? 'meets it' : `misses it too (${fmt(floorValue)}×): out of reach for any gateway here`}`;
     const gatewayRequests = warm.requests + runs.filter((r) => r.server === 'gateway').reduce((a, r) => a + r.requests, 0);
     return {
       id: 'small-auth',
       title: `4. Small objects with authentication: 4 KiB, 64 keep-alive connections, kubernetes mode, warm caches (median of ${rounds} × ${seconds} s)`,
       table: {
         columns: names,
-        ratios: [['gateway', 'bare node']],
+        ratios: [['gateway', 'bare node'], ['floor', 'bare node'], ['gateway', 'floor']],
         rows: [
           { metric: 'requests/s', unit: '1/s', values: rps, digits: 0 },
           { metric: 'latency p50', unit: 'ms', values: p50, digits: 2 },
@@ -138,26 +154,28 @@ export async function smallAuth(ctx: BenchContext): Promise<BenchResult> {
         ],
       },
       checks: [
-        check('requests/s ≥ 0.9× bare Node', `${fmt(ratio)}× (${fmt(rps.gateway, 0)} vs ${fmt(rps['bare node'], 0)} req/s)`, ratio >= 0.9),
-        check('p99 ≤ 1.1× bare Node', `${fmt(p99.gateway! / p99['bare node']!)}× (${fmt(p99.gateway)} vs ${fmt(p99['bare node'])} ms)`, p99.gateway! <= 1.1 * p99['bare node']!),
+        check('requests/s ≥ 0.9× bare Node', `${fmt(ratio)}× (${fmt(rps.gateway, 0)} vs ${fmt(rps['bare node'], 0)} req/s)${reach(floorRatio, ratio >= 0.9, floorRatio >= 0.9)}`, ratio >= 0.9),
+        check('p99 ≤ 1.1× bare Node', `${fmt(p99.gateway! / p99['bare node']!)}× (${fmt(p99.gateway)} vs ${fmt(p99['bare node'])} ms)${reach(floorP99, p99.gateway! <= 1.1 * p99['bare node']!, floorP99 <= 1.1)}`, p99.gateway! <= 1.1 * p99['bare node']!),
         check(
           'reviews = distinct (token, target) pairs per cache period',
-          `${tokenReviews} TokenReviews for ${tokens.length} tokens + ${sars} SARs for ${pairs.length} (token, target) pairs, over ${fmt(gatewayRequests, 0)} requests in ${fmt(elapsedS, 0)} s`,
-          tokenReviews === tokens.length && sars === pairs.length && elapsedS < 120,
+          `${tokenReviews} TokenReviews for ${tokens.length} tokens + ${sars} SARs for ${pairs.length} (token, target) pairs, over ${fmt(gatewayRequests, 0)} requests in ${fmt(elapsedS, 0)} s (${tokenPeriods} token and ${sarPeriods} decision cache periods)`,
+          tokenReviews >= tokens.length && tokenReviews <= tokens.length * tokenPeriods && sars >= pairs.length && sars <= pairs.length * sarPeriods,
         ),
         ...(non2xx ? [check('every gateway response 2xx', `${non2xx} errors or non-2xx`, false)] : []),
       ],
       commands: [
         gw.command,
         bare.command,
+        floor.command,
         `BENCH_WRK_PAIRS=<file of "token path" lines> ${commandLine('wrk', wrkArgs(gw.url, seconds))}`,
         `BENCH_WRK_PAIRS=<same file> ${commandLine('wrk', wrkArgs(bare.url, seconds))}`,
       ],
       notes: [
         `${tokens.length} tokens (users) × ${ARTIFACTS.length} artifacts of backup ${BACKUP} = ${pairs.length} pairs, cycled by every connection; the bare server answers every path with the same 4 KiB file.`,
-        'review counts are from the API double\'s call log, from the warm-up\'s first request to the end of the last gateway run (default TTLs: tokens 2 min, allowed 5 min); one TokenReview per token and one SAR per (user, target) pair is the minimum.',
+        'review counts are from the API double\'s call log, from the warm-up\'s first request to the end of the last gateway run (default TTLs: tokens 2 min, allowed 5 min); one TokenReview per token and one SAR per (user, target) pair in each cache period the run spans is the most there may be.',
         `every API call the gateway made meanwhile: ${Object.entries(apiCalls).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
         'the Kubernetes API double runs in the benchmark process; wrk, the gateway (info logging to a file) and the double share the 2 cores.',
+        "floor: bench/floor-server.ts, the bare server plus only what no gateway download may skip (the cached identity and decision, the filesystem store's symlink-safe open, the access and audit lines, the request metrics), with the gateway's Node flags; what it misses of bare Node no gateway can make up here.",
       ],
       raw: { seconds, rounds, warmup: warm, runs, tokenReviews, sars, apiCalls, tokens: tokens.length, pairs: pairs.length, elapsedS },
     };

@@ -13,5 +13,7 @@
  * bench/README.md, "Why the gateway caps V8's young generation"). 8 MiB is too large (the full GCs
  * stay); 2 MiB doubles the scavenges for nothing. The price: small requests scavenge more often
  * (~15 % more CPU per 4 KiB download with auth), accepted because large downloads are the job.
+ * The cap alone proved fragile (it relies on each chunk allocating enough JavaScript to fill the young
+ * generation first); src/util/scavenge.ts now also scavenges every 32 MiB of network body bytes.
  */
 export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];

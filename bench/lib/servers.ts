@@ -13,6 +13,7 @@ import { GATEWAY_NODE_FLAGS } from '../../src/node-flags.ts';
 
 let main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const BARE = fileURLToPath(new URL('../bare-server.ts', import.meta.url));
+const FLOOR = fileURLToPath(new URL('../floor-server.ts', import.meta.url));
 const BARE_PROXY = fileURLToPath(new URL(process.env.BENCH_BARE_FILE ?? '../bare-proxy.ts', import.meta.url));
 /** Node flags for the bare proxy (an experiment, like BENCH_BARE_FILE: another reference proxy). */
 const bareProxyNodeFlags = (process.env.BENCH_BARE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
@@ -224,6 +225,15 @@ export function startBare(cert: string, key: string, file: string): Promise<Serv
 /** The bare Node proxy (bench/bare-proxy.ts): each path of `routesFile` piped from its upstream URL. */
 export function startBareProxy(cert: string, key: string, routesFile: string, upstreamCa: string | undefined): Promise<Server> {
   return startReference('bare proxy', [...bareProxyNodeFlags, BARE_PROXY, '--cert', cert, '--key', key, '--routes', routesFile, ...(upstreamCa ? ['--upstream-ca', upstreamCa] : [])]);
+}
+
+/**
+ * The floor for small downloads with auth (bench/floor-server.ts), run with the gateway's Node flags as
+ * the gateway is; `skip` leaves duties out (for a breakdown). Its JSON lines go to `logPath`.
+ */
+export function startFloor(o: { cert: string; key: string; root: string; pairs: string; logPath: string; skip?: string[] }): Promise<Server> {
+  const skip = o.skip?.length ? ['--skip', o.skip.join(',')] : [];
+  return startReference('floor', [...GATEWAY_NODE_FLAGS, FLOOR, '--cert', o.cert, '--key', o.key, '--root', o.root, '--pairs', o.pairs, '--log', o.logPath, ...skip]);
 }
 
 /** Starts `node ...args`, a reference server that prints `{"port":N}` once listening. */

@@ -16,7 +16,7 @@ import { parseReview, reviewResponse } from '../velero/admission.ts';
 import type { AdmissionDecision, AdmissionRequestLike } from '../velero/admission.ts';
 import { HttpError, sendStatus, statusBody } from './status.ts';
 import { errorHandler } from './app.ts';
-import { securityHeaders } from './security-headers.ts';
+import { useSecurityHeaders } from './security-headers.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 export const ADMISSION_PATH = '/admission/downloadrequests';
@@ -105,7 +105,7 @@ export function createWebhookApp(deps: WebhookDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(securityHeaders());
+  useSecurityHeaders(app);
   app
     .route(ADMISSION_PATH)
     .post(express.json({ limit: MAX_REVIEW_BYTES, type: () => true }), handler(deps))

@@ -24,7 +24,7 @@ import { resolveDownloadRequest, resolveLocation } from './resolve.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, parseDownloadRequest, parseTargetOf, parseVolumeDataTarget } from './routes.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
-import { pageHeaders, securityHeaders } from './security-headers.ts';
+import { pageHeaders, useSecurityHeaders } from './security-headers.ts';
 import { VOLUME_ARCHIVE_PATH, VOLUME_FILES_PATH, VOLUMES_PATH, parseVolume, resolveVolume, sendVolumeArchive, sendVolumeFile, sendVolumeList } from './volumes.ts';
 import type { SnapshotDeps, VolumeDeps } from './volumes.ts';
 import { PROFILE_OBJECTS_PATH, parseProfileObject, resolveProfileObject } from './profiles.ts';
@@ -215,7 +215,7 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
-  app.use(securityHeaders());
+  useSecurityHeaders(app);
   app.use(requestId);
   app.use(accessLog(deps.log, deps.audit ?? deps.log, deps.metrics, deps.trustedProxies));
   app.use(rejectQueryTokens);

@@ -18,6 +18,7 @@ import { decideRange, notModified } from './range.ts';
 import { HttpError } from './status.ts';
 import type { DownloadSlots } from './limits.ts';
 import { timedStoreCall } from './metrics.ts';
+import { bodyBytesPassed } from '../util/scavenge.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 export interface DownloadDeps {
@@ -143,7 +144,10 @@ export function sendLocation(deps: DownloadDeps): RequestHandler {
           throw err;
         });
       } else {
-        obj.body.on('data', (chunk: Buffer) => count(chunk.length));
+        obj.body.on('data', (chunk: Buffer) => {
+          count(chunk.length);
+          bodyBytesPassed(chunk.length);
+        });
         obj.body.once('error', (err) => {
           if (!signal.aborted) upstreamError = err;
         });

@@ -7,14 +7,14 @@
  * 0.80× of bare Node's requests per second (README, Benchmarks; bench/results/latest.md section 4:
  * 5,795 vs 7,215 req/s).
  *
- * Every response starts with all of them: a page (info, health, a Status error) is what a browser
- * might render. A file download is never rendered (Content-Disposition: attachment), so the policy
- * headers (CSP, HSTS, frame and opener policies...) say nothing there and are removed when a download
- * commits to its headers; X-Content-Type-Options: nosniff stays, so that a browser never guesses a
- * backup's bytes into HTML. A download that then fails before its first byte answers a Status page,
- * and the error handler puts them back.
+ * A page (info, health, a Status error) gets all of them: it is what a browser might render. A file
+ * download is never rendered (Content-Disposition: attachment), so the policy headers (CSP, HSTS,
+ * frame and opener policies...) say nothing there and a download gets only X-Content-Type-Options:
+ * nosniff, so that a browser never guesses a backup's bytes into HTML. Which one a response is gets
+ * decided when its head is written: a download that fails before its first byte answers a Status
+ * page, and the error handler marks it a page again.
  */
-import type { Request, RequestHandler, Response } from 'express';
+import type { Express, Request, Response } from 'express';
 import helmet from 'helmet';
 
 /** The one header of helmet's a download keeps (lower case). */
@@ -35,22 +35,39 @@ function recordHelmet(): [name: string, value: string][] {
 }
 
 const HEADERS = recordHelmet();
-const PAGE_ONLY = HEADERS.map(([name]) => name).filter((name) => name.toLowerCase() !== DOWNLOAD_KEEPS);
+const KEPT = HEADERS.find(([name]) => name.toLowerCase() === DOWNLOAD_KEEPS);
+if (!KEPT) throw new Error(`helmet no longer sets ${DOWNLOAD_KEEPS}`);
+const [DOWNLOAD_NAME, DOWNLOAD_VALUE] = KEPT;
 
-/** Sets helmet's headers, as for a page. */
+/** Set on a response that is a file download (by {@link downloadHeaders}); absent: a page. */
+const DOWNLOAD = Symbol('download');
+type Marked = Response & { [DOWNLOAD]?: boolean };
+
+/** The response is a page again (a download that failed before its first byte answers a Status). */
 export function pageHeaders(res: Response): void {
-  for (const [name, value] of HEADERS) res.setHeader(name, value);
+  (res as Marked)[DOWNLOAD] = false;
 }
 
-/** Leaves only what a file download needs of helmet's headers (nosniff); call with its other headers. */
+/** The response is a file download: of helmet's headers it gets only nosniff when its head is written. */
 export function downloadHeaders(res: Response): void {
-  for (const name of PAGE_ONLY) res.removeHeader(name);
+  (res as Marked)[DOWNLOAD] = true;
 }
 
-/** The middleware giving every response helmet's headers first. */
-export function securityHeaders(): RequestHandler {
-  return (_req, res, next) => {
-    pageHeaders(res);
-    next();
+/**
+ * Gives every response of `app` helmet's headers as its head is written (Node's writeHead, which
+ * every way of answering goes through: res.send, res.end, pipes, flushHeaders): all of them on a
+ * page, only nosniff on a file download. Set at that moment rather than by a middleware on every
+ * request, so a download does not set thirteen headers to remove twelve of them again (25 header
+ * calls per 4 KiB download). `app.response` is Express's documented prototype of its responses.
+ */
+export function useSecurityHeaders(app: Express): void {
+  const response = app.response as unknown as { writeHead: (this: Marked, ...args: unknown[]) => unknown };
+  const writeHead = response.writeHead;
+  response.writeHead = function writeHeadWithSecurityHeaders(this: Marked, ...args: unknown[]): unknown {
+    if (!this.headersSent) {
+      if (this[DOWNLOAD]) this.setHeader(DOWNLOAD_NAME, DOWNLOAD_VALUE);
+      else for (const [name, value] of HEADERS) this.setHeader(name, value);
+    }
+    return writeHead.apply(this, args);
   };
 }

@@ -65,14 +65,18 @@ export async function sendFromReader(
       if (n === 0) throw new StoreUnavailableError(`short read: got ${sent} of ${length} bytes`);
       sent += n;
       onChunk(n);
+      const chunk = n === buffer.length ? buffer : buffer.subarray(0, n);
       writing = true;
       await new Promise<void>((resolve, reject) => {
         failPending = reject;
-        out.write(n === buffer.length ? buffer : buffer.subarray(0, n), (err) => (err ? reject(err) : resolve()));
+        // The last chunk ends the response in the same call (one turn less per download; the whole of
+        // a small object): its callback comes on 'finish', once the socket has taken everything.
+        if (sent === length) out.end(chunk, () => resolve());
+        else out.write(chunk, (err) => (err ? reject(err) : resolve()));
       });
       writing = false;
     }
-    out.end();
+    if (length === 0) out.end();
   } finally {
     out.off('close', onClose);
     // A write that failed or was abandoned may still hold the buffer: it is left to the collector.

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { close as fsClose, closeSync, constants, lstatSync, readlinkSync, readSync, createReadStream, fstat as fsFstat, fstatSync, open as fsOpen, openSync, read as fsRead, realpathSync } from 'node:fs';
 import { readlink, realpath, statfs } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -84,6 +85,37 @@ function notFound(key: string): ObjectNotFoundError {
   return new ObjectNotFoundError(`object ${JSON.stringify(key)} not found`);
 }
 
+/** An open descriptor of an object and what it is. */
+interface Opened {
+  fd: number;
+  info: ObjectInfo;
+}
+
+/** The descriptor as an Opened, if it is a regular file (fstat'ed: `st`). */
+function fileOpened(fd: number, st: Stats, key: string, signal: AbortSignal): Opened {
+  signal.throwIfAborted();
+  if (!st.isFile()) throw notFound(key);
+  return { fd, info: { size: st.size, etag: etagOf(st.size, st.mtimeMs), lastModified: st.mtime } };
+}
+
+/** The link naming what descriptor `fd` is (Linux procfs). */
+const procLink = (fd: number): string => `/proc/self/fd/${fd}`;
+
+/** A failed readlink of {@link procLink}: undefined when there is no procfs to ask, else the error. */
+function withoutProcfs(err: unknown): undefined {
+  if (errnoOf(err) === 'ENOENT' && !procFdAvailable()) return undefined;
+  throw err;
+}
+
+/** Closes a descriptor on the spot, ignoring errors (it was only read). */
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // nothing to do: the descriptor is gone either way
+  }
+}
+
 function emptyBody(): Readable {
   return new Readable({
     read() {
@@ -137,26 +169,32 @@ export class FilesystemStore implements ObjectStore {
     return this.#syncMetadata;
   }
 
+  /** The root's real path if resolved within the last second, else undefined. */
+  #freshRoot(): string | undefined {
+    return this.#root !== undefined && performance.now() - this.#root.at <= ROOT_RECHECK_MS ? this.#root.path : undefined;
+  }
+
+  #setRoot(path: string): string {
+    this.#root = { path, at: performance.now() };
+    return path;
+  }
+
   /**
    * The root's real path, resolved again at most every second: a root that is itself a symlink may be
    * repointed (a volume swapped under a stable path) and is followed within a second.
    */
-  async #realRoot(sync: boolean): Promise<string> {
-    const now = performance.now();
-    if (this.#root === undefined || now - this.#root.at > ROOT_RECHECK_MS) {
-      this.#root = { path: sync ? realpathSync.native(this.root) : await realpath(this.root), at: now };
-    }
-    return this.#root.path;
+  #realRootSync(): string {
+    return this.#freshRoot() ?? this.#setRoot(realpathSync.native(this.root));
   }
 
-  /** The real path of `key`, after checking the key and that the path stays inside the root. */
-  async #resolve(key: string, segments: string[], sync: boolean): Promise<string> {
-    const path = join(this.root, ...segments);
-    const realRoot = await this.#realRoot(sync);
-    const real = sync ? realpathSync.native(path) : await realpath(path);
-    const inside = realRoot.endsWith(sep) ? realRoot : realRoot + sep;
+  async #realRoot(): Promise<string> {
+    return this.#freshRoot() ?? this.#setRoot(await realpath(this.root));
+  }
+
+  /** `real` (the real path of `key`), after checking that it stays inside the root. */
+  #insideRoot(key: string, real: string, realRoot: string): string {
     if (real === realRoot) throw notFound(key);
-    if (!real.startsWith(inside)) {
+    if (!real.startsWith(realRoot.endsWith(sep) ? realRoot : realRoot + sep)) {
       throw new InvalidKeyError(`object key ${JSON.stringify(key)} resolves outside the store root`);
     }
     return real;
@@ -167,8 +205,8 @@ export class FilesystemStore implements ObjectStore {
    * and open the last segment with O_NOFOLLOW. That is a few calls where realpath(3) makes one per
    * component of the whole path; a symlink on the way (undefined) sends the key through realpath.
    */
-  async #openDirect(segments: string[]): Promise<number | undefined> {
-    const realRoot = await this.#realRoot(true);
+  #openDirect(segments: string[]): number | undefined {
+    const realRoot = this.#realRootSync();
     let path = realRoot.endsWith(sep) ? realRoot.slice(0, -1) : realRoot;
     for (let i = 0; i < segments.length - 1; i++) {
       path += sep + segments[i]!;
@@ -186,56 +224,82 @@ export class FilesystemStore implements ObjectStore {
    * The check of what was actually opened. The walk before the open (lstat of each directory, or
    * realpath) and the open are separate calls: whoever writes the store's volume can swap a directory
    * for a symlink between them, and then the open leads outside the root (test/stores/fs-race.test.ts
-   * won that race over a thousand times in 20,000 reads before this check). So the kernel is asked what the descriptor is
-   * (`/proc/self/fd/N`), and anything outside the root's real path is refused before a byte is read;
-   * the root is resolved again once first, in case it was itself repointed. Without procfs (not
-   * Linux) there is nothing to ask, and the walk alone stands.
+   * won that race over a thousand times in 20,000 reads before this check). So the kernel is asked
+   * what the descriptor is (`/proc/self/fd/N`: `opened`), and anything outside the root's real path is
+   * refused before a byte is read. False means: not inside the root as last resolved; the caller
+   * resolves the root once more (it may have been repointed) and asks {@link #checkAgain}. Without
+   * procfs (not Linux) there is nothing to ask (`opened` undefined), and the walk alone stands.
    */
-  async #checkOpened(fd: number, key: string, sync: boolean): Promise<void> {
-    let opened: string;
-    try {
-      opened = sync ? readlinkSync(`/proc/self/fd/${fd}`) : await readlink(`/proc/self/fd/${fd}`);
-    } catch (err) {
-      if (errnoOf(err) === 'ENOENT' && !procFdAvailable()) return;
-      throw err;
-    }
-    const inside = (root: string): boolean => opened.startsWith(root.endsWith(sep) ? root : root + sep);
-    if (inside(await this.#realRoot(sync))) return;
-    this.#root = undefined;
-    if (inside(await this.#realRoot(sync))) return;
-    throw new InvalidKeyError(`object key ${JSON.stringify(key)} resolves outside the store root`);
+  #openedInside(opened: string | undefined, realRoot: string): boolean {
+    return opened === undefined || opened.startsWith(realRoot.endsWith(sep) ? realRoot : realRoot + sep);
+  }
+
+  #checkAgain(opened: string | undefined, key: string, realRoot: string): void {
+    if (!this.#openedInside(opened, realRoot)) throw new InvalidKeyError(`object key ${JSON.stringify(key)} resolves outside the store root`);
   }
 
   /**
    * Opens the regular file `key` names and fstat's the descriptor, so size and etag describe the file
    * actually open (not a path that may be replaced meanwhile) and stat is refused exactly when a read
-   * would be. The caller owns the returned descriptor.
+   * would be. The caller owns the returned descriptor. Sync mode makes every call on the spot, with
+   * no promise on the way (a 4 KiB download made ~15 of them here before).
    */
-  async #open(key: string, signal: AbortSignal): Promise<{ fd: number; info: ObjectInfo }> {
+  #openSync(key: string, signal: AbortSignal): Opened {
     const segments = keySegments(key);
-    const sync = await this.metadataIsSync();
-    let fd = sync ? await this.#openDirect(segments) : undefined;
+    let fd = this.#openDirect(segments);
     if (fd === undefined) {
-      const real = await this.#resolve(key, segments, sync);
+      const real = this.#insideRoot(key, realpathSync.native(join(this.root, ...segments)), this.#realRootSync());
       signal.throwIfAborted();
-      fd = sync ? openSync(real, OPEN_FLAGS) : await openAsync(real, OPEN_FLAGS);
+      fd = openSync(real, OPEN_FLAGS);
     }
     try {
-      await this.#checkOpened(fd, key, sync);
-      const st = sync ? fstatSync(fd) : await fstatAsync(fd);
-      signal.throwIfAborted();
-      if (!st.isFile()) throw notFound(key);
-      return { fd, info: { size: st.size, etag: etagOf(st.size, st.mtimeMs), lastModified: st.mtime } };
+      let opened: string | undefined;
+      try {
+        opened = readlinkSync(procLink(fd));
+      } catch (err) {
+        opened = withoutProcfs(err);
+      }
+      if (!this.#openedInside(opened, this.#realRootSync())) {
+        this.#root = undefined;
+        this.#checkAgain(opened, key, this.#realRootSync());
+      }
+      return fileOpened(fd, fstatSync(fd), key, signal);
     } catch (err) {
-      await closeFd(fd, sync);
+      closeQuietly(fd);
       throw err;
     }
+  }
+
+  /** {@link #openSync} on the thread pool. */
+  async #openAsync(key: string, signal: AbortSignal): Promise<Opened> {
+    const segments = keySegments(key);
+    const real = this.#insideRoot(key, await realpath(join(this.root, ...segments)), await this.#realRoot());
+    signal.throwIfAborted();
+    const fd = await openAsync(real, OPEN_FLAGS);
+    try {
+      const opened = await readlink(procLink(fd)).catch(withoutProcfs);
+      if (!this.#openedInside(opened, await this.#realRoot())) {
+        this.#root = undefined;
+        this.#checkAgain(opened, key, await this.#realRoot());
+      }
+      return fileOpened(fd, await fstatAsync(fd), key, signal);
+    } catch (err) {
+      await closeFd(fd, false);
+      throw err;
+    }
+  }
+
+  /** The descriptor and what it is, in the mode decided (deciding it first if `auto` has not yet). */
+  #open(key: string, signal: AbortSignal): Opened | Promise<Opened> {
+    if (this.#syncMetadata !== undefined) return this.#syncMetadata ? this.#openSync(key, signal) : this.#openAsync(key, signal);
+    return this.metadataIsSync().then((sync) => (sync ? this.#openSync(key, signal) : this.#openAsync(key, signal)));
   }
 
   async stat(key: string, { signal }: StatOptions): Promise<ObjectInfo> {
     signal.throwIfAborted();
     try {
-      const { fd, info } = await this.#open(key, signal);
+      const o = this.#open(key, signal);
+      const { fd, info } = o instanceof Promise ? await o : o;
       await closeFd(fd, this.#sync);
       return info;
     } catch (err) {
@@ -247,7 +311,8 @@ export class FilesystemStore implements ObjectStore {
     signal.throwIfAborted();
     let fd: number | undefined;
     try {
-      const opened = await this.#open(key, signal);
+      const o = this.#open(key, signal);
+      const opened = o instanceof Promise ? await o : o;
       fd = opened.fd;
       const { info } = opened;
       const delivered = range === undefined ? undefined : fitRange(range, info.size);
@@ -269,7 +334,7 @@ export class FilesystemStore implements ObjectStore {
   list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
     return listDirectory(
       {
-        realRoot: () => this.#realRoot(false),
+        realRoot: () => this.#realRoot(),
         info: (st) => ({ size: st.size, etag: etagOf(st.size, st.mtimeMs), lastModified: st.mtime }),
         translate: (err, signal) => translate(err, prefix, signal),
       },
@@ -338,11 +403,7 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
 /** Closes a descriptor, ignoring errors (it was only read); `sync` as the store's metadata calls. */
 async function closeFd(fd: number, sync: boolean): Promise<void> {
   if (sync) {
-    try {
-      closeSync(fd);
-    } catch {
-      // nothing to do: the descriptor is gone either way
-    }
+    closeQuietly(fd);
     return;
   }
   await new Promise<void>((resolve) => fsClose(fd, () => resolve()));

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { AllowAuthenticatedAuthorizer, StaticTokenAuthenticator } from '../../src/auth/static-tokens.ts';
 import type { Authorizer, Decision } from '../../src/auth/types.ts';
 import { createApp } from '../../src/server/app.ts';
-import { securityHeaders } from '../../src/server/security-headers.ts';
+import { useSecurityHeaders } from '../../src/server/security-headers.ts';
 import type { AppDeps } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logging.ts';
 import { StoreUnavailableError, ThrottledError } from '../../src/stores/errors.ts';
@@ -366,7 +366,7 @@ describe('security headers', () => {
     live.get('/x', (_req, res) => res.send('x'));
     const replayed = express();
     replayed.disable('x-powered-by');
-    replayed.use(securityHeaders());
+    useSecurityHeaders(replayed);
     replayed.get('/x', (_req, res) => res.send('x'));
     const pick = (h: Record<string, string>): Record<string, string> =>
       Object.fromEntries(Object.entries(h).filter(([k]) => !['date', 'etag', 'content-length', 'content-type', 'connection', 'keep-alive'].includes(k)));

@@ -64,9 +64,13 @@ export function useSecurityHeaders(app: Express): void {
   const response = app.response as unknown as { writeHead: (this: Marked, ...args: unknown[]) => unknown };
   const writeHead = response.writeHead;
   response.writeHead = function writeHeadWithSecurityHeaders(this: Marked, ...args: unknown[]): unknown {
+    // A header the route set itself wins, as when these were set first and the route overwrote one.
     if (!this.headersSent) {
-      if (this[DOWNLOAD]) this.setHeader(DOWNLOAD_NAME, DOWNLOAD_VALUE);
-      else for (const [name, value] of HEADERS) this.setHeader(name, value);
+      if (this[DOWNLOAD]) {
+        if (!this.hasHeader(DOWNLOAD_NAME)) this.setHeader(DOWNLOAD_NAME, DOWNLOAD_VALUE);
+      } else {
+        for (const [name, value] of HEADERS) if (!this.hasHeader(name)) this.setHeader(name, value);
+      }
     }
     return writeHead.apply(this, args);
   };

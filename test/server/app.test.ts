@@ -374,6 +374,11 @@ describe('security headers', () => {
     assert.ok(Object.keys(want).length >= 10, `helmet set ${Object.keys(want).join(', ')}`);
     assert.ok('strict-transport-security' in want && 'content-security-policy' in want);
     assert.deepEqual(pick((await request(replayed).get('/x')).headers as Record<string, string>), want);
+    // A route that sets one of them itself keeps its own value (set at writeHead, they never overwrite).
+    replayed.get('/own-policy', (_req, res) => res.setHeader('Content-Security-Policy', "default-src 'none'").send('x'));
+    const own = await request(replayed).get('/own-policy');
+    assert.equal(own.headers['content-security-policy'], "default-src 'none'");
+    assert.equal(own.headers['strict-transport-security'], want['strict-transport-security']);
 
     // The gateway's pages carry them all: info, health, an error, and a download that fails before its
     // first byte (its Status is a page).

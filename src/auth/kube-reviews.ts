@@ -72,14 +72,12 @@ export class TokenReviewAuthenticator implements Authenticator {
     });
   }
 
-  /** A cached review answers at once, without a promise (the common case: one review per token per period). */
-  authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null> | UserInfo | null {
+  async authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null> {
     const key = this.cache.keyOf('token', token, ...this.#audiences);
-    const cached = this.cache.peek(key);
-    if (cached) return cached.user;
     const perClient = this.#perClient;
     const admit = perClient && client !== undefined ? () => perClient.admit(client) : undefined;
-    return this.cache.get(key, (s) => this.#review(token, s), { signal, ...(admit && { admit }) }).then((r) => r.user);
+    const result = await this.cache.get(key, (s) => this.#review(token, s), { signal, ...(admit && { admit }) });
+    return result.user;
   }
 
   async #review(token: string, signal: AbortSignal): Promise<AuthnResult> {
@@ -128,10 +126,9 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
     });
   }
 
-  /** A cached decision answers at once, without a promise. */
-  authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> | Decision {
+  async authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
     const key = this.cache.keyOf('sar', JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}, attrs]));
-    return this.cache.peek(key) ?? this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
+    return this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
   }
 
   async #review(user: UserInfo, a: ResourceAttributes, signal: AbortSignal): Promise<Decision> {

@@ -27,17 +27,13 @@ export interface Decision {
  * a thrown error (the check itself failed → 503, never 401).
  */
 export interface Authenticator {
-  /**
-   * `client` is the caller's address, for per-client limits on work a stranger can cause. An answer
-   * known at once (a cached review) may come without a promise.
-   */
-  authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null> | UserInfo | null;
+  /** `client` is the caller's address, for per-client limits on work a stranger can cause. */
+  authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null>;
 }
 
 /** Decides whether a user may perform an action; a thrown error means it could not decide (→ 503). */
 export interface Authorizer {
-  /** An answer known at once (a cached review) may come without a promise. */
-  authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> | Decision;
+  authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision>;
 }
 
 /** The authentication check itself failed (API server down, timed out): the caller should retry. */

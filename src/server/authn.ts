@@ -9,7 +9,7 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { MAX_BASIC_HEADER } from '../auth/access-users.ts';
-import type { Authenticator, UserInfo } from '../auth/types.ts';
+import type { Authenticator } from '../auth/types.ts';
 import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
 import type { SignedGrant } from '../velero/downloadrequests.ts';
 import { localsOf, signalOf } from './locals.ts';
@@ -63,9 +63,7 @@ export const peerAddress: ClientAddressOf = (req) => req.socket.remoteAddress ??
 export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = peerAddress, basic?: Authenticator): RequestHandler {
   const refuse = (message: string): HttpError => new HttpError(401, 'Unauthorized', `Unauthorized: ${message}`, basic ? BEARER_OR_BASIC : BEARER_ONLY);
   const schemes = basic ? '"Bearer <token>" or "Basic <base64(user@host:password)>"' : '"Bearer <token>"';
-  // Not async: a token the cache knows is answered in this turn, with no promise (Express passes a
-  // throw here, or a rejection of the returned promise, to the error handler alike).
-  return (req, res, next) => {
+  return async (req, res, next) => {
     const header = req.get('authorization');
     if (header === undefined || header === '') throw refuse(`credentials are required (Authorization: ${schemes})`);
     const scheme = /^Basic(?:[ \t]|$)/i.test(header) ? 'Basic' : 'Bearer';
@@ -73,13 +71,10 @@ export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = 
     if (!authenticator) throw refuse('access users (HTTP Basic) are not enabled on this server; use a bearer token');
     const m = header.length > MAX_BASIC_HEADER && scheme === 'Basic' ? null : CREDENTIALS[scheme].exec(header);
     if (!m?.[1]) throw refuse(`the Authorization header must be ${schemes}`);
-    const accept = (user: UserInfo | null): void => {
-      if (!user) throw refuse(`the ${what} is not valid`);
-      localsOf(res).user = user;
-      next();
-    };
-    const user = authenticator.authenticate(m[1], signalOf(res), clientOf(req));
-    return user instanceof Promise ? user.then(accept) : accept(user);
+    const user = await authenticator.authenticate(m[1], signalOf(res), clientOf(req));
+    if (!user) throw refuse(`the ${what} is not valid`);
+    localsOf(res).user = user;
+    next();
   };
 }
 

@@ -4,7 +4,7 @@
  * kube-apiserver would send, naming user, verb and resource.
  */
 import type { RequestHandler } from 'express';
-import type { Authorizer, Decision, ResourceAttributes, UserInfo } from '../auth/types.ts';
+import type { Authorizer, ResourceAttributes, UserInfo } from '../auth/types.ts';
 import type { Target } from '../velero/artifacts.ts';
 import { KANISTER_GROUP } from '../velero/kanister-profiles.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
@@ -31,31 +31,24 @@ export function forbiddenMessage(user: UserInfo, a: ResourceAttributes, reason?:
   );
 }
 
-/**
- * Authorizes, then calls `next`; or throws the 403 kube-apiserver would send. A cached decision is
- * applied in this turn, with no promise; otherwise the returned promise settles once decided (Express
- * passes a throw or a rejection to the error handler alike).
- */
-function requireAllowed(authorizer: Authorizer, user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal, next: () => void): Promise<void> | void {
-  const apply = (decision: Decision): void => {
-    if (!decision.allowed) {
-      throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason), {}, {
-        name: attrs.name,
-        group: attrs.group,
-        kind: attrs.resource,
-      });
-    }
-    next();
-  };
-  const decision = authorizer.authorize(user, attrs, signal);
-  return decision instanceof Promise ? decision.then(apply) : apply(decision);
+/** Authorizes or throws the 403 kube-apiserver would send. */
+async function requireAllowed(authorizer: Authorizer, user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<void> {
+  const decision = await authorizer.authorize(user, attrs, signal);
+  if (!decision.allowed) {
+    throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason), {}, {
+      name: attrs.name,
+      group: attrs.group,
+      kind: attrs.resource,
+    });
+  }
 }
 
 /** The caller must be allowed to `get` the artifact (`backups/<artifact>`, `restores/<artifact>`). */
 export function authorizeTarget(authorizer: Authorizer): RequestHandler {
-  return (_req, res, next) => {
+  return async (_req, res, next) => {
     const { user, target } = localsOf(res);
-    return requireAllowed(authorizer, earlier(user, 'the user'), attributesOf(earlier(target, 'the target')), signalOf(res), next);
+    await requireAllowed(authorizer, earlier(user, 'the user'), attributesOf(earlier(target, 'the target')), signalOf(res));
+    next();
   };
 }
 
@@ -64,10 +57,11 @@ export function authorizeTarget(authorizer: Authorizer): RequestHandler {
  * with no access learns nothing about which requests exist.
  */
 export function authorizeDownloadRequest(authorizer: Authorizer): RequestHandler {
-  return (_req, res, next) => {
+  return async (_req, res, next) => {
     const { user, downloadRequest } = localsOf(res);
     const { namespace, name } = earlier(downloadRequest, 'the DownloadRequest');
-    return requireAllowed(authorizer, earlier(user, 'the user'), { group: 'velero.io', resource: 'downloadrequests', verb: 'get', namespace, name }, signalOf(res), next);
+    await requireAllowed(authorizer, earlier(user, 'the user'), { group: 'velero.io', resource: 'downloadrequests', verb: 'get', namespace, name }, signalOf(res));
+    next();
   };
 }
 
@@ -77,9 +71,10 @@ export function authorizeDownloadRequest(authorizer: Authorizer): RequestHandler
  * access learns nothing about which Profiles exist.
  */
 export function authorizeProfile(authorizer: Authorizer): RequestHandler {
-  return (_req, res, next) => {
+  return async (_req, res, next) => {
     const { user, profileTarget } = localsOf(res);
     const { namespace, profile, subresource } = earlier(profileTarget, 'the Profile target');
-    return requireAllowed(authorizer, earlier(user, 'the user'), { group: KANISTER_GROUP, resource: 'profiles', subresource, verb: 'get', namespace, name: profile }, signalOf(res), next);
+    await requireAllowed(authorizer, earlier(user, 'the user'), { group: KANISTER_GROUP, resource: 'profiles', subresource, verb: 'get', namespace, name: profile }, signalOf(res));
+    next();
   };
 }

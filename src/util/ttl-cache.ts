@@ -53,16 +53,6 @@ export class TtlCache<V extends object> {
   }
 
   /**
-   * The cached value for `key` now, without loading anything (a hit counts as one); undefined when
-   * there is none. For callers that answer synchronously on a hit and call {@link get} otherwise.
-   */
-  peek(key: string): V | undefined {
-    const cached = this.#cache.get(key);
-    if (cached !== undefined) this.stats.hits++;
-    return cached;
-  }
-
-  /**
    * The cached value for `key`, or the result of `load()`, shared with every concurrent caller of the
    * same key. A thrown load is never cached.
    *

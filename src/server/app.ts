@@ -24,7 +24,7 @@ import { resolveDownloadRequest, resolveLocation } from './resolve.ts';
 import { DOWNLOAD_PATHS, DOWNLOAD_REQUEST_PATH, parseDownloadRequest, parseTargetOf, parseVolumeDataTarget } from './routes.ts';
 import { HttpError, mapError, sendStatus } from './status.ts';
 import { clientAddress } from './client-address.ts';
-import { pageHeaders, useSecurityHeaders } from './security-headers.ts';
+import { markPage, useSecurityHeaders } from './security-headers.ts';
 import { VOLUME_ARCHIVE_PATH, VOLUME_FILES_PATH, VOLUMES_PATH, parseVolume, resolveVolume, sendVolumeArchive, sendVolumeFile, sendVolumeList } from './volumes.ts';
 import type { SnapshotDeps, VolumeDeps } from './volumes.ts';
 import { PROFILE_OBJECTS_PATH, parseProfileObject, resolveProfileObject } from './profiles.ts';
@@ -205,7 +205,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       log.warn({ reason: mapped.body.reason, message: mapped.body.message, requestId: localsOf(res).requestId }, 'request failed');
     }
     // A download that failed before its first byte had dropped the page headers: a Status is a page.
-    pageHeaders(res);
+    markPage(res);
     sendStatus(res, mapped);
   };
 }

@@ -12,7 +12,7 @@ import type { StoreFactory } from '../stores/spec.ts';
 import { StoreUnavailableError } from '../stores/errors.ts';
 import type { ByteRange, ObjectInfo } from '../stores/types.ts';
 import { sendFromReader } from './send.ts';
-import { downloadHeaders } from './security-headers.ts';
+import { markDownload } from './security-headers.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import { decideRange, notModified } from './range.ts';
 import { HttpError } from './status.ts';
@@ -43,7 +43,7 @@ function contentTypeOf(key: string): string {
 export const OBJECT_HEADERS = ['Content-Disposition', 'Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Last-Modified', 'Cache-Control', 'Accept-Ranges'];
 
 export function setEntityHeaders(res: Response, info: ObjectInfo): void {
-  downloadHeaders(res);
+  markDownload(res);
   if (info.etag !== undefined) res.setHeader('ETag', info.etag);
   if (info.lastModified !== undefined) res.setHeader('Last-Modified', info.lastModified.toUTCString());
   // Backups hold Secrets: no shared cache may keep them; the client may revalidate with its ETag.

@@ -39,17 +39,17 @@ const KEPT = HEADERS.find(([name]) => name.toLowerCase() === DOWNLOAD_KEEPS);
 if (!KEPT) throw new Error(`helmet no longer sets ${DOWNLOAD_KEEPS}`);
 const [DOWNLOAD_NAME, DOWNLOAD_VALUE] = KEPT;
 
-/** Set on a response that is a file download (by {@link downloadHeaders}); absent: a page. */
+/** Set on a response that is a file download (by {@link markDownload}); absent: a page. */
 const DOWNLOAD = Symbol('download');
 type Marked = Response & { [DOWNLOAD]?: boolean };
 
 /** The response is a page again (a download that failed before its first byte answers a Status). */
-export function pageHeaders(res: Response): void {
+export function markPage(res: Response): void {
   (res as Marked)[DOWNLOAD] = false;
 }
 
 /** The response is a file download: of helmet's headers it gets only nosniff when its head is written. */
-export function downloadHeaders(res: Response): void {
+export function markDownload(res: Response): void {
   (res as Marked)[DOWNLOAD] = true;
 }
 

@@ -38,7 +38,7 @@ import type { DownloadSlots } from './limits.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import type { SnapshotPath, VolumePath } from './locals.ts';
 import { OBJECT_HEADERS, conditionalRange, setLengthHeaders } from './download.ts';
-import { downloadHeaders } from './security-headers.ts';
+import { markDownload } from './security-headers.ts';
 import { wildcardSegments } from './routes.ts';
 
 export const VOLUMES_PATH = '/v1/namespaces/:namespace/backups/:name/volumes';
@@ -355,7 +355,7 @@ export function sendVolumeArchive(deps: SnapshotDeps, read: SnapshotReadOf = vol
     res.status(200).setHeader('Content-Type', format === 'tar' ? 'application/x-tar' : 'application/gzip');
     res.setHeader('Content-Disposition', contentDisposition(fileName));
     res.setHeader('Cache-Control', 'private, no-cache');
-    downloadHeaders(res);
+    markDownload(res);
     if (req.method === 'HEAD') {
       res.end();
       return;

@@ -14,7 +14,8 @@
  * (~1 ms of a 4 MiB young generation) keeps the young buffers below the limit whatever else allocates.
  *
  * Who reaches it: nothing outside the process; the count is the bodies' own byte counts. `gc` is
- * taken from a separate context (V8's `--expose-gc` set at load), never put on the global object.
+ * taken from a separate context (V8's `--expose-gc` set at load, for that one context only), never
+ * put on the global object.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -23,7 +24,9 @@ import { runInNewContext } from 'node:vm';
 export const SCAVENGE_EVERY_BYTES = 32 * 1024 * 1024;
 
 setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as (options: { type: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void;
+const gc = runInNewContext('gc') as (options: { type: 'minor' }) => void;
+// Off again at once: a context created later (a library's vm use) gets no `gc` of its own.
+setFlagsFromString('--no-expose-gc');
 
 let since = 0;
 

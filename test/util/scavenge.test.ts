@@ -34,3 +34,9 @@ test('one scavenge per SCAVENGE_EVERY_BYTES of body bytes passed on, and nothing
     for (let n = 0; n < 3 * SCAVENGE_EVERY_BYTES; n += chunk) bodyBytesPassed(chunk);
   }), { minor: 3, major: 0 });
 });
+
+test('no context made after loading gets a gc of its own', async () => {
+  const { runInNewContext } = await import('node:vm');
+  assert.equal(runInNewContext('typeof gc'), 'undefined');
+  assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined');
+});

@@ -114,6 +114,7 @@ export class TokenReviewAuthenticator implements Authenticator {
 export class SubjectAccessReviewAuthorizer implements Authorizer {
   readonly #kube: KubeClients;
   readonly cache: TtlCache<Decision>;
+  readonly #subjects = new WeakMap<UserInfo, string>();
 
   readonly #observer: ReviewObserver | undefined;
 
@@ -127,8 +128,21 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
   }
 
   async authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
-    const key = this.cache.keyOf('sar', JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}, attrs]));
+    const key = this.cache.keyOf('sar', this.#subjectOf(user), attrs.group, attrs.resource, attrs.subresource ?? '', attrs.verb, attrs.namespace, attrs.name);
     return this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
+  }
+
+  /**
+   * The user part of a decision's key: name, uid, groups in order, extras. Worked out once per
+   * UserInfo object (the token cache hands out the same one for every request of a token).
+   */
+  #subjectOf(user: UserInfo): string {
+    let subject = this.#subjects.get(user);
+    if (subject === undefined) {
+      subject = JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}]);
+      this.#subjects.set(user, subject);
+    }
+    return subject;
   }
 
   async #review(user: UserInfo, a: ResourceAttributes, signal: AbortSignal): Promise<Decision> {

@@ -11,6 +11,7 @@ import { describeApiFailure } from '../kube/client.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
 import type { ClientLimiter } from './client-limiter.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 import { AuthUnavailableError } from './types.ts';
 import type { Authenticator, Authorizer, Decision, ResourceAttributes, ReviewObserver, UserInfo } from './types.ts';
 
@@ -72,8 +73,13 @@ export class TokenReviewAuthenticator implements Authenticator {
     });
   }
 
-  async authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null> {
+  authenticate(token: string, signal: AbortSignal, client?: string): PromiseOr<UserInfo | null> {
     const key = this.cache.keyOf('token', token, ...this.#audiences);
+    return this.cache.peek(key)?.user ?? this.#reviewed(key, token, signal, client);
+  }
+
+  /** A token the cache does not know (or knows as rejected): reviewed, or joined to its review in flight. */
+  async #reviewed(key: string, token: string, signal: AbortSignal, client: string | undefined): Promise<UserInfo | null> {
     const perClient = this.#perClient;
     const admit = perClient && client !== undefined ? () => perClient.admit(client) : undefined;
     const result = await this.cache.get(key, (s) => this.#review(token, s), { signal, ...(admit && { admit }) });
@@ -127,9 +133,9 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
     });
   }
 
-  async authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
+  authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): PromiseOr<Decision> {
     const key = this.cache.keyOf('sar', this.#subjectOf(user), attrs.group, attrs.resource, attrs.subresource ?? '', attrs.verb, attrs.namespace, attrs.name);
-    return this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
+    return this.cache.peek(key) ?? this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
   }
 
   /**

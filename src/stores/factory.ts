@@ -8,6 +8,7 @@
  * Filesystem locations live under a mount root: the bucket is a directory below it
  * (local-volume-provider's layout) and the prefix a directory below that.
  */
+import type { PromiseOr } from '../util/promise-or.ts';
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -212,11 +213,12 @@ export class DefaultStoreFactory implements StoreFactory {
   }
 
   /**
-   * The store of a location. A tenant's location naming a file or a program on the gateway is refused
+   * The store of a location: at once when it is known (a filesystem store, a cached client), else once
+   * its client is built. A tenant's location naming a file or a program on the gateway is refused
    * here first (TenantSettingRefusedError), before any adapter is loaded or built: no file is touched,
    * no connection made.
    */
-  async forSpec(spec: StoreSpec): Promise<ObjectStore> {
+  forSpec(spec: StoreSpec): PromiseOr<ObjectStore> {
     // A spec is a value, never changed once made (kubernetes mode's are frozen): what was worked out
     // for it, its filesystem store or its client's digest (three SHA-256 and a JSON text), is reused.
     const known = this.#known.get(spec);
@@ -261,7 +263,7 @@ export class DefaultStoreFactory implements StoreFactory {
       })().finally(() => this.#building.delete(digest));
       this.#building.set(digest, building);
     }
-    return new CountedStore(await building);
+    return building.then((entry) => new CountedStore(entry));
   }
 
   /** Closes every cached client (on shutdown), waiting for none of the running downloads. */

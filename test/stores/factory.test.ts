@@ -173,7 +173,7 @@ describe('DefaultStoreFactory', () => {
     const f = new DefaultStoreFactory({ fsRoot: '/nonexistent', adapters: { aws: async () => ctor, azure: async () => ctor, gcp: async () => ctor } });
     for (const provider of ['aws', 'azure', 'gcp']) {
       await assert.rejects(
-        f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'maybe' } })),
+        async () => f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'maybe' } })),
         (e: Error) => e instanceof InvalidLocationError && /config insecureSkipTLSVerify must be true or false/.test(e.message),
         provider,
       );
@@ -188,12 +188,12 @@ describe('DefaultStoreFactory', () => {
 
   test('a malformed CA bundle is a location error that does not quote it', async () => {
     const { f } = factory();
-    await assert.rejects(f.forSpec(spec({ caBundle: 'not a pem SECRETISH' })), (e: Error) => e instanceof InvalidLocationError && !e.message.includes('SECRETISH'));
+    await assert.rejects(async () => f.forSpec(spec({ caBundle: 'not a pem SECRETISH' })), (e: Error) => e instanceof InvalidLocationError && !e.message.includes('SECRETISH'));
   });
 
   test('unknown providers are refused by name', async () => {
     const { f } = factory();
-    await assert.rejects(f.forSpec(spec({ provider: 'example.com/nope' })), /provider "example.com\/nope" is not supported/);
+    await assert.rejects(async () => f.forSpec(spec({ provider: 'example.com/nope' })), /provider "example.com\/nope" is not supported/);
   });
 
   test('filesystem locations: bucket and prefix are directories under the mount root, and cannot climb out', async () => {
@@ -204,8 +204,8 @@ describe('DefaultStoreFactory', () => {
       const f = new DefaultStoreFactory({ fsRoot: root });
       const store = await f.forSpec({ name: 'nfs', provider: 'replicated.com/nfs', bucket: 'nfs-bucket', prefix: '/cluster-a/', config: {} });
       assert.equal((await store.stat('backups/b/b-logs.gz', { signal })).size, 3);
-      await assert.rejects(f.forSpec({ name: 'x', provider: 'replicated.com/hostpath', bucket: '..', prefix: '', config: {} }), InvalidKeyError);
-      await assert.rejects(f.forSpec({ name: 'x', provider: 'filesystem', bucket: 'b', prefix: '../..', config: {} }), InvalidLocationError);
+      await assert.rejects(async () => f.forSpec({ name: 'x', provider: 'replicated.com/hostpath', bucket: '..', prefix: '', config: {} }), InvalidKeyError);
+      await assert.rejects(async () => f.forSpec({ name: 'x', provider: 'filesystem', bucket: 'b', prefix: '../..', config: {} }), InvalidLocationError);
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -65,7 +65,7 @@ export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = 
   const refuse = (message: string): HttpError => new HttpError(401, 'Unauthorized', `Unauthorized: ${message}`, basic ? BEARER_OR_BASIC : BEARER_ONLY);
   const schemes = basic ? '"Bearer <token>" or "Basic <base64(user@host:password)>"' : '"Bearer <token>"';
   return (req, res, next) => {
-    const header = req.get('authorization');
+    const header = req.headers.authorization;
     if (header === undefined || header === '') throw refuse(`credentials are required (Authorization: ${schemes})`);
     const scheme = /^Basic(?:[ \t]|$)/i.test(header) ? 'Basic' : 'Bearer';
     const [authenticator, what] = scheme === 'Basic' ? [basic, 'user name or password'] : [bearer, 'bearer token'];

@@ -107,7 +107,7 @@ function sendFromStore(deps: DownloadDeps, req: Request, res: Response, store: O
   res.setHeader('Content-Disposition', contentDisposition(location.key.slice(location.key.lastIndexOf('/') + 1)));
   res.setHeader('Content-Type', contentTypeOf(location.key));
   // A plain GET needs nothing from the object before opening it: one store call instead of two.
-  const plainGet = req.method === 'GET' && req.get('range') === undefined && req.get('if-none-match') === undefined && req.get('if-modified-since') === undefined;
+  const plainGet = req.method === 'GET' && req.headers.range === undefined && req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === undefined;
   if (!plainGet) return sendConditional(deps, req, res, store, location, signal);
   return then(
     timedStoreCall(deps.metrics, location.spec.provider, 'get', () => store.get(location.key, { signal })),

@@ -81,6 +81,25 @@ describe('DefaultStoreFactory', () => {
     assert.equal(clientIdentity(plain), plain);
   });
 
+  test('a known store comes at once: a spec seen before answers without a promise, and with its own client', async () => {
+    const { f, built } = factory();
+    const s = Object.freeze(spec());
+    const first = f.forSpec(s);
+    assert.ok(first instanceof Promise, 'the first use builds the client');
+    const store = await first;
+    const again = f.forSpec(s);
+    assert.ok(!(again instanceof Promise), 'the same spec object: the client is known');
+    assert.equal(clientIdentity(again), clientIdentity(store));
+    const equal = f.forSpec(spec());
+    assert.ok(!(equal instanceof Promise), 'an equal spec finds the cached client too');
+    assert.equal(clientIdentity(equal), clientIdentity(store));
+    assert.equal(built.length, 1);
+    const fsSpec = { name: 'nfs', provider: 'replicated.com/nfs', bucket: 'b', prefix: '', config: {} };
+    const fsStore = f.forSpec(fsSpec);
+    assert.ok(!(fsStore instanceof Promise));
+    assert.equal(f.forSpec(fsSpec), fsStore, 'one filesystem store per root');
+  });
+
   test('config key order does not matter; a changed value does', async () => {
     const { f, built } = factory();
     await f.forSpec(spec({ config: { a: '1', b: '2' } }));

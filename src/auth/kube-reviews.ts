@@ -11,6 +11,7 @@ import { describeApiFailure } from '../kube/client.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
 import type { ClientLimiter } from './client-limiter.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 import { AuthUnavailableError } from './types.ts';
 import type { Authenticator, Authorizer, Decision, ResourceAttributes, ReviewObserver, UserInfo } from './types.ts';
 
@@ -72,8 +73,13 @@ export class TokenReviewAuthenticator implements Authenticator {
     });
   }
 
-  async authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null> {
+  authenticate(token: string, signal: AbortSignal, client?: string): PromiseOr<UserInfo | null> {
     const key = this.cache.keyOf('token', token, ...this.#audiences);
+    return this.cache.peek(key)?.user ?? this.#reviewed(key, token, signal, client);
+  }
+
+  /** A token the cache does not know (or knows as rejected): reviewed, or joined to its review in flight. */
+  async #reviewed(key: string, token: string, signal: AbortSignal, client: string | undefined): Promise<UserInfo | null> {
     const perClient = this.#perClient;
     const admit = perClient && client !== undefined ? () => perClient.admit(client) : undefined;
     const result = await this.cache.get(key, (s) => this.#review(token, s), { signal, ...(admit && { admit }) });
@@ -114,6 +120,7 @@ export class TokenReviewAuthenticator implements Authenticator {
 export class SubjectAccessReviewAuthorizer implements Authorizer {
   readonly #kube: KubeClients;
   readonly cache: TtlCache<Decision>;
+  readonly #subjects = new WeakMap<UserInfo, string>();
 
   readonly #observer: ReviewObserver | undefined;
 
@@ -126,9 +133,22 @@ export class SubjectAccessReviewAuthorizer implements Authorizer {
     });
   }
 
-  async authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision> {
-    const key = this.cache.keyOf('sar', JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}, attrs]));
-    return this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
+  authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): PromiseOr<Decision> {
+    const key = this.cache.keyOf('sar', this.#subjectOf(user), attrs.group, attrs.resource, attrs.subresource ?? '', attrs.verb, attrs.namespace, attrs.name);
+    return this.cache.peek(key) ?? this.cache.get(key, (s) => this.#review(user, attrs, s), { signal });
+  }
+
+  /**
+   * The user part of a decision's key: name, uid, groups in order, extras. Worked out once per
+   * UserInfo object (the token cache hands out the same one for every request of a token).
+   */
+  #subjectOf(user: UserInfo): string {
+    let subject = this.#subjects.get(user);
+    if (subject === undefined) {
+      subject = JSON.stringify([user.username, user.uid ?? '', [...user.groups].sort(), user.extra ?? {}]);
+      this.#subjects.set(user, subject);
+    }
+    return subject;
   }
 
   async #review(user: UserInfo, a: ResourceAttributes, signal: AbortSignal): Promise<Decision> {

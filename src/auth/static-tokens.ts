@@ -54,7 +54,7 @@ export class StaticTokenAuthenticator implements Authenticator {
     return StaticTokenAuthenticator.parse(await readFile(path, 'utf8'), path);
   }
 
-  async authenticate(token: string, signal: AbortSignal): Promise<UserInfo | null> {
+  authenticate(token: string, signal: AbortSignal): UserInfo | null {
     signal.throwIfAborted();
     const d = digest(token);
     let found: UserInfo | null = null;
@@ -67,9 +67,11 @@ export class StaticTokenAuthenticator implements Authenticator {
 }
 
 /** Local mode's authorizer: any authenticated user may download anything the gateway serves. */
+const ALLOWED: Decision = Object.freeze({ allowed: true, reason: 'local mode allows every authenticated user' });
+
 export class AllowAuthenticatedAuthorizer implements Authorizer {
-  async authorize(): Promise<Decision> {
-    return { allowed: true, reason: 'local mode allows every authenticated user' };
+  authorize(): Decision {
+    return ALLOWED;
   }
 }
 

@@ -1,3 +1,5 @@
+import type { PromiseOr } from '../util/promise-or.ts';
+
 /** Who the caller is, as Kubernetes' TokenReview reports it. */
 export interface UserInfo {
   username: string;
@@ -24,16 +26,20 @@ export interface Decision {
 
 /**
  * Turns a bearer token into a user. Three outcomes: a user; `null` (the token is not valid → 401);
- * a thrown error (the check itself failed → 503, never 401).
+ * a thrown error or rejection (the check itself failed → 503, never 401). An answer already known (a
+ * cached review) may come at once rather than as a promise (util/promise-or.ts).
  */
 export interface Authenticator {
   /** `client` is the caller's address, for per-client limits on work a stranger can cause. */
-  authenticate(token: string, signal: AbortSignal, client?: string): Promise<UserInfo | null>;
+  authenticate(token: string, signal: AbortSignal, client?: string): PromiseOr<UserInfo | null>;
 }
 
-/** Decides whether a user may perform an action; a thrown error means it could not decide (→ 503). */
+/**
+ * Decides whether a user may perform an action; a thrown error or rejection means it could not
+ * decide (→ 503). A cached decision may come at once rather than as a promise.
+ */
 export interface Authorizer {
-  authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<Decision>;
+  authorize(user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): PromiseOr<Decision>;
 }
 
 /** The authentication check itself failed (API server down, timed out): the caller should retry. */

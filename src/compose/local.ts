@@ -16,6 +16,7 @@ import { ConfigurationError } from './mode.ts';
 import type { Mode } from './mode.ts';
 import { followAccessUserFile } from '../auth/access-user-source.ts';
 import { accessUserAuthenticator, accessUserOptions } from './access-users.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 
 /** Local mode: nothing runs beside the routes. */
 export async function localMode(config: Config, log: Logger, factory: DefaultStoreFactory): Promise<Mode> {
@@ -28,7 +29,7 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
   // The data directory is a filesystem location of its own, whatever --fs-root says.
   const dataDirSpec: StoreSpec = { name: 'data-dir', provider: 'filesystem', bucket: '', prefix: '', config: {} };
   const dataDirStore = new FilesystemStore({ root: config.dataDir });
-  const storeFor = (spec: StoreSpec): Promise<ObjectStore> => (spec === dataDirSpec ? Promise.resolve(dataDirStore) : factory.forSpec(spec));
+  const storeFor = (spec: StoreSpec): PromiseOr<ObjectStore> => (spec === dataDirSpec ? Promise.resolve(dataDirStore) : factory.forSpec(spec));
   const locations = [dataDirSpec, ...fileLocations];
   log.info({ locations: locations.map((l) => `${l.name} (${l.provider})`) }, 'store locations');
   const probe = async (loc: Location, signal: AbortSignal): Promise<boolean> => {

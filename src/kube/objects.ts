@@ -6,6 +6,7 @@
  */
 import type { V1Secret } from '@kubernetes/client-node';
 import { TtlCache } from '../util/ttl-cache.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 import { RateLimitedError } from '../util/rate-limited.ts';
 import type { BudgetName, KubeClients } from './client.ts';
 import { describeApiFailure, statusOf } from './client.ts';
@@ -60,8 +61,8 @@ export interface ReadOptions {
 
 export interface ObjectReader {
   /** The object, or undefined when it does not exist. */
-  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts?: ReadOptions): Promise<KubeObject | undefined>;
-  secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined>;
+  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts?: ReadOptions): PromiseOr<KubeObject | undefined>;
+  secret(namespace: string, name: string, signal: AbortSignal): PromiseOr<V1Secret | undefined>;
   /**
    * The objects of a Velero kind in `namespace` whose labels match `labelSelector` (e.g.
    * `velero.io/backup-name=nightly`); [] when there are none or the kind is not installed (404).
@@ -108,7 +109,10 @@ export class CachedObjectReader implements ObjectReader, ProfileReader {
     this.#maxListed = opts.maxListed ?? MAX_LISTED_OBJECTS;
   }
 
-  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
+  velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts?: ReadOptions): PromiseOr<KubeObject | undefined> {
+    // A cached object comes at once: no promise on the download path's warm reads (util/promise-or.ts).
+    const hit = opts?.fresh ? undefined : this.#cache.peek(`velero.io/${plural}/${namespace}/${name}`);
+    if (hit) return hit.value as KubeObject | undefined;
     return this.#custom({ group: 'velero.io', version: 'v1', plural }, namespace, name, signal, opts);
   }
 
@@ -160,12 +164,15 @@ export class CachedObjectReader implements ObjectReader, ProfileReader {
     return (found.value as KubeObject[] | undefined) ?? [];
   }
 
-  async secret(namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined> {
-    const found = await this.#cache.get(
-      `secret/${namespace}/${name}`,
-      (s) => this.#read('secrets', namespace, name, s, 'objects', (o) => this.#kube.core.readNamespacedSecret({ namespace, name }, o)),
-      { signal },
-    );
+  secret(namespace: string, name: string, signal: AbortSignal): PromiseOr<V1Secret | undefined> {
+    const key = `secret/${namespace}/${name}`;
+    const hit = this.#cache.peek(key);
+    if (hit) return hit.value as V1Secret | undefined;
+    return this.#secretRead(key, namespace, name, signal);
+  }
+
+  async #secretRead(key: string, namespace: string, name: string, signal: AbortSignal): Promise<V1Secret | undefined> {
+    const found = await this.#cache.get(key, (s) => this.#read('secrets', namespace, name, s, 'objects', (o) => this.#kube.core.readNamespacedSecret({ namespace, name }, o)), { signal });
     return found.value as V1Secret | undefined;
   }
 

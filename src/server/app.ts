@@ -70,7 +70,7 @@ export interface HealthState {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 function requestId(req: Request, res: Response, next: NextFunction): void {
-  const given = req.get('x-request-id');
+  const given = req.headers['x-request-id'] as string | undefined;
   const id = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
   localsOf(res).requestId = id;
   res.setHeader('X-Request-Id', id);
@@ -91,7 +91,7 @@ function accessLog(parentLog: Logger, parentAudit: Logger, metrics: GatewayMetri
     const start = (locals.startedAt = performance.now());
     const remote = clientAddress(req, trusted); // now: a socket that is gone by 'close' has no address
     let route: RouteLabel | undefined;
-    res.once('close', () => {
+    res.on('close', () => {
       const { bytes, target, download, ttfb, via, user, requestId, volumePath, profileTarget } = locals;
       const durationMs = performance.now() - start;
       if (metrics) {

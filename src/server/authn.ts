@@ -14,6 +14,7 @@ import { SIGNED_QUERY } from '../velero/downloadrequests.ts';
 import type { SignedGrant } from '../velero/downloadrequests.ts';
 import { localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
+import { then } from '../util/promise-or.ts';
 
 const REALM = 'realm="velero-download-server"';
 const BEARER_ONLY = { 'WWW-Authenticate': `Bearer ${REALM}` };
@@ -63,18 +64,20 @@ export const peerAddress: ClientAddressOf = (req) => req.socket.remoteAddress ??
 export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = peerAddress, basic?: Authenticator): RequestHandler {
   const refuse = (message: string): HttpError => new HttpError(401, 'Unauthorized', `Unauthorized: ${message}`, basic ? BEARER_OR_BASIC : BEARER_ONLY);
   const schemes = basic ? '"Bearer <token>" or "Basic <base64(user@host:password)>"' : '"Bearer <token>"';
-  return async (req, res, next) => {
-    const header = req.get('authorization');
+  return (req, res, next) => {
+    const header = req.headers.authorization;
     if (header === undefined || header === '') throw refuse(`credentials are required (Authorization: ${schemes})`);
     const scheme = /^Basic(?:[ \t]|$)/i.test(header) ? 'Basic' : 'Bearer';
     const [authenticator, what] = scheme === 'Basic' ? [basic, 'user name or password'] : [bearer, 'bearer token'];
     if (!authenticator) throw refuse('access users (HTTP Basic) are not enabled on this server; use a bearer token');
     const m = header.length > MAX_BASIC_HEADER && scheme === 'Basic' ? null : CREDENTIALS[scheme].exec(header);
     if (!m?.[1]) throw refuse(`the Authorization header must be ${schemes}`);
-    const user = await authenticator.authenticate(m[1], signalOf(res), clientOf(req));
-    if (!user) throw refuse(`the ${what} is not valid`);
-    localsOf(res).user = user;
-    next();
+    // A cached identity comes at once and the chain goes on in this turn (util/promise-or.ts).
+    return then(authenticator.authenticate(m[1], signalOf(res), clientOf(req)), (user) => {
+      if (!user) throw refuse(`the ${what} is not valid`);
+      localsOf(res).user = user;
+      next();
+    });
   };
 }
 

@@ -9,6 +9,8 @@ import type { Target } from '../velero/artifacts.ts';
 import { KANISTER_GROUP } from '../velero/kanister-profiles.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
+import { then } from '../util/promise-or.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 
 /** The SubjectAccessReview attributes for a target: `get` on `backups/<artifact>` or `restores/<artifact>` named by the owner. */
 export function attributesOf(target: Target): ResourceAttributes {
@@ -31,24 +33,28 @@ export function forbiddenMessage(user: UserInfo, a: ResourceAttributes, reason?:
   );
 }
 
-/** Authorizes or throws the 403 kube-apiserver would send. */
-async function requireAllowed(authorizer: Authorizer, user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal): Promise<void> {
-  const decision = await authorizer.authorize(user, attrs, signal);
-  if (!decision.allowed) {
-    throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason), {}, {
-      name: attrs.name,
-      group: attrs.group,
-      kind: attrs.resource,
-    });
-  }
+/**
+ * Authorizes, then goes on with `next` (in the same turn when the decision is cached), or throws the
+ * 403 kube-apiserver would send.
+ */
+function requireAllowed(authorizer: Authorizer, user: UserInfo, attrs: ResourceAttributes, signal: AbortSignal, next: () => void): PromiseOr<void> {
+  return then(authorizer.authorize(user, attrs, signal), (decision) => {
+    if (!decision.allowed) {
+      throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason), {}, {
+        name: attrs.name,
+        group: attrs.group,
+        kind: attrs.resource,
+      });
+    }
+    next();
+  });
 }
 
 /** The caller must be allowed to `get` the artifact (`backups/<artifact>`, `restores/<artifact>`). */
 export function authorizeTarget(authorizer: Authorizer): RequestHandler {
-  return async (_req, res, next) => {
+  return (_req, res, next) => {
     const { user, target } = localsOf(res);
-    await requireAllowed(authorizer, earlier(user, 'the user'), attributesOf(earlier(target, 'the target')), signalOf(res));
-    next();
+    return requireAllowed(authorizer, earlier(user, 'the user'), attributesOf(earlier(target, 'the target')), signalOf(res), next);
   };
 }
 
@@ -57,11 +63,10 @@ export function authorizeTarget(authorizer: Authorizer): RequestHandler {
  * with no access learns nothing about which requests exist.
  */
 export function authorizeDownloadRequest(authorizer: Authorizer): RequestHandler {
-  return async (_req, res, next) => {
+  return (_req, res, next) => {
     const { user, downloadRequest } = localsOf(res);
     const { namespace, name } = earlier(downloadRequest, 'the DownloadRequest');
-    await requireAllowed(authorizer, earlier(user, 'the user'), { group: 'velero.io', resource: 'downloadrequests', verb: 'get', namespace, name }, signalOf(res));
-    next();
+    return requireAllowed(authorizer, earlier(user, 'the user'), { group: 'velero.io', resource: 'downloadrequests', verb: 'get', namespace, name }, signalOf(res), next);
   };
 }
 
@@ -71,10 +76,9 @@ export function authorizeDownloadRequest(authorizer: Authorizer): RequestHandler
  * access learns nothing about which Profiles exist.
  */
 export function authorizeProfile(authorizer: Authorizer): RequestHandler {
-  return async (_req, res, next) => {
+  return (_req, res, next) => {
     const { user, profileTarget } = localsOf(res);
     const { namespace, profile, subresource } = earlier(profileTarget, 'the Profile target');
-    await requireAllowed(authorizer, earlier(user, 'the user'), { group: KANISTER_GROUP, resource: 'profiles', subresource, verb: 'get', namespace, name: profile }, signalOf(res));
-    next();
+    return requireAllowed(authorizer, earlier(user, 'the user'), { group: KANISTER_GROUP, resource: 'profiles', subresource, verb: 'get', namespace, name: profile }, signalOf(res), next);
   };
 }

@@ -10,7 +10,11 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { StoreFactory } from '../stores/spec.ts';
 import { StoreUnavailableError } from '../stores/errors.ts';
-import type { ByteRange, ObjectInfo } from '../stores/types.ts';
+import type { ByteRange, ObjectBody, ObjectInfo, ObjectReader, ObjectStore } from '../stores/types.ts';
+import type { Readable } from 'node:stream';
+import type { Location } from '../velero/resolve.ts';
+import { then } from '../util/promise-or.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 import { sendFromReader } from './send.ts';
 import { markDownload } from './security-headers.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
@@ -83,92 +87,114 @@ export function setLengthHeaders(res: Response, size: number, range: ByteRange |
 
 /**
  * The last step of a download route: streams the resolved location. The target has been authorized
- * and resolved by the middlewares before it.
+ * and resolved by the middlewares before it. A store known at once and a body ready at once (the
+ * filesystem store's sync mode) go on in the same turn (util/promise-or.ts); only the transfer
+ * itself is waited for.
  */
 export function sendLocation(deps: DownloadDeps): RequestHandler {
-  return async (req, res) => {
-    const locals = localsOf(res);
-    const target = locals.target;
-    const location = earlier(locals.location, 'the location');
-    const signal = signalOf(res);
-
+  return (req, res) => {
+    const location = earlier(localsOf(res).location, 'the location');
     // A slot is taken only by a caller Kubernetes has allowed, once there is something to send: a
     // stranger's requests never hold one.
     const refused = deps.downloadSlots?.claim(res);
     if (refused) throw refused;
-    const store = await deps.stores.forSpec(location.spec);
-    const provider = location.spec.provider;
-    res.setHeader('Content-Disposition', contentDisposition(location.key.slice(location.key.lastIndexOf('/') + 1)));
-    res.setHeader('Content-Type', contentTypeOf(location.key));
+    return then(deps.stores.forSpec(location.spec), (store) => sendFromStore(deps, req, res, store, location));
+  };
+}
 
-    // A plain GET needs nothing from the object before opening it: one store call instead of two.
-    let range: ByteRange | undefined;
-    const plainGet = req.method === 'GET' && req.get('range') === undefined && req.get('if-none-match') === undefined && req.get('if-modified-since') === undefined;
-    if (!plainGet) {
-      const info = await timedStoreCall(deps.metrics, provider, 'stat', () => store.stat(location.key, { signal }));
-      const wanted = conditionalRange(req, res, info);
-      if (wanted === 'not-modified') return;
-      range = wanted;
-      if (req.method === 'HEAD') {
-        setLengthHeaders(res, info.size, range);
-        res.end();
-        return;
-      }
-    }
+function sendFromStore(deps: DownloadDeps, req: Request, res: Response, store: ObjectStore, location: Location): PromiseOr<void> {
+  const signal = signalOf(res);
+  res.setHeader('Content-Disposition', contentDisposition(location.key.slice(location.key.lastIndexOf('/') + 1)));
+  res.setHeader('Content-Type', contentTypeOf(location.key));
+  // A plain GET needs nothing from the object before opening it: one store call instead of two.
+  const plainGet = req.method === 'GET' && req.headers.range === undefined && req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === undefined;
+  if (!plainGet) return sendConditional(deps, req, res, store, location, signal);
+  return then(
+    timedStoreCall(deps.metrics, location.spec.provider, 'get', () => store.get(location.key, { signal })),
+    (obj) => sendBody(deps, res, obj, signal),
+  );
+}
 
-    const obj = await timedStoreCall(deps.metrics, provider, 'get', () => store.get(location.key, { signal, ...(range && { range }) }));
-    const first = obj.range?.start ?? 0;
-    const length = obj.range ? obj.range.end - obj.range.start + 1 : obj.size;
-    if (obj.range) {
-      res.status(206).setHeader('Content-Range', `bytes ${obj.range.start}-${obj.range.end}/${obj.size}`);
-    } else {
-      res.status(200);
-    }
-    res.setHeader('Content-Length', length);
-    // ETag and size come from what was opened, in case the object changed since stat.
-    setEntityHeaders(res, obj);
-    locals.ttfb = performance.now() - (locals.startedAt ?? performance.now());
+/** HEAD, Range and conditional requests: stat first, then what the headers ask for. */
+async function sendConditional(deps: DownloadDeps, req: Request, res: Response, store: ObjectStore, location: Location, signal: AbortSignal): Promise<void> {
+  const provider = location.spec.provider;
+  const info = await timedStoreCall(deps.metrics, provider, 'stat', () => store.stat(location.key, { signal }));
+  const range = conditionalRange(req, res, info);
+  if (range === 'not-modified') return;
+  if (req.method === 'HEAD') {
+    setLengthHeaders(res, info.size, range);
+    res.end();
+    return;
+  }
+  const obj = await timedStoreCall(deps.metrics, provider, 'get', () => store.get(location.key, { signal, ...(range && { range }) }));
+  return sendBody(deps, res, obj, signal);
+}
 
-    // Counted as it flows, so the access log (written on 'close') sees it whatever ends first.
-    locals.bytes = 0;
-    const count = (n: number): void => {
+/** Status, length and entity headers of what was opened (it may have changed since a stat), then its bytes. */
+function sendBody(deps: DownloadDeps, res: Response, obj: ObjectBody, signal: AbortSignal): Promise<void> {
+  const locals = localsOf(res);
+  const first = obj.range?.start ?? 0;
+  const length = obj.range ? obj.range.end - obj.range.start + 1 : obj.size;
+  if (obj.range) {
+    res.status(206).setHeader('Content-Range', `bytes ${obj.range.start}-${obj.range.end}/${obj.size}`);
+  } else {
+    res.status(200);
+  }
+  res.setHeader('Content-Length', length);
+  setEntityHeaders(res, obj);
+  locals.ttfb = performance.now() - (locals.startedAt ?? performance.now());
+  // Counted as it flows, so the access log (written on 'close') sees it whatever ends first.
+  locals.bytes = 0;
+  return obj.kind === 'reader' ? sendReaderBody(deps, res, obj.reader, first, length, signal) : sendStreamBody(deps, res, obj.body, signal);
+}
+
+async function sendReaderBody(deps: DownloadDeps, res: Response, reader: ObjectReader, first: number, length: number, signal: AbortSignal): Promise<void> {
+  const locals = localsOf(res);
+  try {
+    await sendFromReader(reader, first, length, res, (n) => {
       locals.bytes! += n;
-    };
+    });
+  } catch (err) {
     // An error of the object while the client is still there is the upstream's; once the client has
     // gone, the object errors only because we aborted it.
-    let upstreamError: Error | undefined;
-    try {
-      if (obj.kind === 'reader') {
-        await sendFromReader(obj.reader, first, length, res, count).catch((err: unknown) => {
-          if (!signal.aborted && err instanceof StoreUnavailableError) upstreamError = err;
-          throw err;
-        });
-      } else {
-        obj.body.on('data', (chunk: Buffer) => {
-          count(chunk.length);
-          bodyBytesPassed(chunk.length);
-        });
-        obj.body.once('error', (err) => {
-          if (!signal.aborted) upstreamError = err;
-        });
-        await pipeline(obj.body, res);
-      }
-    } catch {
-      if (obj.kind === 'reader' && upstreamError && !res.headersSent) {
-        // The reader failed before its first byte was written (the stream path cannot get here: its
-        // pipeline has destroyed the response): nothing of the object went out, so the client gets
-        // the store's Status instead of a torn connection, without the object's headers.
-        for (const name of OBJECT_HEADERS) res.removeHeader(name);
-        locals.ttfb = undefined;
-        throw upstreamError;
-      }
-      // Headers are out: the only honest signal left is a broken connection, so the socket goes and
-      // keep-alive cannot mask the short body.
-      res.socket?.destroy();
-      if (upstreamError) {
-        const { message, reason } = upstreamError as Error & { reason?: string };
-        deps.log.warn({ err: { message, reason }, target, bytes: locals.bytes }, 'upstream failed mid-stream');
-      }
+    const upstreamError = !signal.aborted && err instanceof StoreUnavailableError ? err : undefined;
+    if (upstreamError && !res.headersSent) {
+      // The reader failed before its first byte was written: nothing of the object went out, so the
+      // client gets the store's Status instead of a torn connection, without the object's headers.
+      for (const name of OBJECT_HEADERS) res.removeHeader(name);
+      locals.ttfb = undefined;
+      throw upstreamError;
     }
-  };
+    brokenMidStream(deps, res, upstreamError);
+  }
+}
+
+async function sendStreamBody(deps: DownloadDeps, res: Response, body: Readable, signal: AbortSignal): Promise<void> {
+  const locals = localsOf(res);
+  body.on('data', (chunk: Buffer) => {
+    locals.bytes! += chunk.length;
+    bodyBytesPassed(chunk.length);
+  });
+  let upstreamError: Error | undefined;
+  body.once('error', (err) => {
+    if (!signal.aborted) upstreamError = err;
+  });
+  try {
+    await pipeline(body, res);
+  } catch {
+    // The pipeline has destroyed the response: headers are out, whatever failed.
+    brokenMidStream(deps, res, upstreamError);
+  }
+}
+
+/**
+ * Headers are out: the only honest signal left is a broken connection, so the socket goes and
+ * keep-alive cannot mask the short body.
+ */
+function brokenMidStream(deps: DownloadDeps, res: Response, upstreamError: Error | undefined): void {
+  res.socket?.destroy();
+  if (upstreamError) {
+    const { message, reason } = upstreamError as Error & { reason?: string };
+    deps.log.warn({ err: { message, reason }, target: localsOf(res).target, bytes: localsOf(res).bytes }, 'upstream failed mid-stream');
+  }
 }

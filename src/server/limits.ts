@@ -49,7 +49,7 @@ export class DownloadSlots {
     }
     this.#inUse++;
     this.#holders.add(res);
-    res.once('close', () => {
+    res.on('close', () => {
       this.#inUse--;
     });
     return undefined;

@@ -126,7 +126,7 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
   server.on('clientError', answerClientError);
   server.on('request', (_req, res: ServerResponse) => {
     t.active.add(res);
-    res.once('close', () => t.active.delete(res));
+    res.on('close', () => t.active.delete(res));
   });
 
   // The stall watchdog: one timer per listener, over the connections it tracks. A connection is

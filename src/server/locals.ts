@@ -67,7 +67,7 @@ export function signalOf(res: Response): AbortSignal {
   const locals = localsOf(res);
   if (!locals.signal) {
     const ac = new AbortController();
-    res.once('close', () => {
+    res.on('close', () => {
       if (!res.writableFinished) ac.abort(new Error('client closed the connection'));
     });
     locals.signal = ac.signal;

@@ -6,6 +6,7 @@
  * keep prom-client's unprefixed names (process_*, nodejs_*), which stock Node.js dashboards query.
  * The README lists every one with its labels: keep it in step.
  */
+import type { PromiseOr } from '../util/promise-or.ts';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ReviewObserver } from '../auth/types.ts';
 import type { CacheStats } from '../util/ttl-cache.ts';
@@ -106,15 +107,27 @@ export class GatewayMetrics implements ReviewObserver {
 }
 
 /** Times one store operation into the metrics; errors are counted by their stable reason. */
-export async function timedStoreCall<T>(metrics: GatewayMetrics | undefined, provider: string, operation: 'stat' | 'get', call: () => Promise<T>): Promise<T> {
+export function timedStoreCall<T>(metrics: GatewayMetrics | undefined, provider: string, operation: 'stat' | 'get', call: () => PromiseOr<T>): PromiseOr<T> {
   if (!metrics) return call();
   const end = metrics.storeLatency.startTimer({ provider, operation });
-  try {
-    return await call();
-  } catch (err) {
+  const failed = (err: unknown): never => {
     metrics.storeErrors.inc({ provider, operation, reason: (err as { reason?: string }).reason ?? (err as Error).name ?? 'Error' });
-    throw err;
-  } finally {
     end();
+    throw err;
+  };
+  let result: PromiseOr<T>;
+  try {
+    result = call();
+  } catch (err) {
+    return failed(err);
   }
+  if (result instanceof Promise) {
+    return result.then((value) => {
+      end();
+      return value;
+    }, failed);
+  }
+  // A call answered at once (the filesystem store's sync mode) is timed as it is: no promise added.
+  end();
+  return result;
 }

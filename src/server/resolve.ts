@@ -5,6 +5,7 @@
 import type { RequestHandler } from 'express';
 import type { Resolver } from '../velero/resolve.ts';
 import { earlier, localsOf, signalOf } from './locals.ts';
+import { then } from '../util/promise-or.ts';
 
 /** Reads the DownloadRequest (authorized already) for the target it names; 404 when there is none. */
 export function resolveDownloadRequest(resolver: Resolver): RequestHandler {
@@ -18,9 +19,12 @@ export function resolveDownloadRequest(resolver: Resolver): RequestHandler {
 
 /** The target's location; 404 when its owner, location or namespace is unknown. */
 export function resolveLocation(resolver: Resolver): RequestHandler {
-  return async (_req, res, next) => {
+  return (_req, res, next) => {
     const locals = localsOf(res);
-    locals.location = await resolver.resolve(earlier(locals.target, 'the target'), signalOf(res));
-    next();
+    // A warm resolution comes at once and the chain goes on in this turn (util/promise-or.ts).
+    return then(resolver.resolve(earlier(locals.target, 'the target'), signalOf(res)), (location) => {
+      locals.location = location;
+      next();
+    });
   };
 }

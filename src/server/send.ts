@@ -74,6 +74,8 @@ export async function sendFromReader(
         if (sent === length) out.end(chunk, () => resolve());
         else out.write(chunk, (err) => (err ? reject(err) : resolve()));
       });
+      // Nothing pending any more: a 'close' now (as after every finished response) builds no Error.
+      failPending = undefined;
       writing = false;
     }
     if (length === 0) out.end();

@@ -8,6 +8,7 @@
  * Filesystem locations live under a mount root: the bucket is a directory below it
  * (local-volume-provider's layout) and the prefix a directory below that.
  */
+import type { PromiseOr } from '../util/promise-or.ts';
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -187,6 +188,8 @@ export class DefaultStoreFactory implements StoreFactory {
   readonly #opts: FactoryOptions;
   readonly #adapters: Record<string, () => Promise<AdapterConstructor>>;
   readonly #fsStores = new Map<string, FilesystemStore>();
+  /** Per spec: its filesystem store, or the digest its network client is cached under. */
+  readonly #known = new WeakMap<StoreSpec, FilesystemStore | string>();
   readonly #clients: LRUCache<string, Entry>;
   readonly #building = new Map<string, Promise<Entry>>();
   readonly #tenantPolicy: EndpointPolicy;
@@ -210,16 +213,29 @@ export class DefaultStoreFactory implements StoreFactory {
   }
 
   /**
-   * The store of a location. A tenant's location naming a file or a program on the gateway is refused
+   * The store of a location: at once when it is known (a filesystem store, a cached client), else once
+   * its client is built. A tenant's location naming a file or a program on the gateway is refused
    * here first (TenantSettingRefusedError), before any adapter is loaded or built: no file is touched,
    * no connection made.
    */
-  async forSpec(spec: StoreSpec): Promise<ObjectStore> {
+  forSpec(spec: StoreSpec): PromiseOr<ObjectStore> {
+    // A spec is a value, never changed once made (kubernetes mode's are frozen): what was worked out
+    // for it, its filesystem store or its client's digest (three SHA-256 and a JSON text), is reused.
+    const known = this.#known.get(spec);
+    if (known instanceof FilesystemStore) return known;
     refuseTenantFileSettings(spec);
-    if (FILESYSTEM_PROVIDERS.has(spec.provider)) return this.#filesystem(spec);
+    if (FILESYSTEM_PROVIDERS.has(spec.provider)) {
+      const store = this.#filesystem(spec);
+      this.#known.set(spec, store);
+      return store;
+    }
     const kind = providerKind(spec.provider);
     const load = this.#adapters[kind];
     if (!load) throw new InvalidLocationError(`location ${spec.name}: provider "${spec.provider}" is not supported`);
+    if (known !== undefined) {
+      const cached = this.#clients.get(known);
+      if (cached) return new CountedStore(cached);
+    }
 
     const allowDefault = spec.allowDefaultCredential !== false;
     const credential = spec.credential ?? (allowDefault ? this.#opts.defaultCredential : undefined);
@@ -230,7 +246,8 @@ export class DefaultStoreFactory implements StoreFactory {
       maxSockets: this.#opts.maxSockets ?? DEFAULT_MAX_SOCKETS,
       ...(spec.tenant === true && { endpointPolicy: this.#tenantPolicy }),
     };
-    const digest = clientDigest(options);
+    const digest = known ?? clientDigest(options);
+    this.#known.set(spec, digest);
     const cached = this.#clients.get(digest);
     if (cached) return new CountedStore(cached);
 
@@ -246,7 +263,7 @@ export class DefaultStoreFactory implements StoreFactory {
       })().finally(() => this.#building.delete(digest));
       this.#building.set(digest, building);
     }
-    return new CountedStore(await building);
+    return building.then((entry) => new CountedStore(entry));
   }
 
   /** Closes every cached client (on shutdown), waiting for none of the running downloads. */

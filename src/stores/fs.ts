@@ -1,4 +1,6 @@
 import type { Stats } from 'node:fs';
+import { then } from '../util/promise-or.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 import { close as fsClose, closeSync, constants, lstatSync, readlinkSync, readSync, createReadStream, fstat as fsFstat, fstatSync, open as fsOpen, openSync, read as fsRead, realpathSync } from 'node:fs';
 import { readlink, realpath, statfs } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -307,29 +309,42 @@ export class FilesystemStore implements ObjectStore {
     }
   }
 
-  async get(key: string, { signal, range }: GetOptions): Promise<ObjectBody> {
+  /**
+   * In sync mode a file's body is ready at once (opening is all on the spot), so a small download
+   * goes on in the same turn; on the thread pool it comes as a promise.
+   */
+  get(key: string, { signal, range }: GetOptions): PromiseOr<ObjectBody> {
     signal.throwIfAborted();
-    let fd: number | undefined;
+    let o: Opened | Promise<Opened>;
     try {
-      const o = this.#open(key, signal);
-      const opened = o instanceof Promise ? await o : o;
-      fd = opened.fd;
-      const { info } = opened;
-      const delivered = range === undefined ? undefined : fitRange(range, info.size);
-      if (info.size === 0) {
-        const f = fd;
-        fd = undefined;
-        await closeFd(f, this.#sync);
-        return { ...info, kind: 'stream', body: emptyBody() };
-      }
-      const file = fileBody(key, fd, info, delivered, signal, this.#sync);
-      fd = undefined;
-      return file;
+      o = this.#open(key, signal);
     } catch (err) {
-      if (fd !== undefined) await closeFd(fd, this.#sync);
       throw translate(err, key, signal);
     }
+    if (o instanceof Promise) {
+      return o.then(
+        (opened) => this.#body(key, opened, range, signal),
+        (err: unknown) => {
+          throw translate(err, key, signal);
+        },
+      );
+    }
+    return this.#body(key, o, range, signal);
   }
+
+  /** The body of an opened file (the descriptor is the body's now, or closed on a failure). */
+  #body(key: string, { fd, info }: Opened, range: ByteRange | undefined, signal: AbortSignal): PromiseOr<ObjectBody> {
+    try {
+      const delivered = range === undefined ? undefined : fitRange(range, info.size);
+      if (info.size === 0) return then(closeFd(fd, this.#sync), (): ObjectBody => ({ ...info, kind: 'stream', body: emptyBody() }));
+      return fileBody(key, fd, info, delivered, signal, this.#sync);
+    } catch (err) {
+      return then(closeFd(fd, this.#sync), () => {
+        throw translate(err, key, signal);
+      });
+    }
+  }
+
 
   list(prefix: string, opts: ListOptions): AsyncIterable<ListedObject> {
     return listDirectory(
@@ -400,13 +415,13 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
   };
 }
 
-/** Closes a descriptor, ignoring errors (it was only read); `sync` as the store's metadata calls. */
-async function closeFd(fd: number, sync: boolean): Promise<void> {
+/** Closes a descriptor, ignoring errors (it was only read); `sync` as the store's metadata calls (then at once). */
+function closeFd(fd: number, sync: boolean): PromiseOr<void> {
   if (sync) {
     closeQuietly(fd);
     return;
   }
-  await new Promise<void>((resolve) => fsClose(fd, () => resolve()));
+  return new Promise<void>((resolve) => fsClose(fd, () => resolve()));
 }
 
 const openAsync = promisify(fsOpen);

@@ -1,3 +1,4 @@
+import type { PromiseOr } from '../util/promise-or.ts';
 import type { ObjectStore } from './types.ts';
 
 /**
@@ -35,7 +36,7 @@ export interface StoreSpec {
 
 /** Turns a location into a store; implementations cache clients and build them lazily. */
 export interface StoreFactory {
-  forSpec(spec: StoreSpec): Promise<ObjectStore>;
+  forSpec(spec: StoreSpec): PromiseOr<ObjectStore>;
 }
 
 /** `velero.io/aws` and `aws` are the same provider, as in Velero. */

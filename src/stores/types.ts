@@ -1,3 +1,4 @@
+import type { PromiseOr } from '../util/promise-or.ts';
 import type { Readable } from 'node:stream';
 
 /** An inclusive byte range, already validated against the object's size. */
@@ -95,8 +96,11 @@ export interface ListedObject extends ObjectInfo {
 export interface ObjectStore {
   /** Size, etag, last-modified of one object; throws ObjectNotFoundError. */
   stat(key: string, opts: StatOptions): Promise<ObjectInfo>;
-  /** Streams one object, or one byte range of it; throws ObjectNotFoundError. */
-  get(key: string, opts: GetOptions): Promise<ObjectBody>;
+  /**
+   * Streams one object, or one byte range of it; throws (or rejects with) ObjectNotFoundError. A
+   * body ready without waiting (the filesystem store's sync mode) comes at once, not as a promise.
+   */
+  get(key: string, opts: GetOptions): PromiseOr<ObjectBody>;
   /**
    * The objects whose keys start with `prefix` (a plain string prefix: `backups/a` also matches
    * `backups/ab/x`), in ascending Unicode code point order of their keys (which is UTF-8 byte order),

@@ -8,6 +8,7 @@
 import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { abortable } from './abortable.ts';
+import type { PromiseOr } from './promise-or.ts';
 
 /** A load in flight and who waits for it. */
 interface Inflight<V> {
@@ -53,8 +54,8 @@ export class TtlCache<V extends object> {
   }
 
   /**
-   * The cached value for `key`, or the result of `load()`, shared with every concurrent caller of the
-   * same key. A thrown load is never cached.
+   * The cached value for `key` (at once: no promise on a hit), or the result of `load()`, shared with
+   * every concurrent caller of the same key. A thrown load is never cached.
    *
    * - `signal`: this caller stops waiting when it aborts. When every caller of a load in flight has
    *   left that way, the load's own signal aborts and the load is dropped (a review nobody waits for
@@ -62,12 +63,19 @@ export class TtlCache<V extends object> {
    * - `admit`: runs only when this call would start a new load (not on a hit, not when joining one in
    *   flight); throwing refuses the call before anything is loaded (a per-client limit on misses).
    */
-  async get(key: string, load: (signal: AbortSignal) => Promise<V>, opts: { signal?: AbortSignal; admit?: () => void } = {}): Promise<V> {
+  get(key: string, load: (signal: AbortSignal) => Promise<V>, opts?: { signal?: AbortSignal; admit?: () => void }): PromiseOr<V> {
+    return this.peek(key) ?? this.#load(key, load, opts ?? {});
+  }
+
+  /** The cached value for `key` (a hit), or undefined: nothing is loaded. */
+  peek(key: string): V | undefined {
     const cached = this.#cache.get(key);
-    if (cached !== undefined) {
-      this.stats.hits++;
-      return cached;
-    }
+    if (cached !== undefined) this.stats.hits++;
+    return cached;
+  }
+
+  /** A miss: join the load in flight for `key` or start one. */
+  async #load(key: string, load: (signal: AbortSignal) => Promise<V>, opts: { signal?: AbortSignal; admit?: () => void }): Promise<V> {
     const { signal } = opts;
     signal?.throwIfAborted();
     let entry = this.#inflight.get(key);

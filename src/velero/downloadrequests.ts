@@ -20,6 +20,7 @@ import { findArtifactByKind, isDns1123Label, isDns1123Subdomain } from './artifa
 import type { Target } from './artifacts.ts';
 import { CrossNamespaceError, NotFoundError, SignedUrlRefusedError } from './errors.ts';
 import { nonEmptyString } from '../util/strings.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 
 /** Signs and checks lists of strings with the gateway's keys (implemented in auth/signed-urls.ts). */
 export interface Signer {
@@ -51,7 +52,7 @@ export const ENABLED_ANNOTATION = 'download-server.velero.io/enabled';
 /** Finds the BackupStorageLocation a target's data lives in (the resolver: same namespace only). */
 export interface StorageLocations {
   /** NotFoundError when the chain is broken, CrossNamespaceError when an object points elsewhere. */
-  storageLocationOf(target: Target, signal: AbortSignal, read?: ReadOptions): Promise<KubeObject>;
+  storageLocationOf(target: Target, signal: AbortSignal, read?: ReadOptions): PromiseOr<KubeObject>;
 }
 
 /**

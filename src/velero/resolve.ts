@@ -4,6 +4,7 @@
  */
 import { NEVER_ABORTED, abortable } from '../util/abortable.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 import type { StoreFactory, StoreSpec } from '../stores/spec.ts';
 import type { ObjectStore } from '../stores/types.ts';
 import { findArtifact } from './artifacts.ts';
@@ -20,8 +21,11 @@ export interface Location {
 }
 
 export interface Resolver {
-  /** Throws NotFoundError when the target's owner, location or namespace is unknown. */
-  resolve(target: Target, signal: AbortSignal): Promise<Location>;
+  /**
+   * Throws (or rejects with) NotFoundError when the target's owner, location or namespace is unknown.
+   * A location known without waiting (cached objects, local mode) comes at once, not as a promise.
+   */
+  resolve(target: Target, signal: AbortSignal): PromiseOr<Location>;
   /** The target a DownloadRequest names; NotFoundError when there is no such request. */
   downloadRequestTarget(namespace: string, name: string, signal: AbortSignal): Promise<Target>;
 }
@@ -105,10 +109,8 @@ export class LocalResolver implements Resolver {
     if (this.#specs.length === 1 || !this.#probe) return first!;
     // One search per key, shared by concurrent callers: it runs under no caller's signal, so one
     // that leaves does not fail the others; each stops waiting when its own signal aborts.
-    const { index } = await abortable(
-      this.#found.get(key, () => this.#search(key, missing, NEVER_ABORTED)),
-      signal,
-    );
+    const found = this.#found.get(key, () => this.#search(key, missing, NEVER_ABORTED));
+    const { index } = found instanceof Promise ? await abortable(found, signal) : found;
     return this.#specs[index]!;
   }
 

@@ -26,7 +26,7 @@ export interface SignedAccessDeps {
 export function signedAccess(deps: SignedAccessDeps): { signedUrls: SignedUrls; admission: DownloadRequestAdmission } {
   const downloadRequests = (budget: BudgetName): DownloadRequestSource => ({
     cached: (namespace, name) => deps.watched.get(namespace, name),
-    live: (namespace, name, signal) => deps.objects.velero('downloadrequests', namespace, name, signal, { fresh: true, budget }),
+    live: async (namespace, name, signal) => deps.objects.velero('downloadrequests', namespace, name, signal, { fresh: true, budget }),
   });
   const { signer, serves } = deps;
   return {

@@ -15,6 +15,7 @@ import { gunzip } from 'node:zlib';
 import type { StoreSpec } from '../stores/spec.ts';
 import type { ObjectStore } from '../stores/types.ts';
 import { TtlCache } from '../util/ttl-cache.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
 import { isDns1123Subdomain } from './artifacts.ts';
 import { InvalidBackupFileError, InvalidTargetError } from './errors.ts';
 import { uniqueVolumes, volumeOfPodVolumeBackup, volumeOfVolumeInfo, withPvcNames } from './volumes-parse.ts';
@@ -164,8 +165,8 @@ export async function volumesFromBackupFiles(store: ObjectStore, ctx: EntryConte
 export class BackupFileVolumes {
   readonly #cache = new TtlCache<{ volumes: BackupVolume[] }>({ max: 1_000, ttl: () => FILE_VOLUMES_TTL_MS });
 
-  get(spec: StoreSpec, store: () => Promise<ObjectStore>, ctx: EntryContext, kinds: ReadonlySet<VolumeKind>, signal: AbortSignal): Promise<BackupVolume[]> {
+  async get(spec: StoreSpec, store: () => PromiseOr<ObjectStore>, ctx: EntryContext, kinds: ReadonlySet<VolumeKind>, signal: AbortSignal): Promise<BackupVolume[]> {
     const key = this.#cache.keyOf(spec.name, spec.provider, spec.bucket, spec.prefix, ctx.backup, ctx.location ?? '', [...kinds].sort().join(','));
-    return this.#cache.get(key, async (s) => ({ volumes: await volumesFromBackupFiles(await store(), ctx, kinds, s) }), { signal }).then((r) => r.volumes);
+    return (await this.#cache.get(key, async (s) => ({ volumes: await volumesFromBackupFiles(await store(), ctx, kinds, s) }), { signal })).volumes;
   }
 }

@@ -12,13 +12,13 @@ describe('StaticTokenAuthenticator', () => {
 
   test('known tokens map to their user with uid and groups', async () => {
     const a = StaticTokenAuthenticator.parse(csv);
-    assert.deepEqual(await a.authenticate('tok-alice', signal), { username: 'alice', uid: 'uid-1', groups: ['group1', 'group2'] });
-    assert.deepEqual(await a.authenticate('tok-bob', signal), { username: 'bob', uid: 'uid-2', groups: [] });
+    assert.deepEqual(a.authenticate('tok-alice', signal), { username: 'alice', uid: 'uid-1', groups: ['group1', 'group2'] });
+    assert.deepEqual(a.authenticate('tok-bob', signal), { username: 'bob', uid: 'uid-2', groups: [] });
   });
 
   test('unknown, empty and prefix tokens are not users', async () => {
     const a = StaticTokenAuthenticator.parse(csv);
-    for (const t of ['tok-carol', '', 'tok-alic', 'tok-alicee', 'TOK-ALICE']) assert.equal(await a.authenticate(t, signal), null, t);
+    for (const t of ['tok-carol', '', 'tok-alic', 'tok-alicee', 'TOK-ALICE']) assert.equal(a.authenticate(t, signal), null, t);
   });
 
   test('malformed files are refused with messages that never contain a token', () => {
@@ -30,10 +30,10 @@ describe('StaticTokenAuthenticator', () => {
     }
   });
 
-  test('an aborted signal fails fast', async () => {
+  test('an aborted signal fails fast', () => {
     const ac = new AbortController();
     ac.abort();
-    await assert.rejects(StaticTokenAuthenticator.parse(csv).authenticate('tok-alice', ac.signal));
+    assert.throws(() => StaticTokenAuthenticator.parse(csv).authenticate('tok-alice', ac.signal));
   });
 });
 

@@ -98,7 +98,7 @@ export function recording(store: ObjectStore): { store: ObjectStore; gets: { key
         lists.push(prefix);
         return store.list(prefix, opts);
       },
-      get: (key: string, opts: GetOptions): Promise<ObjectBody> => {
+      get: async (key: string, opts: GetOptions): Promise<ObjectBody> => {
         gets.push({ key, ...(opts.range ? { start: opts.range.start, end: opts.range.end } : {}) });
         return store.get(key, opts);
       },

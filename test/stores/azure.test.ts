@@ -518,7 +518,7 @@ describe('AzureBlobStore: credentials', () => {
       const from = authority.tokenRequests.length;
       for (const path of [wire.path, '/dev/zero', join(dir, 'client.pem')]) {
         const err = await rejectsWith(
-          factory.forSpec(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${path}`, { name: 'team-a/aad-cert', tenant: true, allowDefaultCredential: false })),
+          (async () => factory.forSpec(certSpec(`AZURE_CLIENT_CERTIFICATE_PATH=${path}`, { name: 'team-a/aad-cert', tenant: true, allowDefaultCredential: false })))(),
           TenantSettingRefusedError,
         );
         assert.match(err.message, /^location team-a\/aad-cert: Azure credential variable AZURE_CLIENT_CERTIFICATE_PATH is refused for locations outside the gateway's namespace/);

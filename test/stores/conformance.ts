@@ -176,7 +176,7 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
       for (const key of ['conformance/missing', 'conformance/nope/deeper/x', `${K.one}/child`, K.dir]) {
         test(`stat and get ${describeKey(key)} → ObjectNotFoundError`, async () => {
           await assert.rejects(store.stat(key, { signal: signal() }), ObjectNotFoundError);
-          await assert.rejects(store.get(key, { signal: signal() }), ObjectNotFoundError);
+          await assert.rejects(async () => store.get(key, { signal: signal() }), ObjectNotFoundError);
         });
       }
     });
@@ -309,7 +309,7 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
       ];
       for (const c of invalid) {
         test(`${c.name} → InvalidRangeError`, async () => {
-          await assert.rejects(store.get(c.key, { signal: signal(), range: c.range }), InvalidRangeError);
+          await assert.rejects(async () => store.get(c.key, { signal: signal(), range: c.range }), InvalidRangeError);
         });
       }
     });
@@ -320,7 +320,7 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
         const t0 = performance.now();
         for (const key of [K.large, 'conformance/missing', '../escape']) {
           await assert.rejects(store.stat(key, { signal: aborted }), { name: 'AbortError' });
-          await assert.rejects(store.get(key, { signal: aborted }), { name: 'AbortError' });
+          await assert.rejects(async () => store.get(key, { signal: aborted }), { name: 'AbortError' });
         }
         assert.ok(performance.now() - t0 < 1000, 'rejected without waiting on the store');
       });
@@ -329,7 +329,7 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
         const reason = new Error('client went away');
         const aborted = AbortSignal.abort(reason);
         await assert.rejects(store.stat(K.one, { signal: aborted }), (err) => err === reason);
-        await assert.rejects(store.get(K.one, { signal: aborted }), (err) => err === reason);
+        await assert.rejects(async () => store.get(K.one, { signal: aborted }), (err) => err === reason);
       });
 
       test('abort mid-stream destroys the body and releases its descriptors', { timeout: ABORT_TIMEOUT_MS }, async () => {
@@ -378,7 +378,7 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
       for (const key of ESCAPING_KEYS) {
         test(`${describeKey(key)} → InvalidKeyError`, async () => {
           await assert.rejects(store.stat(key, { signal: signal() }), InvalidKeyError);
-          await assert.rejects(store.get(key, { signal: signal() }), InvalidKeyError);
+          await assert.rejects(async () => store.get(key, { signal: signal() }), InvalidKeyError);
         });
       }
 
@@ -398,7 +398,7 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
           await putOutside(name, Buffer.from('secret'));
           for (const key of [`../${name}`, `conformance/../../${name}`, `./../${name}`]) {
             await assert.rejects(store.stat(key, { signal: signal() }), InvalidKeyError);
-            await assert.rejects(store.get(key, { signal: signal() }), InvalidKeyError);
+            await assert.rejects(async () => store.get(key, { signal: signal() }), InvalidKeyError);
           }
           // And it is really outside: the store does not see it under its bare name either.
           await assert.rejects(store.stat(name, { signal: signal() }), ObjectNotFoundError);
@@ -411,14 +411,14 @@ export function runStoreConformance(name: string, fixture: () => Promise<StoreFi
       test('wrong credentials → AccessDeniedError', async () => {
         const denied = await wrongCredentials();
         await assert.rejects(denied.stat(K.one, { signal: signal() }), AccessDeniedError);
-        await assert.rejects(denied.get(K.one, { signal: signal() }), AccessDeniedError);
+        await assert.rejects(async () => denied.get(K.one, { signal: signal() }), AccessDeniedError);
       });
     }
     if (untrustedTls !== undefined) {
       test('an untrusted TLS certificate → StoreUnavailableError', async () => {
         const untrusting = await untrustedTls();
         await assert.rejects(untrusting.stat(K.one, { signal: signal() }), StoreUnavailableError);
-        await assert.rejects(untrusting.get(K.one, { signal: signal() }), StoreUnavailableError);
+        await assert.rejects(async () => untrusting.get(K.one, { signal: signal() }), StoreUnavailableError);
       });
     }
 
@@ -448,7 +448,7 @@ function describeFaults({ store, faults, idleMs }: FaultyStore, put: StoreFixtur
     if (faults.throttle !== undefined) {
       test('a throttle → ThrottledError with its Retry-After, at once, never retried into silence', async () => {
         faults.throttle?.(7);
-        for (const call of [() => store.stat(key, { signal: signal() }), () => store.get(key, { signal: signal() })]) {
+        for (const call of [async () => store.stat(key, { signal: signal() }), async () => store.get(key, { signal: signal() })]) {
           await assert.rejects(call(), (err) => err instanceof ThrottledError && err.retryAfterSeconds === 7);
         }
         expectRequests(2);
@@ -461,7 +461,7 @@ function describeFaults({ store, faults, idleMs }: FaultyStore, put: StoreFixtur
         expectRequests(2);
         faults.clear();
         faults.serverErrors?.(RETRIES + 1);
-        await assert.rejects(store.get(key, { signal: signal() }), StoreUnavailableError);
+        await assert.rejects(async () => store.get(key, { signal: signal() }), StoreUnavailableError);
         expectRequests(RETRIES + 1);
       });
     }

@@ -81,6 +81,25 @@ describe('DefaultStoreFactory', () => {
     assert.equal(clientIdentity(plain), plain);
   });
 
+  test('a known store comes at once: a spec seen before answers without a promise, and with its own client', async () => {
+    const { f, built } = factory();
+    const s = Object.freeze(spec());
+    const first = f.forSpec(s);
+    assert.ok(first instanceof Promise, 'the first use builds the client');
+    const store = await first;
+    const again = f.forSpec(s);
+    assert.ok(!(again instanceof Promise), 'the same spec object: the client is known');
+    assert.equal(clientIdentity(again), clientIdentity(store));
+    const equal = f.forSpec(spec());
+    assert.ok(!(equal instanceof Promise), 'an equal spec finds the cached client too');
+    assert.equal(clientIdentity(equal), clientIdentity(store));
+    assert.equal(built.length, 1);
+    const fsSpec = { name: 'nfs', provider: 'replicated.com/nfs', bucket: 'b', prefix: '', config: {} };
+    const fsStore = f.forSpec(fsSpec);
+    assert.ok(!(fsStore instanceof Promise));
+    assert.equal(f.forSpec(fsSpec), fsStore, 'one filesystem store per root');
+  });
+
   test('config key order does not matter; a changed value does', async () => {
     const { f, built } = factory();
     await f.forSpec(spec({ config: { a: '1', b: '2' } }));
@@ -173,7 +192,7 @@ describe('DefaultStoreFactory', () => {
     const f = new DefaultStoreFactory({ fsRoot: '/nonexistent', adapters: { aws: async () => ctor, azure: async () => ctor, gcp: async () => ctor } });
     for (const provider of ['aws', 'azure', 'gcp']) {
       await assert.rejects(
-        f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'maybe' } })),
+        async () => f.forSpec(spec({ provider, config: { insecureSkipTLSVerify: 'maybe' } })),
         (e: Error) => e instanceof InvalidLocationError && /config insecureSkipTLSVerify must be true or false/.test(e.message),
         provider,
       );
@@ -188,12 +207,12 @@ describe('DefaultStoreFactory', () => {
 
   test('a malformed CA bundle is a location error that does not quote it', async () => {
     const { f } = factory();
-    await assert.rejects(f.forSpec(spec({ caBundle: 'not a pem SECRETISH' })), (e: Error) => e instanceof InvalidLocationError && !e.message.includes('SECRETISH'));
+    await assert.rejects(async () => f.forSpec(spec({ caBundle: 'not a pem SECRETISH' })), (e: Error) => e instanceof InvalidLocationError && !e.message.includes('SECRETISH'));
   });
 
   test('unknown providers are refused by name', async () => {
     const { f } = factory();
-    await assert.rejects(f.forSpec(spec({ provider: 'example.com/nope' })), /provider "example.com\/nope" is not supported/);
+    await assert.rejects(async () => f.forSpec(spec({ provider: 'example.com/nope' })), /provider "example.com\/nope" is not supported/);
   });
 
   test('filesystem locations: bucket and prefix are directories under the mount root, and cannot climb out', async () => {
@@ -204,8 +223,8 @@ describe('DefaultStoreFactory', () => {
       const f = new DefaultStoreFactory({ fsRoot: root });
       const store = await f.forSpec({ name: 'nfs', provider: 'replicated.com/nfs', bucket: 'nfs-bucket', prefix: '/cluster-a/', config: {} });
       assert.equal((await store.stat('backups/b/b-logs.gz', { signal })).size, 3);
-      await assert.rejects(f.forSpec({ name: 'x', provider: 'replicated.com/hostpath', bucket: '..', prefix: '', config: {} }), InvalidKeyError);
-      await assert.rejects(f.forSpec({ name: 'x', provider: 'filesystem', bucket: 'b', prefix: '../..', config: {} }), InvalidLocationError);
+      await assert.rejects(async () => f.forSpec({ name: 'x', provider: 'replicated.com/hostpath', bucket: '..', prefix: '', config: {} }), InvalidKeyError);
+      await assert.rejects(async () => f.forSpec({ name: 'x', provider: 'filesystem', bucket: 'b', prefix: '../..', config: {} }), InvalidLocationError);
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -212,7 +212,7 @@ describe('settings naming files or programs, every row of every provider', () =>
           const f = newFactory(built);
           const value = example.value(wire.path);
           const spec = specOf(provider, origin.replace('http:', 'https:'), { where: rule.where, name: example.name, value });
-          const err = await f.forSpec(spec).then(
+          const err = await (async () => f.forSpec(spec))().then(
             () => assert.fail('the tenant location was built'),
             (e: unknown) => e,
           );
@@ -237,7 +237,7 @@ describe('settings naming files or programs, every row of every provider', () =>
       const spec = specOf('aws', origin.replace('http:', 'https:'), { where: 'credential', name: 'credential_process', value: '/bin/true' });
       spec.config.customerKeyEncryptionFile = '/etc/passwd';
       spec.config.credentialsFile = '/etc/shadow';
-      const err = await f.forSpec(spec).catch((e: unknown) => e);
+      const err = await (async () => f.forSpec(spec))().catch((e: unknown) => e);
       assert.ok(err instanceof TenantSettingRefusedError);
       assert.deepEqual([...err.settings].sort(), ['AWS credential key credential_process (profile "default")', 'config credentialsFile', 'config customerKeyEncryptionFile']);
       assert.match(err.message, / and .* are refused/);
@@ -252,7 +252,7 @@ describe('settings naming files or programs, every row of every provider', () =>
       await f.forSpec(spec);
       const other = { ...spec, config: { ...spec.config, profile: 'other' } };
       other.credential = Buffer.from(`${Buffer.from(spec.credential).toString()}aws_access_key_id = A\naws_secret_access_key = S\n`);
-      const err = await f.forSpec(other).catch((e: unknown) => e);
+      const err = await (async () => f.forSpec(other))().catch((e: unknown) => e);
       assert.ok(err instanceof TenantSettingRefusedError);
       assert.deepEqual(err.settings, ['AWS credential key credential_process (profile "other")']);
       assert.ok(await wire.intact());
@@ -322,7 +322,7 @@ describe('settings naming files or programs, every row of every provider', () =>
       for (const rule of FILE_SETTINGS.gcp.filter((r) => r.admin === 'refused')) {
         const example = EXAMPLES[rowId('gcp', rule)]!;
         const spec = specOf('gcp', origin, { where: rule.where, name: example.name, value: example.value(wire.path) }, false);
-        const err = await f.forSpec(spec).catch((e: unknown) => e);
+        const err = await (async () => f.forSpec(spec))().catch((e: unknown) => e);
         assert.ok(err instanceof InvalidLocationError, `${rowId('gcp', rule)}: ${String(err)}`);
         assert.match(err.message, /^location velero\/matrix: GCP credential has type "external_account"; only "service_account" keys are supported: .*credential_source.*never uses/);
       }

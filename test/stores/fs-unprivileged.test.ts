@@ -27,6 +27,8 @@ describe('the unprivileged permissions check from a clone under a 0700 directory
     // the binary is enough: exec resolves it through the 0700 parent, as it would a copy.
     await mkdir(join(clone, 'src'), { recursive: true });
     await cp(STORES, join(clone, 'src', 'stores'), { recursive: true });
+    await mkdir(join(clone, 'src', 'util'));
+    await cp(new URL('../../src/util/promise-or.ts', import.meta.url), join(clone, 'src', 'util', 'promise-or.ts'));
     await writeFile(join(clone, 'package.json'), '{ "type": "module" }\n');
     await symlink(process.execPath, join(clone, 'node'));
     data = await mkdtemp(join(tmpdir(), 'vds-fs-perm-'));

@@ -105,7 +105,7 @@ for (const metadata of ['sync', 'async'] as const) {
       test('a missing root → ObjectNotFoundError', async () => {
         const gone = new FilesystemStore({ root: join(base, 'does-not-exist'), metadata });
         await assert.rejects(gone.stat('a', { signal: signal() }), ObjectNotFoundError);
-        await assert.rejects(gone.get('a', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(async () => gone.get('a', { signal: signal() }), ObjectNotFoundError);
       });
 
       test('a root that is itself a symlink works', async () => {
@@ -138,20 +138,20 @@ for (const metadata of ['sync', 'async'] as const) {
         await mkdir(join(root, 'adir', 'sub'), { recursive: true });
         for (const key of ['adir', 'adir/sub']) {
           await assert.rejects(store.stat(key, { signal: signal() }), ObjectNotFoundError);
-          await assert.rejects(store.get(key, { signal: signal() }), ObjectNotFoundError);
+          await assert.rejects(async () => store.get(key, { signal: signal() }), ObjectNotFoundError);
         }
       });
 
       test('a FIFO → ObjectNotFoundError, without blocking on open', { timeout: 10_000 }, async () => {
         await execFileAsync('mkfifo', [join(root, 'a-fifo')]);
         await assert.rejects(store.stat('a-fifo', { signal: signal() }), ObjectNotFoundError);
-        await assert.rejects(store.get('a-fifo', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(async () => store.get('a-fifo', { signal: signal() }), ObjectNotFoundError);
       });
 
       test('a dangling symlink → ObjectNotFoundError', async () => {
         await symlink(join(root, 'nothing-here'), join(root, 'dangling'));
         await assert.rejects(store.stat('dangling', { signal: signal() }), ObjectNotFoundError);
-        await assert.rejects(store.get('dangling', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(async () => store.get('dangling', { signal: signal() }), ObjectNotFoundError);
       });
     });
 
@@ -171,7 +171,7 @@ for (const metadata of ['sync', 'async'] as const) {
       for (const key of ['to-outside-file', 'to-outside-dir/secret', 'chain-to-outside']) {
         test(`${key} (leaves the root) → InvalidKeyError`, async () => {
           await assert.rejects(store.stat(key, { signal: signal() }), InvalidKeyError);
-          await assert.rejects(store.get(key, { signal: signal() }), InvalidKeyError);
+          await assert.rejects(async () => store.get(key, { signal: signal() }), InvalidKeyError);
         });
       }
 
@@ -185,7 +185,7 @@ for (const metadata of ['sync', 'async'] as const) {
 
       test('a symlink to the root itself is a directory → ObjectNotFoundError', async () => {
         await assert.rejects(store.stat('self', { signal: signal() }), ObjectNotFoundError);
-        await assert.rejects(store.get('self', { signal: signal() }), ObjectNotFoundError);
+        await assert.rejects(async () => store.get('self', { signal: signal() }), ObjectNotFoundError);
       });
     });
 
@@ -210,7 +210,7 @@ for (const metadata of ['sync', 'async'] as const) {
           );
           if (!privileged) {
             await assert.rejects(local.stat('locked', { signal: signal() }), AccessDeniedError);
-            await assert.rejects(local.get('locked', { signal: signal() }), AccessDeniedError);
+            await assert.rejects(async () => local.get('locked', { signal: signal() }), AccessDeniedError);
             return;
           }
           // Privileged: the permission bits do not apply to us, and the store must not pretend they do.
@@ -267,9 +267,9 @@ for (const metadata of ['sync', 'async'] as const) {
         const fdsBefore = openFdCount();
 
         for (let i = 0; i < 10; i++) {
-          await assert.rejects(store.get('fd-dir', { signal: signal() }), ObjectNotFoundError);
-          await assert.rejects(store.get('fd-file', { signal: signal(), range: { start: 3 * MiB, end: 4 * MiB } }), InvalidRangeError);
-          await assert.rejects(store.get('fd-missing', { signal: signal() }), ObjectNotFoundError);
+          await assert.rejects(async () => store.get('fd-dir', { signal: signal() }), ObjectNotFoundError);
+          await assert.rejects(async () => store.get('fd-file', { signal: signal(), range: { start: 3 * MiB, end: 4 * MiB } }), InvalidRangeError);
+          await assert.rejects(async () => store.get('fd-missing', { signal: signal() }), ObjectNotFoundError);
         }
 
         // Bodies are held until after the check so that garbage collection cannot close a leaked handle.
@@ -281,7 +281,7 @@ for (const metadata of ['sync', 'async'] as const) {
           // In sync mode get() has opened and checked the file before it returns (no promise on the
           // way): the only abort that stops it is one made before the call.
           if (metadata === 'sync' && i % 12 === 0) ac.abort();
-          const pending = store.get('fd-file', { signal: ac.signal });
+          const pending = (async () => store.get('fd-file', { signal: ac.signal }))();
           for (let j = 0; j < i % 12; j++) await new Promise((resolve) => setImmediate(resolve));
           // Every twelfth waits for get() to return, so some aborts hit the body however slow the
           // thread pool is (under load, eleven turns did not always reach it in async mode).

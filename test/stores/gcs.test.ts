@@ -187,7 +187,7 @@ describe('GCS adapter', () => {
 
     test('without the CA → StoreUnavailableError saying the certificate is not trusted', async () => {
       const store = makeStore({ name: 'velero/no-ca', endpoint: secure.url, bucket, credential: saA.json });
-      for (const op of [() => store.stat('backups/b1/b1-logs.gz', { signal: signal() }), () => store.get('backups/b1/b1-logs.gz', { signal: signal() })]) {
+      for (const op of [async () => store.stat('backups/b1/b1-logs.gz', { signal: signal() }), async () => store.get('backups/b1/b1-logs.gz', { signal: signal() })]) {
         await assert.rejects(op(), (err: unknown) => {
           assert.ok(err instanceof StoreUnavailableError, String(err));
           assert.match(err.message, /location velero\/no-ca: the store's TLS certificate is not trusted \(/);
@@ -243,7 +243,7 @@ describe('GCS adapter', () => {
       const store = makeStore({ endpoint: plain.url, bucket: 'bucket-a', credential: saForged.json });
       const from = plain.requests.length;
       await assert.rejects(store.stat('small', { signal: signal() }), AccessDeniedError);
-      await assert.rejects(store.get('small', { signal: signal() }), AccessDeniedError);
+      await assert.rejects(async () => store.get('small', { signal: signal() }), AccessDeniedError);
       assert.deepEqual(plain.requests.slice(from).map((r) => r.status), [401, 401]);
     });
 
@@ -255,7 +255,7 @@ describe('GCS adapter', () => {
     test("an account without access to the bucket → AccessDeniedError (HTTP 403), even for a missing object", async () => {
       const store = makeStore({ endpoint: plain.url, bucket: 'bucket-b', credential: saA.json });
       await assert.rejects(store.stat('small', { signal: signal() }), AccessDeniedError);
-      await assert.rejects(store.get('small', { signal: signal() }), AccessDeniedError);
+      await assert.rejects(async () => store.get('small', { signal: signal() }), AccessDeniedError);
       await assert.rejects(store.stat('missing', { signal: signal() }), AccessDeniedError);
     });
 
@@ -384,7 +384,7 @@ describe('GCS adapter', () => {
           plain.inject({ fault: { kind: 'status', status, ...(retryAfter ? { retryAfter } : {}) } });
           const from = plain.requests.length;
           await assert.rejects(
-            op === 'stat' ? store.stat('small', { signal: signal() }) : store.get('small', { signal: signal() }),
+            async () => (op === 'stat' ? store.stat('small', { signal: signal() }) : store.get('small', { signal: signal() })),
             (err: unknown) => {
               assert.ok(err instanceof ThrottledError, String(err));
               assert.equal(err.retryAfterSeconds, want);
@@ -438,7 +438,7 @@ describe('GCS adapter', () => {
       plain.inject({ fault: { kind: 'delay', ms: 3000 } });
       const ac = new AbortController();
       const reason = new Error('client went away');
-      const pending = store.get('small', { signal: ac.signal });
+      const pending = (async () => store.get('small', { signal: ac.signal }))();
       setTimeout(() => ac.abort(reason), 50);
       const t0 = performance.now();
       await assert.rejects(pending, (err) => err === reason);

@@ -64,7 +64,7 @@ function recordingStore(store: ObjectStore): ObjectStore {
         throw err;
       }),
     get: (key, opts) =>
-      store.get(key, opts).then(body, (err: unknown) => {
+      (async () => store.get(key, opts))().then(body, (err: unknown) => {
         seenErrors.push(err);
         throw err;
       }),

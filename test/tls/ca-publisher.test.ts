@@ -246,11 +246,11 @@ describe('CaPublisher', () => {
     let skew = 0;
     const now = (): Date => new Date(Date.now() + skew);
     const sources = await Promise.all([certificates(t, { now }), certificates(t, { now })]);
-    // Their first reads are held until both have asked, so both find nothing and both write.
+    // Their first reads are held until both have asked (1 s: under a loaded suite a replica's start can lag 200 ms), so both find nothing and both write.
     api.calls.clear();
-    api.faults.add({ match: { resource: 'configmaps', verb: 'get' }, delayMs: 200, times: 2 });
+    api.faults.add({ match: { resource: 'configmaps', verb: 'get' }, delayMs: 1000, times: 2 });
     // And the first patch of the webhook configuration is held until the other replica has read it too.
-    api.faults.add({ match: { resource: 'mutatingwebhookconfigurations', verb: 'patch' }, delayMs: 300, times: 1 });
+    api.faults.add({ match: { resource: 'mutatingwebhookconfigurations', verb: 'patch' }, delayMs: 1000, times: 1 });
     const [a, b] = (await Promise.all(sources.map((s) => publish(t, s)))) as [Gateway, Gateway];
     assert.deepEqual(api.calls.list({ resource: 'configmaps', verb: 'create' }).map((c) => c.code).sort(), [201, 409]);
     // Both patched the version they read: one test of its resourceVersion failed, and that replica read again.

@@ -30,10 +30,21 @@ describe('TtlCache', () => {
     assert.equal(await cache.get('k', load), x);
     assert.deepEqual(cache.stats, { hits: 1, misses: 1, merged: 1 });
 
-    await assert.rejects(cache.get('e', () => Promise.reject(new Error('api down'))));
+    await assert.rejects(async () => cache.get('e', () => Promise.reject(new Error('api down'))));
     assert.deepEqual(await cache.get('e', async () => ({ v: 2 })), { v: 2 }, 'the error was not cached');
     await cache.get('n', async () => ({ v: -1 }));
     assert.deepEqual(await cache.get('n', async () => ({ v: 3 })), { v: 3 }, 'TTL 0 is not cached');
+  });
+
+  test('a hit is answered at once, not as a promise; a miss and a load in flight are promises', async () => {
+    const cache = new TtlCache<{ v: number }>({ max: 10, ttl: () => 60_000 });
+    const miss = cache.get('k', async () => ({ v: 1 }));
+    assert.ok(miss instanceof Promise);
+    assert.ok(cache.get('k', async () => ({ v: 2 })) instanceof Promise, 'joins the load in flight');
+    const loaded = await miss;
+    const hit = cache.get('k', () => Promise.reject(new Error('not called')));
+    assert.ok(!(hit instanceof Promise));
+    assert.equal(hit, loaded);
   });
 
   test('a load whose callers have all left is dropped (its signal aborts); one caller leaving alone does not drop it', async () => {
@@ -51,14 +62,14 @@ describe('TtlCache', () => {
     const first = cache.get('k', slow, { signal: a.signal });
     const second = cache.get('k', slow, { signal: b.signal });
     a.abort(new Error('a left'));
-    await assert.rejects(first, /a left/);
+    await assert.rejects(async () => first, /a left/);
     assert.equal(seen[0]!.aborted, false, 'b still waits');
     assert.deepEqual(await second, { v: 1 });
 
     const c = new AbortController();
     const alone = cache.get('j', slow, { signal: c.signal });
     c.abort(new Error('c left'));
-    await assert.rejects(alone, /c left/);
+    await assert.rejects(async () => alone, /c left/);
     assert.equal(seen[1]!.aborted, true, 'nobody waits: the load is dropped');
     // The next caller starts a new load rather than joining the dropped one.
     assert.deepEqual(await cache.get('j', slow), { v: 1 });
@@ -69,7 +80,7 @@ describe('TtlCache', () => {
     const pinned = cache.get('p', slow);
     const leaving = cache.get('p', slow, { signal: d.signal });
     d.abort(new Error('d left'));
-    await assert.rejects(leaving, /d left/);
+    await assert.rejects(async () => leaving, /d left/);
     assert.deepEqual(await pinned, { v: 1 });
     assert.equal(seen[3]!.aborted, false);
   });
@@ -88,7 +99,7 @@ describe('TtlCache', () => {
     await Promise.all([cache.get('k', load, { admit }), cache.get('k', load, { admit })]);
     await cache.get('k', load, { admit });
     assert.equal(admitted, 1);
-    await assert.rejects(cache.get('other', load, { admit }), /refused/);
+    await assert.rejects(async () => cache.get('other', load, { admit }), /refused/);
     assert.equal(cache.size, 1, 'a refused call loads nothing');
   });
 });

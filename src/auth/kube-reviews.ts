@@ -75,10 +75,12 @@ export class TokenReviewAuthenticator implements Authenticator {
 
   authenticate(token: string, signal: AbortSignal, client?: string): PromiseOr<UserInfo | null> {
     const key = this.cache.keyOf('token', token, ...this.#audiences);
-    return this.cache.peek(key)?.user ?? this.#reviewed(key, token, signal, client);
+    // A cached answer, accepted or rejected, comes at once.
+    const cached = this.cache.peek(key);
+    return cached ? cached.user : this.#reviewed(key, token, signal, client);
   }
 
-  /** A token the cache does not know (or knows as rejected): reviewed, or joined to its review in flight. */
+  /** A token the cache does not know: reviewed, or joined to its review in flight. */
   async #reviewed(key: string, token: string, signal: AbortSignal, client: string | undefined): Promise<UserInfo | null> {
     const perClient = this.#perClient;
     const admit = perClient && client !== undefined ? () => perClient.admit(client) : undefined;

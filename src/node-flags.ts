@@ -15,5 +15,7 @@
  * (~15 % more CPU per 4 KiB download with auth), accepted because large downloads are the job.
  * The cap alone proved fragile (it relies on each chunk allocating enough JavaScript to fill the young
  * generation first); src/util/scavenge.ts now also scavenges every 32 MiB of network body bytes.
+ * The scavenges by bytes do not replace it: lifted (`--max-semi-space-size=16`), S3 went back to
+ * 2.34× the bare proxy's CPU and a 295 MiB peak for 64 slow downloads (bench/README.md).
  */
 export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];

@@ -95,6 +95,9 @@ export interface CachedReaderOptions {
   maxListed?: number;
 }
 
+/** The cache key of one custom object (the peek of a warm read and the read itself use the same). */
+const objectKey = (group: string, plural: string, namespace: string, name: string): string => `${group}/${plural}/${namespace}/${name}`;
+
 export class CachedObjectReader implements ObjectReader, ProfileReader {
   readonly #kube: KubeClients;
   readonly #cache: TtlCache<Found<unknown>>;
@@ -111,7 +114,7 @@ export class CachedObjectReader implements ObjectReader, ProfileReader {
 
   velero(plural: VeleroPlural, namespace: string, name: string, signal: AbortSignal, opts?: ReadOptions): PromiseOr<KubeObject | undefined> {
     // A cached object comes at once: no promise on the download path's warm reads (util/promise-or.ts).
-    const hit = opts?.fresh ? undefined : this.#cache.peek(`velero.io/${plural}/${namespace}/${name}`);
+    const hit = opts?.fresh ? undefined : this.#cache.peek(objectKey('velero.io', plural, namespace, name));
     if (hit) return hit.value as KubeObject | undefined;
     return this.#custom({ group: 'velero.io', version: 'v1', plural }, namespace, name, signal, opts);
   }
@@ -122,7 +125,7 @@ export class CachedObjectReader implements ObjectReader, ProfileReader {
   }
 
   async #custom(type: { group: string; version: string; plural: string }, namespace: string, name: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject | undefined> {
-    const key = `${type.group}/${type.plural}/${namespace}/${name}`;
+    const key = objectKey(type.group, type.plural, namespace, name);
     const budget = opts.budget ?? 'objects';
     const load = (s: AbortSignal): Promise<Found<unknown>> =>
       this.#read(`${type.plural}.${type.group}`, namespace, name, s, budget, (o) =>

@@ -183,13 +183,14 @@ export class KubeResolver implements Resolver {
       then(os.caCertRef ? this.#secretOf(namespace, os.caCertRef, `backupstoragelocation "${name}" objectStorage.caCertRef`, signal) : undefined, (caSecret) => {
         const made = this.#specs.get(bsl);
         if (made && made.namespace === namespace && made.credentialSecret === credentialSecret && made.caSecret === caSecret) return made.spec;
-        return this.#buildSpec(bsl, namespace, tenant, credentialSecret, caSecret);
+        return this.#buildSpec(bsl, namespace, { provider, bucket, tenant }, credentialSecret, caSecret);
       }),
     );
   }
 
-  /** #specOf's spec, made anew (and remembered) for a BSL object and the Secret objects it names. */
-  #buildSpec(bsl: KubeObject, namespace: string, tenant: boolean, credentialSecret: V1Secret | undefined, caSecret: V1Secret | undefined): StoreSpec {
+  /** #specOf's spec, made anew (and remembered) for a BSL object, what #specOf checked of it, and the Secret objects it names. */
+  #buildSpec(bsl: KubeObject, namespace: string, checked: { provider: string; bucket: string; tenant: boolean }, credentialSecret: V1Secret | undefined, caSecret: V1Secret | undefined): StoreSpec {
+    const { provider, bucket, tenant } = checked;
     const name = bsl.metadata?.name ?? '';
     const spec = bsl.spec ?? {};
     const os = (spec.objectStorage ?? {}) as { bucket?: unknown; prefix?: unknown; caCert?: unknown; caCertRef?: SecretKeySelector };
@@ -207,8 +208,8 @@ export class KubeResolver implements Resolver {
     }
     const built: StoreSpec = Object.freeze({
       name: `${namespace}/${name}`,
-      provider: nonEmptyString(spec.provider)!,
-      bucket: nonEmptyString(os.bucket)!,
+      provider,
+      bucket,
       prefix: nonEmptyString(os.prefix) ?? '',
       config: Object.freeze(config),
       ...(credential && { credential }),

@@ -399,13 +399,8 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
   };
   const reader: ObjectReader = {
     read(buffer, length, position) {
-      if (sync && length <= SYNC_READ_MAX) {
-        try {
-          return Promise.resolve(readOnTheSpot(buffer, length, position));
-        } catch (err) {
-          return Promise.reject(err as Error);
-        }
-      }
+      // A throw in the executor is the rejection.
+      if (sync && length <= SYNC_READ_MAX) return new Promise<number>((resolve) => resolve(readOnTheSpot(buffer, length, position)));
       if (closed) return Promise.reject(new StoreUnavailableError(`object ${JSON.stringify(key)} was closed`));
       pending = new Promise<number>((resolve, reject) => {
         fsRead(fd, buffer, 0, length, position, (err, bytesRead) => {

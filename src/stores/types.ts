@@ -30,7 +30,7 @@ export interface ObjectReader {
    * throws what `read` would reject with. A small object is then sent whole in the turn that opened
    * it, with no promise and no pooled buffer.
    */
-  readSync?(buffer: Buffer, length: number, position: number): number;
+  readSync?: (buffer: Buffer, length: number, position: number) => number;
   /** Releases the object; idempotent. A reader that reads on the spot releases it at once. */
   close(): PromiseOr<void>;
 }

@@ -243,7 +243,7 @@ describe('download handler', () => {
     const res = await request(s.app).get(URL).set(auth);
     assert.equal(res.status, 502);
     assertStatus(res.body, 502, 'BadGateway');
-    assert.match(res.body.message, /short read: got 100 of 1000 bytes/);
+    assert.match((res.body as { message: string }).message, /short read: got 100 of 1000 bytes/);
     for (const name of ['content-disposition', 'etag', 'last-modified', 'accept-ranges']) assert.equal(res.headers[name], undefined, name);
     assert.equal(s.store.readerCloses, 1);
     s.store.readerFailsWith = new StoreUnavailableError('filesystem error reading object "backups/nightly/nightly-logs.gz"');

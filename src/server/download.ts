@@ -10,6 +10,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { StoreFactory } from '../stores/spec.ts';
 import { StoreUnavailableError } from '../stores/errors.ts';
+import { SYNC_READ_MAX } from '../stores/types.ts';
 import type { ByteRange, ObjectBody, ObjectInfo, ObjectReader, ObjectStore } from '../stores/types.ts';
 import type { Readable } from 'node:stream';
 import type { Location } from '../velero/resolve.ts';
@@ -131,7 +132,7 @@ async function sendConditional(deps: DownloadDeps, req: Request, res: Response, 
 }
 
 /** Status, length and entity headers of what was opened (it may have changed since a stat), then its bytes. */
-function sendBody(deps: DownloadDeps, res: Response, obj: ObjectBody, signal: AbortSignal): Promise<void> {
+function sendBody(deps: DownloadDeps, res: Response, obj: ObjectBody, signal: AbortSignal): PromiseOr<void> {
   const locals = localsOf(res);
   const first = obj.range?.start ?? 0;
   const length = obj.range ? obj.range.end - obj.range.start + 1 : obj.size;
@@ -145,7 +146,46 @@ function sendBody(deps: DownloadDeps, res: Response, obj: ObjectBody, signal: Ab
   locals.ttfb = performance.now() - (locals.startedAt ?? performance.now());
   // Counted as it flows, so the access log (written on 'close') sees it whatever ends first.
   locals.bytes = 0;
-  return obj.kind === 'reader' ? sendReaderBody(deps, res, obj.reader, first, length, signal) : sendStreamBody(deps, res, obj.body, signal);
+  if (obj.kind === 'reader') {
+    const { reader } = obj;
+    if (reader.readSync && length <= SYNC_READ_MAX) return sendSmallBody(res, reader, reader.readSync, first, length);
+    return sendReaderBody(deps, res, reader, first, length, signal);
+  }
+  return sendStreamBody(deps, res, obj.body, signal);
+}
+
+/**
+ * A small object whose reader reads on the spot (the filesystem store in sync mode), sent whole in
+ * the turn that opened it: one read into a buffer of its size and one `end()`, with no promise, no
+ * pooled buffer and no listener (13 promises per 4 KiB download before, ~1.5 now: bench/README.md).
+ * Fewer bytes than announced (the file shrank since it was opened) fail before anything is written,
+ * so the client gets the store's Status and never a short 200; the reader is closed either way.
+ */
+function sendSmallBody(res: Response, reader: ObjectReader, readSync: NonNullable<ObjectReader['readSync']>, first: number, length: number): void {
+  const locals = localsOf(res);
+  const bytes = Buffer.allocUnsafe(length);
+  let got = 0;
+  try {
+    while (got < length) {
+      const n = readSync(got === 0 ? bytes : bytes.subarray(got), length - got, first + got);
+      if (n === 0) throw new StoreUnavailableError(`short read: got ${got} of ${length} bytes`);
+      got += n;
+    }
+  } catch (err) {
+    closeQuietly(reader);
+    for (const name of OBJECT_HEADERS) res.removeHeader(name);
+    locals.ttfb = undefined;
+    throw err;
+  }
+  closeQuietly(reader);
+  locals.bytes = length;
+  res.end(bytes);
+}
+
+/** Releases a reader whose bytes are all read (or failed): a close that fails loses nothing. */
+function closeQuietly(reader: ObjectReader): void {
+  const closing = reader.close();
+  if (closing instanceof Promise) closing.catch(() => undefined);
 }
 
 async function sendReaderBody(deps: DownloadDeps, res: Response, reader: ObjectReader, first: number, length: number, signal: AbortSignal): Promise<void> {

@@ -166,7 +166,15 @@ function releasedWith(obj: ObjectBody, release: () => void): ObjectBody {
   const { reader, stream } = obj;
   return {
     ...obj,
-    reader: { read: (...args) => reader.read(...args), close: () => reader.close().finally(release) },
+    reader: {
+      read: (...args) => reader.read(...args),
+      ...(reader.readSync && { readSync: reader.readSync.bind(reader) }),
+      close: () => {
+        const closing = reader.close();
+        if (closing instanceof Promise) return closing.finally(release);
+        release();
+      },
+    },
     stream() {
       const body = stream();
       body.once('close', release);

@@ -18,6 +18,7 @@ import { listDirectory, procFdAvailable } from './fs-list.ts';
 import { keySegments } from './keys.ts';
 import { withLengthCheck } from './length-check.ts';
 import { fitRange } from './range.ts';
+import { SYNC_READ_MAX } from './types.ts';
 import type { ByteRange, GetOptions, ListedObject, ListOptions, ObjectBody, ObjectInfo, ObjectReader, ObjectStore, StatOptions } from './types.ts';
 
 export interface FilesystemStoreOptions {
@@ -44,9 +45,6 @@ const LOCAL_FILESYSTEMS = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0
 const READ_CHUNK = 1024 * 1024;
 
 const ROOT_RECHECK_MS = 1000;
-
-/** Sync mode reads up to this much on the spot; larger reads go to the thread pool. */
-const SYNC_READ_MAX = 64 * 1024;
 
 // O_NOFOLLOW: the final component cannot have been swapped for a symlink since realpath checked it.
 // O_NONBLOCK: opening a FIFO planted under the root must not hang; regular files ignore the flag.
@@ -382,23 +380,28 @@ function fileBody(key: string, fd: number, info: ObjectInfo, range: ByteRange | 
 /**
  * Positional reads on the descriptor with the callback API (FileHandle#read allocates a result
  * object and a promise wrapper per call, which showed in the profile of 1 GiB downloads). In sync
- * mode a read of up to 64 KiB (a whole small artifact) is made on the spot: cheaper than the thread
- * pool's round trip, as nginx reads. close() waits for a read in progress, so the descriptor is never
- * closed (and reused) under it.
+ * mode a read of up to SYNC_READ_MAX (a whole small artifact) is made on the spot: cheaper than the
+ * thread pool's round trip, as nginx reads; `readSync` offers it without a promise. close() waits for
+ * a read in progress on the thread pool, so the descriptor is never closed (and reused) under it;
+ * with none, a sync-mode reader closes at once.
  */
 function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
   let pending: Promise<number> | undefined;
-  let closed: Promise<void> | undefined;
-  return {
+  let closed = false;
+  let closing: PromiseOr<void>;
+  const readOnTheSpot = (buffer: Buffer, length: number, position: number): number => {
+    if (closed) throw new StoreUnavailableError(`object ${JSON.stringify(key)} was closed`);
+    try {
+      return readSync(fd, buffer, 0, length, position);
+    } catch (err) {
+      throw new StoreUnavailableError(`filesystem error reading object ${JSON.stringify(key)}`, { cause: err });
+    }
+  };
+  const reader: ObjectReader = {
     read(buffer, length, position) {
+      // A throw in the executor is the rejection.
+      if (sync && length <= SYNC_READ_MAX) return new Promise<number>((resolve) => resolve(readOnTheSpot(buffer, length, position)));
       if (closed) return Promise.reject(new StoreUnavailableError(`object ${JSON.stringify(key)} was closed`));
-      if (sync && length <= SYNC_READ_MAX) {
-        try {
-          return Promise.resolve(readSync(fd, buffer, 0, length, position));
-        } catch (err) {
-          return Promise.reject(new StoreUnavailableError(`filesystem error reading object ${JSON.stringify(key)}`, { cause: err }));
-        }
-      }
       pending = new Promise<number>((resolve, reject) => {
         fsRead(fd, buffer, 0, length, position, (err, bytesRead) => {
           pending = undefined;
@@ -409,10 +412,19 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
       return pending;
     },
     close() {
-      closed ??= (pending ?? Promise.resolve()).catch(() => undefined).then(() => closeFd(fd, sync));
-      return closed;
+      if (closed) return closing;
+      closed = true;
+      closing = pending ? pending.catch(() => undefined).then(() => closeFd(fd, sync)) : closeFd(fd, sync);
+      return closing;
     },
   };
+  if (sync) {
+    reader.readSync = (buffer, length, position) => {
+      if (length > SYNC_READ_MAX) throw new RangeError(`a read on the spot is of at most ${SYNC_READ_MAX} bytes, not ${length}`);
+      return readOnTheSpot(buffer, length, position);
+    };
+  }
+  return reader;
 }
 
 /** Closes a descriptor, ignoring errors (it was only read); `sync` as the store's metadata calls (then at once). */

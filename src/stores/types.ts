@@ -24,9 +24,19 @@ export interface ObjectInfo {
 export interface ObjectReader {
   /** Reads up to `length` bytes at `position` into the start of `buffer`; resolves 0 at the end of the object. */
   read(buffer: Buffer, length: number, position: number): Promise<number>;
-  /** Releases the object; idempotent. */
-  close(): Promise<void>;
+  /**
+   * Present only where a read is made on the spot (the filesystem store in sync mode): reads up to
+   * `length` (at most {@link SYNC_READ_MAX}) bytes at `position` and returns how many, 0 at the end;
+   * throws what `read` would reject with. A small object is then sent whole in the turn that opened
+   * it, with no promise and no pooled buffer.
+   */
+  readSync?: (buffer: Buffer, length: number, position: number) => number;
+  /** Releases the object; idempotent. A reader that reads on the spot releases it at once. */
+  close(): PromiseOr<void>;
 }
+
+/** The most one `readSync` may be asked for: 64 KiB keeps a read on the event loop short. */
+export const SYNC_READ_MAX = 64 * 1024;
 
 interface BodyInfo extends ObjectInfo {
   /** The range actually delivered; absent for the whole object. */

@@ -225,6 +225,35 @@ describe('download handler', () => {
     assert.equal((await request(s.app).get(URL).set(auth)).status, 200);
   });
 
+  test('a small object from a reader that reads on the spot is sent whole, ranges too, and the reader closed', async () => {
+    s.store.syncReader = true;
+    const whole = await binary(request(s.app).get(URL).set(auth));
+    assert.equal(whole.status, 200);
+    assert.deepEqual(whole.body, BODY);
+    assert.equal(Number(whole.headers['content-length']), BODY.length);
+    const part = await binary(request(s.app).get(URL).set(auth).set('Range', 'bytes=10-19'));
+    assert.equal(part.status, 206);
+    assert.deepEqual(part.body, BODY.subarray(10, 20));
+    assert.equal(s.store.readerCloses, 2);
+  });
+
+  test('a reader on the spot that comes up short → 502 Status without the object\'s headers, never a short 200', async () => {
+    s.store.syncReader = true;
+    s.store.truncateAfter = 100;
+    const res = await request(s.app).get(URL).set(auth);
+    assert.equal(res.status, 502);
+    assertStatus(res.body, 502, 'BadGateway');
+    assert.match((res.body as { message: string }).message, /short read: got 100 of 1000 bytes/);
+    for (const name of ['content-disposition', 'etag', 'last-modified', 'accept-ranges']) assert.equal(res.headers[name], undefined, name);
+    assert.equal(s.store.readerCloses, 1);
+    s.store.readerFailsWith = new StoreUnavailableError('filesystem error reading object "backups/nightly/nightly-logs.gz"');
+    s.store.truncateAfter = undefined;
+    const failed = await request(s.app).get(URL).set(auth);
+    assert.equal(failed.status, 502);
+    assertStatus(failed.body, 502, 'BadGateway');
+    assert.equal(s.store.readerCloses, 2);
+  });
+
   test('an upstream failure after the headers tears the connection down', async () => {
     s.store.breakAfter = 100;
     await assert.rejects(request(s.app).get(URL).set(auth), (err: Error & { code?: string }) => {

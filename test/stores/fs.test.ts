@@ -16,6 +16,7 @@ import {
   StoreUnavailableError,
 } from '../../src/stores/errors.ts';
 import { FilesystemStore } from '../../src/stores/fs.ts';
+import { SYNC_READ_MAX } from '../../src/stores/types.ts';
 import type { ObjectStore } from '../../src/stores/types.ts';
 import { collect, drain, firstChunk, openFdCount, sha256, waitForFdCount, bodyOf } from '../support/streams.ts';
 import { NOBODY, readAsUnprivileged } from '../support/unprivileged.ts';
@@ -114,6 +115,34 @@ for (const metadata of ['sync', 'async'] as const) {
         const linked = new FilesystemStore({ root: join(base, 'root-link'), metadata });
         assert.equal((await linked.stat('via-root-link', { signal: signal() })).size, 5);
         assert.equal((await collect(bodyOf(await linked.get('via-root-link', { signal: signal() })))).toString(), 'hello');
+      });
+    });
+
+    describe('reads on the spot', () => {
+      test(metadata === 'sync' ? 'readSync reads a small object at once; the reader then closes at once and refuses reads' : 'no readSync on the thread pool: reads are promises', async () => {
+        const bytes = randomBytes(SYNC_READ_MAX + 1);
+        await writeAt(root, 'spot/file', bytes);
+        const got = await store.get('spot/file', { signal: signal() });
+        if (got.kind !== 'reader') throw new Error('the filesystem store offers a reader');
+        const { reader } = got;
+        if (metadata === 'async') {
+          assert.equal(reader.readSync, undefined);
+          const closing = reader.close();
+          assert.ok(closing instanceof Promise);
+          await closing;
+          return;
+        }
+        const into = Buffer.alloc(100);
+        assert.equal(reader.readSync!(into, 100, 1000), 100);
+        assert.deepEqual(into, bytes.subarray(1000, 1100));
+        assert.equal(reader.readSync!(into, 100, bytes.length), 0, 'at the end: 0');
+        assert.throws(() => reader.readSync!(Buffer.alloc(SYNC_READ_MAX + 1), SYNC_READ_MAX + 1, 0), RangeError, 'never more than SYNC_READ_MAX on the event loop');
+        const before = openFdCount();
+        assert.equal(reader.close(), undefined, 'closed at once, not a promise');
+        assert.equal(openFdCount(), before - 1, 'the descriptor is closed');
+        assert.throws(() => reader.readSync!(into, 100, 0), (err: Error) => err instanceof StoreUnavailableError && /was closed/.test(err.message));
+        await assert.rejects(reader.read(into, 100, 0), StoreUnavailableError);
+        assert.equal(reader.close(), undefined, 'idempotent');
       });
     });
 

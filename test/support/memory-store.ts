@@ -22,6 +22,12 @@ export class MemoryStore implements ObjectStore, StoreFactory {
   truncateAfter: number | undefined;
   /** When set, get() offers a reader (as the filesystem store does) whose first read rejects with this. */
   readerFailsWith: Error | undefined;
+  /**
+   * Offer a reader that reads on the spot (`readSync`, as the filesystem store's sync mode does), cut
+   * short by `truncateAfter` or failing with `readerFailsWith`; `readerCloses` counts its closes.
+   */
+  syncReader = false;
+  readerCloses = 0;
   calls: string[] = [];
 
   put(key: string, bytes: Uint8Array | string, lastModified = new Date('2026-01-01T00:00:00Z')): void {
@@ -84,9 +90,24 @@ export class MemoryStore implements ObjectStore, StoreFactory {
     const body = addAbortSignal(opts.signal, Readable.from(chunks(slice, this.breakAfter, this.truncateAfter), { objectMode: false }));
     const got = { ...info, ...(range && { range }) };
     const failure = this.readerFailsWith;
+    if (this.syncReader) return { ...got, kind: 'reader', reader: this.#syncReader(bytes, (range?.start ?? 0) + (this.truncateAfter ?? Infinity), failure), stream: () => body };
     if (failure === undefined) return { ...got, kind: 'stream', body };
     const reader: ObjectReader = { read: () => Promise.reject(failure), close: async () => undefined };
     return { ...got, kind: 'reader', reader, stream: () => body };
+  }
+
+  /** Positional reads of the whole object's `bytes` (as of a file), which end at `end`. */
+  #syncReader(bytes: Buffer, end: number, failure: Error | undefined): ObjectReader {
+    const available = Math.min(bytes.length, end);
+    const readSync = (buffer: Buffer, length: number, position: number): number => {
+      if (failure) throw failure;
+      return position >= available ? 0 : bytes.copy(buffer, 0, position, Math.min(available, position + length));
+    };
+    return {
+      readSync,
+      read: (buffer, length, position) => new Promise((resolve) => resolve(readSync(buffer, length, position))),
+      close: () => void this.readerCloses++,
+    };
   }
 }
 

@@ -15,11 +15,17 @@ export const DOWNLOAD_RETRY_AFTER_SECONDS = 5;
  * located (strangers, whose requests end at authentication, never hold one: a flood of them must not
  * turn away allowed users) and gives it back when its response closes, however it ends.
  */
+/**
+ * Marks a response holding a slot (a property of the response, which dies with it): no per-request
+ * entry in a WeakSet or Set, whose tables V8 rehashes as entries come and go (see server/listener.ts,
+ * ACTIVE, for what that cost).
+ */
+const HOLDS_SLOT = Symbol('holds a download slot');
+
 export class DownloadSlots {
   readonly max: number;
   #inUse = 0;
   readonly #onRefused: (() => void) | undefined;
-  readonly #holders = new WeakSet<Response>();
 
   constructor(max: number, opts: { onRefused?: () => void } = {}) {
     if (!Number.isInteger(max) || max < 1) throw new Error(`the download cap must be a positive integer; got ${max}`);
@@ -37,7 +43,8 @@ export class DownloadSlots {
    * twice for one response holds one slot.
    */
   claim(res: Response): HttpError | undefined {
-    if (this.#holders.has(res)) return undefined;
+    const holder = res as Response & { [HOLDS_SLOT]?: DownloadSlots };
+    if (holder[HOLDS_SLOT] === this) return undefined;
     if (this.#inUse >= this.max) {
       this.#onRefused?.();
       return new HttpError(
@@ -48,7 +55,7 @@ export class DownloadSlots {
       );
     }
     this.#inUse++;
-    this.#holders.add(res);
+    holder[HOLDS_SLOT] = this;
     res.on('close', () => {
       this.#inUse--;
     });

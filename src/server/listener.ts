@@ -12,7 +12,7 @@ import { Server as NetServer } from 'node:net';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { HostPort } from '../config/config.ts';
 import { isTrustedProxy } from './client-address.ts';
 import { ConnectionCounter, connectionKey } from './limits.ts';
@@ -62,9 +62,22 @@ export const DEFAULT_SEND_STALL_TIMEOUT_MS = 60_000;
 interface Tracked {
   /** Open TLS connections. */
   sockets: Set<TLSSocket>;
-  /** Responses in progress. */
-  active: Set<ServerResponse>;
 }
+
+/**
+ * The responses in progress on a connection (one, or more when requests are pipelined), kept on the
+ * connection itself. Not a Set of every response in progress: adding and deleting a response per
+ * request made V8 rehash that Set's table again and again, and a replaced table keeps pointing at the
+ * entries it held and at its successor (for iterators that may still walk it): the likely mechanism;
+ * what was measured is that without the Set the promotion went away. Once one such table had reached the old
+ * generation, every later response stayed reachable through the chain of replaced tables until the
+ * next full collection: each small download's objects (~2-6 KB) were promoted, the old generation
+ * grew ~25 MB/s under small-auth's load and every scavenge copied far more (bench/README.md, "Why no
+ * Set holds the responses in progress"). An array per connection holds its one or two
+ * entries and lets them go on close.
+ */
+const ACTIVE = Symbol('responses in progress');
+type WithActive = { [ACTIVE]?: ServerResponse[] };
 
 const tracked = new WeakMap<Server, Tracked>();
 
@@ -81,7 +94,7 @@ const peerKey = (s: { remoteAddress?: string | undefined; remotePort?: number | 
 export async function listenHttps(app: RequestListener, tls: ServerOptions, at: HostPort, limits: ListenerLimits = {}): Promise<Server> {
   const requestTimeout = limits.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const server = createServer({ ...tls, ...TIMEOUTS, headersTimeout: Math.min(TIMEOUTS.headersTimeout, requestTimeout), requestTimeout }, app);
-  const t: Tracked = { sockets: new Set(), active: new Set() };
+  const t: Tracked = { sockets: new Set() };
   tracked.set(server, t);
   // Taken over before the caps' listener is prepended: that one must still run first, on accept.
   const deadlines = plainHttpAnswered(server);
@@ -124,9 +137,13 @@ export async function listenHttps(app: RequestListener, tls: ServerOptions, at: 
     socket.once('close', () => t.sockets.delete(socket));
   });
   server.on('clientError', answerClientError);
-  server.on('request', (_req, res: ServerResponse) => {
-    t.active.add(res);
-    res.on('close', () => t.active.delete(res));
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const active = ((req.socket as WithActive)[ACTIVE] ??= []);
+    active.push(res);
+    res.on('close', () => {
+      const i = active.indexOf(res);
+      if (i >= 0) active.splice(i, 1);
+    });
   });
 
   // The stall watchdog: one timer per listener, over the connections it tracks. A connection is
@@ -281,14 +298,14 @@ export async function shutdown(servers: Server[], graceMs: number): Promise<{ fo
   for (const s of servers) {
     const t = tracked.get(s);
     if (!t) continue;
-    const busy = new Set<unknown>();
-    for (const res of t.active) {
-      if (res.writableFinished) continue;
-      busy.add(res.socket);
-      if (!res.headersSent) res.setHeader('Connection', 'close');
-      res.once('finish', () => res.socket?.end());
+    for (const socket of t.sockets) {
+      const busy = ((socket as WithActive)[ACTIVE] ?? []).filter((res) => !res.writableFinished);
+      for (const res of busy) {
+        if (!res.headersSent) res.setHeader('Connection', 'close');
+        res.once('finish', () => res.socket?.end());
+      }
+      if (busy.length === 0) socket.end();
     }
-    for (const socket of t.sockets) if (!busy.has(socket)) socket.end();
     // A request that still arrives on a kept-alive connection (or was pipelined behind one in
     // progress) is served, then its connection ends. Put before the app: a route that answers at once
     // has sent its headers by the time a later listener runs, and setting one then throws.

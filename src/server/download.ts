@@ -157,7 +157,7 @@ function sendBody(deps: DownloadDeps, res: Response, obj: ObjectBody, signal: Ab
 /**
  * A small object whose reader reads on the spot (the filesystem store in sync mode), sent whole in
  * the turn that opened it: one read into a buffer of its size and one `end()`, with no promise, no
- * pooled buffer and no listener (13 promises per 4 KiB download before, ~1.5 now: bench/README.md).
+ * pooled buffer and no listener (12.9 promises per 4 KiB download before, 0.34 now: bench/README.md).
  * Fewer bytes than announced (the file shrank since it was opened) fail before anything is written,
  * so the client gets the store's Status and never a short 200; the reader is closed either way.
  */

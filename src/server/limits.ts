@@ -11,17 +11,17 @@ import { HttpError } from './status.ts';
 export const DOWNLOAD_RETRY_AFTER_SECONDS = 5;
 
 /**
- * A counter of download slots. A download takes one once its caller is authorized and its object
- * located (strangers, whose requests end at authentication, never hold one: a flood of them must not
- * turn away allowed users) and gives it back when its response closes, however it ends.
- */
-/**
  * Marks a response holding a slot (a property of the response, which dies with it): no per-request
  * entry in a WeakSet or Set, whose tables V8 rehashes as entries come and go (see server/listener.ts,
  * ACTIVE, for what that cost).
  */
 const HOLDS_SLOT = Symbol('holds a download slot');
 
+/**
+ * A counter of download slots. A download takes one once its caller is authorized and its object
+ * located (strangers, whose requests end at authentication, never hold one: a flood of them must not
+ * turn away allowed users) and gives it back when its response closes, however it ends.
+ */
 export class DownloadSlots {
   readonly max: number;
   #inUse = 0;

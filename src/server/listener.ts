@@ -68,13 +68,13 @@ interface Tracked {
  * The responses in progress on a connection (one, or more when requests are pipelined), kept on the
  * connection itself. Not a Set of every response in progress: adding and deleting a response per
  * request made V8 rehash that Set's table again and again, and a replaced table keeps pointing at the
- * entries it held and at its successor (for iterators that may still walk it): the likely mechanism;
- * what was measured is that without the Set the promotion went away. Once one such table had reached the old
- * generation, every later response stayed reachable through the chain of replaced tables until the
- * next full collection: each small download's objects (~2-6 KB) were promoted, the old generation
- * grew ~25 MB/s under small-auth's load and every scavenge copied far more (bench/README.md, "Why no
- * Set holds the responses in progress"). An array per connection holds its one or two
- * entries and lets them go on close.
+ * entries it held and at its successor (for iterators that may still walk it). That is the likely
+ * mechanism; what was measured is that without the Set the promotion went away. Once one such table
+ * had reached the old generation, every later response stayed reachable through the chain of
+ * replaced tables until the next full collection: each small download's objects (~2-6 KB) were
+ * promoted, the old generation grew ~25 MB/s under small-auth's load and every scavenge copied far
+ * more (bench/README.md, "Why no Set holds the responses in progress"). An array per connection holds
+ * its one or two entries and lets them go on close.
  */
 const ACTIVE = Symbol('responses in progress');
 type WithActive = { [ACTIVE]?: ServerResponse[] };

@@ -389,8 +389,9 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
   let pending: Promise<number> | undefined;
   let closed = false;
   let closing: PromiseOr<void>;
+  const wasClosed = (): StoreUnavailableError => new StoreUnavailableError(`object ${JSON.stringify(key)} was closed`);
   const readOnTheSpot = (buffer: Buffer, length: number, position: number): number => {
-    if (closed) throw new StoreUnavailableError(`object ${JSON.stringify(key)} was closed`);
+    if (closed) throw wasClosed();
     try {
       return readSync(fd, buffer, 0, length, position);
     } catch (err) {
@@ -401,7 +402,7 @@ function fileReader(fd: number, key: string, sync: boolean): ObjectReader {
     read(buffer, length, position) {
       // A throw in the executor is the rejection.
       if (sync && length <= SYNC_READ_MAX) return new Promise<number>((resolve) => resolve(readOnTheSpot(buffer, length, position)));
-      if (closed) return Promise.reject(new StoreUnavailableError(`object ${JSON.stringify(key)} was closed`));
+      if (closed) return Promise.reject(wasClosed());
       pending = new Promise<number>((resolve, reject) => {
         fsRead(fd, buffer, 0, length, position, (err, bytesRead) => {
           pending = undefined;

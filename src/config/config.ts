@@ -158,13 +158,13 @@ function shutdownDelay(raw: string): number {
 }
 
 /**
- * A browser session's longest life: at least a minute (shorter ends a session while it is used), at
- * most 7 days (a stolen cookie is good for at most that long even while its token stays valid, and
- * a longer value could not be sealed as seconds into the cookie's Max-Age anyway).
+ * A browser session's longest life: at least 10 s (the cookie's Max-Age is in whole seconds; a short
+ * session is the operator's choice, only inconvenient), at most 7 days (a stolen cookie is good for
+ * at most that long even while its token stays valid).
  */
 function sessionAge(raw: string): number {
   const ms = duration(raw);
-  if (ms < 60_000 || ms > 7 * 24 * 3600_000) throw new Error(`must be between 1m and 168h; got "${raw}"`);
+  if (ms < 10_000 || ms > 7 * 24 * 3600_000) throw new Error(`must be between 10s and 168h; got "${raw}"`);
   return ms;
 }
 
@@ -221,7 +221,7 @@ export const FLAGS = {
   maxConcurrentDownloads: flag({ name: 'max-concurrent-downloads', kind: 'string', default: '64', help: 'downloads served at once at most; more are answered 503 with Retry-After', parse: count }),
   trustedProxies: flag({ name: 'trusted-proxies', kind: 'string', default: '', help: 'CIDRs or addresses of proxies (Ingress controller, load balancer) whose X-Forwarded-For names the client; exempt from --max-connections-per-client', parse: list }),
   ui: flag({ name: 'ui', kind: 'boolean', default: 'true', help: 'serve the browser page (/ui/): sign in with a bearer token, browse and download what you may read', parse: bool }),
-  sessionMaxAge: flag({ name: 'session-max-age', kind: 'string', default: '8h', help: 'the longest a browser session lasts (1m to 7d); a revoked token ends it sooner, within --authn-cache-ttl', parse: sessionAge }),
+  sessionMaxAge: flag({ name: 'session-max-age', kind: 'string', default: '8h', help: 'the longest a browser session lasts (10s to 168h); a revoked token ends it sooner, within --authn-cache-ttl', parse: sessionAge }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
   repositoryPasswordFile: flag({ name: 'repository-password-file', kind: 'string', help: "local mode: file holding the Kopia repository password of volume backups (default: Velero's default password); kubernetes mode reads Secret velero-repo-credentials", parse: verbatim }),
   kopiaCacheSize: flag({ name: 'kopia-cache-size', kind: 'string', default: '256Mi', help: 'memory for Kopia repository indexes and directory listings, shared by every volume backup read (least recently used dropped first)', parse: bytes }),

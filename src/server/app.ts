@@ -243,6 +243,7 @@ export function createApp(deps: AppDeps): Express {
       stores: deps.stores,
       log: deps.log,
       clientOf: (req) => clientAddress(req, deps.trustedProxies),
+      ...(deps.volumes && { volumes: { ...deps.volumes, stores: deps.stores, log: deps.log } }),
     });
   }
   downloadRoutes(app, deps);

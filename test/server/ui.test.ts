@@ -6,7 +6,11 @@
  * The same flows in a real browser are in test/ui/.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import request from 'supertest';
 import type { Response } from 'supertest';
 import { BACKUP, NS, kubeFixture } from '../support/kube-fixture.ts';
@@ -14,6 +18,7 @@ import type { KubeFixture } from '../support/kube-fixture.ts';
 import { inProcessGateway } from '../support/in-process.ts';
 import type { InProcessGateway } from '../support/in-process.ts';
 import { binary } from '../support/http.ts';
+import { DEMO_BACKUP, DEMO_RESTORE, DEMO_VOLUME } from '../../src/velero/demo.ts';
 
 const HOST = 'downloads.example.com';
 const ORIGIN = `https://${HOST}`;
@@ -250,5 +255,120 @@ describe('browser page over HTTP (kubernetes mode)', () => {
     const raw = gw.rawLog();
     assert.ok(raw.includes('browser sign-in'), 'sign-ins are logged (by user)');
     for (const secret of [...Object.values(fx.tokens), session, session.split('.')[3]!]) assert.ok(!raw.includes(secret), 'a secret reached the log');
+  });
+});
+
+describe('browser page over HTTP (local mode, the demo): log, results, volumes', () => {
+  let dir: string;
+  let gw: InProcessGateway;
+  let session: string;
+  const api = `/v1/namespaces/velero/backups/${DEMO_BACKUP}`;
+  const ui = `/ui/namespaces/velero/backups/${DEMO_BACKUP}`;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vds-ui-'));
+    gw = await inProcessGateway(['--mode', 'local', '--data-dir', join(dir, 'data'), '--state-dir', join(dir, 'state')]);
+    const token = (await readFile(join(dir, 'state', 'tokens.csv'), 'utf8')).split('\n').find((l) => l && !l.startsWith('#'))!.split(',')[0]!;
+    const form = (await request(gw.app).get('/ui/sign-in').set('Host', HOST).expect(200)).text.match(/name="form" value="([^"]+)"/)![1]!;
+    const res = await request(gw.app).post('/ui/sign-in').set({ Host: HOST, Origin: ORIGIN, Cookie: `${FORM}=${form}` }).type('form').send({ form, token }).expect(303);
+    session = cookieValue(res, SESSION)!;
+  });
+  after(async () => {
+    await gw.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const get = (path: string): request.Test => request(gw.app).get(path).set({ Host: HOST, Cookie: `${SESSION}=${session}` });
+
+  test('the list shows the demo backup and restore; the backup page every artifact with its size', async () => {
+    const list = await get('/ui/').expect(200);
+    assert.ok(list.text.includes(`${ui}"`) && list.text.includes(`/ui/namespaces/velero/restores/${DEMO_RESTORE}"`));
+    const page = await get(ui).expect(200);
+    const contents = await readFile(join(dir, 'data', 'backups', DEMO_BACKUP, `${DEMO_BACKUP}.tar.gz`));
+    assert.match(page.text, new RegExp(`<th scope="row">contents</th><td class="num" data-value="${contents.length}">`));
+    for (const link of ['View log', 'View results', 'Browse volumes']) assert.ok(page.text.includes(`>${link}</a>`), link);
+  });
+
+  test('the log, gunzipped, by page and by level, every line escaped; bad parameters are 400 pages', async () => {
+    assert.ok([...(await get(`${ui}/log`).expect(200)).text.matchAll(/class="level-info"/g)].length > 3, 'the demo log is shown');
+    // 1,200 lines: levels in turn (logrus writes warning as "warning", Velero's plugins sometimes "warn"), one hostile.
+    const names = ['info', 'warning', 'error', 'debug', 'warn', 'fatal'];
+    const lines = Array.from({ length: 1200 }, (_, i) => `time="2026-12-01T10:00:00Z" level=${names[i % names.length]} msg="line ${i + 1}${i === 7 ? ' <script>alert(1)</script>' : ''}"`);
+    await writeFile(join(dir, 'data', 'backups', DEMO_BACKUP, `${DEMO_BACKUP}-logs.gz`), gzipSync(lines.join('\n') + '\n'));
+    const shown = async (query: string): Promise<{ n: number[]; levels: string[]; text: string }> => {
+      const text = (await get(`${ui}/log${query}`).expect(200)).text;
+      const rows = [...text.matchAll(/<tr><td class="num">(\d+)<\/td><td class="level-(\w*)">/g)];
+      return { n: rows.map((r) => Number(r[1])), levels: rows.map((r) => r[2]!), text };
+    };
+    const p0 = await shown('');
+    assert.deepEqual(p0.n, Array.from({ length: 500 }, (_, i) => i + 1), 'page 1: lines 1-500');
+    assert.ok(p0.text.includes('rel="next" href="/ui/namespaces/velero/backups/demo-backup/log?level=all&amp;page=1"'));
+    assert.ok(p0.text.includes('line 8 &lt;script&gt;alert(1)&lt;/script&gt;') && !p0.text.includes('<script>alert'), 'escaped');
+    const p2 = await shown('?page=2');
+    assert.deepEqual(p2.n, Array.from({ length: 200 }, (_, i) => i + 1001), 'page 3: lines 1001-1200');
+    assert.ok(!p2.text.includes('rel="next"') && p2.text.includes('rel="prev"'));
+    const warnings = await shown('?level=warning');
+    assert.equal(warnings.n.length, 400, '"warn" and "warning" are both warnings');
+    assert.ok(warnings.levels.every((l) => l === 'warning'));
+    const errors = await shown('?level=error');
+    assert.deepEqual(errors.n.slice(0, 3), [3, 6, 9], 'error and fatal lines, numbered as in the whole log');
+    const errors2 = await shown('?level=error&page=1');
+    assert.deepEqual(errors2.n, [], 'exactly 400 error lines: page 2 is empty');
+    assert.match(errors2.text, /No more lines at level error/);
+    await get(`${ui}/log?level=<script>`).expect(400);
+    await get(`${ui}/log?page=-1`).expect(400);
+    await get(`${ui}/log?page=1e9`).expect(400);
+    await get(`${ui}/log?page=1&page=2`).expect(400);
+  });
+
+  test('results as a table, every message escaped; a file that is not gzip or not JSON is a 502 page, never an empty table', async () => {
+    assert.match((await get(`${ui}/results`).expect(200)).text, /No errors or warnings\./);
+    const file = join(dir, 'data', 'backups', DEMO_BACKUP, `${DEMO_BACKUP}-results.gz`);
+    const doc = { errors: { velero: ['<script>alert(1)</script>'], cluster: [], namespaces: { 'demo-app': ['could not back up pod web-0'] } }, warnings: { namespaces: { b: ['w1'] }, velero: 7 } };
+    await writeFile(file, gzipSync(JSON.stringify(doc)));
+    const page = await get(`${ui}/results`).expect(200);
+    const rows = [...page.text.matchAll(/<tr><td class="result-(\w+)">\w+<\/td><td>([^<]*)<\/td><td>([^<]*)<\/td><\/tr>/g)].map((m) => [m[1], m[2], m[3]]);
+    assert.deepEqual(rows, [
+      ['error', 'Velero', '&lt;script&gt;alert(1)&lt;/script&gt;'],
+      ['error', 'namespace demo-app', 'could not back up pod web-0'],
+      ['warning', 'namespace b', 'w1'],
+    ]);
+    await writeFile(file, 'not gzip at all');
+    assert.match((await get(`${ui}/results`).expect(502)).text, /502/);
+    await writeFile(file, gzipSync('{"errors": '));
+    await get(`${ui}/results`).expect(502);
+    await writeFile(file, gzipSync(Buffer.alloc(9 * 1024 * 1024, 0x20)));
+    await get(`${ui}/results`).expect(502);
+    await writeFile(join(dir, 'data', 'backups', DEMO_BACKUP, `${DEMO_BACKUP}-logs.gz`), 'not gzip');
+    await get(`${ui}/log`).expect(502);
+  });
+
+  test('volumes: the demo volume, its directories, file links to the API; a file path goes to the API; escapes refused', async () => {
+    const vols = await get(`${ui}/volumes`).expect(200);
+    const id = `${DEMO_VOLUME.namespace}:${DEMO_VOLUME.pod}:${DEMO_VOLUME.volume}`;
+    const rootHref = `${ui}/volumes/${encodeURIComponent(id)}/files/`;
+    assert.ok(vols.text.includes(`href="${rootHref}"`), 'the volume links to its root');
+    const root = await get(rootHref).expect(200);
+    assert.ok(root.text.includes(`href="${api}/volumes/${encodeURIComponent(id)}/archive/" download>Download this directory as a tar`));
+    const files = [...root.text.matchAll(/<a href="([^"]+)" download>([^<]+)<\/a>/g)].filter((m) => m[1]!.includes('/files/'));
+    const dirs = [...root.text.matchAll(/<a href="([^"]+\/)">([^<]+)\/<\/a>/g)];
+    assert.ok(files.length + dirs.length > 0, 'entries listed');
+    // The listing matches the API's JSON listing of the same directory.
+    const listing = (await request(gw.app).get(`${api}/volumes/${encodeURIComponent(id)}/files/`).set('Cookie', `${SESSION}=${session}`).expect(200)).body as { entries: { name: string; type: string }[] };
+    assert.deepEqual([...files.map((m) => m[2]), ...dirs.map((m) => `${m[2]}`)].sort(), listing.entries.filter((e) => e.type === 'file' || e.type === 'dir').map((e) => e.name).sort());
+    if (files.length > 0) {
+      const file = await request(gw.app).get(files[0]![1]!.replace(/&amp;/g, '&')).set('Cookie', `${SESSION}=${session}`).expect(200);
+      assert.ok(file.headers['content-disposition']);
+      const viaUi = await get(`${rootHref}${encodeURIComponent(files[0]![2]!)}`).expect(303);
+      assert.equal(viaUi.headers.location, files[0]![1]);
+    }
+    await get(`${rootHref}..%2F..%2Fetc`).expect(400);
+    await get(`${rootHref}a/../../b`).expect((r) => assert.ok(r.status === 400 || r.status === 404, String(r.status)));
+    await get(`${ui}/volumes/no:such:volume/files/`).expect(404);
+  });
+
+  test('without a session every page goes to sign-in, and nothing is read', async () => {
+    for (const p of [ui, `${ui}/log`, `${ui}/results`, `${ui}/volumes`]) {
+      const res = await request(gw.app).get(p).expect(303);
+      assert.equal(res.headers.location, '/ui/sign-in');
+    }
   });
 });

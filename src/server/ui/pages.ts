@@ -4,6 +4,9 @@
  * forbids both): behaviour comes from the one hashed script, looks from the one hashed stylesheet.
  */
 import type { CatalogEntry } from '../../velero/catalog.ts';
+import type { BackupVolume } from '../../velero/volumes.ts';
+import type { LogLevel, LogPage, ResultRow } from './readers.ts';
+import { LOG_LEVELS, LOG_PAGE_LINES } from './readers.ts';
 import type { OwnerKind } from '../../velero/artifacts.ts';
 import { SCRIPT, STYLE } from './assets.ts';
 import { html, seg } from './html.ts';
@@ -180,6 +183,7 @@ export interface ArtifactRow {
 
 export function ownerPage(user: { name: string; formToken: string }, owner: OwnerKind, entry: CatalogEntry, artifacts: ArtifactRow[]): string {
   const kind = owner === 'backups' ? 'Backup' : 'Restore';
+  const base = ownerPath(owner, entry.namespace, entry.name);
   const rows = artifacts.map((a) => {
     const s = a.state;
     const status =
@@ -205,9 +209,132 @@ ${entry.completed ? html`<dt>Completed</dt><dd>${when(entry.completed)}</dd>` : 
 ${entry.location ? html`<dt>Storage location</dt><dd>${entry.location}</dd>` : ''}
 ${entry.backup ? html`<dt>Backup</dt><dd><a href="/ui/namespaces/${seg(entry.namespace)}/backups/${seg(entry.backup)}">${entry.backup}</a></dd>` : ''}
 </dl>
+<p class="actions"><a href="${base}/log">View log</a> · <a href="${base}/results">View results</a>${owner === 'backups' ? html` · <a href="${base}/volumes">Browse volumes</a>` : ''}</p>
 <h2 id="artifacts-heading">Artifacts</h2>
 <div class="table-wrap"><table aria-labelledby="artifacts-heading">
 <thead><tr><th scope="col">Artifact</th><th scope="col">Size</th><th scope="col">Download</th></tr></thead>
 <tbody>${rows}</tbody></table></div>`,
+  });
+}
+
+/** The page of a backup or restore. */
+export function ownerPath(owner: OwnerKind, namespace: string, name: string): string {
+  return `/ui/namespaces/${seg(namespace)}/${owner}/${seg(name)}`;
+}
+
+function crumbs(owner: OwnerKind, namespace: string, name: string): Html {
+  return html`<nav class="crumbs" aria-label="Breadcrumb"><a href="/ui/">Backups and restores</a> › <a href="${ownerPath(owner, namespace, name)}">${owner === 'backups' ? 'Backup' : 'Restore'} ${name}</a></nav>`;
+}
+
+const KIND_WORD = { backups: 'backup', restores: 'restore' } as const;
+
+export interface LogView {
+  owner: OwnerKind;
+  namespace: string;
+  name: string;
+  level: LogLevel;
+  page: number;
+  log: LogPage;
+}
+
+export function logPage(user: { name: string; formToken: string }, v: LogView): string {
+  const base = `${ownerPath(v.owner, v.namespace, v.name)}/log`;
+  const link = (page: number): string => `${base}?level=${v.level}&page=${page}`;
+  const first = v.page * LOG_PAGE_LINES + 1;
+  return layout({
+    title: `Log of ${KIND_WORD[v.owner]} ${v.name}`,
+    user,
+    body: html`${crumbs(v.owner, v.namespace, v.name)}
+<h1>Log of ${KIND_WORD[v.owner]} ${v.name}</h1>
+<form method="get" action="${base}" class="filters">
+<div><label for="level">Level</label>
+<select id="level" name="level">${LOG_LEVELS.map((l) => html`<option value="${l}"${l === v.level ? html` selected` : ''}>${l}</option>`)}</select></div>
+<div><button type="submit">Show</button></div>
+<p><a href="/v1/namespaces/${seg(v.namespace)}/${v.owner}/${seg(v.name)}/log" download>Download the whole log (gzip)</a></p>
+</form>
+${v.log.cut ? html`<p class="notice" role="status">The log is too long to page this far in the browser; download it instead.</p>` : ''}
+${v.log.lines.length === 0
+  ? html`<p class="muted">${v.page === 0 ? 'No lines' : 'No more lines'}${v.level === 'all' ? '' : ` at level ${v.level}`}.</p>`
+  : html`<p class="muted">${v.level === 'all' ? 'Lines' : `Lines at level ${v.level}`}, ${first} to ${first + v.log.lines.length - 1} of those shown.</p>
+<div class="table-wrap"><table id="log-table" class="log">
+<thead><tr><th scope="col">Line</th><th scope="col">Level</th><th scope="col">Message</th></tr></thead>
+<tbody>${v.log.lines.map((l) => html`<tr><td class="num">${l.n}</td><td class="level-${l.level}">${l.level}</td><td><code>${l.text}</code></td></tr>`)}</tbody></table></div>`}
+<nav class="pager" aria-label="Pages">${v.page > 0 ? html`<a rel="prev" href="${link(v.page - 1)}">Previous page</a>` : ''} ${v.log.more ? html`<a rel="next" href="${link(v.page + 1)}">Next page</a>` : ''}</nav>`,
+  });
+}
+
+export function resultsPage(user: { name: string; formToken: string }, owner: OwnerKind, namespace: string, name: string, rows: ResultRow[] | undefined): string {
+  return layout({
+    title: `Results of ${KIND_WORD[owner]} ${name}`,
+    user,
+    body: html`${crumbs(owner, namespace, name)}
+<h1>Results of ${KIND_WORD[owner]} ${name}</h1>
+${rows === undefined
+  ? html`<p class="muted">This ${KIND_WORD[owner]} has no results file.</p>`
+  : rows.length === 0
+    ? html`<p class="muted">No errors or warnings.</p>`
+    : html`<div class="table-wrap"><table id="results-table" data-sortable>
+<thead><tr><th scope="col" data-key="kind">Kind</th><th scope="col" data-key="scope">Scope</th><th scope="col" data-key="message">Message</th></tr></thead>
+<tbody>${rows.map((r) => html`<tr><td class="result-${r.kind}">${r.kind}</td><td>${r.scope}</td><td>${r.message}</td></tr>`)}</tbody></table></div>`}`,
+  });
+}
+
+export function volumesPage(user: { name: string; formToken: string }, namespace: string, name: string, volumes: BackupVolume[]): string {
+  const base = `${ownerPath('backups', namespace, name)}/volumes`;
+  return layout({
+    title: `Volumes of backup ${name}`,
+    user,
+    body: html`${crumbs('backups', namespace, name)}
+<h1>Volumes of backup ${name}</h1>
+${volumes.length === 0
+  ? html`<p class="muted">This backup has no volume backups the gateway knows of.</p>`
+  : html`<div class="table-wrap"><table id="volumes-table" data-sortable>
+<thead><tr><th scope="col" data-key="id">Volume</th><th scope="col" data-key="kind">Kind</th><th scope="col" data-key="pvc">PVC</th><th scope="col" data-key="phase">Phase</th><th scope="col" data-key="size">Size</th></tr></thead>
+<tbody>${volumes.map((v) => html`<tr><td>${v.uploader === 'kopia' && v.snapshotID ? html`<a href="${base}/${seg(v.id)}/files/">${v.id}</a>` : v.id}</td><td>${v.kind}${v.uploader === 'kopia' ? '' : ` (${v.uploader})`}</td><td>${v.pvc ?? ''}</td><td class="phase-${v.phase ?? 'unknown'}">${v.phase ?? ''}</td><td class="num" data-value="${v.size ?? ''}">${formatBytes(v.size)}</td></tr>`)}</tbody></table></div>`}`,
+  });
+}
+
+export interface DirectoryEntryView {
+  name: string;
+  type: string;
+  size: number;
+  mtime: string;
+}
+
+export interface DirectoryView {
+  namespace: string;
+  name: string;
+  volume: string;
+  segments: string[];
+  entries: DirectoryEntryView[];
+  /** Entries left out past the page's bound. */
+  more: boolean;
+}
+
+export function directoryPage(user: { name: string; formToken: string }, v: DirectoryView): string {
+  const ui = `${ownerPath('backups', v.namespace, v.name)}/volumes/${seg(v.volume)}/files/`;
+  const api = `/v1/namespaces/${seg(v.namespace)}/backups/${seg(v.name)}/volumes/${seg(v.volume)}`;
+  const path = v.segments.map(seg).join('/');
+  const here = path === '' ? '' : `${path}/`;
+  const up = v.segments.length === 0 ? undefined : `${ui}${v.segments.slice(0, -1).map(seg).join('/')}${v.segments.length > 1 ? '/' : ''}`;
+  const rows = v.entries.map((e) => {
+    const cell =
+      e.type === 'dir'
+        ? html`<a href="${ui}${here}${seg(e.name)}/">${e.name}/</a>`
+        : e.type === 'file'
+          ? html`<a href="${api}/files/${here}${seg(e.name)}" download>${e.name}</a>`
+          : html`${e.name}`;
+    return html`<tr><td data-value="${e.name}">${cell}</td><td>${e.type}</td><td class="num" data-value="${e.type === 'file' ? e.size : ''}">${e.type === 'file' ? formatBytes(e.size) : ''}</td><td data-value="${e.mtime}">${e.mtime.replace(/\.\d+/, '').replace('T', ' ')}</td></tr>`;
+  });
+  return layout({
+    title: `${v.volume} /${v.segments.join('/')}`,
+    user,
+    body: html`<nav class="crumbs" aria-label="Breadcrumb"><a href="/ui/">Backups and restores</a> › <a href="${ownerPath('backups', v.namespace, v.name)}">Backup ${v.name}</a> › <a href="${ownerPath('backups', v.namespace, v.name)}/volumes">Volumes</a></nav>
+<h1>${v.volume}: /${v.segments.join('/')}</h1>
+<p class="actions">${up === undefined ? '' : html`<a href="${up}">Up one level</a> · `}<a href="${api}/archive/${path}" download>Download this directory as a tar</a></p>
+${v.more ? html`<p class="notice" role="status">Only the first ${v.entries.length} entries are shown; download the directory as a tar for all of them.</p>` : ''}
+${v.entries.length === 0 ? html`<p class="muted">This directory is empty.</p>` : html`<div class="table-wrap"><table id="files-table" data-sortable>
+<thead><tr><th scope="col" data-key="name">Name</th><th scope="col" data-key="type">Type</th><th scope="col" data-key="size">Size</th><th scope="col" data-key="mtime">Modified</th></tr></thead>
+<tbody>${rows}</tbody></table></div>`}`,
   });
 }

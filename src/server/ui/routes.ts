@@ -18,6 +18,7 @@
  * Every page carries a Content-Security-Policy with no inline script or style, `frame-ancestors
  * 'none'` (no framing: clickjacking) and `form-action 'self'`, and `Cache-Control: no-store`.
  */
+import type { Readable } from 'node:stream';
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import express from 'express';
 import { parseCookie, stringifySetCookie } from 'cookie';
@@ -27,17 +28,22 @@ import { AuthUnavailableError } from '../../auth/types.ts';
 import type { StoreFactory } from '../../stores/spec.ts';
 import { isStoreError } from '../../stores/errors.ts';
 import { BACKUP_ARTIFACTS, RESTORE_ARTIFACTS } from '../../velero/artifacts.ts';
-import type { OwnerKind } from '../../velero/artifacts.ts';
+import type { OwnerKind, Target } from '../../velero/artifacts.ts';
 import type { Catalog, CatalogEntry } from '../../velero/catalog.ts';
 import { NotFoundError } from '../../velero/errors.ts';
 import type { Resolver } from '../../velero/resolve.ts';
-import { attributesOf } from '../authz.ts';
+import { attributesOf, forbiddenMessage } from '../authz.ts';
 import { localsOf, signalOf } from '../locals.ts';
 import { VOLUME_DATA_ARTIFACT, checkNames, param } from '../routes.ts';
 import { HttpError, mapError } from '../status.ts';
 import { ASSETS } from './assets.ts';
-import { errorPage, listPage, ownerPage, signInPage } from './pages.ts';
+import { directoryPage, errorPage, listPage, logPage, ownerPage, resultsPage, signInPage, volumesPage } from './pages.ts';
 import type { ArtifactRow, NamespaceListing } from './pages.ts';
+import { LOG_LEVELS, MAX_RESULTS_BYTES, bodyStream, gunzipBounded, readLogPage, resultRows } from './readers.ts';
+import type { LogLevel } from './readers.ts';
+import { entryType, parseVolumePath, snapshotEntry } from '../volumes.ts';
+import type { VolumeDeps } from '../volumes.ts';
+import { InvalidBackupFileError } from '../../velero/errors.ts';
 import { FORM_COOKIE, SESSION_COOKIE, formTokenMatches, newFormToken } from './session.ts';
 import type { SessionCodec } from './session.ts';
 
@@ -54,6 +60,8 @@ export interface UiDeps {
   log: Logger;
   /** The caller's address, for the authenticator's per-client limit on unknown tokens. */
   clientOf: (req: Request) => string;
+  /** Volume data (Kopia repositories): the volume browser; absent, the page offers none. */
+  volumes?: VolumeDeps;
 }
 
 /** No inline script or style, nothing from elsewhere, never in a frame, forms only to this gateway. */
@@ -420,5 +428,118 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
         sendPage(res, 200, ownerPage(shown(u), owner, entry, rows));
       }),
     );
+
+    app.get(
+      `/ui/namespaces/:namespace/${owner}/:name/log`,
+      session,
+      wrap(async (req, res) => {
+        const u = pageUserOf(res);
+        const signal = signalOf(res);
+        const target = await authorizedTarget(deps, req, res, owner, 'log');
+        const q = req.query as Record<string, unknown>;
+        const level = (LOG_LEVELS as readonly unknown[]).includes(q.level) ? (q.level as LogLevel) : q.level === undefined ? 'all' : badQuery('level', `one of ${LOG_LEVELS.join(', ')}`);
+        const page = q.page === undefined ? 0 : typeof q.page === 'string' && /^\d{1,6}$/.test(q.page) ? Number(q.page) : badQuery('page', 'a whole number');
+        const body = await openArtifact(deps, target, signal);
+        const log = await readLogPage(body, page, level, signal).catch((err: unknown) => {
+          throw unreadable('log', err);
+        });
+        sendPage(res, 200, logPage(shown(u), { owner, namespace: target.namespace, name: target.name, level, page, log }));
+      }),
+    );
+
+    app.get(
+      `/ui/namespaces/:namespace/${owner}/:name/results`,
+      session,
+      wrap(async (req, res) => {
+        const u = pageUserOf(res);
+        const signal = signalOf(res);
+        const target = await authorizedTarget(deps, req, res, owner, 'results');
+        let body: Readable;
+        try {
+          body = await openArtifact(deps, target, signal);
+        } catch (err) {
+          if (err instanceof NotFoundError || (isStoreError(err) && err.reason === 'ObjectNotFound')) {
+            sendPage(res, 200, resultsPage(shown(u), owner, target.namespace, target.name, undefined));
+            return;
+          }
+          throw err;
+        }
+        let rows;
+        try {
+          rows = resultRows((await gunzipBounded(body, MAX_RESULTS_BYTES, signal)).toString('utf8'));
+        } catch (err) {
+          throw unreadable('results file', err);
+        }
+        sendPage(res, 200, resultsPage(shown(u), owner, target.namespace, target.name, rows));
+      }),
+    );
   }
+
+  const volumes = deps.volumes;
+  if (!volumes) return;
+  app.get(
+    '/ui/namespaces/:namespace/backups/:name/volumes',
+    session,
+    wrap(async (req, res) => {
+      const u = pageUserOf(res);
+      const target = await authorizedTarget(deps, req, res, 'backups', VOLUME_DATA_ARTIFACT);
+      const list = await volumes.resolver.volumes(target.namespace, target.name, signalOf(res));
+      sendPage(res, 200, volumesPage(shown(u), target.namespace, target.name, list));
+    }),
+  );
+  app.get(
+    '/ui/namespaces/:namespace/backups/:name/volumes/:volume/files{/*path}',
+    session,
+    wrap(async (req, res) => {
+      const u = pageUserOf(res);
+      const signal = signalOf(res);
+      const target = await authorizedTarget(deps, req, res, 'backups', VOLUME_DATA_ARTIFACT);
+      const path = parseVolumePath(req);
+      const repo = await volumes.resolver.repository(target.namespace, target.name, path.volume, signal);
+      const source = { spec: repo.spec, prefix: repo.prefix, password: repo.password, snapshotID: repo.snapshotID, name: repo.volume.id };
+      const found = await snapshotEntry(volumes, source, path.segments, MAX_DIRECTORY_ENTRIES, signal);
+      if (!found.children) {
+        // A file (or link): its bytes are the API's to send, under the same authorization.
+        res.redirect(303, `/v1/namespaces/${encodeURIComponent(target.namespace)}/backups/${encodeURIComponent(target.name)}/volumes/${encodeURIComponent(path.volume)}/files/${path.segments.map(encodeURIComponent).join('/')}`);
+        return;
+      }
+      const entries = found.children.map((e) => ({ name: e.name, type: entryType(e), size: e.size, mtime: e.mtime }));
+      sendPage(res, 200, directoryPage(shown(u), { namespace: target.namespace, name: target.name, volume: repo.volume.id, segments: path.segments, entries, more: found.more }));
+    }),
+  );
+}
+
+/** A directory page shows at most this many entries (the tar download has them all). */
+const MAX_DIRECTORY_ENTRIES = 5000;
+
+function badQuery(name: string, what: string): never {
+  throw new HttpError(400, 'BadRequest', `${name} must be ${what}`);
+}
+
+/** An artifact that is not what it should be (not gzip, not JSON, too large): the store's data, a 502 page. */
+function unreadable(what: string, err: unknown): Error {
+  if (err instanceof RangeError || err instanceof SyntaxError || (err as { code?: unknown }).code === 'Z_DATA_ERROR' || (err as { code?: unknown }).code === 'Z_BUF_ERROR') {
+    return new InvalidBackupFileError(`the ${what} could not be read: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** The page's target (path names checked), after the user's review for `artifact`: a 403 page before anything is looked up. */
+async function authorizedTarget(deps: UiDeps, req: Request, res: Response, owner: OwnerKind, artifact: string): Promise<Target> {
+  const namespace = param(req, 'namespace');
+  const name = param(req, 'name');
+  checkNames(namespace, owner === 'backups' ? 'backup' : 'restore', name);
+  const target = { namespace, owner, name, artifact };
+  const user = pageUserOf(res).user;
+  const attrs = attributesOf(target);
+  const decision = await deps.authorizer.authorize(user, attrs, signalOf(res));
+  if (!decision.allowed) throw new HttpError(403, 'Forbidden', forbiddenMessage(user, attrs, decision.reason));
+  localsOf(res).target = target;
+  return target;
+}
+
+async function openArtifact(deps: UiDeps, target: Target, signal: AbortSignal): Promise<Readable> {
+  const location = await deps.resolver.resolve(target, signal);
+  const store = await deps.stores.forSpec(location.spec);
+  return bodyStream(await store.get(location.key, { signal }));
 }

@@ -16,7 +16,7 @@ import { localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
 import { then } from '../util/promise-or.ts';
 import type { PromiseOr } from '../util/promise-or.ts';
-import { sessionCookieOf } from './ui/session.ts';
+import { sessionAllowed, sessionCookieOf } from './ui/session.ts';
 import type { SessionCodec } from './ui/session.ts';
 
 const REALM = 'realm="velero-download-server"';
@@ -70,7 +70,7 @@ export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = 
   return (req, res, next) => {
     const header = req.headers.authorization;
     if (header === undefined || header === '') {
-      const cookie = sessions && sessionCookieOf(req.headers.cookie);
+      const cookie = sessions && sessionAllowed(req.headers['sec-fetch-site']) ? sessionCookieOf(req.headers.cookie) : undefined;
       if (cookie === undefined) throw refuse(`credentials are required (Authorization: ${schemes})`);
       return bySession(sessions!, cookie, bearer, req, res, next, clientOf, refuse);
     }

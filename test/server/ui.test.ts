@@ -216,6 +216,18 @@ describe('browser page over HTTP (kubernetes mode)', () => {
     }
   });
 
+  test('a request another site (or a sibling host) started carries no session, whatever its cookie', async () => {
+    const session = await signIn(fx.tokens.alice);
+    for (const site of ['cross-site', 'same-site']) {
+      await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/log`).set(withSession(session)).set('Sec-Fetch-Site', site).expect(401);
+      assert.equal((await request(gw.app).get('/ui/').set(withSession(session)).set('Sec-Fetch-Site', site).expect(303)).headers.location, '/ui/sign-in');
+    }
+    for (const site of ['same-origin', 'none']) {
+      await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/log`).set(withSession(session)).set('Sec-Fetch-Site', site).expect(200);
+      await request(gw.app).get('/ui/').set(withSession(session)).set('Sec-Fetch-Site', site).expect(200);
+    }
+  });
+
   test('an Authorization header wins over the cookie: a bad header is a 401 whatever the cookie', async () => {
     const session = await signIn(fx.tokens.alice);
     await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/log`).set(withSession(session)).set('Authorization', 'Bearer wrong-token-0123456789').expect(401);

@@ -44,7 +44,7 @@ import type { LogLevel } from './readers.ts';
 import { entryType, parseVolumePath, snapshotEntry } from '../volumes.ts';
 import type { VolumeDeps } from '../volumes.ts';
 import { InvalidBackupFileError } from '../../velero/errors.ts';
-import { FORM_COOKIE, SESSION_COOKIE, formTokenMatches, newFormToken } from './session.ts';
+import { FORM_COOKIE, SESSION_COOKIE, formTokenMatches, newFormToken, sessionAllowed } from './session.ts';
 import type { SessionCodec } from './session.ts';
 
 export interface UiDeps {
@@ -175,7 +175,7 @@ function shown(u: PageUser): { name: string; formToken: string } {
  */
 function pageSession(deps: UiDeps): RequestHandler {
   return async (req, res, next) => {
-    const c = cookies(req);
+    const c = sessionAllowed(req.headers['sec-fetch-site']) ? cookies(req) : {};
     const session = deps.sessions.open(c[SESSION_COOKIE]);
     const toSignIn = (why: string): void => {
       if (c[SESSION_COOKIE] !== undefined) setCookie(res, SESSION_COOKIE, '', 0);

@@ -162,6 +162,17 @@ export function processKeyRing(): () => KeyRing {
   return () => ring;
 }
 
+/**
+ * Whether a request may use the session cookie at all: it comes from this gateway's own pages
+ * (`Sec-Fetch-Site: same-origin`), from the user (`none`: typed, bookmarked), or from a browser that
+ * sends no fetch metadata. A request another site started (`cross-site`), or a sibling host of the
+ * same site (`same-site`, where SameSite=Strict still sends the cookie), is treated as carrying no
+ * session: an image or link elsewhere can never act as the user.
+ */
+export function sessionAllowed(secFetchSite: string | string[] | undefined): boolean {
+  return secFetchSite === undefined || secFetchSite === 'same-origin' || secFetchSite === 'none';
+}
+
 /** The session cookie's value in a Cookie header, if there is one. */
 export function sessionCookieOf(header: string | undefined): string | undefined {
   if (!header || !header.includes(SESSION_COOKIE)) return undefined;

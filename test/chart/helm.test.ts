@@ -660,6 +660,12 @@ function checkRbac(docs: Manifest[]): void {
   for (const r of all.filter((x) => grants(x, 'velero.io', 'podvolumebackups') || grants(x, 'velero.io', 'datauploads'))) {
     assert.deepEqual(r, { apiGroups: ['velero.io'], resources: ['podvolumebackups', 'datauploads'], verbs: ['list'] });
   }
+  // The catalog: Backups and Restores listed (never watched) wherever they are read.
+  const catalogRoles = roles.filter((x) => x.rules.some((r) => grants(r, 'velero.io', 'backups') && r.verbs.includes('list')));
+  assert.deepEqual(catalogRoles.map((x) => x.namespace).sort(), watchedNamespaces(docs));
+  for (const r of all.filter((x) => (grants(x, 'velero.io', 'backups') || grants(x, 'velero.io', 'restores')) && x.verbs.includes('list'))) {
+    assert.deepEqual(r, { apiGroups: ['velero.io'], resources: ['backups', 'restores'], verbs: ['list'] });
+  }
   // Kanister Profiles: read by name (get) wherever Velero's objects are read; never listed or watched.
   const profileRoles = roles.filter((x) => x.rules.some((r) => grants(r, 'cr.kanister.io', 'profiles')));
   assert.deepEqual(profileRoles.map((x) => x.namespace).sort(), watchedNamespaces(docs));

@@ -288,6 +288,8 @@ async function artifactRow(deps: UiDeps, user: UserInfo, owner: OwnerKind, names
 
 export function uiRoutes(app: Express, deps: UiDeps): void {
   const session = pageSession(deps);
+  /** A signed-in page: the session step, then `f` with the user and the request's signal. */
+  const page = (f: (req: Request, res: Response, u: PageUser, signal: AbortSignal) => Promise<void>): RequestHandler[] => [session, wrap((req, res) => f(req, res, pageUserOf(res), signalOf(res)))];
   const wrap =
     (f: (req: Request, res: Response) => Promise<void>): RequestHandler =>
     (req, res) =>
@@ -385,10 +387,7 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
 
   app.get(
     '/ui/',
-    session,
-    wrap(async (_req, res) => {
-      const u = pageUserOf(res);
-      const signal = signalOf(res);
+    ...page(async (_req, res, u, signal) => {
       const all = await deps.catalog.namespaces(signal);
       const namespaces = all.slice(0, MAX_NAMESPACES);
       const notes: string[] = [];
@@ -410,10 +409,7 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
   for (const owner of ['backups', 'restores'] as const) {
     app.get(
       `/ui/namespaces/:namespace/${owner}/:name`,
-      session,
-      wrap(async (req, res) => {
-        const u = pageUserOf(res);
-        const signal = signalOf(res);
+      ...page(async (req, res, u, signal) => {
         const namespace = param(req, 'namespace');
         const name = param(req, 'name');
         checkNames(namespace, owner === 'backups' ? 'backup' : 'restore', name);
@@ -431,10 +427,7 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
 
     app.get(
       `/ui/namespaces/:namespace/${owner}/:name/log`,
-      session,
-      wrap(async (req, res) => {
-        const u = pageUserOf(res);
-        const signal = signalOf(res);
+      ...page(async (req, res, u, signal) => {
         const target = await authorizedTarget(deps, req, res, owner, 'log');
         const q = req.query as Record<string, unknown>;
         const level = (LOG_LEVELS as readonly unknown[]).includes(q.level) ? (q.level as LogLevel) : q.level === undefined ? 'all' : badQuery('level', `one of ${LOG_LEVELS.join(', ')}`);
@@ -449,10 +442,7 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
 
     app.get(
       `/ui/namespaces/:namespace/${owner}/:name/results`,
-      session,
-      wrap(async (req, res) => {
-        const u = pageUserOf(res);
-        const signal = signalOf(res);
+      ...page(async (req, res, u, signal) => {
         const target = await authorizedTarget(deps, req, res, owner, 'results');
         let body: Readable;
         try {
@@ -479,20 +469,15 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
   if (!volumes) return;
   app.get(
     '/ui/namespaces/:namespace/backups/:name/volumes',
-    session,
-    wrap(async (req, res) => {
-      const u = pageUserOf(res);
+    ...page(async (req, res, u, signal) => {
       const target = await authorizedTarget(deps, req, res, 'backups', VOLUME_DATA_ARTIFACT);
-      const list = await volumes.resolver.volumes(target.namespace, target.name, signalOf(res));
+      const list = await volumes.resolver.volumes(target.namespace, target.name, signal);
       sendPage(res, 200, volumesPage(shown(u), target.namespace, target.name, list));
     }),
   );
   app.get(
     '/ui/namespaces/:namespace/backups/:name/volumes/:volume/files{/*path}',
-    session,
-    wrap(async (req, res) => {
-      const u = pageUserOf(res);
-      const signal = signalOf(res);
+    ...page(async (req, res, u, signal) => {
       const target = await authorizedTarget(deps, req, res, 'backups', VOLUME_DATA_ARTIFACT);
       const path = parseVolumePath(req);
       const repo = await volumes.resolver.repository(target.namespace, target.name, path.volume, signal);

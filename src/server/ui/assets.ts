@@ -45,6 +45,10 @@ th button { all: unset; cursor: pointer; font-weight: 600; }
 th[aria-sort=ascending] button::after { content: " \\25B2"; }
 th[aria-sort=descending] button::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody td:first-child { white-space: nowrap; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1.5rem; margin: 0 0 1rem; }
+dl.facts dt { font-weight: 600; }
+dl.facts dd { margin: 0; }
 .phase-Completed { color: var(--good); }
 .phase-Failed, .phase-PartiallyFailed, .phase-FailedValidation { color: var(--bad); }
 .phase-InProgress, .phase-New, .phase-WaitingForPluginOperations { color: var(--warn); }

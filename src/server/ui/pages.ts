@@ -194,7 +194,7 @@ export function ownerPage(user: { name: string; formToken: string }, owner: Owne
           : s.kind === 'missing'
             ? html`<td>not in the store</td>`
             : html`<td>the store did not answer: ${s.message}</td>`;
-    return html`<tr><th scope="row">${a.artifact}</th>${status}<td><a href="${a.href}" download>Download <span class="visually-hidden">${a.artifact}</span></a></td></tr>`;
+    return html`<tr><th scope="row">${a.artifact}</th>${status}<td><a href="${a.href}">Download <span class="visually-hidden">${a.artifact}</span></a></td></tr>`;
   });
   return layout({
     title: `${kind} ${entry.name}`,
@@ -250,7 +250,7 @@ export function logPage(user: { name: string; formToken: string }, v: LogView): 
 <div><label for="level">Level</label>
 <select id="level" name="level">${LOG_LEVELS.map((l) => html`<option value="${l}"${l === v.level ? html` selected` : ''}>${l}</option>`)}</select></div>
 <div><button type="submit">Show</button></div>
-<p><a href="/v1/namespaces/${seg(v.namespace)}/${v.owner}/${seg(v.name)}/log" download>Download the whole log (gzip)</a></p>
+<p><a href="/v1/namespaces/${seg(v.namespace)}/${v.owner}/${seg(v.name)}/log">Download the whole log (gzip)</a></p>
 </form>
 ${v.log.cut ? html`<p class="notice" role="status">The log is too long to page this far in the browser; download it instead.</p>` : ''}
 ${v.log.lines.length === 0
@@ -322,7 +322,7 @@ export function directoryPage(user: { name: string; formToken: string }, v: Dire
       e.type === 'dir'
         ? html`<a href="${ui}${here}${seg(e.name)}/">${e.name}/</a>`
         : e.type === 'file'
-          ? html`<a href="${api}/files/${here}${seg(e.name)}" download>${e.name}</a>`
+          ? html`<a href="${api}/files/${here}${seg(e.name)}">${e.name}</a>`
           : html`${e.name}`;
     return html`<tr><td data-value="${e.name}">${cell}</td><td>${e.type}</td><td class="num" data-value="${e.type === 'file' ? e.size : ''}">${e.type === 'file' ? formatBytes(e.size) : ''}</td><td data-value="${e.mtime}">${e.mtime.replace(/\.\d+/, '').replace('T', ' ')}</td></tr>`;
   });
@@ -331,7 +331,7 @@ export function directoryPage(user: { name: string; formToken: string }, v: Dire
     user,
     body: html`<nav class="crumbs" aria-label="Breadcrumb"><a href="/ui/">Backups and restores</a> › <a href="${ownerPath('backups', v.namespace, v.name)}">Backup ${v.name}</a> › <a href="${ownerPath('backups', v.namespace, v.name)}/volumes">Volumes</a></nav>
 <h1>${v.volume}: /${v.segments.join('/')}</h1>
-<p class="actions">${up === undefined ? '' : html`<a href="${up}">Up one level</a> · `}<a href="${api}/archive/${path}" download>Download this directory as a tar</a></p>
+<p class="actions">${up === undefined ? '' : html`<a href="${up}">Up one level</a> · `}<a href="${api}/archive/${path}">Download this directory as a tar</a></p>
 ${v.more ? html`<p class="notice" role="status">Only the first ${v.entries.length} entries are shown; download the directory as a tar for all of them.</p>` : ''}
 ${v.entries.length === 0 ? html`<p class="muted">This directory is empty.</p>` : html`<div class="table-wrap"><table id="files-table" data-sortable>
 <thead><tr><th scope="col" data-key="name">Name</th><th scope="col" data-key="type">Type</th><th scope="col" data-key="size">Size</th><th scope="col" data-key="mtime">Modified</th></tr></thead>

@@ -87,6 +87,9 @@ function setCookie(res: Response, name: string, value: string, maxAgeSeconds: nu
 function pageHeaders(res: Response): void {
   res.setHeader('Content-Security-Policy', PAGE_CSP);
   res.setHeader('X-Frame-Options', 'DENY');
+  // Not helmet's no-referrer: under it Chromium sends `Origin: null` with the page's own form POSTs,
+  // which the sign-in's origin check (rightly) refuses. The referrer still never leaves the gateway.
+  res.setHeader('Referrer-Policy', 'same-origin');
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Content-Type', 'text/html; charset=utf-8');
 }

@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DEMO_VOLUME } from '../../src/velero/demo.ts';
@@ -35,6 +36,8 @@ import { createTestPki } from '../support/test-ca.ts';
 
 const SESSION = '__Host-vds-session';
 const DEMO_BACKUP = 'demo-backup';
+/** A second backup written into the local data directory (for search and sort). */
+const OTHER_BACKUP = 'weekly-2026-11-29';
 const DEMO_VOLUME_ID = `${DEMO_VOLUME.namespace}:${DEMO_VOLUME.pod}:${DEMO_VOLUME.volume}`;
 const DOCS_SCREENSHOTS = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
 /** The README's screenshots: light scheme, 1280×800 viewport (the page itself is captured whole). */
@@ -188,6 +191,20 @@ describe('the browser page in Chromium', { skip: missingChromium() }, () => {
 
     before(async () => {
       base = local!.gw.url;
+      // A second backup in the data directory, as Velero lays one out, for the list's search and sort.
+      const other = join(local!.dir, 'data', 'backups', OTHER_BACKUP);
+      await mkdir(other, { recursive: true });
+      await writeFile(join(other, `${OTHER_BACKUP}-logs.gz`), gzipSync('time="2026-11-29T02:00:00Z" level=error msg="one volume failed"\n'));
+      await writeFile(
+        join(other, 'velero-backup.json'),
+        JSON.stringify({
+          apiVersion: 'velero.io/v1',
+          kind: 'Backup',
+          metadata: { name: OTHER_BACKUP, namespace: 'velero' },
+          spec: { storageLocation: 'default' },
+          status: { phase: 'PartiallyFailed', startTimestamp: '2026-11-29T02:00:00Z', completionTimestamp: '2026-11-29T02:04:10Z', errors: 1, warnings: 2 },
+        }),
+      );
       context = await contextTrusting(browser!, local!.cert, DOCS_VIEW);
       page = await context.newPage();
     });
@@ -220,6 +237,32 @@ describe('the browser page in Chromium', { skip: missingChromium() }, () => {
         await mkdir(DOCS_SCREENSHOTS, { recursive: true });
         await copyFile(shot, join(DOCS_SCREENSHOTS, 'ui-list.png'));
       }
+    });
+
+    test('the list: search filters the rows, the column buttons sort them (by keyboard too)', async () => {
+      needsSession();
+      await page.goto(`${base}/ui/`);
+      const visible = async (): Promise<string[]> => (await rows(page, '#backups-table')).filter((r) => r.length > 0).map((r) => r[0]!);
+      const shownNames = async (): Promise<string[]> =>
+        page.evaluate<string[]>(`[...document.querySelectorAll('#backups-table tbody tr')].filter((tr) => !tr.hidden).map((tr) => tr.cells[0].textContent.trim())`);
+      assert.deepEqual((await visible()).sort(), [DEMO_BACKUP, OTHER_BACKUP].sort());
+      const other = (await rows(page, '#backups-table')).find((r) => r[0] === OTHER_BACKUP)!;
+      assert.deepEqual([other[2], other[7], other[8]], ['PartiallyFailed', '1', '2'], 'phase, errors and warnings from velero-backup.json');
+      await page.getByLabel('Search backups').fill('weekly');
+      assert.deepEqual(await shownNames(), [OTHER_BACKUP]);
+      assert.equal(await page.locator('#backups-table-count').textContent(), '1 shown');
+      await page.getByLabel('Search backups').fill('');
+      assert.equal((await shownNames()).length, 2);
+      const byName = page.locator('#backups-table thead').getByRole('button', { name: 'Name', exact: true });
+      await byName.focus();
+      await page.keyboard.press('Enter');
+      assert.equal(await page.locator('#backups-table th[data-key=name]').getAttribute('aria-sort'), 'ascending');
+      assert.deepEqual(await shownNames(), [DEMO_BACKUP, OTHER_BACKUP]);
+      await page.keyboard.press('Enter');
+      assert.equal(await page.locator('#backups-table th[data-key=name]').getAttribute('aria-sort'), 'descending');
+      assert.deepEqual(await shownNames(), [OTHER_BACKUP, DEMO_BACKUP]);
+      await page.locator('#backups-table thead').getByRole('button', { name: 'Started', exact: true }).click();
+      assert.deepEqual(await shownNames(), [OTHER_BACKUP, DEMO_BACKUP], 'by start time, oldest first');
     });
 
     test('the backup page; contents downloaded by a click is the file in the data directory', async () => {

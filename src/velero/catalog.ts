@@ -26,6 +26,7 @@ import type { OwnerKind } from './artifacts.ts';
 import { NotFoundError } from './errors.ts';
 import { checkServed } from './kube-resolver.ts';
 import { namespaceMatcher } from './namespaces.ts';
+import { bytesOf } from './object-bytes.ts';
 
 export { TooManyObjectsError };
 
@@ -391,7 +392,7 @@ export class LocalCatalog implements Catalog {
   async #backupDocument(f: Found, signal: AbortSignal): Promise<Record<string, unknown> | undefined> {
     const key = `backups/${f.name}/velero-backup.json`;
     try {
-      const bytes = await readBounded(await this.#stores.forSpec(f.location), key, this.#maxMetadata, signal);
+      const bytes = await bytesOf(await (await this.#stores.forSpec(f.location)).get(key, { signal }), this.#maxMetadata);
       if (!bytes) return undefined;
       const doc = record(JSON.parse(bytes.toString('utf8')));
       const name = own(record(own(doc, 'metadata')), 'name');
@@ -404,24 +405,3 @@ export class LocalCatalog implements Catalog {
   }
 }
 
-/** An object's bytes, or undefined when it is larger than `max` (by its announced size or by what arrives). */
-async function readBounded(store: ObjectStore, key: string, max: number, signal: AbortSignal): Promise<Buffer | undefined> {
-  const body = await store.get(key, { signal });
-  const stream = body.kind === 'stream' ? body.body : body.stream();
-  if (body.size > max) {
-    stream.destroy();
-    return undefined;
-  }
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    // A store may deliver more than it announced: the bound holds on what arrives.
-    if (n > max) {
-      stream.destroy();
-      return undefined;
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}

@@ -8,7 +8,6 @@
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import type { ObjectBody } from '../../stores/types.ts';
 
 export const LOG_PAGE_LINES = 500;
 export const MAX_LINE = 4096;
@@ -32,11 +31,6 @@ export interface LogPage {
   more: boolean;
   /** The scan stopped at MAX_LOG_SCAN before the page was complete. */
   cut: boolean;
-}
-
-/** A body's bytes as a stream, whichever way the store delivers them. */
-export function bodyStream(obj: ObjectBody): Readable {
-  return obj.kind === 'stream' ? obj.body : obj.stream();
 }
 
 // logrus's text format, as Velero writes it: time="..." level=info msg="..." key=value ...

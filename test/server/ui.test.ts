@@ -347,6 +347,7 @@ describe('browser page over HTTP (local mode, the demo): log, results, volumes',
     ]);
     await writeFile(file, 'not gzip at all');
     assert.match((await get(`${ui}/results`).expect(502)).text, /502/);
+    assert.ok(gw.logs.some((l) => l.msg === 'request failed' && l.reason === 'BadGateway' && String(l.message).includes('results file')), 'a broken artifact is logged');
     await writeFile(file, gzipSync('{"errors": '));
     await get(`${ui}/results`).expect(502);
     await writeFile(file, gzipSync(Buffer.alloc(9 * 1024 * 1024, 0x20)));

@@ -302,6 +302,12 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
           res.socket?.destroy();
           return;
         }
+        // As the API's error handler does: a bug is logged (never a token: errors carry names only),
+        // a server-side failure noted; the browser gets the page either way.
+        const mapped = mapError(err);
+        const requestId = localsOf(res).requestId;
+        if (mapped.body.reason === 'InternalError') deps.log.error({ err, requestId }, 'unhandled error');
+        else if (mapped.serverSide) deps.log.warn({ reason: mapped.body.reason, message: mapped.body.message, requestId }, 'request failed');
         const u = (res as WithPageUser)[PAGE_USER];
         sendErrorPage(res, err, u && shown(u));
       });

@@ -21,6 +21,7 @@ import { certificateSource } from './certificate.ts';
 import { createMode } from './create-mode.ts';
 import { kopiaPool } from './kopia.ts';
 import { createStoreFactory } from './stores.ts';
+import { browserPage } from './ui.ts';
 
 /**
  * The metrics listener serves the kubelet's probes and Prometheus: a few connections. Its own small
@@ -54,8 +55,10 @@ export async function runGateway(config: Config): Promise<void> {
   const audit = createAuditLogger(config.logLevel, config.auditLog);
   // Validated by loadConfig; parsed again here into the list itself.
   const trustedProxies = config.trustedProxies.length > 0 ? parseAddressList(config.trustedProxies, '--trusted-proxies').list : undefined;
-  const { volumeResolver, ...parts } = mode.parts;
+  const { volumeResolver, catalog: _catalog, ...parts } = mode.parts;
+  const ui = browserPage(config, mode, services);
   const app = createApp({
+    ...(ui && { ui }),
     ...parts,
     volumes: { resolver: volumeResolver, pool: kopiaPool(config) },
     trustedProxies,

@@ -27,6 +27,7 @@ import { namespaceMatcher } from '../velero/namespaces.ts';
 import type { Mode, ModeParts, ModeServices } from './mode.ts';
 import { watchAccessUserSecret } from '../auth/access-user-secret.ts';
 import { accessUserAuthenticator, accessUserOptions } from './access-users.ts';
+import { KubeCatalog } from '../velero/catalog.ts';
 
 export function kubernetesMode(config: Config, log: Logger, factory: DefaultStoreFactory, metrics?: GatewayMetrics): Mode<KubeServices> {
   const kube = createKubeClients({
@@ -70,6 +71,7 @@ export function kubernetesMode(config: Config, log: Logger, factory: DefaultStor
     resolver,
     stores: factory,
     volumeResolver: new KubeVolumeResolver(resolver, objects, factory, { ownNamespace: config.namespace }),
+    catalog: new KubeCatalog(objects, { ownNamespace: config.namespace, watchNamespaces: config.watchNamespaces }),
     profiles: new KubeProfileResolver(objects, { serves, ownNamespace: config.namespace, repositoryOf: profileRepositoryOf }),
     kube: { clients: kube, objects, resolver },
   };
@@ -143,6 +145,7 @@ async function startKubeServices(config: Config, log: Logger, kube: NonNullable<
     signingKeys,
     signedUrls,
     admission,
+    sessionKeys: () => signingKeys.keys,
     info: () => ({ url: discovery.current.baseUrl, urlSource: discovery.current.source, urlDetail: discovery.current.detail }),
     async stop() {
       signingKeys.stop();

@@ -17,6 +17,7 @@ import type { Mode } from './mode.ts';
 import { followAccessUserFile } from '../auth/access-user-source.ts';
 import { accessUserAuthenticator, accessUserOptions } from './access-users.ts';
 import type { PromiseOr } from '../util/promise-or.ts';
+import { LocalCatalog } from '../velero/catalog.ts';
 
 /** Local mode: nothing runs beside the routes. */
 export async function localMode(config: Config, log: Logger, factory: DefaultStoreFactory): Promise<Mode> {
@@ -52,6 +53,7 @@ export async function localMode(config: Config, log: Logger, factory: DefaultSto
     resolver,
     stores,
     volumeResolver: new LocalVolumeResolver(resolver, stores, { password: await localRepositoryPassword(config) }),
+    catalog: new LocalCatalog(config.namespace, locations, stores),
   };
   return {
     name: 'local',

@@ -3,12 +3,14 @@
  * and `kubernetes` are the two; the gateway (gateway.ts) starts whichever the configuration names
  * and knows nothing else of either.
  */
+import type { KeyRing } from '../auth/signed-urls.ts';
 import type { Authenticator, Authorizer } from '../auth/types.ts';
 import type { KubeClients } from '../kube/client.ts';
 import type { CachedObjectReader } from '../kube/objects.ts';
 import type { AppDeps } from '../server/app.ts';
 import type { WebhookDeps } from '../server/admission.ts';
 import type { StoreFactory } from '../stores/spec.ts';
+import type { Catalog } from '../velero/catalog.ts';
 import type { ProfileResolver } from '../velero/kanister-profiles.ts';
 import type { KubeResolver } from '../velero/kube-resolver.ts';
 import type { Resolver } from '../velero/resolve.ts';
@@ -23,6 +25,8 @@ export interface ModeParts {
   stores: StoreFactory;
   /** The volumes of backups and where their Kopia repositories are. */
   volumeResolver: VolumeResolver;
+  /** The backups and restores the browser page lists (through the gateway's own access). */
+  catalog: Catalog;
   /** Kanister Profiles as sources (kubernetes mode only; local mode has no Profiles). */
   profiles?: ProfileResolver;
   /** Kubernetes mode only: the clients, the shared object cache and the resolver as itself. */
@@ -35,6 +39,11 @@ export interface ModeServices {
   signedUrls?: AppDeps['signedUrls'];
   /** The admission webhook's decision, served by the webhook listener. */
   admission?: WebhookDeps['admission'];
+  /**
+   * Keys every replica shares, for the browser page's session cookies (kubernetes mode: the signing
+   * keys' Secret). Absent: a key made at start (local mode is one process).
+   */
+  sessionKeys?: () => KeyRing;
 }
 
 export interface Mode<Services extends ModeServices = ModeServices> {

@@ -46,6 +46,9 @@ export interface Config {
   /** After SIGTERM, how long the listeners keep accepting (with /readyz failing) before the drain. */
   shutdownDelayMs: number;
   /** Write the demo backup and restore into an empty data directory. */
+  /** The browser page (`--ui`), and the longest a session of it lasts. */
+  ui: boolean;
+  sessionMaxAgeMs: number;
   demo: boolean;
   /** Local mode: more named locations (YAML or JSON), tried after the data directory. */
   locationsFile?: string;
@@ -154,6 +157,17 @@ function shutdownDelay(raw: string): number {
   return ms;
 }
 
+/**
+ * A browser session's longest life: at least 10 s (the cookie's Max-Age is in whole seconds; a short
+ * session is the operator's choice, only inconvenient), at most 7 days (a stolen cookie is good for
+ * at most that long even while its token stays valid).
+ */
+function sessionAge(raw: string): number {
+  const ms = duration(raw);
+  if (ms < 10_000 || ms > 7 * 24 * 3600_000) throw new Error(`must be between 10s and 168h; got "${raw}"`);
+  return ms;
+}
+
 /** The flag table; keys are Config fields (or inputs to them). */
 export const FLAGS = {
   mode: flag({ name: 'mode', kind: 'string', help: 'local (static tokens, files) or kubernetes (TokenReview, SubjectAccessReview, BSLs); default kubernetes in a cluster or with a kubeconfig, else local', parse: oneOf('local', 'kubernetes') }),
@@ -206,6 +220,8 @@ export const FLAGS = {
   maxConnectionsPerClient: flag({ name: 'max-connections-per-client', kind: 'string', default: '64', help: 'open connections from one client address (IPv6: one /64) at most, closed on accept; --trusted-proxies are exempt', parse: count }),
   maxConcurrentDownloads: flag({ name: 'max-concurrent-downloads', kind: 'string', default: '64', help: 'downloads served at once at most; more are answered 503 with Retry-After', parse: count }),
   trustedProxies: flag({ name: 'trusted-proxies', kind: 'string', default: '', help: 'CIDRs or addresses of proxies (Ingress controller, load balancer) whose X-Forwarded-For names the client; exempt from --max-connections-per-client', parse: list }),
+  ui: flag({ name: 'ui', kind: 'boolean', default: 'true', help: 'serve the browser page (/ui/): sign in with a bearer token, browse and download what you may read', parse: bool }),
+  sessionMaxAge: flag({ name: 'session-max-age', kind: 'string', default: '8h', help: 'the longest a browser session lasts (10s to 168h); a revoked token ends it sooner, within --authn-cache-ttl', parse: sessionAge }),
   demo: flag({ name: 'demo', kind: 'boolean', default: 'true', help: 'write a demo backup and restore into an empty --data-dir', parse: bool }),
   repositoryPasswordFile: flag({ name: 'repository-password-file', kind: 'string', help: "local mode: file holding the Kopia repository password of volume backups (default: Velero's default password); kubernetes mode reads Secret velero-repo-credentials", parse: verbatim }),
   kopiaCacheSize: flag({ name: 'kopia-cache-size', kind: 'string', default: '256Mi', help: 'memory for Kopia repository indexes and directory listings, shared by every volume backup read (least recently used dropped first)', parse: bytes }),
@@ -406,6 +422,8 @@ export function loadConfig(
       shutdownGraceMs: v.shutdownGrace!,
       shutdownDelayMs: v.shutdownDelay!,
       ...(v.metricsPlainHttpPort !== undefined && { metricsPlainHttpPort: v.metricsPlainHttpPort }),
+      ui: v.ui!,
+      sessionMaxAgeMs: v.sessionMaxAge!,
       demo: v.demo!,
       fsRoot: resolve(cwd, v.fsRoot!),
       ...(mode === 'kubernetes' && kubeconfig !== undefined && { kubeconfig: resolve(cwd, kubeconfig) }),

@@ -70,6 +70,20 @@ export interface ObjectReader {
   veleroList(plural: VeleroListedPlural, namespace: string, labelSelector: string, signal: AbortSignal, opts?: ReadOptions): Promise<KubeObject[]>;
 }
 
+/** The Velero kinds the catalog lists whole (no label selector), at velero.io/v1. */
+export type CatalogPlural = 'backups' | 'restores';
+
+/** Lists Backups and Restores for the catalog page (apart from ObjectReader: only the catalog needs them). */
+export interface CatalogReader {
+  /**
+   * Every object of `plural` in `namespace`, or in every namespace when `namespace` is `''` (as the
+   * API's own collection paths do); [] when there are none or the kind is not installed (404). One
+   * API call with `limit`: more than the reader's cap (MAX_LISTED_OBJECTS) is TooManyObjectsError.
+   * Cached like veleroList.
+   */
+  veleroCollection(plural: CatalogPlural, namespace: string, signal: AbortSignal, opts?: ReadOptions): Promise<KubeObject[]>;
+}
+
 /** Reads Kanister Profiles (apart from ObjectReader: only the Profile routes need them). */
 export interface ProfileReader {
   /** The Profile, or undefined when it (or Kanister's CRD) does not exist. */
@@ -98,7 +112,7 @@ export interface CachedReaderOptions {
 /** The cache key of one custom object (the peek of a warm read and the read itself use the same). */
 const objectKey = (group: string, plural: string, namespace: string, name: string): string => `${group}/${plural}/${namespace}/${name}`;
 
-export class CachedObjectReader implements ObjectReader, ProfileReader {
+export class CachedObjectReader implements ObjectReader, ProfileReader, CatalogReader {
   readonly #kube: KubeClients;
   readonly #cache: TtlCache<Found<unknown>>;
   readonly #lists: TtlCache<Found<unknown>>;
@@ -148,16 +162,44 @@ export class CachedObjectReader implements ObjectReader, ProfileReader {
    */
   async veleroList(plural: VeleroListedPlural, namespace: string, labelSelector: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject[]> {
     const version = VELERO_LISTED[plural];
+    return this.#list(`list/${plural}/${namespace}/${labelSelector}`, `${plural}.velero.io`, namespace, `?labelSelector=${labelSelector}`, `in namespace "${namespace}" match ${labelSelector}`, signal, opts, (limit, o) =>
+      this.#kube.custom.listNamespacedCustomObject({ group: 'velero.io', version, plural, namespace, labelSelector, limit }, o) as Promise<ListPage>,
+    );
+  }
+
+  /** Cached and capped like veleroList, in the same cache (keyed apart: no selector). */
+  async veleroCollection(plural: CatalogPlural, namespace: string, signal: AbortSignal, opts: ReadOptions = {}): Promise<KubeObject[]> {
+    const type = { group: 'velero.io', version: 'v1', plural };
+    const where = namespace === '' ? 'in the cluster' : `in namespace "${namespace}"`;
+    return this.#list(`collection/${plural}/${namespace}`, `${plural}.velero.io`, namespace === '' ? '(every namespace)' : namespace, '(list)', where, signal, opts, (limit, o) =>
+      (namespace === ''
+        ? this.#kube.custom.listClusterCustomObject({ ...type, limit }, o)
+        : this.#kube.custom.listNamespacedCustomObject({ ...type, namespace, limit }, o)) as Promise<ListPage>,
+    );
+  }
+
+  /**
+   * One list call (`limit` one above the cap) behind the lists' cache; a list that is longer, or
+   * that the API server would continue, is TooManyObjectsError (`where` says what overflowed).
+   */
+  async #list(
+    key: string,
+    what: string,
+    namespace: string,
+    name: string,
+    where: string,
+    signal: AbortSignal,
+    opts: ReadOptions,
+    get: (limit: number, o: Parameters<Parameters<KubeClients['call']>[1]>[0]) => Promise<ListPage>,
+  ): Promise<KubeObject[]> {
     const max = this.#maxListed;
     const found = await this.#lists.get(
-      `list/${plural}/${namespace}/${labelSelector}`,
+      key,
       async (s) => {
-        const page = await this.#read(`${plural}.velero.io`, namespace, `?labelSelector=${labelSelector}`, s, opts.budget ?? 'objects', (o) =>
-          this.#kube.custom.listNamespacedCustomObject({ group: 'velero.io', version, plural, namespace, labelSelector, limit: max + 1 }, o) as Promise<ListPage>,
-        );
+        const page = await this.#read(what, namespace, name, s, opts.budget ?? 'objects', (o) => get(max + 1, o));
         const items = page.value?.items;
         if (page.value?.metadata?.continue || (Array.isArray(items) && items.length > max)) {
-          throw new TooManyObjectsError(`more than ${max} ${plural}.velero.io in namespace "${namespace}" match ${labelSelector}`);
+          throw new TooManyObjectsError(`more than ${max} ${what} ${where}`);
         }
         // An empty list is kept only as long as an absence: objects appear while a backup runs.
         return { value: Array.isArray(items) && items.length > 0 ? (items as KubeObject[]) : undefined };

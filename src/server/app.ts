@@ -28,6 +28,8 @@ import { markPage, useSecurityHeaders } from './security-headers.ts';
 import { VOLUME_ARCHIVE_PATH, VOLUME_FILES_PATH, VOLUMES_PATH, parseVolume, resolveVolume, sendVolumeArchive, sendVolumeFile, sendVolumeList } from './volumes.ts';
 import type { SnapshotDeps, VolumeDeps } from './volumes.ts';
 import { PROFILE_OBJECTS_PATH, parseProfileObject, resolveProfileObject } from './profiles.ts';
+import { sendErrorPage, uiRoutes } from './ui/routes.ts';
+import type { UiDeps } from './ui/routes.ts';
 
 export interface AppDeps extends DownloadDeps {
   authenticator: Authenticator;
@@ -60,6 +62,11 @@ export interface AppDeps extends DownloadDeps {
    * their locations. Absent: those paths answer 404.
    */
   profiles?: ProfileResolver;
+  /**
+   * The browser page (`/ui/`): its catalog of backups and restores and its sessions. Absent: no page,
+   * and no session cookie is accepted anywhere.
+   */
+  ui?: Pick<UiDeps, 'catalog' | 'sessions' | 'sessionMaxAgeMs' | 'mode'>;
 }
 
 /** Readiness shared by both listeners; false while starting and while draining on shutdown. */
@@ -206,7 +213,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     }
     // A download that failed before its first byte had dropped the page headers: a Status is a page.
     markPage(res);
-    sendStatus(res, mapped);
+    // A browser that followed a link of the page (signed in by its cookie) is shown a page, not JSON.
+    if (localsOf(res).browser) sendErrorPage(res, err);
+    else sendStatus(res, mapped);
   };
 }
 
@@ -225,6 +234,18 @@ export function createApp(deps: AppDeps): Express {
     res.json(deps.info());
   });
 
+  if (deps.ui) {
+    uiRoutes(app, {
+      ...deps.ui,
+      authenticator: deps.authenticator,
+      authorizer: deps.authorizer,
+      resolver: deps.resolver,
+      stores: deps.stores,
+      log: deps.log,
+      clientOf: (req) => clientAddress(req, deps.trustedProxies),
+      ...(deps.volumes && { volumes: { ...deps.volumes, stores: deps.stores, log: deps.log } }),
+    });
+  }
   downloadRoutes(app, deps);
 
   app.use((req, _res, next) => {
@@ -245,7 +266,7 @@ export function createApp(deps: AppDeps): Express {
  * target it was signed for, which is then authorized for that requester exactly as for a token.
  */
 function downloadRoutes(app: Express, deps: AppDeps): void {
-  const authenticated = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies), deps.accessUsers);
+  const authenticated = authenticate(deps.authenticator, (req) => clientAddress(req, deps.trustedProxies), deps.accessUsers, deps.ui?.sessions);
   const authorizeResolveSend = [authorizeTarget(deps.authorizer), resolveLocation(deps.resolver), sendLocation(deps)];
   // Before the artifact routes, whose `:artifact` would otherwise take `volumes`.
   if (deps.volumes) volumeRoutes(app, deps, authenticated, { ...deps.volumes, stores: deps.stores, log: deps.log, ...(deps.downloadSlots && { downloadSlots: deps.downloadSlots }) });

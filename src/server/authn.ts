@@ -15,6 +15,9 @@ import type { SignedGrant } from '../velero/downloadrequests.ts';
 import { localsOf, signalOf } from './locals.ts';
 import { HttpError } from './status.ts';
 import { then } from '../util/promise-or.ts';
+import type { PromiseOr } from '../util/promise-or.ts';
+import { sessionAllowed, sessionCookieOf } from './ui/session.ts';
+import type { SessionCodec } from './ui/session.ts';
 
 const REALM = 'realm="velero-download-server"';
 const BEARER_ONLY = { 'WWW-Authenticate': `Bearer ${REALM}` };
@@ -61,12 +64,16 @@ export const peerAddress: ClientAddressOf = (req) => req.socket.remoteAddress ??
  * and a hostile one (bad base64, bytes that are not UTF-8, control characters in the user) is a 401
  * like a wrong password. Node itself answers 431 to a header section over its 16 KiB limit.
  */
-export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = peerAddress, basic?: Authenticator): RequestHandler {
+export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = peerAddress, basic?: Authenticator, sessions?: SessionCodec): RequestHandler {
   const refuse = (message: string): HttpError => new HttpError(401, 'Unauthorized', `Unauthorized: ${message}`, basic ? BEARER_OR_BASIC : BEARER_ONLY);
   const schemes = basic ? '"Bearer <token>" or "Basic <base64(user@host:password)>"' : '"Bearer <token>"';
   return (req, res, next) => {
     const header = req.headers.authorization;
-    if (header === undefined || header === '') throw refuse(`credentials are required (Authorization: ${schemes})`);
+    if (header === undefined || header === '') {
+      const cookie = sessions && sessionAllowed(req.headers['sec-fetch-site']) ? sessionCookieOf(req.headers.cookie) : undefined;
+      if (cookie === undefined) throw refuse(`credentials are required (Authorization: ${schemes})`);
+      return bySession(sessions!, cookie, bearer, req, res, next, clientOf, refuse);
+    }
     const scheme = /^Basic(?:[ \t]|$)/i.test(header) ? 'Basic' : 'Bearer';
     const [authenticator, what] = scheme === 'Basic' ? [basic, 'user name or password'] : [bearer, 'bearer token'];
     if (!authenticator) throw refuse('access users (HTTP Basic) are not enabled on this server; use a bearer token');
@@ -79,6 +86,25 @@ export function authenticate(bearer: Authenticator, clientOf: ClientAddressOf = 
       next();
     });
   };
+}
+
+/**
+ * A browser's request without an Authorization header: the session cookie (ui/session.ts) stands in
+ * for the bearer token, which is reviewed exactly as if it had come in the header. Errors of such a
+ * request are shown as a page (the browser marker). A cookie that does not open is a 401, never a
+ * fallback to anything else; its value is never logged or echoed.
+ */
+function bySession(sessions: SessionCodec, cookie: string, bearer: Authenticator, req: Request, res: Response, next: NextFunction, clientOf: ClientAddressOf, refuse: (m: string) => HttpError): PromiseOr<void> {
+  const locals = localsOf(res);
+  locals.browser = true;
+  const session = sessions.open(cookie);
+  if (!session) throw refuse('the browser session is not valid or has ended; sign in again');
+  return then(bearer.authenticate(session.token, signalOf(res), clientOf(req)), (user) => {
+    if (!user) throw refuse('the browser session\'s token is no longer valid; sign in again');
+    locals.user = user;
+    locals.via = 'session';
+    next();
+  });
 }
 
 /** Checks a signed DownloadRequest URL (velero/downloadrequests.ts) against the DownloadRequest it names. */

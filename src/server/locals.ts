@@ -35,7 +35,9 @@ export interface RequestLocals {
   /** The authenticated caller. */
   user?: UserInfo;
   /** How the caller was authenticated when not by a bearer token. */
-  via?: 'signed-url';
+  via?: 'signed-url' | 'session';
+  /** A browser's request (it came with the page's session cookie): errors are shown as a page. */
+  browser?: boolean;
   /** The DownloadRequest a DownloadRequest route names, before it is read. */
   downloadRequest?: { namespace: string; name: string };
   /** The artifact asked for, once known. */

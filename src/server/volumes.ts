@@ -148,6 +148,18 @@ function sendJson(req: Request, res: Response, body: unknown): void {
   res.end(req.method === 'HEAD' ? undefined : text);
 }
 
+/**
+ * What a path inside a snapshot is, for the browser page: the entry, and for a directory its entries
+ * in name order (at most `max`; `more` when there were more). The same reads as the files route.
+ */
+export async function snapshotEntry(deps: SnapshotDeps, source: SnapshotSource, segments: string[], max: number, signal: AbortSignal): Promise<{ entry: DirEntry; children?: DirEntry[]; more: boolean }> {
+  const { repo, snapshot } = await openSnapshot(deps, source, signal);
+  const entry = await repo.stat(snapshot, segments.join('/'), signal);
+  if (entry.type !== 'd') return { entry, more: false };
+  const all = (await repo.readDirectory(entry.objectID, signal)).sort((a, b) => compareNames(a.name, b.name));
+  return { entry, children: all.slice(0, max), more: all.length > max };
+}
+
 /** The opened repository and snapshot of a resolved source. */
 async function openSnapshot(deps: SnapshotDeps, source: SnapshotSource, signal: AbortSignal): Promise<{ repo: Repository; snapshot: Snapshot }> {
   const store = await deps.stores.forSpec(source.spec);

@@ -21,6 +21,7 @@ import { InvalidBackupFileError, InvalidTargetError } from './errors.ts';
 import { uniqueVolumes, volumeOfPodVolumeBackup, volumeOfVolumeInfo, withPvcNames } from './volumes-parse.ts';
 import type { EntryContext } from './volumes-parse.ts';
 import type { BackupVolume } from './volumes.ts';
+import { bytesOf } from './object-bytes.ts';
 
 /** The most compressed bytes read of one file. */
 export const MAX_GZIP_BYTES = 16 * 1024 * 1024;
@@ -100,25 +101,13 @@ export async function readGzippedJsonArray(
       if ((err as { reason?: unknown }).reason === 'ObjectNotFound') return undefined;
       throw err;
     }
-    const stream = body.kind === 'stream' ? body.body : body.stream();
-    if (body.size > maxGzip) {
-      stream.destroy();
-      throw new InvalidBackupFileError(`${key} is ${body.size} bytes, more than the ${maxGzip} bytes the gateway reads`);
-    }
-    const chunks: Buffer[] = [];
-    let n = 0;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      n += chunk.length;
-      // A store may deliver more than it announced: the bound holds on what arrives.
-      if (n > maxGzip) {
-        stream.destroy();
-        throw new InvalidBackupFileError(`${key} is more than the ${maxGzip} bytes the gateway reads`);
-      }
-      chunks.push(chunk);
+    const gzipped = await bytesOf(body, maxGzip);
+    if (!gzipped) {
+      throw new InvalidBackupFileError(body.size > maxGzip ? `${key} is ${body.size} bytes, more than the ${maxGzip} bytes the gateway reads` : `${key} is more than the ${maxGzip} bytes the gateway reads`);
     }
     let text: Buffer;
     try {
-      text = await gunzipAsync(Buffer.concat(chunks), { maxOutputLength: maxJson });
+      text = await gunzipAsync(gzipped, { maxOutputLength: maxJson });
     } catch (err) {
       const tooLarge = (err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
       throw new InvalidBackupFileError(tooLarge ? `${key} inflates to more than the ${maxJson} bytes the gateway reads` : `${key} is not a gzip file`);

@@ -497,7 +497,7 @@ const VARIANTS: Record<string, Variant> = {
         tenantEndpointAllow: ['10.0.0.0/8', '*.minio.svc.cluster.local'],
         tenantFilesystemAllow: { 'team-a': ['velero-nfs'], 'team-b': ['velero-nfs', 'scratch/team-b'] },
         tokenAudiences: ['velero-download-server'], serveAllLocations: true, auditLogFile: '/var/lib/velero-download-server/audit.log',
-        logLevel: 'debug', shutdownGrace: '40s', extraArgs: ['--authz-allowed-ttl=1m'], extraEnvVars: { NODE_OPTIONS: '--max-old-space-size=384' },
+        logLevel: 'debug', shutdownGrace: '40s', browserPage: false, sessionMaxAge: '30m', extraArgs: ['--authz-allowed-ttl=1m'], extraEnvVars: { NODE_OPTIONS: '--max-old-space-size=384' },
       },
       terminationGracePeriodSeconds: 60,
       caBundle: { existingSecret: 'store-ca' },
@@ -507,7 +507,7 @@ const VARIANTS: Record<string, Variant> = {
     check(docs) {
       const args = argsOf(docs);
       assert.deepEqual(Object.fromEntries([...args].filter(([k]) => k !== 'mode' && k !== 'state-dir' && k !== 'fs-root' && k !== 'service-name' && k !== 'tls-secret' && k !== 'ca-configmap')), {
-        listen: '[::]:8443', 'metrics-listen': '[::]:8085', 'log-level': 'debug', 'shutdown-delay': '5s', 'shutdown-grace': '40s',
+        listen: '[::]:8443', 'metrics-listen': '[::]:8085', 'log-level': 'debug', 'shutdown-delay': '5s', 'shutdown-grace': '40s', 'session-max-age': '30m', 'no-ui': '',
         'request-timeout': '10s', 'send-stall-timeout': '2m', 'max-connections': '2048', 'max-connections-per-client': '16', 'max-concurrent-downloads': '128',
         'trusted-proxies': '10.42.0.0/16,192.0.2.1', 'tls-validity': '2160h', 'tls-extra-sans': '203.0.113.10', 'watch-namespaces': 'team-a,team-b',
         'serve-all-locations': '', 'tenant-endpoint-allow': '10.0.0.0/8,*.minio.svc.cluster.local',
@@ -580,9 +580,11 @@ const VARIANTS: Record<string, Variant> = {
 function checkDeployment(docs: Manifest[]): void {
   const known = new Map(Object.values(FLAGS).map((f) => [f.name, f.kind]));
   for (const [flag, value] of argsOf(docs)) {
-    assert.ok(known.has(flag), `--${flag} is not a flag of the gateway`);
+    // A switch may be negated (`--no-ui`), as the gateway's parser allows.
+    const name = flag.startsWith('no-') && known.get(flag.slice(3)) === 'boolean' ? flag.slice(3) : flag;
+    assert.ok(known.has(name), `--${flag} is not a flag of the gateway`);
     // node:util parseArgs refuses `--switch=value`: switches are passed bare.
-    if (known.get(flag) === 'boolean') assert.equal(value, '', `--${flag} is a switch: passed bare`);
+    if (known.get(name) === 'boolean') assert.equal(value, '', `--${flag} is a switch: passed bare`);
   }
   assert.equal(argsOf(docs).get('mode'), 'kubernetes');
   const pod = deploymentOf(docs).spec.template.spec;
@@ -659,6 +661,12 @@ function checkRbac(docs: Manifest[]): void {
   assert.deepEqual(volumeRules.map((x) => x.namespace).sort(), watchedNamespaces(docs));
   for (const r of all.filter((x) => grants(x, 'velero.io', 'podvolumebackups') || grants(x, 'velero.io', 'datauploads'))) {
     assert.deepEqual(r, { apiGroups: ['velero.io'], resources: ['podvolumebackups', 'datauploads'], verbs: ['list'] });
+  }
+  // The catalog: Backups and Restores listed (never watched) wherever they are read.
+  const catalogRoles = roles.filter((x) => x.rules.some((r) => grants(r, 'velero.io', 'backups') && r.verbs.includes('list')));
+  assert.deepEqual(catalogRoles.map((x) => x.namespace).sort(), watchedNamespaces(docs));
+  for (const r of all.filter((x) => (grants(x, 'velero.io', 'backups') || grants(x, 'velero.io', 'restores')) && x.verbs.includes('list'))) {
+    assert.deepEqual(r, { apiGroups: ['velero.io'], resources: ['backups', 'restores'], verbs: ['list'] });
   }
   // Kanister Profiles: read by name (get) wherever Velero's objects are read; never listed or watched.
   const profileRoles = roles.filter((x) => x.rules.some((r) => grants(r, 'cr.kanister.io', 'profiles')));

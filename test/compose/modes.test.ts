@@ -47,7 +47,7 @@ describe('modes', () => {
     });
     assert.deepEqual(JSON.parse(stdout), {
       name: 'local',
-      parts: ['authenticator', 'authorizer', 'resolver', 'stores', 'volumeResolver'],
+      parts: ['authenticator', 'authorizer', 'catalog', 'resolver', 'stores', 'volumeResolver'],
       services: [],
       info: {},
       kubeClient: false,

@@ -51,6 +51,8 @@ function judge(c: FuzzCase, r: RawResponse | undefined, canary: string): string 
   const s = r.status;
   if (s >= 500) return `a ${s}`;
   if (c.expect && !c.expect.includes(s)) return `status ${s}, expected ${c.expect.join('/')}`;
+  // The browser page's redirects (`/` → the page, the page → sign-in) go only to the page's own paths: never an open redirect.
+  if (s === 303) return /^\/ui\/(sign-in(\?[a-z-]+)?)?$/.test(r.headers.location ?? '') ? undefined : `a 303 to ${r.headers.location}`;
   if (!ALLOWED.has(s) && !(s === 417 && c.junkExpect)) return `unexpected status ${s}`;
   if (r.body.includes(canary)) return 'the canary’s content was served';
   if (!c.hasRange && (s === 206 || s === 416)) return `a ${s} without a Range header`;

@@ -8,6 +8,7 @@ import { createMode } from '../../src/compose/create-mode.ts';
 import type { KubeServices } from '../../src/compose/kubernetes.ts';
 import { kopiaPool } from '../../src/compose/kopia.ts';
 import { createStoreFactory } from '../../src/compose/stores.ts';
+import { browserPage } from '../../src/compose/ui.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import type { Config } from '../../src/config/config.ts';
 import { createWebhookApp } from '../../src/server/admission.ts';
@@ -55,8 +56,10 @@ export async function inProcessGateway(args: string[], env: Record<string, strin
   // Kubernetes mode's services, as the kubernetes mode starts them.
   const services = opts.kubeServices && mode.name === 'kubernetes' ? ((await mode.start()) as KubeServices) : undefined;
   const audit = createAuditLogger('info', config.auditLog, sink);
-  const { volumeResolver, ...parts } = mode.parts;
+  const { volumeResolver, catalog: _catalog, ...parts } = mode.parts;
+  const ui = browserPage(config, mode, services ?? {});
   const app = createApp({
+    ...(ui && { ui }),
     ...parts,
     volumes: { resolver: volumeResolver, pool: kopiaPool(config) },
     ...(services && { signedUrls: services.signedUrls }),

@@ -195,6 +195,18 @@ describe('browser page over HTTP (kubernetes mode)', () => {
     assert.equal((api.body as { kind?: string }).kind, 'Status');
   });
 
+  test('a user who may list pays one review per kind and namespace for the list page, not one per artifact', async () => {
+    const token = fx.api.tokens.user('grace', ['system:authenticated']);
+    fx.api.rbac.grant({ kind: 'User', name: 'grace' }, [{ apiGroups: ['velero.io'], resources: ['backups', 'restores'], verbs: ['list'] }], NS);
+    const session = await signIn(token);
+    const before = fx.api.calls.count({ resource: 'subjectaccessreviews', verb: 'create' });
+    const list = await request(gw.app).get('/ui/').set(withSession(session)).expect(200);
+    assert.ok(list.text.includes(`/ui/namespaces/${NS}/backups/${BACKUP}"`));
+    assert.equal(fx.api.calls.count({ resource: 'subjectaccessreviews', verb: 'create' }) - before, 2, 'list backups, list restores');
+    // Listing is not reading: her artifacts stay refused.
+    await request(gw.app).get(`/v1/namespaces/${NS}/backups/${BACKUP}/log`).set(withSession(session)).expect(403);
+  });
+
   test('carol (no rights) sees an empty page, not an error; a backup page is a 403 page before anything is looked up', async () => {
     const session = await signIn(fx.tokens.carol);
     const list = await request(gw.app).get('/ui/').set(withSession(session)).expect(200);

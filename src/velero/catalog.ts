@@ -27,6 +27,8 @@ import { NotFoundError } from './errors.ts';
 import { checkServed } from './kube-resolver.ts';
 import { namespaceMatcher } from './namespaces.ts';
 import { bytesOf } from './object-bytes.ts';
+import { mapLimited } from '../util/map-limited.ts';
+import { own, record } from '../util/untrusted.ts';
 
 export { TooManyObjectsError };
 
@@ -93,9 +95,6 @@ export const LOCAL_CATALOG_TTL_MS = 5_000;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const PHASE = /^[A-Za-z]{1,64}$/;
 
-const record = (v: unknown): Record<string, unknown> | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
-/** An own data property of a record: nothing inherited, and no getter is ever run. */
-const own = (o: Record<string, unknown> | undefined, k: string): unknown => (o ? Object.getOwnPropertyDescriptor(o, k)?.value : undefined);
 const timestamp = (v: unknown): string | undefined => (typeof v === 'string' && RFC3339.test(v) && !Number.isNaN(Date.parse(v)) ? v : undefined);
 const phase = (v: unknown): string | undefined => (typeof v === 'string' && PHASE.test(v) ? v : undefined);
 const objectName = (v: unknown): string | undefined => (typeof v === 'string' && isDns1123Subdomain(v) ? v : undefined);
@@ -372,16 +371,11 @@ export class LocalCatalog implements Catalog {
       budget -= meta.size;
       return true;
     });
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < work.length) {
-        const entry = work[next++]!;
-        const f = found.get(entry.name)!;
-        const doc = await this.#backupDocument(f, signal);
-        if (doc) Object.assign(entry, fieldsOf('backups', doc), { location: f.location.name });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(METADATA_READS_AT_ONCE, work.length) }, worker));
+    await mapLimited(work, METADATA_READS_AT_ONCE, async (entry) => {
+      const f = found.get(entry.name)!;
+      const doc = await this.#backupDocument(f, signal);
+      if (doc) Object.assign(entry, fieldsOf('backups', doc), { location: f.location.name });
+    });
   }
 
   /**

@@ -8,6 +8,8 @@
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import type { Gunzip } from 'node:zlib';
+import { own, record } from '../../util/untrusted.ts';
 
 export const LOG_PAGE_LINES = 500;
 export const MAX_LINE = 4096;
@@ -33,6 +35,26 @@ export interface LogPage {
   cut: boolean;
 }
 
+/**
+ * The body gunzipped as it streams: an upstream error or the request's abort fails the gunzip (so a
+ * reader of it rejects, never ends quietly); `release` stops both and releases the object.
+ */
+function gunzipping(body: Readable, signal: AbortSignal): { gunzip: Gunzip; release: () => void } {
+  const gunzip = createGunzip();
+  body.on('error', (err) => gunzip.destroy(err));
+  body.pipe(gunzip);
+  const onAbort = (): void => void gunzip.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  signal.addEventListener('abort', onAbort, { once: true });
+  return {
+    gunzip,
+    release: () => {
+      signal.removeEventListener('abort', onAbort);
+      gunzip.destroy();
+      body.destroy();
+    },
+  };
+}
+
 // logrus's text format, as Velero writes it: time="..." level=info msg="..." key=value ...
 const LEVEL = /(?:^|\s)level=(\w+)/;
 
@@ -48,19 +70,15 @@ function levelOf(line: string): string {
  * log ended there.
  */
 export async function readLogPage(body: Readable, page: number, level: LogLevel, signal: AbortSignal): Promise<LogPage> {
-  const gunzip = createGunzip();
+  const { gunzip, release } = gunzipping(body, signal);
   let scanned = 0;
   let cut = false;
-  body.on('error', (err) => gunzip.destroy(err));
-  body.pipe(gunzip);
   const lines = createInterface({ input: gunzip, crlfDelay: Infinity });
   const skip = page * LOG_PAGE_LINES;
   const out: LogLine[] = [];
   let matched = 0;
   let more = false;
   let n = 0;
-  const onAbort = (): void => void gunzip.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-  signal.addEventListener('abort', onAbort, { once: true });
   try {
     for await (const raw of lines) {
       n++;
@@ -80,10 +98,8 @@ export async function readLogPage(body: Readable, page: number, level: LogLevel,
       }
     }
   } finally {
-    signal.removeEventListener('abort', onAbort);
     lines.close();
-    gunzip.destroy();
-    body.destroy();
+    release();
   }
   return { lines: out, more, cut };
 }
@@ -97,13 +113,9 @@ export interface ResultRow {
 
 /** Gunzips a whole (small) artifact; RangeError past `max` bytes. */
 export async function gunzipBounded(body: Readable, max: number, signal: AbortSignal): Promise<Buffer> {
-  const gunzip = createGunzip();
-  body.on('error', (err) => gunzip.destroy(err));
-  body.pipe(gunzip);
+  const { gunzip, release } = gunzipping(body, signal);
   const chunks: Buffer[] = [];
   let size = 0;
-  const onAbort = (): void => void gunzip.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-  signal.addEventListener('abort', onAbort, { once: true });
   try {
     for await (const c of gunzip as AsyncIterable<Buffer>) {
       size += c.length;
@@ -111,9 +123,7 @@ export async function gunzipBounded(body: Readable, max: number, signal: AbortSi
       chunks.push(c);
     }
   } finally {
-    signal.removeEventListener('abort', onAbort);
-    gunzip.destroy();
-    body.destroy();
+    release();
   }
   return Buffer.concat(chunks);
 }
@@ -123,8 +133,6 @@ function messages(v: unknown): string[] {
   return v.map((m) => (typeof m === 'string' ? m : JSON.stringify(m))).map((m) => (m.length > MAX_LINE ? `${m.slice(0, MAX_LINE)} …` : m));
 }
 
-const record = (v: unknown): Record<string, unknown> | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
-const own = (o: Record<string, unknown> | undefined, k: string): unknown => (o && Object.hasOwn(o, k) ? o[k] : undefined);
 
 /**
  * The rows of Velero's results file (`{"errors": {"velero": [...], "cluster": [...], "namespaces":

@@ -27,6 +27,7 @@ import type { Authenticator, Authorizer, ResourceAttributes, UserInfo } from '..
 import { AuthUnavailableError } from '../../auth/types.ts';
 import type { StoreFactory } from '../../stores/spec.ts';
 import { isStoreError } from '../../stores/errors.ts';
+import { mapLimited } from '../../util/map-limited.ts';
 import { BACKUP_ARTIFACTS, RESTORE_ARTIFACTS } from '../../velero/artifacts.ts';
 import type { OwnerKind, Target } from '../../velero/artifacts.ts';
 import type { Catalog, CatalogEntry } from '../../velero/catalog.ts';
@@ -210,20 +211,6 @@ function pageSession(deps: UiDeps): RequestHandler {
   };
 }
 
-/** Runs `f` over `items`, at most `limit` at once, keeping order. */
-async function mapLimited<T, U>(items: readonly T[], limit: number, f: (item: T) => Promise<U>): Promise<U[]> {
-  const out: U[] = new Array<U>(items.length);
-  let i = 0;
-  const worker = async (): Promise<void> => {
-    while (i < items.length) {
-      const k = i++;
-      out[k] = await f(items[k]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 /**
  * Whether any of the reviews allows, asked in order and stopping at the first that does (each is
  * cached by the authorizer): a user who may list costs one review per namespace and kind, not
@@ -278,6 +265,11 @@ async function maySee(deps: UiDeps, user: UserInfo, owner: OwnerKind, namespace:
   return (await maySeeByName(deps, user, owner, namespace, name, signal)) || mayListAll(deps, user, owner, namespace, signal);
 }
 
+/** Not there: no such owner or artifact (resolution), or no such object (the store). */
+function isMissing(err: unknown): boolean {
+  return err instanceof NotFoundError || (isStoreError(err) && err.reason === 'ObjectNotFound');
+}
+
 async function artifactRow(deps: UiDeps, user: UserInfo, owner: OwnerKind, namespace: string, name: string, artifact: string, signal: AbortSignal): Promise<ArtifactRow> {
   const target = { namespace, owner, name, artifact };
   const href = `/v1/namespaces/${encodeURIComponent(namespace)}/${owner}/${encodeURIComponent(name)}/${artifact}`;
@@ -288,7 +280,7 @@ async function artifactRow(deps: UiDeps, user: UserInfo, owner: OwnerKind, names
     const info = await store.stat(location.key, { signal });
     return { artifact, href, state: { kind: 'size', bytes: info.size } };
   } catch (err) {
-    if (err instanceof NotFoundError || (isStoreError(err) && err.reason === 'ObjectNotFound')) return { artifact, href, state: { kind: 'missing' } };
+    if (isMissing(err)) return { artifact, href, state: { kind: 'missing' } };
     if (err instanceof AuthUnavailableError || signal.aborted) throw err;
     return { artifact, href, state: { kind: 'error', message: mapError(err).body.message } };
   }
@@ -462,7 +454,7 @@ export function uiRoutes(app: Express, deps: UiDeps): void {
         try {
           body = await openArtifact(deps, target, signal);
         } catch (err) {
-          if (err instanceof NotFoundError || (isStoreError(err) && err.reason === 'ObjectNotFound')) {
+          if (isMissing(err)) {
             sendPage(res, 200, resultsPage(shown(u), owner, target.namespace, target.name, undefined));
             return;
           }
